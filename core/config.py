@@ -1,0 +1,197 @@
+"""Settings, read once at the edge (the bot's and the worker's entry points) and passed in explicitly.
+
+Two sources:
+- a TOML file (`ROLLBACK_CONFIG`, default `./rollback.toml` when present) for policy and per-target
+  settings; it never holds a secret;
+- the environment for secrets and URLs: `<NAME>_DATABASE_URL` defines target `<name>` (the playbook's
+  `PROD_DATABASE_URL` -> `prod`), plus tokens, keys and service URLs.
+
+See `rollback.example.toml` for every key, documented.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core import defaults
+
+TARGET_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+DATABASE_URL_ENV = re.compile(r"^([A-Z][A-Z0-9_]*)_DATABASE_URL$")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A maintenance hook: a shell command, or an HTTP request (POST unless `method` says otherwise)."""
+
+    command: str | None = None
+    url: str | None = None
+    method: str = "POST"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    database_url_env: str
+    migrations_dir: str = defaults.MIGRATIONS_DIR
+    critical_tables: tuple[str, ...] = ()
+    health_url: str | None = None
+    smoke_command: str | None = None
+    maintenance_on: Hook | None = None
+    maintenance_off: Hook | None = None
+    do_droplet_id: int | None = None
+    do_database_id: str | None = None
+    escalation: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Who may do what, where, and for how long a request stays valid."""
+
+    channels: tuple[str, ...] = ()
+    approvers: tuple[str, ...] = ()
+    approver_group: str | None = None
+    requesters: tuple[str, ...] = ()  # empty: everyone in the incident channels may ask
+    request_ttl_seconds: int = defaults.REQUEST_TTL_SECONDS
+    start_within_seconds: int = defaults.START_WITHIN_SECONDS
+    plan_ttl_seconds: int = defaults.PLAN_TTL_SECONDS
+
+
+@dataclass(frozen=True)
+class Settings:
+    targets: Mapping[str, Target]
+    policy: Policy = field(default_factory=Policy)
+    escalation: tuple[str, ...] = ()
+    backup_dir: str = defaults.BACKUP_DIR
+    lock_timeout_ms: int = defaults.LOCK_TIMEOUT_MS
+    lock_retries: int = defaults.LOCK_RETRIES
+    statement_timeout_ms: int = defaults.STATEMENT_TIMEOUT_MS
+    redis_url: str = defaults.REDIS_URL
+    queue_name: str = defaults.QUEUE_NAME
+    slack_api_url: str | None = None
+    slack_bot_token: str | None = field(default=None, repr=False)
+    pagerduty_routing_key: str | None = field(default=None, repr=False)
+    pagerduty_events_url: str = defaults.PAGERDUTY_EVENTS_URL
+    digitalocean_token: str | None = field(default=None, repr=False)
+    digitalocean_api_url: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def target(self, name: str) -> Target:
+        try:
+            return self.targets[name]
+        except KeyError:
+            raise ConfigError(f"unknown target {name!r}; known: {', '.join(sorted(self.targets)) or 'none'}") from None
+
+    def database_url(self, target: Target) -> str:
+        """The target's DSN, from the environment. Only workers call this; it is never logged."""
+        url = self.env.get(target.database_url_env)
+        if not url:
+            raise ConfigError(f"target {target.name!r}: {target.database_url_env} is not set")
+        return url
+
+    def contacts_for(self, target: Target) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*target.escalation, *self.escalation)))
+
+
+def _strings(value: Any, key: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(f"{key} must be a string or a list of strings")
+
+
+def _hook(value: Any, key: str) -> Hook | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return Hook(command=value)
+    if isinstance(value, dict) and (value.get("command") or value.get("url")):
+        return Hook(command=value.get("command"), url=value.get("url"), method=str(value.get("method", "POST")))
+    raise ConfigError(f"{key} must be a command string or a table with 'command' or 'url'")
+
+
+def _target(name: str, raw: Mapping[str, Any]) -> Target:
+    if not TARGET_NAME.match(name):
+        raise ConfigError(f"target name {name!r} must be lower-case letters, digits, '-' or '_'")
+    key = f"targets.{name}"
+    droplet = raw.get("do_droplet_id")
+    return Target(
+        name=name,
+        database_url_env=str(raw.get("database_url_env", f"{name.upper().replace('-', '_')}_DATABASE_URL")),
+        migrations_dir=str(raw.get("migrations_dir", defaults.MIGRATIONS_DIR)),
+        critical_tables=_strings(raw.get("critical_tables"), f"{key}.critical_tables"),
+        health_url=raw.get("health_url"),
+        smoke_command=raw.get("smoke_command"),
+        maintenance_on=_hook(raw.get("maintenance_on"), f"{key}.maintenance_on"),
+        maintenance_off=_hook(raw.get("maintenance_off"), f"{key}.maintenance_off"),
+        do_droplet_id=int(droplet) if droplet is not None else None,
+        do_database_id=raw.get("do_database_id"),
+        escalation=_strings(raw.get("escalation"), f"{key}.escalation"),
+    )
+
+
+def load_settings(env: Mapping[str, str] | None = None, path: str | os.PathLike[str] | None = None) -> Settings:
+    """Build Settings from a config file and the environment. Call once, at a process's edge."""
+    env = dict(os.environ if env is None else env)
+    config_path = Path(path or env.get("ROLLBACK_CONFIG") or defaults.CONFIG_FILE)
+    raw: dict[str, Any] = {}
+    if config_path.exists():
+        with config_path.open("rb") as fh:
+            try:
+                raw = tomllib.load(fh)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{config_path}: {exc}") from None
+    elif path or env.get("ROLLBACK_CONFIG"):
+        raise ConfigError(f"config file {config_path} does not exist")
+
+    targets: dict[str, Target] = {}
+    for name, section in (raw.get("targets") or {}).items():
+        targets[name] = _target(name, section)
+    for var in env:
+        match = DATABASE_URL_ENV.match(var)
+        if match:
+            name = match.group(1).lower()
+            if name not in targets and TARGET_NAME.match(name):
+                targets[name] = _target(name, {"database_url_env": var})
+
+    bot = raw.get("bot") or {}
+    policy = Policy(
+        channels=_strings(bot.get("channels"), "bot.channels"),
+        approvers=_strings(bot.get("approvers"), "bot.approvers"),
+        approver_group=bot.get("approver_group"),
+        requesters=_strings(bot.get("requesters"), "bot.requesters"),
+        request_ttl_seconds=int(bot.get("request_ttl_seconds", defaults.REQUEST_TTL_SECONDS)),
+        start_within_seconds=int(bot.get("start_within_seconds", defaults.START_WITHIN_SECONDS)),
+        plan_ttl_seconds=int(bot.get("plan_ttl_seconds", defaults.PLAN_TTL_SECONDS)),
+    )
+    workers = raw.get("workers") or {}
+    return Settings(
+        targets=targets,
+        policy=policy,
+        escalation=_strings((raw.get("escalation") or {}).get("contacts"), "escalation.contacts"),
+        backup_dir=str(env.get("BACKUP_DIR") or workers.get("backup_dir", defaults.BACKUP_DIR)),
+        lock_timeout_ms=int(workers.get("lock_timeout_ms", defaults.LOCK_TIMEOUT_MS)),
+        lock_retries=int(workers.get("lock_retries", defaults.LOCK_RETRIES)),
+        statement_timeout_ms=int(workers.get("statement_timeout_ms", defaults.STATEMENT_TIMEOUT_MS)),
+        redis_url=env.get("REDIS_URL", defaults.REDIS_URL),
+        queue_name=env.get("ROLLBACK_QUEUE", defaults.QUEUE_NAME),
+        slack_api_url=env.get("SLACK_API_URL") or None,
+        slack_bot_token=env.get("SLACK_BOT_TOKEN") or None,
+        pagerduty_routing_key=env.get("PAGERDUTY_ROUTING_KEY") or None,
+        pagerduty_events_url=env.get("PAGERDUTY_EVENTS_URL", defaults.PAGERDUTY_EVENTS_URL),
+        digitalocean_token=env.get("DIGITALOCEAN_TOKEN") or None,
+        digitalocean_api_url=env.get("DIGITALOCEAN_API_URL") or None,
+        env=env,
+    )

@@ -1,0 +1,11 @@
+"""Dotted paths of the worker jobs: the bot enqueues by name and never imports worker code."""
+
+STATUS = "workers.jobs.status"
+DRY_RUN = "workers.jobs.dry_run"
+EXECUTE = "workers.jobs.execute"
+BACKUP = "workers.jobs.backup"
+BACKUPS = "workers.jobs.backups"
+VERIFY = "workers.jobs.verify"
+HISTORY = "workers.jobs.history"
+RESTORE = "workers.jobs.restore"
+REPORT = "workers.jobs.report"
