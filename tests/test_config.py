@@ -1,0 +1,46 @@
+from pathlib import Path
+
+import pytest
+
+from core.config import ConfigError, Hook, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_example_config_loads_with_targets_from_file_and_environment() -> None:
+    env = {"PROD_DATABASE_URL": "postgresql://app:s3cret@db/prod", "QA_DATABASE_URL": "postgresql://qa"}
+    settings = load_settings(env, REPO / "rollback.example.toml")
+    assert sorted(settings.targets) == ["prod", "qa", "staging"]
+    prod = settings.target("prod")
+    assert prod.critical_tables == ("users", "projects")
+    assert prod.maintenance_on == Hook(command="./scripts/maintenance.sh on")
+    assert settings.database_url(prod) == "postgresql://app:s3cret@db/prod"
+    assert settings.contacts_for(prod) == ("U0123DBLEAD", "U0123ONCALL")
+    assert settings.policy.approvers == ("U0123DBA01", "U0123DBA02")
+
+
+def test_secrets_are_not_in_the_settings_repr() -> None:
+    env = {"PROD_DATABASE_URL": "postgresql://app:s3cret@db/prod", "SLACK_BOT_TOKEN": "xoxb-secret-token"}
+    settings = load_settings(env, REPO / "rollback.example.toml")
+    assert "s3cret" not in repr(settings)
+    assert "xoxb-secret-token" not in repr(settings)
+
+
+def test_unknown_target_and_missing_url_say_what_to_do(tmp_path: Path) -> None:
+    settings = load_settings({}, REPO / "rollback.example.toml")
+    with pytest.raises(ConfigError, match="unknown target 'nope'; known: prod, staging"):
+        settings.target("nope")
+    with pytest.raises(ConfigError, match="PROD_DATABASE_URL is not set"):
+        settings.database_url(settings.target("prod"))
+
+
+def test_invalid_config_is_one_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "rollback.toml"
+    bad.write_text("[targets.Prod]\n")
+    with pytest.raises(ConfigError, match="lower-case"):
+        load_settings({}, bad)
+    bad.write_text("[bot\n")
+    with pytest.raises(ConfigError, match="rollback.toml"):
+        load_settings({}, bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings({"ROLLBACK_CONFIG": str(tmp_path / "missing.toml")})
