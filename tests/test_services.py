@@ -15,3 +15,25 @@ def test_redis_is_flushed(redis_conn: redis.Redis) -> None:
     assert redis_conn.dbsize() == 0
     redis_conn.set("k", "v")
     assert redis_conn.get("k") == b"v"
+
+
+def test_throwaway_servers_start_when_nothing_answers() -> None:
+    """On a bare machine the suite brings its own PostgreSQL and Redis (port 1 never answers)."""
+    from sandbox.services import ensure_postgres, ensure_redis
+
+    pg = ensure_postgres("postgresql://postgres@127.0.0.1:1/postgres")
+    try:
+        assert pg.started_here and pg.workdir
+        with psycopg.connect(pg.url) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
+    finally:
+        pg.close()
+    assert pg.process is not None and pg.process.poll() is not None
+
+    cache = ensure_redis("redis://127.0.0.1:1/0")
+    try:
+        assert cache.started_here
+        assert redis.Redis.from_url(cache.url).ping()
+    finally:
+        cache.close()
+    assert cache.process is not None and cache.process.poll() is not None
