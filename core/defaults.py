@@ -30,3 +30,8 @@ PROGRESS_INTERVAL_SECONDS = 20
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 HTTP_TIMEOUT_SECONDS = 10
+
+# Request records and step claims are kept this long in Redis (the thread and report keep the record).
+REQUEST_RECORD_TTL_SECONDS = 30 * 24 * 60 * 60
+# A target's one-active-request lock outlives any pipeline; a finished request releases it at once.
+ACTIVE_LOCK_TTL_SECONDS = 12 * 60 * 60

@@ -1,0 +1,426 @@
+"""Request records in Redis: the shared state of a rollback request, used by the bot and the workers.
+
+A request (kind `rollback` or `restore`) is created pending by the bot, decided once (approved,
+rejected or cancelled) by a click, then driven to an outcome by the workers. Every transition that
+must happen at most once is a Lua script, so it is atomic on the Redis server: two approvers
+clicking at once, a double click and a Slack retry all meet the same single `pending -> approved`.
+
+Keys (under `prefix`):
+- `<prefix>:request:<id>`        hash: the record's fields (strings; lists as JSON)
+- `<prefix>:active:<target>`     the id of the target's one active request (one rollback per target)
+- `<prefix>:channel:<channel>`   sorted set of the channel's request ids by creation time
+- `<prefix>:claim:<id>:<step>`   a step of a request that has started (SET NX: runs at most once)
+- `<prefix>:plan:<channel>:<target>`  the channel's current dry-run plan (JSON, expires)
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from enum import Enum, StrEnum
+from typing import Any
+
+import redis
+
+from core import defaults
+
+# Crockford's base32 without look-alikes (no I, L, O, U): ids people can read out in a call.
+ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+ID_LENGTH = 6
+ID_PREFIX = "RB-"
+
+
+class RequestStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+DECISIONS = frozenset({RequestStatus.APPROVED, RequestStatus.REJECTED, RequestStatus.CANCELLED})
+# A request in one of these no longer holds its target.
+FINAL_STATUSES = frozenset(
+    {
+        RequestStatus.REJECTED,
+        RequestStatus.CANCELLED,
+        RequestStatus.EXPIRED,
+        RequestStatus.SUCCEEDED,
+        RequestStatus.FAILED,
+    }
+)
+KINDS = frozenset({"rollback", "restore"})
+
+
+class RequestError(Exception):
+    """A request operation was refused; `str()` is one line saying why."""
+
+
+class RequestNotFound(RequestError):
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"request {request_id} does not exist")
+        self.request_id = request_id
+
+
+class AlreadyDecided(RequestError):
+    def __init__(self, request: Request) -> None:
+        super().__init__(f"request {request.id} is already {request.status.value}")
+        self.request = request
+
+
+class RequestExpired(RequestError):
+    def __init__(self, request: Request) -> None:
+        super().__init__(f"request {request.id} expired")
+        self.request = request
+
+
+class TargetBusy(RequestError):
+    """Another request holds the target (pending, approved or running)."""
+
+    def __init__(self, active: Request) -> None:
+        super().__init__(f"target {active.target} already has request {active.id} ({active.status.value})")
+        self.active = active
+
+
+@dataclass(frozen=True)
+class Request:
+    id: str
+    kind: str
+    target: str
+    channel: str
+    thread_ts: str
+    requester: str
+    status: RequestStatus
+    created_at: float
+    expires_at: float
+    plan_hash: str | None = None
+    to_version: str | None = None
+    versions: list[str] = field(default_factory=list)
+    summary: str = ""
+    backup: str | None = None
+    approver: str | None = None
+    decided_by: str | None = None  # who approved, rejected or cancelled
+    decided_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    outcome: str | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def expired_at(self, now: float) -> bool:
+        return self.status is RequestStatus.PENDING and now >= self.expires_at
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Request:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["status"] = RequestStatus(values["status"])
+        values["versions"] = list(values.get("versions") or [])
+        return cls(**values)
+
+
+_FLOAT_FIELDS = frozenset({"created_at", "expires_at", "decided_at", "started_at", "finished_at"})
+_LIST_FIELDS = frozenset({"versions"})
+
+
+def _encode(name: str, value: Any) -> str:
+    if name in _LIST_FIELDS:
+        return json.dumps(list(value))
+    if isinstance(value, Enum):
+        return str(value.value)
+    if name in _FLOAT_FIELDS:
+        return repr(float(value))
+    return str(value)
+
+
+def _decode_hash(raw: Mapping[Any, Any]) -> Request:
+    data: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        if name in _LIST_FIELDS:
+            data[name] = json.loads(text)
+        elif name in _FLOAT_FIELDS:
+            data[name] = float(text)
+        else:
+            data[name] = text
+    return Request.from_dict(data)
+
+
+# Lua scripts: KEYS and ARGV are documented at the top of each. A pending request whose expires_at
+# has passed is treated as expired wherever it is met (and marked so), so expiry needs no timer.
+_CREATE = """
+-- KEYS: request, active lock, channel index; ARGV: id, now, lock ttl, record ttl, prefix, field/value...
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'collision'} end
+local holder = redis.call('GET', KEYS[2])
+if holder then
+  local hkey = ARGV[5] .. ':request:' .. holder
+  local st = redis.call('HGET', hkey, 'status')
+  local live = st == 'pending' or st == 'approved' or st == 'running'
+  if st == 'pending' and tonumber(redis.call('HGET', hkey, 'expires_at')) <= tonumber(ARGV[2]) then
+    redis.call('HSET', hkey, 'status', 'expired')
+    live = false
+  end
+  if live then return {'busy', holder} end
+end
+local values = {}
+for i = 6, #ARGV do values[#values + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(values))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+redis.call('SET', KEYS[2], ARGV[1], 'EX', tonumber(ARGV[3]))
+redis.call('ZADD', KEYS[3], tonumber(ARGV[2]), ARGV[1])
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+return {'ok'}
+"""
+
+_DECIDE = """
+-- KEYS: request, active lock; ARGV: id, decision, by, now
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {'missing'} end
+if st ~= 'pending' then return {'decided', st} end
+if tonumber(redis.call('HGET', KEYS[1], 'expires_at')) <= tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[1], 'status', 'expired')
+  if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+  return {'expired'}
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'decided_by', ARGV[3], 'decided_at', ARGV[4])
+if ARGV[2] == 'approved' then
+  redis.call('HSET', KEYS[1], 'approver', ARGV[3])
+elseif redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+end
+return {'ok'}
+"""
+
+_SET_STATUS = """
+-- KEYS: request, active lock; ARGV: id, status, release (1/0), field/value...
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+local values = {'status', ARGV[2]}
+for i = 4, #ARGV do values[#values + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(values))
+if ARGV[3] == '1' and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return {'ok'}
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RequestStore:
+    """Request records, plans and step claims in Redis. The connection is passed in."""
+
+    def __init__(
+        self,
+        connection: redis.Redis,
+        prefix: str = "rollback",
+        *,
+        record_ttl_seconds: int = defaults.REQUEST_RECORD_TTL_SECONDS,
+        active_lock_ttl_seconds: int = defaults.ACTIVE_LOCK_TTL_SECONDS,
+        claim_ttl_seconds: int = defaults.REQUEST_RECORD_TTL_SECONDS,
+    ) -> None:
+        self.redis = connection
+        self.prefix = prefix
+        self.record_ttl_seconds = record_ttl_seconds
+        self.active_lock_ttl_seconds = active_lock_ttl_seconds
+        self.claim_ttl_seconds = claim_ttl_seconds
+        self._create = connection.register_script(_CREATE)
+        self._decide = connection.register_script(_DECIDE)
+        self._set_status = connection.register_script(_SET_STATUS)
+
+    # keys
+    def _request_key(self, request_id: str) -> str:
+        return f"{self.prefix}:request:{request_id}"
+
+    def _active_key(self, target: str) -> str:
+        return f"{self.prefix}:active:{target}"
+
+    def _channel_key(self, channel: str) -> str:
+        return f"{self.prefix}:channel:{channel}"
+
+    def _plan_key(self, channel: str, target: str) -> str:
+        return f"{self.prefix}:plan:{channel}:{target}"
+
+    @staticmethod
+    def new_id() -> str:
+        return ID_PREFIX + "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+
+    def create(
+        self,
+        *,
+        kind: str,
+        target: str,
+        channel: str,
+        thread_ts: str,
+        requester: str,
+        plan_hash: str | None,
+        to_version: str | None,
+        versions: list[str] | tuple[str, ...],
+        summary: str,
+        ttl_seconds: int,
+        backup: str | None = None,
+        now: float | None = None,
+    ) -> Request:
+        """A new pending request holding `target`. Raises TargetBusy while another one holds it."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
+        now = time.time() if now is None else now
+        for _ in range(10):
+            request = Request(
+                id=self.new_id(),
+                kind=kind,
+                target=target,
+                channel=channel,
+                thread_ts=thread_ts,
+                requester=requester,
+                status=RequestStatus.PENDING,
+                created_at=now,
+                expires_at=now + ttl_seconds,
+                plan_hash=plan_hash,
+                to_version=to_version,
+                versions=list(versions),
+                summary=summary,
+                backup=backup,
+            )
+            pairs: list[str] = []
+            for name, value in request.to_dict().items():
+                if value is not None:
+                    pairs += [name, _encode(name, value)]
+            result = self._create(
+                keys=[self._request_key(request.id), self._active_key(target), self._channel_key(channel)],
+                args=[request.id, repr(now), self.active_lock_ttl_seconds, self.record_ttl_seconds, self.prefix, *pairs],
+            )
+            outcome = _text(result[0])
+            if outcome == "ok":
+                return request
+            if outcome == "busy":
+                active = self.get(_text(result[1]))
+                if active is not None:
+                    raise TargetBusy(active)
+            # an id collision (or a holder that vanished between the calls): try again
+        raise RequestError("could not allocate a request id; try again")
+
+    def get(self, request_id: str) -> Request | None:
+        raw = self.redis.hgetall(self._request_key(request_id))
+        return _decode_hash(raw) if raw else None
+
+    def _require(self, request_id: str) -> Request:
+        request = self.get(request_id)
+        if request is None:
+            raise RequestNotFound(request_id)
+        return request
+
+    def decide(self, request_id: str, decision: str, by: str, now: float | None = None) -> Request:
+        """pending -> approved / rejected / cancelled, exactly once, atomically.
+
+        Raises RequestNotFound, AlreadyDecided (carrying the request as decided), or RequestExpired.
+        """
+        status = RequestStatus(decision)
+        if status not in DECISIONS:
+            raise ValueError(f"decision must be approved, rejected or cancelled, not {decision!r}")
+        now = time.time() if now is None else now
+        request = self.get(request_id)
+        if request is None:
+            raise RequestNotFound(request_id)
+        result = self._decide(
+            keys=[self._request_key(request_id), self._active_key(request.target)],
+            args=[request_id, status.value, by, repr(now)],
+        )
+        outcome = _text(result[0])
+        if outcome == "missing":
+            raise RequestNotFound(request_id)
+        decided = self._require(request_id)
+        if outcome == "expired":
+            raise RequestExpired(decided)
+        if outcome == "decided":
+            raise AlreadyDecided(decided)
+        return decided
+
+    def set_status(self, request_id: str, status: str | RequestStatus, **fields_: Any) -> Request:
+        """Record running / succeeded / failed / expired (and fields such as started_at, outcome).
+
+        A final status releases the target for the next request.
+        """
+        status = RequestStatus(status)
+        request = self._require(request_id)
+        pairs: list[str] = []
+        for name, value in fields_.items():
+            if name not in _FIELD_NAMES or name in ("id", "status"):
+                raise ValueError(f"unknown request field {name!r}")
+            if value is not None:
+                pairs += [name, _encode(name, value)]
+        result = self._set_status(
+            keys=[self._request_key(request_id), self._active_key(request.target)],
+            args=[request_id, status.value, "1" if status in FINAL_STATUSES else "0", *pairs],
+        )
+        if _text(result[0]) == "missing":
+            raise RequestNotFound(request_id)
+        return self._require(request_id)
+
+    def update(self, request_id: str, **fields_: Any) -> Request:
+        """Set fields without changing the status (e.g. the thread_ts once the root message exists)."""
+        request = self._require(request_id)
+        return self.set_status(request_id, request.status, **fields_)
+
+    def claim(self, request_id: str, step: str) -> bool:
+        """True the first time a step of a request is claimed, False ever after."""
+        key = f"{self.prefix}:claim:{request_id}:{step}"
+        return bool(self.redis.set(key, "1", nx=True, ex=self.claim_ttl_seconds))
+
+    def active_for_target(self, target: str, now: float | None = None) -> Request | None:
+        """The request holding `target` (pending, approved or running), if any."""
+        now = time.time() if now is None else now
+        holder = self.redis.get(self._active_key(target))
+        if holder is None:
+            return None
+        request = self.get(_text(holder))
+        if request is None or request.is_final:
+            return None
+        if request.expired_at(now):
+            self._decide(
+                keys=[self._request_key(request.id), self._active_key(target)],
+                args=[request.id, RequestStatus.CANCELLED.value, "", repr(now)],
+            )  # the script sees it is past expiry: marks it expired and frees the target
+            return None
+        return request
+
+    def for_channel(self, channel: str, limit: int = 20) -> list[Request]:
+        """The channel's requests, newest first."""
+        ids = self.redis.zrevrange(self._channel_key(channel), 0, limit - 1)
+        found = [self.get(_text(i)) for i in ids]
+        return [r for r in found if r is not None]
+
+    def pending_for_channel(self, channel: str, now: float | None = None) -> list[Request]:
+        now = time.time() if now is None else now
+        return [
+            r for r in self.for_channel(channel) if r.status is RequestStatus.PENDING and not r.expired_at(now)
+        ]
+
+    # plans: the channel's current dry run per target
+    def save_plan(
+        self, channel: str, target: str, plan: Mapping[str, Any], ttl_seconds: int = defaults.PLAN_TTL_SECONDS
+    ) -> None:
+        self.redis.set(self._plan_key(channel, target), json.dumps(dict(plan)), ex=ttl_seconds)
+
+    def current_plan(self, channel: str, target: str) -> dict[str, Any] | None:
+        raw = self.redis.get(self._plan_key(channel, target))
+        return json.loads(_text(raw)) if raw is not None else None
+
+    def clear_plan(self, channel: str, target: str) -> None:
+        self.redis.delete(self._plan_key(channel, target))
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(Request))

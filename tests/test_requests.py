@@ -1,0 +1,198 @@
+"""Request records on a real Redis: atomic decisions, one request per target, claims, plans."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from core.requests import (
+    AlreadyDecided,
+    Request,
+    RequestExpired,
+    RequestNotFound,
+    RequestStatus,
+    RequestStore,
+    TargetBusy,
+)
+
+NOW = 1_800_000_000.0
+
+
+def make(store: RequestStore, target: str = "prod", now: float = NOW, ttl: int = 900, **kw: object) -> Request:
+    args: dict[str, object] = dict(
+        kind="rollback",
+        target=target,
+        channel="C_INCIDENT",
+        thread_ts="",
+        requester="U_ALICE",
+        plan_hash="abc123",
+        to_version="2025_10_20_120001",
+        versions=["2025_10_20_150000"],
+        summary="revert 1 migration",
+        ttl_seconds=ttl,
+        now=now,
+    )
+    args.update(kw)
+    return store.create(**args)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(redis_conn: redis.Redis) -> RequestStore:
+    redis_conn.flushdb()  # the shared redis_url fixture flushes db 0, not TEST_REDIS_DB (reported)
+    return RequestStore(redis_conn, prefix="test")
+
+
+def test_create_and_get_round_trip(store: RequestStore) -> None:
+    req = make(store)
+    assert req.id.startswith("RB-") and len(req.id) == 9
+    got = store.get(req.id)
+    assert got == req
+    assert got is not None and got.status is RequestStatus.PENDING
+    assert got.versions == ["2025_10_20_150000"] and got.expires_at == NOW + 900
+    assert Request.from_dict(req.to_dict()) == req
+    assert store.get("RB-NOPE00") is None
+
+
+def test_ids_are_unique(store: RequestStore) -> None:
+    ids = {make(store, target=f"t{i}").id for i in range(50)}
+    assert len(ids) == 50
+
+
+def test_approve_once_then_already_decided(store: RequestStore) -> None:
+    req = make(store)
+    approved = store.decide(req.id, "approved", by="U_BOB", now=NOW + 10)
+    assert approved.status is RequestStatus.APPROVED
+    assert approved.approver == "U_BOB" and approved.decided_by == "U_BOB" and approved.decided_at == NOW + 10
+    with pytest.raises(AlreadyDecided) as err:
+        store.decide(req.id, "rejected", by="U_CAROL", now=NOW + 11)
+    assert err.value.request.status is RequestStatus.APPROVED and err.value.request.approver == "U_BOB"
+
+
+def test_expired_request_cannot_be_approved(store: RequestStore) -> None:
+    req = make(store, ttl=60)
+    with pytest.raises(RequestExpired):
+        store.decide(req.id, "approved", by="U_BOB", now=NOW + 60)
+    got = store.get(req.id)
+    assert got is not None and got.status is RequestStatus.EXPIRED and got.approver is None
+    assert store.active_for_target("prod", now=NOW + 61) is None
+
+
+def test_unknown_request_and_bad_decision(store: RequestStore) -> None:
+    with pytest.raises(RequestNotFound):
+        store.decide("RB-000000", "approved", by="U_BOB")
+    req = make(store)
+    with pytest.raises(ValueError):
+        store.decide(req.id, "running", by="U_BOB")
+    with pytest.raises(ValueError):
+        store.decide(req.id, "maybe", by="U_BOB")
+
+
+def test_concurrent_decisions_have_exactly_one_winner(redis_url: str) -> None:
+    setup = RequestStore(redis.Redis.from_url(redis_url), prefix="test")
+    setup.redis.flushdb()
+    req = make(setup, now=0, ttl=10**10)
+    winners: list[str] = []
+    losers: list[str] = []
+    barrier = threading.Barrier(16)
+
+    def click(i: int) -> None:
+        own = RequestStore(redis.Redis.from_url(redis_url), prefix="test")  # one connection per clicker
+        barrier.wait()
+        try:
+            own.decide(req.id, "approved" if i % 2 else "rejected", by=f"U_{i}")
+            winners.append(f"U_{i}")
+        except AlreadyDecided:
+            losers.append(f"U_{i}")
+
+    threads = [threading.Thread(target=click, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(winners) == 1 and len(losers) == 15
+    final = setup.get(req.id)
+    assert final is not None and final.decided_by == winners[0]
+
+
+def test_one_active_request_per_target(store: RequestStore) -> None:
+    first = make(store)
+    with pytest.raises(TargetBusy) as err:
+        make(store, requester="U_CAROL")
+    assert err.value.active.id == first.id and err.value.active.requester == "U_ALICE"
+    other = make(store, target="staging")  # another target is free
+    assert store.active_for_target("staging") == other
+    assert store.active_for_target("prod", now=NOW + 1) == first
+
+    store.decide(first.id, "approved", by="U_BOB", now=NOW + 1)
+    with pytest.raises(TargetBusy):
+        make(store, now=NOW + 2)  # still held while approved
+    store.set_status(first.id, "running", started_at=NOW + 3)
+    with pytest.raises(TargetBusy):
+        make(store, now=NOW + 4)
+    done = store.set_status(first.id, RequestStatus.SUCCEEDED, finished_at=NOW + 5, outcome="rolled back")
+    assert done.status is RequestStatus.SUCCEEDED and done.outcome == "rolled back" and done.started_at == NOW + 3
+    assert store.active_for_target("prod", now=NOW + 6) is None
+    assert make(store, now=NOW + 6).status is RequestStatus.PENDING
+
+
+@pytest.mark.parametrize("decision", ["rejected", "cancelled"])
+def test_rejecting_or_cancelling_frees_the_target(store: RequestStore, decision: str) -> None:
+    req = make(store)
+    decided = store.decide(req.id, decision, by="U_ALICE", now=NOW + 1)
+    assert decided.status.value == decision and decided.approver is None
+    assert store.active_for_target("prod", now=NOW + 2) is None
+    make(store, now=NOW + 2)
+
+
+def test_expired_pending_request_frees_the_target(store: RequestStore) -> None:
+    old = make(store, ttl=60)
+    new = make(store, now=NOW + 61)  # the stale request is marked expired on the way
+    assert new.id != old.id
+    got = store.get(old.id)
+    assert got is not None and got.status is RequestStatus.EXPIRED
+
+
+def test_failed_request_frees_the_target(store: RequestStore) -> None:
+    req = make(store)
+    store.decide(req.id, "approved", by="U_BOB", now=NOW + 1)
+    store.set_status(req.id, "failed", outcome="verify failed")
+    assert store.active_for_target("prod") is None
+
+
+def test_update_and_set_status_validate_fields(store: RequestStore) -> None:
+    req = make(store)
+    updated = store.update(req.id, thread_ts="1700000000.000100")
+    assert updated.thread_ts == "1700000000.000100" and updated.status is RequestStatus.PENDING
+    with pytest.raises(ValueError):
+        store.update(req.id, password="x")
+    with pytest.raises(RequestNotFound):
+        store.set_status("RB-000000", "running")
+
+
+def test_claim_is_once_per_step(store: RequestStore) -> None:
+    assert store.claim("RB-AAAAAA", "rollback") is True
+    assert store.claim("RB-AAAAAA", "rollback") is False
+    assert store.claim("RB-AAAAAA", "backup") is True
+    assert store.claim("RB-BBBBBB", "rollback") is True
+
+
+def test_channel_listing_newest_first(store: RequestStore) -> None:
+    a = make(store, target="a", now=NOW)
+    b = make(store, target="b", now=NOW + 1)
+    store.decide(a.id, "cancelled", by="U_ALICE", now=NOW + 2)
+    assert [r.id for r in store.for_channel("C_INCIDENT")] == [b.id, a.id]
+    assert [r.id for r in store.pending_for_channel("C_INCIDENT", now=NOW + 3)] == [b.id]
+    assert store.for_channel("C_OTHER") == []
+
+
+def test_plans_per_channel_and_target(store: RequestStore, redis_conn: redis.Redis) -> None:
+    plan = {"hash": "h1", "to": "2025_10_20_120001", "versions": ["2025_10_20_150000"]}
+    assert store.current_plan("C1", "prod") is None
+    store.save_plan("C1", "prod", plan, ttl_seconds=120)
+    assert store.current_plan("C1", "prod") == plan
+    assert store.current_plan("C2", "prod") is None and store.current_plan("C1", "staging") is None
+    assert 0 < redis_conn.ttl("test:plan:C1:prod") <= 120
+    store.clear_plan("C1", "prod")
+    assert store.current_plan("C1", "prod") is None
