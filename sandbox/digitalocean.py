@@ -1,0 +1,159 @@
+"""A local stand-in for the part of the DigitalOcean API v2 the workers use through `pydo`.
+
+`pydo.Client(token=..., endpoint=server.url)` talks to it (pydo passes `endpoint` to its generated
+client as the base URL). Served: droplet snapshot actions and their polling, droplet and global
+snapshot lists, a droplet, and a managed database cluster's backups. A bearer token is required.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sandbox.http_stub import JsonHttpServer, JsonRequest
+
+DEFAULT_DROPLET_ID = 4242
+DEFAULT_DATABASE_ID = "9cc10173-e9ea-4176-9dbc-a4cee4c4ff30"
+REGION = {"slug": "nyc3", "name": "New York 3", "available": True, "features": [], "sizes": []}
+
+NOT_FOUND = {"id": "not_found", "message": "The resource you were accessing could not be found."}
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Action:
+    id: int
+    droplet_id: int
+    type: str
+    snapshot_name: str | None
+    polls_left: int
+    status: str = "in-progress"
+    started_at: str = field(default_factory=_now)
+    completed_at: str | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        return {"id": self.id, "status": self.status, "type": self.type, "started_at": self.started_at,
+                "completed_at": self.completed_at, "resource_id": self.droplet_id, "resource_type": "droplet",
+                "region": REGION, "region_slug": "nyc3"}
+
+
+class DigitalOceanServer(JsonHttpServer):
+    """`url` is the endpoint for `pydo.Client(endpoint=...)` and `DIGITALOCEAN_API_URL`."""
+
+    def __init__(
+        self,
+        *,
+        token: str = "do-test-token",
+        droplets: Mapping[int, str] | None = None,
+        databases: Mapping[str, str] | None = None,
+        polls_until_complete: int = 1,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        super().__init__(host=host, port=port)
+        self.token = token
+        self.droplets = dict(droplets or {DEFAULT_DROPLET_ID: "app-prod-1"})
+        self.databases = dict(databases or {DEFAULT_DATABASE_ID: "db-prod"})
+        self.polls_until_complete = polls_until_complete
+        self.fail_snapshots = False  # set True: snapshot actions end "errored"
+        self.actions: dict[int, Action] = {}
+        self.snapshots: list[dict[str, Any]] = []
+        self.requests: list[tuple[str, str]] = []
+        self._ids = itertools.count(1000)
+        yesterday = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.database_backups: dict[str, list[dict[str, Any]]] = {
+            uuid: [{"created_at": yesterday, "size_gigabytes": 0.25}] for uuid in self.databases
+        }
+
+    @property
+    def url(self) -> str:
+        return self.root_url
+
+    def route(self, request: JsonRequest) -> tuple[int, Any]:
+        with self.lock:
+            self.requests.append((request.verb, request.path))
+            if request.headers.get("Authorization") != f"Bearer {self.token}":
+                return 401, {"id": "unauthorized", "message": "Unable to authenticate you."}
+            for pattern, verb, handler in self._routes():
+                match = re.fullmatch(pattern, request.path)
+                if match and verb == request.verb:
+                    return handler(request, *match.groups())  # type: ignore[operator]
+            return 404, NOT_FOUND
+
+    def _routes(self) -> list[tuple[str, str, object]]:
+        return [
+            (r"/v2/droplets/(\d+)/actions", "POST", self._droplet_action),
+            (r"/v2/actions/(\d+)", "GET", self._action),
+            (r"/v2/droplets/(\d+)/snapshots", "GET", self._droplet_snapshots),
+            (r"/v2/droplets/(\d+)", "GET", self._droplet),
+            (r"/v2/snapshots", "GET", self._snapshots),
+            (r"/v2/databases/([0-9a-f-]+)/backups", "GET", self._database_backups),
+        ]
+
+    def _droplet_action(self, request: JsonRequest, droplet_id: str) -> tuple[int, Any]:
+        if int(droplet_id) not in self.droplets:
+            return 404, NOT_FOUND
+        body = request.json() or {}
+        if body.get("type") != "snapshot":
+            return 422, {"id": "unprocessable_entity", "message": "Only snapshot actions are served here."}
+        action = Action(next(self._ids), int(droplet_id), "snapshot", body.get("name") or f"snapshot-{_now()}",
+                        self.polls_until_complete)
+        self.actions[action.id] = action
+        return 201, {"action": action.to_api()}
+
+    def _action(self, request: JsonRequest, action_id: str) -> tuple[int, Any]:
+        action = self.actions.get(int(action_id))
+        if action is None:
+            return 404, NOT_FOUND
+        if action.status == "in-progress":
+            action.polls_left -= 1
+            if action.polls_left <= 0:
+                self._finish(action)
+        return 200, {"action": action.to_api()}
+
+    def _finish(self, action: Action) -> None:
+        action.completed_at = _now()
+        if self.fail_snapshots:
+            action.status = "errored"
+            return
+        action.status = "completed"
+        self.snapshots.append({
+            "id": str(next(self._ids)), "name": action.snapshot_name, "created_at": action.completed_at,
+            "regions": ["nyc3"], "resource_id": str(action.droplet_id), "resource_type": "droplet",
+            "min_disk_size": 25, "size_gigabytes": 1.5, "tags": [],
+        })
+
+    def _droplet_snapshots(self, request: JsonRequest, droplet_id: str) -> tuple[int, Any]:
+        if int(droplet_id) not in self.droplets:
+            return 404, NOT_FOUND
+        mine = [
+            {**s, "id": int(s["id"]), "type": "snapshot", "distribution": "Ubuntu", "public": False}
+            for s in self.snapshots if s["resource_id"] == droplet_id
+        ]
+        return 200, {"snapshots": mine, "links": {}, "meta": {"total": len(mine)}}
+
+    def _snapshots(self, request: JsonRequest) -> tuple[int, Any]:
+        return 200, {"snapshots": list(self.snapshots), "links": {}, "meta": {"total": len(self.snapshots)}}
+
+    def _droplet(self, request: JsonRequest, droplet_id: str) -> tuple[int, Any]:
+        name = self.droplets.get(int(droplet_id))
+        if name is None:
+            return 404, NOT_FOUND
+        snapshot_ids = [int(s["id"]) for s in self.snapshots if s["resource_id"] == droplet_id]
+        return 200, {"droplet": {
+            "id": int(droplet_id), "name": name, "memory": 2048, "vcpus": 2, "disk": 50, "locked": False,
+            "status": "active", "created_at": "2025-01-01T00:00:00Z", "region": REGION, "size_slug": "s-2vcpu-2gb",
+            "snapshot_ids": snapshot_ids, "backup_ids": [], "features": [], "tags": [],
+        }}
+
+    def _database_backups(self, request: JsonRequest, database_id: str) -> tuple[int, Any]:
+        if database_id not in self.databases:
+            return 404, NOT_FOUND
+        return 200, {"backups": list(self.database_backups.get(database_id, []))}
