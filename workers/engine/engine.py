@@ -1,0 +1,155 @@
+"""The Engine: the one object the CLI and the RQ jobs use. Thin: connect, lock, hand off to the runner."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from core import defaults
+from workers.engine import locks, runner, scripts, store
+from workers.engine.errors import ConnectionFailed, DatabaseError, EngineError
+from workers.engine.planning import build_rollback_plan, build_status
+from workers.engine.redact import password_of, redact
+from workers.engine.reports import DryRunReport, Plan, RunReport, ServerInfo, StatusReport
+from workers.engine.versions import parse_version
+
+APPLICATION_NAME = "rollback-bot"
+CONNECT_TIMEOUT_SECONDS = 10
+# A killed runner's backend notices the dead client within this interval and rolls back (PostgreSQL 14+).
+CLIENT_CHECK_INTERVAL = "1s"
+
+
+class Engine:
+    def __init__(
+        self,
+        conninfo: str,
+        migrations_dir: str | Path,
+        *,
+        actor: str,
+        approved_by: str | None = None,
+        request_id: str | None = None,
+        lock_timeout_ms: int = defaults.LOCK_TIMEOUT_MS,
+        lock_retries: int = defaults.LOCK_RETRIES,
+        statement_timeout_ms: int = defaults.STATEMENT_TIMEOUT_MS,
+        lock_retry_base_seconds: float = defaults.LOCK_RETRY_BASE_SECONDS,
+        dry_run_lock_timeout_ms: int = defaults.DRY_RUN_LOCK_TIMEOUT_MS,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self._conninfo = conninfo
+        self.migrations_dir = Path(migrations_dir)
+        self.actor = actor
+        self.approved_by = approved_by
+        self.request_id = request_id
+        self.policy = locks.RetryPolicy(lock_timeout_ms, max(0, lock_retries), lock_retry_base_seconds)
+        self.statement_timeout_ms = statement_timeout_ms
+        self.dry_run_lock_timeout_ms = dry_run_lock_timeout_ms
+        self._password = password_of(conninfo)
+        self._log = log or (lambda line: None)
+
+    def __repr__(self) -> str:  # never show the DSN
+        return f"Engine(dbname={self.where!r}, migrations_dir={str(self.migrations_dir)!r})"
+
+    # --- public API ---------------------------------------------------------------------------------
+
+    def status(self) -> StatusReport:
+        disk = scripts.load(self.migrations_dir)
+        with self._connect() as (conn, server):
+            return build_status(server, disk, store.read_all(conn), locks.lock_holder(conn))
+
+    def plan_rollback(self, to: str | None = None) -> Plan:
+        target = parse_version(to) if to is not None else None
+        disk = scripts.load(self.migrations_dir)
+        with self._connect() as (conn, server):
+            return build_rollback_plan(server, disk, store.read_all(conn), target)
+
+    def dry_run_rollback(self, to: str | None = None) -> DryRunReport:
+        target = parse_version(to) if to is not None else None
+        with self._run() as ctx:
+            return runner.dry_run(ctx, "rollback", target, self.dry_run_lock_timeout_ms)
+
+    def rollback(self, to: str | None = None, *, expected_plan_hash: str | None = None) -> RunReport:
+        target = parse_version(to) if to is not None else None
+        with self._run() as ctx:
+            return runner.rollback(ctx, target, expected_plan_hash)
+
+    def apply(self, *, dry_run: bool = False) -> RunReport | DryRunReport:
+        with self._run() as ctx:
+            if dry_run:
+                return runner.dry_run(ctx, "apply", None, self.dry_run_lock_timeout_ms)
+            return runner.apply(ctx)
+
+    def history(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._connect() as (conn, _server):
+            return store.history(conn, limit)
+
+    # --- plumbing -----------------------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        """host:port/dbname of the target, for messages (never the password)."""
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(self._conninfo)
+        except psycopg.Error:
+            return "(unparseable DATABASE_URL)"
+        host = info.get("host") or info.get("hostaddr") or "localhost"
+        return self.redact(f"{host}:{info.get('port') or 5432}/{info.get('dbname') or info.get('user') or ''}")
+
+    def redact(self, text: str) -> str:
+        return redact(text, [self._password])
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[tuple[psycopg.Connection[Any], ServerInfo]]:
+        try:
+            conn = psycopg.connect(self._conninfo, autocommit=True, application_name=APPLICATION_NAME,
+                                   connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        except psycopg.Error as exc:
+            raise ConnectionFailed(self.where, self.redact(str(exc).strip().splitlines()[0] if str(exc) else
+                                                           type(exc).__name__)) from None
+        try:
+            if conn.info.server_version >= 140000:
+                conn.execute("SELECT set_config('client_connection_check_interval', %s, false)",
+                             (CLIENT_CHECK_INTERVAL,))
+            yield conn, _server_info(conn)
+        except EngineError:
+            raise
+        except psycopg.Error as exc:
+            raise DatabaseError(self.where, self.redact(str(exc).strip().splitlines()[0] if str(exc) else
+                                                        type(exc).__name__)) from None
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def _run(self) -> Iterator[runner.Context]:
+        """A connection holding the migration lock for the whole run (released when it closes)."""
+        disk = scripts.load(self.migrations_dir)
+        with self._connect() as (conn, server):
+            locks.try_migration_lock(conn, server.dbname)
+            try:
+                yield runner.Context(
+                    conn=conn, conninfo=self._conninfo, server=server, disk=disk, actor=self.actor,
+                    approved_by=self.approved_by, request_id=self.request_id, policy=self.policy,
+                    statement_timeout_ms=self.statement_timeout_ms, log=self._log, redact=self.redact,
+                )
+            finally:
+                if not conn.closed and not conn.broken:
+                    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                        conn.rollback()
+                    locks.release_migration_lock(conn)
+
+
+def _server_info(conn: psycopg.Connection[Any]) -> ServerInfo:
+    identifier: str | None = None
+    try:
+        row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+        identifier = row[0] if row else None
+    except psycopg.errors.InsufficientPrivilege:
+        identifier = None  # not a superuser / pg_monitor: the dbname still identifies the target
+    row = conn.execute("SELECT current_setting('server_version'), current_user, current_database()").fetchone()
+    assert row is not None
+    info = conn.info
+    return ServerInfo(host=info.host, port=str(info.port), dbname=row[2], system_identifier=identifier,
+                      server_version=str(row[0]).split(" ")[0], user=row[1])

@@ -1,0 +1,114 @@
+"""The engine's errors: one base, each carrying its data and a one-line message (what is wrong, what to do).
+
+The wording lives in `messages.py`; callers (CLI, RQ jobs) print `str(error)` and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from workers.engine import messages
+
+
+class EngineError(Exception):
+    """Base of every expected engine failure. `str()` is one line and never holds a secret."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))  # always one line
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class ConnectionFailed(EngineError):
+    def __init__(self, where: str, reason: str) -> None:
+        self.where, self.reason = where, reason
+        super().__init__(messages.connection_failed(where, reason))
+
+
+class MigrationsDirError(EngineError):
+    """The migrations folder is missing or holds something the engine cannot read."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path, self.problem = path, problem
+        super().__init__(messages.migrations_dir_error(path, problem))
+
+
+class UnknownVersion(EngineError):
+    def __init__(self, version: str, reason: str) -> None:
+        self.version, self.reason = version, reason
+        super().__init__(messages.unknown_version(version, reason))
+
+
+class NotCompleted(EngineError):
+    def __init__(self, version: str, status: str) -> None:
+        self.version, self.status = version, status
+        super().__init__(messages.not_completed(version, status))
+
+
+class MissingDownScript(EngineError):
+    def __init__(self, version: str, name: str, folder: str, migration_missing: bool = False) -> None:
+        self.version, self.name, self.folder = version, name, folder
+        self.migration_missing = migration_missing
+        super().__init__(messages.missing_down_script(version, name, folder, migration_missing))
+
+
+class LockBusy(EngineError):
+    """Another run holds the database's migration lock (advisory lock)."""
+
+    def __init__(self, dbname: str, holder: dict[str, Any] | None) -> None:
+        self.dbname, self.holder = dbname, holder
+        super().__init__(messages.lock_busy(dbname, holder))
+
+
+class LockTimeout(EngineError):
+    """DDL could not get its table lock within lock_timeout, after every retry."""
+
+    def __init__(self, attempts: int, lock_timeout_ms: int, statement: str, blockers: Sequence[dict[str, Any]]):
+        self.attempts, self.lock_timeout_ms, self.statement = attempts, lock_timeout_ms, statement
+        self.blockers = list(blockers)
+        self.blocking_pids = [int(b["pid"]) for b in self.blockers]
+        super().__init__(messages.lock_timeout(attempts, lock_timeout_ms, statement, self.blockers))
+
+
+class MigrationFailed(EngineError):
+    """A statement of a migration failed; nothing of the failed transaction remains."""
+
+    def __init__(self, operation: str, version: str, name: str, statement: str, pg_message: str,
+                 sqlstate: str | None = None, rolled_back: bool = True) -> None:
+        self.operation, self.version, self.name = operation, version, name
+        self.statement, self.pg_message, self.sqlstate = statement, pg_message, sqlstate
+        self.rolled_back = rolled_back
+        super().__init__(messages.migration_failed(operation, version, name, statement, pg_message, rolled_back))
+
+
+class PlanChanged(EngineError):
+    def __init__(self, expected: str, actual: str) -> None:
+        self.expected, self.actual = expected, actual
+        super().__init__(messages.plan_changed(expected, actual))
+
+
+class InterruptedMigration(EngineError):
+    """A migration that runs outside a transaction was left 'running' by a run that died."""
+
+    def __init__(self, version: str, name: str) -> None:
+        self.version, self.name = version, name
+        super().__init__(messages.interrupted_migration(version, name))
+
+
+class BookkeepingConflict(EngineError):
+    """schema_migrations did not change exactly one row: someone edited it during the run."""
+
+    def __init__(self, version: str, expected_status: str) -> None:
+        self.version, self.expected_status = version, expected_status
+        super().__init__(messages.bookkeeping_conflict(version, expected_status))
+
+
+class DatabaseError(EngineError):
+    """An unexpected database error outside a migration's statements (e.g. the connection dropped)."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where, self.reason = where, reason
+        super().__init__(messages.database_error(where, reason))

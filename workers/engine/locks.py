@@ -1,0 +1,180 @@
+"""Locks: one runner per database (advisory lock), and bounded waits for table locks.
+
+DDL that waits for a table lock queues every later query on that table behind it, so each attempt
+waits at most `lock_timeout`; it is retried with exponential backoff a bounded number of times
+(GitLab's `with_lock_retries`). While an attempt waits, a watcher on a second connection asks
+`pg_blocking_pids` who blocks it, so that giving up can name the session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import dict_row
+
+from workers.engine.errors import LockBusy, LockTimeout
+
+# pg_advisory_lock key: the first 8 bytes of sha256(b"rollback-bot migrations"), as a signed bigint.
+MIGRATION_LOCK_KEY = 0x5F3C_21A9_0D4E_7B16
+WATCH_INTERVAL_SECONDS = 0.01
+
+T = TypeVar("T")
+
+
+def try_migration_lock(conn: psycopg.Connection[Any], dbname: str) -> None:
+    """Take the session-level migration lock or raise LockBusy at once (never wait for another run)."""
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (MIGRATION_LOCK_KEY,)).fetchone()
+    if row and row[0]:
+        return
+    raise LockBusy(dbname, lock_holder(conn))
+
+
+def release_migration_lock(conn: psycopg.Connection[Any]) -> None:
+    with contextlib.suppress(psycopg.Error):
+        conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+
+
+def lock_holder(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+    """The session holding the migration lock in this database (pid, user, application, since)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT a.pid, a.usename, a.application_name, a.client_addr::text AS client_addr,"
+            " a.backend_start FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.database = ("
+            "   SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND l.objsubid = 1 AND ((l.classid::bigint << 32) | l.objid::bigint) = %s::bigint"
+            " AND a.pid <> pg_backend_pid() LIMIT 1",
+            (MIGRATION_LOCK_KEY,),
+        )
+        return cur.fetchone()
+
+
+def migration_lock_held_by_other(conn: psycopg.Connection[Any]) -> bool:
+    return lock_holder(conn) is not None
+
+
+def describe_sessions(conn: psycopg.Connection[Any], pids: list[int]) -> list[dict[str, Any]]:
+    """pid, user, application, state and since when, for sessions that block us (never their SQL)."""
+    if not pids:
+        return []
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT pid, usename, application_name, state, xact_start FROM pg_stat_activity"
+            " WHERE pid = ANY(%s) ORDER BY pid",
+            (pids,),
+        )
+        found = {int(r["pid"]): r for r in cur.fetchall()}
+    return [found.get(pid, {"pid": pid}) for pid in pids]
+
+
+@dataclass
+class BlockerWatch:
+    """Polls pg_blocking_pids(pid) from its own connection while an attempt runs."""
+
+    conninfo: str
+    pid: int
+    seen: list[int] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _conn: psycopg.Connection[Any] | None = None
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> BlockerWatch:
+        self._conn = psycopg.connect(self.conninfo, autocommit=True, application_name="rollback-bot watcher")
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        assert self._conn is not None
+        while not self._stop.is_set():
+            try:
+                row = self._conn.execute("SELECT pg_blocking_pids(%s)", (self.pid,)).fetchone()
+            except psycopg.Error:
+                return
+            for pid in (row[0] if row else None) or []:
+                if pid not in self.seen:
+                    self.seen.append(int(pid))
+            self._stop.wait(WATCH_INTERVAL_SECONDS)
+
+    def describe(self) -> list[dict[str, Any]]:
+        if self._conn is None or not self.seen:
+            return [{"pid": pid} for pid in self.seen]
+        with contextlib.suppress(psycopg.Error):
+            return describe_sessions(self._conn, self.seen)
+        return [{"pid": pid} for pid in self.seen]
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    lock_timeout_ms: int
+    retries: int
+    base_seconds: float
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number `attempt` (1-based): base, 2*base, 4*base, ..."""
+        return self.base_seconds * (2 ** (attempt - 1))
+
+
+def with_lock_retries(
+    attempt: Callable[[], T],
+    *,
+    policy: RetryPolicy,
+    conninfo: str,
+    pid: int,
+    statement_of: Callable[[], str],
+    log: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run `attempt` (one whole transaction); on lock_timeout, back off and run it again.
+
+    `attempt` must leave nothing behind when it raises (its transaction is rolled back), so that
+    running it again is safe. `statement_of` names the statement that was waiting.
+    """
+    from workers.engine import messages
+
+    blockers: list[dict[str, Any]] = []
+    total = policy.retries + 1
+    for number in range(1, total + 1):
+        watch = BlockerWatch(conninfo, pid)
+        try:
+            with watch:
+                return attempt()
+        except pg_errors.LockNotAvailable:
+            blockers = watch.describe() or blockers
+            statement = statement_of()
+            if number == total:
+                raise LockTimeout(total, policy.lock_timeout_ms, statement, blockers) from None
+            delay = policy.delay(number)
+            log(messages.lock_retry(number, total, policy.lock_timeout_ms, statement, blockers, delay))
+            sleep(delay)
+        finally:
+            watch.close()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def local_timeouts(conn: psycopg.Connection[Any], lock_timeout_ms: int, statement_timeout_ms: int) -> None:
+    """SET LOCAL both timeouts for the current transaction (values as parameters)."""
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(lock_timeout_ms)}ms",))
+    conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(statement_timeout_ms)}ms",))
+
+
+def session_timeouts(conn: psycopg.Connection[Any], lock_timeout_ms: int, statement_timeout_ms: int) -> None:
+    """SET both timeouts for the session (statements run outside a transaction)."""
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(lock_timeout_ms)}ms",))
+    conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(statement_timeout_ms)}ms",))

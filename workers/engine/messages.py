@@ -1,0 +1,285 @@
+"""Every sentence the engine and `run-migrations` show a person: errors, warnings, logs and tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workers.engine.reports import DryRunReport, Plan, RunReport, StatusReport
+
+VERSION_FORMAT = "YYYY_MM_DD_HHMMSS"
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- errors (one line: what is wrong, then what to do) -------------------------------------------
+
+
+def connection_failed(where: str, reason: str) -> str:
+    return (f"cannot connect to PostgreSQL at {where}: {_short(reason)}; "
+            "check DATABASE_URL and that the server is running and reachable")
+
+
+def migrations_dir_error(path: str, problem: str) -> str:
+    if problem == "missing":
+        return f"migrations folder {path} does not exist; pass --dir or set MIGRATIONS_DIR to the folder"
+    if problem == "not_utf8":
+        return f"{path} is not UTF-8 text; save the script as UTF-8 and retry"
+    if problem.startswith("duplicate:"):
+        version = problem.split(":", 1)[1]
+        return f"two folders in {path} have version {version}; give each migration its own version and retry"
+    return f"migrations folder {path}: {problem}"
+
+
+def unknown_version(version: str, reason: str) -> str:
+    if reason == "malformed":
+        return f"{version!r} is not a migration version (expected {VERSION_FORMAT}, e.g. 2025_10_20_120001)"
+    return (f"version {version} has never been applied to this database; "
+            "run --status and pick a completed version as --to")
+
+
+def not_completed(version: str, status: str) -> str:
+    return (f"version {version} is {status}, not completed, so it is not a known-good state to roll back to; "
+            "run --status and pick a completed version as --to")
+
+
+def missing_down_script(version: str, name: str, folder: str, migration_missing: bool) -> str:
+    if migration_missing:
+        return (f"migration {version} is applied but its folder is missing from {folder}; "
+                "restore the folder (with down.sql) before rolling it back, or roll back by hand (playbook Method 2)")
+    return (f"migration {version}_{name} has no down.sql or rollback.sql in {folder}; "
+            "write one (playbook: every migration needs a rollback script), or roll back by hand (Method 2)")
+
+
+def _session(info: dict[str, Any]) -> str:
+    parts = [f"pid {info.get('pid')}"]
+    if info.get("usename"):
+        parts.append(f"user {info['usename']}")
+    if info.get("application_name"):
+        parts.append(f"application {info['application_name']!r}")
+    if info.get("state"):
+        parts.append(f"state {info['state']!r}")
+    return ", ".join(parts)
+
+
+def lock_busy(dbname: str, holder: dict[str, Any] | None) -> str:
+    who = f" ({_session(holder)})" if holder else ""
+    return (f"another migration run holds the migration lock on database {dbname}{who}; "
+            "wait for it to finish, check --status, then retry")
+
+
+def blockers_text(blockers: Sequence[dict[str, Any]]) -> str:
+    if not blockers:
+        return "blocking session unknown (it let go before it could be identified)"
+    return "blocked by " + "; ".join(_session(b) for b in blockers)
+
+
+def lock_timeout(attempts: int, lock_timeout_ms: int, statement: str, blockers: Sequence[dict[str, Any]]) -> str:
+    return (f"gave up after {attempts} attempts: could not get a table lock within {lock_timeout_ms} ms for "
+            f"`{_short(statement, 80)}`, {blockers_text(blockers)}; nothing was changed — end or wait for "
+            "that session (SELECT pg_terminate_backend(pid) if safe), or raise --lock-timeout, then retry")
+
+
+def migration_failed(operation: str, version: str, name: str, statement: str, pg_message: str,
+                     rolled_back: bool) -> str:
+    undone = ("no change remains (the whole transaction was rolled back)" if rolled_back
+              else "statements before it ran outside a transaction and stay applied")
+    return (f"{operation} of {version}_{name} failed at `{_short(statement, 80)}`: {_short(pg_message, 200)}; "
+            f"{undone}; fix the script and run again")
+
+
+def plan_changed(expected: str, actual: str) -> str:
+    return (f"the rollback plan changed since it was approved (approved {expected[:12]}, now {actual[:12]}); "
+            "nothing was changed — run the dry run again and get the new plan approved")
+
+
+def interrupted_migration(version: str, name: str) -> str:
+    return (f"migration {version}_{name} is marked running but no run holds the lock: a run died while it ran "  # noqa: S608
+            "outside a transaction; check its effects, then UPDATE schema_migrations SET status = 'failed' "
+            f"WHERE version = '{version}' and run again")  # advice text for a person, never executed
+
+
+def bookkeeping_conflict(version: str, expected_status: str) -> str:
+    return (f"schema_migrations row {version} is no longer {expected_status} (changed by hand during the run?); "
+            "nothing was changed — check --status and retry")
+
+
+# --- log lines (--verbose and the workers' progress) ---------------------------------------------
+
+
+def lock_retry(attempt: int, total: int, lock_timeout_ms: int, statement: str,
+               blockers: Sequence[dict[str, Any]], delay: float) -> str:
+    return (f"attempt {attempt}/{total}: lock wait over {lock_timeout_ms} ms for `{_short(statement, 60)}`, "
+            f"{blockers_text(blockers)}; everything rolled back, retrying in {delay:.2f} s")
+
+
+def running_statement(version: str, statement: str) -> str:
+    return f"[{version}] {_short(statement, 200)}"
+
+
+def statement_done(version: str, tag: str, duration_ms: float) -> str:
+    return f"[{version}]   -> {tag} ({duration_ms:.1f} ms)"
+
+
+def step_start(operation: str, version: str, name: str, transactional: bool) -> str:
+    how = "" if transactional else " (outside a transaction)"
+    verb = "reverting" if operation == "rollback" else "applying"
+    return f"{verb} {version}_{name}{how}"
+
+
+# --- warnings ------------------------------------------------------------------------------------
+
+
+def drift_warning(version: str, name: str) -> str:
+    return f"{version}_{name}: up.sql changed since it was applied (checksum differs)"
+
+
+def missing_file_warning(version: str) -> str:
+    return f"{version}: applied but its folder is missing from the migrations directory"
+
+
+def no_down_warning(version: str, name: str) -> str:
+    return f"{version}_{name}: no down.sql or rollback.sql — it cannot be rolled back automatically"
+
+
+def failed_warning(version: str, name: str, error: str | None) -> str:
+    return f"{version}_{name} failed: {_short(error or 'no error message recorded', 200)}"
+
+
+def running_warning(version: str, name: str, lock_held: bool) -> str:
+    if lock_held:
+        return f"{version}_{name} is running now (another run holds the migration lock)"
+    return f"{version}_{name} is marked running but no run holds the lock: it was interrupted; check it by hand"
+
+
+def ignored_entry_warning(entry: str) -> str:
+    return f"ignored {entry!r} in the migrations folder: not named {VERSION_FORMAT}_<name>"
+
+
+def no_up_warning(version: str, name: str) -> str:
+    return f"{version}_{name}: no up.sql"
+
+
+def dropped_table_loss(table: str, rows: int) -> str:
+    return f"DROP TABLE {table}: {rows} {'row' if rows == 1 else 'rows'} would be lost"
+
+
+def dropped_column_loss(table: str, column: str, values: int) -> str:
+    return f"DROP COLUMN {table}.{column}: {values} non-null {'value' if values == 1 else 'values'} would be lost"
+
+
+def truncate_loss(table: str, rows: int) -> str:
+    return f"TRUNCATE {table}: {rows} {'row' if rows == 1 else 'rows'} would be lost"
+
+
+def delete_loss(table: str, rows: int) -> str:
+    return f"DELETE FROM {table}: {rows} {'row' if rows == 1 else 'rows'} would be deleted"  # noqa: S608 - text
+
+
+def update_change(table: str, rows: int) -> str:
+    return f"UPDATE {table}: {rows} {'row' if rows == 1 else 'rows'} would be changed"
+
+
+def sequence_advanced(name: str) -> str:
+    return (f"sequence {name} advanced during the dry run (nextval is never rolled back; "
+            "concurrent application inserts also advance it)")
+
+
+def no_transaction_dry_run(version: str, name: str) -> str:
+    return (f"{version}_{name} runs outside a transaction and was NOT executed by the dry run "
+            "(it cannot be rolled back); its statements are listed unmeasured")
+
+
+# --- CLI output ----------------------------------------------------------------------------------
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line.rstrip(), "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(out)
+
+
+def render_status(report: StatusReport) -> str:
+    s = report.server
+    head = f"database {s.dbname} on {s.host}:{s.port} (PostgreSQL {s.server_version}, user {s.user})"
+    rows = []
+    for m in report.migrations:
+        flags = [f for f, on in (("no down", not m.has_down), ("drift", m.drift), ("missing file", m.missing_file),
+                                 ("no-transaction", not m.transactional)) if on]
+        applied = m.applied_at.strftime("%Y-%m-%d %H:%M:%S%z") if m.applied_at else ""
+        rows.append([m.version, m.name, m.status, applied, ", ".join(flags)])
+    parts = [head, "", _table(["version", "name", "status", "applied_at", "notes"], rows) if rows
+             else "no migrations found"]
+    parts.append("")
+    parts.append(f"current version: {report.current_version or 'none'}")
+    if report.warnings:
+        parts.append("warnings:")
+        parts += [f"  ! {w}" for w in report.warnings]
+    return "\n".join(parts)
+
+
+def render_plan(plan: Plan) -> str:
+    if plan.empty:
+        if plan.operation == "rollback":
+            return f"nothing to roll back: no completed migration newer than {plan.to or 'the start'}"
+        return "nothing to apply: every migration on disk is completed"
+    verb = "roll back" if plan.operation == "rollback" else "apply"
+    target = f" to {plan.to}" if plan.to else ""
+    lines = [f"plan: {verb} {len(plan.steps)} migration(s){target} on {plan.dbname} "
+             f"(current {plan.current_version or 'none'}), plan hash {plan.hash[:12]}"]
+    for step in plan.steps:
+        how = "in one transaction" if step.transactional else "OUTSIDE a transaction, statement by statement"
+        lines.append(f"  {step.version}_{step.name}: {len(step.statements)} statement(s), {how}")
+    if plan.operation == "rollback" and plan.transactional:
+        lines.append("  all down scripts and the bookkeeping run in ONE transaction: all or nothing")
+    return "\n".join(lines)
+
+
+def _statement_rows(statements: Sequence[Any]) -> list[list[str]]:
+    return [[st.version, _short(st.sql, 70), st.tag, "" if st.rowcount is None or st.rowcount < 0
+             else str(st.rowcount), f"{st.duration_ms:.1f}"] for st in statements]
+
+
+def render_dry_run(report: DryRunReport) -> str:
+    parts = ["DRY RUN — everything below was rolled back; nothing changed", render_plan(report.plan)]
+    if report.statements:
+        parts += ["", _table(["version", "statement", "tag", "rows", "ms"], _statement_rows(report.statements))]
+    if report.warnings:
+        parts += ["", "warnings:"] + [f"  ! {w}" for w in report.warnings]
+    elif not report.plan.empty:
+        parts += ["", "no data-loss warnings"]
+    return "\n".join(parts)
+
+
+def render_run(report: RunReport) -> str:
+    if report.already_done:
+        return (f"request {report.request_id} already rolled back {', '.join(report.versions)} earlier; "
+                "nothing done this time")
+    if not report.versions:
+        return ("nothing to roll back" if report.operation == "rollback"
+                else "nothing to apply: every migration on disk is completed")
+    verb = "rolled back" if report.operation == "rollback" else "applied"
+    parts = [f"{verb} {len(report.versions)} migration(s) in {report.duration_ms:.0f} ms: {', '.join(report.versions)}"]
+    if report.to:
+        parts.append(f"database is now at {report.to}")
+    if report.statements:
+        parts += ["", _table(["version", "statement", "tag", "rows", "ms"], _statement_rows(report.statements))]
+    return "\n".join(parts)
+
+
+def cli_error(message: str) -> str:
+    return f"run-migrations: error: {message}"
+
+
+def usage_conflict(problem: str) -> str:
+    return f"{problem}; see run-migrations --help"
+
+
+def database_error(where: str, reason: str) -> str:
+    return f"database error on {where}: {_short(reason, 200)}; check the server and --status, then retry"

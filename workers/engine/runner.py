@@ -1,0 +1,404 @@
+"""Run plans against a connection: apply, roll back, and dry-run (always rolled back).
+
+The caller (Engine) holds the migration lock. Rollback runs every down script and the bookkeeping in
+one transaction; a failure leaves nothing behind and is recorded in migration_history afterwards,
+outside the aborted transaction. Each attempt is bounded by lock_timeout and retried with backoff.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from workers.engine import messages, sqltext, store
+from workers.engine.errors import LockTimeout, MigrationFailed, PlanChanged
+from workers.engine.locks import RetryPolicy, local_timeouts, session_timeouts, with_lock_retries
+from workers.engine.planning import build_apply_plan, build_rollback_plan
+from workers.engine.reports import DryRunReport, Plan, PlanStep, RunReport, ServerInfo, StatementResult
+from workers.engine.scripts import MigrationSet
+
+
+@dataclass
+class Context:
+    """Everything a run needs, passed in by the Engine."""
+
+    conn: psycopg.Connection[Any]
+    conninfo: str
+    server: ServerInfo
+    disk: MigrationSet
+    actor: str
+    approved_by: str | None
+    request_id: str | None
+    policy: RetryPolicy
+    statement_timeout_ms: int
+    log: Callable[[str], None]
+    redact: Callable[[str], str]
+    current: dict[str, str] = field(default_factory=dict)  # the statement running now, for errors
+
+    @property
+    def pid(self) -> int:
+        return int(self.conn.info.backend_pid)
+
+    def retries(self, attempt: Callable[[], Any], policy: RetryPolicy | None = None) -> Any:
+        return with_lock_retries(
+            attempt, policy=policy or self.policy, conninfo=self.conninfo, pid=self.pid,
+            statement_of=lambda: self.current.get("sql", ""), log=self.log,
+        )
+
+
+def _elapsed_ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)
+
+
+def _run_statement(ctx: Context, version: str, statement: str) -> StatementResult:
+    ctx.current.update(version=version, sql=statement)
+    ctx.log(messages.running_statement(version, statement))
+    start = time.perf_counter()
+    with ctx.conn.cursor() as cur:
+        cur.execute(statement.encode())  # the migration's own SQL, sent as written (no parameters)
+        tag = cur.statusmessage or ""
+        rowcount = cur.rowcount
+    result = StatementResult(version, statement, tag, rowcount if rowcount >= 0 else None, _elapsed_ms(start))
+    ctx.log(messages.statement_done(version, tag, result.duration_ms))
+    return result
+
+
+def _pg_message(exc: psycopg.Error) -> str:
+    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = exc.diag.message_primary or first_line
+    return f"{text} (SQLSTATE {exc.sqlstate})" if exc.sqlstate else text
+
+
+def _read_rows(ctx: Context) -> dict[str, store.Row]:
+    return store.read_all(ctx.conn)
+
+
+# --- rollback ------------------------------------------------------------------------------------
+
+
+def _already_done(ctx: Context) -> RunReport | None:
+    if not ctx.request_id or not store.tables_exist(ctx.conn):
+        return None
+    rows = store.completed_rollback(ctx.conn, ctx.request_id)
+    if not rows:
+        return None
+    statements = [StatementResult(**s) for r in rows for s in (r["details"] or {}).get("statements", [])]
+    first = (rows[0]["details"] or {}) if rows else {}
+    return RunReport("rollback", [r["version"] for r in rows], statements,
+                     float(sum(r["duration_ms"] or 0 for r in rows)), to=first.get("to"),
+                     plan_hash=first.get("plan_hash"), request_id=ctx.request_id, already_done=True)
+
+
+def _revert_step(ctx: Context, plan: Plan, step: PlanStep) -> list[StatementResult]:
+    ctx.log(messages.step_start("rollback", step.version, step.name, step.transactional))
+    start = time.perf_counter()
+    results = [_run_statement(ctx, step.version, s) for s in step.statements]
+    ctx.current.update(sql="(bookkeeping)")
+    store.mark_rolled_back(ctx.conn, step.version)
+    store.record_history(
+        ctx.conn, version=step.version, operation="rollback", status="completed", executed_by=ctx.actor,
+        approved_by=ctx.approved_by, request_id=ctx.request_id, duration_ms=int(_elapsed_ms(start)),
+        details={"to": plan.to, "plan_hash": plan.hash, "statements": [r.to_dict() for r in results]},
+    )
+    return results
+
+
+def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> RunReport:
+    store.ensure_tables(ctx.conn)
+    started = time.perf_counter()
+    state: dict[str, Any] = {}
+
+    def attempt() -> RunReport:
+        state.clear()  # a retried attempt starts from scratch, like its transaction
+        with ctx.conn.transaction():
+            local_timeouts(ctx.conn, ctx.policy.lock_timeout_ms, ctx.statement_timeout_ms)
+            done = _already_done(ctx)  # inside the transaction, under the lock: exactly once
+            if done is not None:
+                return done
+            plan = build_rollback_plan(ctx.server, ctx.disk, _read_rows(ctx), to)
+            state["plan"] = plan
+            if expected_plan_hash and plan.hash != expected_plan_hash:
+                raise PlanChanged(expected_plan_hash, plan.hash)
+            results: list[StatementResult] = []
+            for step in plan.steps:
+                if not step.transactional:
+                    break  # runs below, outside this transaction
+                state["step"] = step
+                results += _revert_step(ctx, plan, step)
+                state.setdefault("done", []).append(step.version)
+            state["results"] = results
+            return RunReport("rollback", list(state.get("done", [])), results, 0.0, to=to, plan_hash=plan.hash,
+                             request_id=ctx.request_id)
+
+    try:
+        report: RunReport = ctx.retries(attempt)
+        if report.already_done:
+            return report
+        plan = state["plan"]
+        remaining = [s for s in plan.steps if s.version not in report.versions]
+        results = list(report.statements)
+        done = list(report.versions)
+        for step in remaining:  # a no-transaction step, then whatever follows it (each segment atomic)
+            state["step"] = step
+            if step.transactional:
+                def one(step: PlanStep = step) -> list[StatementResult]:
+                    with ctx.conn.transaction():
+                        local_timeouts(ctx.conn, ctx.policy.lock_timeout_ms, ctx.statement_timeout_ms)
+                        return _revert_step(ctx, plan, step)
+                results += ctx.retries(one)
+            else:
+                results += _revert_outside_transaction(ctx, plan, step)
+            done.append(step.version)
+    except LockTimeout as exc:
+        _record_failure(ctx, "rollback", state, to, exc.message)
+        raise
+    except psycopg.Error as exc:
+        step = state.get("step")
+        if step is None:
+            raise
+        failure = MigrationFailed("rollback", step.version, step.name, ctx.current.get("sql", ""),
+                                  ctx.redact(_pg_message(exc)), exc.sqlstate, rolled_back=step.transactional)
+        _record_failure(ctx, "rollback", state, to, failure.message)
+        raise failure from None
+    return RunReport("rollback", done, results, _elapsed_ms(started), to=to, plan_hash=plan.hash,
+                     request_id=ctx.request_id)
+
+
+def _revert_outside_transaction(ctx: Context, plan: Plan, step: PlanStep) -> list[StatementResult]:
+    """A no-transaction down script: mark it running (truthfully, committed), then statement by statement."""
+    ctx.log(messages.step_start("rollback", step.version, step.name, transactional=False))
+    store.set_status(ctx.conn, step.version, "running")
+    start = time.perf_counter()
+    results = _run_outside_transaction(ctx, step)
+    with ctx.conn.transaction():
+        store.set_status(ctx.conn, step.version, "completed")  # so that mark_rolled_back sees it
+        store.mark_rolled_back(ctx.conn, step.version)
+        store.record_history(
+            ctx.conn, version=step.version, operation="rollback", status="completed", executed_by=ctx.actor,
+            approved_by=ctx.approved_by, request_id=ctx.request_id, duration_ms=int(_elapsed_ms(start)),
+            details={"to": plan.to, "plan_hash": plan.hash, "statements": [r.to_dict() for r in results],
+                     "transactional": False},
+        )
+    return results
+
+
+def _run_outside_transaction(ctx: Context, step: PlanStep) -> list[StatementResult]:
+    session_timeouts(ctx.conn, ctx.policy.lock_timeout_ms, ctx.statement_timeout_ms)
+    try:
+        results: list[StatementResult] = []
+        for statement in step.statements:
+            def one(statement: str = statement) -> StatementResult:
+                return _run_statement(ctx, step.version, statement)
+            results.append(ctx.retries(one))
+        return results
+    finally:
+        ctx.conn.execute("RESET lock_timeout")
+        ctx.conn.execute("RESET statement_timeout")
+
+
+def _record_failure(ctx: Context, operation: str, state: dict[str, Any], to: str | None, error: str) -> None:
+    """Write the failure to migration_history on its own (the failed transaction is already rolled back)."""
+    step = state.get("step")
+    plan = state.get("plan")
+    if step is None and plan is not None and plan.steps:
+        step = plan.steps[0]
+    if ctx.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        ctx.conn.rollback()
+    with ctx.conn.transaction():
+        if step is not None and not step.transactional and operation == "rollback":
+            store.set_status(ctx.conn, step.version, "failed", error)
+        store.record_history(
+            ctx.conn, version=step.version if step else (to or ""), operation=operation, status="failed",
+            executed_by=ctx.actor, approved_by=ctx.approved_by, request_id=ctx.request_id, error_message=error,
+            details={"to": to, "plan_hash": plan.hash if plan else None,
+                     "versions": plan.versions if plan else [], "statement": ctx.current.get("sql")},
+        )
+
+
+# --- apply ---------------------------------------------------------------------------------------
+
+
+def apply(ctx: Context) -> RunReport:
+    store.ensure_tables(ctx.conn)
+    started = time.perf_counter()
+    plan = build_apply_plan(ctx.server, ctx.disk, _read_rows(ctx))
+    results: list[StatementResult] = []
+    done: list[str] = []
+    for step in plan.steps:
+        m = ctx.disk.migrations[step.version]
+        assert m.up is not None
+        checksum, down_checksum = m.up.checksum, (m.down.checksum if m.down else None)
+        ctx.log(messages.step_start("apply", step.version, step.name, step.transactional))
+        start = time.perf_counter()
+        try:
+            if step.transactional:
+                def attempt(step: PlanStep = step, checksum: str = checksum, down_checksum: str | None = down_checksum,
+                            start: float = start) -> list[StatementResult]:
+                    with ctx.conn.transaction():
+                        local_timeouts(ctx.conn, ctx.policy.lock_timeout_ms, ctx.statement_timeout_ms)
+                        out = [_run_statement(ctx, step.version, s) for s in step.statements]
+                        ctx.current.update(sql="(bookkeeping)")
+                        _record_applied(ctx, step, checksum, down_checksum, start, out)
+                        return out
+                results += ctx.retries(attempt)
+            else:
+                store.mark_running(ctx.conn, step.version, step.name, checksum)
+                out = _run_outside_transaction(ctx, step)
+                with ctx.conn.transaction():
+                    _record_applied(ctx, step, checksum, down_checksum, start, out)
+                results += out
+        except LockTimeout as exc:
+            _record_apply_failure(ctx, step, checksum, exc.message, mark=not step.transactional)
+            raise
+        except psycopg.Error as exc:
+            failure = MigrationFailed("apply", step.version, step.name, ctx.current.get("sql", ""),
+                                      ctx.redact(_pg_message(exc)), exc.sqlstate, rolled_back=step.transactional)
+            _record_apply_failure(ctx, step, checksum, failure.message, mark=True)
+            raise failure from None
+        done.append(step.version)
+    return RunReport("apply", done, results, _elapsed_ms(started), plan_hash=plan.hash, request_id=ctx.request_id)
+
+
+def _record_applied(ctx: Context, step: PlanStep, checksum: str, down_checksum: str | None, start: float,
+                    results: list[StatementResult]) -> None:
+    elapsed = int(_elapsed_ms(start))
+    store.mark_applied(ctx.conn, step.version, step.name, checksum, down_checksum, elapsed)
+    store.record_history(
+        ctx.conn, version=step.version, operation="apply", status="completed", executed_by=ctx.actor,
+        approved_by=ctx.approved_by, request_id=ctx.request_id, duration_ms=elapsed,
+        details={"statements": [r.to_dict() for r in results], "transactional": step.transactional},
+    )
+
+
+def _record_apply_failure(ctx: Context, step: PlanStep, checksum: str, error: str, *, mark: bool) -> None:
+    """Scenario 1 of the playbook: status 'failed' with error_message (outside the failed transaction)."""
+    if ctx.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        ctx.conn.rollback()
+    with ctx.conn.transaction():
+        if mark:
+            store.mark_failed(ctx.conn, step.version, step.name, checksum, error)
+        store.record_history(
+            ctx.conn, version=step.version, operation="apply", status="failed", executed_by=ctx.actor,
+            approved_by=ctx.approved_by, request_id=ctx.request_id, error_message=error,
+            details={"statement": ctx.current.get("sql")},
+        )
+
+
+# --- dry run -------------------------------------------------------------------------------------
+
+
+def _qualified(name: tuple[str, ...]) -> str:
+    return ".".join(name)
+
+
+def _relation_exists(conn: psycopg.Connection[Any], name: tuple[str, ...]) -> bool:
+    regclass_text = sql.Identifier(*name).as_string(conn)
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (regclass_text,)).fetchone()
+    return bool(row and row[0])
+
+
+def _column_exists(conn: psycopg.Connection[Any], table: tuple[str, ...], column: str) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s"
+        " AND attnum > 0 AND NOT attisdropped)",
+        (sql.Identifier(*table).as_string(conn), column),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _count(conn: psycopg.Connection[Any], query: sql.Composed) -> int:
+    row = conn.execute(query).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _measure_before(conn: psycopg.Connection[Any], statement: str) -> tuple[sqltext.Effects, list[str]]:
+    """Data that the statement is about to destroy, counted before it runs (inside the dry-run transaction)."""
+    eff = sqltext.effects(statement)
+    warnings = []
+    for table in eff.dropped_tables:
+        if _relation_exists(conn, table):
+            rows = _count(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*table)))
+            warnings.append(messages.dropped_table_loss(_qualified(table), rows))
+    for table in eff.truncated_tables:
+        if _relation_exists(conn, table):
+            rows = _count(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*table)))
+            warnings.append(messages.truncate_loss(_qualified(table), rows))
+    for table, column in eff.dropped_columns:
+        if _column_exists(conn, table, column):
+            values = _count(conn, sql.SQL("SELECT count({}) FROM {}").format(
+                sql.Identifier(column), sql.Identifier(*table)))
+            warnings.append(messages.dropped_column_loss(_qualified(table), column, values))
+    return eff, warnings
+
+
+def _measure_after(eff: sqltext.Effects, result: StatementResult) -> list[str]:
+    if eff.target is None or result.rowcount is None:
+        return []
+    if eff.command == "DELETE":
+        return [messages.delete_loss(_qualified(eff.target), result.rowcount)]
+    if eff.command == "UPDATE":
+        return [messages.update_change(_qualified(eff.target), result.rowcount)]
+    return []
+
+
+def _sequence_values(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    rows = conn.execute(
+        "SELECT format('%%I.%%I', schemaname, sequencename), last_value FROM pg_sequences"
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_ms: int) -> DryRunReport:
+    """Run the plan's real SQL in a transaction that is always rolled back; report what would happen.
+
+    Bookkeeping rows are not written at all (their id sequence would advance). Statements of a
+    no-transaction script are not run: they cannot be undone.
+    """
+    policy = RetryPolicy(min(ctx.policy.lock_timeout_ms, dry_run_lock_timeout_ms), ctx.policy.retries,
+                         ctx.policy.base_seconds)
+    sequences_before = _sequence_values(ctx.conn)
+    holder: dict[str, Any] = {}
+
+    def attempt() -> None:
+        results: list[StatementResult] = []
+        warnings: list[str] = []
+        holder.clear()
+        with ctx.conn.transaction(force_rollback=True):
+            local_timeouts(ctx.conn, policy.lock_timeout_ms, ctx.statement_timeout_ms)
+            rows = _read_rows(ctx)
+            plan = (build_rollback_plan(ctx.server, ctx.disk, rows, to) if operation == "rollback"
+                    else build_apply_plan(ctx.server, ctx.disk, rows))
+            holder["plan"] = plan
+            for step in plan.steps:
+                holder["step"] = step
+                if not step.transactional:
+                    warnings.append(messages.no_transaction_dry_run(step.version, step.name))
+                    results += [StatementResult(step.version, s, "(not run)", None, 0.0) for s in step.statements]
+                    continue
+                for statement in step.statements:
+                    ctx.current.update(version=step.version, sql=statement)
+                    eff, before = _measure_before(ctx.conn, statement)
+                    result = _run_statement(ctx, step.version, statement)
+                    results.append(result)
+                    warnings += before + _measure_after(eff, result)
+            holder.update(results=results, warnings=warnings)
+
+    try:
+        ctx.retries(attempt, policy)
+    except psycopg.Error as exc:
+        step = holder.get("step")
+        if step is None:
+            raise
+        raise MigrationFailed(f"dry run of {operation}", step.version, step.name, ctx.current.get("sql", ""),
+                              ctx.redact(_pg_message(exc)), exc.sqlstate) from None
+    warnings = list(holder["warnings"])
+    after = _sequence_values(ctx.conn)
+    warnings += [messages.sequence_advanced(n) for n, v in sequences_before.items()
+                 if n in after and after[n] != v]
+    return DryRunReport(holder["plan"], holder["results"], warnings)
+

@@ -1,0 +1,82 @@
+"""Load migrations from disk: `<dir>/<version>_<name>/up.sql` and `down.sql` (or `rollback.sql`)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from workers.engine import sqltext
+from workers.engine.errors import MigrationsDirError
+from workers.engine.versions import split_dirname
+
+UP_FILE = "up.sql"
+DOWN_FILES = ("down.sql", "rollback.sql")  # the playbook allows either name
+
+
+@dataclass(frozen=True)
+class Script:
+    path: Path
+    sql: str
+    checksum: str  # sha256 of the file's bytes
+    transactional: bool
+
+    @property
+    def statements(self) -> list[str]:
+        return sqltext.split_statements(self.sql)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    folder: Path
+    up: Script | None
+    down: Script | None
+
+
+@dataclass(frozen=True)
+class MigrationSet:
+    directory: Path
+    migrations: dict[str, Migration]  # by version
+    ignored: tuple[str, ...]  # entries that are not migration folders (reported as warnings)
+
+    def get(self, version: str) -> Migration | None:
+        return self.migrations.get(version)
+
+
+def _script(path: Path) -> Script:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MigrationsDirError(str(path), "not_utf8") from None
+    return Script(path, text, hashlib.sha256(data).hexdigest(), not sqltext.is_no_transaction(text))
+
+
+def load(directory: str | Path) -> MigrationSet:
+    root = Path(directory)
+    if not root.is_dir():
+        raise MigrationsDirError(str(root), "missing")
+    migrations: dict[str, Migration] = {}
+    ignored: list[str] = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        parsed = split_dirname(entry.name)
+        if parsed is None:
+            ignored.append(entry.name)
+            continue
+        version, name = parsed
+        if version in migrations:
+            raise MigrationsDirError(str(root), f"duplicate:{version}")
+        up_path = entry / UP_FILE
+        down_path = next((entry / f for f in DOWN_FILES if (entry / f).is_file()), None)
+        migrations[version] = Migration(
+            version=version,
+            name=name,
+            folder=entry,
+            up=_script(up_path) if up_path.is_file() else None,
+            down=_script(down_path) if down_path else None,
+        )
+    return MigrationSet(root, migrations, tuple(ignored))

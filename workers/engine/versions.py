@@ -1,0 +1,110 @@
+"""Pure planning: versions, statuses, which migrations to apply or revert, and status warnings.
+
+No files and no database here (alembic's `script/revision.py` split): everything is tested in memory.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from workers.engine.errors import InterruptedMigration, NotCompleted, UnknownVersion
+
+VERSION_PATTERN = re.compile(r"^(\d{4})_(\d{2})_(\d{2})_(\d{6})$")
+DIRNAME_PATTERN = re.compile(r"^(\d{4}_\d{2}_\d{2}_\d{6})_([A-Za-z0-9][A-Za-z0-9_.-]*)$")
+
+
+class Status(StrEnum):
+    PENDING = "pending"  # on disk, not in schema_migrations
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+
+
+def is_version(text: str) -> bool:
+    match = VERSION_PATTERN.match(text)
+    if not match:
+        return False
+    try:
+        datetime.strptime(text, "%Y_%m_%d_%H%M%S")
+    except ValueError:
+        return False
+    return True
+
+
+def parse_version(text: str) -> str:
+    """`text` if it is a valid YYYY_MM_DD_HHMMSS version, else UnknownVersion saying so."""
+    cleaned = text.strip()
+    if not is_version(cleaned):
+        raise UnknownVersion(text, "malformed")
+    return cleaned
+
+
+def split_dirname(dirname: str) -> tuple[str, str] | None:
+    """('2025_10_20_120001', 'add_x') for '2025_10_20_120001_add_x'; None for anything else."""
+    match = DIRNAME_PATTERN.match(dirname)
+    if not match or not is_version(match.group(1)):
+        return None
+    return match.group(1), match.group(2)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One schema_migrations row, as the planner needs it."""
+
+    version: str
+    status: str
+    name: str | None = None
+    checksum: str | None = None
+
+
+def rollback_versions(recorded: Mapping[str, Recorded], to: str | None) -> list[str]:
+    """Completed versions to revert, newest first.
+
+    `to` is the last known-good version: it must be recorded and completed; every completed version
+    newer than it is reverted. Without `to`, only the newest completed version is reverted.
+    """
+    completed = sorted((v for v, r in recorded.items() if r.status == Status.COMPLETED), reverse=True)
+    if to is None:
+        return completed[:1]
+    target = parse_version(to)
+    row = recorded.get(target)
+    if row is None:
+        raise UnknownVersion(target, "not_applied")
+    if row.status != Status.COMPLETED:
+        raise NotCompleted(target, row.status)
+    return [v for v in completed if v > target]
+
+
+def apply_versions(on_disk: Iterable[str], recorded: Mapping[str, Recorded]) -> list[str]:
+    """Versions to apply, oldest first: never recorded, failed, or rolled back.
+
+    A 'running' row seen while we hold the migration lock was left by a run that died outside a
+    transaction: its effects are unknown, so we stop and ask a person rather than guess.
+    """
+    pending = []
+    for version in sorted(set(on_disk)):
+        row = recorded.get(version)
+        if row is not None and row.status == Status.RUNNING:
+            raise InterruptedMigration(version, row.name or "")
+        if row is None or row.status in (Status.FAILED, Status.ROLLED_BACK):
+            pending.append(version)
+    return pending
+
+
+def status_of(version: str, recorded: Mapping[str, Recorded]) -> str:
+    row = recorded.get(version)
+    return Status.PENDING.value if row is None else str(row.status)
+
+
+def newest_completed(recorded: Mapping[str, Recorded]) -> str | None:
+    completed = [v for v, r in recorded.items() if r.status == Status.COMPLETED]
+    return max(completed) if completed else None
+
+
+def ordered(versions: Iterable[str], newest_first: bool = False) -> Sequence[str]:
+    return sorted(set(versions), reverse=newest_first)
