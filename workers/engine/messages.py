@@ -283,3 +283,22 @@ def usage_conflict(problem: str) -> str:
 
 def database_error(where: str, reason: str) -> str:
     return f"database error on {where}: {_short(reason, 200)}; check the server and --status, then retry"
+
+
+def interrupted() -> str:
+    return ("interrupted; a rollback in progress was rolled back by PostgreSQL as a whole — "
+            "check run-migrations --status before retrying")
+
+
+def render_history(rows: Sequence[dict[str, Any]]) -> str:
+    if not rows:
+        return "migration_history is empty"
+    table = []
+    for r in rows:
+        at = r.get("executed_at")
+        table.append([str(r.get("id") or ""), str(r.get("version") or ""), str(r.get("operation") or ""),
+                      str(r.get("status") or ""), str(r.get("executed_by") or ""),
+                      at.strftime("%Y-%m-%d %H:%M:%S%z") if at else "", str(r.get("approved_by") or ""),
+                      _short(str(r.get("error_message") or ""), 60)])
+    return _table(["id", "version", "operation", "status", "executed_by", "executed_at", "approved_by", "error"],
+                  table)

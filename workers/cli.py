@@ -1,0 +1,153 @@
+"""`run-migrations`: the playbook's `node scripts/run-migrations.js`, flag for flag (thin: parse, run, print).
+
+    run-migrations                                   apply all pending migrations
+    run-migrations --status [--json]                 every migration and its state
+    run-migrations --rollback [--to V] [--dry-run]   roll back to the last known-good version V
+Exit status: 0 success, 1 failure (one line on stderr), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
+
+from core import defaults
+from workers.engine import DryRunReport, Engine, EngineError, messages
+from workers.engine.redact import password_of, redact
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage dump
+        raise UsageError(messages.usage_conflict(message))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="run-migrations", description="Apply, inspect and roll back PostgreSQL migrations "
+                "(DATABASE_URL names the database).")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--status", action="store_true", help="show every migration and its state")
+    mode.add_argument("--rollback", action="store_true", help="revert completed migrations (newest first)")
+    mode.add_argument("--history", action="store_true", help="show migration_history, newest first")
+    p.add_argument("--to", metavar="VERSION", help="with --rollback: the last known-good version to keep")
+    p.add_argument("--dry-run", action="store_true", help="run the SQL in a transaction that is rolled back")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--verbose", "-v", action="store_true", help="print each statement and its timing")
+    p.add_argument("--dir", metavar="PATH", help="migrations folder (default: $MIGRATIONS_DIR or ./migrations)")
+    p.add_argument("--actor", metavar="NAME", help="recorded as executed_by (default: your OS user)")
+    p.add_argument("--lock-timeout", metavar="MS", type=int, default=defaults.LOCK_TIMEOUT_MS,
+                   help=f"longest wait for a table lock per attempt (default {defaults.LOCK_TIMEOUT_MS})")
+    p.add_argument("--lock-retries", metavar="N", type=int, default=defaults.LOCK_RETRIES,
+                   help=f"attempts after the first when a lock wait times out (default {defaults.LOCK_RETRIES})")
+    p.add_argument("--statement-timeout", metavar="MS", type=int, default=defaults.STATEMENT_TIMEOUT_MS,
+                   help=f"longest run of one statement (default {defaults.STATEMENT_TIMEOUT_MS})")
+    p.add_argument("--limit", type=int, default=50, help="with --history: how many rows")
+    return p
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.to is not None and not args.rollback:
+        raise UsageError(messages.usage_conflict("--to needs --rollback"))
+    if args.dry_run and (args.status or args.history):
+        raise UsageError(messages.usage_conflict("--dry-run goes with apply or --rollback"))
+    for name in ("lock_timeout", "statement_timeout"):
+        if getattr(args, name) <= 0:
+            raise UsageError(messages.usage_conflict(f"--{name.replace('_', '-')} must be a positive number of ms"))
+    if args.lock_retries < 0:
+        raise UsageError(messages.usage_conflict("--lock-retries must be 0 or more"))
+
+
+def _actor(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (e.g. a container without passwd entry)
+        return "unknown"
+
+
+def _print_json(data: Any, out: Callable[[str], None]) -> None:
+    out(json.dumps(data, indent=2, default=str))
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], None],
+        err: Callable[[str], None]) -> int:
+    conninfo = env.get("DATABASE_URL")
+    if not conninfo:
+        raise UsageError("DATABASE_URL is not set; set it to the database to migrate, "
+                         "e.g. DATABASE_URL=postgresql://user@host:5432/dbname run-migrations --status")
+    log = (err if args.json else out) if args.verbose else None
+    engine = Engine(
+        conninfo, args.dir or env.get("MIGRATIONS_DIR") or defaults.MIGRATIONS_DIR, actor=_actor(args.actor),
+        lock_timeout_ms=args.lock_timeout, lock_retries=args.lock_retries,
+        statement_timeout_ms=args.statement_timeout, log=log,
+    )
+    def show(data: dict[str, Any] | list[dict[str, Any]], text: str) -> None:
+        _print_json(data, out) if args.json else out(text)
+
+    if args.status:
+        report = engine.status()
+        show(report.to_dict(), messages.render_status(report))
+    elif args.history:
+        rows = engine.history(args.limit)
+        show(rows, messages.render_history(rows))
+    elif args.rollback and args.dry_run:
+        dry = engine.dry_run_rollback(args.to)
+        show(dry.to_dict(), messages.render_dry_run(dry))
+    elif args.rollback:
+        plan = engine.plan_rollback(args.to)
+        if plan.empty:
+            show(plan.to_dict(), messages.render_plan(plan))
+            return EXIT_OK
+        if not args.json:
+            out(messages.render_plan(plan))
+        # The plan shown is the plan run: its hash is checked again under the lock.
+        done = engine.rollback(args.to, expected_plan_hash=plan.hash)
+        show(done.to_dict(), messages.render_run(done))
+    else:
+        result = engine.apply(dry_run=args.dry_run)
+        if isinstance(result, DryRunReport):
+            show(result.to_dict(), messages.render_dry_run(result))
+        else:
+            show(result.to_dict(), messages.render_run(result))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Entry point; returns the exit status (the console script passes it to sys.exit)."""
+    env = os.environ if env is None else env
+    secret = password_of(env.get("DATABASE_URL", ""))
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    def err(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        args = build_parser().parse_args(argv)
+        _check(args)
+        return run(args, env, out, err)
+    except UsageError as exc:
+        err(messages.cli_error(redact(str(exc), [secret])))
+        return EXIT_USAGE
+    except EngineError as exc:
+        err(messages.cli_error(redact(str(exc), [secret])))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        err(messages.cli_error(messages.interrupted()))
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
