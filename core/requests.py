@@ -390,12 +390,21 @@ class RequestStore:
         if request is None or request.is_final:
             return None
         if request.expired_at(now):
-            self._decide(
-                keys=[self._request_key(request.id), self._active_key(target)],
-                args=[request.id, RequestStatus.CANCELLED.value, "", repr(now)],
-            )  # the script sees it is past expiry: marks it expired and frees the target
+            self.expire_if_due(request.id, now)
             return None
         return request
+
+    def expire_if_due(self, request_id: str, now: float | None = None) -> Request:
+        """Mark a pending request past its expiry as expired (freeing its target); returns the record."""
+        now = time.time() if now is None else now
+        request = self._require(request_id)
+        if request.expired_at(now):
+            # The decide script checks expiry first: past it, it records `expired`, never the decision.
+            self._decide(
+                keys=[self._request_key(request_id), self._active_key(request.target)],
+                args=[request_id, RequestStatus.CANCELLED.value, "", repr(now)],
+            )
+        return self._require(request_id)
 
     def for_channel(self, channel: str, limit: int = 20) -> list[Request]:
         """The channel's requests, newest first."""

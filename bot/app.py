@@ -1,0 +1,47 @@
+"""The slack-bolt app: built by `build_app(settings, ...)`, never at import time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from redis import Redis
+from rq import Queue
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot.handlers import Handlers
+from bot.messages import APPROVE_ACTION, REJECT_ACTION
+from core.config import Settings
+from core.requests import RequestStore
+
+SLASH_COMMAND = "/rollback"
+
+
+def build_app(
+    settings: Settings,
+    *,
+    signing_secret: str | None = None,
+    web_client: WebClient | None = None,
+    redis: Redis | None = None,
+    queue: Queue | None = None,
+    clock: Callable[[], float] = time.time,
+) -> App:
+    """The bot. Signatures are always verified (bolt's request verification stays on)."""
+    redis = redis if redis is not None else Redis.from_url(settings.redis_url)
+    queue = queue if queue is not None else Queue(settings.queue_name, connection=redis)
+    client = web_client or WebClient(
+        token=settings.slack_bot_token, base_url=settings.slack_api_url or WebClient.BASE_URL
+    )
+    app = App(
+        signing_secret=signing_secret if signing_secret is not None else settings.env.get("SLACK_SIGNING_SECRET", ""),
+        client=client,
+        # auth.test runs on the first request instead: the bot starts even while Slack is unreachable.
+        token_verification_enabled=False,
+        request_verification_enabled=True,
+    )
+    handlers = Handlers(settings, store=RequestStore(redis), queue=queue, client=client, clock=clock)
+    app.command(SLASH_COMMAND)(handlers.command)
+    app.action(APPROVE_ACTION)(handlers.approve)
+    app.action(REJECT_ACTION)(handlers.reject)
+    return app

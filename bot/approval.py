@@ -1,0 +1,92 @@
+"""Who may ask, approve, reject and cancel, and when: pure rules over a request and the policy.
+
+Each check returns None when allowed, or a Refusal naming the rule that said no; the wording lives in
+bot/messages.py. The clicks are checked here on the server at click time: the button is only a
+convenience, anyone could forge a click payload for a request id they saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from enum import StrEnum
+
+from core.config import Policy
+from core.requests import Request, RequestStatus
+
+
+class Refusal(StrEnum):
+    CHANNEL_NOT_ALLOWED = "channel_not_allowed"
+    REQUESTER_NOT_ALLOWED = "requester_not_allowed"
+    SELF_APPROVAL = "self_approval"
+    NOT_APPROVER = "not_approver"
+    WRONG_CHANNEL = "wrong_channel"
+    EXPIRED = "expired"
+    ALREADY_DECIDED = "already_decided"
+    NOT_ALLOWED_TO_CANCEL = "not_allowed_to_cancel"
+
+
+def may_request(user: str, channel: str, policy: Policy) -> Refusal | None:
+    """Commands are taken only in the incident channels, from the configured requesters (if any)."""
+    if policy.channels and channel not in policy.channels:
+        return Refusal.CHANNEL_NOT_ALLOWED
+    if policy.requesters and user not in policy.requesters:
+        return Refusal.REQUESTER_NOT_ALLOWED
+    return None
+
+
+def is_approver(user: str, policy: Policy, group_members: Collection[str] = ()) -> bool:
+    return user in policy.approvers or (policy.approver_group is not None and user in group_members)
+
+
+def needs_group_lookup(user: str, policy: Policy) -> bool:
+    """Only ask Slack for the approver group's members when the user is not listed by id."""
+    return policy.approver_group is not None and user not in policy.approvers
+
+
+def _open(request: Request, now: float) -> Refusal | None:
+    if request.status is not RequestStatus.PENDING:
+        return Refusal.ALREADY_DECIDED
+    if now >= request.expires_at:
+        return Refusal.EXPIRED
+    return None
+
+
+def may_approve(
+    request: Request, user: str, channel: str, now: float, policy: Policy, group_members: Collection[str] = ()
+) -> Refusal | None:
+    """Two people: the approver is an approver, not the requester, clicking in the request's channel."""
+    if request.status is not RequestStatus.PENDING:
+        return Refusal.ALREADY_DECIDED
+    if user == request.requester:
+        return Refusal.SELF_APPROVAL
+    if not is_approver(user, policy, group_members):
+        return Refusal.NOT_APPROVER
+    if channel != request.channel:
+        return Refusal.WRONG_CHANNEL
+    return _open(request, now)
+
+
+def may_reject(
+    request: Request, user: str, channel: str, now: float, policy: Policy, group_members: Collection[str] = ()
+) -> Refusal | None:
+    """An approver, or the requester withdrawing, in the request's channel."""
+    if request.status is not RequestStatus.PENDING:
+        return Refusal.ALREADY_DECIDED
+    if user != request.requester and not is_approver(user, policy, group_members):
+        return Refusal.NOT_APPROVER
+    if channel != request.channel:
+        return Refusal.WRONG_CHANNEL
+    return _open(request, now)
+
+
+def may_cancel(
+    request: Request, user: str, channel: str, now: float, policy: Policy, group_members: Collection[str] = ()
+) -> Refusal | None:
+    """The requester or an approver may cancel a pending request, from its channel."""
+    if request.status is not RequestStatus.PENDING:
+        return Refusal.ALREADY_DECIDED
+    if user != request.requester and not is_approver(user, policy, group_members):
+        return Refusal.NOT_ALLOWED_TO_CANCEL
+    if channel != request.channel:
+        return Refusal.WRONG_CHANNEL
+    return _open(request, now)

@@ -1,0 +1,44 @@
+"""The channel's current plan, as the bot needs it: pure reading of the worker's dry-run result.
+
+The worker saves the dry-run's `to_dict()` (engine `DryRunReport`: `{"plan": {"hash", "to", "versions",
+...}, "warnings": [...]}`); a bare plan dict (`{"hash", "to", "versions"}`) is accepted as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    target: str
+    hash: str | None
+    to_version: str | None
+    versions: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.versions
+
+    def summary(self) -> str:
+        return f"revert {len(self.versions)} migration(s) of {self.target} to {self.to_version or 'nothing'}"
+
+
+def _version(item: Any) -> str:
+    return str(item.get("version")) if isinstance(item, Mapping) else str(item)
+
+
+def summarize(target: str, saved: Mapping[str, Any]) -> PlanSummary:
+    plan = saved.get("plan") if isinstance(saved.get("plan"), Mapping) else saved
+    assert isinstance(plan, Mapping)
+    warnings = [*(plan.get("warnings") or []), *(saved.get("warnings") or [] if plan is not saved else [])]
+    return PlanSummary(
+        target=target,
+        hash=plan.get("hash") or plan.get("plan_hash"),
+        to_version=plan.get("to") or plan.get("to_version"),
+        versions=tuple(_version(v) for v in plan.get("versions") or []),
+        warnings=tuple(str(w.get("message", w)) if isinstance(w, Mapping) else str(w) for w in warnings),
+    )
