@@ -35,3 +35,18 @@ HTTP_TIMEOUT_SECONDS = 10
 REQUEST_RECORD_TTL_SECONDS = 30 * 24 * 60 * 60
 # A target's one-active-request lock outlives any pipeline; a finished request releases it at once.
 ACTIVE_LOCK_TTL_SECONDS = 12 * 60 * 60
+
+# Backups (workers/backup.py; figures behind these choices in docs/backups.md).
+# gzip level 1: 10% larger than the default level 6 at half the time. BACKUP_JOBS > 1 means the
+# directory format with that many parallel dump jobs (3x faster than the playbook's `pg_dump | gzip`
+# at 2 jobs); 1 means a single custom-format file.
+BACKUP_COMPRESS_LEVEL = 1
+BACKUP_JOBS = 2
+# pg_dump gives up instead of queueing behind a lock held by a migration (and blocking the app behind it).
+BACKUP_LOCK_WAIT_TIMEOUT_MS = 30_000
+# Maintenance hooks and the smoke-test command are stopped after this long.
+HOOK_TIMEOUT_SECONDS = 60
+SMOKE_TIMEOUT_SECONDS = 300
+# DigitalOcean droplet snapshots: poll the action this often, give up after this long.
+DO_ACTION_POLL_SECONDS = 5.0
+DO_ACTION_TIMEOUT_SECONDS = 30 * 60

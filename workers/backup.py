@@ -1,0 +1,521 @@
+"""Backups with pg_dump (playbook Step 2 and Method 3): take, checksum, verify, list.
+
+An archive is written under the backup directory with a name that says target, reason and time
+(`prod-pre-rollback-20261124T103000Z.dump`, or `....dir` for a parallel directory dump), beside a
+sidecar manifest `<name>.json` holding target, reason, creation time, SHA-256, size, format, the
+server's and pg_dump's versions, and whether the archive was verified.
+
+The password never reaches a command line: it is taken out of the conninfo and handed to pg_dump
+through PGPASSWORD. Every error is a one-line `BackupError` with the password redacted.
+See docs/backups.md for the format choice and its measurements.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import conninfo as pg_conninfo
+
+from core import defaults
+
+Heartbeat = Callable[[str], None]
+
+CUSTOM_FORMAT = "custom"
+DIRECTORY_FORMAT = "directory"
+FORMAT_SUFFIX = {CUSTOM_FORMAT: ".dump", DIRECTORY_FORMAT: ".dir"}
+MANIFEST_SUFFIX = ".json"
+PARTIAL_PREFIX = ".partial-"
+VERSION_LINE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+HASH_CHUNK_BYTES = 1024 * 1024
+STDERR_TAIL_CHARS = 400
+
+
+class BackupError(Exception):
+    """A backup could not be taken, read or verified. `str()` is one line: what is wrong, what to do."""
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    path: str
+    size_bytes: int
+    sha256: str
+    duration_s: float
+    format: str
+    verified: bool
+    server_version: str
+    pg_dump_version: str
+    name: str = ""
+    target: str = ""
+    reason: str = ""
+    created_at: str = ""
+    toc_entries: int = 0
+    compression: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------
+# conninfo handling: the password goes through the environment, and never into a message
+
+
+def split_password(conninfo: str) -> tuple[str, str | None]:
+    """The conninfo without its password, and the password (None when there is none)."""
+    try:
+        params = pg_conninfo.conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        raise BackupError("the database URL cannot be parsed; check the target's *_DATABASE_URL") from None
+    password = params.pop("password", None)
+    return pg_conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None}), (
+        str(password) if password is not None else None
+    )
+
+
+def redact(text: str, conninfo: str) -> str:
+    """`text` with the conninfo's password (and any URL userinfo password) replaced by ***."""
+    with contextlib.suppress(psycopg.ProgrammingError):
+        password = pg_conninfo.conninfo_to_dict(conninfo).get("password")
+        if password:
+            text = text.replace(str(password), "***")
+    return re.sub(r"(postgres(?:ql)?://[^:/@\s]+:)[^@\s]+@", r"\1***@", text)
+
+
+def describe(conninfo: str) -> str:
+    """`host:port/dbname` of a conninfo, for messages; no user, no password."""
+    try:
+        params = pg_conninfo.conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        return "an unparsable database URL"
+    return f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}/{params.get('dbname') or '?'}"
+
+
+def client_env(password: str | None) -> dict[str, str]:
+    """The environment for a libpq client: never prompt; the password, if any, via PGPASSWORD."""
+    env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+    if password is not None:
+        env["PGPASSWORD"] = password
+    return env
+
+
+# ----------------------------------------------------------------------------------------------
+# versions
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """The major version of a `pg_dump --version` line: (15,) for 15.20, (9, 6) for 9.6.0."""
+    match = VERSION_LINE.search(text)
+    if not match:
+        raise BackupError(f"cannot read a PostgreSQL version from {text.strip()[:80]!r}")
+    major = int(match.group(1))
+    if major < 10 and match.group(2) is not None:
+        return (major, int(match.group(2)))
+    return (major,)
+
+
+def _major_of_server(server_version_num: int) -> tuple[int, ...]:
+    if server_version_num >= 100000:
+        return (server_version_num // 10000,)
+    return (server_version_num // 10000, server_version_num // 100 % 100)
+
+
+def _dotted(major: tuple[int, ...]) -> str:
+    return ".".join(str(p) for p in major)
+
+
+def client_version(binary: str) -> str:
+    """The `--version` line of a PostgreSQL client binary."""
+    try:
+        done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except FileNotFoundError:
+        raise BackupError(
+            f"{binary} not found; install the PostgreSQL client matching the server, or set PG_DUMP/PG_RESTORE"
+        ) from None
+    except (PermissionError, OSError) as exc:
+        raise BackupError(f"cannot run {binary}: {exc.strerror or exc}; check the PG_DUMP/PG_RESTORE setting") from None
+    if done.returncode != 0:
+        raise BackupError(f"{binary} --version failed with status {done.returncode}; check the binary")
+    return done.stdout.strip()
+
+
+def server_version(conninfo: str) -> tuple[str, int]:
+    """The server's version string and number, e.g. ("15.20", 150020)."""
+    try:
+        with psycopg.connect(conninfo, connect_timeout=10, autocommit=True) as conn:
+            number = conn.info.server_version
+            row = conn.execute("SHOW server_version").fetchone()
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or ["connection failed"])[0]
+        raise BackupError(
+            f"cannot connect to {describe(conninfo)}: {redact(first, conninfo)}; check the target's database URL"
+        ) from None
+    text = str(row[0]).split()[0] if row else str(number)
+    return text, number
+
+
+def check_pg_dump_version(conninfo: str, *, pg_dump: str = "pg_dump") -> tuple[str, str]:
+    """(server version, pg_dump version line). Raises BackupError when pg_dump is older than the server:
+    an older pg_dump refuses to dump a newer server, so we say so before anything runs."""
+    dump_line = client_version(pg_dump)
+    server_text, server_number = server_version(conninfo)
+    dump_major = parse_version(dump_line)
+    server_major = _major_of_server(server_number)
+    if dump_major < server_major:
+        raise BackupError(
+            f"{pg_dump} is version {_dotted(dump_major)} but the server is {server_text}: install the "
+            f"PostgreSQL {_dotted(server_major)} client (or newer) and point PG_DUMP at it"
+        )
+    return server_text, dump_line
+
+
+# ----------------------------------------------------------------------------------------------
+# names, checksums, manifests
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """A file-name-safe form of `text`: lower-case letters, digits and '-'."""
+    cleaned = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return cleaned[:limit].strip("-") or "manual"
+
+
+def archive_name(target: str, reason: str, now: datetime) -> str:
+    return f"{slug(target)}-{slug(reason)}-{now.strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(HASH_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def archive_sha256(path: Path) -> str:
+    """SHA-256 of a file; for a directory archive, of its sorted `sha256  relative-path` listing
+    (deterministic, and any changed, missing or extra file changes it)."""
+    if path.is_dir():
+        lines = [
+            f"{file_sha256(p)}  {p.relative_to(path).as_posix()}\n"
+            for p in sorted(path.rglob("*"))
+            if p.is_file()
+        ]
+        return hashlib.sha256("".join(lines).encode()).hexdigest()
+    return file_sha256(path)
+
+
+def archive_size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def manifest_path(archive: Path) -> Path:
+    return archive.with_suffix(MANIFEST_SUFFIX)
+
+
+def read_manifest(archive: Path) -> dict[str, Any] | None:
+    path = manifest_path(archive)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_manifest(archive: Path, manifest: dict[str, Any]) -> None:
+    """Write the manifest atomically (temp file + rename), so a reader never sees half of it."""
+    path = manifest_path(archive)
+    fd, tmp = tempfile.mkstemp(prefix=PARTIAL_PREFIX, dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(manifest, fh, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# running a client with heartbeats
+
+
+def run_client(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    conninfo: str,
+    heartbeat: Heartbeat | None,
+    progress: Callable[[float], str],
+    interval: float,
+    error: type[Exception],
+    what: str,
+) -> str:
+    """Run a PostgreSQL client, calling `heartbeat(progress(elapsed))` every `interval` seconds.
+    Returns its stderr; raises `error` (one line, redacted) on a non-zero exit."""
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
+        except FileNotFoundError:
+            raise error(
+                f"{argv[0]} not found; install the PostgreSQL client matching the server, or set PG_DUMP/PG_RESTORE"
+            ) from None
+        except OSError as exc:
+            raise error(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+        while True:
+            try:
+                process.wait(timeout=interval)
+                break
+            except subprocess.TimeoutExpired:
+                if heartbeat is not None:
+                    heartbeat(progress(time.monotonic() - started))
+            except BaseException:
+                # The job is being stopped (timeout, shutdown): never leave a client running behind us.
+                process.kill()
+                process.wait()
+                raise
+        stderr.seek(0)
+        output = stderr.read().decode(errors="replace")
+    if process.returncode != 0:
+        raise error(f"{what} failed (exit {process.returncode}): {last_line(redact(output, conninfo))}")
+    return output
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else "no output")[-STDERR_TAIL_CHARS:]
+
+
+def toc_entries(archive: Path, *, pg_restore: str = "pg_restore") -> int:
+    """How many entries `pg_restore --list` reads from the archive (it fails on an unreadable one)."""
+    try:
+        done = subprocess.run(
+            [pg_restore, "--list", str(archive)], capture_output=True, text=True, timeout=300, check=False
+        )
+    except FileNotFoundError:
+        raise BackupError(f"{pg_restore} not found; install the PostgreSQL client, or set PG_RESTORE") from None
+    if done.returncode != 0:
+        raise BackupError(f"{archive.name} is not a readable archive: {last_line(done.stderr)}")
+    entries = [line for line in done.stdout.splitlines() if line.strip() and not line.startswith(";")]
+    if not entries:
+        raise BackupError(f"{archive.name} holds no entries; take a new backup")
+    return len(entries)
+
+
+def verify_archive(archive: Path, *, pg_restore: str = "pg_restore", expected_sha256: str | None = None) -> int:
+    """Check an existing archive: its checksum matches the manifest (or `expected_sha256`) and
+    pg_restore reads its table of contents. Returns the number of TOC entries."""
+    if not archive.exists():
+        raise BackupError(f"backup {archive.name} does not exist; list backups to pick another")
+    if expected_sha256 is None:
+        manifest = read_manifest(archive)
+        if manifest is None or not manifest.get("sha256"):
+            raise BackupError(f"backup {archive.name} has no manifest with a checksum; it cannot be trusted")
+        expected_sha256 = str(manifest["sha256"])
+    actual = archive_sha256(archive)
+    if actual != expected_sha256:
+        raise BackupError(
+            f"backup {archive.name} is corrupted: its SHA-256 {actual[:12]}… does not match the manifest's "
+            f"{expected_sha256[:12]}…; pick another backup"
+        )
+    return toc_entries(archive, pg_restore=pg_restore)
+
+
+# ----------------------------------------------------------------------------------------------
+# taking a backup
+
+
+def _prepare_dir(backup_dir: str) -> Path:
+    directory = Path(backup_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.TemporaryFile(dir=directory)
+        probe.close()
+    except OSError as exc:
+        raise BackupError(
+            f"backup directory {backup_dir} is not writable ({exc.strerror or exc}); fix its permissions or set BACKUP_DIR"
+        ) from None
+    return directory
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+@contextlib.contextmanager
+def _partial(directory: Path, final: Path) -> Iterator[Path]:
+    """A temporary path beside `final`, removed unless the block renamed it into place."""
+    partial = directory / f"{PARTIAL_PREFIX}{final.name}"
+    _remove(partial)
+    try:
+        yield partial
+    finally:
+        _remove(partial)
+
+
+def dump_command(
+    *,
+    pg_dump: str,
+    dbname: str,
+    output: Path,
+    jobs: int | None,
+    compress: int,
+    lock_wait_timeout_ms: int,
+) -> tuple[list[str], str]:
+    """pg_dump's argv and the archive format. Parallel (`jobs` > 1) means the directory format."""
+    common = [
+        pg_dump,
+        "--no-password",
+        f"--lock-wait-timeout={lock_wait_timeout_ms}",
+        f"--compress={compress}",
+        f"--file={output}",
+    ]
+    if jobs is not None and jobs > 1:
+        return [*common, "--format=directory", f"--jobs={jobs}", f"--dbname={dbname}"], DIRECTORY_FORMAT
+    return [*common, "--format=custom", f"--dbname={dbname}"], CUSTOM_FORMAT
+
+
+def take_backup(
+    conninfo: str,
+    *,
+    target: str,
+    reason: str,
+    backup_dir: str,
+    heartbeat: Heartbeat | None = None,
+    jobs: int | None = None,
+    pg_dump: str = "pg_dump",
+    pg_restore: str = "pg_restore",
+    compress: int = defaults.BACKUP_COMPRESS_LEVEL,
+    lock_wait_timeout_ms: int = defaults.BACKUP_LOCK_WAIT_TIMEOUT_MS,
+    progress_interval: float = defaults.PROGRESS_INTERVAL_SECONDS,
+    now: datetime | None = None,
+) -> BackupResult:
+    """Dump the target, record checksum and size in the manifest, and verify the archive.
+
+    The archive appears under its final name only when pg_dump succeeded; a failed dump leaves nothing.
+    """
+    directory = _prepare_dir(backup_dir)
+    server_text, dump_line = check_pg_dump_version(conninfo, pg_dump=pg_dump)
+    created = now or datetime.now(UTC)
+    dbname, password = split_password(conninfo)
+    effective_jobs = jobs if jobs is not None else defaults.BACKUP_JOBS
+    base = archive_name(target, reason, created)
+    suffix = FORMAT_SUFFIX[DIRECTORY_FORMAT if effective_jobs > 1 else CUSTOM_FORMAT]
+    final = directory / f"{base}{suffix}"
+    counter = 1
+    while final.exists() or manifest_path(final).exists():  # two backups within one second
+        counter += 1
+        final = directory / f"{base}-{counter}{suffix}"
+
+    started = time.monotonic()
+    with _partial(directory, final) as partial:
+        argv, fmt = dump_command(
+            pg_dump=pg_dump,
+            dbname=dbname,
+            output=partial,
+            jobs=effective_jobs,
+            compress=compress,
+            lock_wait_timeout_ms=lock_wait_timeout_ms,
+        )
+
+        def progress(elapsed: float) -> str:
+            written = archive_size(partial) if partial.exists() else 0
+            return f"pg_dump of {target} running: {written / 1e6:.1f} MB written in {elapsed:.0f}s"
+
+        run_client(
+            argv,
+            env=client_env(password),
+            conninfo=conninfo,
+            heartbeat=heartbeat,
+            progress=progress,
+            interval=progress_interval,
+            error=BackupError,
+            what=f"pg_dump of {describe(conninfo)}",
+        )
+        if not partial.exists() or archive_size(partial) == 0:
+            raise BackupError(f"pg_dump of {describe(conninfo)} wrote an empty archive; check disk space and retry")
+        os.replace(partial, final)
+    duration = time.monotonic() - started
+
+    try:
+        size = archive_size(final)
+        sha = archive_sha256(final)
+        entries = toc_entries(final, pg_restore=pg_restore)
+    except BackupError:
+        _remove(final)  # an archive pg_restore cannot read is no backup; never leave it to be picked later
+        raise
+    result = BackupResult(
+        path=str(final),
+        size_bytes=size,
+        sha256=sha,
+        duration_s=round(duration, 3),
+        format=fmt,
+        verified=True,
+        server_version=server_text,
+        pg_dump_version=dump_line,
+        name=final.name,
+        target=target,
+        reason=reason,
+        created_at=created.isoformat(timespec="seconds"),
+        toc_entries=entries,
+        compression=f"gzip:{compress}" if compress else "none",
+    )
+    try:
+        write_manifest(final, {k: v for k, v in result.to_dict().items() if k != "path"})
+    except OSError as exc:
+        _remove(final)
+        raise BackupError(f"cannot write the manifest for {final.name}: {exc.strerror or exc}") from None
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# listing
+
+
+def list_backups(backup_dir: str, target: str | None = None, *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Local backups, newest first: name, path, target, reason, created_at, size_bytes, age_seconds,
+    sha256 and verified from the manifest. An archive without a manifest is listed as unverified."""
+    directory = Path(backup_dir)
+    if not directory.is_dir():
+        return []
+    moment = now or datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    for archive in directory.iterdir():
+        if archive.name.startswith(PARTIAL_PREFIX) or archive.suffix not in FORMAT_SUFFIX.values():
+            continue
+        manifest = read_manifest(archive) or {}
+        created_at = str(manifest.get("created_at") or "")
+        try:
+            created = datetime.fromisoformat(created_at)
+        except ValueError:
+            created = datetime.fromtimestamp(archive.stat().st_mtime, UTC)
+            created_at = created.isoformat(timespec="seconds")
+        row = {
+            "name": archive.name,
+            "path": str(archive),
+            "target": manifest.get("target"),
+            "reason": manifest.get("reason"),
+            "created_at": created_at,
+            "size_bytes": archive_size(archive),
+            "age_seconds": max(0, int((moment - created).total_seconds())),
+            "sha256": manifest.get("sha256"),
+            "verified": bool(manifest.get("verified")),
+            "format": manifest.get("format") or (DIRECTORY_FORMAT if archive.is_dir() else CUSTOM_FORMAT),
+        }
+        if target is None or row["target"] == target:
+            rows.append(row)
+    rows.sort(key=lambda r: (r["created_at"], r["name"]), reverse=True)
+    return rows
