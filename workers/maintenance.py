@@ -1,0 +1,75 @@
+"""Maintenance mode on/off (playbook Steps 3 and 6) through the target's configured hook.
+
+A hook is a shell command (run with MAINTENANCE_STATE=on|off and ROLLBACK_TARGET in its environment)
+or an HTTP call (JSON body {"target", "state"}; any 2xx answer is success). No hook configured:
+the step is skipped with a note, never failed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import requests
+
+from core import defaults
+from core.config import Hook
+from workers.verify import display_url, run_shell
+
+STATES = ("on", "off")
+
+
+@dataclass(frozen=True)
+class HookResult:
+    state: str
+    skipped: bool
+    ok: bool
+    detail: str
+    kind: str = ""  # "command", "url", or "" when skipped
+    figure: Any = None  # exit status or HTTP status
+    duration_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_hook(
+    hook: Hook | None,
+    *,
+    target: str,
+    state: str,
+    timeout: float = defaults.HOOK_TIMEOUT_SECONDS,
+) -> HookResult:
+    """Run the hook for `state` ("on" or "off"); never raises for a failing hook, it reports it."""
+    if state not in STATES:
+        raise ValueError(f"maintenance state must be 'on' or 'off', not {state!r}")
+    if hook is None or not (hook.command or hook.url):
+        return HookResult(state, skipped=True, ok=True, detail=f"no maintenance_{state} hook configured for {target}")
+    started = time.monotonic()
+    if hook.command:
+        result = _run_command(hook.command, target=target, state=state, timeout=timeout)
+    else:
+        assert hook.url is not None
+        result = _call_url(hook.url, hook.method, target=target, state=state, timeout=timeout)
+    return HookResult(**{**result.to_dict(), "duration_s": round(time.monotonic() - started, 3)})
+
+
+def _run_command(command: str, *, target: str, state: str, timeout: float) -> HookResult:
+    done = run_shell(command, env={"MAINTENANCE_STATE": state, "ROLLBACK_TARGET": target}, timeout=timeout)
+    if done is None:
+        return HookResult(state, False, False, f"command did not finish within {timeout:.0f}s", "command")
+    returncode, output = done
+    detail = f"command exited {returncode}" + (f": {output}" if output else "")
+    return HookResult(state, False, returncode == 0, detail, "command", returncode)
+
+
+def _call_url(url: str, method: str, *, target: str, state: str, timeout: float) -> HookResult:
+    shown = display_url(url)
+    try:
+        response = requests.request(method.upper(), url, json={"target": target, "state": state}, timeout=timeout)
+    except requests.RequestException as exc:
+        return HookResult(state, False, False, f"{method.upper()} {shown} failed: {type(exc).__name__}", "url")
+    ok = 200 <= response.status_code < 300
+    detail = f"{method.upper()} {shown} answered {response.status_code}"
+    return HookResult(state, False, ok, detail, "url", response.status_code)

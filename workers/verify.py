@@ -1,0 +1,261 @@
+"""Verification after a rollback or restore (playbook Step 5): each check with its figure, pass or fail.
+
+Checks: migration status as expected, critical tables' row counts against the counts taken before,
+the health-check URL answering 2xx, the smoke-test command exiting 0, and active connections from
+pg_stat_activity (informational). A check that cannot apply (nothing configured) is marked skipped
+with the reason; skipped checks do not fail the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+import requests
+from psycopg import sql
+
+from core import defaults
+from core.config import Target
+
+PENDING = "pending"
+OUTPUT_TAIL_CHARS = 400
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+
+
+class VerifyError(Exception):
+    """Verification could not run at all (e.g. the database is unreachable); one line, no secret."""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    figure: Any = None
+    detail: str = ""
+    skipped: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    target: str
+    checks: list[Check] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed or check.skipped for check in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [check for check in self.checks if not check.passed and not check.skipped]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "passed": self.passed,
+            "duration_s": self.duration_s,
+            "checks": [check.to_dict() for check in self.checks],
+        }
+
+
+def skipped(name: str, reason: str, figure: Any = None) -> Check:
+    return Check(name=name, passed=False, figure=figure, detail=reason, skipped=True)
+
+
+def _table_identifier(name: str) -> sql.Identifier:
+    """`schema.table` or `table` as an identifier (a name never becomes SQL text)."""
+    parts = name.split(".", 1)
+    return sql.Identifier(*parts)
+
+
+def _connect(conninfo: str) -> psycopg.Connection[Any]:
+    from workers.backup import describe, redact  # one redaction rule for all the workers' steps
+
+    try:
+        return psycopg.connect(conninfo, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS, autocommit=True)
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or ["connection failed"])[0]
+        raise VerifyError(f"cannot connect to {describe(conninfo)}: {redact(first, conninfo)}") from None
+
+
+def count_rows(conninfo: str, tables: Sequence[str]) -> dict[str, int]:
+    """Exact row counts (`count(*)`) of the given tables; a missing table raises VerifyError naming it."""
+    counts: dict[str, int] = {}
+    with _connect(conninfo) as conn:
+        for table in tables:
+            try:
+                row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_table_identifier(table))).fetchone()
+            except psycopg.errors.UndefinedTable:
+                raise VerifyError(f"table {table} does not exist; check the target's critical_tables") from None
+            counts[table] = int(row[0]) if row else 0
+    return counts
+
+
+def user_tables(conninfo: str) -> list[str]:
+    """Every ordinary or partitioned table outside the system schemas, as `schema.table`."""
+    with _connect(conninfo) as conn:
+        rows = conn.execute(
+            """
+            SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+              AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
+            ORDER BY 1, 2
+            """,
+            (list(SYSTEM_SCHEMAS),),
+        ).fetchall()
+    return [f"{schema}.{table}" for schema, table in rows]
+
+
+def count_all_rows(conninfo: str) -> dict[str, int]:
+    """Row counts of all user tables, keyed `schema.table`."""
+    return count_rows(conninfo, user_tables(conninfo))
+
+
+# ----------------------------------------------------------------------------------------------
+# the checks
+
+
+def check_migration_status(
+    conn: psycopg.Connection[Any], expected: dict[str, str] | None, migrations_dir: str
+) -> Check:
+    name = "migration status"
+    if not expected:
+        return skipped(name, "no expected status given")
+    try:
+        rows = conn.execute("SELECT version, status FROM schema_migrations").fetchall()
+    except psycopg.errors.UndefinedTable:
+        return Check(name, False, None, "schema_migrations does not exist on this database")
+    actual = {str(version): str(status) for version, status in rows}
+    mismatches = [
+        f"{version}: {actual.get(version, PENDING)} (expected {status})"
+        for version, status in sorted(expected.items())
+        if actual.get(version, PENDING) != status
+    ]
+    on_disk = {"_".join(p.name.split("_")[:4]) for p in Path(migrations_dir).glob("*_*") if p.is_dir()}
+    unknown = sorted(v for v in expected if on_disk and v not in on_disk)
+    figure = {"expected": len(expected), "matching": len(expected) - len(mismatches)}
+    if mismatches:
+        return Check(name, False, figure, "; ".join(mismatches))
+    detail = f"{len(expected)} version(s) as expected"
+    if unknown:
+        detail += f" (not on disk: {', '.join(unknown)})"
+    return Check(name, True, figure, detail)
+
+
+def check_row_counts(
+    conn: psycopg.Connection[Any], tables: Sequence[str], baseline: dict[str, int] | None
+) -> list[Check]:
+    if not tables:
+        return [skipped("row counts", "no critical tables configured")]
+    checks: list[Check] = []
+    for table in tables:
+        name = f"row count {table}"
+        before = baseline.get(table) if baseline else None
+        try:
+            row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_table_identifier(table))).fetchone()
+        except psycopg.errors.UndefinedTable:
+            checks.append(Check(name, False, {"before": before, "after": None}, f"table {table} does not exist"))
+            continue
+        after = int(row[0]) if row else 0
+        figure = {"before": before, "after": after}
+        if before is None:
+            checks.append(skipped(name, "no count taken before to compare with", figure))
+        elif before == after:
+            checks.append(Check(name, True, figure, f"{after} rows, as before"))
+        else:
+            checks.append(Check(name, False, figure, f"{after} rows, {before} before ({after - before:+d})"))
+    return checks
+
+
+def display_url(url: str) -> str:
+    """Scheme, host and path only: a query string or userinfo may hold a token."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+def check_health(url: str | None, timeout: float) -> Check:
+    name = "health check"
+    if not url:
+        return skipped(name, "no health_url configured")
+    shown = display_url(url)
+    try:
+        response = requests.get(url, timeout=timeout)
+    except requests.RequestException as exc:
+        return Check(name, False, None, f"{shown} did not answer: {type(exc).__name__}")
+    ok = 200 <= response.status_code < 300
+    return Check(name, ok, response.status_code, f"{shown} answered {response.status_code}")
+
+
+def tail(text: str, limit: int = OUTPUT_TAIL_CHARS) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def check_smoke(command: str | None, target: str, timeout: float) -> Check:
+    name = "smoke test"
+    if not command:
+        return skipped(name, "no smoke_command configured")
+    done = run_shell(command, env={"ROLLBACK_TARGET": target}, timeout=timeout)
+    if done is None:
+        return Check(name, False, None, f"did not finish within {timeout:.0f}s")
+    returncode, output = done
+    detail = f"exit {returncode}" + (f": {output}" if output else "")
+    return Check(name, returncode == 0, returncode, detail)
+
+
+def run_shell(command: str, *, env: dict[str, str], timeout: float) -> tuple[int, str] | None:
+    """Run a configured shell command with extra environment; (exit status, output tail), or None when
+    it outlived `timeout` (then its whole process group is killed, so no child keeps running)."""
+    process = subprocess.Popen(
+        command, shell=True, env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        return None
+    return process.returncode, tail(output or "")
+
+
+def check_connections(conn: psycopg.Connection[Any]) -> Check:
+    row = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE state = 'active') FROM pg_stat_activity WHERE datname = current_database()"
+    ).fetchone()
+    total, active = (int(row[0]), int(row[1])) if row else (0, 0)
+    return Check("connections", True, total, f"{total} connection(s) to this database, {active} active")
+
+
+def run_checks(
+    conninfo: str,
+    target: Target,
+    *,
+    expected_status: dict[str, str] | None,
+    baseline_counts: dict[str, int] | None,
+    migrations_dir: str,
+    http_timeout: float = defaults.HTTP_TIMEOUT_SECONDS,
+    smoke_timeout: float = defaults.SMOKE_TIMEOUT_SECONDS,
+) -> VerifyReport:
+    """Run every check and return the report; raises VerifyError only when the database is unreachable."""
+    started = time.monotonic()
+    with _connect(conninfo) as conn:
+        checks = [check_migration_status(conn, expected_status, migrations_dir)]
+        checks += check_row_counts(conn, target.critical_tables, baseline_counts)
+        checks.append(check_connections(conn))
+    checks.insert(-1, check_health(target.health_url, http_timeout))
+    checks.insert(-1, check_smoke(target.smoke_command, target.name, smoke_timeout))
+    return VerifyReport(target=target.name, checks=checks, duration_s=round(time.monotonic() - started, 3))
