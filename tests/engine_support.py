@@ -1,0 +1,103 @@
+"""Helpers for the engine and CLI tests: copies of the example migrations, dumps, direct SQL."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_MIGRATIONS = REPO / "migrations"
+KNOWN_GOOD = "2025_10_20_120001"
+NEW_FEATURE = "2025_10_20_150000"
+NEW_FEATURE_DIR = f"{NEW_FEATURE}_add_new_feature"
+BOOKKEEPING = ("schema_migrations", "migration_history", "migration_history_id_seq")
+
+
+def copy_migrations(dest: Path, *, without: tuple[str, ...] = ()) -> Path:
+    """A private copy of migrations/ (tests edit their copy, never the project's)."""
+    target = dest / "migrations"
+    shutil.copytree(EXAMPLE_MIGRATIONS, target)
+    for name in without:
+        shutil.rmtree(target / name)
+    return target
+
+
+def pg_dump(conninfo: str, *, exclude: tuple[str, ...] = ()) -> str:
+    """Schema and data, as text (sequence values included)."""
+    cmd = ["pg_dump", "--no-owner", "--no-privileges", "--dbname", conninfo]
+    for table in exclude:
+        cmd += ["--exclude-table", table]
+    text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    # Newer pg_dump brackets the dump with \restrict <random key> lines: the only part that differs per run.
+    return "\n".join(ln for ln in text.splitlines() if not ln.startswith(("\\restrict ", "\\unrestrict ")))
+
+
+def rows_sorted(dump: str) -> str:
+    """The dump with each COPY block's rows sorted: UPDATE moves rows in the heap, which changes dump order."""
+    out: list[str] = []
+    block: list[str] | None = None
+    for line in dump.splitlines():
+        if block is not None:
+            if line == "\\.":
+                out += sorted(block) + [line]
+                block = None
+            else:
+                block.append(line)
+        else:
+            out.append(line)
+            if line.startswith("COPY "):
+                block = []
+    return "\n".join(out)
+
+
+def query(conninfo: str, text: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        cur = conn.execute(text.encode() if not params else text, params or None)  # type: ignore[arg-type]
+        return cur.fetchall() if cur.description else []
+
+
+def psql(conninfo: str, command: str) -> str:
+    """Run SQL exactly as the playbook does: psql "$URL" -c "...". Fails the test on any SQL error."""
+    return subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1", conninfo, "-c", command],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def psql_script(conninfo: str, script: str) -> str:
+    """psql "$URL" << 'SQL' ... SQL (the playbook's manual rollback form)."""
+    return subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1", conninfo], input=script,
+                          check=True, capture_output=True, text=True).stdout
+
+
+def seed_app_data(conninfo: str) -> None:
+    """A few users (active and suspended) and projects, as the app would have before 150000."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO users (email, full_name, status) VALUES"
+            " ('ana@example.com', 'Ana', 'active'), ('bo@example.com', 'Bo', 'active'),"
+            " ('cy@example.com', 'Cy', 'suspended'), ('di@example.com', 'Di', 'active')"
+        )
+        conn.execute(
+            "INSERT INTO projects (owner_id, name) SELECT id, full_name || ' project' FROM users ORDER BY id"
+        )
+
+
+def statuses(conninfo: str) -> dict[str, str]:
+    return dict(query(conninfo, "SELECT version, status FROM schema_migrations"))  # type: ignore[arg-type]
+
+
+def table_exists(conninfo: str, name: str) -> bool:
+    return bool(query(conninfo, "SELECT to_regclass(%s) IS NOT NULL", (name,))[0][0])
+
+
+def make_engine(conninfo: str, migrations_dir: Path, **overrides: Any) -> Any:
+    """An Engine with test-sized timeouts: 200 ms lock waits, 2 retries, 10 ms backoff."""
+    from workers.engine import Engine
+
+    options: dict[str, Any] = dict(actor="tester", lock_timeout_ms=200, lock_retries=2,
+                                   lock_retry_base_seconds=0.01, statement_timeout_ms=10_000)
+    options.update(overrides)
+    return Engine(conninfo, migrations_dir, **options)
