@@ -1,0 +1,280 @@
+"""Start the whole product on one machine: example database, Redis, a real worker and the real bot,
+with the local Slack stand-in and its channel page (or real Slack, when its credentials are given).
+
+`start_sandbox()` is shared by `python -m sandbox` and the browser test; `Sandbox.close()` stops
+everything it started and drops the throwaway data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import psycopg
+import redis
+from psycopg import sql
+from rq import Queue, Worker
+
+from sandbox.page import ChannelPage
+from sandbox.pagerduty import PagerDutyServer
+from sandbox.people import APPROVER_GROUP, BOB, CAROL, INCIDENT_CHANNEL, SANDBOX_USERGROUPS, SANDBOX_USERS
+from sandbox.services import LocalService, _port_open, ensure_postgres, ensure_redis, free_port
+from sandbox.slack_api import SlackApiServer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = REPO_ROOT / "migrations"
+SEED_SQL = Path(__file__).resolve().parent / "seed.sql"
+# The example app before the bad deploy: the seed data is loaded at this version, then the
+# migration the playbook rolls back is applied on top of it.
+KNOWN_GOOD_VERSION = "2025_10_20_120001"
+SANDBOX_DATABASE = "rollback_sandbox"
+SANDBOX_TARGET = "prod"
+# On a reused local Redis the sandbox keeps to its own database number, flushed at start and stop.
+SANDBOX_REDIS_DB = 12
+START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 10.0
+HINT = f"type: /rollback status, then /rollback dry-run {KNOWN_GOOD_VERSION}"
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not start; the message says which part and what to do."""
+
+
+@dataclass
+class Sandbox:
+    page_url: str | None
+    database_url: str
+    redis_url: str
+    workdir: Path
+    slack: SlackApiServer | None = None
+    pagerduty: PagerDutyServer | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
+    _services: list[LocalService] = field(default_factory=list)
+    _admin_url: str = ""
+    _database_name: str = ""
+    _flush_redis: bool = False
+    _keep_workdir: bool = False
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.logs.get(name)
+        if path is None or not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def check_running(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise SandboxError(f"the {name} exited with status {process.returncode}:\n{self.log_tail(name)}")
+
+    def close(self) -> None:
+        """Stop processes and servers, drop the example database, remove throwaway files. Idempotent."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+        for server in (self.slack, self.pagerduty):
+            if server is not None:
+                server.stop()
+        self.slack = self.pagerduty = None
+        if self._database_name:
+            with contextlib.suppress(psycopg.Error), psycopg.connect(self._admin_url, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self._database_name)))
+            self._database_name = ""
+        if self._flush_redis:
+            with contextlib.suppress(redis.RedisError):
+                redis.Redis.from_url(self.redis_url).flushdb()
+            self._flush_redis = False
+        for service in self._services:
+            service.close()
+        self._services.clear()
+        if not self._keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _database_url(admin_url: str, name: str) -> str:
+    return psycopg.conninfo.make_conninfo(admin_url, dbname=name)
+
+
+def create_example_database(admin_url: str, name: str) -> str:
+    """A fresh database holding the example app with seed data and both example migrations applied."""
+    from workers.engine import Engine  # local: only the launcher's database set-up needs the engine
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = _database_url(admin_url, name)
+    with tempfile.TemporaryDirectory(prefix="rollback-sandbox-migrations-") as early:
+        # The migrations up to the known-good version, so the seed data predates the bad deploy.
+        for version_dir in sorted(MIGRATIONS_DIR.iterdir()):
+            if version_dir.is_dir() and version_dir.name[: len(KNOWN_GOOD_VERSION)] <= KNOWN_GOOD_VERSION:
+                shutil.copytree(version_dir, Path(early) / version_dir.name)
+        Engine(url, early, actor="sandbox").apply()
+    with psycopg.connect(url) as conn:
+        conn.execute(SEED_SQL.read_bytes())
+    Engine(url, MIGRATIONS_DIR, actor="sandbox").apply()
+    return url
+
+
+def write_config(path: Path, *, backup_dir: Path, health_url: str | None, maintenance_url: str | None) -> None:
+    """The sandbox's rollback.toml: one target `prod`, bob approves, the page's channel is the incident channel."""
+    lines = [
+        "# Written by the sandbox launcher (sandbox/launcher.py) for this run only.",
+        "[bot]",
+        f'channels = ["{INCIDENT_CHANNEL}"]',
+        f'approvers = ["{BOB.id}"]',
+        f'approver_group = "{APPROVER_GROUP}"',
+        "",
+        "[workers]",
+        f"backup_dir = {str(backup_dir)!r}".replace("'", '"'),
+        "lock_timeout_ms = 3000",
+        "lock_retries = 2",
+        "",
+        "[escalation]",
+        f'contacts = ["{CAROL.id}"]',
+        "",
+        f"[targets.{SANDBOX_TARGET}]",
+        f"migrations_dir = {str(MIGRATIONS_DIR)!r}".replace("'", '"'),
+        'critical_tables = ["users", "projects"]',
+        f'escalation = ["{BOB.id}"]',
+    ]
+    if health_url:
+        lines.append(f'health_url = "{health_url}"')
+    if maintenance_url:
+        lines.append(f'maintenance_on = {{ url = "{maintenance_url}/on", method = "POST" }}')
+        lines.append(f'maintenance_off = {{ url = "{maintenance_url}/off", method = "POST" }}')
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _redis_for_sandbox(url: str | None) -> tuple[LocalService, str, bool]:
+    """(service, URL to use, whether to flush it): a given URL is used as is and never flushed."""
+    service = ensure_redis(url)
+    if url:
+        return service, service.url, False
+    base = service.url.rsplit("/", 1)[0]
+    return service, f"{base}/{SANDBOX_REDIS_DB}", True
+
+
+def _start_process(sandbox: Sandbox, name: str, module: str, env: Mapping[str, str], stream: IO[bytes] | None) -> None:
+    log_path = sandbox.workdir / f"{name}.log"
+    sandbox.logs[name] = log_path
+    output: IO[bytes] | int
+    if stream is None:
+        output = log_path.open("wb")
+    else:
+        output = stream
+    sandbox.processes[name] = subprocess.Popen(
+        [sys.executable, "-m", module], cwd=REPO_ROOT, env=dict(env), stdout=output, stderr=subprocess.STDOUT,
+    )
+
+
+def _wait(sandbox: Sandbox, what: str, ready: object, timeout: float = START_TIMEOUT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():  # type: ignore[operator]
+        sandbox.check_running()
+        if time.monotonic() > deadline:
+            raise SandboxError(f"the {what} did not become ready within {timeout:.0f}s; see {sandbox.workdir}")
+        time.sleep(0.2)
+
+
+def start_sandbox(
+    *,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    page_port: int = 0,
+    bot_port: int | None = None,
+    database_name: str = SANDBOX_DATABASE,
+    env: Mapping[str, str] | None = None,
+    real_slack: bool = False,
+    stream_logs: IO[bytes] | None = None,
+) -> Sandbox:
+    """Bring up database, Redis, worker and bot (and the Slack stand-ins unless `real_slack`).
+
+    `database_url`: a PostgreSQL superuser URL to create the example database on (default: the local
+    server, or a throwaway one). `redis_url`: used as given (default: the local one, on its own db number).
+    `env`: the environment the bot and worker inherit (default: this process's).
+    """
+    base_env = {k: v for k, v in (os.environ if env is None else env).items()}
+    workdir = Path(tempfile.mkdtemp(prefix="rollback-sandbox-"))
+    postgres = ensure_postgres(database_url)
+    redis_service, redis_to_use, flush = _redis_for_sandbox(redis_url)
+    sandbox = Sandbox(page_url=None, database_url="", redis_url=redis_to_use, workdir=workdir,
+                      _services=[postgres, redis_service], _admin_url=postgres.url, _flush_redis=flush)
+    try:
+        if flush:
+            redis.Redis.from_url(redis_to_use).flushdb()
+        sandbox._database_name = database_name
+        sandbox.database_url = create_example_database(postgres.url, database_name)
+        queue_name = f"sandbox-{uuid.uuid4().hex[:8]}"
+        common = {
+            **base_env,
+            "PYTHONUNBUFFERED": "1",
+            "REDIS_URL": redis_to_use,
+            "ROLLBACK_QUEUE": queue_name,
+            "ROLLBACK_CONFIG": str(workdir / "rollback.toml"),
+        }
+        for var in [v for v in common if v.endswith("_DATABASE_URL")]:
+            del common[var]  # only the sandbox's own target is reachable
+        health_url = maintenance_url = None
+        if real_slack:
+            bot_env = dict(common)
+        else:
+            sandbox.slack = SlackApiServer(token=f"xoxb-sandbox-{secrets.token_hex(8)}", users=SANDBOX_USERS,
+                                           usergroups=SANDBOX_USERGROUPS, port=page_port)
+            page = ChannelPage(sandbox.slack, channel=INCIDENT_CHANNEL, people=SANDBOX_USERS)
+            sandbox.slack.start()
+            sandbox.pagerduty = PagerDutyServer().start()
+            sandbox.page_url = sandbox.slack.url + "/"
+            health_url, maintenance_url = page.health_url, page.maintenance_url
+            signing_secret = secrets.token_hex(16)
+            for var in ("SLACK_APP_TOKEN", "DIGITALOCEAN_TOKEN", "DIGITALOCEAN_API_URL"):
+                common.pop(var, None)
+            common.update({
+                "SLACK_BOT_TOKEN": sandbox.slack.token,
+                "SLACK_API_URL": sandbox.slack.api_url,
+                "PAGERDUTY_EVENTS_URL": sandbox.pagerduty.url,
+                "PAGERDUTY_ROUTING_KEY": "sandbox" + "0" * 25,
+            })
+            bot_env = {**common, "SLACK_SIGNING_SECRET": signing_secret}
+        write_config(workdir / "rollback.toml", backup_dir=workdir / "backups", health_url=health_url,
+                     maintenance_url=maintenance_url)
+        worker_env = {**common, "PROD_DATABASE_URL": sandbox.database_url, "BACKUP_DIR": str(workdir / "backups")}
+        for var in ("SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
+            worker_env.pop(var, None)
+        _start_process(sandbox, "worker", "workers", worker_env, stream_logs)
+        connection = redis.Redis.from_url(redis_to_use)
+        queue = Queue(queue_name, connection=connection)
+        _wait(sandbox, "worker", lambda: Worker.all(connection=connection, queue=queue))
+        port = bot_port or free_port()
+        _start_process(sandbox, "bot", "bot", {**bot_env, "PORT": str(port)}, stream_logs)
+        if not real_slack:
+            _wait(sandbox, "bot", lambda: _port_open("127.0.0.1", port))
+            page.connect(f"http://127.0.0.1:{port}/slack/events", signing_secret)
+        return sandbox
+    except BaseException:
+        sandbox.close()
+        raise

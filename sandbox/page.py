@@ -1,0 +1,172 @@
+"""The sandbox's channel page: the static page, its live state, and its commands and clicks.
+
+Served by the SlackApiServer next to the Web API. What a person does on the page reaches the bot
+exactly as Slack would deliver it: a signed slash command or a signed `block_actions` payload.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from sandbox.signing import SlackRequestSender
+from sandbox.slack_api import SlackApiServer, SlackUser, send_bytes, send_json
+
+LONG_POLL_SECONDS = 20.0
+COMMAND_PREFIX = "/rollback"
+
+
+def _static(name: str) -> bytes:
+    return resources.files("sandbox").joinpath("static", name).read_bytes()
+
+
+class ChannelPage:
+    """Attach with `ChannelPage(server, channel=..., people=...)`; give it the bot with `connect()`."""
+
+    def __init__(self, server: SlackApiServer, *, channel: str, people: Iterable[SlackUser]) -> None:
+        self.server = server
+        self.channel = channel
+        self.people = list(people)
+        self.sender: SlackRequestSender | None = None
+        self.maintenance = False  # switched by the target's maintenance hook (an HTTP call here)
+        self._notes: list[dict[str, Any]] = []  # per-person notes: commands typed, bot unreachable
+        self._lock = threading.Lock()
+        server.page = self
+
+    def connect(self, bot_url: str, signing_secret: str) -> None:
+        self.sender = SlackRequestSender(bot_url, signing_secret, self.server)
+
+    @property
+    def health_url(self) -> str:
+        """The example app's health check, for the target's `health_url`."""
+        return f"{self.server.url}/sandbox/health"
+
+    @property
+    def maintenance_url(self) -> str:
+        """The example app's maintenance switch: POST `<url>/on` and `<url>/off`."""
+        return f"{self.server.url}/sandbox/maintenance"
+
+    @staticmethod
+    def handles(path: str) -> bool:
+        return path == "/" or path.startswith("/sandbox/")
+
+    def handle(self, handler: BaseHTTPRequestHandler, verb: str, path: str, body: bytes) -> None:
+        if path == "/" and verb == "GET":
+            send_bytes(handler, 200, _static("index.html"), "text/html; charset=utf-8")
+        elif path == "/sandbox/state" and verb == "GET":
+            query = {k: v[-1] for k, v in parse_qs(urlsplit(handler.path).query).items()}
+            since = int(query.get("since", "-1"))
+            self.server.workspace.wait_for_change(since, LONG_POLL_SECONDS)
+            send_json(handler, 200, self.state(query.get("user", "")))
+        elif path == "/sandbox/health":
+            send_json(handler, 200, {"ok": True, "maintenance": self.maintenance})
+        elif path in ("/sandbox/maintenance/on", "/sandbox/maintenance/off") and verb == "POST":
+            self.maintenance = path.endswith("/on")
+            with self.server.workspace._lock:
+                self.server.workspace._changed()
+            send_json(handler, 200, {"ok": True, "maintenance": self.maintenance})
+        elif path == "/sandbox/command" and verb == "POST":
+            send_json(handler, 200, self.command(**_form(body)))
+        elif path == "/sandbox/action" and verb == "POST":
+            send_json(handler, 200, self.action(**_form(body)))
+        else:
+            send_json(handler, 404, {"error": "not found"})
+
+    # -- what the page shows ---------------------------------------------------------------------------
+
+    def state(self, user: str) -> dict[str, Any]:
+        ws = self.server.workspace
+        version = ws.version
+        messages = ws.messages(self.channel)
+        roots = [m for m in messages if m.get("thread_ts", m["ts"]) == m["ts"]]
+        for root in roots:
+            root["replies"] = [m for m in messages if m.get("thread_ts") == root["ts"] and m["ts"] != root["ts"]]
+        with self._lock:
+            notes = [n for n in self._notes if n["user"] == user]
+        return {
+            "version": version,
+            "channel": self.channel,
+            "people": [{"id": p.id, "name": p.name, "title": p.title} for p in self.people],
+            "names": {uid: u.name for uid, u in ws.users.items()} | {"U_ROLLBACKBOT": "rollback-bot"},
+            "messages": roots,
+            "ephemerals": ws.ephemerals(self.channel, user) + notes,
+            "bot_connected": self.sender is not None,
+            "maintenance": self.maintenance,
+        }
+
+    def _note(self, user: str, text: str) -> None:
+        ws = self.server.workspace
+        with ws._lock:
+            note = {"user": user, "ts": ws._next_ts(), "text": text, "note": True, "blocks": []}
+            with self._lock:
+                self._notes.append(note)
+            ws._changed()
+
+    # -- what the person does --------------------------------------------------------------------------
+
+    def command(self, *, user: str = "", text: str = "", **_: Any) -> dict[str, Any]:
+        text = text.strip()
+        if user not in {p.id for p in self.people}:
+            return {"ok": False, "error": "pick who you are first"}
+        if not text.startswith(COMMAND_PREFIX):
+            return {"ok": False, "error": f"only {COMMAND_PREFIX} commands reach the bot here, e.g. {COMMAND_PREFIX} help"}
+        if self.sender is None:
+            return {"ok": False, "error": "the bot is not connected to this page"}
+        command, _space, rest = text.partition(" ")
+        self._note(user, f"You ran `{text}`")
+        try:
+            status, body = self.sender.command(rest.strip(), user_id=user, channel_id=self.channel, command=command)
+        except (urllib.error.URLError, OSError) as err:
+            self._note(user, f"The bot did not answer ({err}). Is it running?")
+            return {"ok": False, "error": "the bot did not answer"}
+        if status != 200:
+            self._note(user, f"The bot refused the request (HTTP {status}).")
+            return {"ok": False, "error": f"HTTP {status}"}
+        self._show_ack(user, body)
+        return {"ok": True}
+
+    def action(self, *, user: str = "", action_id: str = "", value: str = "", message_ts: str = "",
+               block_id: str = "", **_: Any) -> dict[str, Any]:
+        if user not in {p.id for p in self.people}:
+            return {"ok": False, "error": "pick who you are first"}
+        if self.sender is None:
+            return {"ok": False, "error": "the bot is not connected to this page"}
+        try:
+            status, body = self.sender.action(action_id, value, user_id=user, channel_id=self.channel,
+                                              message_ts=message_ts, block_id=block_id or None)
+        except (urllib.error.URLError, OSError) as err:
+            self._note(user, f"The bot did not answer ({err}). Is it running?")
+            return {"ok": False, "error": "the bot did not answer"}
+        if status != 200:
+            self._note(user, f"The bot refused the click (HTTP {status}).")
+            return {"ok": False, "error": f"HTTP {status}"}
+        self._show_ack(user, body)
+        return {"ok": True}
+
+    def _show_ack(self, user: str, body: str) -> None:
+        """An ack with a message is shown the way Slack shows it: to the person, or in the channel."""
+        if not body.strip():
+            return
+        message: Any
+        try:
+            message = json.loads(body)
+        except ValueError:
+            message = {"text": body}
+        if not isinstance(message, dict) or not (message.get("text") or message.get("blocks")):
+            return
+        if message.get("response_type") == "in_channel":
+            self.server.workspace.post_message(self.channel, message)
+        else:
+            self.server.workspace.post_ephemeral(self.channel, user, message)
+
+
+def _form(body: bytes) -> dict[str, str]:
+    parsed = json.loads(body.decode("utf-8") or "{}")
+    return {str(k): str(v) for k, v in parsed.items()} if isinstance(parsed, dict) else {}
+

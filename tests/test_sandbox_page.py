@@ -1,0 +1,124 @@
+"""The sandbox's channel page in headless Chromium, against the Slack stand-in and a small slack-bolt app.
+
+The bot here is a stand-in too (the real one is exercised by test_sandbox_browser.py): it posts the
+kinds of message the real bot posts, so the page's rendering and its signed requests are tested alone.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import pytest
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk import WebClient
+
+from sandbox.page import ChannelPage
+from sandbox.people import INCIDENT_CHANNEL, SANDBOX_USERS
+from sandbox.slack_api import SlackApiServer
+
+SECRET = "page-test-secret"
+APPROVAL_BLOCKS = [
+    {"type": "header", "text": {"type": "plain_text", "text": "Rollback approval needed"}},
+    {"type": "section", "fields": [{"type": "mrkdwn", "text": "*Target*\nprod"},
+                                   {"type": "mrkdwn", "text": "*Requested by*\n<@U_ALICE>"}]},
+    {"type": "actions", "block_id": "approval", "elements": [
+        {"type": "button", "action_id": "rollback_approve", "value": "req-1", "style": "primary",
+         "text": {"type": "plain_text", "text": "Approve"},
+         "confirm": {"title": {"type": "plain_text", "text": "Approve this rollback?"},
+                     "text": {"type": "mrkdwn", "text": "This reverts *2025_10_20_150000* on prod."},
+                     "confirm": {"type": "plain_text", "text": "Approve"},
+                     "deny": {"type": "plain_text", "text": "Cancel"}}},
+        {"type": "button", "action_id": "rollback_reject", "value": "req-1", "style": "danger",
+         "text": {"type": "plain_text", "text": "Reject"}}]},
+]
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def page_server() -> Iterator[SlackApiServer]:
+    with SlackApiServer(users=SANDBOX_USERS) as server:
+        page = ChannelPage(server, channel=INCIDENT_CHANNEL, people=SANDBOX_USERS)
+        app = App(signing_secret=SECRET, client=WebClient(token="xoxb-test", base_url=server.api_url))
+
+        @app.command("/rollback")
+        def command(ack: Any, respond: Any, command: dict[str, Any], client: WebClient) -> None:
+            ack()
+            channel = command["channel_id"]
+            if command["text"] == "plan":
+                root = client.chat_postMessage(channel=channel, text="Rollback plan for *prod*", blocks=APPROVAL_BLOCKS)
+                client.chat_postMessage(channel=channel, thread_ts=root["ts"],
+                                        text="Down SQL:\n```DROP TABLE new_feature_table;```\ncc <@U_BOB>")
+            elif command["text"] == "report":
+                root = client.conversations_history(channel=channel)["messages"][-1]
+                client.files_upload_v2(channel=channel, thread_ts=root["ts"], filename="incident.md",
+                                       title="Incident report", content="# Incident report\nrolled back")
+            else:
+                respond(f"Unknown verb `{command['text']}`: try `/rollback help`")
+
+        @app.action("rollback_approve")
+        def approve(ack: Any, body: dict[str, Any], client: WebClient) -> None:
+            ack()
+            client.chat_update(channel=body["channel"]["id"], ts=body["container"]["message_ts"],
+                               text=f"Approved by <@{body['user']['id']}>", blocks=[])
+
+        httpd = make_server("127.0.0.1", 0, SlackRequestHandler(app), handler_class=_Quiet)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        page.connect(f"http://127.0.0.1:{httpd.server_port}/slack/events", SECRET)
+        yield server
+        httpd.shutdown()
+
+
+def test_page_renders_the_channel_and_delivers_signed_commands_and_clicks(page_server: SlackApiServer,
+                                                                          chromium: Any) -> None:
+    page = chromium.new_page()
+    page.goto(page_server.url + "/")
+    page.get_by_label("alice").check()
+    page.fill("#command", "/rollback plan")
+    page.press("#command", "Enter")
+
+    page.get_by_text("Rollback approval needed").wait_for()
+    assert page.locator(".fields").first.inner_text().startswith("Target")
+    assert page.locator(".mention", has_text="@alice").count() >= 1
+    assert page.locator(".thread pre.code").inner_text() == "DROP TABLE new_feature_table;"
+    assert page.locator(".thread .mention").inner_text() == "@bob"
+    assert page.get_by_text("You ran /rollback plan").is_visible()
+
+    page.fill("#command", "/rollback frobnicate")
+    page.press("#command", "Enter")
+    page.get_by_text("Unknown verb frobnicate").wait_for()  # ephemeral through response_url
+    page.get_by_label("carol").check()
+    page.get_by_text("Only visible to you").first.wait_for(state="detached")
+    assert page.get_by_text("Unknown verb").count() == 0
+
+    page.get_by_label("bob").check()
+    page.get_by_role("button", name="Approve").click()
+    dialog = page.get_by_role("dialog", name="Approve this rollback?")
+    assert "This reverts 2025_10_20_150000 on prod." in dialog.inner_text()
+    dialog.get_by_role("button", name="Approve").click()
+    page.get_by_text("Approved by @bob").wait_for()
+    (click,) = page_server.calls("chat.update")
+    assert click["text"] == "Approved by <@U_BOB>"
+
+    page.fill("#command", "/rollback report")
+    page.press("#command", "Enter")
+    page.get_by_role("button", name="Incident report").click()
+    assert "rolled back" in page.get_by_role("dialog", name="Incident report").inner_text()
+    page.close()
+
+
+def test_page_refuses_what_is_not_a_rollback_command(page_server: SlackApiServer, chromium: Any) -> None:
+    page = chromium.new_page()
+    page.goto(page_server.url + "/")
+    page.fill("#command", "hello")
+    page.press("#command", "Enter")
+    page.get_by_text("only /rollback commands reach the bot here").wait_for()
+    assert page_server.messages(INCIDENT_CHANNEL) == []
+    page.close()
