@@ -21,7 +21,7 @@ from sandbox.people import INCIDENT_CHANNEL, SANDBOX_USERS
 from sandbox.slack_api import SlackApiServer
 
 SECRET = "page-test-secret"
-APPROVAL_BLOCKS = [
+APPROVAL_BLOCKS: list[dict[str, Any]] = [
     {"type": "header", "text": {"type": "plain_text", "text": "Rollback approval needed"}},
     {"type": "section", "fields": [{"type": "mrkdwn", "text": "*Target*\nprod"},
                                    {"type": "mrkdwn", "text": "*Requested by*\n<@U_ALICE>"}]},
