@@ -36,6 +36,15 @@ REQUEST_RECORD_TTL_SECONDS = 30 * 24 * 60 * 60
 # A target's one-active-request lock outlives any pipeline; a finished request releases it at once.
 ACTIVE_LOCK_TTL_SECONDS = 12 * 60 * 60
 
+# Paging: attempts and the first backoff (doubling) for PagerDuty 429/5xx; a 400 is never retried.
+PAGERDUTY_MAX_ATTEMPTS = 4
+PAGERDUTY_BACKOFF_SECONDS = 0.5
+# Worker: how long a killed worker's jobs take to be noticed (RQ heartbeat/maintenance) — see docs/workers.md.
+WORKER_MAINTENANCE_INTERVAL_SECONDS = 30
+WORKER_WATCHDOG_INTERVAL_SECONDS = 10
+# The workers' connections to a target: give up connecting after this long instead of hanging.
+CONNECT_TIMEOUT_SECONDS = 10
+
 # Backups (workers/backup.py; figures behind these choices in docs/backups.md).
 # gzip level 1: 10% larger than the default level 6 at half the time. BACKUP_JOBS > 1 means the
 # directory format with that many parallel dump jobs (3x faster than the playbook's `pg_dump | gzip`

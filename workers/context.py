@@ -1,0 +1,168 @@
+"""What every job needs, built once per worker process from the settings: clients, stores, conninfo.
+
+The worker's entry point loads the settings before forking, so each work-horse inherits the cached
+context and no job reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import redis
+from psycopg import conninfo as pg_conninfo
+
+from core import defaults
+from core.config import Settings, Target, load_settings
+from core.requests import RequestStore
+from workers.paging import Pager, pager_from
+from workers.progress import Progress, make_client
+
+logger = logging.getLogger("workers")
+
+KEY_PREFIX = "rollback"
+# A running job refreshes its lease; a lease that lapses while the job is still "started" means the
+# process running it died (see workers/watchdog.py and docs/workers.md).
+LEASE_TTL_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Worker-only knobs, read from the environment at the edge (documented in docs/workers.md)."""
+
+    progress_interval_s: float = defaults.PROGRESS_INTERVAL_SECONDS
+    watchdog_interval_s: float = defaults.WORKER_WATCHDOG_INTERVAL_SECONDS
+    lease_ttl_s: int = LEASE_TTL_SECONDS
+    connect_timeout_s: int = defaults.CONNECT_TIMEOUT_SECONDS
+    job_timeout_s: int = defaults.JOB_TIMEOUT_SECONDS
+    pg_dump: str = "pg_dump"
+    pg_restore: str = "pg_restore"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WorkerOptions:
+        watchdog = float(env.get("ROLLBACK_WATCHDOG_INTERVAL", defaults.WORKER_WATCHDOG_INTERVAL_SECONDS))
+        return cls(
+            progress_interval_s=float(env.get("ROLLBACK_PROGRESS_INTERVAL", defaults.PROGRESS_INTERVAL_SECONDS)),
+            watchdog_interval_s=watchdog,
+            lease_ttl_s=max(2, int(min(LEASE_TTL_SECONDS, watchdog * 3))),
+            connect_timeout_s=int(env.get("ROLLBACK_CONNECT_TIMEOUT", defaults.CONNECT_TIMEOUT_SECONDS)),
+            job_timeout_s=int(env.get("ROLLBACK_JOB_TIMEOUT", defaults.JOB_TIMEOUT_SECONDS)),
+            pg_dump=env.get("PG_DUMP") or "pg_dump",
+            pg_restore=env.get("PG_RESTORE") or "pg_restore",
+        )
+
+
+@dataclass
+class Context:
+    settings: Settings
+    options: WorkerOptions
+    _redis: redis.Redis | None = field(default=None, repr=False)
+    _redis_pid: int = field(default=0, repr=False)
+
+    @property
+    def redis(self) -> redis.Redis:
+        if self._redis is None or self._redis_pid != os.getpid():  # never share a socket across fork
+            self._redis_pid = os.getpid()
+            # Socket timeouts: a Redis that goes away mid-job fails the call instead of hanging it.
+            self._redis = redis.Redis.from_url(
+                self.settings.redis_url, socket_timeout=defaults.HTTP_TIMEOUT_SECONDS,
+                socket_connect_timeout=defaults.HTTP_TIMEOUT_SECONDS,
+            )
+        return self._redis
+
+    def store(self) -> RequestStore:
+        return RequestStore(self.redis, prefix=KEY_PREFIX)
+
+    def pager(self) -> Pager:
+        return pager_from(self.settings)
+
+    def progress(self, channel: str | None, thread_ts: str | None) -> Progress:
+        client = make_client(self.settings.slack_bot_token, self.settings.slack_api_url) if channel else None
+        return Progress(client, channel, thread_ts, logger.info, interval_s=self.options.progress_interval_s)
+
+    def target(self, name: str) -> Target:
+        return self.settings.target(name)
+
+    def conninfo(self, target: Target) -> str:
+        """The target's DSN with a connect timeout and TCP keepalives: a server that vanishes mid-job
+        is noticed within seconds instead of leaving the job hanging on a dead socket."""
+        return pg_conninfo.make_conninfo(
+            self.settings.database_url(target),
+            connect_timeout=self.options.connect_timeout_s,
+            keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3,
+            application_name="rollback-bot-worker",
+        )
+
+    def connect(self, target: Target) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self.conninfo(target), autocommit=True)
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(self.settings.statement_timeout_ms),))
+        return conn
+
+    # per-request pipeline state: what one step hands the next (backup, baseline counts, reports)
+    def state_key(self, request_id: str) -> str:
+        return f"{KEY_PREFIX}:pipeline:{request_id}"
+
+    def save_state(self, request_id: str, **values: Any) -> None:
+        key = self.state_key(request_id)
+        self.redis.hset(key, mapping={k: json.dumps(v, default=str) for k, v in values.items()})
+        self.redis.expire(key, defaults.REQUEST_RECORD_TTL_SECONDS)
+
+    def load_state(self, request_id: str) -> dict[str, Any]:
+        raw = self.redis.hgetall(self.state_key(request_id))
+        return {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in raw.items()}
+
+    # leases: proof that the process running a job is alive
+    def lease_key(self, job_id: str) -> str:
+        return f"{KEY_PREFIX}:lease:{job_id}"
+
+    @contextmanager
+    def lease(self, job_id: str | None) -> Iterator[None]:
+        if not job_id:
+            yield
+            return
+        stop = threading.Event()
+        key, ttl = self.lease_key(job_id), self.options.lease_ttl_s
+        conn = redis.Redis.from_url(self.settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+        def renew() -> None:
+            while True:
+                try:
+                    conn.set(key, str(os.getpid()), ex=ttl)
+                except redis.RedisError:
+                    logger.warning("could not renew the lease of job %s", job_id)
+                if stop.wait(ttl / 3):
+                    return
+
+        thread = threading.Thread(target=renew, name=f"lease-{job_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=3)
+            try:
+                conn.delete(key)
+            except redis.RedisError:
+                pass
+            conn.close()
+
+    def claim_report(self, job_id: str) -> bool:
+        """Only one of the failure paths (callback, killed-horse handler, watchdog) reports a job."""
+        return bool(self.redis.set(f"{KEY_PREFIX}:reported:{job_id}", str(time.time()), nx=True,
+                                   ex=defaults.REQUEST_RECORD_TTL_SECONDS))
+
+
+@functools.cache
+def context() -> Context:
+    """The process's context, from the environment, built once (before the fork in `python -m workers`)."""
+    env = dict(os.environ)
+    return Context(load_settings(env), WorkerOptions.from_env(env))

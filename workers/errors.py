@@ -1,0 +1,64 @@
+"""The workers' own errors, and the one boundary that turns any failure into the line a person reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import psycopg
+import redis
+from rq.exceptions import AbandonedJobError
+from rq.timeouts import JobTimeoutException
+
+from core.config import ConfigError
+from core.requests import RequestError
+from workers import messages
+from workers.engine import EngineError
+from workers.engine.redact import redact
+
+
+class WorkerError(Exception):
+    """An expected failure of a job; `str()` is one line saying what is wrong and what to do."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+
+class StepFailed(WorkerError):
+    """A pipeline step did not succeed (the chain stops here)."""
+
+
+class Refused(WorkerError):
+    """A job declined to act (not approved, plan changed, wrong database...): nothing was changed."""
+
+
+def _expected_types() -> tuple[type[BaseException], ...]:
+    """Step modules' own one-line errors, when those modules are importable."""
+    found: list[type[BaseException]] = [WorkerError, EngineError, ConfigError, RequestError]
+    for module, name in (("workers.backup", "BackupError"), ("workers.verify", "VerifyError"),
+                         ("workers.restore", "RestoreError"), ("workers.identity", "IdentityMismatch")):
+        try:
+            found.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+def describe(error: BaseException | None, secrets: Iterable[str | None] = ()) -> str:
+    """One line, no secrets: what went wrong."""
+    if error is None:
+        text = messages.abandoned()
+    elif isinstance(error, _expected_types()):
+        text = str(error)
+    elif isinstance(error, AbandonedJobError):
+        text = messages.abandoned()
+    elif isinstance(error, JobTimeoutException):
+        text = str(error) or "the job ran past its time limit"
+    elif isinstance(error, psycopg.OperationalError):
+        text = messages.database_unavailable("the target", str(error).strip().splitlines()[0] if str(error) else "")
+    elif isinstance(error, psycopg.Error):
+        text = f"PostgreSQL error: {str(error).strip().splitlines()[0] if str(error) else type(error).__name__}"
+    elif isinstance(error, redis.RedisError):
+        text = messages.redis_unavailable(type(error).__name__)
+    else:
+        text = messages.unexpected_error(error)
+    return redact(" ".join(text.split()), secrets)

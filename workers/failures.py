@@ -1,0 +1,129 @@
+"""Reporting a failed job: into the thread, in the request record and history, and to PagerDuty.
+
+Three ways a job can fail, one report (claimed once per job id, whichever path gets there first):
+- the job raised (or hit its RQ timeout inside the work-horse): RQ runs `on_job_failure` (Callback);
+- the work-horse was killed (SIGKILL, OOM): the worker's `work_horse_killed_handler` calls `on_horse_killed`;
+- the whole worker died with its horse: the watchdog of any live worker finds the job's lease lapsed
+  (workers/watchdog.py), and RQ's own abandoned-job cleanup later runs `on_job_failure` too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from rq.job import Job
+
+from core.requests import RequestStatus
+from workers import history, messages
+from workers.context import Context, context
+from workers.errors import describe
+from workers.paging import dedup_key, escalate
+
+logger = logging.getLogger("workers.failures")
+
+PIPELINE_JOB = "workers.jobs.pipeline_step"
+REQUEST_JOBS = {"workers.jobs.execute": "execute", "workers.jobs.restore": "restore"}
+# Standalone jobs whose failure pages (the read-only ones only report into the thread).
+PAGING_JOBS = {"workers.jobs.backup": "backup", "workers.jobs.verify": "verify"}
+# Steps after "maintenance on": a failure there leaves maintenance mode on.
+AFTER_MAINTENANCE_ON = ("rollback", "verify", "maintenance_off")
+
+
+def on_job_failure(job: Job, connection: Any, exc_type: Any = None, exc_value: Any = None, tb: Any = None) -> None:
+    """RQ failure callback (referenced by dotted path)."""
+    report(job, describe(exc_value, _secrets(context())), crashed=exc_value is None or _abandoned(exc_value))
+
+
+def on_horse_killed(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+    """The worker's work_horse_killed_handler: the forked process running the job died."""
+    reason = f"signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"exit status {ret_val}"
+    step = (job.kwargs or {}).get("step") or _job_step(job)
+    report(job, messages.job_crashed(step, reason), crashed=True)
+
+
+def _abandoned(error: BaseException) -> bool:
+    from rq.exceptions import AbandonedJobError
+
+    return isinstance(error, AbandonedJobError)
+
+
+def _secrets(ctx: Context) -> list[str | None]:
+    s = ctx.settings
+    return [s.slack_bot_token, s.pagerduty_routing_key, s.digitalocean_token]
+
+
+def _job_step(job: Job) -> str:
+    name = job.func_name or ""
+    return REQUEST_JOBS.get(name) or PAGING_JOBS.get(name) or name.rsplit(".", 1)[-1]
+
+
+def report(job: Job, error: str, *, crashed: bool = False) -> None:
+    """Report a failed job once; never raises (a failing report must not hide the failure)."""
+    ctx = context()
+    try:
+        if not ctx.claim_report(job.id):
+            return
+        kwargs = dict(job.kwargs or {})
+        if job.func_name == PIPELINE_JOB:
+            request_failed(ctx, kwargs["request_id"], kwargs["step"], error, crashed=crashed)
+        elif job.func_name in REQUEST_JOBS:
+            request_failed(ctx, kwargs["request_id"], REQUEST_JOBS[job.func_name], error, crashed=crashed)
+        else:
+            standalone_failed(ctx, job, kwargs, error)
+    except Exception:
+        logger.exception("could not report the failure of job %s (%s)", job.id, error)
+
+
+def request_failed(ctx: Context, request_id: str, step: str, error: str, *, crashed: bool = False) -> None:
+    request = ctx.store().get(request_id)
+    if request is None:
+        logger.error("job for unknown request %s failed at %s: %s", request_id, step, error)
+        return
+    progress = ctx.progress(request.channel, request.thread_ts)
+    progress.fail(step, error)
+    state = ctx.load_state(request_id)
+    maintenance = ((state.get("maintenance_on") or {}).get("maintenance") or {})
+    left_on = step in AFTER_MAINTENANCE_ON and bool(maintenance) and not maintenance.get("skipped")
+    ctx.store().set_status(request_id, RequestStatus.FAILED, finished_at=time.time(),
+                           outcome=f"{messages.step_name(step)} failed: {error}")
+    ctx.save_state(request_id, paged=True, failed_step=step, error=error)
+    target = ctx.target(request.target)
+    if crashed and step in ("rollback", "restore"):  # the dead process could not record its own failure
+        try:
+            with ctx.connect(target) as conn:
+                history.record(conn, operation=step, status="failed", executed_by=request.requester,
+                               approved_by=request.approver, request_id=request_id, version=request.to_version,
+                               error_message=error)
+        except Exception as exc:
+            logger.warning("could not record the crashed %s in history: %s", step, type(exc).__name__)
+    escalate(
+        ctx.pager(), progress, key=dedup_key(request_id), target=target.name, version=request.to_version,
+        step=step, error=error, contacts=ctx.settings.contacts_for(target),
+        details={"request_id": request_id, "requested_by": request.requester, "approved_by": request.approver,
+                 "maintenance_left_on": left_on},
+    )
+    progress.post(messages.outcome_failed(request_id, target.name, step, error, left_on), broadcast=True)
+
+
+def standalone_failed(ctx: Context, job: Job, kwargs: dict[str, Any], error: str) -> None:
+    step = _job_step(job)
+    progress = ctx.progress(kwargs.get("channel"), kwargs.get("thread_ts"))
+    progress.fail(step, error)
+    if job.func_name in PAGING_JOBS and kwargs.get("target"):
+        target = ctx.settings.targets.get(str(kwargs["target"]))
+        contacts = ctx.settings.contacts_for(target) if target else ctx.settings.escalation
+        key = dedup_key(f"{step}-{kwargs.get('target')}-{kwargs.get('thread_ts') or job.id}")
+        escalate(ctx.pager(), progress, key=key, target=str(kwargs["target"]), version=None, step=step,
+                 error=error, contacts=contacts)
+
+
+def on_exception(job: Job, exc_type: Any, exc_value: Any, tb: Any) -> bool:
+    """The worker's exception handler: every job that raises, whoever enqueued it (the bot enqueues
+    without callbacks). Also called by RQ's cleanup for abandoned jobs. Returns True: go on with RQ's
+    own handling."""
+    if (job.func_name or "").startswith("workers.jobs."):
+        on_job_failure(job, job.connection, exc_type, exc_value, tb)
+    return True

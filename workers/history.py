@@ -1,0 +1,43 @@
+"""The workers' operations in `migration_history` on the target (backup, verify, restore, identity_confirm...).
+
+The engine records its own apply/rollback rows; this records the rest, with who asked and who approved.
+A failure to record is logged and never hides the operation's own outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+
+from workers.engine import store
+
+logger = logging.getLogger("workers.history")
+
+
+def record(
+    conn: psycopg.Connection[Any],
+    *,
+    operation: str,
+    status: str,
+    executed_by: str,
+    approved_by: str | None = None,
+    request_id: str | None = None,
+    version: str | None = None,
+    duration_ms: int | None = None,
+    error_message: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> bool:
+    try:
+        with conn.transaction():
+            store.ensure_tables(conn)
+            store.record_history(
+                conn, version=version or "", operation=operation, status=status, executed_by=executed_by,
+                approved_by=approved_by, request_id=request_id, duration_ms=duration_ms,
+                error_message=error_message, details=details,
+            )
+        return True
+    except psycopg.Error as exc:
+        logger.warning("could not record %s in migration_history: %s", operation, type(exc).__name__)
+        return False

@@ -1,0 +1,90 @@
+"""The RQ job functions, referenced by dotted path (core/jobs.py). Thin: context, lease, hand off.
+
+All take keyword arguments and return JSON-able dicts. Read-only jobs (status, dry_run, backups,
+history, report) answer an expected failure in the thread and return `{"ok": False, "error": ...}`;
+jobs that change or check a target (execute and its steps, backup, verify, restore) raise instead,
+so the failure callback (workers.failures) reports it, marks the request failed and pages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rq import get_current_job
+
+from workers import operations, pipeline
+from workers.context import Context, context
+from workers.errors import describe
+from workers.progress import Progress
+
+
+def _job_id() -> str | None:
+    job = get_current_job()
+    return job.id if job else None
+
+
+def _read_only(step: str, channel: str | None, thread_ts: str | None,
+               work: Callable[[Context, Progress], dict[str, Any]]) -> dict[str, Any]:
+    ctx = context()
+    progress = ctx.progress(channel, thread_ts)
+    with ctx.lease(_job_id()):
+        try:
+            return {"ok": True, **work(ctx, progress)}
+        except Exception as exc:
+            error = describe(exc)
+            progress.fail(step, error)
+            return {"ok": False, "error": error}
+
+
+def _changing(work: Callable[[Context], dict[str, Any]]) -> dict[str, Any]:
+    ctx = context()
+    with ctx.lease(_job_id()):
+        return {"ok": True, **work(ctx)}
+
+
+def status(*, target: str, channel: str | None = None, thread_ts: str | None = None, **_: Any) -> dict[str, Any]:
+    return _read_only("status", channel, thread_ts, lambda ctx, p: operations.status(ctx, p, target))
+
+
+def dry_run(*, target: str, version: str, channel: str | None = None, thread_ts: str | None = None,
+            requester: str = "unknown", **_: Any) -> dict[str, Any]:
+    return _read_only("dry_run", channel, thread_ts,
+                      lambda ctx, p: operations.dry_run(ctx, p, target, version, requester, channel))
+
+
+def backups(*, target: str, channel: str | None = None, thread_ts: str | None = None, **_: Any) -> dict[str, Any]:
+    return _read_only("backups", channel, thread_ts, lambda ctx, p: operations.backups(ctx, p, target))
+
+
+def history(*, target: str, channel: str | None = None, thread_ts: str | None = None, **_: Any) -> dict[str, Any]:
+    return _read_only("history", channel, thread_ts, lambda ctx, p: operations.history_of(ctx, p, target))
+
+
+def report(*, channel: str, thread_ts: str, requester: str = "unknown", **_: Any) -> dict[str, Any]:
+    from workers import report as incident_report
+
+    return _read_only("report", channel, thread_ts,
+                      lambda ctx, p: incident_report.write_report(ctx, p, channel, thread_ts, requester))
+
+
+def backup(*, target: str, channel: str | None = None, thread_ts: str | None = None, requester: str = "unknown",
+           reason: str = "manual", **_: Any) -> dict[str, Any]:
+    return _changing(lambda ctx: operations.backup(ctx, ctx.progress(channel, thread_ts), target, requester, reason))
+
+
+def verify(*, target: str, channel: str | None = None, thread_ts: str | None = None, requester: str = "unknown",
+           **_: Any) -> dict[str, Any]:
+    return _changing(lambda ctx: operations.verify(ctx, ctx.progress(channel, thread_ts), target, requester))
+
+
+def execute(*, request_id: str, **_: Any) -> dict[str, Any]:
+    return _changing(lambda ctx: pipeline.execute(ctx, request_id))
+
+
+def pipeline_step(*, request_id: str, step: str, **_: Any) -> dict[str, Any]:
+    return _changing(lambda ctx: pipeline.run_step(ctx, request_id, step))
+
+
+def restore(*, request_id: str, into: str = "target", **_: Any) -> dict[str, Any]:
+    return _changing(lambda ctx: operations.restore(ctx, request_id, into))

@@ -1,0 +1,400 @@
+"""Every line the workers write into a Slack thread, the log or a page: one place for the wording.
+
+Functions take data and return text (Slack mrkdwn). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+# Emoji prefixes keep a busy incident thread scannable.
+STARTED = ":hourglass_flowing_sand:"
+DONE = ":white_check_mark:"
+FAILED = ":x:"
+SKIPPED = ":fast_forward:"
+WARNING = ":warning:"
+PAGE = ":rotating_light:"
+
+
+def _figures(figures: Mapping[str, Any] | None) -> str:
+    if not figures:
+        return ""
+    return " — " + ", ".join(f"{key} {value}" for key, value in figures.items() if value is not None)
+
+
+def human_bytes(size: int | float | None) -> str:
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "?"
+    if value < 60:
+        return f"{value:.1f}s"
+    minutes, secs = divmod(int(value), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+# --- progress lines -------------------------------------------------------------------------------
+
+
+def step_started(step: str, detail: str = "") -> str:
+    return f"{STARTED} *{step}* started" + (f": {detail}" if detail else "")
+
+
+def step_finished(step: str, figures: Mapping[str, Any] | None = None, duration_s: float | None = None) -> str:
+    took = f" in {seconds(duration_s)}" if duration_s is not None else ""
+    return f"{DONE} *{step}* finished{took}{_figures(figures)}"
+
+
+def step_failed(step: str, error: str, duration_s: float | None = None) -> str:
+    took = f" after {seconds(duration_s)}" if duration_s is not None else ""
+    return f"{FAILED} *{step}* failed{took}: {error}"
+
+
+def step_skipped(step: str, why: str) -> str:
+    return f"{SKIPPED} *{step}* skipped: {why}"
+
+
+def still_running(step: str, elapsed_s: float, detail: str = "") -> str:
+    return f"{STARTED} *{step}* still running ({seconds(elapsed_s)})" + (f": {detail}" if detail else "")
+
+
+# --- the execute pipeline -------------------------------------------------------------------------
+
+STEP_NAMES = {
+    "execute": "Execute",
+    "backup": "Backup",
+    "maintenance_on": "Maintenance on",
+    "rollback": "Rollback",
+    "verify": "Verification",
+    "maintenance_off": "Maintenance off",
+    "finish": "Outcome",
+    "restore": "Restore",
+    "status": "Status",
+    "dry_run": "Dry run",
+    "history": "History",
+    "backups": "Backups",
+    "report": "Report",
+}
+
+
+def step_name(step: str) -> str:
+    return STEP_NAMES.get(step, step.replace("_", " ").capitalize())
+
+
+def pipeline_queued(request_id: str, target: str, to_version: str | None, steps: Sequence[str]) -> str:
+    chain = " → ".join(step_name(s) for s in steps)
+    return f"{STARTED} Request {request_id}: rolling back *{target}* to {to_version or 'the plan'}: {chain}"
+
+
+def plan_changed(request_id: str) -> str:
+    return (
+        f"{FAILED} Request {request_id} refused: the database changed since the dry run. "
+        "Run a new dry-run and ask for approval again."
+    )
+
+
+def start_too_late(request_id: str, waited_s: float, bound_s: int) -> str:
+    return (
+        f"{FAILED} Request {request_id} refused: approved {seconds(waited_s)} ago, longer than the "
+        f"{seconds(bound_s)} allowed before it must start. Run a new dry-run and ask for approval again."
+    )
+
+
+def not_approved(request_id: str, status: str) -> str:
+    return f"{FAILED} Request {request_id} cannot run: it is {status}, not approved."
+
+
+def request_missing(request_id: str) -> str:
+    return f"request {request_id} does not exist (expired or never created); start again with a dry-run"
+
+
+def duplicate_delivery(request_id: str, step: str) -> str:
+    return f"request {request_id}: step {step} already ran; this duplicate delivery did nothing"
+
+
+def no_backup() -> str:
+    return "no verified backup for this request, so nothing was rolled back (no backup, no rollback)"
+
+
+def backup_figures(backup: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "path": f"`{backup.get('path')}`",
+        "size": human_bytes(backup.get("size_bytes")),
+        "sha256": f"`{backup.get('sha256')}`",
+        "format": backup.get("format"),
+        "verified": "yes" if backup.get("verified") else "NO",
+    }
+
+
+def statements_lines(run: Mapping[str, Any]) -> str:
+    """The statements a rollback ran (or a dry run tried), one per line, as a code block."""
+    lines: list[str] = []
+    for statement in run.get("statements") or []:
+        if isinstance(statement, Mapping):
+            sql_text = " ".join(str(statement.get("sql", "")).split())
+            rows = statement.get("rowcount")
+            tag = str(statement.get("tag") or "")
+            effect = f"  -- {tag}" + (f" ({rows} rows)" if rows not in (None, -1) else "") if tag else ""
+            lines.append(f"{statement.get('version', '')}: {sql_text}{effect}".lstrip(": "))
+        else:
+            lines.append(" ".join(str(statement).split()))
+    if not lines:
+        return ""
+    return "```\n" + "\n".join(lines) + "\n```"
+
+
+def check_line(check: Mapping[str, Any]) -> str:
+    mark = DONE if check.get("passed") else FAILED
+    figure = f": {check.get('figure')}" if check.get("figure") not in (None, "") else ""
+    detail = f" ({check.get('detail')})" if check.get("detail") else ""
+    return f"{mark} {check.get('name')}{figure}{detail}"
+
+
+def checks_block(checks: Iterable[Mapping[str, Any]]) -> str:
+    return "\n".join(check_line(c) for c in checks)
+
+
+def verification_failed(failed: Sequence[str]) -> str:
+    return f"checks failed: {', '.join(failed)}"
+
+
+def outcome_succeeded(request_id: str, target: str, to_version: str | None, requester: str,
+                      approver: str | None, duration_s: float | None) -> str:
+    by = f"requested by <@{requester}>" + (f", approved by <@{approver}>" if approver else "")
+    return (
+        f"{DONE} Request {request_id}: *{target}* rolled back to {to_version or 'the planned version'} "
+        f"and verified in {seconds(duration_s)} ({by}). Maintenance mode is off."
+    )
+
+
+def outcome_failed(request_id: str, target: str, step: str, error: str, maintenance_left_on: bool) -> str:
+    maint = " Maintenance mode was left ON." if maintenance_left_on else ""
+    return f"{FAILED} Request {request_id}: *{target}* — {step_name(step)} failed: {error}.{maint}"
+
+
+# --- escalation -------------------------------------------------------------------------------------
+
+
+def escalation_mention(contacts: Sequence[str], step: str, paged: bool, page_detail: str) -> str:
+    who = " ".join(_mention(c) for c in contacts) or "(no escalation contacts configured)"
+    page = "PagerDuty paged" if paged else f"PagerDuty NOT paged: {page_detail}"
+    return f"{PAGE} {who} — {step_name(step)} failed and needs a human. {page}."
+
+
+def _mention(contact: str) -> str:
+    if contact.startswith(("S", "subteam")):
+        return f"<!subteam^{contact}>"
+    return f"<@{contact}>"
+
+
+def page_summary(target: str, version: str | None, step: str, error: str) -> str:
+    text = f"rollback-bot: {step_name(step)} failed on {target}"
+    if version:
+        text += f" (rolling back to {version})"
+    text += f": {error}"
+    return text[:1000]  # PagerDuty truncates summaries at 1024 characters
+
+
+def page_resolved(request_id: str) -> str:
+    return f"{DONE} Request {request_id} completed and verified: the page was resolved."
+
+
+def paging_not_configured() -> str:
+    return "PAGERDUTY_ROUTING_KEY is not set"
+
+
+def paging_rejected(status: int, body: str) -> str:
+    return f"PagerDuty refused the event (HTTP {status}): {body[:200]}"
+
+
+def paging_gave_up(attempts: int, last: str) -> str:
+    return f"PagerDuty did not accept the event after {attempts} attempts ({last})"
+
+
+def job_crashed(step: str, reason: str) -> str:
+    return f"the worker running {step_name(step)} died ({reason}); the transaction in progress was not committed"
+
+
+def job_timed_out(step: str, timeout_s: int | float | None) -> str:
+    return f"{step_name(step)} ran past its time limit ({seconds(float(timeout_s or 0))}) and was stopped"
+
+
+def abandoned() -> str:
+    return "its worker stopped responding (killed or lost)"
+
+
+# --- wrong-database guard ---------------------------------------------------------------------------
+
+
+def identity_describe(identity: Mapping[str, Any]) -> str:
+    return (
+        f"database `{identity.get('dbname')}` on {identity.get('server')} "
+        f"(system id {identity.get('system_identifier')})"
+    )
+
+
+def identity_mismatch(target: str, recorded: Mapping[str, Any], current: Mapping[str, Any]) -> str:
+    return (
+        f"wrong database? target {target} was recorded as {identity_describe(recorded)} but now reaches "
+        f"{identity_describe(current)}; write operations are refused until an operator checks "
+        f"{target.upper()}_DATABASE_URL and runs `python -m workers confirm-identity {target}`"
+    )
+
+
+def identity_claimed_elsewhere(target: str, other: str, current: Mapping[str, Any]) -> str:
+    return (
+        f"wrong database? target {target} reaches {identity_describe(current)}, which is registered as "
+        f"target {other}; write operations are refused until an operator checks the database URL and runs "
+        f"`python -m workers confirm-identity {target}`"
+    )
+
+
+def identity_recorded(target: str, identity: Mapping[str, Any]) -> str:
+    return f"target {target}: recorded identity {identity_describe(identity)}"
+
+
+def identity_confirmed(target: str, identity: Mapping[str, Any], by: str) -> str:
+    return f"target {target}: identity confirmed by {by} as {identity_describe(identity)}"
+
+
+# --- jobs --------------------------------------------------------------------------------------------
+
+
+def job_failed(step: str, error: str) -> str:
+    return step_failed(step_name(step), error)
+
+
+def unexpected_error(error: BaseException) -> str:
+    return f"unexpected error ({type(error).__name__}); see the worker log"
+
+
+def settings_error(error: str) -> str:
+    return f"the worker's configuration is invalid: {error}"
+
+
+def redis_unavailable(reason: str) -> str:
+    return f"Redis is unreachable ({reason}); the request's state could not be read or saved"
+
+
+def database_unavailable(target: str, reason: str) -> str:
+    return f"target {target}: PostgreSQL is unreachable or stopped answering ({reason})"
+
+
+def history_line(row: Mapping[str, Any]) -> str:
+    who = row.get("executed_by") or "?"
+    approved = f", approved by {row.get('approved_by')}" if row.get("approved_by") else ""
+    return (
+        f"{row.get('executed_at')}  {row.get('operation')} {row.get('version') or ''} "
+        f"{row.get('status')} by {who}{approved}"
+    ).replace("  ", " ")
+
+
+def report_uploaded(path: str) -> str:
+    return f"{DONE} Incident record written to `{path}` and attached to this thread."
+
+
+def worker_started(name: str, queue: str) -> str:
+    return f"rollback worker {name} listening on queue {queue}"
+
+
+def confirm_usage() -> str:
+    return "usage: python -m workers confirm-identity <target> [--by NAME]"
+
+
+# --- renderings of read-only results ---------------------------------------------------------------
+
+
+def status_text(target: str, report: Mapping[str, Any], identity: Mapping[str, Any] | None,
+                active: Mapping[str, Any] | None) -> str:
+    server = report.get("server") or {}
+    lines = [
+        f"*{target}*: database `{server.get('dbname')}` on {server.get('host')}:{server.get('port')} "
+        f"as {server.get('user')} (PostgreSQL {server.get('server_version')}) — current version "
+        f"*{report.get('current_version') or 'none'}*"
+    ]
+    if identity and not identity.get("ok"):
+        lines.append(f"{WARNING} {identity.get('message')}")
+    rows = []
+    for m in report.get("migrations") or []:
+        flags = " ".join(
+            flag for flag, on in (("DRIFT", m.get("drift")), ("no-down", not m.get("has_down")),
+                                  ("missing-file", m.get("missing_file"))) if on
+        )
+        rows.append(f"{m.get('version')}  {m.get('status'):<11} {m.get('name')} {flags}".rstrip())
+    if rows:
+        lines.append("```\n" + "\n".join(rows) + "\n```")
+    for warning in report.get("warnings") or []:
+        lines.append(f"{WARNING} {warning}")
+    if report.get("lock_holder"):
+        lines.append(f"{WARNING} a migration run holds the lock: {report.get('lock_holder')}")
+    if active:
+        lines.append(f"{STARTED} request {active.get('id')} ({active.get('status')}) by <@{active.get('requester')}>")
+    return "\n".join(lines)
+
+
+def dry_run_text(target: str, report: Mapping[str, Any]) -> str:
+    plan = report.get("plan") or {}
+    versions = plan.get("versions") or []
+    if not versions:
+        return f"{DONE} *{target}*: nothing to roll back to {plan.get('to')}: it is the current version."
+    lines = [
+        f"*Dry run* on *{target}*: revert {len(versions)} migration(s) to *{plan.get('to')}* "
+        f"(plan `{str(plan.get('hash'))[:12]}`, nothing was changed)"
+    ]
+    for step in plan.get("steps") or []:
+        mode = "" if step.get("transactional", True) else " (runs outside a transaction)"
+        lines.append(f"*{step.get('version')}* {step.get('name')}{mode}\n```\n{str(step.get('sql', '')).strip()}\n```")
+    effects = statements_lines({"statements": report.get("statements") or []})
+    if effects:
+        lines.append("Statement effects (in a transaction that was rolled back):\n" + effects)
+    for warning in report.get("warnings") or []:
+        text = warning.get("message", warning) if isinstance(warning, Mapping) else warning
+        lines.append(f"{WARNING} {text}")
+    lines.append("Run `/rollback execute` to ask for approval of exactly this plan.")
+    return "\n".join(lines)
+
+
+def backups_text(target: str, local: Sequence[Mapping[str, Any]], snapshots: Sequence[Mapping[str, Any]],
+                 managed: Sequence[Mapping[str, Any]], notes: Sequence[str]) -> str:
+    lines = [f"*Backups of {target}*: {len(local)} local"]
+    for b in local[:20]:
+        mark = DONE if b.get("verified") else WARNING
+        lines.append(
+            f"{mark} `{b.get('name')}` {human_bytes(b.get('size_bytes'))}, {seconds(b.get('age_seconds'))} old, "
+            f"sha256 `{str(b.get('sha256') or '?')[:16]}`"
+        )
+    for s in snapshots[:10]:
+        lines.append(f"DigitalOcean snapshot `{s.get('name')}` ({s.get('created_at')})")
+    for d in managed[:10]:
+        lines.append(f"Managed database backup {d.get('created_at')} ({d.get('size_gigabytes')} GB)")
+    lines += [f"{WARNING} {n}" for n in notes]
+    return "\n".join(lines)
+
+
+def history_text(target: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return f"*{target}*: migration_history is empty."
+    return f"*History of {target}* (newest first)\n```\n" + "\n".join(history_line(r) for r in rows[:30]) + "\n```"
+
+
+def restore_figures(result: Mapping[str, Any]) -> dict[str, Any]:
+    counts = result.get("row_counts") or {}
+    return {
+        "into": f"{result.get('into')} `{result.get('database')}`",
+        "backup": f"`{result.get('backup')}`",
+        "rows": ", ".join(f"{t} {n}" for t, n in sorted(counts.items())) or None,
+    }
+
+
+def restore_succeeded(request_id: str, target: str, backup: str, into: str) -> str:
+    return f"{DONE} Request {request_id}: `{backup}` restored into {into} *{target}* and its rows counted."

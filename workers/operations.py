@@ -1,0 +1,170 @@
+"""The standalone operations behind the slash commands: status, dry-run, backup, backups, verify, history, restore.
+
+Each takes the process's Context and a Progress for the thread, posts its result there (rendered by
+workers.messages) and returns JSON-able data. Expected failures raise one-line errors; the job layer
+decides whether they page.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from core.requests import RequestStatus
+from workers import history, identity, messages
+from workers.context import Context
+from workers.engine import Engine
+from workers.errors import Refused, StepFailed
+from workers.progress import Progress
+
+
+def _engine(ctx: Context, target_name: str, actor: str) -> Engine:
+    target = ctx.target(target_name)
+    return Engine(
+        ctx.conninfo(target), target.migrations_dir, actor=actor, lock_timeout_ms=ctx.settings.lock_timeout_ms,
+        lock_retries=ctx.settings.lock_retries, statement_timeout_ms=ctx.settings.statement_timeout_ms,
+    )
+
+
+def status(ctx: Context, progress: Progress, target_name: str) -> dict[str, Any]:
+    target = ctx.target(target_name)
+    report = _engine(ctx, target_name, "status").status().to_dict()
+    with ctx.connect(target) as conn:
+        check = identity.observe(conn, ctx.redis, target.name).to_dict()
+    active = ctx.store().active_for_target(target.name)
+    active_dict = active.to_dict() if active else None
+    progress.post(messages.status_text(target.name, report, check, active_dict))
+    return {"target": target.name, "status": report, "identity": check, "active_request": active_dict}
+
+
+def dry_run(ctx: Context, progress: Progress, target_name: str, version: str, requester: str,
+            channel: str | None) -> dict[str, Any]:
+    report = _engine(ctx, target_name, requester).dry_run_rollback(to=version).to_dict()
+    if channel:  # the channel's current plan: what `/rollback execute` asks approval for
+        ctx.store().save_plan(channel, target_name, report, ttl_seconds=ctx.settings.policy.plan_ttl_seconds)
+    progress.post(messages.dry_run_text(target_name, report))
+    return {"target": target_name, **report}
+
+
+def backup(ctx: Context, progress: Progress, target_name: str, requester: str, reason: str) -> dict[str, Any]:
+    from workers.backup import take_backup
+
+    target = ctx.target(target_name)
+    with ctx.connect(target) as conn:
+        identity.guard(conn, ctx.redis, target.name, by=requester)
+    started = progress.start("backup", f"pg_dump of {target.name}")
+    with progress.heartbeat("backup") as beat:
+        result = take_backup(
+            ctx.conninfo(target), target=target.name, reason=reason or "manual", backup_dir=ctx.settings.backup_dir,
+            heartbeat=beat, pg_dump=ctx.options.pg_dump, pg_restore=ctx.options.pg_restore,
+        ).to_dict()
+    with ctx.connect(target) as conn:
+        history.record(conn, operation="backup", status="completed", executed_by=requester,
+                       duration_ms=int(float(result.get("duration_s") or 0) * 1000), details=result)
+    progress.finish("backup", started, messages.backup_figures(result))
+    return {"target": target.name, "backup": result}
+
+
+def backups(ctx: Context, progress: Progress, target_name: str) -> dict[str, Any]:
+    from workers.backup import list_backups
+
+    target = ctx.target(target_name)
+    local = list_backups(ctx.settings.backup_dir, target.name)
+    snapshots: list[dict[str, Any]] = []
+    managed: list[dict[str, Any]] = []
+    notes: list[str] = []
+    if (target.do_droplet_id or target.do_database_id) and ctx.settings.digitalocean_token:
+        from workers.digitalocean import DigitalOcean
+
+        client = DigitalOcean(ctx.settings.digitalocean_token, ctx.settings.digitalocean_api_url)
+        try:
+            if target.do_droplet_id:
+                snapshots = client.list_snapshots(target.do_droplet_id)
+            if target.do_database_id:
+                managed = client.database_backups(target.do_database_id)
+        except Exception as exc:  # the local list is still worth showing
+            notes.append(f"DigitalOcean: {exc}")
+    progress.post(messages.backups_text(target.name, local, snapshots, managed, notes))
+    return {"target": target.name, "local": local, "snapshots": snapshots, "managed": managed, "notes": notes}
+
+
+def verify(ctx: Context, progress: Progress, target_name: str, requester: str) -> dict[str, Any]:
+    from workers.verify import run_checks
+
+    target = ctx.target(target_name)
+    started = progress.start("verify", target.name)
+    report = run_checks(ctx.conninfo(target), target, expected_status=None, baseline_counts=None,
+                        migrations_dir=target.migrations_dir).to_dict()
+    checks = report.get("checks") or []
+    progress.post(messages.checks_block(checks))
+    failed = [str(c.get("name")) for c in checks if not c.get("passed")]
+    with ctx.connect(target) as conn:
+        history.record(conn, operation="verify", status="failed" if failed else "completed", executed_by=requester,
+                       details=report, error_message=messages.verification_failed(failed) if failed else None)
+    if failed:
+        progress.fail("verify", messages.verification_failed(failed), started)
+    else:
+        progress.finish("verify", started, {"checks passed": len(checks)})
+    return {"target": target.name, "verify": report, "passed": not failed}
+
+
+def history_of(ctx: Context, progress: Progress, target_name: str) -> dict[str, Any]:
+    rows = _engine(ctx, target_name, "history").history(limit=30)
+    plain = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()} for row in rows]
+    progress.post(messages.history_text(target_name, plain))
+    return {"target": target_name, "history": plain}
+
+
+def restore(ctx: Context, request_id: str, into: str = "target") -> dict[str, Any]:
+    """An approved restore request: fresh backup of the current state, restore, count rows, record."""
+    from workers.backup import take_backup
+    from workers.restore import restore_backup
+
+    store = ctx.store()
+    request = store.get(request_id)
+    if request is None:
+        raise Refused(messages.request_missing(request_id))
+    progress = ctx.progress(request.channel, request.thread_ts)
+    if not store.claim(request_id, "restore"):
+        progress.log(messages.duplicate_delivery(request_id, "restore"))
+        return {"request_id": request_id, "duplicate": True}
+    if request.status is not RequestStatus.APPROVED:
+        raise Refused(messages.not_approved(request_id, request.status.value))
+    waited = time.time() - (request.decided_at or request.created_at)
+    if waited > ctx.settings.policy.start_within_seconds:
+        raise Refused(messages.start_too_late(request_id, waited, ctx.settings.policy.start_within_seconds))
+    if not request.backup:
+        raise Refused("the restore request names no backup; ask again with `/rollback restore <backup>`")
+    target = ctx.target(request.target)
+    if into == "target":
+        with ctx.connect(target) as conn:
+            identity.guard(conn, ctx.redis, target.name, by=request.requester)
+    store.set_status(request_id, RequestStatus.RUNNING, started_at=time.time())
+    fresh: dict[str, Any] | None = None
+    if into == "target":  # the state being replaced is kept too, so the restore itself can be undone
+        started = progress.start("backup", f"pg_dump of {target.name} before restoring over it")
+        with progress.heartbeat("backup") as beat:
+            fresh = take_backup(
+                ctx.conninfo(target), target=target.name, reason=f"pre-restore-{request_id}",
+                backup_dir=ctx.settings.backup_dir, heartbeat=beat,
+                pg_dump=ctx.options.pg_dump, pg_restore=ctx.options.pg_restore,
+            ).to_dict()
+        if not fresh.get("verified"):
+            raise StepFailed(messages.no_backup())
+        progress.finish("backup", started, messages.backup_figures(fresh))
+    started = progress.start("restore", f"`{request.backup}` into {into} {target.name}")
+    with progress.heartbeat("restore") as beat:
+        result = restore_backup(
+            ctx.conninfo(target), request.backup, into=into, backup_dir=ctx.settings.backup_dir,
+            target=target.name, heartbeat=beat, pg_restore=ctx.options.pg_restore,
+        ).to_dict()
+    if into == "target":
+        with ctx.connect(target) as conn:
+            history.record(conn, operation="restore", status="completed", executed_by=request.requester,
+                           approved_by=request.approver, request_id=request_id,
+                           duration_ms=int(float(result.get("duration_s") or 0) * 1000),
+                           details={"restore": result, "pre_restore_backup": fresh})
+    progress.finish("restore", started, messages.restore_figures(result))
+    store.set_status(request_id, RequestStatus.SUCCEEDED, finished_at=time.time(), outcome="restored")
+    progress.post(messages.restore_succeeded(request_id, target.name, str(request.backup), into), broadcast=True)
+    return {"request_id": request_id, "restore": result, "pre_restore_backup": fresh}
