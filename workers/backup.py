@@ -291,8 +291,11 @@ def run_client(
 
 
 def last_line(text: str) -> str:
+    """The line of a client's stderr worth showing: the last error line (not the CONTEXT after it)."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else "no output")[-STDERR_TAIL_CHARS:]
+    errors = [line for line in lines if re.search(r"\b(ERROR|FATAL|error):", line)]
+    chosen = errors[-1] if errors else (lines[-1] if lines else "no output")
+    return chosen[-STDERR_TAIL_CHARS:]
 
 
 def toc_entries(archive: Path, *, pg_restore: str = "pg_restore") -> int:
