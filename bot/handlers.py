@@ -242,19 +242,25 @@ class Handlers:
         user = body["user"]["id"]
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
         request_id = str(body["actions"][0].get("value") or "")
+        message_ts = (body.get("container") or {}).get("message_ts") or (body.get("message") or {}).get("ts")
         log.info("click %s on %s by %s in %s", decision, request_id, user, channel)
         try:
-            answer = self.click_checked(request_id, user, channel, decision)
+            answer = self.click_checked(request_id, user, channel, decision, message_ts)
         except Exception:
             log.exception("click %s on %s failed", decision, request_id)
             answer = messages.internal_error()
         if answer:
             self.ephemeral(channel, user, answer)
 
-    def click_checked(self, request_id: str, user: str, channel: str, decision: str) -> str | None:
+    def click_checked(
+        self, request_id: str, user: str, channel: str, decision: str, message_ts: str | None
+    ) -> str | None:
         request = self.store.get(request_id)
         if request is None:
             return messages.unknown_request(request_id)
+        if not request.thread_ts and message_ts and channel == request.channel:
+            # clicked in the instant between posting the request and recording its message
+            request = self.store.update(request.id, thread_ts=message_ts)
         rule = approval.may_approve if decision == "approved" else approval.may_reject
         refused = rule(request, user, channel, self.clock(), self.policy, self.group_members(user))
         action = "approve" if decision == "approved" else "reject"

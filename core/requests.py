@@ -357,9 +357,7 @@ class RequestStore:
         status = RequestStatus(status)
         request = self._require(request_id)
         pairs: list[str] = []
-        for name, value in fields_.items():
-            if name not in _FIELD_NAMES or name in ("id", "status"):
-                raise ValueError(f"unknown request field {name!r}")
+        for name, value in self._checked(fields_).items():
             if value is not None:
                 pairs += [name, _encode(name, value)]
         result = self._set_status(
@@ -371,9 +369,22 @@ class RequestStore:
         return self._require(request_id)
 
     def update(self, request_id: str, **fields_: Any) -> Request:
-        """Set fields without changing the status (e.g. the thread_ts once the root message exists)."""
-        request = self._require(request_id)
-        return self.set_status(request_id, request.status, **fields_)
+        """Set fields without touching the status (e.g. the thread_ts once the root message exists)."""
+        self._require(request_id)
+        pairs: list[str] = []
+        for name, value in self._checked(fields_).items():
+            if value is not None:
+                pairs += [name, _encode(name, value)]
+        if pairs:
+            self.redis.hset(self._request_key(request_id), items=pairs)
+        return self._require(request_id)
+
+    @staticmethod
+    def _checked(fields_: Mapping[str, Any]) -> Mapping[str, Any]:
+        for name in fields_:
+            if name not in _FIELD_NAMES or name in ("id", "status"):
+                raise ValueError(f"unknown request field {name!r}")
+        return fields_
 
     def claim(self, request_id: str, step: str) -> bool:
         """True the first time a step of a request is claimed, False ever after."""

@@ -196,3 +196,10 @@ def test_plans_per_channel_and_target(store: RequestStore, redis_conn: redis.Red
     assert 0 < redis_conn.ttl("test:plan:C1:prod") <= 120
     store.clear_plan("C1", "prod")
     assert store.current_plan("C1", "prod") is None
+
+
+def test_update_never_touches_the_status(store: RequestStore) -> None:
+    req = make(store)
+    store.decide(req.id, "approved", by="U_BOB", now=NOW + 1)
+    updated = store.update(req.id, thread_ts="1.0")
+    assert updated.status is RequestStatus.APPROVED and updated.thread_ts == "1.0"

@@ -1,0 +1,131 @@
+"""Parsing `/rollback ...` and the approval rules: pure, no Slack, no Redis."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot import approval
+from bot.approval import Refusal
+from bot.commands import Command, CommandError, parse
+from bot.plans import summarize
+from core.config import Policy
+from core.requests import Request, RequestStatus
+
+ONE = ["prod"]
+TWO = ["prod", "staging"]
+V1, V2 = "2025_10_20_120001", "2025_10_20_150000"
+
+
+def versions_for(target: str) -> set[str]:
+    return {V1, V2}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", Command(verb="help")),
+        ("help", Command(verb="help")),
+        ("status", Command(verb="status", target="prod")),
+        (f"dry-run {V1}", Command(verb="dry-run", target="prod", version=V1)),
+        (f"DRY-RUN {V1} prod", Command(verb="dry-run", target="prod", version=V1)),
+        (f"dryrun prod {V1}", Command(verb="dry-run", target="prod", version=V1)),
+        ("execute", Command(verb="execute", target="prod")),
+        ("backup prod", Command(verb="backup", target="prod")),
+        ("backups", Command(verb="backups", target="prod")),
+        ("verify", Command(verb="verify", target="prod")),
+        ("history", Command(verb="history", target="prod")),
+        ("restore prod-2025.dump", Command(verb="restore", target="prod", backup="prod-2025.dump")),
+        ("cancel", Command(verb="cancel")),
+        ("cancel rb-7k3f9q", Command(verb="cancel", request_id="RB-7K3F9Q")),
+        ("report RB-7K3F9Q", Command(verb="report", request_id="RB-7K3F9Q")),
+    ],
+)
+def test_single_target_is_implicit(text: str, expected: Command) -> None:
+    assert parse(text, ONE, versions_for) == expected
+
+
+def test_several_targets_write_verbs_need_one_read_verbs_mean_all() -> None:
+    for text in ("execute", f"dry-run {V1}", "backup", "restore x.dump"):
+        with pytest.raises(CommandError) as err:
+            parse(text, TWO)
+        assert "`prod`" in str(err.value) and "`staging`" in str(err.value) and "\n" not in str(err.value)
+    assert parse("status", TWO) == Command(verb="status", target=None)
+    assert parse("history staging", TWO) == Command(verb="history", target="staging")
+
+
+@pytest.mark.parametrize(
+    ("text", "must_contain"),
+    [
+        ("stauts", "Did you mean `status`"),
+        ("dry_runn 2025_10_20_120001", "Did you mean `dry-run`"),
+        ("excute", "Did you mean `execute`"),
+        ("frobnicate", "/rollback help"),
+        ("dry-run", "needs a version"),
+        ("dry-run 2025-10-20", "is not a migration version"),
+        ("dry-run 2025_10_20_999999 prod", "Unknown version `2025_10_20_999999`"),
+        ("dry-run 2025_10_20_120001 prdo", "Did you mean `prod`"),
+        ("status nowhere", "Unknown target `nowhere`"),
+        ("execute 2025_10_20_120001 prod", "does not take"),
+        ("restore", "needs a backup"),
+        ("cancel prod", "does not take"),
+        ("help me", "does not take"),
+    ],
+)
+def test_bad_input_is_one_line_with_usage_or_suggestion(text: str, must_contain: str) -> None:
+    with pytest.raises(CommandError) as err:
+        parse(text, TWO, versions_for)
+    message = str(err.value)
+    assert must_contain in message and "\n" not in message
+
+
+def test_no_targets_configured() -> None:
+    with pytest.raises(CommandError, match="No target is configured"):
+        parse("status", [])
+
+
+def test_plan_summary_reads_a_dry_run_report_or_a_bare_plan() -> None:
+    report = {"dry_run": True, "plan": {"hash": "h", "to": V1, "versions": [V2]}, "warnings": ["drops 3 rows"]}
+    plan = summarize("prod", report)
+    assert (plan.hash, plan.to_version, plan.versions, plan.warnings) == ("h", V1, (V2,), ("drops 3 rows",))
+    bare = summarize("prod", {"hash": "h2", "to": V1, "versions": [{"version": V2}]})
+    assert bare.versions == (V2,) and not bare.empty
+    assert summarize("prod", {"hash": "h3", "to": V2, "versions": []}).empty
+
+
+NOW = 1_800_000_000.0
+POLICY = Policy(approvers=("U_DAVE",), approver_group="S_DBA")
+
+
+def request(**kw: object) -> Request:
+    values: dict[str, object] = dict(id="RB-AAAAAA", kind="rollback", target="prod", channel="C_INCIDENT",
+                                     thread_ts="1.0", requester="U_ALICE", status=RequestStatus.PENDING,
+                                     created_at=NOW, expires_at=NOW + 900)
+    values.update(kw)
+    return Request(**values)  # type: ignore[arg-type]
+
+
+def test_approval_rules() -> None:
+    req = request()
+    assert approval.may_approve(req, "U_DAVE", "C_INCIDENT", NOW, POLICY) is None
+    assert approval.may_approve(req, "U_BOB", "C_INCIDENT", NOW, POLICY, group_members=["U_BOB"]) is None
+    assert approval.may_approve(req, "U_ALICE", "C_INCIDENT", NOW, POLICY, ["U_ALICE"]) is Refusal.SELF_APPROVAL
+    assert approval.may_approve(req, "U_CAROL", "C_INCIDENT", NOW, POLICY, ["U_BOB"]) is Refusal.NOT_APPROVER
+    assert approval.may_approve(req, "U_DAVE", "C_OTHER", NOW, POLICY) is Refusal.WRONG_CHANNEL
+    assert approval.may_approve(req, "U_DAVE", "C_INCIDENT", NOW + 900, POLICY) is Refusal.EXPIRED
+    decided = request(status=RequestStatus.APPROVED)
+    assert approval.may_approve(decided, "U_DAVE", "C_INCIDENT", NOW, POLICY) is Refusal.ALREADY_DECIDED
+    # The requester may withdraw (reject/cancel); a non-approver may not.
+    assert approval.may_reject(req, "U_ALICE", "C_INCIDENT", NOW, POLICY) is None
+    assert approval.may_reject(req, "U_CAROL", "C_INCIDENT", NOW, POLICY) is Refusal.NOT_APPROVER
+    assert approval.may_cancel(req, "U_ALICE", "C_INCIDENT", NOW, POLICY) is None
+    assert approval.may_cancel(req, "U_CAROL", "C_INCIDENT", NOW, POLICY) is Refusal.NOT_ALLOWED_TO_CANCEL
+    assert approval.needs_group_lookup("U_BOB", POLICY) and not approval.needs_group_lookup("U_DAVE", POLICY)
+
+
+def test_request_access_rules() -> None:
+    open_policy = Policy()
+    assert approval.may_request("U_ANY", "C_ANY", open_policy) is None
+    strict = Policy(channels=("C_INCIDENT",), requesters=("U_ALICE",))
+    assert approval.may_request("U_ALICE", "C_INCIDENT", strict) is None
+    assert approval.may_request("U_ALICE", "C_RANDOM", strict) is Refusal.CHANNEL_NOT_ALLOWED
+    assert approval.may_request("U_CAROL", "C_INCIDENT", strict) is Refusal.REQUESTER_NOT_ALLOWED

@@ -1,0 +1,275 @@
+"""The running bot (`python -m bot`) answering really signed slash commands: every verb, signatures,
+access, bad input, no worker. Jobs are asserted on the real RQ queue (a registered worker that takes
+nothing keeps them there); the Slack side is the sandbox's Web API stand-in."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+from rq import Queue
+
+from core.requests import Request, RequestStatus, RequestStore
+from sandbox.signing import SlackRequestSender
+from sandbox.slack_api import SlackApiServer, message_text
+from tests.fixtures.bot import DEFAULT_BOT_CONFIG, SIGNING_SECRET, BotServer
+
+CHANNEL = "C_INCIDENT"
+ALICE, BOB, CAROL = "U_ALICE", "U_BOB", "U_CAROL"
+V1, V2 = "2025_10_20_120001", "2025_10_20_150000"
+PLAN = {"dry_run": True, "plan": {"hash": "f" * 64, "to": V1, "versions": [V2]}, "warnings": ["drops 3 rows"]}
+
+
+def jobs(queue: Queue) -> list[tuple[str, dict[str, Any]]]:
+    return [(job.func_name, job.kwargs) for job in queue.jobs]
+
+
+def roots(slack_api: SlackApiServer) -> list[dict[str, Any]]:
+    return [m for m in slack_api.messages(CHANNEL) if m.get("thread_ts", m["ts"]) == m["ts"]]
+
+
+def ephemeral_texts(slack_api: SlackApiServer, user: str) -> list[str]:
+    return [message_text(e) for e in slack_api.ephemerals(user=user)]
+
+
+def wait_jobs(slack_api: SlackApiServer, queue: Queue, count: int) -> list[tuple[str, dict[str, Any]]]:
+    slack_api.wait_for(lambda: queue.count >= count)
+    return jobs(queue)
+
+
+def pending_request(slack_api: SlackApiServer, store: RequestStore) -> Request:
+    """The channel's one request, once its root message is recorded on it."""
+    return slack_api.wait_for(lambda: [r for r in store.for_channel(CHANNEL) if r.thread_ts])[0]
+
+
+def single_target_config() -> str:
+    return DEFAULT_BOT_CONFIG.split("[targets.staging]")[0]
+
+
+@pytest.mark.usefixtures("idle_worker")
+def test_forged_and_stale_signatures_are_rejected(
+    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue
+) -> None:
+    status, _ = sender.command("status prod", user_id=ALICE, channel_id=CHANNEL, secret="not-the-secret")
+    assert status == 401
+    status, _ = sender.command("status prod", user_id=ALICE, channel_id=CHANNEL, timestamp=int(time.time()) - 600)
+    assert status == 401
+    status, _ = sender.action("rollback_approve", "RB-AAAAAA", user_id=BOB, channel_id=CHANNEL, message_ts="1.0",
+                              secret="forged")
+    assert status == 401
+    body = "command=%2Frollback&text=status&user_id=U_ALICE&channel_id=C_INCIDENT"
+    status, _ = sender.send(body, secret="wrong")
+    assert status == 401
+    assert bot_queue.count == 0 and slack_api.messages(CHANNEL) == []
+    # the same request, rightly signed, is taken
+    status, _ = sender.command("status prod", user_id=ALICE, channel_id=CHANNEL)
+    assert status == 200
+    assert wait_jobs(slack_api, bot_queue, 1)[0][0] == "workers.jobs.status"
+
+
+@pytest.mark.usefixtures("idle_worker")
+def test_help_and_read_verbs(sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue) -> None:
+    status, body = sender.command("help", user_id=ALICE, channel_id=CHANNEL)
+    assert status == 200 and "/rollback dry-run <version> [target]" in body and "/rollback restore" in body
+
+    for verb, path in [("status", "status"), ("backups", "backups"), ("history", "history")]:
+        sender.command(f"{verb} staging", user_id=ALICE, channel_id=CHANNEL)
+        name, kwargs = wait_jobs(slack_api, bot_queue, 1)[0]
+        root = roots(slack_api)[-1]
+        assert name == f"workers.jobs.{path}"
+        assert kwargs == {"target": "staging", "channel": CHANNEL, "thread_ts": root["ts"]}
+        assert f"*{verb}*" in root["text"] and "<@U_ALICE>" in root["text"]
+        bot_queue.empty()
+
+    sender.command("verify prod", user_id=ALICE, channel_id=CHANNEL)
+    name, kwargs = wait_jobs(slack_api, bot_queue, 1)[0]
+    assert name == "workers.jobs.verify"
+    assert kwargs == {"target": "prod", "channel": CHANNEL, "thread_ts": roots(slack_api)[-1]["ts"], "requester": ALICE}
+    bot_queue.empty()
+
+    # with two targets and none named, a read verb asks about both, in one thread
+    sender.command("status", user_id=ALICE, channel_id=CHANNEL)
+    found = wait_jobs(slack_api, bot_queue, 2)
+    root = roots(slack_api)[-1]
+    assert sorted(k["target"] for _, k in found) == ["prod", "staging"]
+    assert {k["thread_ts"] for _, k in found} == {root["ts"]}
+
+
+@pytest.mark.usefixtures("idle_worker")
+def test_dry_run_and_backup_enqueue_with_the_requester(
+    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue
+) -> None:
+    status, body = sender.command(f"dry-run {V1} prod", user_id=ALICE, channel_id=CHANNEL)
+    assert status == 200 and body == ""
+    name, kwargs = wait_jobs(slack_api, bot_queue, 1)[0]
+    root = roots(slack_api)[-1]
+    assert name == "workers.jobs.dry_run"
+    assert kwargs == {"target": "prod", "version": V1, "channel": CHANNEL, "thread_ts": root["ts"], "requester": ALICE}
+    assert "dry-run" in root["text"] and V1 in root["text"]
+    job = bot_queue.jobs[0]
+    assert job.timeout and job.timeout > 0
+    bot_queue.empty()
+
+    sender.command("backup staging", user_id=ALICE, channel_id=CHANNEL)
+    name, kwargs = wait_jobs(slack_api, bot_queue, 1)[0]
+    assert name == "workers.jobs.backup"
+    assert kwargs["target"] == "staging" and kwargs["requester"] == ALICE and "manual" in kwargs["reason"]
+
+
+@pytest.mark.usefixtures("idle_worker")
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("stauts prod", "Did you mean `status`"),
+        (f"dry-run {V1}", "say which one"),
+        ("execute", "say which one"),
+        ("dry-run 2025_01_01_000000 prod", "Unknown version `2025_01_01_000000`"),
+        ("dry-run yesterday prod", "Unknown target `yesterday`"),
+        ("dry-run 2025-10-20 prod", "is not a migration version"),
+        ("status prdo", "Did you mean `prod`"),
+        ("backup", "`prod`, `staging`"),
+    ],
+)
+def test_bad_input_gets_one_line_and_nothing_is_queued(
+    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, text: str, expected: str
+) -> None:
+    status, body = sender.command(text, user_id=ALICE, channel_id=CHANNEL)
+    assert status == 200 and expected in body and "\n" not in body.strip()
+    time.sleep(0.2)  # give a wrongly queued job the chance to show up
+    assert bot_queue.count == 0 and slack_api.messages(CHANNEL) == []
+
+
+@pytest.mark.usefixtures("idle_worker")
+def test_single_target_needs_no_name(
+    make_bot: Callable[..., BotServer], slack_api: SlackApiServer, bot_queue: Queue
+) -> None:
+    bot = make_bot(single_target_config())
+    sender = SlackRequestSender(bot.events_url, SIGNING_SECRET, slack_api)
+    sender.command(f"dry-run {V1}", user_id=ALICE, channel_id=CHANNEL)
+    name, kwargs = wait_jobs(slack_api, bot_queue, 1)[0]
+    assert name == "workers.jobs.dry_run" and kwargs["target"] == "prod"
+
+
+@pytest.mark.usefixtures("idle_worker")
+def test_access_outside_incident_channels_and_requesters_is_refused(
+    make_bot: Callable[..., BotServer], slack_api: SlackApiServer, bot_queue: Queue
+) -> None:
+    config = DEFAULT_BOT_CONFIG.replace('channels = ["C_INCIDENT"]', 'channels = ["C_INCIDENT"]\nrequesters = ["U_ALICE"]')
+    bot = make_bot(config)
+    sender = SlackRequestSender(bot.events_url, SIGNING_SECRET, slack_api)
+    status, body = sender.command("status prod", user_id=ALICE, channel_id="C_RANDOM")
+    assert status == 200 and "only takes requests in the incident channels" in body
+    status, body = sender.command("status prod", user_id=CAROL, channel_id=CHANNEL)
+    assert status == 200 and "not in the list of people who may ask" in body
+    time.sleep(0.2)
+    assert bot_queue.count == 0 and slack_api.messages(CHANNEL) == [] and slack_api.messages("C_RANDOM") == []
+
+
+def test_no_worker_listening_is_said_at_once(
+    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue
+) -> None:
+    status, _ = sender.command("status prod", user_id=ALICE, channel_id=CHANNEL)
+    assert status == 200
+    answer = slack_api.wait_for(lambda: ephemeral_texts(slack_api, ALICE))
+    assert "No worker is listening on queue `rollback`" in answer[0] and "run-migrations" in answer[0]
+    assert bot_queue.count == 0 and slack_api.messages(CHANNEL) == []
+
+
+@pytest.mark.usefixtures("idle_worker")
+def test_execute_needs_a_fresh_dry_run(
+    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, bot_redis: redis.Redis
+) -> None:
+    sender.command("execute prod", user_id=ALICE, channel_id=CHANNEL)
+    answer = slack_api.wait_for(lambda: ephemeral_texts(slack_api, ALICE))
+    assert "No current dry-run for `prod`" in answer[0] and "dry-run <version> prod" in answer[0]
+    assert slack_api.messages(CHANNEL) == []
+    # a plan made in another channel, or for another target, is not this one
+    store = RequestStore(bot_redis)
+    store.save_plan("C_OTHER", "prod", PLAN)
+    store.save_plan(CHANNEL, "staging", PLAN)
+    sender.command("execute prod", user_id=ALICE, channel_id=CHANNEL)
+    slack_api.wait_for(lambda: len(ephemeral_texts(slack_api, ALICE)) == 2)
+    assert slack_api.messages(CHANNEL) == [] and bot_queue.count == 0
+
+
+@pytest.mark.usefixtures("idle_worker")
+def test_execute_posts_an_approval_request_and_one_per_target(
+    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, bot_redis: redis.Redis
+) -> None:
+    store = RequestStore(bot_redis)
+    store.save_plan(CHANNEL, "prod", PLAN)
+    sender.command("execute prod", user_id=ALICE, channel_id=CHANNEL)
+    request = pending_request(slack_api, store)
+    root = roots(slack_api)[0]
+    assert request.status is RequestStatus.PENDING and request.thread_ts == root["ts"]
+    assert (request.plan_hash, request.to_version, request.versions) == ("f" * 64, V1, [V2])
+    buttons = [e for b in root["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert [(b["action_id"], b["value"]) for b in buttons] == [
+        ("rollback_approve", request.id), ("rollback_reject", request.id)]
+    assert "confirm" in buttons[0]
+    text = message_text(root)
+    assert request.id in text and V2 in text and V1 in text and "drops 3 rows" in text
+    assert bot_queue.count == 0  # nothing runs before the approval
+
+    # a second request for the same target names the first and links its thread
+    sender.command("execute prod", user_id=CAROL, channel_id=CHANNEL)
+    answer = slack_api.wait_for(lambda: ephemeral_texts(slack_api, CAROL))[0]
+    permalink = slack_api.calls("chat.getPermalink")[-1]
+    assert request.id in answer and "<@U_ALICE>" in answer and "<http" in answer
+    assert permalink["message_ts"] == root["ts"]
+    assert len(roots(slack_api)) == 1 and len(store.for_channel(CHANNEL)) == 1
+
+
+@pytest.mark.usefixtures("idle_worker")
+def test_restore_is_two_person_too(
+    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, bot_redis: redis.Redis
+) -> None:
+    sender.command("restore prod-20251020.dump prod", user_id=ALICE, channel_id=CHANNEL)
+    request = pending_request(slack_api, RequestStore(bot_redis))
+    root = roots(slack_api)[0]
+    assert request.kind == "restore" and request.backup == "prod-20251020.dump" and request.status.value == "pending"
+    assert "prod-20251020.dump" in message_text(root)
+    assert any(b["type"] == "actions" for b in root["blocks"]) and bot_queue.count == 0
+
+
+@pytest.mark.usefixtures("idle_worker")
+def test_cancel_replaces_the_buttons(
+    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, bot_redis: redis.Redis
+) -> None:
+    store = RequestStore(bot_redis)
+    store.save_plan(CHANNEL, "prod", PLAN)
+    sender.command("execute prod", user_id=ALICE, channel_id=CHANNEL)
+    request = pending_request(slack_api, store)
+    sender.command("cancel", user_id=CAROL, channel_id=CHANNEL)  # neither requester nor approver
+    assert "only the requester or an approver" in slack_api.wait_for(lambda: ephemeral_texts(slack_api, CAROL))[0]
+    sender.command("cancel", user_id=ALICE, channel_id=CHANNEL)
+    slack_api.wait_for(lambda: store.get(request.id).status is RequestStatus.CANCELLED)  # type: ignore[union-attr]
+    thread = slack_api.wait_for(lambda: (t := slack_api.thread(CHANNEL, request.thread_ts)) and len(t) >= 3 and t)
+    root = thread[0]
+    assert not any(b["type"] == "actions" for b in root["blocks"]) and "Cancelled" in message_text(root)
+    assert "<@U_CAROL> tried to cancel" in message_text(thread[1]) and "Cancelled" in message_text(thread[2])
+    assert store.active_for_target("prod") is None and bot_queue.count == 0
+    sender.command("cancel", user_id=ALICE, channel_id=CHANNEL)
+    assert "Nothing to cancel" in slack_api.wait_for(
+        lambda: [t for t in ephemeral_texts(slack_api, ALICE) if "Nothing" in t])[0]
+
+
+@pytest.mark.usefixtures("idle_worker")
+def test_report_enqueues_for_the_latest_request_thread(
+    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, bot_redis: redis.Redis
+) -> None:
+    sender.command("report", user_id=ALICE, channel_id=CHANNEL)
+    assert "No request in this channel" in slack_api.wait_for(lambda: ephemeral_texts(slack_api, ALICE))[0]
+    store = RequestStore(bot_redis)
+    store.save_plan(CHANNEL, "prod", PLAN)
+    sender.command("execute prod", user_id=ALICE, channel_id=CHANNEL)
+    request = pending_request(slack_api, store)
+    sender.command(f"report {request.id}", user_id=BOB, channel_id=CHANNEL)
+    name, kwargs = wait_jobs(slack_api, bot_queue, 1)[0]
+    assert name == "workers.jobs.report"
+    assert kwargs == {"channel": CHANNEL, "thread_ts": request.thread_ts, "requester": BOB}
+    sender.command("report RB-ZZZZZZ", user_id=BOB, channel_id=CHANNEL)
+    assert "RB-ZZZZZZ" in slack_api.wait_for(lambda: ephemeral_texts(slack_api, BOB))[0]
