@@ -348,7 +348,7 @@ def _measure_after(eff: sqltext.Effects, result: StatementResult) -> list[str]:
 
 def _sequence_values(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     rows = conn.execute(
-        "SELECT format('%%I.%%I', schemaname, sequencename), last_value FROM pg_sequences"
+        "SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences"
     ).fetchall()
     return {r[0]: r[1] for r in rows}
 
