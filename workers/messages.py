@@ -153,8 +153,13 @@ def statements_lines(run: Mapping[str, Any]) -> str:
     return "```\n" + "\n".join(lines) + "\n```"
 
 
+def failed_checks(checks: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Names of the checks that failed (a skipped check, e.g. no health_url configured, is not a failure)."""
+    return [str(c.get("name")) for c in checks if not c.get("passed") and not c.get("skipped")]
+
+
 def check_line(check: Mapping[str, Any]) -> str:
-    mark = DONE if check.get("passed") else FAILED
+    mark = SKIPPED if check.get("skipped") else DONE if check.get("passed") else FAILED
     figure = f": {check.get('figure')}" if check.get("figure") not in (None, "") else ""
     detail = f" ({check.get('detail')})" if check.get("detail") else ""
     return f"{mark} {check.get('name')}{figure}{detail}"

@@ -97,7 +97,7 @@ def verify(ctx: Context, progress: Progress, target_name: str, requester: str) -
                         migrations_dir=target.migrations_dir).to_dict()
     checks = report.get("checks") or []
     progress.post(messages.checks_block(checks))
-    failed = [str(c.get("name")) for c in checks if not c.get("passed")]
+    failed = messages.failed_checks(checks)
     with ctx.connect(target) as conn:
         history.record(conn, operation="verify", status="failed" if failed else "completed", executed_by=requester,
                        details=report, error_message=messages.verification_failed(failed) if failed else None)

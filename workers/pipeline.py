@@ -216,7 +216,7 @@ def _verify(ctx: Context, request: Request, target: Target, progress: Progress) 
     ).to_dict()
     checks = report.get("checks") or []
     progress.post(messages.checks_block(checks))
-    failed = [str(c.get("name")) for c in checks if not c.get("passed")]
+    failed = messages.failed_checks(checks)
     with ctx.connect(target) as conn:
         history.record(conn, operation="verify", status="failed" if failed else "completed",
                        executed_by=request.requester, approved_by=request.approver, request_id=request.id,
