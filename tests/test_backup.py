@@ -39,7 +39,7 @@ def build_example(url: str, users: int = 60) -> dict[str, str]:
     statuses: dict[str, str] = {}
     with psycopg.connect(url, autocommit=True) as conn:
         for statement in BOOKKEEPING.split(";"):
-            conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(statement)
         for folder in folders:
             if folder.name.startswith("2025_10_20_150000"):
                 conn.execute(
@@ -48,7 +48,7 @@ def build_example(url: str, users: int = 60) -> dict[str, str]:
                     (users,),
                 )
                 conn.execute("INSERT INTO projects (owner_id, name) SELECT id, 'p' || id FROM users WHERE id % 2 = 0")
-            conn.execute((folder / "up.sql").read_text())  # type: ignore[arg-type]
+            conn.execute((folder / "up.sql").read_text())
             version = "_".join(folder.name.split("_")[:4])
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, status, applied_at) VALUES (%s, %s, 'completed', now())",
@@ -202,3 +202,9 @@ def test_backup_dir_from_env_is_not_read_here(example_url: str, tmp_path: Path, 
     monkeypatch.setenv("BACKUP_DIR", str(tmp_path / "elsewhere"))
     result = take_backup(example_url, target="prod", reason="x", backup_dir=str(tmp_path / "given"), jobs=1)
     assert Path(result.path).parent == tmp_path / "given" and not os.path.exists(tmp_path / "elsewhere")
+
+
+def test_missing_pg_restore_is_reported_before_dumping(example_url: str, tmp_path: Path) -> None:
+    with pytest.raises(BackupError, match="not found"):
+        take_backup(example_url, target="prod", reason="x", backup_dir=str(tmp_path), pg_restore=str(tmp_path / "nope"))
+    assert list(tmp_path.iterdir()) == []

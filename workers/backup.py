@@ -154,7 +154,7 @@ def client_version(binary: str) -> str:
 def server_version(conninfo: str) -> tuple[str, int]:
     """The server's version string and number, e.g. ("15.20", 150020)."""
     try:
-        with psycopg.connect(conninfo, connect_timeout=10, autocommit=True) as conn:
+        with psycopg.connect(conninfo, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS, autocommit=True) as conn:
             number = conn.info.server_version
             row = conn.execute("SHOW server_version").fetchone()
     except psycopg.Error as exc:
@@ -412,6 +412,7 @@ def take_backup(
     """
     directory = _prepare_dir(backup_dir)
     server_text, dump_line = check_pg_dump_version(conninfo, pg_dump=pg_dump)
+    client_version(pg_restore)  # verification needs it: find out before dumping, not after
     created = now or datetime.now(UTC)
     dbname, password = split_password(conninfo)
     effective_jobs = jobs if jobs is not None else defaults.BACKUP_JOBS
