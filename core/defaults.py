@@ -53,6 +53,8 @@ BACKUP_COMPRESS_LEVEL = 1
 BACKUP_JOBS = 2
 # pg_dump gives up instead of queueing behind a lock held by a migration (and blocking the app behind it).
 BACKUP_LOCK_WAIT_TIMEOUT_MS = 30_000
+# A restore into the target waits at most this long for each lock, then fails and rolls back.
+RESTORE_LOCK_TIMEOUT_MS = 30_000
 # Maintenance hooks and the smoke-test command are stopped after this long.
 HOOK_TIMEOUT_SECONDS = 60
 SMOKE_TIMEOUT_SECONDS = 300

@@ -124,3 +124,16 @@ def test_existing_scratch_name_is_refused(example_url: str, tmp_path: Path) -> N
     with pytest.raises(RestoreError, match="lower-case"):
         restore_backup(example_url, backup.path, into="scratch", backup_dir=str(tmp_path), target="prod",
                        scratch_name='bad"; drop')
+
+
+def test_restore_behind_an_application_lock_fails_instead_of_hanging(example_url: str, tmp_path: Path) -> None:
+    original = count_all_rows(example_url)
+    backup = take_backup(example_url, target="prod", reason="x", backup_dir=str(tmp_path), jobs=1)
+    with psycopg.connect(example_url) as app:
+        app.execute("INSERT INTO users (email, full_name) VALUES ('late@example.com', 'Late')")
+        app.execute("SELECT count(*) FROM projects")  # holds ACCESS SHARE on projects until commit
+        with pytest.raises(RestoreError, match="lock timeout"):
+            restore_backup(example_url, backup.path, into="target", backup_dir=str(tmp_path), target="prod",
+                           lock_timeout_ms=300)
+        app.commit()
+    assert count_all_rows(example_url) == {**original, "public.users": original["public.users"] + 1}

@@ -151,6 +151,7 @@ def restore_backup(
     scratch_name: str | None = None,
     jobs: int | None = None,
     allow_other_target: bool = False,
+    lock_timeout_ms: int = defaults.RESTORE_LOCK_TIMEOUT_MS,
     pg_restore: str = "pg_restore",
     psql: str = "psql",
     progress_interval: float = defaults.PROGRESS_INTERVAL_SECONDS,
@@ -199,7 +200,7 @@ def restore_backup(
     else:
         dropped = _restore_into_target(
             conninfo, archive, env=env, dbname=dbname, pg_restore=pg_restore, psql=psql,
-            heartbeat=heartbeat, interval=progress_interval,
+            heartbeat=heartbeat, interval=progress_interval, lock_timeout_ms=lock_timeout_ms,
         )
         counts, database = _counts(conninfo), str(pg_conninfo.conninfo_to_dict(conninfo).get("dbname") or "")
 
@@ -226,13 +227,16 @@ def _restore_into_target(
     psql: str,
     heartbeat: Heartbeat | None,
     interval: float,
+    lock_timeout_ms: int,
 ) -> list[str]:
     """pg_restore's clean script, after dropping tables the archive lacks, in one psql transaction."""
     try:
         extra = sorted(set(user_tables(conninfo)) - archive_tables(archive, pg_restore))
     except VerifyError as exc:
         raise RestoreError(f"{exc}; nothing was restored") from None
-    prologue = "".join(
+    # A bounded lock wait: behind the application's sessions the restore fails (and rolls back)
+    # instead of hanging, and the application never queues behind a restore stuck waiting.
+    prologue = f"SET lock_timeout = {int(lock_timeout_ms)};\n" + "".join(
         sql.SQL("DROP TABLE IF EXISTS {} CASCADE;\n").format(sql.Identifier(*table.split(".", 1))).as_string(None)
         for table in extra
     )
@@ -240,6 +244,7 @@ def _restore_into_target(
         [pg_restore, "--clean", "--if-exists", "--file=-", str(archive)],
         [psql, "--no-password", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", f"--dbname={dbname}"],
         prologue=prologue.encode(),
+        script_edits=((b"\nSET lock_timeout = 0;\n", f"\nSET lock_timeout = {int(lock_timeout_ms)};\n".encode()),),
         env=env,
         conninfo=conninfo,
         heartbeat=heartbeat,
@@ -254,6 +259,7 @@ def _relay_in_transaction(
     consumer: list[str],
     *,
     prologue: bytes,
+    script_edits: tuple[tuple[bytes, bytes], ...] = (),
     env: dict[str, str],
     conninfo: str,
     heartbeat: Heartbeat | None,
@@ -280,7 +286,12 @@ def _relay_in_transaction(
             assert first.stdout is not None and second.stdin is not None
             try:
                 second.stdin.write(b"BEGIN;\n" + prologue)
+                first_chunk = True
                 for chunk in iter(lambda: first.stdout.read(1 << 16), b""):  # type: ignore[union-attr]
+                    if first_chunk:  # the script's header SETs (lock_timeout = 0) sit in its first bytes
+                        for old, new in script_edits:
+                            chunk = chunk.replace(old, new, 1)
+                        first_chunk = False
                     second.stdin.write(chunk)
                 if first.wait() == 0:
                     second.stdin.write(b"COMMIT;\n")
