@@ -56,7 +56,7 @@ def rows_sorted(dump: str) -> str:
 
 def query(conninfo: str, text: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        cur = conn.execute(text.encode() if not params else text, params or None)  # type: ignore[arg-type]
+        cur = conn.execute(text.encode() if not params else text, params or None)
         return cur.fetchall() if cur.description else []
 
 
@@ -86,7 +86,7 @@ def seed_app_data(conninfo: str) -> None:
 
 
 def statuses(conninfo: str) -> dict[str, str]:
-    return dict(query(conninfo, "SELECT version, status FROM schema_migrations"))  # type: ignore[arg-type]
+    return dict(query(conninfo, "SELECT version, status FROM schema_migrations"))
 
 
 def table_exists(conninfo: str, name: str) -> bool:

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -37,12 +38,12 @@ def applied(database_url: str, tmp_path: Path) -> tuple[str, Path]:
 
 
 @pytest.fixture
-def other_session(database_url: str) -> Iterator[psycopg.Connection]:
+def other_session(database_url: str) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(database_url, autocommit=True, application_name="the app") as conn:
         yield conn
 
 
-def test_a_second_concurrent_run_is_refused_at_once(applied: tuple[str, Path], other_session) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_concurrent_run_is_refused_at_once(applied: tuple[str, Path], other_session: psycopg.Connection[Any]) -> None:
     url, migrations = applied
     other_session.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
     pid = other_session.info.backend_pid
@@ -58,7 +59,7 @@ def test_a_second_concurrent_run_is_refused_at_once(applied: tuple[str, Path], o
 
 
 def test_a_table_lock_held_elsewhere_times_out_cleanly_after_retries(applied: tuple[str, Path],
-                                                                      other_session) -> None:  # type: ignore[no-untyped-def]
+                                                                      other_session: psycopg.Connection[Any]) -> None:
     url, migrations = applied
     other_session.execute("BEGIN")
     other_session.execute("LOCK TABLE users IN ACCESS SHARE MODE")
@@ -83,7 +84,7 @@ def test_a_table_lock_held_elsewhere_times_out_cleanly_after_retries(applied: tu
 
 
 def test_rollback_succeeds_when_the_blocker_lets_go_during_backoff(applied: tuple[str, Path],
-                                                                   other_session) -> None:  # type: ignore[no-untyped-def]
+                                                                   other_session: psycopg.Connection[Any]) -> None:
     url, migrations = applied
     other_session.execute("BEGIN")
     other_session.execute("LOCK TABLE users IN ACCESS SHARE MODE")

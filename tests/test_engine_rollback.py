@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -160,7 +161,7 @@ def test_plan_hash_guards_against_a_changed_plan(applied: tuple[str, Path]) -> N
     assert pg_dump(url) == before
 
 
-def test_plan_hash_differs_between_databases(applied: tuple[str, Path], make_database) -> None:  # type: ignore[no-untyped-def]
+def test_plan_hash_differs_between_databases(applied: tuple[str, Path], make_database: Any) -> None:
     url, migrations = applied
     other = make_database()
     make_engine(other, migrations).apply()

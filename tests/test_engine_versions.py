@@ -14,7 +14,6 @@ from workers.engine.versions import (
     split_dirname,
 )
 
-
 A, B, C, D = "2025_10_01_090000", "2025_10_01_090500", "2025_10_20_120001", "2025_10_20_150000"
 ALL_DONE = {A: Recorded(A, "completed"), B: Recorded(B, "completed"), C: Recorded(C, "completed"),
             D: Recorded(D, "completed")}

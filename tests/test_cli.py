@@ -1,0 +1,145 @@
+"""`run-migrations`: the playbook's commands with `node scripts/run-migrations.js` replaced, in-process and as a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.engine_support import (
+    KNOWN_GOOD,
+    NEW_FEATURE,
+    NEW_FEATURE_DIR,
+    REPO,
+    copy_migrations,
+    pg_dump,
+    statuses,
+)
+from workers.cli import main
+from workers.engine.locks import MIGRATION_LOCK_KEY
+
+FAST = ["--lock-timeout", "200", "--lock-retries", "1"]
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """As an operator runs it: a separate process, exit status and stderr as they are."""
+    full_env = dict(os.environ, PYTHONPATH=str(REPO), **env)
+    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=full_env, capture_output=True,
+                          text=True, cwd=REPO, timeout=60)
+
+
+@pytest.fixture
+def env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    return {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(copy_migrations(tmp_path))}
+
+
+def test_playbook_procedure_end_to_end(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*FAST], env) == 0  # run-migrations
+    out = capsys.readouterr().out
+    assert "applied 4 migration(s)" in out and NEW_FEATURE in out
+
+    assert main(["--status"], env) == 0
+    out = capsys.readouterr().out
+    assert "version" in out and "status" in out and "applied_at" in out
+    assert f"current version: {NEW_FEATURE}" in out
+
+    assert main(["--rollback", "--to", KNOWN_GOOD, "--dry-run", "--verbose", *FAST], env) == 0
+    out = capsys.readouterr().out
+    assert "DRY RUN" in out and "DROP TABLE new_feature_table: 0 rows would be lost" in out
+    assert f"[{NEW_FEATURE}] ALTER TABLE users DROP COLUMN new_field" in out  # --verbose: each statement
+    assert statuses(env["DATABASE_URL"])[NEW_FEATURE] == "completed"
+
+    assert main(["--rollback", "--to", KNOWN_GOOD, "--verbose", "--actor", "alice", *FAST], env) == 0
+    out = capsys.readouterr().out
+    assert "rolled back 1 migration(s)" in out and f"database is now at {KNOWN_GOOD}" in out
+    with psycopg.connect(env["DATABASE_URL"]) as conn:
+        row = conn.execute("SELECT executed_by FROM migration_history WHERE operation = 'rollback'").fetchone()
+    assert row == ("alice",)
+
+    assert main(["--status", "--json"], env) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {m["version"]: m["status"] for m in data["migrations"]}[NEW_FEATURE] == "rolled_back"
+
+    assert main(["--history", "--json"], env) == 0
+    assert json.loads(capsys.readouterr().out)[0]["operation"] == "rollback"
+
+
+def test_rollback_without_to_reverts_the_newest_and_reports_nothing_left(env: dict[str, str],
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([], env) == 0
+    assert main(["--rollback", *FAST], env) == 0
+    assert statuses(env["DATABASE_URL"])[NEW_FEATURE] == "rolled_back"
+    capsys.readouterr()
+    assert main(["--rollback", "--to", KNOWN_GOOD], env) == 0
+    assert "nothing to roll back" in capsys.readouterr().out
+
+
+def test_dry_run_apply_with_json(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--dry-run", "--json"], env) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["dry_run"] is True and len(data["plan"]["versions"]) == 4
+    assert "schema_migrations" not in pg_dump(env["DATABASE_URL"])
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--rollback", "--to", "2025_10_20"], "'2025_10_20' is not a migration version"),
+    (["--rollback", "--to", "2024_01_01_000000"], "version 2024_01_01_000000 has never been applied"),
+    (["--rollback", "--to", NEW_FEATURE, "--dir", "/nonexistent"], "migrations folder /nonexistent does not exist"),
+])
+def test_expected_failures_exit_1_with_one_line_and_no_traceback(env: dict[str, str], args: list[str],
+                                                                 expected: str) -> None:
+    assert run_cli([], env).returncode == 0
+    result = run_cli(args, env)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("run-migrations: error: ")
+    assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_failing_down_script_exits_nonzero_and_changes_nothing(env: dict[str, str]) -> None:
+    assert run_cli([], env).returncode == 0
+    down = Path(env["MIGRATIONS_DIR"]) / NEW_FEATURE_DIR / "down.sql"
+    down.write_text("DROP TABLE new_feature_table;\nALTER TABLE users DROP COLUMN nope;\n")
+    before = pg_dump(env["DATABASE_URL"], exclude=("migration_history", "migration_history_id_seq"))
+    result = run_cli(["--rollback", "--to", KNOWN_GOOD, *FAST], env)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "rollback of 2025_10_20_150000_add_new_feature failed at `ALTER TABLE users DROP COLUMN nope`" in result.stderr
+    assert 'column "nope" of relation "users" does not exist' in result.stderr
+    assert pg_dump(env["DATABASE_URL"], exclude=("migration_history", "migration_history_id_seq")) == before
+
+
+def test_missing_down_script_and_lock_busy_exit_1(env: dict[str, str]) -> None:
+    assert run_cli([], env).returncode == 0
+    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        busy = run_cli(["--rollback", "--to", KNOWN_GOOD, *FAST], env)
+    assert busy.returncode == 1 and "another migration run holds the migration lock" in busy.stderr
+    (Path(env["MIGRATIONS_DIR"]) / NEW_FEATURE_DIR / "down.sql").unlink()
+    missing = run_cli(["--rollback", "--to", KNOWN_GOOD], env)
+    assert missing.returncode == 1 and "has no down.sql or rollback.sql" in missing.stderr
+
+
+def test_connection_refused_is_one_line_without_the_password(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": "postgresql://app:hunter2secret@127.0.0.1:9/prod", "MIGRATIONS_DIR": str(tmp_path)}
+    result = run_cli(["--status"], env)
+    assert result.returncode == 1
+    assert "cannot connect to PostgreSQL at 127.0.0.1:9/prod" in result.stderr
+    assert "hunter2secret" not in result.stderr + result.stdout and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, env_over, expected", [
+    (["--to", KNOWN_GOOD], {}, "--to needs --rollback"),
+    (["--status", "--rollback"], {}, "not allowed with argument"),
+    (["--status", "--dry-run"], {}, "--dry-run goes with apply or --rollback"),
+    (["--lock-timeout", "0"], {}, "--lock-timeout must be a positive number"),
+    (["--bogus"], {}, "unrecognized arguments: --bogus"),
+    (["--status"], {"DATABASE_URL": ""}, "DATABASE_URL is not set"),
+])
+def test_usage_errors_exit_2(env: dict[str, str], args: list[str], env_over: dict[str, str], expected: str) -> None:
+    result = run_cli(args, {**env, **env_over})
+    assert result.returncode == 2
+    assert expected in result.stderr and result.stderr.count("\n") == 1
