@@ -1,0 +1,116 @@
+"""The playbook end to end, driven only through signed Slack requests into the running bot, with a real
+forking worker, real PostgreSQL and Redis, and the Slack and PagerDuty stand-ins."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+import redis
+
+from core.requests import Request, RequestStatus, RequestStore
+from sandbox.signing import SlackRequestSender
+from sandbox.slack_api import SlackApiServer, message_text
+from tests.fixtures.stack import apply_example
+
+CHANNEL = "C_INCIDENT"
+ALICE, BOB = "U_ALICE", "U_BOB"
+GOOD, BAD = "2025_10_20_120001", "2025_10_20_150000"
+PIPELINE_TIMEOUT = 90.0
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def roots(slack_api: SlackApiServer) -> list[dict]:  # type: ignore[type-arg]
+    return [m for m in slack_api.messages(CHANNEL) if m.get("thread_ts", m["ts"]) == m["ts"]]
+
+
+def thread(slack_api: SlackApiServer, ts: str) -> str:
+    return "\n".join(message_text(m) for m in slack_api.thread(CHANNEL, ts))
+
+
+def command(sender: SlackRequestSender, slack_api: SlackApiServer, text: str, user: str = ALICE) -> str:
+    """Send a command; returns the ts of the root message it creates."""
+    before = len(roots(slack_api))
+    status, body = sender.command(text, user_id=user, channel_id=CHANNEL)
+    assert status == 200, body
+    return str(slack_api.wait_for(lambda: len(roots(slack_api)) > before and roots(slack_api)[-1]["ts"]))
+
+
+def replied(slack_api: SlackApiServer, ts: str, needle: str, timeout: float = 30.0) -> str:
+    return slack_api.wait_for(lambda: needle in thread(slack_api, ts) and thread(slack_api, ts), timeout=timeout)
+
+
+def ask(sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore) -> Request:
+    """dry-run, then execute: the pending request."""
+    dry_ts = command(sender, slack_api, f"dry-run {GOOD}")
+    slack_api.wait_for(lambda: store.current_plan(CHANNEL, "prod"), timeout=30)
+    assert BAD in thread(slack_api, dry_ts)
+    command(sender, slack_api, "execute")
+    return slack_api.wait_for(lambda: [r for r in store.for_channel(CHANNEL) if r.thread_ts])[0]
+
+
+def approve(sender: SlackRequestSender, request: Request) -> None:
+    status, _ = sender.action("rollback_approve", request.id, user_id=BOB, channel_id=CHANNEL,
+                              message_ts=request.thread_ts)
+    assert status == 200
+
+
+def schema_status(database_url: str, version: str) -> str:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT status FROM schema_migrations WHERE version = %s", (version,)).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_full_playbook_from_status_to_verified_rollback(
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, stack_env: dict[str, str], database_url: str,
+    pagerduty: object,
+) -> None:
+    apply_example(database_url)
+    store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
+
+    status_ts = command(stack_sender, slack_api, "status")
+    assert BAD in replied(slack_api, status_ts, BAD)
+
+    request = ask(stack_sender, slack_api, store)
+    approve(stack_sender, request)
+    done = slack_api.wait_for(
+        lambda: (r := store.get(request.id)) is not None and r.is_final and r, timeout=PIPELINE_TIMEOUT
+    )
+    record = thread(slack_api, request.thread_ts)
+    assert done.status is RequestStatus.SUCCEEDED, record
+    assert done.approver == BOB and done.requester == ALICE
+    lowered = record.lower()
+    for step in ("approved by <@u_bob>", "backup", "rollback", "verif"):
+        assert step in lowered, f"{step!r} missing from the thread:\n{record}"
+    assert schema_status(database_url, BAD) == "rolled_back"
+    broadcasts = [m for m in slack_api.messages(CHANNEL) if m.get("reply_broadcast")]
+    assert broadcasts and broadcasts[-1]["thread_ts"] == request.thread_ts  # the outcome reaches the channel
+
+    # the thread becomes the incident record
+    report_before = len(slack_api.files())
+    stack_sender.command("report", user_id=ALICE, channel_id=CHANNEL)
+    slack_api.wait_for(lambda: len(slack_api.files()) > report_before, timeout=30)
+
+
+def test_failed_rollback_pages(
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, stack_env: dict[str, str], database_url: str,
+    pagerduty: object,
+) -> None:
+    apply_example(database_url)
+    store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
+    request = ask(stack_sender, slack_api, store)
+    # The application holds a lock on users: the rollback's ALTER TABLE cannot get its lock in time.
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute("SELECT count(*) FROM users").fetchone()  # AccessShareLock until the transaction ends
+        approve(stack_sender, request)
+        done = slack_api.wait_for(
+            lambda: (r := store.get(request.id)) is not None and r.is_final and r, timeout=PIPELINE_TIMEOUT
+        )
+        blocker.rollback()
+    record = thread(slack_api, request.thread_ts)
+    assert done.status is RequestStatus.FAILED, record
+    incidents = pagerduty.wait_for(lambda: list(pagerduty.incidents().values()))  # type: ignore[attr-defined]
+    assert len(incidents) == 1 and "prod" in incidents[0].summary
+    assert schema_status(database_url, BAD) == "completed"  # nothing half-done
+    assert "<@U_DBA>" in record  # the escalation contacts are called into the thread
