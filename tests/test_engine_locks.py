@@ -112,7 +112,8 @@ def test_a_killed_runner_leaves_the_database_as_it_was(applied: tuple[str, Path]
     proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "--rollback", "--to", KNOWN_GOOD],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        sleeping = "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%' AND state = 'active'"
+        sleeping = ("SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'"
+                    " AND state = 'active' AND datname = current_database()")
         deadline = time.monotonic() + 30
         while not query(url, sleeping) and time.monotonic() < deadline:
             time.sleep(0.05)
