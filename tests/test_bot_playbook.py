@@ -10,7 +10,7 @@ import redis
 from core.requests import Request, RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
-from tests.fixtures.stack import apply_example
+from tests.fixtures.stack import EXAMPLE_MIGRATIONS, apply_example
 
 CHANNEL = "C_INCIDENT"
 ALICE, BOB = "U_ALICE", "U_BOB"
@@ -114,3 +114,23 @@ def test_failed_rollback_pages(
     assert len(incidents) == 1 and "prod" in incidents[0].summary
     assert schema_status(database_url, BAD) == "completed"  # nothing half-done
     assert "<@U_DBA>" in record  # the escalation contacts are called into the thread
+
+
+def test_approval_of_a_changed_plan_is_refused(
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, stack_env: dict[str, str], database_url: str,
+) -> None:
+    from workers.engine import Engine
+
+    apply_example(database_url)
+    store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
+    request = ask(stack_sender, slack_api, store)
+    # Someone else rolls back by hand between the dry run and the approval: the plan no longer holds.
+    Engine(database_url, str(EXAMPLE_MIGRATIONS), actor="someone-else").rollback(to=GOOD)
+    approve(stack_sender, request)
+    done = slack_api.wait_for(
+        lambda: (r := store.get(request.id)) is not None and r.is_final and r, timeout=PIPELINE_TIMEOUT
+    )
+    record = thread(slack_api, request.thread_ts)
+    assert done.status is not RequestStatus.SUCCEEDED, record
+    assert "dry run" in record.lower() or "dry-run" in record.lower(), record
+    assert "Backup* started" not in record  # refused before anything ran
