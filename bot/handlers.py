@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, Worker
 from slack_sdk import WebClient
 
@@ -122,6 +124,9 @@ class Handlers:
         log.info("command %s target=%s user=%s channel=%s", parsed.verb, parsed.target, user, channel)
         try:
             answer = self.run(parsed, user, channel)
+        except (RedisConnectionError, RedisTimeoutError) as err:
+            log.error("command %s: Redis unreachable: %s", parsed.verb, type(err).__name__)
+            answer = messages.queue_unreachable()
         except Exception:
             log.exception("command %s failed", parsed.verb)
             answer = messages.internal_error()
@@ -246,6 +251,9 @@ class Handlers:
         log.info("click %s on %s by %s in %s", decision, request_id, user, channel)
         try:
             answer = self.click_checked(request_id, user, channel, decision, message_ts)
+        except (RedisConnectionError, RedisTimeoutError) as err:
+            log.error("click on %s: Redis unreachable: %s", request_id, type(err).__name__)
+            answer = messages.queue_unreachable()
         except Exception:
             log.exception("click %s on %s failed", decision, request_id)
             answer = messages.internal_error()

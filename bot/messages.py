@@ -172,6 +172,14 @@ def nothing_to_report() -> str:
     return "No request in this channel to report on. Use `/rollback report RB-XXXXXX`."
 
 
+def queue_unreachable() -> str:
+    return (
+        ":warning: rollback-bot cannot reach Redis (its queue and request records), so nothing was recorded or "
+        "queued. Break-glass path without Slack or Redis: `run-migrations --rollback --to <version> --dry-run`, "
+        "then without `--dry-run` (docs/bot.md)."
+    )
+
+
 def internal_error() -> str:
     return "Something went wrong on rollback-bot's side; nothing was changed. The details are in the bot's log."
 

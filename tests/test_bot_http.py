@@ -273,3 +273,17 @@ def test_report_enqueues_for_the_latest_request_thread(
     assert kwargs == {"channel": CHANNEL, "thread_ts": request.thread_ts, "requester": BOB}
     sender.command("report RB-ZZZZZZ", user_id=BOB, channel_id=CHANNEL)
     assert "RB-ZZZZZZ" in slack_api.wait_for(lambda: ephemeral_texts(slack_api, BOB))[0]
+
+
+def test_redis_unreachable_is_one_line_not_a_traceback(
+    make_bot: Callable[..., BotServer], slack_api: SlackApiServer
+) -> None:
+    from tests.fixtures.bot import free_port
+
+    bot = make_bot(env={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    sender = SlackRequestSender(bot.events_url, SIGNING_SECRET, slack_api)
+    status, _ = sender.command("status prod", user_id=ALICE, channel_id=CHANNEL)
+    assert status == 200
+    answer = slack_api.wait_for(lambda: ephemeral_texts(slack_api, ALICE))[0]
+    assert "cannot reach Redis" in answer and "run-migrations" in answer and "Traceback" not in answer
+    assert slack_api.messages(CHANNEL) == []
