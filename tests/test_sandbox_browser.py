@@ -1,0 +1,120 @@
+"""The README's scenario in the sandbox, in real headless Chromium: the whole product, end to end.
+
+Starts the sandbox as `python -m sandbox` does (example database, real worker, real bot, the Slack
+stand-in's page) on throwaway ports, then plays the playbook as alice and bob through the page, and
+checks what the page shows at each step and what the database holds afterwards.
+Set UPDATE_SCREENSHOT=1 to rewrite docs/sandbox.png from this run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+
+from sandbox.launcher import KNOWN_GOOD_VERSION, Sandbox, start_sandbox
+
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "sandbox.png"
+BAD_VERSION = "2025_10_20_150000"
+STEP_TIMEOUT_MS = 60_000
+# Secrets and URLs of the outer environment must not leak into the sandbox's processes.
+OUTER_PREFIXES = ("SLACK_", "PAGERDUTY_", "DIGITALOCEAN_", "ROLLBACK_", "BACKUP_DIR")
+
+
+@pytest.fixture
+def sandbox(postgres_admin_url: str, redis_url: str) -> Iterator[Sandbox]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(OUTER_PREFIXES) and not k.endswith("_DATABASE_URL")}
+    # Flushed here too: the shared redis_url fixture flushes db 0 rather than its own db (reported), and a
+    # target identity left by an earlier run would (rightly) trip the wrong-database guard.
+    redis.Redis.from_url(redis_url).flushdb()
+    started = start_sandbox(database_url=postgres_admin_url, redis_url=redis_url, env=env,
+                            database_name=f"rbt_sandbox_{uuid.uuid4().hex[:8]}")
+    yield started
+    failed_logs = "\n".join(f"--- {name} log ---\n{started.log_tail(name, 60)}" for name in started.logs)
+    started.close()
+    redis.Redis.from_url(redis_url).flushdb()
+    print(failed_logs)  # shown by pytest only when the test failed
+
+
+def _command(page: Any, text: str) -> None:
+    page.fill("#command", text)
+    page.press("#command", "Enter")
+    page.wait_for_function("document.querySelector('#command').value === ''")
+
+
+def _shows(page: Any, pattern: str, timeout: int = STEP_TIMEOUT_MS) -> None:
+    page.locator("#feed").get_by_text(re.compile(pattern)).first.wait_for(timeout=timeout)
+
+
+def _as(page: Any, name: str) -> None:
+    page.get_by_label(name).check()
+    page.wait_for_function(f"document.querySelector('label.me') && document.querySelector('label.me').textContent.startsWith('{name}')")
+
+
+def _approve(page: Any) -> None:
+    page.locator("#feed").get_by_role("button", name="Approve").last.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("button", name="Approve and run").click()
+
+
+def test_playbook_scenario_in_the_browser(sandbox: Sandbox, chromium: Any) -> None:
+    page = chromium.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(sandbox.page_url)
+    _as(page, "alice")
+
+    _command(page, "/rollback status")
+    _shows(page, rf"current version {BAD_VERSION}")
+
+    _command(page, f"/rollback dry-run {KNOWN_GOOD_VERSION}")
+    _shows(page, rf"Dry run on prod: revert 1 migration\(s\) to {KNOWN_GOOD_VERSION}")
+    assert "DROP TABLE" in page.locator("#feed pre.code").all_inner_texts()[-1].upper() or \
+        any("DROP TABLE" in t.upper() for t in page.locator("#feed pre.code").all_inner_texts())
+
+    _command(page, "/rollback execute")
+    _shows(page, r"Needs a second person's approval")
+
+    _approve(page)  # alice approving her own request
+    _shows(page, r"@alice tried to approve .*Refused")
+    _as(page, "carol")
+    _approve(page)  # carol is not an approver
+    _shows(page, r"@carol tried to approve .*Refused")
+
+    _as(page, "bob")
+    _approve(page)
+    _shows(page, r"Approved by @bob")
+    _shows(page, r"Backup finished")
+    _shows(page, r"Rollback finished")
+    if os.environ.get("UPDATE_SCREENSHOT") == "1":
+        # The request, its approval and the first steps of its thread, as the README shows them.
+        page.locator("#feed .msg", has_text="Needs a second person").first.evaluate(
+            "e => e.scrollIntoView({block: 'start'})")
+        page.screenshot(path=str(SCREENSHOT))
+    _shows(page, r"Verification finished")
+    _shows(page, rf"prod rolled back to {KNOWN_GOOD_VERSION}")
+
+    with psycopg.connect(sandbox.database_url) as conn:
+        assert conn.execute("SELECT to_regclass('new_feature_table')").fetchone() == (None,)
+        columns = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'users'").fetchall()}
+        assert "new_field" not in columns
+        statuses: dict[str, int] = dict(conn.execute("SELECT status, count(*) FROM users GROUP BY status").fetchall())
+        assert set(statuses) == {"active", "suspended"} and statuses["active"] > 0
+        assert conn.execute("SELECT status FROM schema_migrations WHERE version = %s",
+                            (BAD_VERSION,)).fetchone() == ("rolled_back",)
+    page.close()
+
+    # Stopping (what Ctrl-C does) ends the processes and drops the throwaway database and files.
+    processes = list(sandbox.processes.values())
+    sandbox.close()
+    assert all(p.poll() is not None for p in processes)
+    assert not sandbox.workdir.exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(sandbox.database_url, connect_timeout=5).close()
