@@ -143,3 +143,19 @@ def test_usage_errors_exit_2(env: dict[str, str], args: list[str], env_over: dic
     result = run_cli(args, {**env, **env_over})
     assert result.returncode == 2
     assert expected in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_lock_timeout_shows_each_retry_then_names_the_blocker(env: dict[str, str]) -> None:
+    assert run_cli([], env).returncode == 0
+    with psycopg.connect(env["DATABASE_URL"], autocommit=True, application_name="web") as app:
+        app.execute("BEGIN")
+        app.execute("LOCK TABLE users IN ACCESS SHARE MODE")
+        result = run_cli(["--rollback", "--to", KNOWN_GOOD, "--lock-timeout", "200", "--lock-retries", "1"], env)
+        app.execute("ROLLBACK")
+        pid = app.info.backend_pid
+    lines = result.stderr.splitlines()
+    assert result.returncode == 1 and len(lines) == 2
+    assert lines[0].startswith("lock wait: attempt 1/2 timed out after 200 ms")
+    assert lines[1].startswith("run-migrations: error: gave up after 2 attempts")
+    assert f"blocked by pid {pid}" in lines[1] and "application 'web'" in lines[1]
+    assert statuses(env["DATABASE_URL"])[NEW_FEATURE] == "completed"

@@ -75,8 +75,8 @@ def test_a_table_lock_held_elsewhere_times_out_cleanly_after_retries(applied: tu
     assert error.blocking_pids == [blocker]
     assert f"blocked by pid {blocker}" in str(error) and "application 'the app'" in str(error)
     assert "gave up after 3 attempts" in str(error) and "\n" not in str(error)
-    retries = [ln for ln in lines if ln.startswith("attempt ")]
-    assert [ln.split(":")[0] for ln in retries] == ["attempt 1/3", "attempt 2/3"]
+    retries = [ln for ln in lines if ln.startswith("lock wait: attempt ")]
+    assert [ln.split(" timed out")[0] for ln in retries] == ["lock wait: attempt 1/3", "lock wait: attempt 2/3"]
     assert all(f"pid {blocker}" in ln for ln in retries)
     other_session.execute("ROLLBACK")
     assert pg_dump(url, exclude=("migration_history", "migration_history_id_seq")) == before
@@ -92,12 +92,12 @@ def test_rollback_succeeds_when_the_blocker_lets_go_during_backoff(applied: tupl
 
     def log(line: str) -> None:
         lines.append(line)
-        if line.startswith("attempt 1/"):
+        if line.startswith("lock wait: attempt 1/"):
             other_session.execute("COMMIT")  # the application finishes its transaction
 
     report = make_engine(url, migrations, lock_retries=3, log=log).rollback(KNOWN_GOOD)
     assert report.versions == [NEW_FEATURE]
-    assert len([ln for ln in lines if ln.startswith("attempt ")]) == 1
+    assert len([ln for ln in lines if ln.startswith("lock wait: attempt ")]) == 1
     assert statuses(url)[NEW_FEATURE] == "rolled_back"
     assert query(url, "SELECT count(*) FROM migration_history WHERE operation = 'rollback'") == [(1,)]
 

@@ -86,7 +86,14 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
     if not conninfo:
         raise UsageError("DATABASE_URL is not set; set it to the database to migrate, "
                          "e.g. DATABASE_URL=postgresql://user@host:5432/dbname run-migrations --status")
-    log = (err if args.json else out) if args.verbose else None
+    # --verbose: every statement as it runs; otherwise only lock-wait retries (on stderr), so that a
+    # rollback waiting behind the application never looks hung.
+    def log(line: str) -> None:
+        if args.verbose:
+            (err if args.json else out)(line)
+        elif messages.is_retry_notice(line):
+            err(line)
+
     engine = Engine(
         conninfo, args.dir or env.get("MIGRATIONS_DIR") or defaults.MIGRATIONS_DIR, actor=_actor(args.actor),
         lock_timeout_ms=args.lock_timeout, lock_retries=args.lock_retries,

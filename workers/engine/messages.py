@@ -111,9 +111,16 @@ def bookkeeping_conflict(version: str, expected_status: str) -> str:
 # --- log lines (--verbose and the workers' progress) ---------------------------------------------
 
 
+RETRY_PREFIX = "lock wait: attempt "
+
+
+def is_retry_notice(line: str) -> bool:
+    return line.startswith(RETRY_PREFIX)
+
+
 def lock_retry(attempt: int, total: int, lock_timeout_ms: int, statement: str,
                blockers: Sequence[dict[str, Any]], delay: float) -> str:
-    return (f"attempt {attempt}/{total}: lock wait over {lock_timeout_ms} ms for `{_short(statement, 60)}`, "
+    return (f"{RETRY_PREFIX}{attempt}/{total} timed out after {lock_timeout_ms} ms for `{_short(statement, 60)}`, "
             f"{blockers_text(blockers)}; everything rolled back, retrying in {delay:.2f} s")
 
 
