@@ -28,9 +28,9 @@ def _columns(url: str, table: str) -> set[str]:
     return {r[0] for r in rows}
 
 
-def _scalar(url: str, query: str) -> object:
+def _scalar(url: str, query: str, *params: object) -> object:
     with psycopg.connect(url) as conn:
-        row = conn.execute(query).fetchone()  # type: ignore[arg-type]
+        row = conn.execute(query, params or None).fetchone()  # type: ignore[arg-type]
     return row[0] if row else None
 
 
@@ -59,7 +59,7 @@ def test_whole_pipeline_rolls_back_verifies_and_records(stack_env, database_url,
     assert _scalar(database_url, "SELECT to_regclass('new_feature_table')") is None
     assert _scalar(database_url, "SELECT count(*) FROM users WHERE status = 'migrated'") == 0
     assert _scalar(database_url, "SELECT count(*) FROM users") == users_before
-    assert _scalar(database_url, f"SELECT status FROM schema_migrations WHERE version = '{BAD}'") == "rolled_back"
+    assert _scalar(database_url, "SELECT status FROM schema_migrations WHERE version = %s", BAD) == "rolled_back"
 
     # history names who asked and who approved, for the rollback and the backup
     with psycopg.connect(database_url) as conn:

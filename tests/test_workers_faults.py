@@ -1,0 +1,166 @@
+"""Faults with real forking workers: a SIGKILLed work-horse or worker, a database that goes away,
+duplicate delivery. The database must stay as before, the record truthful, and a human paged."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psycopg
+import redis
+
+from core.requests import RequestStore
+from tests.fixtures.stack import (
+    SLOW_VERSION,
+    apply_all,
+    apply_example,
+    approved_request,
+    dry_run_plan,
+    enqueue,
+    open_slow_gate,
+    slow_migrations,
+    thread_text,
+    wait_job,
+    write_config,
+)
+
+BAD = "2025_10_20_150000"
+
+
+def _store(env):
+    return RequestStore(redis.Redis.from_url(env["REDIS_URL"]))
+
+
+def _sleeping_backend(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND state = 'active'"
+            " AND pid <> pg_backend_pid()",
+            ("%pg_sleep%",),
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def _regclass(url: str, name: str) -> object:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+    return row[0] if row else None
+
+
+def _migration_status(url: str, version: str) -> str | None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT status FROM schema_migrations WHERE version = %s", (version,)).fetchone()
+    return row[0] if row else None
+
+
+def _start_slow_rollback(tmp_path, stack_env, database_url, slack_api, start_worker):
+    migrations = slow_migrations(tmp_path)
+    write_config(stack_env["ROLLBACK_CONFIG"], migrations_dir=migrations)
+    apply_example(database_url)
+    apply_all(database_url, migrations)
+    worker = start_worker(stack_env)
+    ts, dry = dry_run_plan(stack_env, slack_api, BAD)
+    request = approved_request(stack_env, thread_ts=ts, plan=dry)
+    open_slow_gate(database_url)
+    enqueue(stack_env, "workers.jobs.execute", request_id=request.id)
+    slack_api.wait_for(lambda: _sleeping_backend(database_url), timeout=30)  # the rollback is mid-flight
+    return worker, ts, request
+
+
+def _wait_gone(url: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _sleeping_backend(url):
+        if time.monotonic() > deadline:
+            with psycopg.connect(url, autocommit=True) as conn:
+                rows = conn.execute("SELECT pid, state, application_name, backend_start, query FROM pg_stat_activity"
+                                    " WHERE datname = current_database()").fetchall()
+            raise AssertionError(f"the killed rollback's backend is still running: {rows}")
+        time.sleep(0.1)
+
+
+def test_sigkilled_work_horse_leaves_database_unchanged_reports_and_pages(
+    tmp_path, stack_env, database_url, slack_api, pagerduty, start_worker
+):
+    worker, ts, request = _start_slow_rollback(tmp_path, stack_env, database_url, slack_api, start_worker)
+    os.kill(worker.horse_pid(), signal.SIGKILL)
+
+    store = _store(stack_env)
+    slack_api.wait_for(lambda: store.get(request.id).status.value == "failed", timeout=30)
+    pagerduty.wait_for(lambda: pagerduty.events, timeout=30)
+    _wait_gone(database_url)
+
+    # the transaction never committed: the table the down script dropped is still there
+    assert _regclass(database_url, "slow_marker") == "slow_marker"
+    assert _migration_status(database_url, SLOW_VERSION) == "completed"
+    text = thread_text(slack_api, ts)
+    assert "Rollback* failed" in text and "signal 9" in text and "<@U_DBA>" in text
+    event = pagerduty.events[0]
+    assert event["event_action"] == "trigger" and event["dedup_key"].endswith(request.id)
+    assert "prod" in event["payload"]["summary"] and "Rollback" in event["payload"]["summary"]
+    assert event["links"] and event["links"][0]["href"]
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT operation, status FROM migration_history WHERE request_id = %s", (request.id,)
+        ).fetchall()
+    assert ("rollback", "failed") in rows and ("rollback", "completed") not in rows
+    # maintenance_off and the outcome never ran after the failed rollback
+    assert "Maintenance off" not in text.split("Rollback* failed")[-1]
+
+
+def test_sigkilled_whole_worker_is_reported_by_another_worker(
+    tmp_path, stack_env, database_url, slack_api, pagerduty, start_worker
+):
+    worker, ts, request = _start_slow_rollback(tmp_path, stack_env, database_url, slack_api, start_worker)
+    horse = worker.horse_pid()
+    os.kill(worker.pid, signal.SIGKILL)  # the worker first, so nobody is left to notice the horse
+    os.kill(horse, signal.SIGKILL)
+    start_worker(stack_env)  # a live worker: its watchdog finds the lapsed lease
+
+    store = _store(stack_env)
+    slack_api.wait_for(lambda: store.get(request.id).status.value == "failed", timeout=30)
+    pagerduty.wait_for(lambda: pagerduty.events, timeout=30)
+    _wait_gone(database_url)
+    assert _regclass(database_url, "slow_marker") == "slow_marker"
+    assert "stopped responding" in thread_text(slack_api, ts)
+    assert len([e for e in pagerduty.events if e["event_action"] == "trigger"]) == 1
+
+
+def test_database_going_away_mid_rollback_fails_clearly(
+    tmp_path, stack_env, database_url, slack_api, pagerduty, start_worker
+):
+    worker, ts, request = _start_slow_rollback(tmp_path, stack_env, database_url, slack_api, start_worker)
+    with psycopg.connect(database_url, autocommit=True) as conn:  # the server drops the session
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE %s"
+                     " AND state = 'active' AND pid <> pg_backend_pid()", ("%pg_sleep%",))
+    store = _store(stack_env)
+    slack_api.wait_for(lambda: store.get(request.id).status.value == "failed", timeout=30)
+    pagerduty.wait_for(lambda: pagerduty.events, timeout=30)
+    assert _regclass(database_url, "slow_marker") == "slow_marker"
+    text = thread_text(slack_api, ts)
+    assert "Rollback* failed" in text
+    assert "Traceback" not in text and "password" not in text.lower()
+
+
+def test_duplicate_delivery_runs_the_rollback_once(stack_env, database_url, slack_api, pagerduty, worker):
+    apply_example(database_url)
+    ts, dry = dry_run_plan(stack_env, slack_api, "2025_10_20_120001")
+    request = approved_request(stack_env, thread_ts=ts, plan=dry)
+    first = enqueue(stack_env, "workers.jobs.execute", request_id=request.id)
+    second = enqueue(stack_env, "workers.jobs.execute", request_id=request.id)
+    store = _store(stack_env)
+    slack_api.wait_for(lambda: store.get(request.id).status.value in ("succeeded", "failed"), timeout=60)
+    assert store.get(request.id).status.value == "succeeded"
+    results = [wait_job(first), wait_job(second)]
+    assert sorted(bool(r.get("duplicate")) for r in results) == [False, True]
+
+    # a redelivered rollback step (as after a lost acknowledgement) does nothing either
+    again = wait_job(enqueue(stack_env, "workers.jobs.pipeline_step", request_id=request.id, step="rollback"))
+    assert again["duplicate"] is True
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT count(*) FROM migration_history WHERE request_id = %s AND operation = 'rollback'",
+            (request.id,),
+        ).fetchone()
+    assert rows == (1,)
+    assert thread_text(slack_api, ts).count("Rollback* finished") == 1
