@@ -13,7 +13,10 @@ from tests.fixtures.stack import (
     approved_request,
     dry_run_plan,
     enqueue,
+    post_root,
     thread_text,
+    wait_job,
+    write_config,
 )
 
 GOOD = "2025_10_20_120001"
@@ -71,3 +74,99 @@ def test_whole_pipeline_rolls_back_verifies_and_records(stack_env, database_url,
     assert {("backup", "completed"), ("rollback", "completed"), ("verify", "completed")} <= operations
     assert all(r[2] == REQUESTER and r[3] == APPROVER for r in rows)
     assert not pagerduty.events  # nothing failed, nobody paged
+
+
+def _history(url: str, request_id: str) -> list[tuple[str, str]]:
+    with psycopg.connect(url) as conn:
+        return [(r[0], r[1]) for r in conn.execute(
+            "SELECT operation, status FROM migration_history WHERE request_id = %s", (request_id,)).fetchall()]
+
+
+def _run_request(env, slack_api, request_id: str) -> str:
+    enqueue(env, "workers.jobs.execute", request_id=request_id)
+    store = RequestStore(redis.Redis.from_url(env["REDIS_URL"]))
+    slack_api.wait_for(lambda: store.get(request_id).status.value in ("succeeded", "failed"), timeout=60)
+    return store.get(request_id).status.value
+
+
+def test_backup_failure_stops_the_pipeline_before_any_change(
+    stack_env, database_url, slack_api, pagerduty, start_worker, tmp_path
+):
+    apply_example(database_url)
+    broken = tmp_path / "pg_dump"
+    broken.write_text("#!/bin/sh\necho 'pg_dump: error: disk full' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    start_worker({**stack_env, "PG_DUMP": str(broken)})
+    ts, dry = dry_run_plan(stack_env, slack_api, GOOD)
+    request = approved_request(stack_env, thread_ts=ts, plan=dry)
+
+    assert _run_request(stack_env, slack_api, request.id) == "failed"
+    pagerduty.wait_for(lambda: pagerduty.events)
+    text = thread_text(slack_api, ts)
+    assert "Backup* failed" in text and "Rollback* started" not in text
+    assert "new_field" in _columns(database_url, "users")  # nothing was rolled back
+    assert _scalar(database_url, "SELECT status FROM schema_migrations WHERE version = %s", BAD) == "completed"
+    assert ("rollback", "completed") not in _history(database_url, request.id)
+    event = pagerduty.events[0]
+    assert "Backup failed on prod" in event["payload"]["summary"] and event["dedup_key"].endswith(request.id)
+
+
+def test_verification_failure_pages_and_leaves_maintenance_on(
+    stack_env, database_url, slack_api, pagerduty, start_worker, tmp_path
+):
+    import http.server
+    import threading
+
+    class Down(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b"database error")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    health = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Down)
+    threading.Thread(target=health.serve_forever, daemon=True).start()
+    marks = tmp_path / "maintenance.log"
+    write_config(stack_env["ROLLBACK_CONFIG"], target_extra=(
+        f'health_url = "http://127.0.0.1:{health.server_address[1]}/api/health"\n'
+        f'maintenance_on = "echo on >> {marks}"\nmaintenance_off = "echo off >> {marks}"\n'
+    ))
+    try:
+        apply_example(database_url)
+        start_worker(stack_env)
+        ts, dry = dry_run_plan(stack_env, slack_api, GOOD)
+        request = approved_request(stack_env, thread_ts=ts, plan=dry)
+        assert _run_request(stack_env, slack_api, request.id) == "failed"
+        pagerduty.wait_for(lambda: pagerduty.events)
+    finally:
+        health.shutdown()
+    text = thread_text(slack_api, ts)
+    assert "health check" in text and "Verification* failed" in text
+    assert "Maintenance mode was left ON" in text
+    assert marks.read_text().split() == ["on"]  # maintenance off never ran
+    assert ("verify", "failed") in _history(database_url, request.id)
+    assert "Verification failed on prod" in pagerduty.events[0]["payload"]["summary"]
+    assert [i.status for i in pagerduty.incidents().values()] == ["triggered"]
+
+
+def test_restored_backup_matches_the_original_row_counts(stack_env, database_url, slack_api, worker):
+    apply_example(database_url)
+    counts = {t: _scalar(database_url, f"SELECT count(*) FROM {t}") for t in ("users", "projects")}  # noqa: S608
+    ts = post_root(slack_api, "backup")
+    taken = wait_job(enqueue(stack_env, "workers.jobs.backup", target="prod", channel="C_INCIDENT",
+                             thread_ts=ts, requester=REQUESTER, reason="before-test"))
+    path = taken["backup"]["path"]
+    with psycopg.connect(database_url, autocommit=True) as conn:  # the damage the restore must undo
+        conn.execute("DELETE FROM projects")
+        conn.execute("DELETE FROM users WHERE id > 5")
+    request = approved_request(stack_env, thread_ts=ts, plan={}, kind="restore", backup=path)
+    enqueue(stack_env, "workers.jobs.restore", request_id=request.id)
+    store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
+    slack_api.wait_for(lambda: store.get(request.id).status.value in ("succeeded", "failed"), timeout=60)
+    assert store.get(request.id).status.value == "succeeded", thread_text(slack_api, ts)
+    assert {t: _scalar(database_url, f"SELECT count(*) FROM {t}") for t in counts} == counts  # noqa: S608
+    text = thread_text(slack_api, ts)
+    assert "Restore* finished" in text and "pre-restore" in text
+    assert ("restore", "completed") in _history(database_url, request.id)
