@@ -26,7 +26,7 @@ from tests.engine_support import (
     statuses,
     table_exists,
 )
-from workers.engine import LockBusy, LockTimeout
+from workers.engine import LockBusy, LockTimeout, MigrationFailed
 from workers.engine.locks import MIGRATION_LOCK_KEY
 
 
@@ -133,3 +133,12 @@ def test_a_killed_runner_leaves_the_database_as_it_was(applied: tuple[str, Path]
     assert statuses(url)[NEW_FEATURE] == "completed"
     down.write_text((REPO / "migrations" / NEW_FEATURE_DIR / "down.sql").read_text())
     assert make_engine(url, migrations).rollback(KNOWN_GOOD).versions == [NEW_FEATURE]  # lock was released
+
+
+def test_statement_timeout_fails_the_rollback_cleanly(applied: tuple[str, Path]) -> None:
+    url, migrations = applied
+    (migrations / NEW_FEATURE_DIR / "down.sql").write_text("DROP TABLE new_feature_table;\nSELECT pg_sleep(5);\n")
+    before = pg_dump(url, exclude=("migration_history", "migration_history_id_seq"))
+    with pytest.raises(MigrationFailed, match="canceling statement due to statement timeout"):
+        make_engine(url, migrations, statement_timeout_ms=100).rollback(KNOWN_GOOD)
+    assert pg_dump(url, exclude=("migration_history", "migration_history_id_seq")) == before

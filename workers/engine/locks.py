@@ -86,7 +86,10 @@ class BlockerWatch:
     _thread: threading.Thread | None = None
 
     def __enter__(self) -> BlockerWatch:
-        self._conn = psycopg.connect(self.conninfo, autocommit=True, application_name="rollback-bot watcher")
+        try:
+            self._conn = psycopg.connect(self.conninfo, autocommit=True, application_name="rollback-bot watcher")
+        except psycopg.Error:
+            return self  # no spare connection: run unwatched; a timeout then says "blocking session unknown"
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self

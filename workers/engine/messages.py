@@ -124,6 +124,10 @@ def lock_retry(attempt: int, total: int, lock_timeout_ms: int, statement: str,
             f"{blockers_text(blockers)}; everything rolled back, retrying in {delay:.2f} s")
 
 
+def failure_not_recorded(reason: str) -> str:
+    return f"could not record the failure in migration_history: {_short(reason, 200)}"
+
+
 def running_statement(version: str, statement: str) -> str:
     return f"[{version}] {_short(statement, 200)}"
 

@@ -207,6 +207,14 @@ def _record_failure(ctx: Context, operation: str, state: dict[str, Any], to: str
     plan = state.get("plan")
     if step is None and plan is not None and plan.steps:
         step = plan.steps[0]
+    try:
+        _write_failure(ctx, operation, step, plan, to, error)
+    except psycopg.Error as exc:  # e.g. the connection is gone: the run's own error matters more
+        ctx.log(messages.failure_not_recorded(ctx.redact(_pg_message(exc))))
+
+
+def _write_failure(ctx: Context, operation: str, step: PlanStep | None, plan: Plan | None, to: str | None,
+                   error: str) -> None:
     if ctx.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         ctx.conn.rollback()
     with ctx.conn.transaction():
@@ -277,16 +285,19 @@ def _record_applied(ctx: Context, step: PlanStep, checksum: str, down_checksum: 
 
 def _record_apply_failure(ctx: Context, step: PlanStep, checksum: str, error: str, *, mark: bool) -> None:
     """Scenario 1 of the playbook: status 'failed' with error_message (outside the failed transaction)."""
-    if ctx.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        ctx.conn.rollback()
-    with ctx.conn.transaction():
-        if mark:
-            store.mark_failed(ctx.conn, step.version, step.name, checksum, error)
-        store.record_history(
-            ctx.conn, version=step.version, operation="apply", status="failed", executed_by=ctx.actor,
-            approved_by=ctx.approved_by, request_id=ctx.request_id, error_message=error,
-            details={"statement": ctx.current.get("sql")},
-        )
+    try:
+        if ctx.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            ctx.conn.rollback()
+        with ctx.conn.transaction():
+            if mark:
+                store.mark_failed(ctx.conn, step.version, step.name, checksum, error)
+            store.record_history(
+                ctx.conn, version=step.version, operation="apply", status="failed", executed_by=ctx.actor,
+                approved_by=ctx.approved_by, request_id=ctx.request_id, error_message=error,
+                details={"statement": ctx.current.get("sql")},
+            )
+    except psycopg.Error as exc:
+        ctx.log(messages.failure_not_recorded(ctx.redact(_pg_message(exc))))
 
 
 # --- dry run -------------------------------------------------------------------------------------

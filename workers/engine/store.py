@@ -68,6 +68,8 @@ def tables_exist(conn: psycopg.Connection[Any]) -> bool:
 
 def ensure_tables(conn: psycopg.Connection[Any]) -> None:
     """Create the tables (or add our extra columns to hand-made ones). Call while holding the lock."""
+    if _complete(conn):
+        return  # the usual case: nothing to create, so no lock is taken at all
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY)")
     conn.execute("CREATE TABLE IF NOT EXISTS migration_history (id bigserial PRIMARY KEY)")
     for table, columns in (
@@ -89,7 +91,23 @@ def ensure_tables(conn: psycopg.Connection[Any]) -> None:
                         sql.Identifier(table), sql.Identifier(column), type_
                     )
                 )
-    conn.execute("CREATE INDEX IF NOT EXISTS migration_history_request_id_idx ON migration_history (request_id)")
+    # Checked first: CREATE INDEX IF NOT EXISTS would still lock the table, and wait behind any open writer.
+    row = conn.execute("SELECT to_regclass('migration_history_request_id_idx') IS NULL").fetchone()
+    if row and row[0]:
+        conn.execute("CREATE INDEX migration_history_request_id_idx ON migration_history (request_id)")
+
+
+def _complete(conn: psycopg.Connection[Any]) -> bool:
+    """True when both tables, all our columns and the request_id index exist."""
+    wanted = [("schema_migrations", c) for c, _ in _SCHEMA_MIGRATIONS_COLUMNS]
+    wanted += [("migration_history", c) for c, _ in _MIGRATION_HISTORY_COLUMNS]
+    row = conn.execute(
+        "SELECT count(*) FROM pg_attribute WHERE NOT attisdropped AND attnum > 0"
+        " AND (attrelid, attname) IN (SELECT to_regclass(t), c FROM unnest(%s::text[], %s::text[]) AS w(t, c))",
+        ([t for t, _ in wanted], [c for _, c in wanted]),
+    ).fetchone()
+    index = conn.execute("SELECT to_regclass('migration_history_request_id_idx') IS NOT NULL").fetchone()
+    return bool(row and row[0] == len(wanted) and index and index[0])
 
 
 def read_all(conn: psycopg.Connection[Any]) -> dict[str, Row]:
