@@ -16,7 +16,7 @@ from tests.engine_support import (
     statuses,
     table_exists,
 )
-from workers.engine import MigrationFailed, RunReport
+from workers.engine import InterruptedMigration, MigrationFailed, RunReport
 
 INDEX_DIR = "2025_10_21_090000_index_emails"
 NO_TX = "-- rollback-bot: no-transaction\n"
@@ -83,3 +83,17 @@ def test_no_transaction_migration_runs_outside_a_transaction_both_ways(database_
     assert not table_exists(database_url, "users_lower_email_idx")
     assert statuses(database_url)["2025_10_21_090000"] == "rolled_back"
     assert statuses(database_url)[NEW_FEATURE] == "rolled_back"
+
+
+def test_an_interrupted_no_transaction_migration_is_shown_and_blocks_apply(database_url: str,
+                                                                           tmp_path: Path) -> None:
+    migrations = copy_migrations(tmp_path)
+    _add_index_migration(migrations)
+    engine = make_engine(database_url, migrations)
+    engine.apply()
+    # what a runner killed in the middle of CREATE INDEX CONCURRENTLY leaves behind
+    query(database_url, "UPDATE schema_migrations SET status = 'running' WHERE version = '2025_10_21_090000'")
+    warnings = engine.status().warnings
+    assert any("is marked running but no run holds the lock: it was interrupted" in w for w in warnings)
+    with pytest.raises(InterruptedMigration, match="check its effects, then UPDATE schema_migrations"):
+        engine.apply()
