@@ -3,9 +3,12 @@ forking worker, real PostgreSQL and Redis, and the Slack and PagerDuty stand-ins
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import psycopg
 import pytest
 import redis
+from psycopg.conninfo import make_conninfo
 
 from core.requests import Request, RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
@@ -17,7 +20,6 @@ ALICE, BOB = "U_ALICE", "U_BOB"
 GOOD, BAD = "2025_10_20_120001", "2025_10_20_150000"
 PIPELINE_TIMEOUT = 90.0
 
-pytestmark = pytest.mark.usefixtures("worker")
 
 
 def roots(slack_api: SlackApiServer) -> list[dict]:  # type: ignore[type-arg]
@@ -62,11 +64,17 @@ def schema_status(database_url: str, version: str) -> str:
     return str(row[0])
 
 
+SECRET_PASSWORD = "s3cret-Pa55-do-not-show"
+
+
 def test_full_playbook_from_status_to_verified_rollback(
     stack_sender: SlackRequestSender, slack_api: SlackApiServer, stack_env: dict[str, str], database_url: str,
-    pagerduty: object,
+    start_worker: Callable[[dict[str, str]], object], pagerduty: object,
 ) -> None:
     apply_example(database_url)
+    # The worker's DSN carries a password (the local server trusts, so it is accepted and ignored):
+    # it must never reach the channel, the thread, an ephemeral or the report.
+    start_worker({**stack_env, "PROD_DATABASE_URL": make_conninfo(database_url, password=SECRET_PASSWORD)})
     store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
 
     status_ts = command(stack_sender, slack_api, "status")
@@ -87,12 +95,20 @@ def test_full_playbook_from_status_to_verified_rollback(
     broadcasts = [m for m in slack_api.messages(CHANNEL) if m.get("reply_broadcast")]
     assert broadcasts and broadcasts[-1]["thread_ts"] == request.thread_ts  # the outcome reaches the channel
 
-    # the thread becomes the incident record
-    report_before = len(slack_api.files())
+    # the thread becomes the incident record, posted as a file into it
     stack_sender.command("report", user_id=ALICE, channel_id=CHANNEL)
-    slack_api.wait_for(lambda: len(slack_api.files()) > report_before, timeout=30)
+    report = slack_api.wait_for(lambda: [f for f in slack_api.files() if f.thread_ts == request.thread_ts],
+                                timeout=30)[0]
+    assert request.id in report.text()
+
+    everything = "\n".join([*(message_text(m) for m in slack_api.messages(CHANNEL)),
+                            *(message_text(e) for e in slack_api.ephemerals()),
+                            *(f.text() for f in slack_api.files())])
+    for secret in (SECRET_PASSWORD, stack_env["PAGERDUTY_ROUTING_KEY"], stack_env["SLACK_BOT_TOKEN"]):
+        assert secret not in everything
 
 
+@pytest.mark.usefixtures("worker")
 def test_failed_rollback_pages(
     stack_sender: SlackRequestSender, slack_api: SlackApiServer, stack_env: dict[str, str], database_url: str,
     pagerduty: object,
@@ -116,6 +132,7 @@ def test_failed_rollback_pages(
     assert "<@U_DBA>" in record  # the escalation contacts are called into the thread
 
 
+@pytest.mark.usefixtures("worker")
 def test_approval_of_a_changed_plan_is_refused(
     stack_sender: SlackRequestSender, slack_api: SlackApiServer, stack_env: dict[str, str], database_url: str,
 ) -> None:
