@@ -143,30 +143,47 @@ def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> Ru
         remaining = [s for s in plan.steps if s.version not in report.versions]
         results = list(report.statements)
         done = list(report.versions)
-        for step in remaining:  # a no-transaction step, then whatever follows it (each segment atomic)
-            state["step"] = step
-            if step.transactional:
-                def one(step: PlanStep = step) -> list[StatementResult]:
+        # After a no-transaction step: each run of transactional steps is again one transaction.
+        for transactional, group in _segments(remaining):
+            if transactional:
+                def segment(group: list[PlanStep] = group) -> list[StatementResult]:
+                    out: list[StatementResult] = []
                     with ctx.conn.transaction():
                         local_timeouts(ctx.conn, ctx.policy.lock_timeout_ms, ctx.statement_timeout_ms)
-                        return _revert_step(ctx, plan, step)
-                results += ctx.retries(one)
+                        for step in group:
+                            state["step"] = step
+                            out += _revert_step(ctx, plan, step)
+                    return out
+                results += ctx.retries(segment)
             else:
-                results += _revert_outside_transaction(ctx, plan, step)
-            done.append(step.version)
+                for step in group:
+                    state["step"] = step
+                    results += _revert_outside_transaction(ctx, plan, step)
+            done += [step.version for step in group]
     except LockTimeout as exc:
         _record_failure(ctx, "rollback", state, to, exc.message)
         raise
     except psycopg.Error as exc:
-        step = state.get("step")
-        if step is None:
+        failed: PlanStep | None = state.get("step")
+        if failed is None:
             raise
-        failure = MigrationFailed("rollback", step.version, step.name, ctx.current.get("sql", ""),
-                                  ctx.redact(_pg_message(exc)), exc.sqlstate, rolled_back=step.transactional)
+        failure = MigrationFailed("rollback", failed.version, failed.name, ctx.current.get("sql", ""),
+                                  ctx.redact(_pg_message(exc)), exc.sqlstate, rolled_back=failed.transactional)
         _record_failure(ctx, "rollback", state, to, failure.message)
         raise failure from None
     return RunReport("rollback", done, results, _elapsed_ms(started), to=to, plan_hash=plan.hash,
                      request_id=ctx.request_id)
+
+
+def _segments(steps: list[PlanStep]) -> list[tuple[bool, list[PlanStep]]]:
+    """Consecutive steps grouped by whether they run in a transaction."""
+    groups: list[tuple[bool, list[PlanStep]]] = []
+    for step in steps:
+        if groups and groups[-1][0] == step.transactional:
+            groups[-1][1].append(step)
+        else:
+            groups.append((step.transactional, [step]))
+    return groups
 
 
 def _revert_outside_transaction(ctx: Context, plan: Plan, step: PlanStep) -> list[StatementResult]:
