@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -16,6 +17,13 @@ from core.config import Settings
 from core.requests import RequestStore
 
 SLASH_COMMAND = "/rollback"
+log = logging.getLogger("rollback.bot")
+
+
+def _log_error(error: Exception) -> None:
+    """Errors that escape a listener: logged by type and message (never a payload: it may quote input);
+    Slack gets bolt's bare error status, never a traceback."""
+    log.error("unhandled %s: %s", type(error).__name__, error)
 
 
 def build_app(
@@ -41,6 +49,7 @@ def build_app(
         request_verification_enabled=True,
     )
     handlers = Handlers(settings, store=RequestStore(redis), queue=queue, client=client, clock=clock)
+    app.error(_log_error)
     app.command(SLASH_COMMAND)(handlers.command)
     app.action(APPROVE_ACTION)(handlers.approve)
     app.action(REJECT_ACTION)(handlers.reject)

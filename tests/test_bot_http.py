@@ -287,3 +287,18 @@ def test_redis_unreachable_is_one_line_not_a_traceback(
     answer = slack_api.wait_for(lambda: ephemeral_texts(slack_api, ALICE))[0]
     assert "cannot reach Redis" in answer and "run-migrations" in answer and "Traceback" not in answer
     assert slack_api.messages(CHANNEL) == []
+
+
+def test_the_bot_refuses_to_start_without_its_secrets(bot_env: dict[str, str], tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    from tests.fixtures.bot import REPO
+
+    for missing in ("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"):
+        env = {k: v for k, v in bot_env.items() if k != missing}
+        env["PYTHONPATH"] = str(REPO)
+        done = subprocess.run([sys.executable, "-m", "bot"], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=30)
+        assert done.returncode == 2
+        assert missing in done.stderr and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
