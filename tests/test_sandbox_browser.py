@@ -109,6 +109,18 @@ def test_playbook_scenario_in_the_browser(sandbox: Sandbox, chromium: Any) -> No
         assert set(statuses) == {"active", "suspended"} and statuses["active"] > 0
         assert conn.execute("SELECT status FROM schema_migrations WHERE version = %s",
                             (BAD_VERSION,)).fetchone() == ("rolled_back",)
+
+    # The incident record: a file in the thread, readable on the page.
+    _as(page, "alice")
+    _command(page, "/rollback report")
+    report_file = page.locator("#feed button.file").first
+    report_failed = page.locator("#feed").get_by_text(re.compile(r"Report failed")).first
+    report_file.or_(report_failed).first.wait_for(timeout=STEP_TIMEOUT_MS)
+    assert report_failed.count() == 0, page.locator("#feed .thread").last.inner_text()[-600:]
+    report_file.click()
+    report = page.get_by_role("dialog").inner_text()
+    assert BAD_VERSION in report and re.search(r"Approved by\W+(U_BOB|bob)", report), report
+    page.get_by_role("dialog").get_by_role("button", name="Close").click()
     page.close()
 
     # Stopping (what Ctrl-C does) ends the processes and drops the throwaway database and files.
