@@ -52,7 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     with sandbox:
         if real_slack:
-            print("sandbox: bot and worker are connected to your Slack workspace (SLACK_BOT_TOKEN is set).")
+            print("sandbox: bot and worker are connected to your Slack workspace (SLACK_BOT_TOKEN is set);")
+            if env.get("SLACK_APP_TOKEN"):
+                print("sandbox: the bot uses Socket Mode.")
+            else:
+                print(f"sandbox: point the app's request URLs at this machine's port {sandbox.bot_port} (/slack/events).")
+            if not env.get("SANDBOX_APPROVERS"):
+                print("sandbox: SANDBOX_APPROVERS (Slack user ids) is empty: every approval will be refused.")
             print("sandbox: in your incident channel, " + HINT)
         else:
             print(f"sandbox: open {sandbox.page_url}")

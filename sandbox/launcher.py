@@ -56,6 +56,7 @@ class SandboxError(RuntimeError):
 class Sandbox:
     page_url: str | None
     database_url: str
+    bot_port: int | None
     redis_url: str
     workdir: Path
     slack: SlackApiServer | None = None
@@ -140,27 +141,52 @@ def create_example_database(admin_url: str, name: str) -> str:
     return url
 
 
-def write_config(path: Path, *, backup_dir: Path, health_url: str | None, maintenance_url: str | None) -> None:
-    """The sandbox's rollback.toml: one target `prod`, bob approves, the page's channel is the incident channel."""
+@dataclass(frozen=True)
+class People:
+    """Who may do what in the sandbox's config: the page's people, or real Slack ids from the environment."""
+
+    channels: tuple[str, ...] = (INCIDENT_CHANNEL,)
+    approvers: tuple[str, ...] = (BOB.id,)
+    approver_group: str | None = APPROVER_GROUP
+    contacts: tuple[str, ...] = (CAROL.id,)
+    target_contacts: tuple[str, ...] = (BOB.id,)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> People:
+        """Real Slack: SANDBOX_CHANNELS, SANDBOX_APPROVERS, SANDBOX_CONTACTS (comma-separated Slack ids)."""
+        def ids(name: str) -> tuple[str, ...]:
+            return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+
+        return cls(channels=ids("SANDBOX_CHANNELS"), approvers=ids("SANDBOX_APPROVERS"), approver_group=None,
+                   contacts=ids("SANDBOX_CONTACTS"), target_contacts=())
+
+
+def _toml_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f'"{v}"' for v in values) + "]"
+
+
+def write_config(path: Path, *, backup_dir: Path, people: People, health_url: str | None,
+                 maintenance_url: str | None) -> None:
+    """The sandbox's rollback.toml: one target `prod` (the example database) and who may approve."""
     lines = [
         "# Written by the sandbox launcher (sandbox/launcher.py) for this run only.",
         "[bot]",
-        f'channels = ["{INCIDENT_CHANNEL}"]',
-        f'approvers = ["{BOB.id}"]',
-        f'approver_group = "{APPROVER_GROUP}"',
+        f"channels = {_toml_list(people.channels)}",
+        f"approvers = {_toml_list(people.approvers)}",
+        *([f'approver_group = "{people.approver_group}"'] if people.approver_group else []),
         "",
         "[workers]",
-        f"backup_dir = {str(backup_dir)!r}".replace("'", '"'),
+        f'backup_dir = "{backup_dir}"',
         "lock_timeout_ms = 3000",
         "lock_retries = 2",
         "",
         "[escalation]",
-        f'contacts = ["{CAROL.id}"]',
+        f"contacts = {_toml_list(people.contacts)}",
         "",
         f"[targets.{SANDBOX_TARGET}]",
-        f"migrations_dir = {str(MIGRATIONS_DIR)!r}".replace("'", '"'),
+        f'migrations_dir = "{MIGRATIONS_DIR}"',
         'critical_tables = ["users", "projects"]',
-        f'escalation = ["{BOB.id}"]',
+        f"escalation = {_toml_list(people.target_contacts)}",
     ]
     if health_url:
         lines.append(f'health_url = "{health_url}"')
@@ -222,7 +248,7 @@ def start_sandbox(
     workdir = Path(tempfile.mkdtemp(prefix="rollback-sandbox-"))
     postgres = ensure_postgres(database_url)
     redis_service, redis_to_use, flush = _redis_for_sandbox(redis_url)
-    sandbox = Sandbox(page_url=None, database_url="", redis_url=redis_to_use, workdir=workdir,
+    sandbox = Sandbox(page_url=None, database_url="", bot_port=None, redis_url=redis_to_use, workdir=workdir,
                       _services=[postgres, redis_service], _admin_url=postgres.url, _flush_redis=flush)
     try:
         if flush:
@@ -260,8 +286,9 @@ def start_sandbox(
                 "PAGERDUTY_ROUTING_KEY": "sandbox" + "0" * 25,
             })
             bot_env = {**common, "SLACK_SIGNING_SECRET": signing_secret}
-        write_config(workdir / "rollback.toml", backup_dir=workdir / "backups", health_url=health_url,
-                     maintenance_url=maintenance_url)
+        people = People.from_env(base_env) if real_slack else People()
+        write_config(workdir / "rollback.toml", backup_dir=workdir / "backups", people=people,
+                     health_url=health_url, maintenance_url=maintenance_url)
         worker_env = {**common, "PROD_DATABASE_URL": sandbox.database_url, "BACKUP_DIR": str(workdir / "backups")}
         for var in ("SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
             worker_env.pop(var, None)
@@ -269,7 +296,7 @@ def start_sandbox(
         connection = redis.Redis.from_url(redis_to_use)
         queue = Queue(queue_name, connection=connection)
         _wait(sandbox, "worker", lambda: Worker.all(connection=connection, queue=queue))
-        port = bot_port or free_port()
+        port = sandbox.bot_port = bot_port or free_port()
         _start_process(sandbox, "bot", "bot", {**bot_env, "PORT": str(port)}, stream_logs)
         if not real_slack:
             _wait(sandbox, "bot", lambda: _port_open("127.0.0.1", port))
