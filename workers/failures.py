@@ -14,6 +14,7 @@ import os
 import time
 from typing import Any
 
+import redis
 from rq.job import Job
 
 from core.requests import RequestStatus
@@ -30,6 +31,8 @@ REQUEST_JOBS = {"workers.jobs.execute": "execute", "workers.jobs.restore": "rest
 PAGING_JOBS = {"workers.jobs.backup": "backup", "workers.jobs.verify": "verify"}
 # Steps after "maintenance on": a failure there leaves maintenance mode on.
 AFTER_MAINTENANCE_ON = ("rollback", "verify", "maintenance_off")
+# Jobs this process has already reported (the job's own report, then RQ's callback, in one work-horse).
+_reported_here: set[str] = set()
 
 
 def on_job_failure(job: Job, connection: Any, exc_type: Any = None, exc_value: Any = None, tb: Any = None) -> None:
@@ -63,33 +66,63 @@ def _job_step(job: Job) -> str:
 def report(job: Job, error: str, *, crashed: bool = False) -> None:
     """Report a failed job once; never raises (a failing report must not hide the failure)."""
     ctx = context()
+    if job.id in _reported_here:
+        return
+    _reported_here.add(job.id)
     try:
-        if not ctx.claim_report(job.id):
-            return
+        try:
+            if not ctx.claim_report(job.id):
+                return
+        except redis.RedisError:
+            pass  # Redis is gone: report anyway (a second report beats none; PagerDuty dedups the page)
         kwargs = dict(job.kwargs or {})
         if job.func_name == PIPELINE_JOB:
-            request_failed(ctx, kwargs["request_id"], kwargs["step"], error, crashed=crashed)
+            request_failed(ctx, kwargs["request_id"], kwargs["step"], error, crashed=crashed, job_kwargs=kwargs)
         elif job.func_name in REQUEST_JOBS:
-            request_failed(ctx, kwargs["request_id"], REQUEST_JOBS[job.func_name], error, crashed=crashed)
+            request_failed(ctx, kwargs["request_id"], REQUEST_JOBS[job.func_name], error, crashed=crashed,
+                           job_kwargs=kwargs)
         else:
             standalone_failed(ctx, job, kwargs, error)
     except Exception:
         logger.exception("could not report the failure of job %s (%s)", job.id, error)
 
 
-def request_failed(ctx: Context, request_id: str, step: str, error: str, *, crashed: bool = False) -> None:
-    request = ctx.store().get(request_id)
+def _without_redis(ctx: Context, request_id: str, step: str, error: str, kwargs: dict[str, Any]) -> None:
+    """Report from the job's own arguments when the request record cannot be read."""
+    progress = ctx.progress(kwargs.get("channel"), kwargs.get("thread_ts"))
+    progress.fail(step, error)
+    target_name = str(kwargs.get("target") or "?")
+    target = ctx.settings.targets.get(target_name)
+    escalate(
+        ctx.pager(), progress, key=dedup_key(request_id), target=target_name, version=kwargs.get("version"),
+        step=step, error=error, contacts=ctx.settings.contacts_for(target) if target else ctx.settings.escalation,
+        details={"request_id": request_id},
+    )
+    progress.post(messages.outcome_failed(request_id, target_name, step, error, False), broadcast=True)
+
+
+def request_failed(ctx: Context, request_id: str, step: str, error: str, *, crashed: bool = False,
+                   job_kwargs: dict[str, Any] | None = None) -> None:
+    try:
+        request = ctx.store().get(request_id)
+    except redis.RedisError:
+        _without_redis(ctx, request_id, step, error, job_kwargs or {})
+        return
     if request is None:
         logger.error("job for unknown request %s failed at %s: %s", request_id, step, error)
         return
     progress = ctx.progress(request.channel, request.thread_ts)
     progress.fail(step, error)
-    state = ctx.load_state(request_id)
-    maintenance = ((state.get("maintenance_on") or {}).get("maintenance") or {})
-    left_on = step in AFTER_MAINTENANCE_ON and bool(maintenance) and not maintenance.get("skipped")
-    ctx.store().set_status(request_id, RequestStatus.FAILED, finished_at=time.time(),
-                           outcome=f"{messages.step_name(step)} failed: {error}")
-    ctx.save_state(request_id, paged=True, failed_step=step, error=error)
+    left_on = False
+    try:  # bookkeeping in Redis; if Redis fails now, the thread and the page still go out
+        state = ctx.load_state(request_id)
+        maintenance = ((state.get("maintenance_on") or {}).get("maintenance") or {})
+        left_on = step in AFTER_MAINTENANCE_ON and bool(maintenance) and not maintenance.get("skipped")
+        ctx.store().set_status(request_id, RequestStatus.FAILED, finished_at=time.time(),
+                               outcome=f"{messages.step_name(step)} failed: {error}")
+        ctx.save_state(request_id, paged=True, failed_step=step, error=error)
+    except redis.RedisError as exc:
+        logger.warning("could not record the failure of %s in Redis: %s", request_id, type(exc).__name__)
     target = ctx.target(request.target)
     if crashed and step in ("rollback", "restore"):  # the dead process could not record its own failure
         try:

@@ -13,7 +13,7 @@ from typing import Any
 
 from rq import get_current_job
 
-from workers import operations, pipeline
+from workers import failures, operations, pipeline
 from workers.context import Context, context
 from workers.errors import describe
 from workers.progress import Progress
@@ -40,7 +40,15 @@ def _read_only(step: str, channel: str | None, thread_ts: str | None,
 def _changing(work: Callable[[Context], dict[str, Any]]) -> dict[str, Any]:
     ctx = context()
     with ctx.lease(_job_id()):
-        return {"ok": True, **work(ctx)}
+        try:
+            return {"ok": True, **work(ctx)}
+        except Exception as exc:
+            # Report here, in the job's own process: if Redis is gone, RQ cannot even record the
+            # failure to run its callbacks. (The later callback finds the report already made.)
+            job = get_current_job()
+            if job is not None:
+                failures.report(job, describe(exc))
+            raise
 
 
 def status(*, target: str, channel: str | None = None, thread_ts: str | None = None, **_: Any) -> dict[str, Any]:

@@ -291,6 +291,13 @@ def redis_unavailable(reason: str) -> str:
     return f"Redis is unreachable ({reason}); the request's state could not be read or saved"
 
 
+def step_done_state_lost(step: str, reason: str) -> str:
+    return (
+        f"{step_name(step)} itself completed, but Redis is unreachable ({reason}) so the pipeline cannot go on; "
+        "check `/rollback status` and finish the remaining steps by hand"
+    )
+
+
 def database_unavailable(target: str, reason: str) -> str:
     return f"target {target}: PostgreSQL is unreachable or stopped answering ({reason})"
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import redis
 from rq import Callback, Queue
 
 from core.config import Target
@@ -87,8 +88,11 @@ def execute(ctx: Context, request_id: str) -> dict[str, Any]:
     previous = None
     job_ids = []
     for step in STEPS:
+        # The thread and target ride along, so a failure can still be reported when Redis is gone.
+        kwargs = {"request_id": request_id, "step": step, "channel": request.channel,
+                  "thread_ts": request.thread_ts, "target": request.target, "version": request.to_version}
         job = queue.enqueue(
-            STEP_JOB, kwargs={"request_id": request_id, "step": step}, job_id=step_job_id(request_id, step),
+            STEP_JOB, kwargs=kwargs, job_id=step_job_id(request_id, step),
             depends_on=previous, on_failure=Callback(FAILURE_CALLBACK), job_timeout=ctx.options.job_timeout_s,
             description=f"{request_id} {step}",
         )
@@ -108,7 +112,10 @@ def run_step(ctx: Context, request_id: str, step: str) -> dict[str, Any]:
         return {"request_id": request_id, "step": step, "duplicate": True}
     target = ctx.target(request.target)
     result: dict[str, Any] = STEP_FUNCTIONS[step](ctx, request, target, progress)
-    ctx.save_state(request_id, **{step: result})
+    try:
+        ctx.save_state(request_id, **{step: result})
+    except redis.RedisError as exc:
+        raise StepFailed(messages.step_done_state_lost(step, type(exc).__name__)) from exc
     return {"request_id": request_id, "step": step, **result}
 
 
