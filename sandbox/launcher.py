@@ -27,6 +27,7 @@ import redis
 from psycopg import sql
 from rq import Queue, Worker
 
+from sandbox.digitalocean import DEFAULT_DROPLET_ID, DigitalOceanServer
 from sandbox.page import ChannelPage
 from sandbox.pagerduty import PagerDutyServer
 from sandbox.people import APPROVER_GROUP, BOB, CAROL, INCIDENT_CHANNEL, SANDBOX_USERGROUPS, SANDBOX_USERS
@@ -61,6 +62,7 @@ class Sandbox:
     workdir: Path
     slack: SlackApiServer | None = None
     pagerduty: PagerDutyServer | None = None
+    digitalocean: DigitalOceanServer | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
     _services: list[LocalService] = field(default_factory=list)
@@ -92,10 +94,10 @@ class Sandbox:
                 process.kill()
                 process.wait()
         self.processes.clear()
-        for server in (self.slack, self.pagerduty):
+        for server in (self.slack, self.pagerduty, self.digitalocean):
             if server is not None:
                 server.stop()
-        self.slack = self.pagerduty = None
+        self.slack = self.pagerduty = self.digitalocean = None
         if self._database_name:
             with contextlib.suppress(psycopg.Error), psycopg.connect(self._admin_url, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self._database_name)))
@@ -166,7 +168,7 @@ def _toml_list(values: tuple[str, ...]) -> str:
 
 
 def write_config(path: Path, *, backup_dir: Path, people: People, health_url: str | None,
-                 maintenance_url: str | None) -> None:
+                 maintenance_url: str | None, droplet_id: int | None = None) -> None:
     """The sandbox's rollback.toml: one target `prod` (the example database) and who may approve."""
     lines = [
         "# Written by the sandbox launcher (sandbox/launcher.py) for this run only.",
@@ -190,6 +192,8 @@ def write_config(path: Path, *, backup_dir: Path, people: People, health_url: st
     ]
     if health_url:
         lines.append(f'health_url = "{health_url}"')
+    if droplet_id:
+        lines.append(f"do_droplet_id = {droplet_id}")
     if maintenance_url:
         lines.append(f'maintenance_on = {{ url = "{maintenance_url}/on", method = "POST" }}')
         lines.append(f'maintenance_off = {{ url = "{maintenance_url}/off", method = "POST" }}')
@@ -274,6 +278,7 @@ def start_sandbox(
             page = ChannelPage(sandbox.slack, channel=INCIDENT_CHANNEL, people=SANDBOX_USERS)
             sandbox.slack.start()
             sandbox.pagerduty = PagerDutyServer().start()
+            sandbox.digitalocean = DigitalOceanServer(token=f"do-sandbox-{secrets.token_hex(8)}").start()
             sandbox.page_url = sandbox.slack.url + "/"
             health_url, maintenance_url = page.health_url, page.maintenance_url
             signing_secret = secrets.token_hex(16)
@@ -284,11 +289,14 @@ def start_sandbox(
                 "SLACK_API_URL": sandbox.slack.api_url,
                 "PAGERDUTY_EVENTS_URL": sandbox.pagerduty.url,
                 "PAGERDUTY_ROUTING_KEY": "sandbox" + "0" * 25,
+                "DIGITALOCEAN_TOKEN": sandbox.digitalocean.token,
+                "DIGITALOCEAN_API_URL": sandbox.digitalocean.url,
             })
             bot_env = {**common, "SLACK_SIGNING_SECRET": signing_secret}
         people = People.from_env(base_env) if real_slack else People()
         write_config(workdir / "rollback.toml", backup_dir=workdir / "backups", people=people,
-                     health_url=health_url, maintenance_url=maintenance_url)
+                     health_url=health_url, maintenance_url=maintenance_url,
+                     droplet_id=None if real_slack else DEFAULT_DROPLET_ID)
         worker_env = {**common, "PROD_DATABASE_URL": sandbox.database_url, "BACKUP_DIR": str(workdir / "backups")}
         for var in ("SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
             worker_env.pop(var, None)

@@ -91,6 +91,7 @@ def test_playbook_scenario_in_the_browser(sandbox: Sandbox, chromium: Any) -> No
     _approve(page)
     _shows(page, r"Approved by @bob")
     _shows(page, r"Backup finished")
+    _shows(page, r"snapshot", timeout=STEP_TIMEOUT_MS)  # the DigitalOcean droplet snapshot (stand-in)
     _shows(page, r"Rollback finished")
     if os.environ.get("UPDATE_SCREENSHOT") == "1":
         # The request, its approval and the first steps of its thread, as the README shows them.
@@ -124,6 +125,7 @@ def test_playbook_scenario_in_the_browser(sandbox: Sandbox, chromium: Any) -> No
     page.close()
 
     # Stopping (what Ctrl-C does) ends the processes and drops the throwaway database and files.
+    assert sandbox.digitalocean is not None and len(sandbox.digitalocean.snapshots) == 1
     processes = list(sandbox.processes.values())
     sandbox.close()
     assert all(p.poll() is not None for p in processes)
