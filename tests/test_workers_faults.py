@@ -164,3 +164,34 @@ def test_duplicate_delivery_runs_the_rollback_once(stack_env, database_url, slac
         ).fetchone()
     assert rows == (1,)
     assert thread_text(slack_api, ts).count("Rollback* finished") == 1
+
+
+def test_redis_going_away_mid_step_is_reported_not_hung(
+    tmp_path, stack_env, database_url, slack_api, pagerduty, start_worker
+):
+    from urllib.parse import urlsplit
+
+    from tests.fixtures.stack import TcpProxy
+
+    migrations = slow_migrations(tmp_path)
+    write_config(stack_env["ROLLBACK_CONFIG"], migrations_dir=migrations)
+    apply_example(database_url)
+    apply_all(database_url, migrations)
+    real = urlsplit(stack_env["REDIS_URL"])
+    proxy = TcpProxy(real.hostname or "127.0.0.1", real.port or 6379)
+    # the worker reaches Redis only through the proxy; the test (and the request store) directly
+    env = {**stack_env, "REDIS_URL": f"redis://127.0.0.1:{proxy.port}{real.path}"}
+    try:
+        start_worker(env)
+        ts, dry = dry_run_plan(env, slack_api, BAD)
+        request = approved_request(stack_env, thread_ts=ts, plan=dry)
+        open_slow_gate(database_url, seconds=3)
+        enqueue(env, "workers.jobs.execute", request_id=request.id)
+        slack_api.wait_for(lambda: _sleeping_backend(database_url), timeout=30)
+    finally:
+        proxy.close()  # Redis goes away while the rollback runs
+
+    text = slack_api.wait_for(lambda: (t := thread_text(slack_api, ts)) and "Rollback* failed" in t and t, timeout=60)
+    pagerduty.wait_for(lambda: pagerduty.events, timeout=30)
+    assert "Redis is unreachable" in text and "Traceback" not in text
+    assert pagerduty.events[0]["dedup_key"].endswith(request.id)
