@@ -296,7 +296,15 @@ class Handlers:
             return messages.refusal(Refusal.EXPIRED)
         if decided.status.value == "approved":
             path = jobs.EXECUTE if decided.kind == "rollback" else jobs.RESTORE
-            self.enqueue(path, request_id=decided.id)
+            try:
+                self.enqueue(path, request_id=decided.id)
+            except Exception:
+                # Approved but not queued: close the request so that it cannot sit approved forever.
+                failed = self.store.set_status(decided.id, "failed", outcome=messages.not_queued(decided.id))
+                self.show_decision(failed)
+                if failed.thread_ts:
+                    self.post(failed.channel, messages.not_queued(failed.id), thread_ts=failed.thread_ts)
+                raise
             line = messages.approved_thread_line(decided)
         else:
             line = messages.decided_thread_line(decided)

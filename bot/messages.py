@@ -180,6 +180,10 @@ def queue_unreachable() -> str:
     )
 
 
+def not_queued(request_id: str) -> str:
+    return f":x: {request_id} was approved but could not be queued for the workers; nothing ran. Ask again."
+
+
 def internal_error() -> str:
     return "Something went wrong on rollback-bot's side; nothing was changed. The details are in the bot's log."
 
@@ -285,9 +289,10 @@ _DECISION_ICONS = {"approved": ":white_check_mark:", "rejected": ":x:", "cancell
 def decision_line(request: Request) -> str:
     if request.status.value == "expired":
         return f":hourglass: *Expired* at {clock(request.expires_at)} without a decision."
-    icon = _DECISION_ICONS.get(request.status.value, "")
     by = f" by {mention(request.decided_by)}" if request.decided_by else ""
-    return f"{icon} *{request.status.value.capitalize()}*{by} at {clock(request.decided_at)}."
+    if request.status.value not in _DECISION_ICONS:  # running / succeeded / failed: it was approved
+        return f"{_DECISION_ICONS['approved']} *Approved*{by} at {clock(request.decided_at)}; now {request.status.value}."
+    return f"{_DECISION_ICONS[request.status.value]} *{request.status.value.capitalize()}*{by} at {clock(request.decided_at)}."
 
 
 def decided_blocks(request: Request, plan: PlanSummary | None = None) -> list[dict[str, Any]]:
