@@ -93,13 +93,14 @@ def test_playbook_scenario_in_the_browser(sandbox: Sandbox, chromium: Any) -> No
     _shows(page, r"Backup finished")
     _shows(page, r"snapshot", timeout=STEP_TIMEOUT_MS)  # the DigitalOcean droplet snapshot (stand-in)
     _shows(page, r"Rollback finished")
+    _shows(page, r"Verification finished")
+    _shows(page, rf"prod rolled back to {KNOWN_GOOD_VERSION}")
     if os.environ.get("UPDATE_SCREENSHOT") == "1":
         # The request, its approval and the first steps of its thread, as the README shows them.
         page.locator("#feed .msg", has_text="Needs a second person").first.evaluate(
             "e => e.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(500)  # let a last live update settle before the picture
         page.screenshot(path=str(SCREENSHOT))
-    _shows(page, r"Verification finished")
-    _shows(page, rf"prod rolled back to {KNOWN_GOOD_VERSION}")
 
     with psycopg.connect(sandbox.database_url) as conn:
         assert conn.execute("SELECT to_regclass('new_feature_table')").fetchone() == (None,)
