@@ -52,6 +52,7 @@ def test_playbook_procedure_end_to_end(env: dict[str, str], capsys: pytest.Captu
     out = capsys.readouterr().out
     assert "DRY RUN" in out and "DROP TABLE new_feature_table: 0 rows would be lost" in out
     assert f"[{NEW_FEATURE}] ALTER TABLE users DROP COLUMN new_field" in out  # --verbose: each statement
+    assert f"[{NEW_FEATURE}]   -> ALTER TABLE (" in out and " ms)" in out  # ... and its timing
     assert statuses(env["DATABASE_URL"])[NEW_FEATURE] == "completed"
 
     assert main(["--rollback", "--to", KNOWN_GOOD, "--verbose", "--actor", "alice", *FAST], env) == 0

@@ -142,3 +142,15 @@ def test_statement_timeout_fails_the_rollback_cleanly(applied: tuple[str, Path])
     with pytest.raises(MigrationFailed, match="canceling statement due to statement timeout"):
         make_engine(url, migrations, statement_timeout_ms=100).rollback(KNOWN_GOOD)
     assert pg_dump(url, exclude=("migration_history", "migration_history_id_seq")) == before
+
+
+def test_dry_run_uses_its_own_short_lock_timeout(applied: tuple[str, Path],
+                                                 other_session: psycopg.Connection[Any]) -> None:
+    url, migrations = applied
+    other_session.execute("BEGIN")
+    other_session.execute("LOCK TABLE users IN ACCESS SHARE MODE")
+    engine = make_engine(url, migrations, lock_timeout_ms=60_000, lock_retries=0, dry_run_lock_timeout_ms=150)
+    with pytest.raises(LockTimeout) as caught:
+        engine.dry_run_rollback(KNOWN_GOOD)
+    assert caught.value.lock_timeout_ms == 150 and caught.value.attempts == 1
+    assert caught.value.blocking_pids == [other_session.info.backend_pid]

@@ -183,3 +183,15 @@ def test_rolled_back_migration_can_be_applied_again(applied: tuple[str, Path]) -
                 (NEW_FEATURE,))
     assert ops == [("apply", "completed"), ("rollback", "completed"), ("apply", "completed"),
                    ("rollback", "completed")]
+
+
+def test_a_failure_in_a_later_down_script_undoes_the_earlier_ones_too(applied: tuple[str, Path]) -> None:
+    url, migrations = applied
+    down = migrations / "2025_10_20_120001_add_projects_archived_at" / "down.sql"
+    down.write_text("ALTER TABLE projects DROP COLUMN archived_at;\nSELECT 1 / 0;\n")
+    before = pg_dump(url, exclude=("migration_history", "migration_history_id_seq"))
+    with pytest.raises(MigrationFailed, match="rollback of 2025_10_20_120001_add_projects_archived_at failed"):
+        make_engine(url, migrations).rollback("2025_10_01_090500")
+    # 150000 was reverted first, in the same transaction: that is undone as well
+    assert pg_dump(url, exclude=("migration_history", "migration_history_id_seq")) == before
+    assert table_exists(url, "new_feature_table")
