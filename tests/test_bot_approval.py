@@ -14,8 +14,15 @@ from rq import Queue
 from core.requests import Request, RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
-from tests.fixtures.bot import DEFAULT_BOT_CONFIG, SIGNING_SECRET, BotServer
-from tests.test_bot_http import ALICE, BOB, CAROL, CHANNEL, PLAN, ephemeral_texts, jobs, pending_request
+from tests.fixtures.bot import (
+    DEFAULT_BOT_CONFIG,
+    SIGNING_SECRET,
+    BotServer,
+    ephemeral_texts,
+    jobs,
+    pending_request,
+)
+from tests.test_bot_http import ALICE, BOB, CAROL, CHANNEL, PLAN
 
 pytestmark = pytest.mark.usefixtures("idle_worker")
 

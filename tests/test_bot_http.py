@@ -12,37 +12,23 @@ import pytest
 import redis
 from rq import Queue
 
-from core.requests import Request, RequestStatus, RequestStore
+from core.requests import RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
-from tests.fixtures.bot import DEFAULT_BOT_CONFIG, SIGNING_SECRET, BotServer
+from tests.fixtures.bot import (
+    DEFAULT_BOT_CONFIG,
+    SIGNING_SECRET,
+    BotServer,
+    ephemeral_texts,
+    pending_request,
+    roots,
+    wait_jobs,
+)
 
 CHANNEL = "C_INCIDENT"
 ALICE, BOB, CAROL = "U_ALICE", "U_BOB", "U_CAROL"
 V1, V2 = "2025_10_20_120001", "2025_10_20_150000"
 PLAN = {"dry_run": True, "plan": {"hash": "f" * 64, "to": V1, "versions": [V2]}, "warnings": ["drops 3 rows"]}
-
-
-def jobs(queue: Queue) -> list[tuple[str, dict[str, Any]]]:
-    return [(job.func_name, job.kwargs) for job in queue.jobs]
-
-
-def roots(slack_api: SlackApiServer) -> list[dict[str, Any]]:
-    return [m for m in slack_api.messages(CHANNEL) if m.get("thread_ts", m["ts"]) == m["ts"]]
-
-
-def ephemeral_texts(slack_api: SlackApiServer, user: str) -> list[str]:
-    return [message_text(e) for e in slack_api.ephemerals(user=user)]
-
-
-def wait_jobs(slack_api: SlackApiServer, queue: Queue, count: int) -> list[tuple[str, dict[str, Any]]]:
-    slack_api.wait_for(lambda: queue.count >= count)
-    return jobs(queue)
-
-
-def pending_request(slack_api: SlackApiServer, store: RequestStore) -> Request:
-    """The channel's one request, once its root message is recorded on it."""
-    return slack_api.wait_for(lambda: [r for r in store.for_channel(CHANNEL) if r.thread_ts])[0]
 
 
 def single_target_config() -> str:
