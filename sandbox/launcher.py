@@ -273,8 +273,12 @@ def start_sandbox(
         if real_slack:
             bot_env = dict(common)
         else:
-            sandbox.slack = SlackApiServer(token=f"xoxb-sandbox-{secrets.token_hex(8)}", users=SANDBOX_USERS,
-                                           usergroups=SANDBOX_USERGROUPS, port=page_port)
+            try:
+                sandbox.slack = SlackApiServer(token=f"xoxb-sandbox-{secrets.token_hex(8)}", users=SANDBOX_USERS,
+                                               usergroups=SANDBOX_USERGROUPS, port=page_port)
+            except OSError as err:
+                raise SandboxError(f"cannot serve the page on port {page_port} ({err.strerror}); "
+                                   "choose another with --port or SANDBOX_PORT") from None
             page = ChannelPage(sandbox.slack, channel=INCIDENT_CHANNEL, people=SANDBOX_USERS)
             sandbox.slack.start()
             sandbox.pagerduty = PagerDutyServer().start()
