@@ -35,7 +35,8 @@ def _expected_types() -> tuple[type[BaseException], ...]:
     """Step modules' own one-line errors, when those modules are importable."""
     found: list[type[BaseException]] = [WorkerError, EngineError, ConfigError, RequestError]
     for module, name in (("workers.backup", "BackupError"), ("workers.verify", "VerifyError"),
-                         ("workers.restore", "RestoreError"), ("workers.identity", "IdentityMismatch")):
+                         ("workers.restore", "RestoreError"), ("workers.identity", "IdentityMismatch"),
+                         ("workers.digitalocean", "DigitalOceanError")):
         try:
             found.append(getattr(__import__(module, fromlist=[name]), name))
         except (ImportError, AttributeError):
@@ -45,6 +46,9 @@ def _expected_types() -> tuple[type[BaseException], ...]:
 
 def describe(error: BaseException | None, secrets: Iterable[str | None] = ()) -> str:
     """One line, no secrets: what went wrong."""
+    timeout = timeout_in_chain(error)
+    if timeout is not None:  # e.g. the engine's cleanup failed after the timeout interrupted a query
+        error = timeout
     if error is None:
         text = messages.abandoned()
     elif isinstance(error, _expected_types()):
@@ -52,7 +56,7 @@ def describe(error: BaseException | None, secrets: Iterable[str | None] = ()) ->
     elif isinstance(error, AbandonedJobError):
         text = messages.abandoned()
     elif isinstance(error, JobTimeoutException):
-        text = str(error) or "the job ran past its time limit"
+        text = messages.timed_out(str(error))
     elif isinstance(error, psycopg.OperationalError):
         text = messages.database_unavailable("the target", str(error).strip().splitlines()[0] if str(error) else "")
     elif isinstance(error, psycopg.Error):
@@ -62,3 +66,13 @@ def describe(error: BaseException | None, secrets: Iterable[str | None] = ()) ->
     else:
         text = messages.unexpected_error(error)
     return redact(" ".join(text.split()), secrets)
+
+
+def timeout_in_chain(error: BaseException | None) -> JobTimeoutException | None:
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, JobTimeoutException):
+            return error
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return None

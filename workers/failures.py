@@ -37,7 +37,7 @@ _reported_here: set[str] = set()
 
 def on_job_failure(job: Job, connection: Any, exc_type: Any = None, exc_value: Any = None, tb: Any = None) -> None:
     """RQ failure callback (referenced by dotted path)."""
-    report(job, describe(exc_value, _secrets(context())), crashed=exc_value is None or _abandoned(exc_value))
+    report(job, describe(exc_value, _secrets(context())), crashed=is_crash(exc_value))
 
 
 def on_horse_killed(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
@@ -47,10 +47,13 @@ def on_horse_killed(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
     report(job, messages.job_crashed(step, reason), crashed=True)
 
 
-def _abandoned(error: BaseException) -> bool:
+def is_crash(error: BaseException | None) -> bool:
+    """The job's process died or was stopped (no chance to record its own failure in history)."""
     from rq.exceptions import AbandonedJobError
 
-    return isinstance(error, AbandonedJobError)
+    from workers.errors import timeout_in_chain
+
+    return error is None or isinstance(error, AbandonedJobError) or timeout_in_chain(error) is not None
 
 
 def _secrets(ctx: Context) -> list[str | None]:

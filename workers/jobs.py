@@ -47,7 +47,7 @@ def _changing(work: Callable[[Context], dict[str, Any]]) -> dict[str, Any]:
             # failure to run its callbacks. (The later callback finds the report already made.)
             job = get_current_job()
             if job is not None:
-                failures.report(job, describe(exc))
+                failures.report(job, describe(exc), crashed=failures.is_crash(exc))
             raise
 
 

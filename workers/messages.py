@@ -234,6 +234,10 @@ def job_timed_out(step: str, timeout_s: int | float | None) -> str:
     return f"{step_name(step)} ran past its time limit ({seconds(float(timeout_s or 0))}) and was stopped"
 
 
+def timed_out(detail: str) -> str:
+    return f"timeout: the step ran past its time limit and was stopped ({detail or 'RQ job timeout'})"
+
+
 def abandoned() -> str:
     return "its worker stopped responding (killed or lost)"
 

@@ -1,0 +1,104 @@
+"""The standalone jobs through a real worker: status, history, backups (with DigitalOcean), verify, bad input,
+a DigitalOcean snapshot before the rollback, and a step that runs past its time limit."""
+
+from __future__ import annotations
+
+import redis
+
+from core.requests import RequestStore
+from sandbox.digitalocean import DEFAULT_DATABASE_ID, DEFAULT_DROPLET_ID
+from tests.fixtures.stack import (
+    REQUESTER,
+    apply_all,
+    apply_example,
+    approved_request,
+    dry_run_plan,
+    enqueue,
+    open_slow_gate,
+    post_root,
+    slow_migrations,
+    thread_text,
+    wait_job,
+    write_config,
+)
+
+DO_TARGET = f'do_droplet_id = {DEFAULT_DROPLET_ID}\ndo_database_id = "{DEFAULT_DATABASE_ID}"\n'
+
+
+def _job(env, slack_api, path, **kwargs):
+    ts = post_root(slack_api, path)
+    return ts, wait_job(enqueue(env, path, channel="C_INCIDENT", thread_ts=ts, **kwargs))
+
+
+def test_read_only_jobs_answer_in_the_thread(stack_env, database_url, slack_api, digitalocean, start_worker):
+    write_config(stack_env["ROLLBACK_CONFIG"], target_extra=DO_TARGET)
+    apply_example(database_url)
+    start_worker(stack_env)
+
+    ts, status = _job(stack_env, slack_api, "workers.jobs.status", target="prod")
+    assert status["ok"] and status["status"]["current_version"] == "2025_10_20_150000"
+    text = thread_text(slack_api, ts)
+    assert "2025_10_20_150000" in text and "127.0.0.1" in text
+
+    ts, backup = _job(stack_env, slack_api, "workers.jobs.backup", target="prod", requester=REQUESTER, reason="test")
+    assert backup["ok"] and backup["backup"]["verified"]
+
+    ts, listed = _job(stack_env, slack_api, "workers.jobs.backups", target="prod")
+    assert [b["path"] for b in listed["local"]] == [backup["backup"]["path"]]
+    assert listed["managed"]  # the managed database's backups, through pydo
+    assert "1 local" in thread_text(slack_api, ts)
+
+    ts, history = _job(stack_env, slack_api, "workers.jobs.history", target="prod")
+    assert any(r["operation"] == "backup" and r["executed_by"] == REQUESTER for r in history["history"])
+    assert "backup" in thread_text(slack_api, ts)
+
+    ts, verify = _job(stack_env, slack_api, "workers.jobs.verify", target="prod", requester=REQUESTER)
+    assert verify["passed"] and "connections" in thread_text(slack_api, ts)
+
+
+def test_unknown_target_is_one_clear_line(stack_env, slack_api, worker):
+    ts, result = _job(stack_env, slack_api, "workers.jobs.status", target="nope")
+    assert result == {"ok": False, "error": "unknown target 'nope'; known: prod"}
+    text = thread_text(slack_api, ts)
+    assert "unknown target 'nope'" in text and "Traceback" not in text
+
+
+def test_digitalocean_snapshot_is_taken_before_the_rollback(
+    stack_env, database_url, slack_api, digitalocean, start_worker
+):
+    write_config(stack_env["ROLLBACK_CONFIG"], target_extra=DO_TARGET)
+    apply_example(database_url)
+    start_worker(stack_env)
+    ts, dry = dry_run_plan(stack_env, slack_api, "2025_10_20_120001")
+    request = approved_request(stack_env, thread_ts=ts, plan=dry)
+    enqueue(stack_env, "workers.jobs.execute", request_id=request.id)
+    store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
+    slack_api.wait_for(lambda: store.get(request.id).status.value in ("succeeded", "failed"), timeout=60)
+    assert store.get(request.id).status.value == "succeeded", thread_text(slack_api, ts)
+    assert [s["name"] for s in digitalocean.snapshots] == [f"prod-pre-rollback-{request.id}"]
+    assert f"snapshot prod-pre-rollback-{request.id}" in thread_text(slack_api, ts)
+
+
+def test_a_step_past_its_time_limit_is_stopped_and_paged(
+    tmp_path, stack_env, database_url, slack_api, pagerduty, start_worker
+):
+    migrations = slow_migrations(tmp_path)
+    write_config(stack_env["ROLLBACK_CONFIG"], migrations_dir=migrations)
+    apply_example(database_url)
+    apply_all(database_url, migrations)
+    start_worker({**stack_env, "ROLLBACK_JOB_TIMEOUT": "3"})
+    ts, dry = dry_run_plan(stack_env, slack_api, "2025_10_20_150000")
+    request = approved_request(stack_env, thread_ts=ts, plan=dry)
+    open_slow_gate(database_url, seconds=30)
+    enqueue(stack_env, "workers.jobs.execute", request_id=request.id)
+    store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
+    slack_api.wait_for(lambda: store.get(request.id).status.value == "failed", timeout=30)
+    pagerduty.wait_for(lambda: pagerduty.events)
+    text = thread_text(slack_api, ts)
+    assert "Rollback* failed" in text and "timeout" in text.lower()
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT to_regclass('slow_marker')").fetchone() == ("slow_marker",)
+        assert conn.execute("SELECT status FROM migration_history WHERE request_id = %s AND operation = 'rollback'",
+                            (request.id,)).fetchall() == [("failed",)]
