@@ -28,6 +28,7 @@ class JsonHttpServer:
         self.lock = threading.RLock()
         self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
         self._httpd.daemon_threads = True
+        self._started = False
 
     @property
     def root_url(self) -> str:
@@ -35,11 +36,14 @@ class JsonHttpServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> Self:
+        self._started = True
         threading.Thread(target=self._httpd.serve_forever, name=type(self).__name__, daemon=True).start()
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        if self._started:  # shutdown() would wait forever for a loop that never started
+            self._httpd.shutdown()
+            self._started = False
         self._httpd.server_close()
 
     def __enter__(self) -> Self:

@@ -464,7 +464,9 @@ class SlackApiServer:
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        if self._thread is not None:  # shutdown() would wait forever for a loop that never started
+            self._httpd.shutdown()
+            self._thread = None
         self._httpd.server_close()
         with self.workspace._lock:
             self.workspace._changed()  # wake long-polls so their threads end
