@@ -36,7 +36,7 @@ def _sleeping_backend(url: str) -> bool:
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND state = 'active'"
-            " AND pid <> pg_backend_pid()",
+            " AND datname = current_database() AND pid <> pg_backend_pid()",
             ("%pg_sleep%",),
         ).fetchone()
     return bool(row and row[0])
@@ -132,7 +132,8 @@ def test_database_going_away_mid_rollback_fails_clearly(
     worker, ts, request = _start_slow_rollback(tmp_path, stack_env, database_url, slack_api, start_worker)
     with psycopg.connect(database_url, autocommit=True) as conn:  # the server drops the session
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE %s"
-                     " AND state = 'active' AND pid <> pg_backend_pid()", ("%pg_sleep%",))
+                     " AND state = 'active' AND datname = current_database() AND pid <> pg_backend_pid()",
+                     ("%pg_sleep%",))
     store = _store(stack_env)
     slack_api.wait_for(lambda: store.get(request.id).status.value == "failed", timeout=30)
     pagerduty.wait_for(lambda: pagerduty.events, timeout=30)
