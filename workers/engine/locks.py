@@ -19,9 +19,11 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 
+from workers.engine import messages
 from workers.engine.errors import LockBusy, LockTimeout
 
-# pg_advisory_lock key: the first 8 bytes of sha256(b"rollback-bot migrations"), as a signed bigint.
+# The advisory-lock key that means "a rollback-bot run is migrating this database". Any constant would do;
+# it must never change, or an old and a new runner would not exclude each other.
 MIGRATION_LOCK_KEY = 0x5F3C_21A9_0D4E_7B16
 WATCH_INTERVAL_SECONDS = 0.01
 
@@ -54,10 +56,6 @@ def lock_holder(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
             (MIGRATION_LOCK_KEY,),
         )
         return cur.fetchone()
-
-
-def migration_lock_held_by_other(conn: psycopg.Connection[Any]) -> bool:
-    return lock_holder(conn) is not None
 
 
 def describe_sessions(conn: psycopg.Connection[Any], pids: list[int]) -> list[dict[str, Any]]:
@@ -149,8 +147,6 @@ def with_lock_retries(
     `attempt` must leave nothing behind when it raises (its transaction is rolled back), so that
     running it again is safe. `statement_of` names the statement that was waiting.
     """
-    from workers.engine import messages
-
     blockers: list[dict[str, Any]] = []
     total = policy.retries + 1
     for number in range(1, total + 1):
