@@ -160,3 +160,12 @@ def test_lock_timeout_shows_each_retry_then_names_the_blocker(env: dict[str, str
     assert lines[1].startswith("run-migrations: error: gave up after 2 attempts")
     assert f"blocked by pid {pid}" in lines[1] and "application 'web'" in lines[1]
     assert statuses(env["DATABASE_URL"])[NEW_FEATURE] == "completed"
+
+
+def test_the_cli_needs_neither_slack_nor_redis() -> None:
+    """The break-glass path works when Slack and Redis are down: it does not even import them."""
+    code = ("import sys, workers.cli; print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'redis', 'rq', 'slack_sdk', 'slack_bolt'}))")
+    result = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.strip() == "[]"
