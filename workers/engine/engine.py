@@ -135,10 +135,12 @@ class Engine:
                     statement_timeout_ms=self.statement_timeout_ms, log=self._log, redact=self.redact,
                 )
             finally:
-                if not conn.closed and not conn.broken:
-                    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                        conn.rollback()
-                    locks.release_migration_lock(conn)
+                # Closing the connection releases the lock anyway; this just frees it as early as possible.
+                with contextlib.suppress(psycopg.Error):
+                    if not conn.closed and not conn.broken:
+                        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                            conn.rollback()
+                        locks.release_migration_lock(conn)
 
 
 def _server_info(conn: psycopg.Connection[Any]) -> ServerInfo:
