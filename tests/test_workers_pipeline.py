@@ -170,3 +170,35 @@ def test_restored_backup_matches_the_original_row_counts(stack_env, database_url
     text = thread_text(slack_api, ts)
     assert "Restore* finished" in text and "pre-restore" in text
     assert ("restore", "completed") in _history(database_url, request.id)
+
+
+def test_execute_refuses_when_the_database_changed_since_the_dry_run(stack_env, database_url, slack_api, worker):
+    apply_example(database_url)
+    ts, dry = dry_run_plan(stack_env, slack_api, GOOD)
+    request = approved_request(stack_env, thread_ts=ts, plan=dry)
+    from workers.engine import Engine
+
+    Engine(database_url, "migrations", actor="someone-else").rollback(to=GOOD)  # by hand, meanwhile
+
+    assert _run_request(stack_env, slack_api, request.id) == "failed"
+    text = thread_text(slack_api, ts)
+    assert "database changed since the dry run" in text and "Backup* started" not in text
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM migration_history WHERE request_id = %s",
+                            (request.id,)).fetchone() == (0,)
+
+
+def test_execute_refuses_an_approval_older_than_the_start_bound(stack_env, database_url, slack_api, worker):
+    import time
+
+    apply_example(database_url)
+    ts, dry = dry_run_plan(stack_env, slack_api, GOOD)
+    store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
+    inner = dry["plan"]
+    pending = store.create(kind="rollback", target="prod", channel="C_INCIDENT", thread_ts=ts, requester=REQUESTER,
+                           plan_hash=inner["hash"], to_version=GOOD, versions=inner["versions"], summary="s",
+                           ttl_seconds=3600, now=time.time() - 600)
+    store.decide(pending.id, "approved", by=APPROVER, now=time.time() - 500)  # start_within_seconds is 120
+    assert _run_request(stack_env, slack_api, pending.id) == "failed"
+    assert "longer than the 2m00s allowed" in thread_text(slack_api, ts)
+    assert _scalar(database_url, "SELECT status FROM schema_migrations WHERE version = %s", BAD) == "completed"

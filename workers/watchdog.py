@@ -36,7 +36,7 @@ def scan(ctx: Context, connection: redis.Redis) -> list[str]:
         if job.get_status() != JobStatus.STARTED or job.started_at is None:
             continue
         age = time.time() - job.started_at.timestamp()
-        if age < ctx.options.lease_ttl_s * 2 or connection.exists(ctx.lease_key(job_id)):
+        if age < ctx.options.lease_ttl_s or connection.exists(ctx.lease_key(job_id)):
             continue  # just started (lease not yet taken), or alive
         failures.report(job, messages.job_crashed(failures._job_step(job) if not job.kwargs.get("step")
                                                   else job.kwargs["step"], messages.abandoned()), crashed=True)
