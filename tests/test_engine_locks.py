@@ -27,7 +27,7 @@ from tests.engine_support import (
     table_exists,
 )
 from workers.engine import LockBusy, LockTimeout, MigrationFailed
-from workers.engine.locks import MIGRATION_LOCK_KEY
+from workers.engine.locks import MIGRATION_LOCK_KEY, BlockerWatch
 
 
 @pytest.fixture
@@ -154,3 +154,21 @@ def test_dry_run_uses_its_own_short_lock_timeout(applied: tuple[str, Path],
         engine.dry_run_rollback(KNOWN_GOOD)
     assert caught.value.lock_timeout_ms == 150 and caught.value.attempts == 1
     assert caught.value.blocking_pids == [other_session.info.backend_pid]
+
+
+def test_blockers_are_found_from_the_statements_tables_when_the_poll_missed_them(
+        applied: tuple[str, Path], other_session: psycopg.Connection[Any]) -> None:
+    url, _ = applied
+    other_session.execute("BEGIN")
+    other_session.execute("LOCK TABLE users IN ACCESS SHARE MODE")
+    with psycopg.connect(url, autocommit=True) as runner:
+        watch = BlockerWatch(url, runner.info.backend_pid)
+        with watch:
+            pass  # the runner never waited, so the poll saw nothing
+        try:
+            assert watch.describe() == []
+            found = watch.holders("ALTER TABLE users DROP COLUMN new_field")
+        finally:
+            watch.close()
+    assert [b["pid"] for b in found] == [other_session.info.backend_pid]
+    assert found[0]["application_name"] == "the app"

@@ -61,3 +61,11 @@ def test_no_transaction_marker_must_be_the_first_line() -> None:
 
 def test_one_line_squeezes_statements_for_messages() -> None:
     assert one_line("ALTER TABLE users\n   DROP COLUMN new_field -- why\n") == "ALTER TABLE users DROP COLUMN new_field"
+
+
+def test_relations_name_every_table_a_statement_must_lock() -> None:
+    assert effects("ALTER TABLE users DROP COLUMN new_field").relations == [("users",)]
+    assert effects("ALTER TABLE projects ADD COLUMN x int").relations == [("projects",)]
+    assert effects("DROP TABLE a, b").relations == [("a",), ("b",)]
+    assert effects("CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON ONLY app.t (c)").relations == [("app", "t")]
+    assert effects("SELECT 1").relations == []

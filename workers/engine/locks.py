@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import sql
 from psycopg.rows import dict_row
 
-from workers.engine import messages
+from workers.engine import messages, sqltext
 from workers.engine.errors import LockBusy, LockTimeout
 
 # The advisory-lock key that means "a rollback-bot run is migrating this database". Any constant would do;
@@ -111,6 +112,23 @@ class BlockerWatch:
             return describe_sessions(self._conn, self.seen)
         return [{"pid": pid} for pid in self.seen]
 
+    def holders(self, statement: str) -> list[dict[str, Any]]:
+        """Fallback when the poll missed the wait: other sessions holding locks on the statement's tables."""
+        names = sqltext.effects(statement).relations
+        if self._conn is None or not names:
+            return []
+        with contextlib.suppress(psycopg.Error):
+            regclasses = [sql.Identifier(*name).as_string(self._conn) for name in names]
+            rows = self._conn.execute(
+                "SELECT DISTINCT l.pid FROM pg_locks l WHERE l.locktype = 'relation' AND l.granted"
+                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                " AND l.relation IN (SELECT to_regclass(n) FROM unnest(%s::text[]) AS n)"
+                " AND l.pid <> %s AND l.pid <> pg_backend_pid() ORDER BY l.pid",
+                (regclasses, self.pid),
+            ).fetchall()
+            return describe_sessions(self._conn, [int(r[0]) for r in rows])
+        return []
+
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -155,8 +173,8 @@ def with_lock_retries(
             with watch:
                 return attempt()
         except pg_errors.LockNotAvailable:
-            blockers = watch.describe() or blockers
             statement = statement_of()
+            blockers = watch.describe() or watch.holders(statement) or blockers
             if number == total:
                 raise LockTimeout(total, policy.lock_timeout_ms, statement, blockers) from None
             delay = policy.delay(number)

@@ -365,7 +365,7 @@ def _measure_before(conn: psycopg.Connection[Any], statement: str) -> tuple[sqlt
 
 
 def _measure_after(eff: sqltext.Effects, result: StatementResult) -> list[str]:
-    if eff.target is None or result.rowcount is None:
+    if eff.target is None or result.rowcount is None or eff.command not in ("DELETE", "UPDATE"):
         return []
     if eff.command == "DELETE":
         return [messages.delete_loss(_qualified(eff.target), result.rowcount)]

@@ -7,7 +7,7 @@ $tag$ dollar-quoted bodies $tag$, -- line comments and nested /* block */ commen
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 NO_TRANSACTION_MARKER = "-- rollback-bot: no-transaction"
 
@@ -162,8 +162,15 @@ class Effects:
     dropped_tables: tuple[tuple[str, ...], ...] = ()  # qualified names
     dropped_columns: tuple[tuple[tuple[str, ...], str], ...] = ()  # (table, column)
     truncated_tables: tuple[tuple[str, ...], ...] = ()
-    target: tuple[str, ...] | None = None  # UPDATE / DELETE / INSERT target table
-    notes: list[str] = field(default_factory=list)
+    target: tuple[str, ...] | None = None  # UPDATE / DELETE / INSERT target, ALTER TABLE / CREATE INDEX table
+
+    @property
+    def relations(self) -> list[tuple[str, ...]]:
+        """Every table the statement names: the ones it must lock (to find who blocks it)."""
+        names = [*self.dropped_tables, *self.truncated_tables, *(t for t, _ in self.dropped_columns)]
+        if self.target:
+            names.append(self.target)
+        return list(dict.fromkeys(names))
 
 
 class _Cursor:
@@ -246,7 +253,7 @@ def effects(statement: str) -> Effects:
                         columns.append((table, col.value))
             if not cur.skip_to_top_level_comma():
                 break
-        return Effects("ALTER TABLE", dropped_columns=tuple(columns))
+        return Effects("ALTER TABLE", dropped_columns=tuple(columns), target=table)
     if cur.word("truncate"):
         cur.word("table")
         tables = []
@@ -260,6 +267,12 @@ def effects(statement: str) -> Effects:
             if not cur.punct(","):
                 break
         return Effects("TRUNCATE", truncated_tables=tuple(tables))
+    if cur.word("create", "index") or cur.word("create", "unique", "index"):
+        while (tok := cur.peek()) is not None and not (tok.kind == "word" and tok.value == "on"):
+            cur.i += 1
+        cur.word("on")
+        cur.word("only")
+        return Effects("CREATE INDEX", target=cur.name())
     if cur.word("update"):
         cur.word("only")
         return Effects("UPDATE", target=cur.name())
