@@ -141,6 +141,10 @@ def test_database_going_away_mid_rollback_fails_clearly(
     text = thread_text(slack_api, ts)
     assert "Rollback* failed" in text
     assert "Traceback" not in text and "password" not in text.lower()
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT status FROM migration_history WHERE request_id = %s AND operation = 'rollback'",
+                            (request.id,)).fetchall()
+    assert rows == [("failed",)]
 
 
 def test_duplicate_delivery_runs_the_rollback_once(stack_env, database_url, slack_api, pagerduty, worker):

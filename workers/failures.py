@@ -31,6 +31,8 @@ REQUEST_JOBS = {"workers.jobs.execute": "execute", "workers.jobs.restore": "rest
 PAGING_JOBS = {"workers.jobs.backup": "backup", "workers.jobs.verify": "verify"}
 # Steps after "maintenance on": a failure there leaves maintenance mode on.
 AFTER_MAINTENANCE_ON = ("rollback", "verify", "maintenance_off")
+# Steps whose failure is written to migration_history (the operations on the target).
+RECORDED_STEPS = ("backup", "maintenance_on", "rollback", "verify", "maintenance_off", "restore")
 # Jobs this process has already reported (the job's own report, then RQ's callback, in one work-horse).
 _reported_here: set[str] = set()
 
@@ -127,14 +129,15 @@ def request_failed(ctx: Context, request_id: str, step: str, error: str, *, cras
     except redis.RedisError as exc:
         logger.warning("could not record the failure of %s in Redis: %s", request_id, type(exc).__name__)
     target = ctx.target(request.target)
-    if crashed and step in ("rollback", "restore"):  # the dead process could not record its own failure
+    if step in RECORDED_STEPS:  # unless the step recorded its own failure (the engine does, when it can)
         try:
             with ctx.connect(target) as conn:
-                history.record(conn, operation=step, status="failed", executed_by=request.requester,
-                               approved_by=request.approver, request_id=request_id, version=request.to_version,
-                               error_message=error)
+                if not history.has_failure(conn, request_id, step):
+                    history.record(conn, operation=step, status="failed", executed_by=request.requester,
+                                   approved_by=request.approver, request_id=request_id,
+                                   version=request.to_version, error_message=error)
         except Exception as exc:
-            logger.warning("could not record the crashed %s in history: %s", step, type(exc).__name__)
+            logger.warning("could not record the failed %s in history: %s", step, type(exc).__name__)
     escalate(
         ctx.pager(), progress, key=dedup_key(request_id), target=target.name, version=request.to_version,
         step=step, error=error, contacts=ctx.settings.contacts_for(target),

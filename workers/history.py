@@ -41,3 +41,15 @@ def record(
     except psycopg.Error as exc:
         logger.warning("could not record %s in migration_history: %s", operation, type(exc).__name__)
         return False
+
+
+def has_failure(conn: psycopg.Connection[Any], request_id: str, operation: str) -> bool:
+    """Whether a failed `operation` of this request is already recorded."""
+    if not store.tables_exist(conn):
+        return False
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM migration_history WHERE request_id = %s AND operation = %s"
+        " AND status = 'failed')",
+        (request_id, operation),
+    ).fetchone()
+    return bool(row and row[0])
