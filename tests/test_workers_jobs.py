@@ -102,3 +102,23 @@ def test_a_step_past_its_time_limit_is_stopped_and_paged(
         assert conn.execute("SELECT to_regclass('slow_marker')").fetchone() == ("slow_marker",)
         assert conn.execute("SELECT status FROM migration_history WHERE request_id = %s AND operation = 'rollback'",
                             (request.id,)).fetchall() == [("failed",)]
+
+
+def test_worker_entry_point_bad_input_is_one_line(stack_env, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.fixtures.stack import REPO_ROOT, process_env
+
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "workers", *args], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=60, env=process_env({**stack_env, **env}))
+
+    missing = run(ROLLBACK_CONFIG=str(tmp_path / "nope.toml"))
+    assert missing.returncode == 2 and missing.stderr.strip().count("\n") == 0
+    assert "nope.toml does not exist" in missing.stderr
+    unknown = run("bogus")
+    assert unknown.returncode == 2 and "usage: python -m workers confirm-identity" in unknown.stderr
+    no_target = run("confirm-identity", "staging")
+    assert no_target.returncode == 1 and "unknown target 'staging'" in no_target.stderr
+    assert "Traceback" not in missing.stderr + unknown.stderr + no_target.stderr
