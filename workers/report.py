@@ -15,6 +15,7 @@ from typing import Any
 
 from workers import messages
 from workers.context import Context
+from workers.paging import dedup_key
 from workers.progress import Progress
 
 EMOJI = re.compile(r":[a-z_]+:\s*")
@@ -68,7 +69,7 @@ def render(thread: Sequence[Mapping[str, Any]], request: Mapping[str, Any] | Non
         ("Duration", messages.seconds(float(finished) - float(started)) if started and finished else None),
         ("Backup", f"{backup.get('path')} ({messages.human_bytes(backup.get('size_bytes'))}, "
                    f"sha256 {backup.get('sha256')}, verified {bool(backup.get('verified'))})" if backup else None),
-        ("Paged", "yes" if state.get("paged") else "no"),
+        ("Paged", f"yes (PagerDuty dedup_key {dedup_key(str(req.get('id')))})" if state.get("paged") else "no"),
         ("Failed step", state.get("failed_step")),
     ]
     lines += ["| | |", "|---|---|"]
