@@ -202,3 +202,18 @@ def test_execute_refuses_an_approval_older_than_the_start_bound(stack_env, datab
     assert _run_request(stack_env, slack_api, pending.id) == "failed"
     assert "longer than the 2m00s allowed" in thread_text(slack_api, ts)
     assert _scalar(database_url, "SELECT status FROM schema_migrations WHERE version = %s", BAD) == "completed"
+
+
+def test_execute_of_a_rejected_request_changes_nothing(stack_env, database_url, slack_api, worker):
+    apply_example(database_url)
+    ts, dry = dry_run_plan(stack_env, slack_api, GOOD)
+    store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
+    inner = dry["plan"]
+    pending = store.create(kind="rollback", target="prod", channel="C_INCIDENT", thread_ts=ts, requester=REQUESTER,
+                           plan_hash=inner["hash"], to_version=GOOD, versions=inner["versions"], summary="s",
+                           ttl_seconds=900)
+    store.decide(pending.id, "rejected", by=APPROVER)
+    result = wait_job(enqueue(stack_env, "workers.jobs.execute", request_id=pending.id))
+    assert result["refused"] and store.get(pending.id).status.value == "rejected"
+    assert "cannot run: it is rejected" in thread_text(slack_api, ts)
+    assert _scalar(database_url, "SELECT status FROM schema_migrations WHERE version = %s", BAD) == "completed"

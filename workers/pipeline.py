@@ -67,7 +67,9 @@ def execute(ctx: Context, request_id: str) -> dict[str, Any]:
         progress.log(messages.duplicate_delivery(request_id, "execute"))
         return {"request_id": request_id, "duplicate": True}
     if request.status is not RequestStatus.APPROVED:
-        return refuse(ctx, request, progress, messages.not_approved(request_id, request.status.value), "not approved")
+        # Say so, but leave the record alone: it was rejected, cancelled or expired by someone else.
+        progress.post(messages.not_approved(request_id, request.status.value))
+        return {"request_id": request_id, "refused": True, "reason": f"request is {request.status.value}"}
     waited = time.time() - (request.decided_at or request.created_at)
     bound = ctx.settings.policy.start_within_seconds
     if waited > bound:
