@@ -86,6 +86,7 @@ def execute(ctx: Context, request_id: str) -> dict[str, Any]:
 
     store.set_status(request_id, RequestStatus.RUNNING, started_at=time.time())
     ctx.save_state(request_id, plan=plan.to_dict(), started=time.time())
+    progress.post(messages.pipeline_queued(request_id, target.name, request.to_version, STEPS[:-1]))
     queue = Queue(ctx.settings.queue_name, connection=ctx.redis)
     previous = None
     job_ids = []
@@ -100,7 +101,6 @@ def execute(ctx: Context, request_id: str) -> dict[str, Any]:
         )
         job_ids.append(job.id)
         previous = job
-    progress.post(messages.pipeline_queued(request_id, target.name, request.to_version, STEPS[:-1]))
     return {"request_id": request_id, "plan_hash": plan.hash, "jobs": job_ids}
 
 
