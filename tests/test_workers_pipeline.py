@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import redis
+from psycopg import sql
 
 from core.requests import RequestStore
 from tests.fixtures.stack import (
@@ -217,3 +218,26 @@ def test_execute_of_a_rejected_request_changes_nothing(stack_env, database_url, 
     assert result["refused"] and store.get(pending.id).status.value == "rejected"
     assert "cannot run: it is rejected" in thread_text(slack_api, ts)
     assert _scalar(database_url, "SELECT status FROM schema_migrations WHERE version = %s", BAD) == "completed"
+
+
+def test_restore_into_a_scratch_database_leaves_the_target_alone(
+    stack_env, database_url, postgres_admin_url, slack_api, worker
+):
+    apply_example(database_url)
+    ts = post_root(slack_api, "backup")
+    taken = wait_job(enqueue(stack_env, "workers.jobs.backup", target="prod", channel="C_INCIDENT",
+                             thread_ts=ts, requester=REQUESTER, reason="scratch-test"))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM projects")
+    request = approved_request(stack_env, thread_ts=ts, plan={}, kind="restore", backup=taken["backup"]["path"])
+    result = wait_job(enqueue(stack_env, "workers.jobs.restore", request_id=request.id, into="scratch"))
+    assert result and result["ok"], thread_text(slack_api, ts)
+    scratch = result["restore"]["database"]
+    try:
+        scratch_url = psycopg.conninfo.make_conninfo(database_url, dbname=scratch)
+        assert _scalar(scratch_url, "SELECT count(*) FROM projects") == 10  # the backup's rows
+        assert _scalar(database_url, "SELECT count(*) FROM projects") == 0  # the target untouched
+        assert result["pre_restore_backup"] is None
+    finally:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
