@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+import yaml
 
 from bot.app import SLASH_COMMAND
 from bot.messages import APPROVE_ACTION, REJECT_ACTION
 
-yaml = pytest.importorskip("yaml")
 MANIFEST = Path(__file__).resolve().parents[1] / "slack-app-manifest.yaml"
 
 
