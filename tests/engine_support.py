@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,9 @@ KNOWN_GOOD = "2025_10_20_120001"
 NEW_FEATURE = "2025_10_20_150000"
 NEW_FEATURE_DIR = f"{NEW_FEATURE}_add_new_feature"
 BOOKKEEPING = ("schema_migrations", "migration_history", "migration_history_id_seq")
+HISTORY = ("migration_history", "migration_history_id_seq")
+# Upper bound for waiting on another process or session to reach a point; never a measured duration.
+WAIT_SECONDS = 30
 
 
 def copy_migrations(dest: Path, *, without: tuple[str, ...] = ()) -> Path:
@@ -101,3 +107,46 @@ def make_engine(conninfo: str, migrations_dir: Path, **overrides: Any) -> Any:
                                    lock_retry_base_seconds=0.01, statement_timeout_ms=10_000)
     options.update(overrides)
     return Engine(conninfo, migrations_dir, **options)
+
+
+@contextlib.contextmanager
+def without_new_feature(migrations: Path) -> Iterator[None]:
+    """2025_10_20_150000 held out of the folder for the block (the state before it was written)."""
+    held = migrations.parent / "held"
+    held.mkdir(exist_ok=True)
+    (migrations / NEW_FEATURE_DIR).rename(held / NEW_FEATURE_DIR)
+    try:
+        yield
+    finally:
+        (held / NEW_FEATURE_DIR).rename(migrations / NEW_FEATURE_DIR)
+
+
+def apply_examples(conninfo: str, tmp_path: Path, *, seed: bool = False) -> Path:
+    """A copy of the example migrations, all applied; with `seed`, app data inserted before 150000 ran."""
+    migrations = copy_migrations(tmp_path)
+    if seed:
+        with without_new_feature(migrations):
+            make_engine(conninfo, migrations).apply()
+            seed_app_data(conninfo)
+    make_engine(conninfo, migrations).apply()
+    return migrations
+
+
+def wait_for_backend(conninfo: str, query_prefix: str) -> int:
+    """The pid of the session in this database running a query that starts with `query_prefix`."""
+    running = ("SELECT pid FROM pg_stat_activity WHERE starts_with(query, %s) AND state = 'active'"
+               " AND datname = current_database() AND pid <> pg_backend_pid()")
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not (rows := query(conninfo, running, (query_prefix,))) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert rows, f"no session started {query_prefix!r} within {WAIT_SECONDS} s"
+    return int(rows[0][0])
+
+
+def wait_until_gone(conninfo: str, pid: int) -> None:
+    """Until the backend `pid` has ended (e.g. the server noticed its client died)."""
+    alive = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
+    deadline = time.monotonic() + WAIT_SECONDS
+    while query(conninfo, alive, (pid,)) != [(0,)] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert query(conninfo, alive, (pid,)) == [(0,)], f"backend {pid} still alive after {WAIT_SECONDS} s"

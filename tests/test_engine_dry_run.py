@@ -10,11 +10,11 @@ from tests.engine_support import (
     KNOWN_GOOD,
     NEW_FEATURE,
     NEW_FEATURE_DIR,
+    apply_examples,
     copy_migrations,
     make_engine,
     pg_dump,
     query,
-    seed_app_data,
     table_exists,
 )
 from workers.engine import DryRunReport, MigrationFailed
@@ -22,14 +22,7 @@ from workers.engine import DryRunReport, MigrationFailed
 
 @pytest.fixture
 def applied(database_url: str, tmp_path: Path) -> tuple[str, Path]:
-    migrations = copy_migrations(tmp_path)
-    held = tmp_path / "held"
-    held.mkdir()
-    (migrations / NEW_FEATURE_DIR).rename(held / NEW_FEATURE_DIR)
-    make_engine(database_url, migrations).apply()
-    seed_app_data(database_url)
-    (held / NEW_FEATURE_DIR).rename(migrations / NEW_FEATURE_DIR)
-    make_engine(database_url, migrations).apply()
+    migrations = apply_examples(database_url, tmp_path, seed=True)
     # a row that exists only because of 150000: its loss is what the dry run must warn about
     query(database_url, "UPDATE users SET new_field = NULL WHERE email = 'bo@example.com'")
     return database_url, migrations

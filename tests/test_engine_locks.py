@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,16 +15,21 @@ import psycopg
 import pytest
 
 from tests.engine_support import (
+    BOOKKEEPING,
+    HISTORY,
     KNOWN_GOOD,
     NEW_FEATURE,
     NEW_FEATURE_DIR,
     REPO,
+    apply_examples,
     copy_migrations,
     make_engine,
     pg_dump,
     query,
     statuses,
     table_exists,
+    wait_for_backend,
+    wait_until_gone,
 )
 from workers.engine import LockBusy, LockTimeout, MigrationFailed
 from workers.engine.locks import MIGRATION_LOCK_KEY, BlockerWatch
@@ -32,9 +37,7 @@ from workers.engine.locks import MIGRATION_LOCK_KEY, BlockerWatch
 
 @pytest.fixture
 def applied(database_url: str, tmp_path: Path) -> tuple[str, Path]:
-    migrations = copy_migrations(tmp_path)
-    make_engine(database_url, migrations).apply()
-    return database_url, migrations
+    return database_url, apply_examples(database_url, tmp_path)
 
 
 @pytest.fixture
@@ -64,7 +67,7 @@ def test_a_table_lock_held_elsewhere_times_out_cleanly_after_retries(applied: tu
     other_session.execute("BEGIN")
     other_session.execute("LOCK TABLE users IN ACCESS SHARE MODE")
     blocker = other_session.info.backend_pid
-    before = pg_dump(url, exclude=("migration_history", "migration_history_id_seq"))
+    before = pg_dump(url, exclude=HISTORY)
     lines: list[str] = []
 
     with pytest.raises(LockTimeout) as caught:
@@ -79,7 +82,7 @@ def test_a_table_lock_held_elsewhere_times_out_cleanly_after_retries(applied: tu
     assert [ln.split(" timed out")[0] for ln in retries] == ["lock wait: attempt 1/3", "lock wait: attempt 2/3"]
     assert all(f"pid {blocker}" in ln for ln in retries)
     other_session.execute("ROLLBACK")
-    assert pg_dump(url, exclude=("migration_history", "migration_history_id_seq")) == before
+    assert pg_dump(url, exclude=HISTORY) == before
     assert query(url, "SELECT status FROM migration_history WHERE operation = 'rollback'") == [("failed",)]
 
 
@@ -112,22 +115,14 @@ def test_a_killed_runner_leaves_the_database_as_it_was(applied: tuple[str, Path]
     proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "--rollback", "--to", KNOWN_GOOD],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        sleeping = ("SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'"
-                    " AND state = 'active' AND datname = current_database()")
-        deadline = time.monotonic() + 30
-        while not query(url, sleeping) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        [(backend,)] = query(url, sleeping)
+        backend = wait_for_backend(url, "SELECT pg_sleep")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         # the server notices the dead client (client_connection_check_interval) and rolls back
-        alive = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
-        while query(url, alive, (backend,)) != [(0,)] and time.monotonic() < deadline + 30:
-            time.sleep(0.1)
+        wait_until_gone(url, backend)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert query(url, alive, (backend,)) == [(0,)]
     assert pg_dump(url) == before
     assert table_exists(url, "new_feature_table")
     assert statuses(url)[NEW_FEATURE] == "completed"
@@ -138,10 +133,10 @@ def test_a_killed_runner_leaves_the_database_as_it_was(applied: tuple[str, Path]
 def test_statement_timeout_fails_the_rollback_cleanly(applied: tuple[str, Path]) -> None:
     url, migrations = applied
     (migrations / NEW_FEATURE_DIR / "down.sql").write_text("DROP TABLE new_feature_table;\nSELECT pg_sleep(5);\n")
-    before = pg_dump(url, exclude=("migration_history", "migration_history_id_seq"))
+    before = pg_dump(url, exclude=HISTORY)
     with pytest.raises(MigrationFailed, match="canceling statement due to statement timeout"):
         make_engine(url, migrations, statement_timeout_ms=100).rollback(KNOWN_GOOD)
-    assert pg_dump(url, exclude=("migration_history", "migration_history_id_seq")) == before
+    assert pg_dump(url, exclude=HISTORY) == before
 
 
 def test_dry_run_uses_its_own_short_lock_timeout(applied: tuple[str, Path],
@@ -172,3 +167,75 @@ def test_blockers_are_found_from_the_statements_tables_when_the_poll_missed_them
             watch.close()
     assert [b["pid"] for b in found] == [other_session.info.backend_pid]
     assert found[0]["application_name"] == "the app"
+
+
+class JobTimeout(Exception):
+    """Stands in for RQ's JobTimeoutException: raised by a signal handler in the thread running the query."""
+
+
+@pytest.fixture
+def interrupt_when_sleeping(database_url: str) -> Iterator[None]:
+    """Once a `SELECT pg_sleep` runs in this database, SIGALRM makes the main thread raise JobTimeout."""
+    def raise_timeout(signum: int, frame: object) -> None:
+        raise JobTimeout("job exceeded its 3 s timeout")
+
+    previous = signal.signal(signal.SIGALRM, raise_timeout)
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def watch() -> None:
+        wait_for_backend(database_url, "SELECT pg_sleep")
+        signal.pthread_kill(main, signal.SIGALRM)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        watcher.join()
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("marker", ["", "-- rollback-bot: no-transaction\n"], ids=["transaction", "no-transaction"])
+def test_an_interrupted_rollback_raises_the_original_error_and_records_it(
+        applied: tuple[str, Path], marker: str, interrupt_when_sleeping: None,
+        caplog: pytest.LogCaptureFixture) -> None:
+    url, migrations = applied
+    (migrations / NEW_FEATURE_DIR / "down.sql").write_text(f"{marker}SELECT pg_sleep(5);\nDROP TABLE new_feature_table;\n")
+    before = pg_dump(url, exclude=BOOKKEEPING)
+
+    with pytest.raises(JobTimeout, match="job exceeded its 3 s timeout") as caught:
+        make_engine(url, migrations).rollback(KNOWN_GOOD)
+
+    assert caught.value.__context__ is None  # nothing went wrong while cleaning up after it
+    assert "another command is already in progress" not in caplog.text
+    assert pg_dump(url, exclude=BOOKKEEPING) == before
+    assert table_exists(url, "new_feature_table")
+    [(status, error)] = query(url, "SELECT status, error_message FROM migration_history WHERE operation = 'rollback'")
+    assert status == "failed"
+    assert error.startswith(f"rollback of {NEW_FEATURE_DIR} was interrupted (JobTimeout: job exceeded its 3 s timeout)")
+    assert "`SELECT pg_sleep(5)`" in error
+    assert query(url, "SELECT count(*) FROM pg_stat_activity WHERE starts_with(query, 'SELECT pg_sleep')"
+                      " AND state = 'active'") == [(0,)]  # the query was cancelled, not left running
+    (migrations / NEW_FEATURE_DIR / "down.sql").write_text((REPO / "migrations" / NEW_FEATURE_DIR / "down.sql").read_text())
+    if marker:  # a no-transaction step is marked failed (its effects are the operator's to check) ...
+        assert statuses(url)[NEW_FEATURE] == "failed"
+    else:  # ... a transactional one is untouched, and the lock was released: the next run succeeds
+        assert statuses(url)[NEW_FEATURE] == "completed"
+        assert make_engine(url, migrations).rollback(KNOWN_GOOD).versions == [NEW_FEATURE]
+
+
+def test_an_interrupted_apply_raises_the_original_error_and_records_it(
+        database_url: str, tmp_path: Path, interrupt_when_sleeping: None) -> None:
+    migrations = copy_migrations(tmp_path)
+    up = migrations / NEW_FEATURE_DIR / "up.sql"
+    up.write_text("CREATE TABLE new_feature_table (id int);\nSELECT pg_sleep(5);\n")
+
+    with pytest.raises(JobTimeout) as caught:
+        make_engine(database_url, migrations).apply()
+
+    assert caught.value.__context__ is None
+    assert not table_exists(database_url, "new_feature_table")
+    assert statuses(database_url)[NEW_FEATURE] == "failed"
+    [(error,)] = query(database_url, "SELECT error_message FROM schema_migrations WHERE version = %s", (NEW_FEATURE,))
+    assert error.startswith(f"apply of {NEW_FEATURE_DIR} was interrupted (JobTimeout")

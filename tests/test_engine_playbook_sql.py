@@ -14,6 +14,7 @@ from tests.engine_support import (
     KNOWN_GOOD,
     NEW_FEATURE,
     NEW_FEATURE_DIR,
+    apply_examples,
     copy_migrations,
     make_engine,
     psql,
@@ -74,8 +75,7 @@ COMMIT;
 
 @pytest.fixture
 def applied(database_url: str, tmp_path: Path) -> tuple[str, Path]:
-    migrations = copy_migrations(tmp_path)
-    make_engine(database_url, migrations).apply()
+    migrations = apply_examples(database_url, tmp_path)
     seed_app_data(database_url)
     return database_url, migrations
 

@@ -12,6 +12,7 @@ from tests.engine_support import (
     KNOWN_GOOD,
     NEW_FEATURE,
     NEW_FEATURE_DIR,
+    apply_examples,
     copy_migrations,
     make_engine,
     pg_dump,
@@ -20,6 +21,7 @@ from tests.engine_support import (
     seed_app_data,
     statuses,
     table_exists,
+    without_new_feature,
 )
 from workers.engine import MigrationFailed, MissingDownScript, NotCompleted, PlanChanged, UnknownVersion
 
@@ -27,27 +29,16 @@ from workers.engine import MigrationFailed, MissingDownScript, NotCompleted, Pla
 @pytest.fixture
 def applied(database_url: str, tmp_path: Path) -> tuple[str, Path]:
     """All four example migrations applied, with app data seeded before 150000 ran."""
-    migrations = copy_migrations(tmp_path)
-    held = tmp_path / "held"
-    held.mkdir()
-    (migrations / NEW_FEATURE_DIR).rename(held / NEW_FEATURE_DIR)
-    make_engine(database_url, migrations).apply()
-    seed_app_data(database_url)
-    (held / NEW_FEATURE_DIR).rename(migrations / NEW_FEATURE_DIR)
-    make_engine(database_url, migrations).apply()
-    return database_url, migrations
+    return database_url, apply_examples(database_url, tmp_path, seed=True)
 
 
 def test_playbook_scenario_restores_schema_and_data_exactly(database_url: str, tmp_path: Path) -> None:
     migrations = copy_migrations(tmp_path)
-    held = tmp_path / "held"
-    held.mkdir()
-    (migrations / NEW_FEATURE_DIR).rename(held / NEW_FEATURE_DIR)
-    make_engine(database_url, migrations).apply()
-    seed_app_data(database_url)
+    with without_new_feature(migrations):
+        make_engine(database_url, migrations).apply()
+        seed_app_data(database_url)
     before = pg_dump(database_url, exclude=BOOKKEEPING)
 
-    (held / NEW_FEATURE_DIR).rename(migrations / NEW_FEATURE_DIR)
     make_engine(database_url, migrations).apply()
     assert table_exists(database_url, "new_feature_table")
     assert query(database_url, "SELECT count(*) FROM users WHERE status = 'migrated'")[0][0] == 3

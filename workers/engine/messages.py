@@ -103,6 +103,13 @@ def interrupted_migration(version: str, name: str) -> str:
             f"WHERE version = '{version}' and run again")  # advice text for a person, never executed
 
 
+def run_interrupted(operation: str, version: str | None, name: str | None, statement: str, reason: str) -> str:
+    what = f"{operation} of {version}_{name}" if version else operation
+    at = f" at `{_short(statement, 80)}`" if statement else ""
+    return (f"{what} was interrupted ({_short(reason, 120)}){at}; its open transaction was rolled back "
+            "by PostgreSQL — check run-migrations --status before retrying")
+
+
 def bookkeeping_conflict(version: str, expected_status: str) -> str:
     return (f"schema_migrations row {version} is no longer {expected_status} (changed by hand during the run?); "
             "nothing was changed — check --status and retry")

@@ -7,20 +7,25 @@ outside the aborted transaction. Each attempt is bounded by lock_timeout and ret
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from workers.engine import messages, sqltext, store
-from workers.engine.errors import LockTimeout, MigrationFailed, PlanChanged
+from workers.engine import interrupts, messages, sqltext, store
+from workers.engine.errors import EngineError, LockTimeout, MigrationFailed, PlanChanged
 from workers.engine.locks import RetryPolicy, local_timeouts, session_timeouts, with_lock_retries
 from workers.engine.planning import build_apply_plan, build_rollback_plan
 from workers.engine.reports import DryRunReport, Plan, PlanStep, RunReport, ServerInfo, StatementResult
 from workers.engine.scripts import MigrationSet
+
+# Failures are written on a fresh connection when the run's own was abandoned after an interruption.
+BOOKKEEPING_APPLICATION = "rollback-bot bookkeeping"
+BOOKKEEPING_CONNECT_TIMEOUT_SECONDS = 5
 
 
 @dataclass
@@ -115,7 +120,7 @@ def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> Ru
 
     def attempt() -> RunReport:
         state.clear()  # a retried attempt starts from scratch, like its transaction
-        with ctx.conn.transaction():
+        with interrupts.transaction(ctx.conn):
             local_timeouts(ctx.conn, ctx.policy.lock_timeout_ms, ctx.statement_timeout_ms)
             done = _already_done(ctx)  # inside the transaction, under the lock: exactly once
             if done is not None:
@@ -148,7 +153,7 @@ def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> Ru
             if transactional:
                 def segment(group: list[PlanStep] = group) -> list[StatementResult]:
                     out: list[StatementResult] = []
-                    with ctx.conn.transaction():
+                    with interrupts.transaction(ctx.conn):
                         local_timeouts(ctx.conn, ctx.policy.lock_timeout_ms, ctx.statement_timeout_ms)
                         for step in group:
                             state["step"] = step
@@ -171,6 +176,12 @@ def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> Ru
                                   ctx.redact(_pg_message(exc)), exc.sqlstate, rolled_back=failed.transactional)
         _record_failure(ctx, "rollback", state, to, failure.message)
         raise failure from None
+    except EngineError:
+        raise
+    except BaseException as exc:  # a job timeout, a signal, Ctrl-C: record it, then let it go on unchanged
+        interrupts.abandon_if_busy(ctx.conn)
+        _record_failure(ctx, "rollback", state, to, _interruption(ctx, "rollback", state.get("step"), exc))
+        raise
     return RunReport("rollback", done, results, _elapsed_ms(started), to=to, plan_hash=plan.hash,
                      request_id=ctx.request_id)
 
@@ -192,7 +203,7 @@ def _revert_outside_transaction(ctx: Context, plan: Plan, step: PlanStep) -> lis
     store.set_status(ctx.conn, step.version, "running")
     start = time.perf_counter()
     results = _run_outside_transaction(ctx, step)
-    with ctx.conn.transaction():
+    with interrupts.transaction(ctx.conn):
         store.set_status(ctx.conn, step.version, "completed")  # so that mark_rolled_back sees it
         store.mark_rolled_back(ctx.conn, step.version)
         store.record_history(
@@ -210,12 +221,14 @@ def _run_outside_transaction(ctx: Context, step: PlanStep) -> list[StatementResu
         results: list[StatementResult] = []
         for statement in step.statements:
             def one(statement: str = statement) -> StatementResult:
-                return _run_statement(ctx, step.version, statement)
+                with interrupts.guarded(ctx.conn):
+                    return _run_statement(ctx, step.version, statement)
             results.append(ctx.retries(one))
         return results
     finally:
-        ctx.conn.execute("RESET lock_timeout")
-        ctx.conn.execute("RESET statement_timeout")
+        if interrupts.usable(ctx.conn):  # after an interruption the connection is gone: nothing to reset
+            ctx.conn.execute("RESET lock_timeout")
+            ctx.conn.execute("RESET statement_timeout")
 
 
 def _record_failure(ctx: Context, operation: str, state: dict[str, Any], to: str | None, error: str) -> None:
@@ -230,15 +243,32 @@ def _record_failure(ctx: Context, operation: str, state: dict[str, Any], to: str
         ctx.log(messages.failure_not_recorded(ctx.redact(_pg_message(exc))))
 
 
+def _interruption(ctx: Context, operation: str, step: PlanStep | None, exc: BaseException) -> str:
+    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return messages.run_interrupted(operation, step.version if step else None, step.name if step else None,
+                                    ctx.current.get("sql", ""), ctx.redact(reason))
+
+
+@contextlib.contextmanager
+def _bookkeeping(ctx: Context) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to write a failure on, in autocommit: the run's own, or a fresh one if that one is gone."""
+    if interrupts.usable(ctx.conn):
+        if ctx.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            ctx.conn.rollback()
+        yield ctx.conn
+        return
+    with psycopg.connect(ctx.conninfo, autocommit=True, application_name=BOOKKEEPING_APPLICATION,
+                         connect_timeout=BOOKKEEPING_CONNECT_TIMEOUT_SECONDS) as conn:
+        yield conn
+
+
 def _write_failure(ctx: Context, operation: str, step: PlanStep | None, plan: Plan | None, to: str | None,
                    error: str) -> None:
-    if ctx.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        ctx.conn.rollback()
-    with ctx.conn.transaction():
+    with _bookkeeping(ctx) as conn, conn.transaction():
         if step is not None and not step.transactional and operation == "rollback":
-            store.set_status(ctx.conn, step.version, "failed", error)
+            store.set_status(conn, step.version, "failed", error)
         store.record_history(
-            ctx.conn, version=step.version if step else (to or ""), operation=operation, status="failed",
+            conn, version=step.version if step else (to or ""), operation=operation, status="failed",
             executed_by=ctx.actor, approved_by=ctx.approved_by, request_id=ctx.request_id, error_message=error,
             details={"to": to, "plan_hash": plan.hash if plan else None,
                      "versions": plan.versions if plan else [], "statement": ctx.current.get("sql")},
@@ -264,7 +294,7 @@ def apply(ctx: Context) -> RunReport:
             if step.transactional:
                 def attempt(step: PlanStep = step, checksum: str = checksum, down_checksum: str | None = down_checksum,
                             start: float = start) -> list[StatementResult]:
-                    with ctx.conn.transaction():
+                    with interrupts.transaction(ctx.conn):
                         local_timeouts(ctx.conn, ctx.policy.lock_timeout_ms, ctx.statement_timeout_ms)
                         out = [_run_statement(ctx, step.version, s) for s in step.statements]
                         ctx.current.update(sql="(bookkeeping)")
@@ -274,7 +304,7 @@ def apply(ctx: Context) -> RunReport:
             else:
                 store.mark_running(ctx.conn, step.version, step.name, checksum)
                 out = _run_outside_transaction(ctx, step)
-                with ctx.conn.transaction():
+                with interrupts.transaction(ctx.conn):
                     _record_applied(ctx, step, checksum, down_checksum, start, out)
                 results += out
         except LockTimeout as exc:
@@ -285,6 +315,12 @@ def apply(ctx: Context) -> RunReport:
                                       ctx.redact(_pg_message(exc)), exc.sqlstate, rolled_back=step.transactional)
             _record_apply_failure(ctx, step, checksum, failure.message, mark=True)
             raise failure from None
+        except EngineError:
+            raise
+        except BaseException as exc:  # a job timeout, a signal, Ctrl-C: record it, then let it go on unchanged
+            interrupts.abandon_if_busy(ctx.conn)
+            _record_apply_failure(ctx, step, checksum, _interruption(ctx, "apply", step, exc), mark=True)
+            raise
         done.append(step.version)
     return RunReport("apply", done, results, _elapsed_ms(started), plan_hash=plan.hash, request_id=ctx.request_id)
 
@@ -303,13 +339,11 @@ def _record_applied(ctx: Context, step: PlanStep, checksum: str, down_checksum: 
 def _record_apply_failure(ctx: Context, step: PlanStep, checksum: str, error: str, *, mark: bool) -> None:
     """Scenario 1 of the playbook: status 'failed' with error_message (outside the failed transaction)."""
     try:
-        if ctx.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            ctx.conn.rollback()
-        with ctx.conn.transaction():
+        with _bookkeeping(ctx) as conn, conn.transaction():
             if mark:
-                store.mark_failed(ctx.conn, step.version, step.name, checksum, error)
+                store.mark_failed(conn, step.version, step.name, checksum, error)
             store.record_history(
-                ctx.conn, version=step.version, operation="apply", status="failed", executed_by=ctx.actor,
+                conn, version=step.version, operation="apply", status="failed", executed_by=ctx.actor,
                 approved_by=ctx.approved_by, request_id=ctx.request_id, error_message=error,
                 details={"statement": ctx.current.get("sql")},
             )
@@ -396,7 +430,7 @@ def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_m
         results: list[StatementResult] = []
         warnings: list[str] = []
         holder.clear()
-        with ctx.conn.transaction(force_rollback=True):
+        with interrupts.transaction(ctx.conn, force_rollback=True):
             local_timeouts(ctx.conn, policy.lock_timeout_ms, ctx.statement_timeout_ms)
             rows = _read_rows(ctx)
             plan = (build_rollback_plan(ctx.server, ctx.disk, rows, to) if operation == "rollback"
