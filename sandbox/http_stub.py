@@ -1,12 +1,58 @@
-"""A small JSON HTTP server in a daemon thread: the common ground of the PagerDuty and DigitalOcean stand-ins."""
+"""Small HTTP servers in daemon threads: the common ground of the Slack, PagerDuty and DigitalOcean stand-ins.
+
+`QuietHTTPServer` keeps the stand-ins from printing tracebacks: a client that hangs up (a closed
+page's long-poll) is not an error, and anything else is one line on stderr. `send_*` answer a
+request; `read_body` reads one, refusing a malformed Content-Length.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
+
+
+class QuietHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        err = sys.exc_info()[1]
+        if isinstance(err, ConnectionError | TimeoutError):
+            return  # the client went away (a page closed mid long-poll): nothing to report
+        print(f"sandbox: {type(self).__name__} on port {self.server_address[1]}: "
+              f"{type(err).__name__}: {err}", file=sys.stderr)
+
+
+def read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """The request's body; ValueError when its Content-Length is not a number."""
+    length = int(handler.headers.get("Content-Length") or 0)
+    if length < 0:
+        raise ValueError("negative Content-Length")
+    return handler.rfile.read(length) if length else b""
+
+
+def send_bytes(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.send_header("Cache-Control", "no-store")
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, payload: Any) -> None:
+    send_bytes(handler, status, json.dumps(payload).encode("utf-8"), "application/json; charset=utf-8")
+
+
+def send_text(handler: BaseHTTPRequestHandler, status: int, text: str) -> None:
+    send_bytes(handler, status, text.encode("utf-8"), "text/plain; charset=utf-8")
+
+
+def one_line(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}".splitlines()[0]
 
 
 class JsonRequest:
@@ -26,8 +72,7 @@ class JsonHttpServer:
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.lock = threading.RLock()
-        self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._httpd.daemon_threads = True
+        self._httpd = QuietHTTPServer((host, port), _handler_for(self))
         self._started = False
 
     @property
@@ -62,19 +107,15 @@ def _handler_for(server: JsonHttpServer) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, verb: str) -> None:
             parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             try:
+                body = read_body(self)
                 status, payload = server.route(JsonRequest(verb, parts.path, query, self.headers, body))
             except ValueError as err:  # malformed JSON and the like: what a real API answers with a 400
                 status, payload = 400, {"message": f"bad request: {err}"}
-            data = json.dumps(payload).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            except Exception as err:  # a request the stand-in did not foresee: an answer, not a traceback
+                status, payload = 500, {"message": f"stand-in error: {one_line(err)}"}
+            send_json(self, status, payload)
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             self._serve("GET")

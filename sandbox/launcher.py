@@ -28,9 +28,18 @@ from psycopg import sql
 from rq import Queue, Worker
 
 from sandbox.digitalocean import DEFAULT_DROPLET_ID, DigitalOceanServer
+from sandbox.own_keys import delete_queue, forget_sandbox_requests
 from sandbox.page import ChannelPage
 from sandbox.pagerduty import PagerDutyServer
-from sandbox.people import APPROVER_GROUP, BOB, CAROL, INCIDENT_CHANNEL, SANDBOX_USERGROUPS, SANDBOX_USERS
+from sandbox.people import (
+    APPROVER_GROUP,
+    BOB,
+    CAROL,
+    INCIDENT_CHANNEL,
+    SANDBOX_USERGROUP_HANDLES,
+    SANDBOX_USERGROUPS,
+    SANDBOX_USERS,
+)
 from sandbox.services import LocalService, _port_open, ensure_postgres, ensure_redis, free_port
 from sandbox.slack_api import SlackApiServer
 
@@ -70,6 +79,18 @@ class Sandbox:
     _database_name: str = ""
     _flush_redis: bool = False
     _keep_workdir: bool = False
+    _queue_name: str = ""
+    _forget_channel: str | None = None  # the page's channel: its requests are the sandbox's own
+
+    def forget_own_keys(self) -> None:
+        """Remove this sandbox's requests and queue from Redis (a shared one is never flushed)."""
+        with contextlib.suppress(redis.RedisError):
+            conn = redis.Redis.from_url(self.redis_url)
+            if self._forget_channel:
+                forget_sandbox_requests(conn, channel=self._forget_channel, target=SANDBOX_TARGET,
+                                        database_name=self._database_name or SANDBOX_DATABASE)
+            if self._queue_name:
+                delete_queue(conn, self._queue_name)
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.logs.get(name)
@@ -98,6 +119,8 @@ class Sandbox:
             if server is not None:
                 server.stop()
         self.slack = self.pagerduty = self.digitalocean = None
+        self.forget_own_keys()
+        self._queue_name = ""
         if self._database_name:
             with contextlib.suppress(psycopg.Error), psycopg.connect(self._admin_url, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self._database_name)))
@@ -258,8 +281,11 @@ def start_sandbox(
         if flush:
             redis.Redis.from_url(redis_to_use).flushdb()
         sandbox._database_name = database_name
+        if not real_slack:  # a previous run's requests on a shared Redis would still hold the target
+            sandbox._forget_channel = INCIDENT_CHANNEL
+            sandbox.forget_own_keys()
         sandbox.database_url = create_example_database(postgres.url, database_name)
-        queue_name = f"sandbox-{uuid.uuid4().hex[:8]}"
+        queue_name = sandbox._queue_name = f"sandbox-{uuid.uuid4().hex[:8]}"
         common = {
             **base_env,
             "PYTHONUNBUFFERED": "1",
@@ -279,7 +305,8 @@ def start_sandbox(
             except OSError as err:
                 raise SandboxError(f"cannot serve the page on port {page_port} ({err.strerror}); "
                                    "choose another with --port or SANDBOX_PORT") from None
-            page = ChannelPage(sandbox.slack, channel=INCIDENT_CHANNEL, people=SANDBOX_USERS)
+            page = ChannelPage(sandbox.slack, channel=INCIDENT_CHANNEL, people=SANDBOX_USERS,
+                               group_handles=SANDBOX_USERGROUP_HANDLES)
             sandbox.slack.start()
             sandbox.pagerduty = PagerDutyServer().start()
             sandbox.digitalocean = DigitalOceanServer(token=f"do-sandbox-{secrets.token_hex(8)}").start()

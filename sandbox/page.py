@@ -7,16 +7,18 @@ exactly as Slack would deliver it: a signed slash command or a signed `block_act
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import urllib.error
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from sandbox.http_stub import send_bytes, send_json
 from sandbox.signing import SlackRequestSender
-from sandbox.slack_api import SlackApiServer, SlackUser, send_bytes, send_json
+from sandbox.slack_api import BOT_USER_ID, SlackApiServer, SlackUser
 
 LONG_POLL_SECONDS = 20.0
 COMMAND_PREFIX = "/rollback"
@@ -29,10 +31,12 @@ def _static(name: str) -> bytes:
 class ChannelPage:
     """Attach with `ChannelPage(server, channel=..., people=...)`; give it the bot with `connect()`."""
 
-    def __init__(self, server: SlackApiServer, *, channel: str, people: Iterable[SlackUser]) -> None:
+    def __init__(self, server: SlackApiServer, *, channel: str, people: Iterable[SlackUser],
+                 group_handles: Mapping[str, str] | None = None) -> None:
         self.server = server
         self.channel = channel
         self.people = list(people)
+        self.group_handles = dict(group_handles or {})  # user group id -> handle, for `<!subteam^ID>` mentions
         self.sender: SlackRequestSender | None = None
         self.maintenance = False  # switched by the target's maintenance hook (an HTTP call here)
         self._notes: list[dict[str, Any]] = []  # per-person notes: commands typed, bot unreachable
@@ -61,7 +65,11 @@ class ChannelPage:
             send_bytes(handler, 200, _static("index.html"), "text/html; charset=utf-8")
         elif path == "/sandbox/state" and verb == "GET":
             query = {k: v[-1] for k, v in parse_qs(urlsplit(handler.path).query).items()}
-            since = int(query.get("since", "-1"))
+            try:
+                since = int(query.get("since", "-1"))
+            except ValueError:
+                send_json(handler, 400, {"ok": False, "error": "since must be a whole number (the last state's version)"})
+                return
             self.server.workspace.wait_for_change(since, LONG_POLL_SECONDS)
             send_json(handler, 200, self.state(query.get("user", "")))
         elif path == "/sandbox/health":
@@ -71,10 +79,14 @@ class ChannelPage:
             with self.server.workspace._lock:
                 self.server.workspace._changed()
             send_json(handler, 200, {"ok": True, "maintenance": self.maintenance})
-        elif path == "/sandbox/command" and verb == "POST":
-            send_json(handler, 200, self.command(**_form(body)))
-        elif path == "/sandbox/action" and verb == "POST":
-            send_json(handler, 200, self.action(**_form(body)))
+        elif path in ("/sandbox/command", "/sandbox/action") and verb == "POST":
+            try:
+                fields = _form(body)
+            except BadRequest as err:
+                send_json(handler, 400, {"ok": False, "error": str(err)})
+                return
+            do = self.command if path == "/sandbox/command" else self.action
+            send_json(handler, 200, do(**fields))
         else:
             send_json(handler, 404, {"error": "not found"})
 
@@ -93,12 +105,23 @@ class ChannelPage:
             "version": version,
             "channel": self.channel,
             "people": [{"id": p.id, "name": p.name, "title": p.title} for p in self.people],
-            "names": {uid: u.name for uid, u in ws.users.items()} | {"U_ROLLBACKBOT": "rollback-bot"},
+            "names": {uid: u.name for uid, u in ws.users.items()} | {BOT_USER_ID: "rollback-bot"},
+            "groups": self.group_handles,
             "messages": roots,
             "ephemerals": ws.ephemerals(self.channel, user) + notes,
-            "bot_connected": self.sender is not None,
+            "bot_connected": self.sender is not None and self._bot_listening(),
             "maintenance": self.maintenance,
         }
+
+    def _bot_listening(self) -> bool:
+        """Whether the bot's port takes connections: the page's header says so (the bot may have died)."""
+        assert self.sender is not None
+        address = urlsplit(self.sender.bot_url)
+        try:
+            socket.create_connection((address.hostname or "127.0.0.1", address.port or 80), timeout=0.5).close()
+        except OSError:
+            return False
+        return True
 
     def _note(self, user: str, text: str) -> None:
         ws = self.server.workspace
@@ -112,39 +135,34 @@ class ChannelPage:
 
     def command(self, *, user: str = "", text: str = "", **_: Any) -> dict[str, Any]:
         text = text.strip()
-        if user not in {p.id for p in self.people}:
-            return {"ok": False, "error": "pick who you are first"}
         if not text.startswith(COMMAND_PREFIX):
             return {"ok": False, "error": f"only {COMMAND_PREFIX} commands reach the bot here, e.g. {COMMAND_PREFIX} help"}
-        if self.sender is None:
-            return {"ok": False, "error": "the bot is not connected to this page"}
         command, _space, rest = text.partition(" ")
-        self._note(user, f"You ran `{text}`")
-        try:
-            status, body = self.sender.command(rest.strip(), user_id=user, channel_id=self.channel, command=command)
-        except (urllib.error.URLError, OSError) as err:
-            self._note(user, f"The bot did not answer ({err}). Is it running?")
-            return {"ok": False, "error": "the bot did not answer"}
-        if status != 200:
-            self._note(user, f"The bot refused the request (HTTP {status}).")
-            return {"ok": False, "error": f"HTTP {status}"}
-        self._show_ack(user, body)
-        return {"ok": True}
+        return self._deliver(user, "request", lambda sender: sender.command(
+            rest.strip(), user_id=user, channel_id=self.channel, command=command), typed=text)
 
     def action(self, *, user: str = "", action_id: str = "", value: str = "", message_ts: str = "",
                block_id: str = "", **_: Any) -> dict[str, Any]:
+        return self._deliver(user, "click", lambda sender: sender.action(
+            action_id, value, user_id=user, channel_id=self.channel, message_ts=message_ts,
+            block_id=block_id or None))
+
+    def _deliver(self, user: str, what: str, send: Callable[[SlackRequestSender], tuple[int, str]],
+                 typed: str | None = None) -> dict[str, Any]:
+        """Send a command or a click to the bot as `user`; the page hears how it went."""
         if user not in {p.id for p in self.people}:
             return {"ok": False, "error": "pick who you are first"}
         if self.sender is None:
             return {"ok": False, "error": "the bot is not connected to this page"}
+        if typed is not None:
+            self._note(user, f"You ran `{typed}`")
         try:
-            status, body = self.sender.action(action_id, value, user_id=user, channel_id=self.channel,
-                                              message_ts=message_ts, block_id=block_id or None)
+            status, body = send(self.sender)
         except (urllib.error.URLError, OSError) as err:
             self._note(user, f"The bot did not answer ({err}). Is it running?")
             return {"ok": False, "error": "the bot did not answer"}
         if status != 200:
-            self._note(user, f"The bot refused the click (HTTP {status}).")
+            self._note(user, f"The bot refused the {what} (HTTP {status}).")
             return {"ok": False, "error": f"HTTP {status}"}
         self._show_ack(user, body)
         return {"ok": True}
@@ -166,7 +184,16 @@ class ChannelPage:
             self.server.workspace.post_ephemeral(self.channel, user, message)
 
 
-def _form(body: bytes) -> dict[str, str]:
-    parsed = json.loads(body.decode("utf-8") or "{}")
-    return {str(k): str(v) for k, v in parsed.items()} if isinstance(parsed, dict) else {}
+class BadRequest(ValueError):
+    """A page request the server cannot read; answered 400 with this one line."""
 
+
+def _form(body: bytes) -> dict[str, str]:
+    """The page's POST body: a JSON object of strings."""
+    try:
+        parsed = json.loads(body.decode("utf-8") or "{}")
+    except ValueError:
+        raise BadRequest("the request body must be JSON, e.g. {\"user\": \"U_ALICE\", \"text\": \"/rollback help\"}") from None
+    if not isinstance(parsed, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return {str(k): "" if v is None else str(v) for k, v in parsed.items()}

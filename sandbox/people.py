@@ -11,4 +11,5 @@ CAROL = SlackUser(id="U_CAROL", name="carol", real_name="Carol Example", title="
 SANDBOX_USERS = (ALICE, BOB, CAROL)
 APPROVER_GROUP = "S_DBA"
 SANDBOX_USERGROUPS = {APPROVER_GROUP: [BOB.id]}
+SANDBOX_USERGROUP_HANDLES = {APPROVER_GROUP: "dba"}  # shown for `<!subteam^S_DBA>` mentions
 INCIDENT_CHANNEL = "C_INCIDENT"

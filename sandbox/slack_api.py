@@ -14,9 +14,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
+
+from sandbox.http_stub import QuietHTTPServer, one_line, read_body, send_bytes, send_json, send_text
 
 BOT_USER_ID = "U_ROLLBACKBOT"
 BOT_ID = "B_ROLLBACKBOT"
@@ -325,6 +327,8 @@ class _Api:
             return {"ok": True, **handler(args)}
         except SlackApiError as err:
             return {"ok": False, "error": err.code}
+        except (ValueError, TypeError, AttributeError):  # an argument of the wrong shape, e.g. limit=abc
+            return {"ok": False, "error": "invalid_arguments"}
 
     @staticmethod
     def _required(args: Mapping[str, Any], *names: str) -> list[Any]:
@@ -414,15 +418,26 @@ class _Api:
 
 
 def _read_args(handler: BaseHTTPRequestHandler, body: bytes) -> dict[str, Any]:
-    """Query string, form body and JSON body merged, the way Slack accepts all three."""
+    """Query string, form body and JSON body merged, the way Slack accepts all three.
+
+    A body that cannot be read raises SlackApiError with Slack's own code for it.
+    """
     args: dict[str, Any] = {k: v[-1] for k, v in parse_qs(urlsplit(handler.path).query).items()}
     content_type = handler.headers.get("Content-Type", "")
     if body and "application/json" in content_type:
-        parsed = json.loads(body.decode("utf-8"))
-        if isinstance(parsed, dict):
-            args.update(parsed)
+        try:
+            parsed = json.loads(body.decode("utf-8"))
+        except ValueError:
+            raise SlackApiError("invalid_json") from None
+        if not isinstance(parsed, dict):
+            raise SlackApiError("json_not_object")
+        args.update(parsed)
     elif body:
-        args.update({k: v[-1] for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()})
+        try:
+            form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+        except ValueError:
+            raise SlackApiError("invalid_form_data") from None
+        args.update({k: v[-1] for k, v in form.items()})
     return args
 
 
@@ -444,8 +459,7 @@ class SlackApiServer:
         self.workspace = SlackWorkspace(users or [], usergroups or {})
         self.page: Any = None  # sandbox.page.ChannelPage when the page is attached
         self._api = _Api(self.workspace, lambda: self.url)
-        self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._httpd.daemon_threads = True
+        self._httpd = QuietHTTPServer((host, port), _handler_for(self))
         self._thread: threading.Thread | None = None
 
     @property
@@ -544,44 +558,66 @@ class SlackApiServer:
         return None if token == self.token else "invalid_auth"
 
     def _handle(self, handler: BaseHTTPRequestHandler, verb: str) -> None:
+        """Every request: a Slack-style answer, never a dropped connection or a traceback."""
         path = urlsplit(handler.path).path
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else b""
+        try:
+            body = read_body(handler)
+        except ValueError:
+            send_json(handler, 400, {"ok": False, "error": "invalid_form_data"})
+            return
+        try:
+            self._route(handler, verb, path, body)
+        except Exception as err:  # a bug in the stand-in: one line for the caller, the server keeps serving
+            send_json(handler, 500, {"ok": False, "error": "internal_error", "detail": one_line(err)})
+
+    def _route(self, handler: BaseHTTPRequestHandler, verb: str, path: str, body: bytes) -> None:
         if path.startswith("/api/"):
-            method = path[len("/api/"):]
-            try:
-                args = _read_args(handler, body)
-            except ValueError:
-                _send_json(handler, 200, {"ok": False, "error": "invalid_json"})
-                return
-            self.workspace.record_call(method, args)
-            problem = self._authorized(handler, args)
-            answer = {"ok": False, "error": problem} if problem else self._api.call(method, args)
-            _send_json(handler, 200, answer)
+            send_json(handler, 200, self._api_answer(handler, path[len("/api/"):], body))
         elif path.startswith("/upload/") and verb == "POST":
             try:
                 self.workspace.upload(path.split("/")[2], body)
             except SlackApiError:
-                _send_text(handler, 404, "file not found")
+                send_text(handler, 404, "file not found")
                 return
-            _send_text(handler, 200, f"OK - {len(body)}")
+            send_text(handler, 200, f"OK - {len(body)}")
         elif path.startswith("/response/") and verb == "POST":
-            try:
-                self.workspace.respond(path.split("/")[2], json.loads(body.decode("utf-8") or "{}"))
-            except (SlackApiError, ValueError) as err:
-                _send_text(handler, 404, f"invalid response_url post: {err}")
-                return
-            _send_text(handler, 200, "ok")
+            self._respond(handler, path.split("/")[2], body)
         elif path.startswith("/files/") and verb == "GET":
             stored = self.workspace.file(path.split("/")[2])
             if stored is None:
-                _send_text(handler, 404, "file not found")
+                send_text(handler, 404, "file not found")
                 return
-            _send_bytes(handler, 200, stored.content, "text/plain; charset=utf-8")
+            send_bytes(handler, 200, stored.content, "text/plain; charset=utf-8")
         elif self.page is not None and self.page.handles(path):
             self.page.handle(handler, verb, path, body)
         else:
-            _send_text(handler, 404, "not found")
+            send_text(handler, 404, "not found")
+
+    def _api_answer(self, handler: BaseHTTPRequestHandler, method: str, body: bytes) -> dict[str, Any]:
+        try:
+            args = _read_args(handler, body)
+        except SlackApiError as err:
+            return {"ok": False, "error": err.code}
+        self.workspace.record_call(method, args)
+        problem = self._authorized(handler, args)
+        return {"ok": False, "error": problem} if problem else self._api.call(method, args)
+
+    def _respond(self, handler: BaseHTTPRequestHandler, response_id: str, body: bytes) -> None:
+        """A `response_url` post: Slack answers a body it cannot read with 400 `invalid_payload`."""
+        try:
+            payload = json.loads(body.decode("utf-8") or "{}")
+        except ValueError:
+            send_text(handler, 400, "invalid_payload")
+            return
+        if not isinstance(payload, dict):
+            send_text(handler, 400, "invalid_payload")
+            return
+        try:
+            self.workspace.respond(response_id, payload)
+        except SlackApiError as err:
+            send_text(handler, 404, err.code)
+            return
+        send_text(handler, 200, "ok")
 
 
 def message_text(message: Mapping[str, Any]) -> str:
@@ -603,28 +639,6 @@ def message_text(message: Mapping[str, Any]) -> str:
     for f in message.get("files") or []:
         parts.append(f"[file {f.get('name')}]")
     return " | ".join(p for p in parts if p)
-
-
-def _send_bytes(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str) -> None:
-    handler.send_response(status)
-    handler.send_header("Content-Type", content_type)
-    handler.send_header("Content-Length", str(len(body)))
-    handler.send_header("Cache-Control", "no-store")
-    handler.end_headers()
-    handler.wfile.write(body)
-
-
-def _send_json(handler: BaseHTTPRequestHandler, status: int, payload: Any) -> None:
-    _send_bytes(handler, status, json.dumps(payload).encode("utf-8"), "application/json; charset=utf-8")
-
-
-def _send_text(handler: BaseHTTPRequestHandler, status: int, text: str) -> None:
-    _send_bytes(handler, status, text.encode("utf-8"), "text/plain; charset=utf-8")
-
-
-send_json = _send_json
-send_bytes = _send_bytes
-send_text = _send_text
 
 
 def _handler_for(server: SlackApiServer) -> type[BaseHTTPRequestHandler]:

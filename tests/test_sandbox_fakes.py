@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import pydo
 import pytest
@@ -247,3 +249,53 @@ def test_digitalocean_requires_the_token_and_can_fail(digitalocean: DigitalOcean
     statuses = [client.actions.get(action["id"])["action"]["status"] for _ in range(2)]
     assert statuses == ["in-progress", "errored"]
     assert json.loads(json.dumps(client.snapshots.list()))["snapshots"] == []
+
+
+def _raw_post(url: str, body: bytes, content_type: str) -> requests.Response:
+    return requests.post(url, data=body, headers={"Content-Type": content_type}, timeout=5)
+
+
+def test_unreadable_api_bodies_get_slack_error_codes(slack_api: SlackApiServer, capfd: pytest.CaptureFixture[str]) -> None:
+    url = slack_api.api_url + "chat.postMessage"
+    cases = [
+        (b"{not json", "application/json", "invalid_json"),
+        (b"[1, 2]", "application/json", "json_not_object"),
+        (b"\xff\xfe=\x00", "application/x-www-form-urlencoded", "invalid_form_data"),
+        (b"channel", "application/x-www-form-urlencoded", "invalid_form_data"),
+        (b"token=xoxb-test&channel=C1&limit=abc", "application/x-www-form-urlencoded", "no_text"),
+    ]
+    for body, content_type, error in cases:
+        answer = _raw_post(url, body, content_type)
+        assert (answer.status_code, answer.json()) == (200, {"ok": False, "error": error}), body
+    history = _raw_post(slack_api.api_url + "conversations.history", b"token=xoxb-test&channel=C1&limit=abc",
+                        "application/x-www-form-urlencoded")
+    assert history.json() == {"ok": False, "error": "invalid_arguments"}
+    raw = http.client.HTTPConnection(urlsplit(slack_api.url).netloc, timeout=5)
+    raw.putrequest("POST", "/api/auth.test")
+    raw.putheader("Content-Length", "many")
+    raw.endheaders()
+    bad_length = raw.getresponse()
+    assert bad_length.status == 400 and json.loads(bad_length.read())["error"] == "invalid_form_data"
+    raw.close()
+    response = _raw_post(slack_api.url + "/response/R00000001", b"{oops", "application/json")
+    assert (response.status_code, response.text) == (400, "invalid_payload")
+    unknown = _raw_post(slack_api.url + "/response/R99999999", b"{}", "application/json")
+    assert (unknown.status_code, unknown.text) == (404, "no_such_response_url")
+    assert web_still_answers(slack_api)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def web_still_answers(slack_api: SlackApiServer) -> bool:
+    return bool(WebClient(token="xoxb-test", base_url=slack_api.api_url).auth_test()["ok"])
+
+
+def test_pagerduty_and_digitalocean_answer_garbage_with_one_line(
+        pagerduty: PagerDutyServer, digitalocean: DigitalOceanServer, capfd: pytest.CaptureFixture[str]) -> None:
+    for body in (b"\xff\xfe", b"[]", b'{"payload": 3}', b"null"):
+        answer = _raw_post(pagerduty.url, body, "application/json")
+        assert answer.status_code == 400 and answer.json()["status"] == "invalid event", body
+    droplet = requests.post(f"{digitalocean.url}/v2/droplets/{DEFAULT_DROPLET_ID}/actions", data=b"{nope",
+                            headers={"Authorization": f"Bearer {digitalocean.token}"}, timeout=5)
+    assert droplet.status_code == 400 and "\n" not in droplet.json()["message"]
+    assert pagerduty.events == [] and digitalocean.snapshots == []
+    assert "Traceback" not in capfd.readouterr().err

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import redis
 
 from core.config import load_settings
+from core.requests import RequestStore
 from sandbox.__main__ import _real_slack_configured
-from sandbox.launcher import KNOWN_GOOD_VERSION, MIGRATIONS_DIR, People, create_example_database, write_config
+from sandbox.launcher import (
+    KNOWN_GOOD_VERSION,
+    MIGRATIONS_DIR,
+    SANDBOX_DATABASE,
+    SANDBOX_TARGET,
+    People,
+    create_example_database,
+    write_config,
+)
+from sandbox.own_keys import forget_sandbox_requests
+from sandbox.people import INCIDENT_CHANNEL
 
 
 def test_sandbox_config_is_valid_settings(tmp_path: Path) -> None:
@@ -53,3 +66,35 @@ def test_example_database_holds_seed_data_and_both_migrations(postgres_admin_url
         assert conn.execute("SELECT count(*) FROM projects").fetchone()[0] > 100  # type: ignore[index]
         versions = conn.execute("SELECT version, status FROM schema_migrations ORDER BY version").fetchall()
     assert [v for v, s in versions if s == "completed"][-2:] == [KNOWN_GOOD_VERSION, "2025_10_20_150000"]
+
+
+def test_own_keys_are_forgotten_and_nothing_else(redis_conn: redis.Redis) -> None:
+    """A previous run's request on a shared Redis must not hold the target; others' keys stay."""
+    store = RequestStore(redis_conn)
+    common: dict[str, Any] = {"requester": "U_ALICE", "plan_hash": "h", "to_version": KNOWN_GOOD_VERSION,
+                              "versions": ["2025_10_20_150000"], "summary": "s", "ttl_seconds": 900}
+    stale = store.create(kind="rollback", target=SANDBOX_TARGET, channel=INCIDENT_CHANNEL, thread_ts="1.0", **common)
+    assert store.claim(stale.id, "backup")
+    store.save_plan(INCIDENT_CHANNEL, SANDBOX_TARGET, {"hash": "h"})
+    redis_conn.set(f"rollback:identity:{SANDBOX_TARGET}", json.dumps({"dbname": SANDBOX_DATABASE}))
+    other = store.create(kind="rollback", target="staging", channel="C0REAL", thread_ts="2.0", **common)
+    store.save_plan("C0REAL", "staging", {"hash": "h"})
+    redis_conn.set("rollback:identity:staging", json.dumps({"dbname": "app"}))
+    redis_conn.set("unrelated", "1")
+
+    assert forget_sandbox_requests(redis_conn, channel=INCIDENT_CHANNEL, target=SANDBOX_TARGET,
+                                   database_name=SANDBOX_DATABASE) == 1
+
+    assert store.get(stale.id) is None and store.active_for_target(SANDBOX_TARGET) is None
+    assert store.claim(stale.id, "backup")  # its claim went with it
+    assert store.current_plan(INCIDENT_CHANNEL, SANDBOX_TARGET) is None
+    assert redis_conn.get(f"rollback:identity:{SANDBOX_TARGET}") is None
+    assert store.active_for_target("staging") == store.get(other.id) is not None
+    assert store.current_plan("C0REAL", "staging") == {"hash": "h"}
+    assert redis_conn.get("rollback:identity:staging") is not None and redis_conn.get("unrelated") == b"1"
+
+
+def test_identity_of_another_database_under_the_target_name_is_kept(redis_conn: redis.Redis) -> None:
+    redis_conn.set(f"rollback:identity:{SANDBOX_TARGET}", json.dumps({"dbname": "the_real_prod"}))
+    forget_sandbox_requests(redis_conn, channel=INCIDENT_CHANNEL, target=SANDBOX_TARGET, database_name=SANDBOX_DATABASE)
+    assert redis_conn.get(f"rollback:identity:{SANDBOX_TARGET}") is not None

@@ -6,7 +6,10 @@ kinds of message the real bot posts, so the page's rendering and its signed requ
 
 from __future__ import annotations
 
+import json
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -122,3 +125,32 @@ def test_page_refuses_what_is_not_a_rollback_command(page_server: SlackApiServer
     page.get_by_text("only /rollback commands reach the bot here").wait_for()
     assert page_server.messages(INCIDENT_CHANNEL) == []
     page.close()
+
+
+def test_page_answers_unreadable_posts_with_one_line(page_server: SlackApiServer,
+                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    for path in ("/sandbox/command", "/sandbox/action"):
+        for body in (b"user=U_ALICE&text=/rollback+help", b"[1]", b"\xff"):
+            request = urllib.request.Request(page_server.url + path, data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(request, timeout=5)
+            answer = json.loads(err.value.read())
+            assert err.value.code == 400 and answer["ok"] is False, body
+            assert answer["error"].startswith("the request body must be") and "\n" not in answer["error"]
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(page_server.url + "/sandbox/state?since=soon", timeout=5)
+    assert err.value.code == 400
+    assert page_server.messages(INCIDENT_CHANNEL) == [] and page_server.ephemerals() == []
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_page_state_names_groups_and_whether_the_bot_listens(page_server: SlackApiServer) -> None:
+    page = page_server.page
+    page.group_handles = {"S_DBA": "dba"}
+    with urllib.request.urlopen(page_server.url + "/sandbox/state?user=U_ALICE", timeout=5) as answer:
+        state = json.loads(answer.read())
+    assert state["groups"] == {"S_DBA": "dba"} and state["bot_connected"] is True
+    page.connect("http://127.0.0.1:9/slack/events", SECRET)  # the discard port: nobody listens
+    assert page.state("U_ALICE")["bot_connected"] is False
+    assert page.command(user="U_ALICE", text="/rollback status") == {"ok": False, "error": "the bot did not answer"}
