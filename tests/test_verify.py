@@ -13,7 +13,8 @@ import pytest
 
 from core.config import Target
 from tests.test_backup import PASSWORD, build_example, with_password
-from workers.verify import VerifyError, count_all_rows, count_rows, run_checks
+from workers import messages
+from workers.verify import VerifyError, check_migration_health, count_all_rows, count_rows, run_checks
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 
@@ -140,3 +141,43 @@ def test_unreachable_database_is_a_one_line_error() -> None:
         run_checks(f"postgresql://u:{PASSWORD}@127.0.0.1:1/db", target, expected_status=None,
                    baseline_counts=None, migrations_dir=MIGRATIONS)
     assert PASSWORD not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_checks_read_as_sentences_and_skips_never_count_as_passes(
+    example: tuple[str, dict[str, str]], http_server: StatusServer
+) -> None:
+    url, statuses = example
+    baseline = count_rows(url, ["users", "public.projects"])
+    target = Target(name="prod", database_url_env="X", critical_tables=("users", "public.projects"),
+                    health_url=f"{http_server.url}/health")
+    checks = run_checks(url, target, expected_status=statuses, baseline_counts=baseline,
+                        migrations_dir=MIGRATIONS).to_dict()["checks"]
+    block = messages.checks_block(checks)
+    assert "migration status: 4 of 4 as expected" in block
+    assert "users: 60 rows (60 before)" in block and "public.projects: 30 rows (30 before)" in block
+    assert f"health check: HTTP 200 from {http_server.url}/health" in block
+    assert ":fast_forward: smoke test: skipped, no smoke_command configured" in block
+    assert "{" not in block and "None" not in block and "True" not in block
+    assert messages.checks_summary(checks) == "5 passed, 1 skipped, 0 failed"
+
+
+def test_standalone_migration_check_fails_on_failed_running_or_drifted_migrations() -> None:
+    healthy = {"migrations": [{"version": "2025_10_01_090000", "status": "completed", "drift": False},
+                              {"version": "2025_10_20_150000", "status": "rolled_back", "drift": False}]}
+    good = check_migration_health(healthy)
+    assert good.passed and good.detail == "2 migration(s), none failed, running or drifted"
+    broken = check_migration_health({"migrations": [
+        {"version": "2025_10_01_090000", "status": "completed", "drift": True},
+        {"version": "2025_10_20_150000", "status": "failed", "drift": False},
+        {"version": "2025_10_21_000000", "status": "running", "drift": False},
+    ]})
+    assert not broken.passed and broken.figure == {"migrations": 3, "problems": 3}
+    assert "2025_10_20_150000 failed" in broken.detail and "2025_10_21_000000 running" in broken.detail
+    assert "2025_10_01_090000 its file changed since it was applied (drift)" in broken.detail
+
+
+def test_durations_under_a_second_print_in_milliseconds() -> None:
+    assert [messages.seconds(v) for v in (0, 0.0344, 0.9994, 1.0, 4.31, 125)] == [
+        "0ms", "34ms", "999ms", "1.0s", "4.3s", "2m05s"]
+    assert messages.step_finished("Rollback", "3 statements", 0.012) == (
+        ":white_check_mark: *Rollback* finished in 12ms — 3 statements")

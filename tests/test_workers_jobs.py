@@ -3,6 +3,7 @@ a DigitalOcean snapshot before the rollback, and a step that runs past its time 
 
 from __future__ import annotations
 
+import psycopg
 import redis
 
 from core.requests import RequestStore
@@ -16,6 +17,7 @@ from tests.fixtures.stack import (
     enqueue,
     open_slow_gate,
     post_root,
+    rolled_back_request,
     slow_migrations,
     thread_text,
     wait_job,
@@ -54,6 +56,35 @@ def test_read_only_jobs_answer_in_the_thread(stack_env, database_url, slack_api,
 
     ts, verify = _job(stack_env, slack_api, "workers.jobs.verify", target="prod", requester=REQUESTER)
     assert verify["passed"] and "connections" in thread_text(slack_api, ts)
+    # no rollback recorded: nothing to compare the counts with, and that is said, as a skip
+    text = thread_text(slack_api, ts)
+    assert "no earlier count to compare" in text and "— 2 passed, 4 skipped, 0 failed" in text
+    assert "migration status: 4 migration(s), none failed, running or drifted" in text
+
+
+def test_standalone_verify_compares_with_the_counts_before_the_last_rollback(
+    stack_env, database_url, slack_api, worker
+):
+    _, request = rolled_back_request(stack_env, slack_api, database_url, "2025_10_20_120001")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        users = conn.execute("SELECT count(*) FROM users").fetchone()[0]
+        conn.execute("DELETE FROM projects WHERE id = (SELECT min(id) FROM projects)")
+        projects = conn.execute("SELECT count(*) FROM projects").fetchone()[0]
+
+    ts, verify = _job(stack_env, slack_api, "workers.jobs.verify", target="prod", requester=REQUESTER)
+    text = thread_text(slack_api, ts)
+    assert f"compared with those taken before rollback {request.id} (" in text
+    assert verify["verify"]["baseline"]["request_id"] == request.id
+    assert f"users: {users} rows ({users} before)" in text
+    assert f"projects: {projects} rows ({projects + 1} before, -1)" in text
+    assert not verify["passed"] and "checks failed: row count projects" in text
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE schema_migrations SET status = 'failed' WHERE version = '2025_10_01_090500'")
+    ts, verify = _job(stack_env, slack_api, "workers.jobs.verify", target="prod", requester=REQUESTER)
+    failed = [c for c in verify["verify"]["checks"] if not c["passed"] and not c["skipped"]]
+    assert [c["name"] for c in failed] == ["migration status", "row count projects"]
+    assert "2025_10_01_090500 failed" in thread_text(slack_api, ts)
 
 
 def test_unknown_target_is_one_clear_line(stack_env, slack_api, worker):
@@ -76,7 +107,12 @@ def test_digitalocean_snapshot_is_taken_before_the_rollback(
     slack_api.wait_for(lambda: store.get(request.id).status.value in ("succeeded", "failed"), timeout=60)
     assert store.get(request.id).status.value == "succeeded", thread_text(slack_api, ts)
     assert [s["name"] for s in digitalocean.snapshots] == [f"prod-pre-rollback-{request.id}"]
-    assert f"snapshot prod-pre-rollback-{request.id}" in thread_text(slack_api, ts)
+    text = thread_text(slack_api, ts)
+    assert f"snapshot prod-pre-rollback-{request.id}" in text
+    # the snapshot is its own step: one "Backup finished" (pg_dump's), then the Snapshot's lines
+    assert text.count("*Backup* finished") == 1 and text.count("*Backup* started") == 1
+    assert "*Snapshot* started: DigitalOcean snapshot of droplet" in text and "*Snapshot* finished" in text
+    assert text.index("*Backup* finished") < text.index("*Snapshot* started")
 
 
 def test_a_step_past_its_time_limit_is_stopped_and_paged(

@@ -15,6 +15,7 @@ from tests.fixtures.stack import (
     dry_run_plan,
     enqueue,
     post_root,
+    run_request,
     thread_text,
     wait_job,
     write_config,
@@ -55,6 +56,11 @@ def test_whole_pipeline_rolls_back_verifies_and_records(stack_env, database_url,
     assert "Backup* finished" in text and "sha256" in text and stack_env["BACKUP_DIR"] in text
     assert "DROP TABLE IF EXISTS new_feature_table" in text
     assert "users" in text and "Verification* finished" in text
+    # figures read as sentences, skips are not passes, short steps are timed in ms (walkthrough findings)
+    assert f"users: {users_before} rows ({users_before} before)" in text
+    assert "migration status: 1 of 1 as expected" in text
+    assert "Verification* finished" in text and "— 4 passed, 2 skipped, 0 failed" in text
+    assert "{'" not in text and "None" not in text and " 0.0s" not in text and "checks passed" not in text
     broadcast = [m for m in slack_api.thread("C_INCIDENT", ts) if m.get("reply_broadcast")]
     assert broadcast and "rolled back" in broadcast[-1]["text"]
 
@@ -83,13 +89,6 @@ def _history(url: str, request_id: str) -> list[tuple[str, str]]:
             "SELECT operation, status FROM migration_history WHERE request_id = %s", (request_id,)).fetchall()]
 
 
-def _run_request(env, slack_api, request_id: str) -> str:
-    enqueue(env, "workers.jobs.execute", request_id=request_id)
-    store = RequestStore(redis.Redis.from_url(env["REDIS_URL"]))
-    slack_api.wait_for(lambda: store.get(request_id).status.value in ("succeeded", "failed"), timeout=60)
-    return store.get(request_id).status.value
-
-
 def test_backup_failure_stops_the_pipeline_before_any_change(
     stack_env, database_url, slack_api, pagerduty, start_worker, tmp_path
 ):
@@ -101,7 +100,7 @@ def test_backup_failure_stops_the_pipeline_before_any_change(
     ts, dry = dry_run_plan(stack_env, slack_api, GOOD)
     request = approved_request(stack_env, thread_ts=ts, plan=dry)
 
-    assert _run_request(stack_env, slack_api, request.id) == "failed"
+    assert run_request(stack_env, slack_api, request.id) == "failed"
     pagerduty.wait_for(lambda: pagerduty.events)
     text = thread_text(slack_api, ts)
     assert "Backup* failed" in text and "Rollback* started" not in text
@@ -139,7 +138,7 @@ def test_verification_failure_pages_and_leaves_maintenance_on(
         start_worker(stack_env)
         ts, dry = dry_run_plan(stack_env, slack_api, GOOD)
         request = approved_request(stack_env, thread_ts=ts, plan=dry)
-        assert _run_request(stack_env, slack_api, request.id) == "failed"
+        assert run_request(stack_env, slack_api, request.id) == "failed"
         pagerduty.wait_for(lambda: pagerduty.events)
     finally:
         health.shutdown()
@@ -181,7 +180,7 @@ def test_execute_refuses_when_the_database_changed_since_the_dry_run(stack_env, 
 
     Engine(database_url, "migrations", actor="someone-else").rollback(to=GOOD)  # by hand, meanwhile
 
-    assert _run_request(stack_env, slack_api, request.id) == "failed"
+    assert run_request(stack_env, slack_api, request.id) == "failed"
     text = thread_text(slack_api, ts)
     assert "database changed since the dry run" in text and "Backup* started" not in text
     with psycopg.connect(database_url) as conn:
@@ -200,7 +199,7 @@ def test_execute_refuses_an_approval_older_than_the_start_bound(stack_env, datab
                            plan_hash=inner["hash"], to_version=GOOD, versions=inner["versions"], summary="s",
                            ttl_seconds=3600, now=time.time() - 600)
     store.decide(pending.id, "approved", by=APPROVER, now=time.time() - 500)  # start_within_seconds is 120
-    assert _run_request(stack_env, slack_api, pending.id) == "failed"
+    assert run_request(stack_env, slack_api, pending.id) == "failed"
     assert "longer than the 2m00s allowed" in thread_text(slack_api, ts)
     assert _scalar(database_url, "SELECT status FROM schema_migrations WHERE version = %s", BAD) == "completed"
 

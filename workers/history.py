@@ -53,3 +53,31 @@ def has_failure(conn: psycopg.Connection[Any], request_id: str, operation: str) 
         (request_id, operation),
     ).fetchone()
     return bool(row and row[0])
+
+
+def last_rollback(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+    """The most recent completed rollback recorded on this target: request_id and executed_at."""
+    if not store.tables_exist(conn):
+        return None
+    row = conn.execute(
+        "SELECT request_id, executed_at FROM migration_history WHERE operation = 'rollback' AND status = 'completed'"
+        " ORDER BY executed_at DESC, id DESC LIMIT 1"
+    ).fetchone()
+    return {"request_id": row[0], "executed_at": row[1]} if row else None
+
+
+def counts_before(conn: psycopg.Connection[Any], request_id: str) -> dict[str, int] | None:
+    """The row counts taken before a request's rollback, as its verification recorded them."""
+    row = conn.execute(
+        "SELECT details FROM migration_history WHERE request_id = %s AND operation = 'verify'"
+        " ORDER BY executed_at DESC, id DESC LIMIT 1",
+        (request_id,),
+    ).fetchone()
+    checks = ((row[0] if row else None) or {}).get("checks") or []
+    counts = {
+        str(c.get("subject") or str(c.get("name")).removeprefix("row count ")): int(c["figure"]["before"])
+        for c in checks
+        if str(c.get("name", "")).startswith("row count ") and isinstance(c.get("figure"), dict)
+        and c["figure"].get("before") is not None
+    }
+    return counts or None

@@ -17,9 +17,12 @@ WARNING = ":warning:"
 PAGE = ":rotating_light:"
 
 
-def _figures(figures: Mapping[str, Any] | None) -> str:
+def _figures(figures: Mapping[str, Any] | str | None) -> str:
+    """A step's figures after its finished line: `key value` pairs, or one sentence as it is."""
     if not figures:
         return ""
+    if isinstance(figures, str):
+        return " — " + figures
     return " — " + ", ".join(f"{key} {value}" for key, value in figures.items() if value is not None)
 
 
@@ -35,8 +38,11 @@ def human_bytes(size: int | float | None) -> str:
 
 
 def seconds(value: float | None) -> str:
+    """The one duration formatter of the workers: `340ms` below a second, `4.2s`, then `3m05s`."""
     if value is None:
         return "?"
+    if value < 1:
+        return f"{max(value, 0) * 1000:.0f}ms"
     if value < 60:
         return f"{value:.1f}s"
     minutes, secs = divmod(int(value), 60)
@@ -50,7 +56,7 @@ def step_started(step: str, detail: str = "") -> str:
     return f"{STARTED} *{step}* started" + (f": {detail}" if detail else "")
 
 
-def step_finished(step: str, figures: Mapping[str, Any] | None = None, duration_s: float | None = None) -> str:
+def step_finished(step: str, figures: Mapping[str, Any] | str | None = None, duration_s: float | None = None) -> str:
     took = f" in {seconds(duration_s)}" if duration_s is not None else ""
     return f"{DONE} *{step}* finished{took}{_figures(figures)}"
 
@@ -73,6 +79,7 @@ def still_running(step: str, elapsed_s: float, detail: str = "") -> str:
 STEP_NAMES = {
     "execute": "Execute",
     "backup": "Backup",
+    "snapshot": "Snapshot",
     "maintenance_on": "Maintenance on",
     "rollback": "Rollback",
     "verify": "Verification",
@@ -126,6 +133,14 @@ def no_backup() -> str:
     return "no verified backup for this request, so nothing was rolled back (no backup, no rollback)"
 
 
+def snapshot_of_droplet(droplet_id: int | str) -> str:
+    return f"DigitalOcean snapshot of droplet {droplet_id}"
+
+
+def no_managed_backup(database_id: str) -> str:
+    return f"managed database {database_id} has no backup; take one before rolling back"
+
+
 def backup_figures(backup: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "path": f"`{backup.get('path')}`",
@@ -158,15 +173,110 @@ def failed_checks(checks: Iterable[Mapping[str, Any]]) -> list[str]:
     return [str(c.get("name")) for c in checks if not c.get("passed") and not c.get("skipped")]
 
 
+# --- verification checks ------------------------------------------------------------------------
+# verify.py builds each check's `detail` with these, so the figures read as sentences, never as reprs.
+
+
+def check_label(check: Mapping[str, Any]) -> str:
+    """What a check is about: the table for a row count, else its name."""
+    return str(check.get("subject") or check.get("name")) if check.get("kind") == "row_count" else str(check.get("name"))
+
+
 def check_line(check: Mapping[str, Any]) -> str:
     mark = SKIPPED if check.get("skipped") else DONE if check.get("passed") else FAILED
-    figure = f": {check.get('figure')}" if check.get("figure") not in (None, "") else ""
-    detail = f" ({check.get('detail')})" if check.get("detail") else ""
-    return f"{mark} {check.get('name')}{figure}{detail}"
+    detail = f": {check.get('detail')}" if check.get("detail") else ""
+    return f"{mark} {check_label(check)}{detail}"
 
 
 def checks_block(checks: Iterable[Mapping[str, Any]]) -> str:
     return "\n".join(check_line(c) for c in checks)
+
+
+def checks_summary(checks: Iterable[Mapping[str, Any]]) -> str:
+    """`5 passed, 1 skipped, 0 failed`: a skipped check is never counted as passed."""
+    listed = list(checks)
+    skipped = sum(1 for c in listed if c.get("skipped"))
+    passed = sum(1 for c in listed if c.get("passed") and not c.get("skipped"))
+    return f"{passed} passed, {skipped} skipped, {len(listed) - passed - skipped} failed"
+
+
+def check_skipped(reason: str) -> str:
+    return f"skipped, {reason}"
+
+
+NO_EXPECTED_STATUS = "no expected status given"
+NO_CRITICAL_TABLES = "no critical tables configured"
+NO_HEALTH_URL = "no health_url configured"
+NO_SMOKE_COMMAND = "no smoke_command configured"
+NO_EARLIER_COUNT = "no earlier count to compare"
+NO_MIGRATIONS_TABLE = "schema_migrations does not exist on this database"
+
+
+def migrations_as_expected(expected: int, matching: int, mismatches: Sequence[str], unknown: Sequence[str]) -> str:
+    text = f"{matching} of {expected} as expected"
+    if mismatches:
+        text += ": " + "; ".join(mismatches)
+    if unknown:
+        text += f" (not on disk: {', '.join(unknown)})"
+    return text
+
+
+def migration_mismatch(version: str, actual: str, expected: str) -> str:
+    return f"{version}: {actual} (expected {expected})"
+
+
+def migrations_healthy(total: int, problems: Sequence[str]) -> str:
+    if not problems:
+        return f"{total} migration(s), none failed, running or drifted"
+    return f"{len(problems)} problem(s) among {total} migration(s): " + "; ".join(problems)
+
+
+def migration_problem(version: str, status: str, drift: bool) -> str:
+    issues = [status] if status in ("failed", "running") else []
+    if drift:
+        issues.append("its file changed since it was applied (drift)")
+    return f"{version} {' and '.join(issues)}"
+
+
+def row_count(after: int | None, before: int | None, table: str) -> str:
+    if after is None:
+        return f"table {table} does not exist"
+    if before is None:
+        return f"{after} rows, {check_skipped(NO_EARLIER_COUNT)}"
+    if before == after:
+        return f"{after} rows ({before} before)"
+    return f"{after} rows ({before} before, {after - before:+d})"
+
+
+def row_count_missing_table(table: str) -> str:
+    return f"table {table} does not exist; check the target's critical_tables"
+
+
+def health_answered(url: str, status: int) -> str:
+    return f"HTTP {status} from {url}"
+
+
+def health_no_answer(url: str, error: str) -> str:
+    return f"{url} did not answer ({error})"
+
+
+def smoke_exited(returncode: int, output: str) -> str:
+    return f"exit {returncode}" + (f": {output}" if output else "")
+
+
+def command_timed_out(timeout_s: float) -> str:
+    return f"did not finish within {seconds(timeout_s)}"
+
+
+def connections_counted(total: int, active: int) -> str:
+    return f"{total} to this database, {active} active"
+
+
+def baseline_from(request_id: str | None, when: str | None) -> str:
+    """Where a standalone verification's row-count baseline comes from."""
+    if not request_id:
+        return f"row counts: {NO_EARLIER_COUNT} (no rollback of this target recorded)"
+    return f"row counts compared with those taken before rollback {request_id} ({when or 'time unknown'})"
 
 
 def verification_failed(failed: Sequence[str]) -> str:
@@ -313,6 +423,40 @@ def history_line(row: Mapping[str, Any]) -> str:
         f"{row.get('executed_at')}  {row.get('operation')} {row.get('version') or ''} "
         f"{row.get('status')} by {who}{approved}"
     ).replace("  ", " ")
+
+
+# --- the incident record (workers/report.py) -----------------------------------------------------
+
+REPORT_SQL_HEADING = "## SQL run"
+REPORT_CHECKS_HEADING = "## Checks"
+REPORT_TIMELINE_HEADING = "## Timeline"
+
+
+def report_title(subject: str) -> str:
+    return f"# Incident record: {subject}"
+
+
+def report_thread(ts: Any) -> str:
+    return f"thread {ts if ts else '?'}"
+
+
+def report_backup(backup: Mapping[str, Any]) -> str:
+    verified = "verified" if backup.get("verified") else "NOT verified"
+    return f"{backup.get('path')} ({human_bytes(backup.get('size_bytes'))}, sha256 {backup.get('sha256')}, {verified})"
+
+
+def report_paged(dedup_key: str | None) -> str:
+    return f"yes (PagerDuty dedup_key {dedup_key})" if dedup_key else "no"
+
+
+def report_check(check: Mapping[str, Any]) -> str:
+    mark = "skipped" if check.get("skipped") else "pass" if check.get("passed") else "FAIL"
+    detail = f": {check.get('detail')}" if check.get("detail") else ""
+    return f"- **{mark}** {check_label(check)}{detail}"
+
+
+def report_generated(by: str, when: str) -> str:
+    return f"_Generated by rollback-bot for {by} at {when}._"
 
 
 def report_uploaded(path: str) -> str:

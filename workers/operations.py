@@ -8,8 +8,12 @@ decides whether they page.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+
+from core.config import Target
 from core.requests import RequestStatus
 from workers import history, identity, messages
 from workers.context import Context
@@ -89,23 +93,55 @@ def backups(ctx: Context, progress: Progress, target_name: str) -> dict[str, Any
 
 
 def verify(ctx: Context, progress: Progress, target_name: str, requester: str) -> dict[str, Any]:
+    """Standalone verification: no migration failed, running or drifted, and the row counts against
+    those taken before the target's most recent rollback (when one is recorded)."""
     from workers.verify import run_checks
 
     target = ctx.target(target_name)
-    started = progress.start("verify", target.name)
-    report = run_checks(ctx.conninfo(target), target, expected_status=None, baseline_counts=None,
-                        migrations_dir=target.migrations_dir).to_dict()
+    status_report = _engine(ctx, target_name, requester).status().to_dict()
+    baseline, source = last_baseline(ctx, target)
+    started = progress.start("verify", f"{target.name}; {messages.baseline_from(**source)}")
+    report = run_checks(ctx.conninfo(target), target, expected_status=None, baseline_counts=baseline,
+                        migrations_dir=target.migrations_dir, status_report=status_report).to_dict()
+    report["baseline"] = source
+    failed = report_checks(ctx, progress, target, report, executed_by=requester)
+    if failed:
+        progress.fail("verify", messages.verification_failed(failed), started)
+    else:
+        progress.finish("verify", started, messages.checks_summary(report["checks"]))
+    return {"target": target.name, "verify": report, "passed": not failed}
+
+
+def last_baseline(ctx: Context, target: Target) -> tuple[dict[str, int] | None, dict[str, str | None]]:
+    """The row counts taken before the target's most recent rollback, and which request and when
+    (`{"request_id": None, "when": None}` when no rollback with counts is recorded)."""
+    none: dict[str, str | None] = {"request_id": None, "when": None}
+    try:
+        with ctx.connect(target) as conn:
+            last = history.last_rollback(conn)
+            if not last or not last.get("request_id"):
+                return None, none
+            request_id = str(last["request_id"])
+            counts = ctx.load_state(request_id).get("baseline_counts") or history.counts_before(conn, request_id)
+    except psycopg.Error:  # a hand-made history table without our columns: nothing to compare with
+        return None, none
+    if not counts:
+        return None, none
+    when = last["executed_at"]
+    shown = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if isinstance(when, datetime) else str(when)
+    return dict(counts), {"request_id": request_id, "when": shown}
+
+
+def report_checks(ctx: Context, progress: Progress, target: Target, report: dict[str, Any],
+                  **record: Any) -> list[str]:
+    """Post the checks, record the verification in migration_history; the names of the failed checks."""
     checks = report.get("checks") or []
     progress.post(messages.checks_block(checks))
     failed = messages.failed_checks(checks)
     with ctx.connect(target) as conn:
-        history.record(conn, operation="verify", status="failed" if failed else "completed", executed_by=requester,
-                       details=report, error_message=messages.verification_failed(failed) if failed else None)
-    if failed:
-        progress.fail("verify", messages.verification_failed(failed), started)
-    else:
-        progress.finish("verify", started, {"checks passed": len(checks)})
-    return {"target": target.name, "verify": report, "passed": not failed}
+        history.record(conn, operation="verify", status="failed" if failed else "completed", details=report,
+                       error_message=messages.verification_failed(failed) if failed else None, **record)
+    return failed
 
 
 def history_of(ctx: Context, progress: Progress, target_name: str) -> dict[str, Any]:

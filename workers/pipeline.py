@@ -136,15 +136,17 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
     if not backup.get("verified"):
         raise StepFailed(messages.no_backup())
     result: dict[str, Any] = {"backup": backup}
-    snapshot = _digitalocean_snapshot(ctx, request, target, progress)
-    if snapshot:
-        result["snapshot"] = snapshot
     ctx.store().update(request.id, backup=str(backup.get("path")))
     with ctx.connect(target) as conn:
         history.record(conn, operation="backup", status="completed", executed_by=request.requester,
                        approved_by=request.approver, request_id=request.id, version=request.to_version,
                        duration_ms=int(float(backup.get("duration_s") or 0) * 1000), details=backup)
     progress.finish("backup", started, messages.backup_figures(backup))
+    # The snapshot is a step of its own in the thread (not a second "Backup finished"), still inside
+    # this job: no snapshot where one is configured, no rollback.
+    snapshot = _digitalocean_snapshot(ctx, request, target, progress)
+    if snapshot:
+        result["snapshot"] = snapshot
     return result
 
 
@@ -156,15 +158,15 @@ def _digitalocean_snapshot(ctx: Context, request: Request, target: Target, progr
     client = DigitalOcean(ctx.settings.digitalocean_token, ctx.settings.digitalocean_api_url)
     found: dict[str, Any] = {}
     if target.do_droplet_id:
-        started = progress.start("backup", f"DigitalOcean snapshot of droplet {target.do_droplet_id}")
-        with progress.heartbeat("backup") as beat:
+        started = progress.start("snapshot", messages.snapshot_of_droplet(target.do_droplet_id))
+        with progress.heartbeat("snapshot") as beat:
             found["droplet_snapshot"] = client.snapshot_droplet(
                 target.do_droplet_id, f"{target.name}-pre-rollback-{request.id}", heartbeat=beat)
-        progress.finish("backup", started, {"snapshot": found["droplet_snapshot"].get("name")})
+        progress.finish("snapshot", started, {"snapshot": found["droplet_snapshot"].get("name")})
     if target.do_database_id:
         backups = client.database_backups(target.do_database_id)
         if not backups:
-            raise StepFailed(f"managed database {target.do_database_id} has no backup; take one before rolling back")
+            raise StepFailed(messages.no_managed_backup(target.do_database_id))
         found["database_backup"] = backups[0]
     return found
 
@@ -215,6 +217,7 @@ def _rollback(ctx: Context, request: Request, target: Target, progress: Progress
 
 
 def _verify(ctx: Context, request: Request, target: Target, progress: Progress) -> dict[str, Any]:
+    from workers.operations import report_checks
     from workers.verify import run_checks
 
     state = ctx.load_state(request.id)
@@ -223,17 +226,11 @@ def _verify(ctx: Context, request: Request, target: Target, progress: Progress) 
         ctx.conninfo(target), target, expected_status={v: "rolled_back" for v in request.versions},
         baseline_counts=state.get("baseline_counts"), migrations_dir=target.migrations_dir,
     ).to_dict()
-    checks = report.get("checks") or []
-    progress.post(messages.checks_block(checks))
-    failed = messages.failed_checks(checks)
-    with ctx.connect(target) as conn:
-        history.record(conn, operation="verify", status="failed" if failed else "completed",
-                       executed_by=request.requester, approved_by=request.approver, request_id=request.id,
-                       version=request.to_version, details=report,
-                       error_message=messages.verification_failed(failed) if failed else None)
+    failed = report_checks(ctx, progress, target, report, executed_by=request.requester,
+                           approved_by=request.approver, request_id=request.id, version=request.to_version)
     if failed:
         raise StepFailed(messages.verification_failed(failed))
-    progress.finish("verify", started, {"checks passed": len(checks)})
+    progress.finish("verify", started, messages.checks_summary(report["checks"]))
     return {"verify": report}
 
 

@@ -77,7 +77,7 @@ class Progress:
         self.post(messages.step_started(messages.step_name(step), detail))
         return time.monotonic()
 
-    def finish(self, step: str, started: float | None = None, figures: Mapping[str, Any] | None = None) -> None:
+    def finish(self, step: str, started: float | None = None, figures: Mapping[str, Any] | str | None = None) -> None:
         duration = time.monotonic() - started if started is not None else None
         self.post(messages.step_finished(messages.step_name(step), figures, duration))
 

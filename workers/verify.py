@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from psycopg import sql
 
 from core import defaults
 from core.config import Target
+from workers import messages
 
 PENDING = "pending"
 OUTPUT_TAIL_CHARS = 400
@@ -37,11 +38,15 @@ class VerifyError(Exception):
 
 @dataclass(frozen=True)
 class Check:
+    """One check: `figure` is the data (JSON-able), `detail` the sentence people read (workers.messages)."""
+
     name: str
     passed: bool
     figure: Any = None
     detail: str = ""
     skipped: bool = False
+    kind: str = ""  # migrations, row_count, health, smoke, connections
+    subject: str = ""  # the table of a row count
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,8 +75,9 @@ class VerifyReport:
         }
 
 
-def skipped(name: str, reason: str, figure: Any = None) -> Check:
-    return Check(name=name, passed=False, figure=figure, detail=reason, skipped=True)
+def skipped(name: str, reason: str, figure: Any = None, kind: str = "", subject: str = "") -> Check:
+    return Check(name=name, passed=False, figure=figure, detail=messages.check_skipped(reason), skipped=True,
+                 kind=kind, subject=subject)
 
 
 def _table_identifier(name: str) -> sql.Identifier:
@@ -98,7 +104,7 @@ def count_rows(conninfo: str, tables: Sequence[str]) -> dict[str, int]:
             try:
                 row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_table_identifier(table))).fetchone()
             except psycopg.errors.UndefinedTable:
-                raise VerifyError(f"table {table} does not exist; check the target's critical_tables") from None
+                raise VerifyError(messages.row_count_missing_table(table)) from None
             counts[table] = int(row[0]) if row else 0
     return counts
 
@@ -130,35 +136,50 @@ def count_all_rows(conninfo: str) -> dict[str, int]:
 def check_migration_status(
     conn: psycopg.Connection[Any], expected: dict[str, str] | None, migrations_dir: str
 ) -> Check:
-    name = "migration status"
+    """The pipeline's check: each reverted version has the status the rollback should have left."""
+    name, kind = "migration status", "migrations"
     if not expected:
-        return skipped(name, "no expected status given")
+        return skipped(name, messages.NO_EXPECTED_STATUS, kind=kind)
     try:
         rows = conn.execute("SELECT version, status FROM schema_migrations").fetchall()
     except psycopg.errors.UndefinedTable:
-        return Check(name, False, None, "schema_migrations does not exist on this database")
+        return Check(name, False, None, messages.NO_MIGRATIONS_TABLE, kind=kind)
     actual = {str(version): str(status) for version, status in rows}
     mismatches = [
-        f"{version}: {actual.get(version, PENDING)} (expected {status})"
+        messages.migration_mismatch(version, actual.get(version, PENDING), status)
         for version, status in sorted(expected.items())
         if actual.get(version, PENDING) != status
     ]
     on_disk = {"_".join(p.name.split("_")[:4]) for p in Path(migrations_dir).glob("*_*") if p.is_dir()}
     unknown = sorted(v for v in expected if on_disk and v not in on_disk)
-    figure = {"expected": len(expected), "matching": len(expected) - len(mismatches)}
-    if mismatches:
-        return Check(name, False, figure, "; ".join(mismatches))
-    detail = f"{len(expected)} version(s) as expected"
-    if unknown:
-        detail += f" (not on disk: {', '.join(unknown)})"
-    return Check(name, True, figure, detail)
+    matching = len(expected) - len(mismatches)
+    figure = {"expected": len(expected), "matching": matching}
+    detail = messages.migrations_as_expected(len(expected), matching, mismatches, unknown)
+    return Check(name, not mismatches, figure, detail, kind=kind)
+
+
+def check_migration_health(status_report: Mapping[str, Any]) -> Check:
+    """The standalone check (no rollback to compare with): no migration failed or running, none drifted.
+
+    `status_report` is the engine's `StatusReport.to_dict()`; drift needs the files on disk, which
+    the engine compares."""
+    migrations = list(status_report.get("migrations") or [])
+    problems = [
+        messages.migration_problem(str(m.get("version")), str(m.get("status")), bool(m.get("drift")))
+        for m in migrations
+        if m.get("status") in ("failed", "running") or m.get("drift")
+    ]
+    figure = {"migrations": len(migrations), "problems": len(problems)}
+    return Check("migration status", not problems, figure, messages.migrations_healthy(len(migrations), problems),
+                 kind="migrations")
 
 
 def check_row_counts(
     conn: psycopg.Connection[Any], tables: Sequence[str], baseline: dict[str, int] | None
 ) -> list[Check]:
+    kind = "row_count"
     if not tables:
-        return [skipped("row counts", "no critical tables configured")]
+        return [skipped("row counts", messages.NO_CRITICAL_TABLES, kind=kind)]
     checks: list[Check] = []
     for table in tables:
         name = f"row count {table}"
@@ -166,16 +187,13 @@ def check_row_counts(
         try:
             row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_table_identifier(table))).fetchone()
         except psycopg.errors.UndefinedTable:
-            checks.append(Check(name, False, {"before": before, "after": None}, f"table {table} does not exist"))
+            figure: dict[str, int | None] = {"before": before, "after": None}
+            checks.append(Check(name, False, figure, messages.row_count(None, before, table), kind=kind, subject=table))
             continue
         after = int(row[0]) if row else 0
         figure = {"before": before, "after": after}
-        if before is None:
-            checks.append(skipped(name, "no count taken before to compare with", figure))
-        elif before == after:
-            checks.append(Check(name, True, figure, f"{after} rows, as before"))
-        else:
-            checks.append(Check(name, False, figure, f"{after} rows, {before} before ({after - before:+d})"))
+        detail = messages.row_count(after, before, table)
+        checks.append(Check(name, before == after, figure, detail, skipped=before is None, kind=kind, subject=table))
     return checks
 
 
@@ -186,16 +204,16 @@ def display_url(url: str) -> str:
 
 
 def check_health(url: str | None, timeout: float) -> Check:
-    name = "health check"
+    name, kind = "health check", "health"
     if not url:
-        return skipped(name, "no health_url configured")
+        return skipped(name, messages.NO_HEALTH_URL, kind=kind)
     shown = display_url(url)
     try:
         response = requests.get(url, timeout=timeout)
     except requests.RequestException as exc:
-        return Check(name, False, None, f"{shown} did not answer: {type(exc).__name__}")
+        return Check(name, False, None, messages.health_no_answer(shown, type(exc).__name__), kind=kind)
     ok = 200 <= response.status_code < 300
-    return Check(name, ok, response.status_code, f"{shown} answered {response.status_code}")
+    return Check(name, ok, response.status_code, messages.health_answered(shown, response.status_code), kind=kind)
 
 
 def tail(text: str, limit: int = OUTPUT_TAIL_CHARS) -> str:
@@ -204,15 +222,14 @@ def tail(text: str, limit: int = OUTPUT_TAIL_CHARS) -> str:
 
 
 def check_smoke(command: str | None, target: str, timeout: float) -> Check:
-    name = "smoke test"
+    name, kind = "smoke test", "smoke"
     if not command:
-        return skipped(name, "no smoke_command configured")
+        return skipped(name, messages.NO_SMOKE_COMMAND, kind=kind)
     done = run_shell(command, env={"ROLLBACK_TARGET": target}, timeout=timeout)
     if done is None:
-        return Check(name, False, None, f"did not finish within {timeout:.0f}s")
+        return Check(name, False, None, messages.command_timed_out(timeout), kind=kind)
     returncode, output = done
-    detail = f"exit {returncode}" + (f": {output}" if output else "")
-    return Check(name, returncode == 0, returncode, detail)
+    return Check(name, returncode == 0, returncode, messages.smoke_exited(returncode, output), kind=kind)
 
 
 def run_shell(command: str, *, env: dict[str, str], timeout: float) -> tuple[int, str] | None:
@@ -237,7 +254,7 @@ def check_connections(conn: psycopg.Connection[Any]) -> Check:
         "SELECT count(*), count(*) FILTER (WHERE state = 'active') FROM pg_stat_activity WHERE datname = current_database()"
     ).fetchone()
     total, active = (int(row[0]), int(row[1])) if row else (0, 0)
-    return Check("connections", True, total, f"{total} connection(s) to this database, {active} active")
+    return Check("connections", True, total, messages.connections_counted(total, active), kind="connections")
 
 
 def run_checks(
@@ -247,13 +264,20 @@ def run_checks(
     expected_status: dict[str, str] | None,
     baseline_counts: dict[str, int] | None,
     migrations_dir: str,
+    status_report: Mapping[str, Any] | None = None,
     http_timeout: float = defaults.HTTP_TIMEOUT_SECONDS,
     smoke_timeout: float = defaults.SMOKE_TIMEOUT_SECONDS,
 ) -> VerifyReport:
-    """Run every check and return the report; raises VerifyError only when the database is unreachable."""
+    """Run every check and return the report; raises VerifyError only when the database is unreachable.
+
+    Migration status: against `expected_status` (after a rollback) when given, else the engine's
+    `status_report` must show no failed, running or drifted migration, else it is skipped."""
     started = time.monotonic()
     with _connect(conninfo) as conn:
-        checks = [check_migration_status(conn, expected_status, migrations_dir)]
+        if expected_status is None and status_report is not None:
+            checks = [check_migration_health(status_report)]
+        else:
+            checks = [check_migration_status(conn, expected_status, migrations_dir)]
         checks += check_row_counts(conn, target.critical_tables, baseline_counts)
         checks.append(check_connections(conn))
     checks.insert(-1, check_health(target.health_url, http_timeout))
