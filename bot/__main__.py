@@ -16,7 +16,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from bot.app import build_app
+from bot.app import build_bot
+from core import defaults
 from core.config import ConfigError, load_settings
 
 EVENTS_PATH = "/slack/events"
@@ -62,7 +63,16 @@ def main() -> int:
     if not app_token and not signing_secret:
         print("rollback-bot: set SLACK_SIGNING_SECRET (HTTP) or SLACK_APP_TOKEN (Socket Mode)", file=sys.stderr)
         return 2
-    app = build_app(settings, signing_secret=signing_secret or "")
+    try:
+        sweep_every = float(env.get("ROLLBACK_SWEEP_INTERVAL_SECONDS") or defaults.EXPIRY_SWEEP_INTERVAL_SECONDS)
+        grace = float(env.get("ROLLBACK_WORKER_HEARTBEAT_GRACE_SECONDS") or defaults.WORKER_HEARTBEAT_GRACE_SECONDS)
+    except ValueError:
+        print("rollback-bot: ROLLBACK_SWEEP_INTERVAL_SECONDS and ROLLBACK_WORKER_HEARTBEAT_GRACE_SECONDS "
+              "must be numbers of seconds", file=sys.stderr)
+        return 2
+    bot = build_bot(settings, signing_secret=signing_secret or "", heartbeat_grace_seconds=grace)
+    app = bot.app
+    bot.sweeper.start(sweep_every)
     if app_token:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 

@@ -5,14 +5,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from redis import Redis
 from rq import Queue
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from bot.deliveries import once_per_delivery
 from bot.handlers import Handlers
 from bot.messages import APPROVE_ACTION, REJECT_ACTION
+from bot.sweeper import ExpirySweeper
+from core import defaults
 from core.config import Settings
 from core.requests import RequestStore
 
@@ -26,7 +31,18 @@ def _log_error(error: Exception) -> None:
     log.error("unhandled %s: %s", type(error).__name__, error)
 
 
-def build_app(
+@dataclass(frozen=True)
+class Bot:
+    app: App
+    sweeper: ExpirySweeper
+
+
+def build_app(settings: Settings, **options: Any) -> App:
+    """The slack-bolt app alone (see `build_bot`)."""
+    return build_bot(settings, **options).app
+
+
+def build_bot(
     settings: Settings,
     *,
     signing_secret: str | None = None,
@@ -34,8 +50,10 @@ def build_app(
     redis: Redis | None = None,
     queue: Queue | None = None,
     clock: Callable[[], float] = time.time,
-) -> App:
-    """The bot. Signatures are always verified (bolt's request verification stays on)."""
+    heartbeat_grace_seconds: float = defaults.WORKER_HEARTBEAT_GRACE_SECONDS,
+) -> Bot:
+    """The bot and its expiry sweeper (not started). Signatures are always verified (bolt's request
+    verification stays on); a redelivered request runs nothing twice."""
     redis = redis if redis is not None else Redis.from_url(settings.redis_url)
     queue = queue if queue is not None else Queue(settings.queue_name, connection=redis)
     client = web_client or WebClient(
@@ -48,9 +66,14 @@ def build_app(
         token_verification_enabled=False,
         request_verification_enabled=True,
     )
-    handlers = Handlers(settings, store=RequestStore(redis), queue=queue, client=client, clock=clock)
+    store = RequestStore(redis)
+    handlers = Handlers(settings, store=store, queue=queue, client=client, clock=clock,
+                        heartbeat_grace_seconds=heartbeat_grace_seconds)
     app.error(_log_error)
+    app.use(once_per_delivery(redis, store.prefix))
     app.command(SLASH_COMMAND)(handlers.command)
     app.action(APPROVE_ACTION)(handlers.approve)
     app.action(REJECT_ACTION)(handlers.reject)
-    return app
+    sweeper = ExpirySweeper(store, handlers.announce_expiry, start_within_seconds=settings.policy.start_within_seconds,
+                            clock=clock)
+    return Bot(app=app, sweeper=sweeper)

@@ -66,27 +66,28 @@ def may_approve(
     return _open(request, now)
 
 
+def _requester_or_approver(
+    request: Request, user: str, channel: str, now: float, policy: Policy, group_members: Collection[str],
+    otherwise: Refusal,
+) -> Refusal | None:
+    if request.status is not RequestStatus.PENDING:
+        return Refusal.ALREADY_DECIDED
+    if user != request.requester and not is_approver(user, policy, group_members):
+        return otherwise
+    if channel != request.channel:
+        return Refusal.WRONG_CHANNEL
+    return _open(request, now)
+
+
 def may_reject(
     request: Request, user: str, channel: str, now: float, policy: Policy, group_members: Collection[str] = ()
 ) -> Refusal | None:
     """An approver, or the requester withdrawing, in the request's channel."""
-    if request.status is not RequestStatus.PENDING:
-        return Refusal.ALREADY_DECIDED
-    if user != request.requester and not is_approver(user, policy, group_members):
-        return Refusal.NOT_APPROVER
-    if channel != request.channel:
-        return Refusal.WRONG_CHANNEL
-    return _open(request, now)
+    return _requester_or_approver(request, user, channel, now, policy, group_members, Refusal.NOT_APPROVER)
 
 
 def may_cancel(
     request: Request, user: str, channel: str, now: float, policy: Policy, group_members: Collection[str] = ()
 ) -> Refusal | None:
     """The requester or an approver may cancel a pending request, from its channel."""
-    if request.status is not RequestStatus.PENDING:
-        return Refusal.ALREADY_DECIDED
-    if user != request.requester and not is_approver(user, policy, group_members):
-        return Refusal.NOT_ALLOWED_TO_CANCEL
-    if channel != request.channel:
-        return Refusal.WRONG_CHANNEL
-    return _open(request, now)
+    return _requester_or_approver(request, user, channel, now, policy, group_members, Refusal.NOT_ALLOWED_TO_CANCEL)

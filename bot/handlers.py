@@ -16,10 +16,10 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq import Queue, Worker
+from rq import Queue
 from slack_sdk import WebClient
 
-from bot import approval, commands, messages
+from bot import approval, commands, liveness, messages
 from bot.approval import Refusal
 from bot.commands import Command, CommandError
 from bot.plans import PlanSummary, summarize
@@ -30,6 +30,7 @@ from core.requests import AlreadyDecided, Request, RequestExpired, RequestStore,
 log = logging.getLogger("rollback.bot")
 
 MIGRATION_DIR = re.compile(r"^(\d{4}_\d{2}_\d{2}_\d{6})(_|$)")
+EXPIRY_NOTICE_STEP = "expiry_notice"  # RequestStore.claim step: the expiry is announced once
 READ_JOBS = {"status": jobs.STATUS, "backups": jobs.BACKUPS, "verify": jobs.VERIFY, "history": jobs.HISTORY}
 Ack = Callable[..., Any]
 Respond = Callable[..., Any]
@@ -47,7 +48,8 @@ def versions_on_disk(migrations_dir: str) -> set[str] | None:
 def plan_of(request: Request) -> PlanSummary | None:
     if request.kind != "rollback":
         return None
-    return PlanSummary(request.target, request.plan_hash, request.to_version, tuple(request.versions), ())
+    return PlanSummary(request.target, request.plan_hash, request.to_version, tuple(request.versions),
+                       tuple(request.warnings))
 
 
 class Handlers:
@@ -61,8 +63,10 @@ class Handlers:
         queue: Queue,
         client: WebClient,
         clock: Callable[[], float],
+        heartbeat_grace_seconds: float = defaults.WORKER_HEARTBEAT_GRACE_SECONDS,
     ) -> None:
         self.settings = settings
+        self.heartbeat_grace_seconds = heartbeat_grace_seconds
         self.policy = settings.policy
         self.store = store
         self.queue = queue
@@ -73,7 +77,7 @@ class Handlers:
     # -- plumbing -------------------------------------------------------------------------------------
 
     def worker_listening(self) -> bool:
-        return len(Worker.all(queue=self.queue)) > 0
+        return bool(liveness.listening_workers(self.queue, self.heartbeat_grace_seconds))
 
     def enqueue(self, path: str, **kwargs: Any) -> None:
         job = self.queue.enqueue(
@@ -194,6 +198,7 @@ class Handlers:
                 summary=plan.summary() if plan else f"restore {cmd.backup} into {cmd.target}",
                 ttl_seconds=self.policy.request_ttl_seconds,
                 backup=cmd.backup,
+                warnings=list(plan.warnings) if plan else [],
                 now=self.clock(),
             )
         except TargetBusy as busy:
@@ -291,7 +296,7 @@ class Handlers:
             self.record_refusal(err.request, user, decision, Refusal.ALREADY_DECIDED)
             return messages.refusal(Refusal.ALREADY_DECIDED, err.request)
         except RequestExpired as err:
-            self.show_decision(err.request)
+            self.announce_expiry(err.request)
             self.record_refusal(err.request, user, decision, Refusal.EXPIRED)
             return messages.refusal(Refusal.EXPIRED)
         if decided.status.value == "approved":
@@ -317,7 +322,17 @@ class Handlers:
     def expire(self, request: Request) -> None:
         expired = self.store.expire_if_due(request.id, now=self.clock())
         if expired.status.value == "expired":
-            self.show_decision(expired)
+            self.announce_expiry(expired)
+
+    def announce_expiry(self, request: Request) -> None:
+        """Buttons replaced by the expiry and a line in the thread, once per request (whoever notices
+        first: a click or the sweeper)."""
+        if not self.store.claim(request.id, EXPIRY_NOTICE_STEP):
+            return
+        self.show_decision(request)
+        if request.thread_ts:
+            self.post(request.channel, messages.expired_thread_line(request), thread_ts=request.thread_ts)
+        log.info("request %s expired (%s)", request.id, "approved, not started" if request.approver else "unanswered")
 
     def show_decision(self, request: Request) -> None:
         """Replace the buttons by the decision (who, when)."""

@@ -286,13 +286,30 @@ _DECISION_ICONS = {"approved": ":white_check_mark:", "rejected": ":x:", "cancell
                    "expired": ":hourglass:"}
 
 
+def _ask_again(request: Request) -> str:
+    return "run a new dry-run" if request.kind == "rollback" else "ask again with `/rollback restore`"
+
+
 def decision_line(request: Request) -> str:
-    if request.status.value == "expired":
-        return f":hourglass: *Expired* at {clock(request.expires_at)} without a decision."
     by = f" by {mention(request.decided_by)}" if request.decided_by else ""
+    if request.status.value == "expired":
+        if request.approver:  # approved, but no worker started it within the bound
+            return (
+                f":hourglass: *Expired* at {clock(request.finished_at)}: approved{by} at {clock(request.decided_at)} "
+                f"but no worker started it in time ({request.outcome}); nothing ran — {_ask_again(request)}."
+            )
+        return f":hourglass: *Expired* at {clock(request.expires_at)} — nobody approved; {_ask_again(request)}."
     if request.status.value not in _DECISION_ICONS:  # running / succeeded / failed: it was approved
         return f"{_DECISION_ICONS['approved']} *Approved*{by} at {clock(request.decided_at)}; now {request.status.value}."
     return f"{_DECISION_ICONS[request.status.value]} *{request.status.value.capitalize()}*{by} at {clock(request.decided_at)}."
+
+
+def not_started_outcome(bound_seconds: float) -> str:
+    return f"not started within {int(bound_seconds)} s of the approval"
+
+
+def expired_thread_line(request: Request) -> str:
+    return f"{request.id}: {decision_line(request)}"
 
 
 def decided_blocks(request: Request, plan: PlanSummary | None = None) -> list[dict[str, Any]]:

@@ -20,6 +20,9 @@ DRY_RUN_LOCK_TIMEOUT_MS = 2_000
 # Two-person approval: a pending request expires, and an approved one must start within a bound.
 REQUEST_TTL_SECONDS = 15 * 60
 START_WITHIN_SECONDS = 2 * 60
+# The bot looks for due requests (pending past their expiry, approved but never started) this often,
+# and replaces their buttons with the outcome.
+EXPIRY_SWEEP_INTERVAL_SECONDS = 15
 # A dry-run plan stays the channel's current plan for this long.
 PLAN_TTL_SECONDS = 60 * 60
 
@@ -42,6 +45,16 @@ PAGERDUTY_BACKOFF_SECONDS = 0.5
 # Worker: how long a killed worker's jobs take to be noticed (RQ heartbeat/maintenance) — see docs/workers.md.
 WORKER_MAINTENANCE_INTERVAL_SECONDS = 30
 WORKER_WATCHDOG_INTERVAL_SECONDS = 10
+# RQ worker TTL for `python -m workers`: an idle worker heartbeats every WORKER_TTL_SECONDS - 15 s (RQ's
+# dequeue timeout), a busy one every job-monitoring interval. The bot counts a worker as listening while
+# its last heartbeat is younger than the interval the worker itself announced plus this grace, so a
+# SIGKILLed worker is noticed within WORKER_TTL_SECONDS + WORKER_HEARTBEAT_GRACE_SECONDS (one minute)
+# instead of RQ's default 420 s TTL.
+WORKER_TTL_SECONDS = 45
+WORKER_HEARTBEAT_GRACE_SECONDS = 15
+# The bot remembers each Slack delivery this long, so a retried one (X-Slack-Retry-Num) runs nothing
+# twice; Slack retries within minutes and the signature check refuses anything older than 5 minutes.
+DELIVERY_MEMORY_SECONDS = 10 * 60
 # The workers' connections to a target: give up connecting after this long instead of hanging.
 CONNECT_TIMEOUT_SECONDS = 10
 

@@ -9,3 +9,8 @@ VERIFY = "workers.jobs.verify"
 HISTORY = "workers.jobs.history"
 RESTORE = "workers.jobs.restore"
 REPORT = "workers.jobs.report"
+
+# The step a worker claims (RequestStore.claim) when it starts an approved request, per request kind.
+# Whoever claims it first owns the start: the worker runs the request, or the bot's expiry sweeper
+# records that it never started in time (and a late job then finds the claim taken and does nothing).
+START_STEPS = {"rollback": "execute", "restore": "restore"}

@@ -11,6 +11,7 @@ Keys (under `prefix`):
 - `<prefix>:channel:<channel>`   sorted set of the channel's request ids by creation time
 - `<prefix>:claim:<id>:<step>`   a step of a request that has started (SET NX: runs at most once)
 - `<prefix>:plan:<channel>:<target>`  the channel's current dry-run plan (JSON, expires)
+- `<prefix>:open`                sorted set of requests the bot's expiry sweeper watches, by creation time
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class Request:
     to_version: str | None = None
     versions: list[str] = field(default_factory=list)
     summary: str = ""
+    warnings: list[str] = field(default_factory=list)  # the plan's data-loss warnings, shown until the end
     backup: str | None = None
     approver: str | None = None
     decided_by: str | None = None  # who approved, rejected or cancelled
@@ -128,12 +130,13 @@ class Request:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["status"] = RequestStatus(values["status"])
-        values["versions"] = list(values.get("versions") or [])
+        for name in _LIST_FIELDS:
+            values[name] = list(values.get(name) or [])
         return cls(**values)
 
 
 _FLOAT_FIELDS = frozenset({"created_at", "expires_at", "decided_at", "started_at", "finished_at"})
-_LIST_FIELDS = frozenset({"versions"})
+_LIST_FIELDS = frozenset({"versions", "warnings"})
 
 
 def _encode(name: str, value: Any) -> str:
@@ -144,6 +147,15 @@ def _encode(name: str, value: Any) -> str:
     if name in _FLOAT_FIELDS:
         return repr(float(value))
     return str(value)
+
+
+def _pairs(values: Mapping[str, Any]) -> list[str]:
+    """Field/value arguments for HSET (None values are left out)."""
+    pairs: list[str] = []
+    for name, value in values.items():
+        if value is not None:
+            pairs += [name, _encode(name, value)]
+    return pairs
 
 
 def _decode_hash(raw: Mapping[Any, Any]) -> Request:
@@ -163,7 +175,7 @@ def _decode_hash(raw: Mapping[Any, Any]) -> Request:
 # Lua scripts: KEYS and ARGV are documented at the top of each. A pending request whose expires_at
 # has passed is treated as expired wherever it is met (and marked so), so expiry needs no timer.
 _CREATE = """
--- KEYS: request, active lock, channel index; ARGV: id, now, lock ttl, record ttl, prefix, field/value...
+-- KEYS: request, active lock, channel index, open index; ARGV: id, now, lock ttl, record ttl, prefix, field/value...
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'collision'} end
 local holder = redis.call('GET', KEYS[2])
 if holder then
@@ -183,6 +195,7 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 redis.call('SET', KEYS[2], ARGV[1], 'EX', tonumber(ARGV[3]))
 redis.call('ZADD', KEYS[3], tonumber(ARGV[2]), ARGV[1])
 redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+redis.call('ZADD', KEYS[4], tonumber(ARGV[2]), ARGV[1])
 return {'ok'}
 """
 
@@ -254,6 +267,9 @@ class RequestStore:
     def _plan_key(self, channel: str, target: str) -> str:
         return f"{self.prefix}:plan:{channel}:{target}"
 
+    def _open_key(self) -> str:
+        return f"{self.prefix}:open"
+
     @staticmethod
     def new_id() -> str:
         return ID_PREFIX + "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
@@ -272,6 +288,7 @@ class RequestStore:
         summary: str,
         ttl_seconds: int,
         backup: str | None = None,
+        warnings: list[str] | tuple[str, ...] = (),
         now: float | None = None,
     ) -> Request:
         """A new pending request holding `target`. Raises TargetBusy while another one holds it."""
@@ -293,14 +310,13 @@ class RequestStore:
                 to_version=to_version,
                 versions=list(versions),
                 summary=summary,
+                warnings=list(warnings),
                 backup=backup,
             )
-            pairs: list[str] = []
-            for name, value in request.to_dict().items():
-                if value is not None:
-                    pairs += [name, _encode(name, value)]
+            pairs = _pairs(request.to_dict())
             result = self._create(
-                keys=[self._request_key(request.id), self._active_key(target), self._channel_key(channel)],
+                keys=[self._request_key(request.id), self._active_key(target), self._channel_key(channel),
+                      self._open_key()],
                 args=[request.id, repr(now), self.active_lock_ttl_seconds, self.record_ttl_seconds, self.prefix, *pairs],
             )
             outcome = _text(result[0])
@@ -356,10 +372,7 @@ class RequestStore:
         """
         status = RequestStatus(status)
         request = self._require(request_id)
-        pairs: list[str] = []
-        for name, value in self._checked(fields_).items():
-            if value is not None:
-                pairs += [name, _encode(name, value)]
+        pairs = _pairs(self._checked(fields_))
         result = self._set_status(
             keys=[self._request_key(request_id), self._active_key(request.target)],
             args=[request_id, status.value, "1" if status in FINAL_STATUSES else "0", *pairs],
@@ -371,10 +384,7 @@ class RequestStore:
     def update(self, request_id: str, **fields_: Any) -> Request:
         """Set fields without touching the status (e.g. the thread_ts once the root message exists)."""
         self._require(request_id)
-        pairs: list[str] = []
-        for name, value in self._checked(fields_).items():
-            if value is not None:
-                pairs += [name, _encode(name, value)]
+        pairs = _pairs(self._checked(fields_))
         if pairs:
             self.redis.hset(self._request_key(request_id), items=pairs)
         return self._require(request_id)
@@ -416,6 +426,19 @@ class RequestStore:
                 args=[request_id, RequestStatus.CANCELLED.value, "", repr(now)],
             )
         return self._require(request_id)
+
+    def open_requests(self) -> list[Request]:
+        """The requests the expiry sweeper watches (created, not yet forgotten), oldest first."""
+        ids = [_text(i) for i in self.redis.zrange(self._open_key(), 0, -1)]
+        found = [self.get(i) for i in ids]
+        gone = [i for i, r in zip(ids, found, strict=True) if r is None]
+        if gone:  # records past their retention
+            self.redis.zrem(self._open_key(), *gone)
+        return [r for r in found if r is not None]
+
+    def forget(self, request_id: str) -> None:
+        """The sweeper has nothing more to do for this request."""
+        self.redis.zrem(self._open_key(), request_id)
 
     def for_channel(self, channel: str, limit: int = 20) -> list[Request]:
         """The channel's requests, newest first."""

@@ -11,43 +11,26 @@ import pytest
 import redis
 from rq import Queue
 
-from core.requests import Request, RequestStatus, RequestStore
+from core.requests import RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
-from sandbox.slack_api import SlackApiServer, message_text
+from sandbox.slack_api import SlackApiServer
 from tests.fixtures.bot import (
+    ALICE,
+    BOB,
+    CAROL,
+    CHANNEL,
     DEFAULT_BOT_CONFIG,
     SIGNING_SECRET,
     BotServer,
+    ask,
+    click,
     ephemeral_texts,
     jobs,
-    pending_request,
+    settle,
+    thread_texts,
 )
-from tests.test_bot_http import ALICE, BOB, CAROL, CHANNEL, PLAN
 
 pytestmark = pytest.mark.usefixtures("idle_worker")
-
-
-def ask(sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, verb: str = "execute prod") -> Request:
-    store.save_plan(CHANNEL, "prod", PLAN)
-    sender.command(verb, user_id=ALICE, channel_id=CHANNEL)
-    return pending_request(slack_api, store)
-
-
-def click(sender: SlackRequestSender, request: Request, user: str, action: str = "rollback_approve",
-          channel: str = CHANNEL) -> int:
-    status, _ = sender.action(action, request.id, user_id=user, channel_id=channel, message_ts=request.thread_ts)
-    return status
-
-
-def thread_texts(slack_api: SlackApiServer, request: Request) -> list[str]:
-    return [message_text(m) for m in slack_api.thread(CHANNEL, request.thread_ts)]
-
-
-def settle(slack_api: SlackApiServer, store: RequestStore, request: Request, replies: int) -> list[str]:
-    """Wait until the thread has `replies` replies, and a little more for any wrongly extra one."""
-    slack_api.wait_for(lambda: len(thread_texts(slack_api, request)) >= 1 + replies)
-    time.sleep(0.3)
-    return thread_texts(slack_api, request)
 
 
 @pytest.fixture
@@ -64,10 +47,11 @@ def test_approval_by_the_group_member_enqueues_execute_once(
     assert jobs(bot_queue) == [("workers.jobs.execute", {"request_id": request.id})]
     decided = store.get(request.id)
     assert decided is not None and decided.status is RequestStatus.APPROVED and decided.approver == BOB
-    texts = settle(slack_api, store, request, 1)
+    texts = settle(slack_api, request, 1)
     root = slack_api.thread(CHANNEL, request.thread_ts)[0]
     assert not any(b["type"] == "actions" for b in root["blocks"])  # the buttons are gone
     assert "*Approved* by <@U_BOB>" in texts[0]
+    assert ":warning: drops 3 rows" in texts[0]  # the plan's data-loss warnings stay on the decided request
     assert "approved by <@U_BOB>" in texts[1] and "requested by <@U_ALICE>" in texts[1]
     assert slack_api.calls("usergroups.users.list")  # membership checked at click time
 
@@ -78,7 +62,7 @@ def test_self_approval_and_non_approver_are_refused_and_recorded(
     request = ask(sender, slack_api, store)
     click(sender, request, ALICE)
     click(sender, request, CAROL)
-    texts = settle(slack_api, store, request, 2)
+    texts = settle(slack_api, request, 2)
     assert "cannot approve your own request" in slack_api.wait_for(lambda: ephemeral_texts(slack_api, ALICE))[0]
     assert "not an approver" in slack_api.wait_for(lambda: ephemeral_texts(slack_api, CAROL))[0]
     assert any("<@U_ALICE> tried to approve" in t and "own request" in t for t in texts)
@@ -106,9 +90,10 @@ def test_expired_request_cannot_be_approved(
     store.update(request.id, expires_at=time.time() - 1)  # its 15 minutes are over
     click(sender, request, BOB)
     assert "expired" in slack_api.wait_for(lambda: ephemeral_texts(slack_api, BOB))[0]
-    texts = settle(slack_api, store, request, 1)
+    texts = settle(slack_api, request, 2)
     assert store.get(request.id).status is RequestStatus.EXPIRED and bot_queue.count == 0  # type: ignore[union-attr]
-    assert "Expired" in texts[0] and "<@U_BOB> tried to approve" in texts[1]
+    assert "Expired" in texts[0] and "nobody approved; run a new dry-run" in texts[1]
+    assert "<@U_BOB> tried to approve" in texts[2]
     assert store.active_for_target("prod") is None  # the target is free for a new request
 
 
@@ -118,7 +103,7 @@ def test_reject_frees_the_target_and_runs_nothing(
     request = ask(sender, slack_api, store)
     click(sender, request, BOB, action="rollback_reject")
     slack_api.wait_for(lambda: store.get(request.id).status is RequestStatus.REJECTED)  # type: ignore[union-attr]
-    texts = settle(slack_api, store, request, 1)
+    texts = settle(slack_api, request, 1)
     assert "*Rejected* by <@U_BOB>" in texts[0] and "will not run" in texts[1]
     click(sender, request, BOB)  # approving after the rejection changes nothing
     assert "already rejected" in slack_api.wait_for(lambda: ephemeral_texts(slack_api, BOB))[0]
@@ -132,7 +117,7 @@ def test_double_click_starts_one_pipeline(
     assert click(sender, request, BOB) == 200
     assert click(sender, request, BOB) == 200
     assert "already approved" in slack_api.wait_for(lambda: ephemeral_texts(slack_api, BOB))[0]
-    texts = settle(slack_api, store, request, 1)
+    texts = settle(slack_api, request, 1)
     assert len(texts) == 2  # the repeat click by the approver adds nothing to the record
     assert jobs(bot_queue) == [("workers.jobs.execute", {"request_id": request.id})]
 
@@ -183,7 +168,7 @@ def test_approval_without_a_worker_is_refused_and_stays_pending(
     idle_worker.register_death()  # type: ignore[attr-defined]
     click(sender, request, BOB)
     assert "No worker is listening" in slack_api.wait_for(lambda: ephemeral_texts(slack_api, BOB))[0]
-    assert any("No worker is listening" in t for t in settle(slack_api, store, request, 1))
+    assert any("No worker is listening" in t for t in settle(slack_api, request, 1))
     assert store.get(request.id).status is RequestStatus.PENDING and bot_queue.count == 0  # type: ignore[union-attr]
 
 

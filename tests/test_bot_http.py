@@ -16,19 +16,21 @@ from core.requests import RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
 from tests.fixtures.bot import (
+    ALICE,
+    BOB,
+    CAROL,
+    CHANNEL,
     DEFAULT_BOT_CONFIG,
+    PLAN,
     SIGNING_SECRET,
+    V1,
+    V2,
     BotServer,
+    ask,
     ephemeral_texts,
-    pending_request,
     roots,
     wait_jobs,
 )
-
-CHANNEL = "C_INCIDENT"
-ALICE, BOB, CAROL = "U_ALICE", "U_BOB", "U_CAROL"
-V1, V2 = "2025_10_20_120001", "2025_10_20_150000"
-PLAN = {"dry_run": True, "plan": {"hash": "f" * 64, "to": V1, "versions": [V2]}, "warnings": ["drops 3 rows"]}
 
 
 def single_target_config() -> str:
@@ -186,9 +188,7 @@ def test_execute_posts_an_approval_request_and_one_per_target(
     sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, bot_redis: redis.Redis
 ) -> None:
     store = RequestStore(bot_redis)
-    store.save_plan(CHANNEL, "prod", PLAN)
-    sender.command("execute prod", user_id=ALICE, channel_id=CHANNEL)
-    request = pending_request(slack_api, store)
+    request = ask(sender, slack_api, store)
     root = roots(slack_api)[0]
     assert request.status is RequestStatus.PENDING and request.thread_ts == root["ts"]
     assert (request.plan_hash, request.to_version, request.versions) == ("f" * 64, V1, [V2])
@@ -213,8 +213,7 @@ def test_execute_posts_an_approval_request_and_one_per_target(
 def test_restore_is_two_person_too(
     sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, bot_redis: redis.Redis
 ) -> None:
-    sender.command("restore prod-20251020.dump prod", user_id=ALICE, channel_id=CHANNEL)
-    request = pending_request(slack_api, RequestStore(bot_redis))
+    request = ask(sender, slack_api, RequestStore(bot_redis), "restore prod-20251020.dump prod")
     root = roots(slack_api)[0]
     assert request.kind == "restore" and request.backup == "prod-20251020.dump" and request.status.value == "pending"
     assert "prod-20251020.dump" in message_text(root)
@@ -226,9 +225,7 @@ def test_cancel_replaces_the_buttons(
     sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, bot_redis: redis.Redis
 ) -> None:
     store = RequestStore(bot_redis)
-    store.save_plan(CHANNEL, "prod", PLAN)
-    sender.command("execute prod", user_id=ALICE, channel_id=CHANNEL)
-    request = pending_request(slack_api, store)
+    request = ask(sender, slack_api, store)
     sender.command("cancel", user_id=CAROL, channel_id=CHANNEL)  # neither requester nor approver
     assert "only the requester or an approver" in slack_api.wait_for(lambda: ephemeral_texts(slack_api, CAROL))[0]
     sender.command("cancel", user_id=ALICE, channel_id=CHANNEL)
@@ -250,9 +247,7 @@ def test_report_enqueues_for_the_latest_request_thread(
     sender.command("report", user_id=ALICE, channel_id=CHANNEL)
     assert "No request in this channel" in slack_api.wait_for(lambda: ephemeral_texts(slack_api, ALICE))[0]
     store = RequestStore(bot_redis)
-    store.save_plan(CHANNEL, "prod", PLAN)
-    sender.command("execute prod", user_id=ALICE, channel_id=CHANNEL)
-    request = pending_request(slack_api, store)
+    request = ask(sender, slack_api, store)
     sender.command(f"report {request.id}", user_id=BOB, channel_id=CHANNEL)
     name, kwargs = wait_jobs(slack_api, bot_queue, 1)[0]
     assert name == "workers.jobs.report"

@@ -1,0 +1,44 @@
+"""Each Slack delivery is handled once: a retry (X-Slack-Retry-Num after a timeout) or a replay of the
+same signed body within the signature's window runs nothing a second time.
+
+A bolt middleware, after bolt's signature check: the body's digest is recorded with SET NX; a body
+seen before is acked and dropped. Two clicks are two bodies (each has its own trigger_id and
+action_ts), so only true redeliveries are dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+from slack_bolt import BoltRequest, BoltResponse
+
+from core import defaults
+
+log = logging.getLogger("rollback.bot")
+
+
+def delivery_key(prefix: str, raw_body: str) -> str:
+    return f"{prefix}:delivery:{hashlib.sha256(raw_body.encode('utf-8')).hexdigest()}"
+
+
+def once_per_delivery(
+    redis: Redis, prefix: str = "rollback", memory_seconds: int = defaults.DELIVERY_MEMORY_SECONDS
+) -> Callable[..., Any]:
+    def middleware(req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse:  # noqa: A002 - bolt's name
+        try:
+            first = redis.set(delivery_key(prefix, req.raw_body), "1", nx=True, ex=memory_seconds)
+        except RedisError:
+            return next()  # the handler says that Redis is unreachable
+        if first:
+            return next()
+        retry = (req.headers.get("x-slack-retry-num") or ["-"])[0]
+        log.info("dropped a repeated delivery (retry %s, reason %s)", retry,
+                 (req.headers.get("x-slack-retry-reason") or ["-"])[0])
+        return BoltResponse(status=200, body="")
+
+    return middleware
