@@ -203,3 +203,19 @@ def test_update_never_touches_the_status(store: RequestStore) -> None:
     store.decide(req.id, "approved", by="U_BOB", now=NOW + 1)
     updated = store.update(req.id, thread_ts="1.0")
     assert updated.status is RequestStatus.APPROVED and updated.thread_ts == "1.0"
+
+
+def test_warnings_are_kept_with_the_request(store: RequestStore) -> None:
+    req = make(store, warnings=["DROP TABLE t: 275 rows would be lost"])
+    got = store.get(req.id)
+    assert got is not None and got.warnings == ["DROP TABLE t: 275 rows would be lost"]
+    assert store.get(make(store, target="other").id).warnings == []  # type: ignore[union-attr]
+
+
+def test_open_requests_until_forgotten(store: RequestStore) -> None:
+    first, second = make(store), make(store, target="staging", now=NOW + 1)
+    assert [r.id for r in store.open_requests()] == [first.id, second.id]
+    store.forget(first.id)
+    assert [r.id for r in store.open_requests()] == [second.id]
+    store.redis.delete(f"test:request:{second.id}")  # past its retention
+    assert store.open_requests() == [] and store.redis.zcard("test:open") == 0
