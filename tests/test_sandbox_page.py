@@ -20,7 +20,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
 from sandbox.page import ChannelPage
-from sandbox.people import INCIDENT_CHANNEL, SANDBOX_USERS
+from sandbox.people import INCIDENT_CHANNEL, SANDBOX_USERGROUP_HANDLES, SANDBOX_USERS
 from sandbox.slack_api import SlackApiServer
 
 SECRET = "page-test-secret"
@@ -40,6 +40,25 @@ APPROVAL_BLOCKS: list[dict[str, Any]] = [
 ]
 
 
+REPORT = """# Incident report
+rolled back by **bob**
+
+| field | value |
+|---|---|
+| target | `prod` |
+| note | a \\| pipe and <b>not bold</b> |
+
+```sql
+DROP TABLE new_feature_table;
+```
+
+- first
+- second
+
+_Generated for alice (U_ALICE)._
+"""
+
+
 class _Quiet(WSGIRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
@@ -48,7 +67,8 @@ class _Quiet(WSGIRequestHandler):
 @pytest.fixture
 def page_server() -> Iterator[SlackApiServer]:
     with SlackApiServer(users=SANDBOX_USERS) as server:
-        page = ChannelPage(server, channel=INCIDENT_CHANNEL, people=SANDBOX_USERS)
+        page = ChannelPage(server, channel=INCIDENT_CHANNEL, people=SANDBOX_USERS,
+                           group_handles=SANDBOX_USERGROUP_HANDLES)
         app = App(signing_secret=SECRET, client=WebClient(token="xoxb-test", base_url=server.api_url))
 
         @app.command("/rollback")
@@ -58,11 +78,11 @@ def page_server() -> Iterator[SlackApiServer]:
             if command["text"] == "plan":
                 root = client.chat_postMessage(channel=channel, text="Rollback plan for *prod*", blocks=APPROVAL_BLOCKS)
                 client.chat_postMessage(channel=channel, thread_ts=root["ts"],
-                                        text="Down SQL:\n```DROP TABLE new_feature_table;```\ncc <@U_BOB>")
+                                        text="Down SQL:\n```DROP TABLE new_feature_table;```\ncc <@U_BOB> <!subteam^S_DBA>")
             elif command["text"] == "report":
                 root = client.conversations_history(channel=channel)["messages"][-1]
                 client.files_upload_v2(channel=channel, thread_ts=root["ts"], filename="incident.md",
-                                       title="Incident report", content="# Incident report\nrolled back")
+                                       title="Incident report", content=REPORT)
             else:
                 respond(f"Unknown verb `{command['text']}`: try `/rollback help`")
 
@@ -91,7 +111,7 @@ def test_page_renders_the_channel_and_delivers_signed_commands_and_clicks(page_s
     assert page.locator(".fields").first.inner_text().startswith("Target")
     assert page.locator(".mention", has_text="@alice").count() >= 1
     assert page.locator(".thread pre.code").inner_text() == "DROP TABLE new_feature_table;"
-    assert page.locator(".thread .mention").inner_text() == "@bob"
+    assert page.locator(".thread .mention").all_inner_texts() == ["@bob", "@dba"]
     assert page.get_by_text("You ran /rollback plan").is_visible()
 
     page.fill("#command", "/rollback frobnicate")
@@ -113,7 +133,16 @@ def test_page_renders_the_channel_and_delivers_signed_commands_and_clicks(page_s
     page.fill("#command", "/rollback report")
     page.press("#command", "Enter")
     page.get_by_role("button", name="Incident report").click()
-    assert "rolled back" in page.get_by_role("dialog", name="Incident report").inner_text()
+    report = page.get_by_role("dialog", name="Incident report")
+    assert report.locator(".md h1").inner_text() == "Incident report"
+    assert report.locator(".md p b").inner_text() == "bob"
+    assert report.locator(".md th").all_inner_texts() == ["field", "value"]
+    assert report.locator(".md td").all_inner_texts() == ["target", "prod", "note", "a | pipe and <b>not bold</b>"]
+    assert report.locator(".md td code").inner_text() == "prod"
+    assert report.locator(".md pre.code").inner_text() == "DROP TABLE new_feature_table;"
+    assert report.locator(".md li").all_inner_texts() == ["first", "second"]
+    assert report.locator(".md p i").inner_text() == "Generated for alice (U_ALICE)."
+    assert report.locator(".md td b").count() == 0  # HTML in the file is shown, never interpreted
     page.close()
 
 
