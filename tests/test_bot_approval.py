@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 
 import pytest
-import redis
 from rq import Queue
 
 from core.requests import RequestStatus, RequestStore
@@ -25,17 +24,13 @@ from tests.fixtures.bot import (
     ask,
     click,
     ephemeral_texts,
+    has_buttons,
     jobs,
     settle,
     thread_texts,
 )
 
 pytestmark = pytest.mark.usefixtures("idle_worker")
-
-
-@pytest.fixture
-def store(bot_redis: redis.Redis) -> RequestStore:
-    return RequestStore(bot_redis)
 
 
 def test_approval_by_the_group_member_enqueues_execute_once(
@@ -48,8 +43,7 @@ def test_approval_by_the_group_member_enqueues_execute_once(
     decided = store.get(request.id)
     assert decided is not None and decided.status is RequestStatus.APPROVED and decided.approver == BOB
     texts = settle(slack_api, request, 1)
-    root = slack_api.thread(CHANNEL, request.thread_ts)[0]
-    assert not any(b["type"] == "actions" for b in root["blocks"])  # the buttons are gone
+    assert not has_buttons(slack_api, request)
     assert "*Approved* by <@U_BOB>" in texts[0]
     assert ":warning: drops 3 rows" in texts[0]  # the plan's data-loss warnings stay on the decided request
     assert "approved by <@U_BOB>" in texts[1] and "requested by <@U_ALICE>" in texts[1]
@@ -69,8 +63,7 @@ def test_self_approval_and_non_approver_are_refused_and_recorded(
     assert any("<@U_CAROL> tried to approve" in t and "not an approver" in t for t in texts)
     assert store.get(request.id).status is RequestStatus.PENDING  # type: ignore[union-attr]
     assert bot_queue.count == 0
-    root = slack_api.thread(CHANNEL, request.thread_ts)[0]
-    assert any(b["type"] == "actions" for b in root["blocks"])  # still open for a real approver
+    assert has_buttons(slack_api, request)  # still open for a real approver
 
 
 def test_click_from_another_channel_is_refused(

@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 
 import pytest
-import redis
 from rq import Queue
 
 from bot.expiry import Due, due, watched
@@ -22,6 +21,7 @@ from tests.fixtures.bot import (
     BotServer,
     ask,
     click,
+    has_buttons,
     settle,
     thread_texts,
 )
@@ -66,16 +66,10 @@ def sweeping_bot(make_bot: Callable[..., BotServer], slack_api: SlackApiServer) 
     return SlackRequestSender(bot.events_url, SIGNING_SECRET, slack_api)
 
 
-def has_buttons(slack_api: SlackApiServer, request: Request) -> bool:
-    root = slack_api.thread(CHANNEL, request.thread_ts)[0]
-    return any(b["type"] == "actions" for b in root["blocks"])
-
-
 @pytest.mark.usefixtures("idle_worker")
 def test_unanswered_request_expires_without_a_click(
-    sweeping_bot: SlackRequestSender, slack_api: SlackApiServer, bot_redis: redis.Redis, bot_queue: Queue
+    sweeping_bot: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, bot_queue: Queue
 ) -> None:
-    store = RequestStore(bot_redis)
     pending = ask(sweeping_bot, slack_api, store)
     time.sleep(0.5)  # a few sweeps: a request within its time is left alone
     assert has_buttons(slack_api, pending) and len(thread_texts(slack_api, pending)) == 1
@@ -97,9 +91,8 @@ def test_unanswered_request_expires_without_a_click(
 
 @pytest.mark.usefixtures("idle_worker")
 def test_approved_request_that_never_started_expires_and_a_late_job_runs_nothing(
-    sweeping_bot: SlackRequestSender, slack_api: SlackApiServer, bot_redis: redis.Redis, bot_queue: Queue
+    sweeping_bot: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, bot_queue: Queue
 ) -> None:
-    store = RequestStore(bot_redis)
     pending = ask(sweeping_bot, slack_api, store)
     click(sweeping_bot, pending, BOB)
     settle(slack_api, pending, 1)

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import redis
 from rq import Queue
 
 from core.requests import RequestStatus, RequestStore
@@ -168,14 +167,13 @@ def test_no_worker_listening_is_said_at_once(
 
 @pytest.mark.usefixtures("idle_worker")
 def test_execute_needs_a_fresh_dry_run(
-    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, bot_redis: redis.Redis
+    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, store: RequestStore
 ) -> None:
     sender.command("execute prod", user_id=ALICE, channel_id=CHANNEL)
     answer = slack_api.wait_for(lambda: ephemeral_texts(slack_api, ALICE))
     assert "No current dry-run for `prod`" in answer[0] and "dry-run <version> prod" in answer[0]
     assert slack_api.messages(CHANNEL) == []
     # a plan made in another channel, or for another target, is not this one
-    store = RequestStore(bot_redis)
     store.save_plan("C_OTHER", "prod", PLAN)
     store.save_plan(CHANNEL, "staging", PLAN)
     sender.command("execute prod", user_id=ALICE, channel_id=CHANNEL)
@@ -185,9 +183,8 @@ def test_execute_needs_a_fresh_dry_run(
 
 @pytest.mark.usefixtures("idle_worker")
 def test_execute_posts_an_approval_request_and_one_per_target(
-    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, bot_redis: redis.Redis
+    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, store: RequestStore
 ) -> None:
-    store = RequestStore(bot_redis)
     request = ask(sender, slack_api, store)
     root = roots(slack_api)[0]
     assert request.status is RequestStatus.PENDING and request.thread_ts == root["ts"]
@@ -211,9 +208,9 @@ def test_execute_posts_an_approval_request_and_one_per_target(
 
 @pytest.mark.usefixtures("idle_worker")
 def test_restore_is_two_person_too(
-    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, bot_redis: redis.Redis
+    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, store: RequestStore
 ) -> None:
-    request = ask(sender, slack_api, RequestStore(bot_redis), "restore prod-20251020.dump prod")
+    request = ask(sender, slack_api, store, "restore prod-20251020.dump prod")
     root = roots(slack_api)[0]
     assert request.kind == "restore" and request.backup == "prod-20251020.dump" and request.status.value == "pending"
     assert "prod-20251020.dump" in message_text(root)
@@ -222,9 +219,8 @@ def test_restore_is_two_person_too(
 
 @pytest.mark.usefixtures("idle_worker")
 def test_cancel_replaces_the_buttons(
-    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, bot_redis: redis.Redis
+    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, store: RequestStore
 ) -> None:
-    store = RequestStore(bot_redis)
     request = ask(sender, slack_api, store)
     sender.command("cancel", user_id=CAROL, channel_id=CHANNEL)  # neither requester nor approver
     assert "only the requester or an approver" in slack_api.wait_for(lambda: ephemeral_texts(slack_api, CAROL))[0]
@@ -242,11 +238,10 @@ def test_cancel_replaces_the_buttons(
 
 @pytest.mark.usefixtures("idle_worker")
 def test_report_enqueues_for_the_latest_request_thread(
-    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, bot_redis: redis.Redis
+    sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, store: RequestStore
 ) -> None:
     sender.command("report", user_id=ALICE, channel_id=CHANNEL)
     assert "No request in this channel" in slack_api.wait_for(lambda: ephemeral_texts(slack_api, ALICE))[0]
-    store = RequestStore(bot_redis)
     request = ask(sender, slack_api, store)
     sender.command(f"report {request.id}", user_id=BOB, channel_id=CHANNEL)
     name, kwargs = wait_jobs(slack_api, bot_queue, 1)[0]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import pytest
-import redis
 from rq import Queue
 
 from core.requests import RequestStatus, RequestStore
@@ -49,9 +48,8 @@ def test_a_retried_slash_command_runs_once(
 
 @pytest.mark.usefixtures("idle_worker")
 def test_a_retried_approval_click_decides_and_enqueues_once(
-    redelivering: RedeliveringSender, slack_api: SlackApiServer, bot_queue: Queue, bot_redis: redis.Redis
+    redelivering: RedeliveringSender, slack_api: SlackApiServer, bot_queue: Queue, store: RequestStore
 ) -> None:
-    store = RequestStore(bot_redis)
     request = ask(redelivering, slack_api, store)
     assert click(redelivering, request, BOB) == 200
     wait_jobs(slack_api, bot_queue, 1)
