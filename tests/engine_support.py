@@ -17,6 +17,7 @@ EXAMPLE_MIGRATIONS = REPO / "migrations"
 KNOWN_GOOD = "2025_10_20_120001"
 NEW_FEATURE = "2025_10_20_150000"
 NEW_FEATURE_DIR = f"{NEW_FEATURE}_add_new_feature"
+KNOWN_GOOD_DIR = f"{KNOWN_GOOD}_add_projects_archived_at"
 BOOKKEEPING = ("schema_migrations", "migration_history", "migration_history_id_seq")
 HISTORY = ("migration_history", "migration_history_id_seq")
 # Upper bound for waiting on another process or session to reach a point; never a measured duration.
@@ -110,22 +111,22 @@ def make_engine(conninfo: str, migrations_dir: Path, **overrides: Any) -> Any:
 
 
 @contextlib.contextmanager
-def without_new_feature(migrations: Path) -> Iterator[None]:
-    """2025_10_20_150000 held out of the folder for the block (the state before it was written)."""
+def held_back(migrations: Path, dirname: str = NEW_FEATURE_DIR) -> Iterator[None]:
+    """One migration folder kept out of the folder for the block (e.g. before it was written or merged)."""
     held = migrations.parent / "held"
     held.mkdir(exist_ok=True)
-    (migrations / NEW_FEATURE_DIR).rename(held / NEW_FEATURE_DIR)
+    (migrations / dirname).rename(held / dirname)
     try:
         yield
     finally:
-        (held / NEW_FEATURE_DIR).rename(migrations / NEW_FEATURE_DIR)
+        (held / dirname).rename(migrations / dirname)
 
 
 def apply_examples(conninfo: str, tmp_path: Path, *, seed: bool = False) -> Path:
     """A copy of the example migrations, all applied; with `seed`, app data inserted before 150000 ran."""
     migrations = copy_migrations(tmp_path)
     if seed:
-        with without_new_feature(migrations):
+        with held_back(migrations):
             make_engine(conninfo, migrations).apply()
             seed_app_data(conninfo)
     make_engine(conninfo, migrations).apply()

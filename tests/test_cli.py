@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +13,19 @@ import psycopg
 import pytest
 
 from tests.engine_support import (
+    BOOKKEEPING,
     KNOWN_GOOD,
+    KNOWN_GOOD_DIR,
     NEW_FEATURE,
     NEW_FEATURE_DIR,
     REPO,
+    WAIT_SECONDS,
     copy_migrations,
+    held_back,
     pg_dump,
+    query,
     statuses,
+    wait_for_backend,
 )
 from workers.cli import main
 from workers.engine.locks import MIGRATION_LOCK_KEY
@@ -169,3 +176,95 @@ def test_the_cli_needs_neither_slack_nor_redis() -> None:
     result = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)),
                             capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_stopping_a_rollback_mid_statement_rolls_it_back_and_says_so_in_one_line(env: dict[str, str],
+                                                                                 stop: signal.Signals) -> None:
+    assert run_cli([], env).returncode == 0
+    url = env["DATABASE_URL"]
+    (Path(env["MIGRATIONS_DIR"]) / NEW_FEATURE_DIR / "down.sql").write_text(
+        "DROP TABLE new_feature_table;\nSELECT pg_sleep(30);\n")
+    before = pg_dump(url, exclude=BOOKKEEPING)
+    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "--rollback", "--to", KNOWN_GOOD, *FAST],
+                            env=dict(os.environ, PYTHONPATH=str(REPO), **env), cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for_backend(url, "SELECT pg_sleep")
+        proc.send_signal(stop)
+        _, stderr = proc.communicate(timeout=WAIT_SECONDS)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert stderr.count("\n") == 1 and stderr.startswith("run-migrations: error: interrupted;")
+    assert pg_dump(url, exclude=BOOKKEEPING) == before
+    assert statuses(url)[NEW_FEATURE] == "completed"
+    assert query(url, "SELECT status FROM migration_history WHERE operation = 'rollback'") == [("failed",)]
+
+
+def test_a_late_merged_migration_is_flagged_by_status_and_applied_out_of_order(
+        env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    migrations = Path(env["MIGRATIONS_DIR"])
+    with held_back(migrations, KNOWN_GOOD_DIR):
+        assert main([], env) == 0
+    capsys.readouterr()
+    assert main(["--status"], env) == 0
+    assert f"! {KNOWN_GOOD_DIR} is pending but older than the current version {NEW_FEATURE}" in capsys.readouterr().out
+    assert main([], env) == 0  # without --verbose the notice still shows, on stderr
+    captured = capsys.readouterr()
+    assert captured.err == (f"note: applying {KNOWN_GOOD_DIR} out of order: it is older than the current version "
+                            f"{NEW_FEATURE}\n")
+    assert "applied 1 migration(s)" in captured.out and "warnings:" in captured.out
+
+
+def test_rollback_on_a_database_never_migrated_says_so_and_creates_nothing(
+        env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--rollback"], env) == 0
+    assert capsys.readouterr().out.startswith("nothing to roll back: no migration is completed in ")
+    assert query(env["DATABASE_URL"], "SELECT to_regclass('schema_migrations')") == [(None,)]
+
+
+@pytest.mark.parametrize("state", ["rolled_back", "failed"])
+def test_rollback_to_a_version_that_is_not_completed_is_refused(env: dict[str, str], state: str) -> None:
+    assert run_cli([], env).returncode == 0
+    query(env["DATABASE_URL"], "UPDATE schema_migrations SET status = %s WHERE version = %s", (state, KNOWN_GOOD))
+    result = run_cli(["--rollback", "--to", KNOWN_GOOD], env)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert f"version {KNOWN_GOOD} is {state}, not completed" in result.stderr
+    assert statuses(env["DATABASE_URL"])[NEW_FEATURE] == "completed"
+
+
+def test_a_misnamed_migration_folder_stops_apply_and_is_named(env: dict[str, str]) -> None:
+    misnamed = Path(env["MIGRATIONS_DIR"]) / "2025_10_21_1200_add_index"
+    misnamed.mkdir()
+    (misnamed / "up.sql").write_text("CREATE INDEX users_status_idx ON users (status);")
+    result = run_cli([], env)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert f"folder {misnamed} looks like a migration but is not named YYYY_MM_DD_HHMMSS_<name>" in result.stderr
+    assert query(env["DATABASE_URL"], "SELECT to_regclass('users')") == [(None,)]  # nothing else ran either
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("hunter2secret host=", "DATABASE_URL is not a valid PostgreSQL URL or connection string"),
+    ("postgresql://app:hunter2secret@no-such-host.invalid:5432/prod",
+     "cannot connect to PostgreSQL at no-such-host.invalid:5432/prod: failed to resolve host"),
+    ("host=127.0.0.1 port=9 user=app password='hunter2secret' dbname=prod",
+     "cannot connect to PostgreSQL at 127.0.0.1:9/prod"),
+])
+def test_bad_database_urls_are_one_line_without_the_password(tmp_path: Path, url: str, expected: str) -> None:
+    result = run_cli(["--status"], {"DATABASE_URL": url, "MIGRATIONS_DIR": str(tmp_path)})
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert expected in result.stderr
+    assert "hunter2secret" not in result.stderr + result.stdout and "Traceback" not in result.stderr
+
+
+def test_copy_from_stdin_is_refused_before_anything_runs(env: dict[str, str]) -> None:
+    up = Path(env["MIGRATIONS_DIR"]) / NEW_FEATURE_DIR / "up.sql"
+    up.write_text("CREATE TABLE imported (id int);\nCOPY imported (id) FROM stdin;\n1\n2\n\\.\n")
+    for args in ([], ["--dry-run"]):
+        result = run_cli(args, env)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1
+        assert (f"{up}: `COPY imported (id) FROM stdin`: COPY FROM STDIN is not supported in migration scripts; "
+                "use INSERT or load data separately") in result.stderr
+    assert query(env["DATABASE_URL"], "SELECT to_regclass('users')") == [(None,)]

@@ -8,9 +8,11 @@ import pytest
 
 from tests.engine_support import (
     KNOWN_GOOD,
+    KNOWN_GOOD_DIR,
     NEW_FEATURE,
     NEW_FEATURE_DIR,
     copy_migrations,
+    held_back,
     make_engine,
     query,
     statuses,
@@ -97,3 +99,18 @@ def test_an_interrupted_no_transaction_migration_is_shown_and_blocks_apply(datab
     assert any("is marked running but no run holds the lock: it was interrupted" in w for w in warnings)
     with pytest.raises(InterruptedMigration, match="check its effects, then UPDATE schema_migrations"):
         engine.apply()
+
+
+def test_apply_says_it_applies_a_late_migration_out_of_order(database_url: str, tmp_path: Path) -> None:
+    migrations = copy_migrations(tmp_path)
+    with held_back(migrations, KNOWN_GOOD_DIR):
+        make_engine(database_url, migrations).apply()
+    notice = f"note: applying {KNOWN_GOOD_DIR} out of order: it is older than the current version {NEW_FEATURE}"
+    dry = make_engine(database_url, migrations).apply(dry_run=True)
+    assert notice in dry.warnings
+    lines: list[str] = []
+    report = make_engine(database_url, migrations, log=lines.append).apply()
+    assert report.versions == [KNOWN_GOOD]
+    assert report.warnings == [notice] and notice in lines
+    assert statuses(database_url)[KNOWN_GOOD] == "completed"
+    assert make_engine(database_url, migrations).status().warnings == []

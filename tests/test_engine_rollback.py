@@ -14,6 +14,7 @@ from tests.engine_support import (
     NEW_FEATURE_DIR,
     apply_examples,
     copy_migrations,
+    held_back,
     make_engine,
     pg_dump,
     query,
@@ -21,9 +22,15 @@ from tests.engine_support import (
     seed_app_data,
     statuses,
     table_exists,
-    without_new_feature,
 )
-from workers.engine import MigrationFailed, MissingDownScript, NotCompleted, PlanChanged, UnknownVersion
+from workers.engine import (
+    MigrationFailed,
+    MissingDownScript,
+    NotCompleted,
+    PlanChanged,
+    UnknownVersion,
+    UnsupportedStatement,
+)
 
 
 @pytest.fixture
@@ -34,7 +41,7 @@ def applied(database_url: str, tmp_path: Path) -> tuple[str, Path]:
 
 def test_playbook_scenario_restores_schema_and_data_exactly(database_url: str, tmp_path: Path) -> None:
     migrations = copy_migrations(tmp_path)
-    with without_new_feature(migrations):
+    with held_back(migrations):
         make_engine(database_url, migrations).apply()
         seed_app_data(database_url)
     before = pg_dump(database_url, exclude=BOOKKEEPING)
@@ -186,3 +193,18 @@ def test_a_failure_in_a_later_down_script_undoes_the_earlier_ones_too(applied: t
     # 150000 was reverted first, in the same transaction: that is undone as well
     assert pg_dump(url, exclude=("migration_history", "migration_history_id_seq")) == before
     assert table_exists(url, "new_feature_table")
+
+
+def test_copy_from_stdin_in_a_down_script_is_refused_and_shown_by_status(applied: tuple[str, Path]) -> None:
+    url, migrations = applied
+    down = migrations / NEW_FEATURE_DIR / "down.sql"
+    down.write_text("DROP TABLE new_feature_table;\nCOPY users (email) FROM STDIN;\n")
+    before = pg_dump(url)
+    engine = make_engine(url, migrations)
+    expected = "COPY FROM STDIN is not supported in migration scripts; use INSERT or load data separately"
+    for call in (engine.plan_rollback, engine.dry_run_rollback, engine.rollback):
+        with pytest.raises(UnsupportedStatement, match=expected) as caught:
+            call(KNOWN_GOOD)
+        assert caught.value.path == str(down)
+    assert pg_dump(url) == before
+    assert any(w.startswith(f"{down}: `COPY users (email) FROM STDIN`") for w in engine.status().warnings)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.engine.sqltext import effects, is_no_transaction, one_line, split_statements
+from workers.engine.sqltext import effects, is_no_transaction, one_line, split_statements, unsupported
 
 
 def test_split_respects_quotes_dollar_quotes_and_comments() -> None:
@@ -69,3 +69,13 @@ def test_relations_name_every_table_a_statement_must_lock() -> None:
     assert effects("DROP TABLE a, b").relations == [("a",), ("b",)]
     assert effects("CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON ONLY app.t (c)").relations == [("app", "t")]
     assert effects("SELECT 1").relations == []
+
+
+def test_statements_that_stream_through_the_client_are_unsupported() -> None:
+    assert unsupported("COPY users (id) FROM stdin") == "copy_from_stdin"
+    assert unsupported("copy users from STDIN with (format csv)") == "copy_from_stdin"
+    assert unsupported("COPY users TO STDOUT") == "copy_to_stdout"
+    assert unsupported("\\copy users from 'users.csv'") == "psql_meta"
+    assert unsupported("COPY users FROM '/srv/users.csv'") is None  # server-side file: runs as SQL
+    assert unsupported("COPY (SELECT * FROM stdin) TO '/tmp/x'") is None  # a table named stdin
+    assert unsupported("INSERT INTO stdin VALUES (1)") is None

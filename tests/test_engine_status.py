@@ -6,7 +6,16 @@ import json
 import shutil
 from pathlib import Path
 
-from tests.engine_support import KNOWN_GOOD, NEW_FEATURE, NEW_FEATURE_DIR, copy_migrations, make_engine, query
+from tests.engine_support import (
+    KNOWN_GOOD,
+    KNOWN_GOOD_DIR,
+    NEW_FEATURE,
+    NEW_FEATURE_DIR,
+    copy_migrations,
+    held_back,
+    make_engine,
+    query,
+)
 
 
 def test_status_of_a_fresh_database_lists_pending_and_creates_nothing(database_url: str, tmp_path: Path) -> None:
@@ -65,3 +74,15 @@ def test_history_lists_rows_newest_first(database_url: str, tmp_path: Path) -> N
     engine.rollback(KNOWN_GOOD)
     rows = engine.history(limit=2)
     assert [(r["version"], r["operation"]) for r in rows] == [(NEW_FEATURE, "rollback"), (NEW_FEATURE, "apply")]
+
+
+def test_status_warns_about_a_pending_migration_older_than_the_current_version(database_url: str,
+                                                                               tmp_path: Path) -> None:
+    migrations = copy_migrations(tmp_path)
+    with held_back(migrations, KNOWN_GOOD_DIR):  # a branch merged after 150000 was deployed
+        make_engine(database_url, migrations).apply()
+    report = make_engine(database_url, migrations).status()
+    assert report.current_version == NEW_FEATURE
+    assert report.warnings == [
+        f"{KNOWN_GOOD_DIR} is pending but older than the current version {NEW_FEATURE} (merged late?): "
+        "the next apply runs it out of order; check it does not conflict with the newer migrations"]

@@ -3,17 +3,20 @@
     run-migrations                                   apply all pending migrations
     run-migrations --status [--json]                 every migration and its state
     run-migrations --rollback [--to V] [--dry-run]   roll back to the last known-good version V
-Exit status: 0 success, 1 failure (one line on stderr), 2 bad usage.
+Exit status: 0 success, 1 failure (one line on stderr), 2 bad usage, 130 interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 from core import defaults
@@ -21,6 +24,7 @@ from workers.engine import DryRunReport, Engine, EngineError, messages
 from workers.engine.redact import password_of, redact
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 class UsageError(Exception):
@@ -86,12 +90,12 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
     if not conninfo:
         raise UsageError("DATABASE_URL is not set; set it to the database to migrate, "
                          "e.g. DATABASE_URL=postgresql://user@host:5432/dbname run-migrations --status")
-    # --verbose: every statement as it runs; otherwise only lock-wait retries (on stderr), so that a
-    # rollback waiting behind the application never looks hung.
+    # --verbose: every statement as it runs; otherwise only notices (on stderr): lock-wait retries, so that
+    # a rollback waiting behind the application never looks hung, and out-of-order applies.
     def log(line: str) -> None:
         if args.verbose:
             (err if args.json else out)(line)
-        elif messages.is_retry_notice(line):
+        elif messages.is_notice(line):
             err(line)
 
     engine = Engine(
@@ -130,6 +134,23 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def _terminate_like_ctrl_c() -> Iterator[None]:
+    """SIGTERM (kill, a CI runner or container stopping) takes the same clean path as Ctrl-C: psycopg
+    cancels the running statement, the transaction rolls back, the failure is recorded, one line is printed."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread (e.g. main() called from a test thread)
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Entry point; returns the exit status (the console script passes it to sys.exit)."""
     env = os.environ if env is None else env
@@ -144,7 +165,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         args = build_parser().parse_args(argv)
         _check(args)
-        return run(args, env, out, err)
+        with _terminate_like_ctrl_c():
+            return run(args, env, out, err)
     except UsageError as exc:
         err(messages.cli_error(redact(str(exc), [secret])))
         return EXIT_USAGE
@@ -153,7 +175,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return EXIT_FAILED
     except KeyboardInterrupt:
         err(messages.cli_error(messages.interrupted()))
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from workers.engine.errors import (
     DatabaseError,
     EngineError,
     InterruptedMigration,
+    InvalidDatabaseUrl,
     LockBusy,
     LockTimeout,
     MigrationFailed,
@@ -20,6 +21,7 @@ from workers.engine.errors import (
     NotCompleted,
     PlanChanged,
     UnknownVersion,
+    UnsupportedStatement,
 )
 from workers.engine.redact import redact
 from workers.engine.reports import (
@@ -36,7 +38,7 @@ from workers.engine.versions import Status, is_version, parse_version
 
 __all__ = [
     "BookkeepingConflict", "ConnectionFailed", "DatabaseError", "DryRunReport", "Engine", "EngineError",
-    "InterruptedMigration", "LockBusy", "LockTimeout", "MigrationFailed", "MigrationState", "MigrationsDirError",
+    "InterruptedMigration", "InvalidDatabaseUrl", "LockBusy", "LockTimeout", "MigrationFailed", "MigrationState", "MigrationsDirError",
     "MissingDownScript", "NotCompleted", "Plan", "PlanChanged", "PlanStep", "RunReport", "ServerInfo", "StatementResult",
-    "Status", "StatusReport", "UnknownVersion", "is_version", "parse_version", "redact",
+    "Status", "StatusReport", "UnknownVersion", "UnsupportedStatement", "is_version", "parse_version", "redact",
 ]

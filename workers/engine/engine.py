@@ -11,7 +11,7 @@ import psycopg
 
 from core import defaults
 from workers.engine import locks, runner, scripts, store
-from workers.engine.errors import ConnectionFailed, DatabaseError, EngineError
+from workers.engine.errors import ConnectionFailed, DatabaseError, EngineError, InvalidDatabaseUrl
 from workers.engine.planning import build_rollback_plan, build_status
 from workers.engine.redact import password_of, redact
 from workers.engine.reports import DryRunReport, Plan, RunReport, ServerInfo, StatusReport
@@ -103,6 +103,10 @@ class Engine:
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[tuple[psycopg.Connection[Any], ServerInfo]]:
+        try:
+            psycopg.conninfo.conninfo_to_dict(self._conninfo)
+        except psycopg.Error:
+            raise InvalidDatabaseUrl() from None
         try:
             conn = psycopg.connect(self._conninfo, autocommit=True, application_name=APPLICATION_NAME,
                                    connect_timeout=CONNECT_TIMEOUT_SECONDS)

@@ -28,12 +28,28 @@ class ConnectionFailed(EngineError):
         super().__init__(messages.connection_failed(where, reason))
 
 
+class InvalidDatabaseUrl(ConnectionFailed):
+    """DATABASE_URL does not parse; its text is never echoed (it may hold the password)."""
+
+    def __init__(self) -> None:
+        self.where, self.reason = "(unparseable DATABASE_URL)", "unparseable"
+        EngineError.__init__(self, messages.unparseable_conninfo())
+
+
 class MigrationsDirError(EngineError):
     """The migrations folder is missing or holds something the engine cannot read."""
 
     def __init__(self, path: str, problem: str) -> None:
         self.path, self.problem = path, problem
         super().__init__(messages.migrations_dir_error(path, problem))
+
+
+class UnsupportedStatement(EngineError):
+    """A migration script holds a statement the engine cannot run (COPY FROM STDIN, psql meta-commands)."""
+
+    def __init__(self, path: str, statement: str, problem: str) -> None:
+        self.path, self.statement, self.problem = path, statement, problem
+        super().__init__(messages.unsupported_statement(path, statement, problem))
 
 
 class UnknownVersion(EngineError):

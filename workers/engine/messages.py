@@ -19,6 +19,12 @@ def _short(text: str, limit: int = 160) -> str:
 # --- errors (one line: what is wrong, then what to do) -------------------------------------------
 
 
+def unparseable_conninfo() -> str:
+    # psycopg's parse error quotes the text around the problem, which may be the password: never show it.
+    return ("DATABASE_URL is not a valid PostgreSQL URL or connection string; "
+            "set it like postgresql://user@host:5432/dbname (or a key=value string such as host=... dbname=...)")
+
+
 def connection_failed(where: str, reason: str) -> str:
     return (f"cannot connect to PostgreSQL at {where}: {_short(reason)}; "
             "check DATABASE_URL and that the server is running and reachable")
@@ -32,7 +38,22 @@ def migrations_dir_error(path: str, problem: str) -> str:
     if problem.startswith("duplicate:"):
         version = problem.split(":", 1)[1]
         return f"two folders in {path} have version {version}; give each migration its own version and retry"
+    if problem == "misnamed":
+        return (f"folder {path} looks like a migration but is not named {VERSION_FORMAT}_<name> "
+                "(e.g. 2025_10_21_120000_add_index); rename it or move it out of the migrations folder, then retry")
     return f"migrations folder {path}: {problem}"
+
+
+UNSUPPORTED = {
+    "copy_from_stdin": "COPY FROM STDIN is not supported in migration scripts; use INSERT or load data separately",
+    "copy_to_stdout": "COPY TO STDOUT is not supported in migration scripts; its output has nowhere to go — remove it",
+    "psql_meta": ("psql meta-commands (\\copy, \\i, \\set ...) are not supported in migration scripts; "
+                  "use plain SQL"),
+}
+
+
+def unsupported_statement(path: str, statement: str, problem: str) -> str:
+    return f"{path}: `{_short(statement, 60)}`: {UNSUPPORTED.get(problem, problem)}"
 
 
 def unknown_version(version: str, reason: str) -> str:
@@ -131,6 +152,18 @@ def lock_retry(attempt: int, total: int, lock_timeout_ms: int, statement: str,
             f"{blockers_text(blockers)}; everything rolled back, retrying in {delay:.2f} s")
 
 
+NOTICE_PREFIX = "note: "
+
+
+def is_notice(line: str) -> bool:
+    """Log lines a person must see even without --verbose (lock-wait retries, out-of-order applies)."""
+    return line.startswith((RETRY_PREFIX, NOTICE_PREFIX))
+
+
+def applying_out_of_order(version: str, name: str, current: str | None) -> str:
+    return f"{NOTICE_PREFIX}applying {version}_{name} out of order: it is older than the current version {current}"
+
+
 def failure_not_recorded(reason: str) -> str:
     return f"could not record the failure in migration_history: {_short(reason, 200)}"
 
@@ -172,6 +205,11 @@ def running_warning(version: str, name: str, lock_held: bool) -> str:
     if lock_held:
         return f"{version}_{name} is running now (another run holds the migration lock)"
     return f"{version}_{name} is marked running but no run holds the lock: it was interrupted; check it by hand"
+
+
+def out_of_order_warning(version: str, name: str, current: str | None) -> str:
+    return (f"{version}_{name} is pending but older than the current version {current} (merged late?): "
+            "the next apply runs it out of order; check it does not conflict with the newer migrations")
 
 
 def ignored_entry_warning(entry: str) -> str:
@@ -244,8 +282,10 @@ def render_status(report: StatusReport) -> str:
 
 def render_plan(plan: Plan) -> str:
     if plan.empty:
+        if plan.operation == "rollback" and plan.current_version is None:
+            return f"nothing to roll back: no migration is completed in {plan.dbname}"
         if plan.operation == "rollback":
-            return f"nothing to roll back: no completed migration newer than {plan.to or 'the start'}"
+            return f"nothing to roll back: no completed migration newer than {plan.to or plan.current_version}"
         return "nothing to apply: every migration on disk is completed"
     verb = "roll back" if plan.operation == "rollback" else "apply"
     target = f" to {plan.to}" if plan.to else ""
@@ -286,6 +326,8 @@ def render_run(report: RunReport) -> str:
     parts = [f"{verb} {len(report.versions)} migration(s) in {report.duration_ms:.0f} ms: {', '.join(report.versions)}"]
     if report.to:
         parts.append(f"database is now at {report.to}")
+    if report.warnings:
+        parts += ["warnings:"] + [f"  ! {w}" for w in report.warnings]
     if report.statements:
         parts += ["", _table(["version", "statement", "tag", "rows", "ms"], _statement_rows(report.statements))]
     return "\n".join(parts)

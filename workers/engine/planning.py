@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 
 from workers.engine import messages
-from workers.engine.errors import MigrationsDirError, MissingDownScript
+from workers.engine.errors import MigrationsDirError, MissingDownScript, UnsupportedStatement
 from workers.engine.reports import MigrationState, Plan, PlanStep, ServerInfo, StatusReport
 from workers.engine.scripts import MigrationSet
 from workers.engine.store import Row
@@ -41,13 +41,24 @@ def build_status(server: ServerInfo, disk: MigrationSet, rows: Mapping[str, Row]
             warnings.append(messages.no_down_warning(version, name))
         if m and not m.up:
             warnings.append(messages.no_up_warning(version, name))
+        for script in (m.up, m.down) if m else ():
+            try:
+                if script is not None:
+                    script.check_supported()
+            except UnsupportedStatement as exc:
+                warnings.append(exc.message)
         if status == Status.FAILED:
             warnings.append(messages.failed_warning(version, name, row.error_message if row else None))
         if status == Status.RUNNING:
             warnings.append(messages.running_warning(version, name, lock_holder is not None))
     warnings += [messages.ignored_entry_warning(e) for e in disk.ignored]
     recorded = {v: r.recorded() for v, r in rows.items()}
-    return StatusReport(server, states, warnings, newest_completed(recorded), lock_holder)
+    current = newest_completed(recorded)
+    # A never-applied migration older than the current version was merged late: apply will run it out of
+    # order. (Failed ones already have their own warning.)
+    warnings += [messages.out_of_order_warning(s.version, s.name, current) for s in states
+                 if current is not None and s.status == Status.PENDING and s.version < current]
+    return StatusReport(server, states, warnings, current, lock_holder)
 
 
 def plan_hash(server: ServerInfo, operation: str, to: str | None, steps: list[PlanStep]) -> str:
@@ -69,18 +80,25 @@ def build_rollback_plan(server: ServerInfo, disk: MigrationSet, rows: Mapping[st
             raise MissingDownScript(version, rows[version].name or "", str(disk.directory), migration_missing=True)
         if m.down is None:
             raise MissingDownScript(version, m.name, str(m.folder))
+        m.down.check_supported()
         steps.append(PlanStep(version, m.name, m.down.sql, m.down.transactional, tuple(m.down.statements)))
     return Plan("rollback", to, steps, plan_hash(server, "rollback", to, steps), server.dbname,
                 newest_completed(recorded))
 
 
 def build_apply_plan(server: ServerInfo, disk: MigrationSet, rows: Mapping[str, Row]) -> Plan:
+    # A folder that starts like a version but does not parse is a mistyped migration: applying everything
+    # else while silently skipping it would leave the schema behind the code.
+    misnamed = [entry for entry in disk.ignored if entry[:1].isdigit()]
+    if misnamed:
+        raise MigrationsDirError(str(disk.directory / misnamed[0]), "misnamed")
     recorded = {v: r.recorded() for v, r in rows.items()}
     steps = []
     for version in apply_versions(disk.migrations, recorded):
         m = disk.migrations[version]
         if m.up is None:
             raise MigrationsDirError(str(m.folder), "no up.sql; add it or remove the folder")
+        m.up.check_supported()
         steps.append(PlanStep(version, m.name, m.up.sql, m.up.transactional, tuple(m.up.statements)))
     return Plan("apply", None, steps, plan_hash(server, "apply", None, steps), server.dbname,
                 newest_completed(recorded))

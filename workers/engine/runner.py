@@ -284,10 +284,13 @@ def apply(ctx: Context) -> RunReport:
     plan = build_apply_plan(ctx.server, ctx.disk, _read_rows(ctx))
     results: list[StatementResult] = []
     done: list[str] = []
+    late = _out_of_order(plan)
     for step in plan.steps:
         m = ctx.disk.migrations[step.version]
         assert m.up is not None
         checksum, down_checksum = m.up.checksum, (m.down.checksum if m.down else None)
+        if step.version in late:
+            ctx.log(late[step.version])
         ctx.log(messages.step_start("apply", step.version, step.name, step.transactional))
         start = time.perf_counter()
         try:
@@ -322,7 +325,15 @@ def apply(ctx: Context) -> RunReport:
             _record_apply_failure(ctx, step, checksum, _interruption(ctx, "apply", step, exc), mark=True)
             raise
         done.append(step.version)
-    return RunReport("apply", done, results, _elapsed_ms(started), plan_hash=plan.hash, request_id=ctx.request_id)
+    return RunReport("apply", done, results, _elapsed_ms(started), plan_hash=plan.hash, request_id=ctx.request_id,
+                     warnings=[late[v] for v in done if v in late])
+
+
+def _out_of_order(plan: Plan) -> dict[str, str]:
+    """Steps older than the current version (a branch merged late), with the notice that says so."""
+    current = plan.current_version
+    return {s.version: messages.applying_out_of_order(s.version, s.name, current)
+            for s in plan.steps if current is not None and s.version < current}
 
 
 def _record_applied(ctx: Context, step: PlanStep, checksum: str, down_checksum: str | None, start: float,
@@ -436,6 +447,8 @@ def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_m
             plan = (build_rollback_plan(ctx.server, ctx.disk, rows, to) if operation == "rollback"
                     else build_apply_plan(ctx.server, ctx.disk, rows))
             holder["plan"] = plan
+            if operation == "apply":
+                warnings += list(_out_of_order(plan).values())
             for step in plan.steps:
                 holder["step"] = step
                 if not step.transactional:

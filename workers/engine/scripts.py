@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workers.engine import sqltext
-from workers.engine.errors import MigrationsDirError
+from workers.engine.errors import MigrationsDirError, UnsupportedStatement
 from workers.engine.versions import split_dirname
 
 UP_FILE = "up.sql"
@@ -24,6 +24,13 @@ class Script:
     @property
     def statements(self) -> list[str]:
         return sqltext.split_statements(self.sql)
+
+    def check_supported(self) -> None:
+        """Refuse, before anything runs, a statement the engine cannot execute (e.g. COPY FROM STDIN)."""
+        for statement in self.statements:
+            problem = sqltext.unsupported(statement)
+            if problem:
+                raise UnsupportedStatement(str(self.path), statement, problem)
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,35 @@ def is_no_transaction(script: str) -> bool:
     return first.replace(" ", "") == NO_TRANSACTION_MARKER.replace(" ", "")
 
 
+# --- statements the engine cannot run ----------------------------------------------------------
+
+
+def unsupported(statement: str) -> str | None:
+    """Why a migration statement cannot run through the engine, or None.
+
+    COPY FROM STDIN / TO STDOUT stream data through the client (psql feeds them from the script);
+    psql meta-commands (`\\copy`, `\\i`, `\\set`) are not SQL at all.
+    """
+    if statement.lstrip().startswith("\\"):
+        return "psql_meta"
+    toks = tokens(statement)
+    if not toks or toks[0].kind != "word" or toks[0].value != "copy":
+        return None
+    depth = 0
+    top_level: list[str] = []  # words outside parentheses: a table named stdin inside a query does not count
+    for tok in toks:
+        if tok.kind == "punct" and tok.value in "()":
+            depth += 1 if tok.value == "(" else -1
+        elif tok.kind == "word" and depth == 0:
+            top_level.append(tok.value)
+    pairs = set(zip(top_level, top_level[1:], strict=False))
+    if ("from", "stdin") in pairs:
+        return "copy_from_stdin"
+    if ("to", "stdout") in pairs:
+        return "copy_to_stdout"
+    return None
+
+
 # --- statements that lose data -------------------------------------------------------------------
 
 
