@@ -31,6 +31,7 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 
 from core import defaults
+from workers import messages
 
 Heartbeat = Callable[[str], None]
 
@@ -78,7 +79,7 @@ def split_password(conninfo: str) -> tuple[str, str | None]:
     try:
         params = pg_conninfo.conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError:
-        raise BackupError("the database URL cannot be parsed; check the target's *_DATABASE_URL") from None
+        raise BackupError(messages.database_url_unparsable()) from None
     password = params.pop("password", None)
     return pg_conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None}), (
         str(password) if password is not None else None
@@ -99,7 +100,7 @@ def describe(conninfo: str) -> str:
     try:
         params = pg_conninfo.conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError:
-        return "an unparsable database URL"
+        return messages.UNPARSABLE_URL
     return f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}/{params.get('dbname') or '?'}"
 
 
@@ -119,7 +120,7 @@ def parse_version(text: str) -> tuple[int, ...]:
     """The major version of a `pg_dump --version` line: (15,) for 15.20, (9, 6) for 9.6.0."""
     match = VERSION_LINE.search(text)
     if not match:
-        raise BackupError(f"cannot read a PostgreSQL version from {text.strip()[:80]!r}")
+        raise BackupError(messages.version_unreadable(text))
     major = int(match.group(1))
     if major < 10 and match.group(2) is not None:
         return (major, int(match.group(2)))
@@ -141,13 +142,11 @@ def client_version(binary: str) -> str:
     try:
         done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30, check=False)
     except FileNotFoundError:
-        raise BackupError(
-            f"{binary} not found; install the PostgreSQL client matching the server, or set PG_DUMP/PG_RESTORE"
-        ) from None
+        raise BackupError(messages.client_not_found(binary)) from None
     except (PermissionError, OSError) as exc:
-        raise BackupError(f"cannot run {binary}: {exc.strerror or exc}; check the PG_DUMP/PG_RESTORE setting") from None
+        raise BackupError(messages.cannot_run(binary, str(exc.strerror or exc), messages.CHECK_CLIENT_SETTING)) from None
     if done.returncode != 0:
-        raise BackupError(f"{binary} --version failed with status {done.returncode}; check the binary")
+        raise BackupError(messages.client_version_failed(binary, done.returncode))
     return done.stdout.strip()
 
 
@@ -158,10 +157,8 @@ def server_version(conninfo: str) -> tuple[str, int]:
             number = conn.info.server_version
             row = conn.execute("SHOW server_version").fetchone()
     except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or ["connection failed"])[0]
-        raise BackupError(
-            f"cannot connect to {describe(conninfo)}: {redact(first, conninfo)}; check the target's database URL"
-        ) from None
+        first = (str(exc).strip().splitlines() or [messages.CONNECTION_FAILED])[0]
+        raise BackupError(messages.cannot_connect(describe(conninfo), redact(first, conninfo), hint=True)) from None
     text = str(row[0]).split()[0] if row else str(number)
     return text, number
 
@@ -174,10 +171,7 @@ def check_pg_dump_version(conninfo: str, *, pg_dump: str = "pg_dump") -> tuple[s
     dump_major = parse_version(dump_line)
     server_major = _major_of_server(server_number)
     if dump_major < server_major:
-        raise BackupError(
-            f"{pg_dump} is version {_dotted(dump_major)} but the server is {server_text}: install the "
-            f"PostgreSQL {_dotted(server_major)} client (or newer) and point PG_DUMP at it"
-        )
+        raise BackupError(messages.pg_dump_too_old(pg_dump, _dotted(dump_major), server_text, _dotted(server_major)))
     return server_text, dump_line
 
 
@@ -266,11 +260,9 @@ def run_client(
         try:
             process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
         except FileNotFoundError:
-            raise error(
-                f"{argv[0]} not found; install the PostgreSQL client matching the server, or set PG_DUMP/PG_RESTORE"
-            ) from None
+            raise error(messages.client_not_found(argv[0])) from None
         except OSError as exc:
-            raise error(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+            raise error(messages.cannot_run(argv[0], str(exc.strerror or exc))) from None
         while True:
             try:
                 process.wait(timeout=interval)
@@ -286,7 +278,7 @@ def run_client(
         stderr.seek(0)
         output = stderr.read().decode(errors="replace")
     if process.returncode != 0:
-        raise error(f"{what} failed (exit {process.returncode}): {last_line(redact(output, conninfo))}")
+        raise error(messages.client_failed(what, process.returncode, last_line(redact(output, conninfo))))
     return output
 
 
@@ -294,7 +286,7 @@ def last_line(text: str) -> str:
     """The line of a client's stderr worth showing: the last error line (not the CONTEXT after it)."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     errors = [line for line in lines if re.search(r"\b(ERROR|FATAL|error):", line)]
-    chosen = errors[-1] if errors else (lines[-1] if lines else "no output")
+    chosen = errors[-1] if errors else (lines[-1] if lines else messages.NO_OUTPUT)
     return chosen[-STDERR_TAIL_CHARS:]
 
 
@@ -305,12 +297,12 @@ def toc_entries(archive: Path, *, pg_restore: str = "pg_restore") -> int:
             [pg_restore, "--list", str(archive)], capture_output=True, text=True, timeout=300, check=False
         )
     except FileNotFoundError:
-        raise BackupError(f"{pg_restore} not found; install the PostgreSQL client, or set PG_RESTORE") from None
+        raise BackupError(messages.pg_restore_not_found(pg_restore)) from None
     if done.returncode != 0:
-        raise BackupError(f"{archive.name} is not a readable archive: {last_line(done.stderr)}")
+        raise BackupError(messages.archive_unreadable(archive.name, last_line(done.stderr)))
     entries = [line for line in done.stdout.splitlines() if line.strip() and not line.startswith(";")]
     if not entries:
-        raise BackupError(f"{archive.name} holds no entries; take a new backup")
+        raise BackupError(messages.archive_empty(archive.name))
     return len(entries)
 
 
@@ -318,18 +310,15 @@ def verify_archive(archive: Path, *, pg_restore: str = "pg_restore", expected_sh
     """Check an existing archive: its checksum matches the manifest (or `expected_sha256`) and
     pg_restore reads its table of contents. Returns the number of TOC entries."""
     if not archive.exists():
-        raise BackupError(f"backup {archive.name} does not exist; list backups to pick another")
+        raise BackupError(messages.backup_missing(archive.name))
     if expected_sha256 is None:
         manifest = read_manifest(archive)
         if manifest is None or not manifest.get("sha256"):
-            raise BackupError(f"backup {archive.name} has no manifest with a checksum; it cannot be trusted")
+            raise BackupError(messages.backup_untrusted(archive.name))
         expected_sha256 = str(manifest["sha256"])
     actual = archive_sha256(archive)
     if actual != expected_sha256:
-        raise BackupError(
-            f"backup {archive.name} is corrupted: its SHA-256 {actual[:12]}… does not match the manifest's "
-            f"{expected_sha256[:12]}…; pick another backup"
-        )
+        raise BackupError(messages.backup_corrupted(archive.name, actual, expected_sha256))
     return toc_entries(archive, pg_restore=pg_restore)
 
 
@@ -344,9 +333,7 @@ def _prepare_dir(backup_dir: str) -> Path:
         probe = tempfile.TemporaryFile(dir=directory)
         probe.close()
     except OSError as exc:
-        raise BackupError(
-            f"backup directory {backup_dir} is not writable ({exc.strerror or exc}); fix its permissions or set BACKUP_DIR"
-        ) from None
+        raise BackupError(messages.backup_dir_not_writable(backup_dir, str(exc.strerror or exc))) from None
     return directory
 
 
@@ -437,7 +424,7 @@ def take_backup(
 
         def progress(elapsed: float) -> str:
             written = archive_size(partial) if partial.exists() else 0
-            return f"pg_dump of {target} running: {written / 1e6:.1f} MB written in {elapsed:.0f}s"
+            return messages.dump_running(target, written, elapsed)
 
         run_client(
             argv,
@@ -447,10 +434,10 @@ def take_backup(
             progress=progress,
             interval=progress_interval,
             error=BackupError,
-            what=f"pg_dump of {describe(conninfo)}",
+            what=messages.dump_of(describe(conninfo)),
         )
         if not partial.exists() or archive_size(partial) == 0:
-            raise BackupError(f"pg_dump of {describe(conninfo)} wrote an empty archive; check disk space and retry")
+            raise BackupError(messages.dump_empty(describe(conninfo)))
         os.replace(partial, final)
     duration = time.monotonic() - started
 
@@ -481,7 +468,7 @@ def take_backup(
         write_manifest(final, {k: v for k, v in result.to_dict().items() if k != "path"})
     except OSError as exc:
         _remove(final)
-        raise BackupError(f"cannot write the manifest for {final.name}: {exc.strerror or exc}") from None
+        raise BackupError(messages.manifest_unwritable(final.name, str(exc.strerror or exc))) from None
     return result
 
 

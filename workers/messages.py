@@ -558,3 +558,297 @@ def restore_figures(result: Mapping[str, Any]) -> dict[str, Any]:
 
 def restore_succeeded(request_id: str, target: str, backup: str, into: str) -> str:
     return f"{DONE} Request {request_id}: `{backup}` restored into {into} *{target}* and its rows counted."
+
+
+# --- step details and figures (what a started/finished line says) ---------------------------------
+
+
+def dump_of(target: str, why: str = "") -> str:
+    return f"pg_dump of {target}" + (f" {why}" if why else "")
+
+
+BEFORE_ROLLBACK = "before rolling back"
+BEFORE_RESTORE = "before restoring over it"
+
+
+def restore_of(backup: str, into: str, target: str) -> str:
+    return f"`{backup}` into {into} {target}"
+
+
+def rollback_of(versions: Sequence[str], to_version: str | None) -> str:
+    return f"{', '.join(versions)} → {to_version}"
+
+
+def rollback_figures(run: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "reverted": ", ".join(run.get("versions") or []) or "nothing",
+        "statements": len(run.get("statements") or []),
+        "already done": "yes" if run.get("already_done") else None,
+    }
+
+
+def maintenance_figures(result: Mapping[str, Any]) -> dict[str, Any]:
+    return {"result": result.get("detail")}
+
+
+def snapshot_figures(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    return {"snapshot": snapshot.get("name")}
+
+
+def unknown_step(step: str) -> str:
+    return f"unknown pipeline step {step!r}"
+
+
+def restore_without_backup() -> str:
+    return "the restore request names no backup; ask again with `/rollback restore <backup>`"
+
+
+def digitalocean_note(error: BaseException | str) -> str:
+    return f"DigitalOcean: {error}"
+
+
+# --- PostgreSQL clients, backups and restores (workers/backup.py, workers/restore.py) -------------
+
+UNPARSABLE_URL = "an unparsable database URL"
+CONNECTION_FAILED = "connection failed"
+DATABASE_ERROR = "database error"
+NO_OUTPUT = "no output"
+
+
+def database_url_unparsable() -> str:
+    return "the database URL cannot be parsed; check the target's *_DATABASE_URL"
+
+
+def cannot_connect(where: str, error: str, *, hint: bool = False) -> str:
+    return f"cannot connect to {where}: {error}" + ("; check the target's database URL" if hint else "")
+
+
+def version_unreadable(text: str) -> str:
+    return f"cannot read a PostgreSQL version from {text.strip()[:80]!r}"
+
+
+def client_not_found(binary: str) -> str:
+    return f"{binary} not found; install the PostgreSQL client matching the server, or set PG_DUMP/PG_RESTORE"
+
+
+def pg_restore_not_found(binary: str) -> str:
+    return f"{binary} not found; install the PostgreSQL client, or set PG_RESTORE"
+
+
+def cannot_run(binary: str, reason: str, fix: str = "") -> str:
+    return f"cannot run {binary}: {reason}" + (f"; {fix}" if fix else "")
+
+
+CHECK_CLIENT_SETTING = "check the PG_DUMP/PG_RESTORE setting"
+INSTALL_PG_RESTORE = "install it or set PG_RESTORE"
+INSTALL_PSQL = "install it or set PSQL"
+
+
+def client_version_failed(binary: str, status: int) -> str:
+    return f"{binary} --version failed with status {status}; check the binary"
+
+
+def pg_dump_too_old(pg_dump: str, dump_version: str, server_version: str, server_major: str) -> str:
+    return (
+        f"{pg_dump} is version {dump_version} but the server is {server_version}: install the "
+        f"PostgreSQL {server_major} client (or newer) and point PG_DUMP at it"
+    )
+
+
+def client_failed(what: str, status: int, line: str) -> str:
+    return f"{what} failed (exit {status}): {line}"
+
+
+def archive_unreadable(name: str, line: str) -> str:
+    return f"{name} is not a readable archive: {line}"
+
+
+def archive_empty(name: str) -> str:
+    return f"{name} holds no entries; take a new backup"
+
+
+def backup_missing(name: str) -> str:
+    return f"backup {name} does not exist; list backups to pick another"
+
+
+def backup_untrusted(name: str) -> str:
+    return f"backup {name} has no manifest with a checksum; it cannot be trusted"
+
+
+def backup_corrupted(name: str, actual: str, expected: str) -> str:
+    return (
+        f"backup {name} is corrupted: its SHA-256 {actual[:12]}… does not match the manifest's "
+        f"{expected[:12]}…; pick another backup"
+    )
+
+
+def backup_dir_not_writable(directory: str, reason: str) -> str:
+    return f"backup directory {directory} is not writable ({reason}); fix its permissions or set BACKUP_DIR"
+
+
+def dump_running(target: str, written_bytes: int, elapsed_s: float) -> str:
+    return f"pg_dump of {target} running: {human_bytes(written_bytes)} written in {seconds(elapsed_s)}"
+
+
+def dump_empty(where: str) -> str:
+    return f"pg_dump of {where} wrote an empty archive; check disk space and retry"
+
+
+def manifest_unwritable(name: str, reason: str) -> str:
+    return f"cannot write the manifest for {name}: {reason}"
+
+
+def backup_outside_dir(name: str, directory: str) -> str:
+    return f"{name} is not in the backup directory {directory}; pick one from the list of backups"
+
+
+def backup_not_in_dir(name: str, directory: str) -> str:
+    return f"backup {name} does not exist in {directory}; pick one from the list of backups"
+
+
+def scratch_name_invalid(name: str) -> str:
+    return f"scratch database name {name!r} must be lower-case letters, digits or '_' (at most 63)"
+
+
+def scratch_exists(name: str) -> str:
+    return f"database {name} already exists; choose another scratch name"
+
+
+def no_createdb(where: str) -> str:
+    return f"the target's user may not create databases on {where}; grant CREATEDB"
+
+
+def cannot_create_database(name: str, where: str, error: str) -> str:
+    return f"cannot create database {name} on {where}: {error}"
+
+
+def rows_uncounted(error: BaseException | str) -> str:
+    return f"restored, but counting rows failed: {error}"
+
+
+def restore_into_invalid(into: str) -> str:
+    return f"restore into must be 'target' or 'scratch', not {into!r}"
+
+
+def nothing_restored(error: BaseException | str) -> str:
+    return f"{error}; nothing was restored"
+
+
+def backup_of_other_target(name: str, backup_target: Any, target: str) -> str:
+    return f"backup {name} was taken from {backup_target!r}, not {target!r}; restore it into a scratch database"
+
+
+def pg_restore_into(name: str) -> str:
+    return f"pg_restore into {name}"
+
+
+def restoring(label: str, into: str, elapsed_s: float) -> str:
+    return f"restoring {label} into {into}: {seconds(elapsed_s)}"
+
+
+INTO_THE_TARGET = "the target"
+
+
+def restore_rolled_back(where: str, line: str) -> str:
+    return f"restore into {where} failed and was rolled back, the target is unchanged: {line}"
+
+
+def restore_unreadable(where: str, label: str, line: str) -> str:
+    return restore_rolled_back(where, f"pg_restore could not read {label}: {line}")
+
+
+# --- maintenance hooks (workers/maintenance.py) ----------------------------------------------------
+
+
+def maintenance_state_invalid(state: str) -> str:
+    return f"maintenance state must be 'on' or 'off', not {state!r}"
+
+
+def no_maintenance_hook(state: str, target: str) -> str:
+    return f"no maintenance_{state} hook configured for {target}"
+
+
+def hook_exited(returncode: int, output: str) -> str:
+    return f"command exited {returncode}" + (f": {output}" if output else "")
+
+
+def hook_timed_out(timeout_s: float) -> str:
+    return f"command {command_timed_out(timeout_s)}"
+
+
+def hook_call_failed(method: str, url: str, error: str) -> str:
+    return f"{method.upper()} {url} failed: {error}"
+
+
+def hook_answered(method: str, url: str, status: int) -> str:
+    return f"{method.upper()} {url} answered {status}"
+
+
+# --- DigitalOcean (workers/digitalocean.py) --------------------------------------------------------
+
+
+def do_token_missing() -> str:
+    return "DIGITALOCEAN_TOKEN is not set; set it to use snapshots and managed backups"
+
+
+def do_token_refused(what: str) -> str:
+    return f"DigitalOcean refused the token while trying to {what}; check DIGITALOCEAN_TOKEN"
+
+
+def do_answered(status: Any, what: str, message: str) -> str:
+    return f"DigitalOcean answered {status} while trying to {what}: {message}"
+
+
+def do_unreachable(what: str, error: str) -> str:
+    return f"DigitalOcean could not be reached while trying to {what}: {error}"
+
+
+def do_unexpected(what: str) -> str:
+    return f"DigitalOcean gave an unexpected answer while trying to {what}"
+
+
+def do_refused(what: str, message: str, error_id: str) -> str:
+    return f"DigitalOcean could not {what}: {message} ({error_id})"
+
+
+def do_no_action(droplet_id: Any) -> str:
+    return f"DigitalOcean started no snapshot action for droplet {droplet_id}"
+
+
+def do_snapshot_slow(droplet_id: Any, action_id: Any, status: Any, timeout_s: float) -> str:
+    return (
+        f"snapshot of droplet {droplet_id} (action {action_id}) still {status} after "
+        f"{seconds(timeout_s)}; check it in the DigitalOcean console"
+    )
+
+
+def do_snapshot_progress(name: str, droplet_id: Any, status: Any, elapsed_s: float) -> str:
+    return f"snapshot {name} of droplet {droplet_id}: {status} after {seconds(elapsed_s)}"
+
+
+def do_snapshot_errored(name: str, droplet_id: Any, action_id: Any) -> str:
+    return f"snapshot {name} of droplet {droplet_id} failed (action {action_id} errored); check the droplet"
+
+
+# what a DigitalOcean call was trying to do, for its error line
+def do_snapshot_droplet(droplet_id: Any) -> str:
+    return f"snapshot droplet {droplet_id}"
+
+
+def do_poll_action(action_id: Any) -> str:
+    return f"poll action {action_id}"
+
+
+DO_LIST_SNAPSHOTS = "list snapshots"
+
+
+def do_list_snapshots_of(droplet_id: Any) -> str:
+    return f"list snapshots of droplet {droplet_id}"
+
+
+def do_list_backups_of(database_id: Any) -> str:
+    return f"list backups of database {database_id}"
+
+
+def report_file_title(request_id: str | None) -> str:
+    return f"Incident record {request_id or ''}".strip()

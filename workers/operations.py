@@ -56,7 +56,7 @@ def backup(ctx: Context, progress: Progress, target_name: str, requester: str, r
     target = ctx.target(target_name)
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=requester)
-    started = progress.start("backup", f"pg_dump of {target.name}")
+    started = progress.start("backup", messages.dump_of(target.name))
     with progress.heartbeat("backup") as beat:
         result = take_backup(
             ctx.conninfo(target), target=target.name, reason=reason or "manual", backup_dir=ctx.settings.backup_dir,
@@ -87,7 +87,7 @@ def backups(ctx: Context, progress: Progress, target_name: str) -> dict[str, Any
             if target.do_database_id:
                 managed = client.database_backups(target.do_database_id)
         except Exception as exc:  # the local list is still worth showing
-            notes.append(f"DigitalOcean: {exc}")
+            notes.append(messages.digitalocean_note(exc))
     progress.post(messages.backups_text(target.name, local, snapshots, managed, notes))
     return {"target": target.name, "local": local, "snapshots": snapshots, "managed": managed, "notes": notes}
 
@@ -170,7 +170,7 @@ def restore(ctx: Context, request_id: str, into: str = "target") -> dict[str, An
     if waited > ctx.settings.policy.start_within_seconds:
         raise Refused(messages.start_too_late(request_id, waited, ctx.settings.policy.start_within_seconds))
     if not request.backup:
-        raise Refused("the restore request names no backup; ask again with `/rollback restore <backup>`")
+        raise Refused(messages.restore_without_backup())
     target = ctx.target(request.target)
     if into == "target":
         with ctx.connect(target) as conn:
@@ -178,7 +178,7 @@ def restore(ctx: Context, request_id: str, into: str = "target") -> dict[str, An
     store.set_status(request_id, RequestStatus.RUNNING, started_at=time.time())
     fresh: dict[str, Any] | None = None
     if into == "target":  # the state being replaced is kept too, so the restore itself can be undone
-        started = progress.start("backup", f"pg_dump of {target.name} before restoring over it")
+        started = progress.start("backup", messages.dump_of(target.name, messages.BEFORE_RESTORE))
         with progress.heartbeat("backup") as beat:
             fresh = take_backup(
                 ctx.conninfo(target), target=target.name, reason=f"pre-restore-{request_id}",
@@ -188,7 +188,7 @@ def restore(ctx: Context, request_id: str, into: str = "target") -> dict[str, An
         if not fresh.get("verified"):
             raise StepFailed(messages.no_backup())
         progress.finish("backup", started, messages.backup_figures(fresh))
-    started = progress.start("restore", f"`{request.backup}` into {into} {target.name}")
+    started = progress.start("restore", messages.restore_of(str(request.backup), into, target.name))
     with progress.heartbeat("restore") as beat:
         result = restore_backup(
             ctx.conninfo(target), request.backup, into=into, backup_dir=ctx.settings.backup_dir,

@@ -106,7 +106,7 @@ def execute(ctx: Context, request_id: str) -> dict[str, Any]:
 
 def run_step(ctx: Context, request_id: str, step: str) -> dict[str, Any]:
     if step not in STEPS:
-        raise StepFailed(f"unknown pipeline step {step!r}")
+        raise StepFailed(messages.unknown_step(step))
     request = load_request(ctx, request_id)
     progress = ctx.progress(request.channel, request.thread_ts)
     if not ctx.store().claim(request_id, step):
@@ -126,7 +126,7 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
 
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
-    started = progress.start("backup", f"pg_dump of {target.name} before rolling back")
+    started = progress.start("backup", messages.dump_of(target.name, messages.BEFORE_ROLLBACK))
     with progress.heartbeat("backup") as beat:
         backup = take_backup(
             ctx.conninfo(target), target=target.name, reason=f"pre-rollback-{request.id}",
@@ -162,7 +162,7 @@ def _digitalocean_snapshot(ctx: Context, request: Request, target: Target, progr
         with progress.heartbeat("snapshot") as beat:
             found["droplet_snapshot"] = client.snapshot_droplet(
                 target.do_droplet_id, f"{target.name}-pre-rollback-{request.id}", heartbeat=beat)
-        progress.finish("snapshot", started, {"snapshot": found["droplet_snapshot"].get("name")})
+        progress.finish("snapshot", started, messages.snapshot_figures(found["droplet_snapshot"]))
     if target.do_database_id:
         backups = client.database_backups(target.do_database_id)
         if not backups:
@@ -184,7 +184,7 @@ def _maintenance(state: str) -> Any:
         elif not result.get("ok"):
             raise StepFailed(str(result.get("detail")))
         else:
-            progress.finish(step, started, {"result": result.get("detail")})
+            progress.finish(step, started, messages.maintenance_figures(result))
         return {"maintenance": result}
 
     return run
@@ -201,18 +201,14 @@ def _rollback(ctx: Context, request: Request, target: Target, progress: Progress
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
     baseline = count_rows(ctx.conninfo(target), target.critical_tables) if target.critical_tables else {}
     ctx.save_state(request.id, baseline_counts=baseline)
-    started = progress.start("rollback", f"{', '.join(request.versions)} → {request.to_version}")
+    started = progress.start("rollback", messages.rollback_of(request.versions, request.to_version))
     with progress.heartbeat("rollback"):
         run = engine_for(ctx, target, request, progress).rollback(
             to=request.to_version, expected_plan_hash=request.plan_hash).to_dict()
     statements = messages.statements_lines(run)
     if statements:
         progress.post(statements)
-    progress.finish("rollback", started, {
-        "reverted": ", ".join(run.get("versions") or []) or "nothing",
-        "statements": len(run.get("statements") or []),
-        "already done": "yes" if run.get("already_done") else None,
-    })
+    progress.finish("rollback", started, messages.rollback_figures(run))
     return {"rollback": run, "baseline_counts": baseline}
 
 

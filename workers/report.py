@@ -156,6 +156,6 @@ def write_report(ctx: Context, progress: Progress, channel: str, thread_ts: str,
     path = folder / name
     path.write_text(text)
     progress.client.files_upload_v2(channel=channel, thread_ts=thread_ts, content=text, filename=name,
-                                    title=f"Incident record {request.id if request else ''}".strip())
+                                    title=messages.report_file_title(request.id if request else None))
     progress.post(messages.report_uploaded(str(path)))
     return {"path": str(path), "request_id": request.id if request else None, "messages": len(thread)}

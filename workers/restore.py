@@ -33,6 +33,7 @@ from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
 from core import defaults
+from workers import messages
 from workers.backup import (
     BackupError,
     Heartbeat,
@@ -81,9 +82,9 @@ def resolve_archive(backup_path: str, backup_dir: str) -> Path:
         candidate = root / candidate if not candidate.exists() else candidate
     resolved = candidate.resolve()
     if root != resolved.parent and root not in resolved.parents:
-        raise RestoreError(f"{candidate.name} is not in the backup directory {backup_dir}; pick one from the list of backups")
+        raise RestoreError(messages.backup_outside_dir(candidate.name, backup_dir))
     if not resolved.exists():
-        raise RestoreError(f"backup {candidate.name} does not exist in {backup_dir}; pick one from the list of backups")
+        raise RestoreError(messages.backup_not_in_dir(candidate.name, backup_dir))
     return resolved
 
 
@@ -95,7 +96,7 @@ def archive_tables(archive: Path, pg_restore: str) -> set[str]:
     """`schema.table` of every table the archive defines (from `pg_restore --list`)."""
     done = subprocess.run([pg_restore, "--list", str(archive)], capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
-        raise RestoreError(f"{archive.name} is not a readable archive: {last_line(done.stderr)}")
+        raise RestoreError(messages.archive_unreadable(archive.name, last_line(done.stderr)))
     tables = set()
     for line in done.stdout.splitlines():
         match = TOC_TABLE.match(line)
@@ -105,22 +106,22 @@ def archive_tables(archive: Path, pg_restore: str) -> set[str]:
 
 
 def _db_error(exc: psycopg.Error, conninfo: str) -> str:
-    return redact((str(exc).strip().splitlines() or ["database error"])[0], conninfo)
+    return redact((str(exc).strip().splitlines() or [messages.DATABASE_ERROR])[0], conninfo)
 
 
 def create_scratch_database(conninfo: str, name: str) -> str:
     """CREATE DATABASE `name` on the target's server; returns the new database's conninfo."""
     if not DATABASE_NAME.match(name):
-        raise RestoreError(f"scratch database name {name!r} must be lower-case letters, digits or '_' (at most 63)")
+        raise RestoreError(messages.scratch_name_invalid(name))
     try:
         with psycopg.connect(conninfo, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.errors.DuplicateDatabase:
-        raise RestoreError(f"database {name} already exists; choose another scratch name") from None
+        raise RestoreError(messages.scratch_exists(name)) from None
     except psycopg.errors.InsufficientPrivilege:
-        raise RestoreError(f"the target's user may not create databases on {describe(conninfo)}; grant CREATEDB") from None
+        raise RestoreError(messages.no_createdb(describe(conninfo))) from None
     except psycopg.Error as exc:
-        raise RestoreError(f"cannot create database {name} on {describe(conninfo)}: {_db_error(exc, conninfo)}") from None
+        raise RestoreError(messages.cannot_create_database(name, describe(conninfo), _db_error(exc, conninfo))) from None
     return pg_conninfo.make_conninfo(conninfo, dbname=name)
 
 
@@ -137,7 +138,7 @@ def _counts(conninfo: str) -> dict[str, int]:
     try:
         return count_all_rows(conninfo)
     except VerifyError as exc:
-        raise RestoreError(f"restored, but counting rows failed: {exc}") from None
+        raise RestoreError(messages.rows_uncounted(exc)) from None
 
 
 def restore_backup(
@@ -159,18 +160,16 @@ def restore_backup(
 ) -> RestoreResult:
     """Restore `backup_path` (a name in `backup_dir`, or a path inside it); see the module docstring."""
     if into not in INTO:
-        raise RestoreError(f"restore into must be 'target' or 'scratch', not {into!r}")
+        raise RestoreError(messages.restore_into_invalid(into))
     archive = resolve_archive(backup_path, backup_dir)
     manifest = read_manifest(archive) or {}
     try:
         entries = verify_archive(archive, pg_restore=pg_restore)
     except BackupError as exc:
-        raise RestoreError(f"{exc}; nothing was restored") from None
+        raise RestoreError(messages.nothing_restored(exc)) from None
     backup_target = manifest.get("target")
     if into == "target" and backup_target != target and not allow_other_target:
-        raise RestoreError(
-            f"backup {archive.name} was taken from {backup_target!r}, not {target!r}; restore it into a scratch database"
-        )
+        raise RestoreError(messages.backup_of_other_target(archive.name, backup_target, target))
     started = time.monotonic()
     dbname, password = split_password(conninfo)
     env = client_env(password)
@@ -188,10 +187,10 @@ def restore_backup(
                 env=env,
                 conninfo=conninfo,
                 heartbeat=heartbeat,
-                progress=lambda elapsed: f"restoring {archive.name} into {name}: {elapsed:.0f}s",
+                progress=lambda elapsed: messages.restoring(archive.name, name, elapsed),
                 interval=progress_interval,
                 error=RestoreError,
-                what=f"pg_restore into {name}",
+                what=messages.pg_restore_into(name),
             )
         except BaseException:
             drop_database(conninfo, name)
@@ -233,7 +232,7 @@ def _restore_into_target(
     try:
         extra = sorted(set(user_tables(conninfo)) - archive_tables(archive, pg_restore))
     except VerifyError as exc:
-        raise RestoreError(f"{exc}; nothing was restored") from None
+        raise RestoreError(messages.nothing_restored(exc)) from None
     # A bounded lock wait: behind the application's sessions the restore fails (and rolls back)
     # instead of hanging, and the application never queues behind a restore stuck waiting.
     prologue = f"SET lock_timeout = {int(lock_timeout_ms)};\n" + "".join(
@@ -274,13 +273,13 @@ def _relay_in_transaction(
         try:
             first = subprocess.Popen(producer, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=producer_err)
         except OSError as exc:
-            raise RestoreError(f"cannot run {producer[0]}: {exc.strerror or exc}; install it or set PG_RESTORE") from None
+            raise RestoreError(messages.cannot_run(producer[0], str(exc.strerror or exc), messages.INSTALL_PG_RESTORE)) from None
         try:
             second = subprocess.Popen(consumer, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=consumer_err)
         except OSError as exc:
             first.kill()
             first.wait()
-            raise RestoreError(f"cannot run {consumer[0]}: {exc.strerror or exc}; install it or set PSQL") from None
+            raise RestoreError(messages.cannot_run(consumer[0], str(exc.strerror or exc), messages.INSTALL_PSQL)) from None
 
         def relay() -> None:
             assert first.stdout is not None and second.stdin is not None
@@ -308,7 +307,7 @@ def _relay_in_transaction(
             while worker.is_alive():
                 worker.join(timeout=interval)
                 if worker.is_alive() and heartbeat is not None:
-                    heartbeat(f"restoring {label} into the target: {time.monotonic() - started:.0f}s")
+                    heartbeat(messages.restoring(label, messages.INTO_THE_TARGET, time.monotonic() - started))
             second.wait()
             first.wait()
         except BaseException:
@@ -320,8 +319,8 @@ def _relay_in_transaction(
         consumer_err.seek(0)
         producer_text = producer_err.read().decode(errors="replace")
         consumer_text = consumer_err.read().decode(errors="replace")
-    unchanged = f"restore into {describe(conninfo)} failed and was rolled back, the target is unchanged"
+    where = describe(conninfo)
     if second.returncode != 0:
-        raise RestoreError(f"{unchanged}: {last_line(redact(consumer_text, conninfo))}")
+        raise RestoreError(messages.restore_rolled_back(where, last_line(redact(consumer_text, conninfo))))
     if first.returncode != 0:
-        raise RestoreError(f"{unchanged}: pg_restore could not read {label}: {last_line(redact(producer_text, conninfo))}")
+        raise RestoreError(messages.restore_unreadable(where, label, last_line(redact(producer_text, conninfo))))

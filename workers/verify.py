@@ -92,8 +92,8 @@ def _connect(conninfo: str) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(conninfo, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS, autocommit=True)
     except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or ["connection failed"])[0]
-        raise VerifyError(f"cannot connect to {describe(conninfo)}: {redact(first, conninfo)}") from None
+        first = (str(exc).strip().splitlines() or [messages.CONNECTION_FAILED])[0]
+        raise VerifyError(messages.cannot_connect(describe(conninfo), redact(first, conninfo))) from None
 
 
 def count_rows(conninfo: str, tables: Sequence[str]) -> dict[str, int]:
