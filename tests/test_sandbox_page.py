@@ -130,6 +130,11 @@ def test_page_renders_the_channel_and_delivers_signed_commands_and_clicks(page_s
     (click,) = page_server.calls("chat.update")
     assert click["text"] == "Approved by <@U_BOB>"
 
+    urllib.request.urlopen(urllib.request.Request(page_server.page.maintenance_url + "/on", method="POST"), timeout=5)
+    assert page.locator("header .pill.maint").inner_text() == "app in maintenance mode"
+    urllib.request.urlopen(urllib.request.Request(page_server.page.maintenance_url + "/off", method="POST"), timeout=5)
+    page.locator("header .pill.maint").wait_for(state="detached")
+
     page.fill("#command", "/rollback report")
     page.press("#command", "Enter")
     page.get_by_role("button", name="Incident report").click()
