@@ -14,6 +14,7 @@ import pytest
 
 from tests.engine_support import (
     BOOKKEEPING,
+    HISTORY,
     KNOWN_GOOD,
     KNOWN_GOOD_DIR,
     NEW_FEATURE,
@@ -112,12 +113,12 @@ def test_failing_down_script_exits_nonzero_and_changes_nothing(env: dict[str, st
     assert run_cli([], env).returncode == 0
     down = Path(env["MIGRATIONS_DIR"]) / NEW_FEATURE_DIR / "down.sql"
     down.write_text("DROP TABLE new_feature_table;\nALTER TABLE users DROP COLUMN nope;\n")
-    before = pg_dump(env["DATABASE_URL"], exclude=("migration_history", "migration_history_id_seq"))
+    before = pg_dump(env["DATABASE_URL"], exclude=HISTORY)
     result = run_cli(["--rollback", "--to", KNOWN_GOOD, *FAST], env)
     assert result.returncode == 1 and result.stderr.count("\n") == 1
     assert "rollback of 2025_10_20_150000_add_new_feature failed at `ALTER TABLE users DROP COLUMN nope`" in result.stderr
     assert 'column "nope" of relation "users" does not exist' in result.stderr
-    assert pg_dump(env["DATABASE_URL"], exclude=("migration_history", "migration_history_id_seq")) == before
+    assert pg_dump(env["DATABASE_URL"], exclude=HISTORY) == before
 
 
 def test_missing_down_script_and_lock_busy_exit_1(env: dict[str, str]) -> None:

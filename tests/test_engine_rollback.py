@@ -9,6 +9,7 @@ import pytest
 
 from tests.engine_support import (
     BOOKKEEPING,
+    HISTORY,
     KNOWN_GOOD,
     NEW_FEATURE,
     NEW_FEATURE_DIR,
@@ -97,7 +98,7 @@ def test_failing_down_script_leaves_everything_unchanged_and_is_recorded(applied
     url, migrations = applied
     down = migrations / NEW_FEATURE_DIR / "down.sql"
     down.write_text("DROP TABLE IF EXISTS new_feature_table;\nALTER TABLE users DROP COLUMN no_such_column;\n")
-    before = pg_dump(url, exclude=("migration_history", "migration_history_id_seq"))
+    before = pg_dump(url, exclude=HISTORY)
 
     with pytest.raises(MigrationFailed) as caught:
         make_engine(url, migrations, approved_by="bob", request_id="req-1").rollback(KNOWN_GOOD)
@@ -106,7 +107,7 @@ def test_failing_down_script_leaves_everything_unchanged_and_is_recorded(applied
     assert "\n" not in message
     assert NEW_FEATURE in message and "ALTER TABLE users DROP COLUMN no_such_column" in message
     assert 'column "no_such_column" of relation "users" does not exist' in message
-    assert pg_dump(url, exclude=("migration_history", "migration_history_id_seq")) == before
+    assert pg_dump(url, exclude=HISTORY) == before
     assert table_exists(url, "new_feature_table")
     failed = query(url, "SELECT status, executed_by, approved_by, request_id, error_message"
                         " FROM migration_history WHERE operation = 'rollback'")
@@ -187,11 +188,11 @@ def test_a_failure_in_a_later_down_script_undoes_the_earlier_ones_too(applied: t
     url, migrations = applied
     down = migrations / "2025_10_20_120001_add_projects_archived_at" / "down.sql"
     down.write_text("ALTER TABLE projects DROP COLUMN archived_at;\nSELECT 1 / 0;\n")
-    before = pg_dump(url, exclude=("migration_history", "migration_history_id_seq"))
+    before = pg_dump(url, exclude=HISTORY)
     with pytest.raises(MigrationFailed, match="rollback of 2025_10_20_120001_add_projects_archived_at failed"):
         make_engine(url, migrations).rollback("2025_10_01_090500")
     # 150000 was reverted first, in the same transaction: that is undone as well
-    assert pg_dump(url, exclude=("migration_history", "migration_history_id_seq")) == before
+    assert pg_dump(url, exclude=HISTORY) == before
     assert table_exists(url, "new_feature_table")
 
 

@@ -346,8 +346,8 @@ def database_error(where: str, reason: str) -> str:
 
 
 def interrupted() -> str:
-    return ("interrupted; a rollback in progress was rolled back by PostgreSQL as a whole — "
-            "check run-migrations --status before retrying")
+    return ("interrupted; the statement running was cancelled and any open transaction rolled back by "
+            "PostgreSQL — check run-migrations --status before retrying")
 
 
 def render_history(rows: Sequence[dict[str, Any]]) -> str:
