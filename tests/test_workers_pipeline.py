@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import redis
 from psycopg import sql
@@ -240,3 +242,33 @@ def test_restore_into_a_scratch_database_leaves_the_target_alone(
     finally:
         with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
+
+
+def test_no_secret_reaches_slack_the_report_or_the_log(stack_env, database_url, slack_api, pagerduty, start_worker):
+    password, health_token = "pw-Sup3rSecret-77", "tok-H3alth-Secret"
+    write_config(stack_env["ROLLBACK_CONFIG"], target_extra=(
+        f'health_url = "http://127.0.0.1:1/health?token={health_token}"\n'
+        "\n[targets.staging]\n"
+    ))
+    env = {**stack_env, "PROD_DATABASE_URL": psycopg.conninfo.make_conninfo(database_url, password=password),
+           # a malformed URL (no ':' after the scheme): libpq's error quotes it whole
+           "STAGING_DATABASE_URL": f"postgresql//postgres:{password}@127.0.0.1:1/nowhere"}
+    worker = start_worker(env)
+    apply_example(database_url)
+    ts, dry = dry_run_plan(env, slack_api, GOOD)
+    request = approved_request(env, thread_ts=ts, plan=dry)
+    assert run_request(env, slack_api, request.id) == "failed"  # the health check cannot answer: paged
+    pagerduty.wait_for(lambda: pagerduty.events)
+    assert wait_job(enqueue(env, "workers.jobs.report", channel="C_INCIDENT", thread_ts=ts, requester=REQUESTER))
+    unreachable = wait_job(enqueue(env, "workers.jobs.status", target="staging", channel="C_INCIDENT",
+                                   thread_ts=post_root(slack_api, "status staging")))
+    assert unreachable and not unreachable["ok"] and "\n" not in unreachable["error"]
+
+    posted = json.dumps([slack_api.calls(m) for m in ("chat.postMessage", "chat.update", "chat.postEphemeral")])
+    files = " ".join(f.text() for f in slack_api.files())
+    assert "Verification* failed" in posted and "Incident record" in files
+    secrets = (password, health_token, env["SLACK_BOT_TOKEN"], env["PAGERDUTY_ROUTING_KEY"], env["DIGITALOCEAN_TOKEN"])
+    for where, text in (("slack", posted), ("report", files), ("log", worker.output()),
+                        ("page", json.dumps([e["payload"] for e in pagerduty.events]))):
+        for secret in secrets:
+            assert secret not in text, (where, secret)

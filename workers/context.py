@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -24,12 +25,14 @@ from psycopg import conninfo as pg_conninfo
 from core import defaults
 from core.config import Settings, Target, load_settings
 from core.requests import RequestStore
+from workers.engine.redact import password_of
 from workers.paging import Pager, pager_from
 from workers.progress import Progress, make_client
 
 logger = logging.getLogger("workers")
 
 KEY_PREFIX = "rollback"
+URL_USERINFO_PASSWORD = re.compile(r"//[^/@\s:]*:([^@\s]+)@")
 # A running job refreshes its lease; a lease that lapses while the job is still "started" means the
 # process running it died (see workers/watchdog.py and docs/workers.md).
 LEASE_TTL_SECONDS = 10
@@ -87,7 +90,18 @@ class Context:
 
     def progress(self, channel: str | None, thread_ts: str | None) -> Progress:
         client = make_client(self.settings.slack_bot_token, self.settings.slack_api_url) if channel else None
-        return Progress(client, channel, thread_ts, logger.info, interval_s=self.options.progress_interval_s)
+        return Progress(client, channel, thread_ts, logger.info, interval_s=self.options.progress_interval_s,
+                        secrets=self.secrets())
+
+    def secrets(self) -> list[str]:
+        """Every secret this process holds (tokens, each target's database password): what no line
+        posted or logged may contain, whatever error text happened to echo it."""
+        found = [self.settings.slack_bot_token, self.settings.pagerduty_routing_key, self.settings.digitalocean_token]
+        for target in self.settings.targets.values():
+            url = self.settings.env.get(target.database_url_env) or ""
+            # A malformed URL has no parsable password, yet an error may quote it whole.
+            found += [password_of(url), *URL_USERINFO_PASSWORD.findall(url)]
+        return [secret for secret in found if secret]
 
     def target(self, name: str) -> Target:
         return self.settings.target(name)

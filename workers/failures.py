@@ -59,8 +59,7 @@ def is_crash(error: BaseException | None) -> bool:
 
 
 def _secrets(ctx: Context) -> list[str | None]:
-    s = ctx.settings
-    return [s.slack_bot_token, s.pagerduty_routing_key, s.digitalocean_token]
+    return list(ctx.secrets())
 
 
 def _job_step(job: Job) -> str:

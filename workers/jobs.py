@@ -32,7 +32,7 @@ def _read_only(step: str, channel: str | None, thread_ts: str | None,
         try:
             return {"ok": True, **work(ctx, progress)}
         except Exception as exc:
-            error = describe(exc)
+            error = describe(exc, ctx.secrets())
             progress.fail(step, error)
             return {"ok": False, "error": error}
 
@@ -47,7 +47,7 @@ def _changing(work: Callable[[Context], dict[str, Any]]) -> dict[str, Any]:
             # failure to run its callbacks. (The later callback finds the report already made.)
             job = get_current_job()
             if job is not None:
-                failures.report(job, describe(exc), crashed=failures.is_crash(exc))
+                failures.report(job, describe(exc, ctx.secrets()), crashed=failures.is_crash(exc))
             raise
 
 

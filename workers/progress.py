@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,6 +16,7 @@ from slack_sdk import WebClient
 
 from core import defaults
 from workers import messages
+from workers.engine.redact import redact
 
 logger = logging.getLogger("workers.progress")
 
@@ -41,12 +42,14 @@ class Progress:
         log: LogFunction | None = None,
         *,
         interval_s: float = defaults.PROGRESS_INTERVAL_SECONDS,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.client = client
         self.channel = channel
         self.thread_ts = thread_ts
         self.log = log or logger.info
         self.interval_s = interval_s
+        self.secrets = tuple(secrets)
         self._lock = threading.Lock()
         self._permalink: str | None = None
 
@@ -55,7 +58,10 @@ class Progress:
         return self.client is not None and bool(self.channel)
 
     def post(self, text: str, *, broadcast: bool = False) -> str | None:
-        """Post one line into the thread (and the log); returns the message ts, or None if it failed."""
+        """Post one line into the thread (and the log); returns the message ts, or None if it failed.
+
+        The last line of defence for secrets: whatever an error echoed, no password or token is posted."""
+        text = redact(text, self.secrets)
         self.log(text)
         if not self.enabled:
             return None
