@@ -239,3 +239,14 @@ def test_an_interrupted_apply_raises_the_original_error_and_records_it(
     assert statuses(database_url)[NEW_FEATURE] == "failed"
     [(error,)] = query(database_url, "SELECT error_message FROM schema_migrations WHERE version = %s", (NEW_FEATURE,))
     assert error.startswith(f"apply of {NEW_FEATURE_DIR} was interrupted (JobTimeout")
+
+
+def test_an_interrupted_dry_run_raises_the_original_error_and_changes_nothing(
+        applied: tuple[str, Path], interrupt_when_sleeping: None) -> None:
+    url, migrations = applied
+    (migrations / NEW_FEATURE_DIR / "down.sql").write_text("DROP TABLE new_feature_table;\nSELECT pg_sleep(5);\n")
+    before = pg_dump(url)
+    with pytest.raises(JobTimeout) as caught:
+        make_engine(url, migrations).dry_run_rollback(KNOWN_GOOD)
+    assert caught.value.__context__ is None
+    assert pg_dump(url) == before  # a dry run records nothing, even when interrupted
