@@ -458,6 +458,7 @@ class SlackApiServer:
         self.token = token
         self.workspace = SlackWorkspace(users or [], usergroups or {})
         self.page: Any = None  # sandbox.page.ChannelPage when the page is attached
+        self.socket_mode: Any = None  # sandbox.socket_mode.SocketModeServer when attached: apps.connections.open
         self._api = _Api(self.workspace, lambda: self.url)
         self._httpd = QuietHTTPServer((host, port), _handler_for(self))
         self._thread: threading.Thread | None = None
@@ -599,6 +600,11 @@ class SlackApiServer:
         except SlackApiError as err:
             return {"ok": False, "error": err.code}
         self.workspace.record_call(method, args)
+        if method == "apps.connections.open":  # authorised by the app-level token, not the bot's
+            if self.socket_mode is None:
+                return {"ok": False, "error": "unknown_method"}
+            answer: dict[str, Any] = self.socket_mode.connections_open(handler.headers.get("Authorization", ""))
+            return answer
         problem = self._authorized(handler, args)
         return {"ok": False, "error": problem} if problem else self._api.call(method, args)
 
