@@ -99,6 +99,7 @@ def test_dry_run_apply_with_json(env: dict[str, str], capsys: pytest.CaptureFixt
     (["--rollback", "--to", "2025_10_20"], "'2025_10_20' is not a migration version"),
     (["--rollback", "--to", "2024_01_01_000000"], "version 2024_01_01_000000 has never been applied"),
     (["--rollback", "--to", NEW_FEATURE, "--dir", "/nonexistent"], "migrations folder /nonexistent does not exist"),
+    (["--status", "--dir", str(REPO / "README.md")], f"migrations folder {REPO / 'README.md'} is a file, not a folder"),
 ])
 def test_expected_failures_exit_1_with_one_line_and_no_traceback(env: dict[str, str], args: list[str],
                                                                  expected: str) -> None:
@@ -145,6 +146,7 @@ def test_connection_refused_is_one_line_without_the_password(tmp_path: Path) -> 
     (["--status", "--rollback"], {}, "not allowed with argument"),
     (["--status", "--dry-run"], {}, "--dry-run goes with apply or --rollback"),
     (["--lock-timeout", "0"], {}, "--lock-timeout must be a positive number"),
+    (["--history", "--limit", "-1"], {}, "--limit must be a positive number of rows"),
     (["--bogus"], {}, "unrecognized arguments: --bogus"),
     (["--status"], {"DATABASE_URL": ""}, "DATABASE_URL is not set"),
 ])

@@ -67,6 +67,8 @@ def _check(args: argparse.Namespace) -> None:
     for name in ("lock_timeout", "statement_timeout"):
         if getattr(args, name) <= 0:
             raise UsageError(messages.usage_conflict(f"--{name.replace('_', '-')} must be a positive number of ms"))
+    if args.limit <= 0:
+        raise UsageError(messages.usage_conflict("--limit must be a positive number of rows"))
     if args.lock_retries < 0:
         raise UsageError(messages.usage_conflict("--lock-retries must be 0 or more"))
 

@@ -33,6 +33,8 @@ def connection_failed(where: str, reason: str) -> str:
 def migrations_dir_error(path: str, problem: str) -> str:
     if problem == "missing":
         return f"migrations folder {path} does not exist; pass --dir or set MIGRATIONS_DIR to the folder"
+    if problem == "not_a_folder":
+        return f"migrations folder {path} is a file, not a folder; pass --dir or set MIGRATIONS_DIR to the folder"
     if problem == "not_utf8":
         return f"{path} is not UTF-8 text; save the script as UTF-8 and retry"
     if problem.startswith("duplicate:"):

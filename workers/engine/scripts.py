@@ -64,7 +64,7 @@ def _script(path: Path) -> Script:
 def load(directory: str | Path) -> MigrationSet:
     root = Path(directory)
     if not root.is_dir():
-        raise MigrationsDirError(str(root), "missing")
+        raise MigrationsDirError(str(root), "not_a_folder" if root.exists() else "missing")
     migrations: dict[str, Migration] = {}
     ignored: list[str] = []
     for entry in sorted(root.iterdir()):
