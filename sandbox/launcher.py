@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import psycopg
 import redis
@@ -81,9 +81,12 @@ class Sandbox:
     _keep_workdir: bool = False
     _queue_name: str = ""
     _forget_channel: str | None = None  # the page's channel: its requests are the sandbox's own
+    _claim: psycopg.Connection[Any] | None = None  # holds the advisory lock on the example database's name
 
     def forget_own_keys(self) -> None:
         """Remove this sandbox's requests and queue from Redis (a shared one is never flushed)."""
+        if not self.redis_url:
+            return
         with contextlib.suppress(redis.RedisError):
             conn = redis.Redis.from_url(self.redis_url)
             if self._forget_channel:
@@ -129,6 +132,10 @@ class Sandbox:
             with contextlib.suppress(redis.RedisError):
                 redis.Redis.from_url(self.redis_url).flushdb()
             self._flush_redis = False
+        if self._claim is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._claim.close()
+            self._claim = None
         for service in self._services:
             service.close()
         self._services.clear()
@@ -254,6 +261,28 @@ def _wait(sandbox: Sandbox, what: str, ready: object, timeout: float = START_TIM
         time.sleep(0.2)
 
 
+def _page_server(port: int) -> SlackApiServer:
+    """The Slack stand-in and the page, bound to `port` (not yet serving)."""
+    try:
+        return SlackApiServer(token=f"xoxb-sandbox-{secrets.token_hex(8)}", users=SANDBOX_USERS,
+                              usergroups=SANDBOX_USERGROUPS, port=port)
+    except OSError as err:
+        raise SandboxError(f"cannot serve the page on port {port} ({err.strerror}); "
+                           "choose another with --port or SANDBOX_PORT") from None
+
+
+def _claim_database(admin_url: str, name: str) -> psycopg.Connection[Any]:
+    """Hold a session lock for the example database's name while the sandbox runs, so that a second
+    sandbox on the same server refuses to start instead of dropping the first one's database."""
+    conn = psycopg.connect(admin_url, autocommit=True)
+    row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"rollback-sandbox:{name}",)).fetchone()
+    if not (row and row[0]):
+        conn.close()
+        raise SandboxError(f"another sandbox is running with the database {name} on this server; "
+                           "stop it first (Ctrl-C in its terminal)")
+    return conn
+
+
 def start_sandbox(
     *,
     database_url: str | None = None,
@@ -272,12 +301,22 @@ def start_sandbox(
     `env`: the environment the bot and worker inherit (default: this process's).
     """
     base_env = {k: v for k, v in (os.environ if env is None else env).items()}
+    # The ports first: a busy one must stop this run before it touches any database or Redis.
+    slack = None if real_slack else _page_server(page_port)
+    if bot_port and _port_open("127.0.0.1", bot_port):
+        if slack is not None:
+            slack.stop()
+        raise SandboxError(f"port {bot_port} is in use; choose another with --bot-port")
     workdir = Path(tempfile.mkdtemp(prefix="rollback-sandbox-"))
-    postgres = ensure_postgres(database_url)
-    redis_service, redis_to_use, flush = _redis_for_sandbox(redis_url)
-    sandbox = Sandbox(page_url=None, database_url="", bot_port=None, redis_url=redis_to_use, workdir=workdir,
-                      _services=[postgres, redis_service], _admin_url=postgres.url, _flush_redis=flush)
+    sandbox = Sandbox(page_url=None, database_url="", bot_port=None, redis_url="", workdir=workdir, slack=slack)
     try:
+        postgres = ensure_postgres(database_url)
+        sandbox._services.append(postgres)
+        sandbox._admin_url = postgres.url
+        sandbox._claim = _claim_database(postgres.url, database_name)
+        redis_service, redis_to_use, flush = _redis_for_sandbox(redis_url)
+        sandbox._services.append(redis_service)
+        sandbox.redis_url, sandbox._flush_redis = redis_to_use, flush
         if flush:
             redis.Redis.from_url(redis_to_use).flushdb()
         sandbox._database_name = database_name
@@ -299,12 +338,7 @@ def start_sandbox(
         if real_slack:
             bot_env = dict(common)
         else:
-            try:
-                sandbox.slack = SlackApiServer(token=f"xoxb-sandbox-{secrets.token_hex(8)}", users=SANDBOX_USERS,
-                                               usergroups=SANDBOX_USERGROUPS, port=page_port)
-            except OSError as err:
-                raise SandboxError(f"cannot serve the page on port {page_port} ({err.strerror}); "
-                                   "choose another with --port or SANDBOX_PORT") from None
+            assert sandbox.slack is not None
             page = ChannelPage(sandbox.slack, channel=INCIDENT_CHANNEL, people=SANDBOX_USERS,
                                group_handles=SANDBOX_USERGROUP_HANDLES)
             sandbox.slack.start()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 import redis
 
 from core.config import load_settings
@@ -18,7 +20,11 @@ from sandbox.launcher import (
     SANDBOX_DATABASE,
     SANDBOX_TARGET,
     People,
+    SandboxError,
+    _claim_database,
+    _database_url,
     create_example_database,
+    start_sandbox,
     write_config,
 )
 from sandbox.own_keys import forget_sandbox_requests
@@ -98,3 +104,26 @@ def test_identity_of_another_database_under_the_target_name_is_kept(redis_conn: 
     redis_conn.set(f"rollback:identity:{SANDBOX_TARGET}", json.dumps({"dbname": "the_real_prod"}))
     forget_sandbox_requests(redis_conn, channel=INCIDENT_CHANNEL, target=SANDBOX_TARGET, database_name=SANDBOX_DATABASE)
     assert redis_conn.get(f"rollback:identity:{SANDBOX_TARGET}") is not None
+
+
+def test_a_busy_port_or_a_running_sandbox_stops_a_start_before_it_touches_anything(
+        postgres_admin_url: str, redis_url: str, redis_conn: redis.Redis, make_database: Any) -> None:
+    name = str(psycopg.conninfo.conninfo_to_dict(make_database())["dbname"])  # stands for a running sandbox's
+    redis_conn.set("someone:else", "1")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(SandboxError, match=rf"port {port} .*--port"):
+            start_sandbox(database_url=postgres_admin_url, redis_url=redis_url, page_port=port, database_name=name)
+        with pytest.raises(SandboxError, match=rf"port {port} is in use; choose another with --bot-port"):
+            start_sandbox(database_url=postgres_admin_url, redis_url=redis_url, bot_port=port, database_name=name)
+    running = _claim_database(postgres_admin_url, name)
+    try:
+        with pytest.raises(SandboxError, match=rf"another sandbox is running with the database {name}"):
+            start_sandbox(database_url=postgres_admin_url, redis_url=redis_url, database_name=name)
+    finally:
+        running.close()
+    with psycopg.connect(_database_url(postgres_admin_url, name)) as conn:  # still there, untouched
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert redis_conn.get("someone:else") == b"1"
