@@ -13,16 +13,14 @@ import redis
 from core.requests import RequestStore
 from tests.fixtures.stack import (
     SLOW_VERSION,
-    apply_all,
     apply_example,
     approved_request,
     dry_run_plan,
     enqueue,
     open_slow_gate,
-    slow_migrations,
+    slow_stack,
     thread_text,
     wait_job,
-    write_config,
 )
 
 BAD = "2025_10_20_150000"
@@ -55,10 +53,7 @@ def _migration_status(url: str, version: str) -> str | None:
 
 
 def _start_slow_rollback(tmp_path, stack_env, database_url, slack_api, start_worker):
-    migrations = slow_migrations(tmp_path)
-    write_config(stack_env["ROLLBACK_CONFIG"], migrations_dir=migrations)
-    apply_example(database_url)
-    apply_all(database_url, migrations)
+    slow_stack(tmp_path, stack_env, database_url)
     worker = start_worker(stack_env)
     ts, dry = dry_run_plan(stack_env, slack_api, BAD)
     request = approved_request(stack_env, thread_ts=ts, plan=dry)
@@ -178,10 +173,7 @@ def test_redis_going_away_mid_step_is_reported_not_hung(
 
     from tests.fixtures.stack import TcpProxy
 
-    migrations = slow_migrations(tmp_path)
-    write_config(stack_env["ROLLBACK_CONFIG"], migrations_dir=migrations)
-    apply_example(database_url)
-    apply_all(database_url, migrations)
+    slow_stack(tmp_path, stack_env, database_url)
     real = urlsplit(stack_env["REDIS_URL"])
     proxy = TcpProxy(real.hostname or "127.0.0.1", real.port or 6379)
     # the worker reaches Redis only through the proxy; the test (and the request store) directly

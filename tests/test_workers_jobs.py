@@ -10,7 +10,6 @@ from core.requests import RequestStore
 from sandbox.digitalocean import DEFAULT_DATABASE_ID, DEFAULT_DROPLET_ID
 from tests.fixtures.stack import (
     REQUESTER,
-    apply_all,
     apply_example,
     approved_request,
     dry_run_plan,
@@ -18,7 +17,7 @@ from tests.fixtures.stack import (
     open_slow_gate,
     post_root,
     rolled_back_request,
-    slow_migrations,
+    slow_stack,
     thread_text,
     wait_job,
     write_config,
@@ -118,10 +117,7 @@ def test_digitalocean_snapshot_is_taken_before_the_rollback(
 def test_a_step_past_its_time_limit_is_stopped_and_paged(
     tmp_path, stack_env, database_url, slack_api, pagerduty, start_worker
 ):
-    migrations = slow_migrations(tmp_path)
-    write_config(stack_env["ROLLBACK_CONFIG"], migrations_dir=migrations)
-    apply_example(database_url)
-    apply_all(database_url, migrations)
+    slow_stack(tmp_path, stack_env, database_url)
     start_worker({**stack_env, "ROLLBACK_JOB_TIMEOUT": "3"})
     ts, dry = dry_run_plan(stack_env, slack_api, "2025_10_20_150000")
     request = approved_request(stack_env, thread_ts=ts, plan=dry)

@@ -14,8 +14,10 @@ from tests.fixtures.stack import (
     REQUESTER,
     apply_example,
     approved_request,
+    decide,
     dry_run_plan,
     enqueue,
+    pending_request,
     post_root,
     run_request,
     thread_text,
@@ -195,12 +197,8 @@ def test_execute_refuses_an_approval_older_than_the_start_bound(stack_env, datab
 
     apply_example(database_url)
     ts, dry = dry_run_plan(stack_env, slack_api, GOOD)
-    store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
-    inner = dry["plan"]
-    pending = store.create(kind="rollback", target="prod", channel="C_INCIDENT", thread_ts=ts, requester=REQUESTER,
-                           plan_hash=inner["hash"], to_version=GOOD, versions=inner["versions"], summary="s",
-                           ttl_seconds=3600, now=time.time() - 600)
-    store.decide(pending.id, "approved", by=APPROVER, now=time.time() - 500)  # start_within_seconds is 120
+    pending = pending_request(stack_env, thread_ts=ts, plan=dry, ttl_seconds=3600, now=time.time() - 600)
+    decide(stack_env, pending.id, now=time.time() - 500)  # start_within_seconds is 120
     assert run_request(stack_env, slack_api, pending.id) == "failed"
     assert "longer than the 2m00s allowed" in thread_text(slack_api, ts)
     assert _scalar(database_url, "SELECT status FROM schema_migrations WHERE version = %s", BAD) == "completed"
@@ -209,13 +207,10 @@ def test_execute_refuses_an_approval_older_than_the_start_bound(stack_env, datab
 def test_execute_of_a_rejected_request_changes_nothing(stack_env, database_url, slack_api, worker):
     apply_example(database_url)
     ts, dry = dry_run_plan(stack_env, slack_api, GOOD)
-    store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
-    inner = dry["plan"]
-    pending = store.create(kind="rollback", target="prod", channel="C_INCIDENT", thread_ts=ts, requester=REQUESTER,
-                           plan_hash=inner["hash"], to_version=GOOD, versions=inner["versions"], summary="s",
-                           ttl_seconds=900)
-    store.decide(pending.id, "rejected", by=APPROVER)
+    pending = pending_request(stack_env, thread_ts=ts, plan=dry)
+    decide(stack_env, pending.id, "rejected")
     result = wait_job(enqueue(stack_env, "workers.jobs.execute", request_id=pending.id))
+    store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
     assert result["refused"] and store.get(pending.id).status.value == "rejected"
     assert "cannot run: it is rejected" in thread_text(slack_api, ts)
     assert _scalar(database_url, "SELECT status FROM schema_migrations WHERE version = %s", BAD) == "completed"

@@ -50,18 +50,27 @@ def dry_run(ctx: Context, progress: Progress, target_name: str, version: str, re
     return {"target": target_name, **report}
 
 
-def backup(ctx: Context, progress: Progress, target_name: str, requester: str, reason: str) -> dict[str, Any]:
-    from workers.backup import take_backup
+def dump(ctx: Context, progress: Progress, target: Target, reason: str, detail: str) -> tuple[float, dict[str, Any]]:
+    """The *Backup* step's pg_dump with its heartbeat: (when it started, the verified backup). An
+    unverified backup raises: no backup, no change."""
+    from workers.backup import take_backup  # the step modules load only in the work-horse that needs them
 
+    started = progress.start("backup", detail)
+    with progress.heartbeat("backup") as beat:
+        backup = take_backup(
+            ctx.conninfo(target), target=target.name, reason=reason, backup_dir=ctx.settings.backup_dir,
+            heartbeat=beat, pg_dump=ctx.options.pg_dump, pg_restore=ctx.options.pg_restore,
+        ).to_dict()
+    if not backup.get("verified"):
+        raise StepFailed(messages.no_backup())
+    return started, backup
+
+
+def backup(ctx: Context, progress: Progress, target_name: str, requester: str, reason: str) -> dict[str, Any]:
     target = ctx.target(target_name)
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=requester)
-    started = progress.start("backup", messages.dump_of(target.name))
-    with progress.heartbeat("backup") as beat:
-        result = take_backup(
-            ctx.conninfo(target), target=target.name, reason=reason or "manual", backup_dir=ctx.settings.backup_dir,
-            heartbeat=beat, pg_dump=ctx.options.pg_dump, pg_restore=ctx.options.pg_restore,
-        ).to_dict()
+    started, result = dump(ctx, progress, target, reason or "manual", messages.dump_of(target.name))
     with ctx.connect(target) as conn:
         history.record(conn, operation="backup", status="completed", executed_by=requester,
                        duration_ms=int(float(result.get("duration_s") or 0) * 1000), details=result)
@@ -153,7 +162,6 @@ def history_of(ctx: Context, progress: Progress, target_name: str) -> dict[str, 
 
 def restore(ctx: Context, request_id: str, into: str = "target") -> dict[str, Any]:
     """An approved restore request: fresh backup of the current state, restore, count rows, record."""
-    from workers.backup import take_backup
     from workers.restore import restore_backup
 
     store = ctx.store()
@@ -178,15 +186,8 @@ def restore(ctx: Context, request_id: str, into: str = "target") -> dict[str, An
     store.set_status(request_id, RequestStatus.RUNNING, started_at=time.time())
     fresh: dict[str, Any] | None = None
     if into == "target":  # the state being replaced is kept too, so the restore itself can be undone
-        started = progress.start("backup", messages.dump_of(target.name, messages.BEFORE_RESTORE))
-        with progress.heartbeat("backup") as beat:
-            fresh = take_backup(
-                ctx.conninfo(target), target=target.name, reason=f"pre-restore-{request_id}",
-                backup_dir=ctx.settings.backup_dir, heartbeat=beat,
-                pg_dump=ctx.options.pg_dump, pg_restore=ctx.options.pg_restore,
-            ).to_dict()
-        if not fresh.get("verified"):
-            raise StepFailed(messages.no_backup())
+        started, fresh = dump(ctx, progress, target, f"pre-restore-{request_id}",
+                              messages.dump_of(target.name, messages.BEFORE_RESTORE))
         progress.finish("backup", started, messages.backup_figures(fresh))
     started = progress.start("restore", messages.restore_of(str(request.backup), into, target.name))
     with progress.heartbeat("restore") as beat:

@@ -122,19 +122,12 @@ def run_step(ctx: Context, request_id: str, step: str) -> dict[str, Any]:
 
 
 def _backup(ctx: Context, request: Request, target: Target, progress: Progress) -> dict[str, Any]:
-    from workers.backup import take_backup  # the step modules load only in the work-horse that needs them
+    from workers.operations import dump
 
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
-    started = progress.start("backup", messages.dump_of(target.name, messages.BEFORE_ROLLBACK))
-    with progress.heartbeat("backup") as beat:
-        backup = take_backup(
-            ctx.conninfo(target), target=target.name, reason=f"pre-rollback-{request.id}",
-            backup_dir=ctx.settings.backup_dir, heartbeat=beat,
-            pg_dump=ctx.options.pg_dump, pg_restore=ctx.options.pg_restore,
-        ).to_dict()
-    if not backup.get("verified"):
-        raise StepFailed(messages.no_backup())
+    started, backup = dump(ctx, progress, target, f"pre-rollback-{request.id}",
+                           messages.dump_of(target.name, messages.BEFORE_ROLLBACK))
     result: dict[str, Any] = {"backup": backup}
     ctx.store().update(request.id, backup=str(backup.get("path")))
     with ctx.connect(target) as conn:
