@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 from rq import Queue
+from rq.job import Job
 
 # The key prefix the bot and the workers use (core.requests.RequestStore's default, workers.context.KEY_PREFIX).
 PREFIX = "rollback"
@@ -60,5 +61,13 @@ def forget_sandbox_requests(conn: redis.Redis, *, channel: str, target: str, dat
 
 
 def delete_queue(conn: redis.Redis, queue_name: str) -> None:
-    """The run's queue and its jobs (the name is unique to the run, so nothing else is in it)."""
-    Queue(queue_name, connection=conn).delete(delete_jobs=True)
+    """The run's queue, its registries and their jobs (the name is unique to the run, so all are its own)."""
+    queue = Queue(queue_name, connection=conn)
+    registries = [queue.started_job_registry, queue.finished_job_registry, queue.failed_job_registry,
+                  queue.deferred_job_registry, queue.scheduled_job_registry, queue.canceled_job_registry]
+    for registry in registries:
+        for job in Job.fetch_many(registry.get_job_ids(cleanup=False), connection=conn):
+            if job is not None:
+                job.delete(remove_from_queue=False)
+        conn.delete(registry.key)
+    queue.delete(delete_jobs=True)

@@ -10,6 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 import redis
+from rq import Queue, SimpleWorker
+from rq.job import Job
 
 from core.config import load_settings
 from core.requests import RequestStore
@@ -27,7 +29,7 @@ from sandbox.launcher import (
     start_sandbox,
     write_config,
 )
-from sandbox.own_keys import forget_sandbox_requests
+from sandbox.own_keys import delete_queue, forget_sandbox_requests
 from sandbox.people import INCIDENT_CHANNEL
 
 
@@ -127,3 +129,18 @@ def test_a_busy_port_or_a_running_sandbox_stops_a_start_before_it_touches_anythi
     with psycopg.connect(_database_url(postgres_admin_url, name)) as conn:  # still there, untouched
         assert conn.execute("SELECT 1").fetchone() == (1,)
     assert redis_conn.get("someone:else") == b"1"
+
+
+def test_the_runs_queue_goes_with_its_jobs_and_registries(redis_conn: redis.Redis) -> None:
+    ours, theirs = Queue("sandbox-test-run", connection=redis_conn), Queue("their-queue", connection=redis_conn)
+    done = ours.enqueue(len, "abc")
+    waiting = ours.enqueue(len, "abcd")
+    SimpleWorker([ours], connection=redis_conn).work(burst=True, max_jobs=1)
+    assert done.get_status(refresh=True) == "finished" and done.id in ours.finished_job_registry.get_job_ids()
+    other = theirs.enqueue(len, "x")
+
+    delete_queue(redis_conn, "sandbox-test-run")
+
+    left = [k.decode() for k in redis_conn.scan_iter()]
+    assert not [k for k in left if "sandbox-test-run" in k or done.id in k or waiting.id in k], left
+    assert Job.fetch(other.id, connection=redis_conn).id == other.id and theirs.count == 1
