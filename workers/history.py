@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 
+from workers import messages
 from workers.engine import store
 
 logger = logging.getLogger("workers.history")
@@ -75,9 +76,9 @@ def counts_before(conn: psycopg.Connection[Any], request_id: str) -> dict[str, i
     ).fetchone()
     checks = ((row[0] if row else None) or {}).get("checks") or []
     counts = {
-        str(c.get("subject") or str(c.get("name")).removeprefix("row count ")): int(c["figure"]["before"])
+        str(c.get("subject") or str(c.get("name")).removeprefix(messages.ROW_COUNT_PREFIX)): int(c["figure"]["before"])
         for c in checks
-        if str(c.get("name", "")).startswith("row count ") and isinstance(c.get("figure"), dict)
+        if str(c.get("name", "")).startswith(messages.ROW_COUNT_PREFIX) and isinstance(c.get("figure"), dict)
         and c["figure"].get("before") is not None
     }
     return counts or None

@@ -177,6 +177,19 @@ def failed_checks(checks: Iterable[Mapping[str, Any]]) -> list[str]:
 # verify.py builds each check's `detail` with these, so the figures read as sentences, never as reprs.
 
 
+CHECK_MIGRATIONS = "migration status"
+CHECK_ROW_COUNTS = "row counts"
+CHECK_HEALTH = "health check"
+CHECK_SMOKE = "smoke test"
+CHECK_CONNECTIONS = "connections"
+ROW_COUNT_PREFIX = "row count "
+
+
+def row_count_check(table: str) -> str:
+    """A row count's check name, as failure lists say it (`checks failed: row count users`)."""
+    return f"{ROW_COUNT_PREFIX}{table}"
+
+
 def check_label(check: Mapping[str, Any]) -> str:
     """What a check is about: the table for a row count, else its name."""
     return str(check.get("subject") or check.get("name")) if check.get("kind") == "row_count" else str(check.get("name"))
@@ -275,7 +288,7 @@ def connections_counted(total: int, active: int) -> str:
 def baseline_from(request_id: str | None, when: str | None) -> str:
     """Where a standalone verification's row-count baseline comes from."""
     if not request_id:
-        return f"row counts: {NO_EARLIER_COUNT} (no rollback of this target recorded)"
+        return f"row counts: {NO_EARLIER_COUNT} (no rollback of this target with counts taken before it is recorded)"
     return f"row counts compared with those taken before rollback {request_id} ({when or 'time unknown'})"
 
 
@@ -430,6 +443,24 @@ def history_line(row: Mapping[str, Any]) -> str:
 REPORT_SQL_HEADING = "## SQL run"
 REPORT_CHECKS_HEADING = "## Checks"
 REPORT_TIMELINE_HEADING = "## Timeline"
+REPORT_TIMELINE_COLUMNS = "| time | +elapsed | who | message |"
+REPORT_FIELDS = {
+    "target": "Target",
+    "kind": "Kind",
+    "requester": "Requested by",
+    "approver": "Approved by",
+    "versions": "Rolled back",
+    "to_version": "To version",
+    "plan_hash": "Plan hash",
+    "status": "Status",
+    "outcome": "Outcome",
+    "started": "Started",
+    "finished": "Finished",
+    "duration": "Duration",
+    "backup": "Backup",
+    "paged": "Paged",
+    "failed_step": "Failed step",
+}
 
 
 def report_title(subject: str) -> str:

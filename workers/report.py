@@ -100,25 +100,25 @@ def render(thread: Sequence[Mapping[str, Any]], request: Mapping[str, Any] | Non
     rollback = ((state.get("rollback") or {}).get("rollback")) or {}
     verify = ((state.get("verify") or {}).get("verify")) or {}
     started, finished = req.get("started_at"), req.get("finished_at")
-    summary = [
-        ("Target", req.get("target")),
-        ("Kind", req.get("kind")),
-        ("Requested by", _person(req.get("requester"), names)),
-        ("Approved by", _person(req.get("approver"), names)),
-        ("Rolled back", ", ".join(req.get("versions") or []) or None),
-        ("To version", req.get("to_version")),
-        ("Plan hash", req.get("plan_hash")),
-        ("Status", req.get("status")),
-        ("Outcome", req.get("outcome")),
-        ("Started", _when(started) if started else None),
-        ("Finished", _when(finished) if finished else None),
-        ("Duration", messages.seconds(float(finished) - float(started)) if started and finished else None),
-        ("Backup", messages.report_backup(backup) if backup else None),
-        ("Paged", messages.report_paged(dedup_key(str(req.get("id"))) if state.get("paged") else None)),
-        ("Failed step", state.get("failed_step")),
-    ]
+    summary = {
+        "target": req.get("target"),
+        "kind": req.get("kind"),
+        "requester": _person(req.get("requester"), names),
+        "approver": _person(req.get("approver"), names),
+        "versions": ", ".join(req.get("versions") or []) or None,
+        "to_version": req.get("to_version"),
+        "plan_hash": req.get("plan_hash"),
+        "status": req.get("status"),
+        "outcome": req.get("outcome"),
+        "started": _when(started) if started else None,
+        "finished": _when(finished) if finished else None,
+        "duration": messages.seconds(float(finished) - float(started)) if started and finished else None,
+        "backup": messages.report_backup(backup) if backup else None,
+        "paged": messages.report_paged(dedup_key(str(req.get("id"))) if state.get("paged") else None),
+        "failed_step": state.get("failed_step"),
+    }
     lines += ["| | |", "|---|---|"]
-    lines += [f"| {name} | {value} |" for name, value in summary if value not in (None, "")]
+    lines += [f"| {messages.REPORT_FIELDS[key]} | {value} |" for key, value in summary.items() if value not in (None, "")]
     if rollback.get("statements"):
         lines += ["", messages.REPORT_SQL_HEADING, "", "```sql"]
         lines += [f"{s.get('sql', '').strip().rstrip(';')};  -- {s.get('tag', '')}" for s in rollback["statements"]]
@@ -126,7 +126,7 @@ def render(thread: Sequence[Mapping[str, Any]], request: Mapping[str, Any] | Non
     if verify.get("checks"):
         lines += ["", messages.REPORT_CHECKS_HEADING, ""]
         lines += [messages.report_check(check) for check in verify["checks"]]
-    lines += ["", messages.REPORT_TIMELINE_HEADING, "", "| time | +elapsed | who | message |", "|---|---|---|---|"]
+    lines += ["", messages.REPORT_TIMELINE_HEADING, "", messages.REPORT_TIMELINE_COLUMNS, "|---|---|---|---|"]
     first = float(thread[0]["ts"]) if thread else 0.0
     for message in thread:
         text = _plain(str(message.get("text") or ""), names).replace("\n", " ").replace("|", "\\|")

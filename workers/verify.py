@@ -137,7 +137,7 @@ def check_migration_status(
     conn: psycopg.Connection[Any], expected: dict[str, str] | None, migrations_dir: str
 ) -> Check:
     """The pipeline's check: each reverted version has the status the rollback should have left."""
-    name, kind = "migration status", "migrations"
+    name, kind = messages.CHECK_MIGRATIONS, "migrations"
     if not expected:
         return skipped(name, messages.NO_EXPECTED_STATUS, kind=kind)
     try:
@@ -170,7 +170,7 @@ def check_migration_health(status_report: Mapping[str, Any]) -> Check:
         if m.get("status") in ("failed", "running") or m.get("drift")
     ]
     figure = {"migrations": len(migrations), "problems": len(problems)}
-    return Check("migration status", not problems, figure, messages.migrations_healthy(len(migrations), problems),
+    return Check(messages.CHECK_MIGRATIONS, not problems, figure, messages.migrations_healthy(len(migrations), problems),
                  kind="migrations")
 
 
@@ -179,10 +179,10 @@ def check_row_counts(
 ) -> list[Check]:
     kind = "row_count"
     if not tables:
-        return [skipped("row counts", messages.NO_CRITICAL_TABLES, kind=kind)]
+        return [skipped(messages.CHECK_ROW_COUNTS, messages.NO_CRITICAL_TABLES, kind=kind)]
     checks: list[Check] = []
     for table in tables:
-        name = f"row count {table}"
+        name = messages.row_count_check(table)
         before = baseline.get(table) if baseline else None
         try:
             row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_table_identifier(table))).fetchone()
@@ -204,7 +204,7 @@ def display_url(url: str) -> str:
 
 
 def check_health(url: str | None, timeout: float) -> Check:
-    name, kind = "health check", "health"
+    name, kind = messages.CHECK_HEALTH, "health"
     if not url:
         return skipped(name, messages.NO_HEALTH_URL, kind=kind)
     shown = display_url(url)
@@ -222,7 +222,7 @@ def tail(text: str, limit: int = OUTPUT_TAIL_CHARS) -> str:
 
 
 def check_smoke(command: str | None, target: str, timeout: float) -> Check:
-    name, kind = "smoke test", "smoke"
+    name, kind = messages.CHECK_SMOKE, "smoke"
     if not command:
         return skipped(name, messages.NO_SMOKE_COMMAND, kind=kind)
     done = run_shell(command, env={"ROLLBACK_TARGET": target}, timeout=timeout)
@@ -254,7 +254,7 @@ def check_connections(conn: psycopg.Connection[Any]) -> Check:
         "SELECT count(*), count(*) FILTER (WHERE state = 'active') FROM pg_stat_activity WHERE datname = current_database()"
     ).fetchone()
     total, active = (int(row[0]), int(row[1])) if row else (0, 0)
-    return Check("connections", True, total, messages.connections_counted(total, active), kind="connections")
+    return Check(messages.CHECK_CONNECTIONS, True, total, messages.connections_counted(total, active), kind="connections")
 
 
 def run_checks(
