@@ -32,15 +32,13 @@ OUTER_PREFIXES = ("SLACK_", "PAGERDUTY_", "DIGITALOCEAN_", "ROLLBACK_", "BACKUP_
 def sandbox(postgres_admin_url: str, redis_url: str) -> Iterator[Sandbox]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(OUTER_PREFIXES) and not k.endswith("_DATABASE_URL")}
-    # Flushed here too: the shared redis_url fixture flushes db 0 rather than its own db (reported), and a
-    # target identity left by an earlier run would (rightly) trip the wrong-database guard.
-    redis.Redis.from_url(redis_url).flushdb()
+    # redis_url is the tests' own database, flushed before and after: a target identity left by an earlier
+    # run (another random database name) would (rightly) trip the wrong-database guard.
     started = start_sandbox(database_url=postgres_admin_url, redis_url=redis_url, env=env,
                             database_name=f"rbt_sandbox_{uuid.uuid4().hex[:8]}")
     yield started
     failed_logs = "\n".join(f"--- {name} log ---\n{started.log_tail(name, 60)}" for name in started.logs)
     started.close()
-    redis.Redis.from_url(redis_url).flushdb()
     print(failed_logs)  # shown by pytest only when the test failed
 
 
@@ -76,7 +74,7 @@ def _take_screenshot(page: Any) -> None:
     page.set_viewport_size({"width": 1280, "height": 1000})
 
 
-def test_playbook_scenario_in_the_browser(sandbox: Sandbox, chromium: Any) -> None:
+def test_playbook_scenario_in_the_browser(sandbox: Sandbox, chromium: Any, redis_conn: redis.Redis) -> None:
     page = chromium.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(sandbox.page_url)
     _as(page, "alice")
@@ -139,5 +137,9 @@ def test_playbook_scenario_in_the_browser(sandbox: Sandbox, chromium: Any) -> No
     sandbox.close()
     assert all(p.poll() is not None for p in processes)
     assert not sandbox.workdir.exists()
+    # The Redis was given (as with REDIS_URL), so it is not flushed: the run's own keys are gone all the same.
+    left = sorted(k.decode() for k in redis_conn.scan_iter())
+    assert not [k for k in left if k.startswith(("rollback:request:", "rollback:active:", "rollback:plan:",
+                                                  "rollback:claim:", "rq:queue:", "rq:job:"))], left
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(sandbox.database_url, connect_timeout=5).close()
