@@ -65,4 +65,12 @@ def test_names_come_from_users_info_and_unknown_ids_stay_ids(slack_api):
     assert names == {"U_ROLLBACKBOT": "U_ROLLBACKBOT", "U_BOB": "bob", "U_ALICE": "alice", "U_CAROL": "carol"}
     text = render(thread, {"id": "RB-1", "requester": "U_ALICE", "approver": "U_BOB"}, {}, "U_CAROL", names)
     assert "| U_ROLLBACKBOT | approved by @bob for @alice |" in text
+    checks = {"verify": {"verify": {"checks": [
+        {"name": "smoke test", "kind": "smoke", "passed": False, "skipped": True,
+         "detail": "skipped, no smoke_command configured"},
+        {"name": "row count users", "kind": "row_count", "subject": "users", "passed": True, "skipped": False,
+         "detail": "320 rows (320 before)", "figure": {"before": 320, "after": 320}}]}}}
+    rendered = render(thread, None, checks, "U_CAROL", names)
+    assert "- **skipped** smoke test: no smoke_command configured" in rendered
+    assert "- **pass** users: 320 rows (320 before)" in rendered
     assert "| Requested by | alice (U_ALICE) |" in text and "for carol (U_CAROL)" in text

@@ -482,8 +482,8 @@ def report_paged(dedup_key: str | None) -> str:
 
 def report_check(check: Mapping[str, Any]) -> str:
     mark = "skipped" if check.get("skipped") else "pass" if check.get("passed") else "FAIL"
-    detail = f": {check.get('detail')}" if check.get("detail") else ""
-    return f"- **{mark}** {check_label(check)}{detail}"
+    text = str(check.get("detail") or "").removeprefix(check_skipped(""))  # the mark already says skipped
+    return f"- **{mark}** {check_label(check)}" + (f": {text}" if text else "")
 
 
 def report_generated(by: str, when: str) -> str:
