@@ -9,7 +9,8 @@ import sys
 import threading
 from types import FrameType
 
-from sandbox.launcher import HINT, SandboxError, start_sandbox
+from sandbox import messages
+from sandbox.launcher import KNOWN_GOOD_VERSION, SandboxError, start_sandbox
 from sandbox.services import ServiceUnavailable
 
 
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print("sandbox: starting PostgreSQL, Redis, the example database, a worker and the bot ...", flush=True)
+    print(messages.STARTING, flush=True)
     try:
         sandbox = start_sandbox(
             database_url=env.get("DATABASE_URL"),
@@ -48,29 +49,28 @@ def main(argv: list[str] | None = None) -> int:
             stream_logs=sys.stdout.buffer if args.logs else None,
         )
     except (SandboxError, ServiceUnavailable, OSError) as err:
-        print(f"sandbox: could not start: {err}", file=sys.stderr)
+        print(messages.could_not_start(err), file=sys.stderr)
         return 1
     with sandbox:
         if real_slack:
-            print("sandbox: bot and worker are connected to your Slack workspace (SLACK_BOT_TOKEN is set);")
+            print(messages.REAL_SLACK)
             if env.get("SLACK_APP_TOKEN"):
-                print("sandbox: the bot uses Socket Mode.")
+                print(messages.SOCKET_MODE)
             else:
-                print(f"sandbox: point the app's request URLs at this machine's port {sandbox.bot_port} (/slack/events).")
+                print(messages.request_urls(sandbox.bot_port))
             if not env.get("SANDBOX_APPROVERS"):
-                print("sandbox: SANDBOX_APPROVERS (Slack user ids) is empty: every approval will be refused.")
-            print("sandbox: in your incident channel, " + HINT)
+                print(messages.NO_APPROVERS)
+            print(messages.in_your_channel(KNOWN_GOOD_VERSION))
         else:
-            print(f"sandbox: open {sandbox.page_url}")
-            print("sandbox: " + HINT)
-        print(f"sandbox: logs in {sandbox.workdir} (or run with --logs); Ctrl-C stops everything", flush=True)
+            print(messages.open_page(sandbox.page_url, KNOWN_GOOD_VERSION))
+        print(messages.logs_in(sandbox.workdir), flush=True)
         while not stopping.wait(1.0):
             try:
                 sandbox.check_running()
             except SandboxError as err:
-                print(f"sandbox: {err}", file=sys.stderr)
+                print(messages.stopped_because(err), file=sys.stderr)
                 return 1
-        print("sandbox: stopping and removing throwaway data ...", flush=True)
+        print(messages.STOPPING, flush=True)
     return 0
 
 

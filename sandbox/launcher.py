@@ -27,6 +27,7 @@ import redis
 from psycopg import sql
 from rq import Queue, Worker
 
+from sandbox import messages
 from sandbox.digitalocean import DEFAULT_DROPLET_ID, DigitalOceanServer
 from sandbox.own_keys import delete_queue, forget_sandbox_requests
 from sandbox.page import ChannelPage
@@ -55,7 +56,6 @@ SANDBOX_TARGET = "prod"
 SANDBOX_REDIS_DB = 12
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
-HINT = f"type: /rollback status, then /rollback dry-run {KNOWN_GOOD_VERSION}"
 
 
 class SandboxError(RuntimeError):
@@ -104,7 +104,7 @@ class Sandbox:
     def check_running(self) -> None:
         for name, process in self.processes.items():
             if process.poll() is not None:
-                raise SandboxError(f"the {name} exited with status {process.returncode}:\n{self.log_tail(name)}")
+                raise SandboxError(messages.process_exited(name, process.returncode, self.log_tail(name)))
 
     def close(self) -> None:
         """Stop processes and servers, drop the example database, remove throwaway files. Idempotent."""
@@ -257,7 +257,7 @@ def _wait(sandbox: Sandbox, what: str, ready: object, timeout: float = START_TIM
     while not ready():  # type: ignore[operator]
         sandbox.check_running()
         if time.monotonic() > deadline:
-            raise SandboxError(f"the {what} did not become ready within {timeout:.0f}s; see {sandbox.workdir}")
+            raise SandboxError(messages.not_ready(what, timeout, sandbox.workdir))
         time.sleep(0.2)
 
 
@@ -267,8 +267,7 @@ def _page_server(port: int) -> SlackApiServer:
         return SlackApiServer(token=f"xoxb-sandbox-{secrets.token_hex(8)}", users=SANDBOX_USERS,
                               usergroups=SANDBOX_USERGROUPS, port=port)
     except OSError as err:
-        raise SandboxError(f"cannot serve the page on port {port} ({err.strerror}); "
-                           "choose another with --port or SANDBOX_PORT") from None
+        raise SandboxError(messages.page_port_busy(port, err.strerror)) from None
 
 
 def _claim_database(admin_url: str, name: str) -> psycopg.Connection[Any]:
@@ -278,8 +277,7 @@ def _claim_database(admin_url: str, name: str) -> psycopg.Connection[Any]:
     row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"rollback-sandbox:{name}",)).fetchone()
     if not (row and row[0]):
         conn.close()
-        raise SandboxError(f"another sandbox is running with the database {name} on this server; "
-                           "stop it first (Ctrl-C in its terminal)")
+        raise SandboxError(messages.another_sandbox(name))
     return conn
 
 
@@ -306,7 +304,7 @@ def start_sandbox(
     if bot_port and _port_open("127.0.0.1", bot_port):
         if slack is not None:
             slack.stop()
-        raise SandboxError(f"port {bot_port} is in use; choose another with --bot-port")
+        raise SandboxError(messages.bot_port_busy(bot_port))
     workdir = Path(tempfile.mkdtemp(prefix="rollback-sandbox-"))
     sandbox = Sandbox(page_url=None, database_url="", bot_port=None, redis_url="", workdir=workdir, slack=slack)
     try:

@@ -16,12 +16,12 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from sandbox import messages
 from sandbox.http_stub import send_bytes, send_json
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import BOT_USER_ID, SlackApiServer, SlackUser
 
 LONG_POLL_SECONDS = 20.0
-COMMAND_PREFIX = "/rollback"
 
 
 def _static(name: str) -> bytes:
@@ -68,7 +68,7 @@ class ChannelPage:
             try:
                 since = int(query.get("since", "-1"))
             except ValueError:
-                send_json(handler, 400, {"ok": False, "error": "since must be a whole number (the last state's version)"})
+                send_json(handler, 400, {"ok": False, "error": messages.SINCE_NOT_A_NUMBER})
                 return
             self.server.workspace.wait_for_change(since, LONG_POLL_SECONDS)
             send_json(handler, 200, self.state(query.get("user", "")))
@@ -135,8 +135,8 @@ class ChannelPage:
 
     def command(self, *, user: str = "", text: str = "", **_: Any) -> dict[str, Any]:
         text = text.strip()
-        if not text.startswith(COMMAND_PREFIX):
-            return {"ok": False, "error": f"only {COMMAND_PREFIX} commands reach the bot here, e.g. {COMMAND_PREFIX} help"}
+        if not text.startswith(messages.COMMAND_PREFIX):
+            return {"ok": False, "error": messages.ONLY_ROLLBACK_COMMANDS}
         command, _space, rest = text.partition(" ")
         return self._deliver(user, "request", lambda sender: sender.command(
             rest.strip(), user_id=user, channel_id=self.channel, command=command), typed=text)
@@ -151,19 +151,19 @@ class ChannelPage:
                  typed: str | None = None) -> dict[str, Any]:
         """Send a command or a click to the bot as `user`; the page hears how it went."""
         if user not in {p.id for p in self.people}:
-            return {"ok": False, "error": "pick who you are first"}
+            return {"ok": False, "error": messages.PICK_A_PERSON}
         if self.sender is None:
-            return {"ok": False, "error": "the bot is not connected to this page"}
+            return {"ok": False, "error": messages.BOT_NOT_CONNECTED}
         if typed is not None:
-            self._note(user, f"You ran `{typed}`")
+            self._note(user, messages.you_ran(typed))
         try:
             status, body = send(self.sender)
         except (urllib.error.URLError, OSError) as err:
-            self._note(user, f"The bot did not answer ({err}). Is it running?")
-            return {"ok": False, "error": "the bot did not answer"}
+            self._note(user, messages.bot_did_not_answer(err))
+            return {"ok": False, "error": messages.BOT_DID_NOT_ANSWER}
         if status != 200:
-            self._note(user, f"The bot refused the {what} (HTTP {status}).")
-            return {"ok": False, "error": f"HTTP {status}"}
+            self._note(user, messages.bot_refused(what, status))
+            return {"ok": False, "error": messages.http_status(status)}
         self._show_ack(user, body)
         return {"ok": True}
 
@@ -193,7 +193,7 @@ def _form(body: bytes) -> dict[str, str]:
     try:
         parsed = json.loads(body.decode("utf-8") or "{}")
     except ValueError:
-        raise BadRequest("the request body must be JSON, e.g. {\"user\": \"U_ALICE\", \"text\": \"/rollback help\"}") from None
+        raise BadRequest(messages.BODY_NOT_JSON) from None
     if not isinstance(parsed, dict):
-        raise BadRequest("the request body must be a JSON object")
+        raise BadRequest(messages.BODY_NOT_OBJECT)
     return {str(k): "" if v is None else str(v) for k, v in parsed.items()}

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from rq.job import Job
 
 from core.config import load_settings
 from core.requests import RequestStore
+from sandbox import messages
 from sandbox.__main__ import _real_slack_configured
 from sandbox.launcher import (
     KNOWN_GOOD_VERSION,
@@ -144,3 +148,16 @@ def test_the_runs_queue_goes_with_its_jobs_and_registries(redis_conn: redis.Redi
     left = [k.decode() for k in redis_conn.scan_iter()]
     assert not [k for k in left if "sandbox-test-run" in k or done.id in k or waiting.id in k], left
     assert Job.fetch(other.id, connection=redis_conn).id == other.id and theirs.count == 1
+
+
+def test_python_m_sandbox_on_a_busy_port_says_so_in_one_line() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL", "REDIS_URL"))}
+        done = subprocess.run([sys.executable, "-m", "sandbox", "--port", str(port)], capture_output=True, text=True,
+                              env=env, cwd=MIGRATIONS_DIR.parent, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"sandbox: could not start: {messages.page_port_busy(port, 'Address already in use')}"
+    assert "Traceback" not in done.stdout + done.stderr
