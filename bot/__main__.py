@@ -77,7 +77,7 @@ def main() -> int:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
         log.info("rollback-bot: Socket Mode, queue %s", settings.queue_name)
-        SocketModeHandler(app, app_token).start()
+        SocketModeHandler(app, app_token, web_client=app.client).start()  # apps.connections.open: SLACK_API_URL
         return 0
     port = int(env.get("PORT") or DEFAULT_PORT)
     host = env.get("HOST") or "0.0.0.0"

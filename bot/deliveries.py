@@ -1,7 +1,8 @@
 """Each Slack delivery is handled once: a retry (X-Slack-Retry-Num after a timeout) or a replay of the
 same signed body within the signature's window runs nothing a second time.
 
-A bolt middleware, after bolt's signature check: the body's digest is recorded with SET NX; a body
+A bolt middleware, after bolt's signature check: the body's digest (the envelope's payload in Socket
+Mode, where Slack redelivers with `retry_attempt`) is recorded with SET NX; a body
 seen before is acked and dropped. Two clicks are two bodies (each has its own trigger_id and
 action_ts), so only true redeliveries are dropped.
 """
@@ -9,6 +10,7 @@ action_ts), so only true redeliveries are dropped.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -22,8 +24,10 @@ from core import defaults
 log = logging.getLogger("rollback.bot")
 
 
-def delivery_key(prefix: str, raw_body: str) -> str:
-    return f"{prefix}:delivery:{hashlib.sha256(raw_body.encode('utf-8')).hexdigest()}"
+def delivery_key(prefix: str, req: BoltRequest) -> str:
+    # HTTP: the signed body as sent. Socket Mode hands over the parsed payload only (raw_body is empty).
+    body = req.raw_body or json.dumps(req.body, sort_keys=True)
+    return f"{prefix}:delivery:{hashlib.sha256(body.encode('utf-8')).hexdigest()}"
 
 
 def once_per_delivery(
@@ -31,7 +35,7 @@ def once_per_delivery(
 ) -> Callable[..., Any]:
     def middleware(req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse:  # noqa: A002 - bolt's name
         try:
-            first = redis.set(delivery_key(prefix, req.raw_body), "1", nx=True, ex=memory_seconds)
+            first = redis.set(delivery_key(prefix, req), "1", nx=True, ex=memory_seconds)
         except RedisError:
             return next()  # the handler says that Redis is unreachable
         if first:

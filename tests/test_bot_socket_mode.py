@@ -1,0 +1,74 @@
+"""Socket Mode (`SLACK_APP_TOKEN`, no signing secret, no public URL): `python -m bot` opens the socket
+through `apps.connections.open` on the Slack stand-in, receives slash commands as envelopes on the
+WebSocket (sandbox/socket_mode.py), acks them there and enqueues the jobs as over HTTP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rq import Queue
+
+from sandbox.slack_api import SlackApiServer
+from sandbox.socket_mode import SocketModeServer
+from tests.fixtures.bot import ALICE, CHANNEL, DEFAULT_BOT_CONFIG, BotServer, launch_bot, roots, wait_jobs
+
+CONNECT_TIMEOUT_SECONDS = 20.0
+
+
+@pytest.fixture
+def sockets(slack_api: SlackApiServer) -> Iterator[SocketModeServer]:
+    with SocketModeServer(slack_api) as server:
+        yield server
+
+
+@pytest.fixture
+def socket_bot(bot_env: dict[str, str], sockets: SocketModeServer, tmp_path: Path) -> Iterator[BotServer]:
+    config = tmp_path / "rollback.toml"
+    config.write_text(DEFAULT_BOT_CONFIG)
+    env = {k: v for k, v in bot_env.items() if k != "SLACK_SIGNING_SECRET"}
+    bot = launch_bot({**env, "SLACK_APP_TOKEN": sockets.app_token, "ROLLBACK_CONFIG": str(config)}, tmp_path)
+    try:
+        sockets.wait_connected(CONNECT_TIMEOUT_SECONDS)
+    except AssertionError:
+        bot.stop()
+        raise AssertionError(f"the bot did not connect over Socket Mode:\n{bot.log()}") from None
+    yield bot
+    bot.stop()
+
+
+@pytest.mark.usefixtures("idle_worker", "socket_bot")
+def test_a_slash_command_over_the_socket_is_acked_and_enqueued(
+    sockets: SocketModeServer, slack_api: SlackApiServer, bot_queue: Queue
+) -> None:
+    assert slack_api.calls("apps.connections.open")  # the socket came from the app-level token
+    ack = sockets.slash_command("status prod", user_id=ALICE, channel_id=CHANNEL)
+    assert ack["envelope_id"] and not (ack.get("payload") or {}).get("text")
+    name, kwargs = wait_jobs(slack_api, bot_queue, 1)[0]
+    assert name == "workers.jobs.status"
+    assert kwargs == {"target": "prod", "channel": CHANNEL, "thread_ts": roots(slack_api)[0]["ts"]}
+
+    # bad input is answered in the ack itself, and nothing is queued
+    ack = sockets.slash_command("stauts prod", user_id=ALICE, channel_id=CHANNEL)
+    assert "Did you mean `status`" in ack["payload"]["text"]
+    assert bot_queue.count == 1 and len(roots(slack_api)) == 1
+
+    # Slack redelivers an envelope it saw no ack for (retry_attempt): nothing runs twice
+    first = sockets.sent[0]
+    ack = sockets.deliver(first["type"], first["payload"], retry_attempt=1)
+    assert ack["envelope_id"] != first["envelope_id"]
+    time.sleep(0.3)  # give a wrongly repeated command the chance to show up
+    assert bot_queue.count == 1 and len(roots(slack_api)) == 1
+
+
+def test_a_wrong_app_token_gets_no_socket(sockets: SocketModeServer, slack_api: SlackApiServer) -> None:
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    with pytest.raises(SlackApiError) as err:
+        WebClient(base_url=slack_api.api_url).apps_connections_open(app_token="xapp-wrong")
+    assert err.value.response["error"] == "invalid_auth"
+    answer = WebClient(base_url=slack_api.api_url).apps_connections_open(app_token=sockets.app_token)
+    assert str(answer["url"]).startswith("ws://127.0.0.1:")
