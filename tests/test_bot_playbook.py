@@ -92,6 +92,10 @@ def test_full_playbook_from_status_to_verified_rollback(
     for step in ("approved by <@u_bob>", "backup", "rollback", "verif"):
         assert step in lowered, f"{step!r} missing from the thread:\n{record}"
     assert schema_status(database_url, BAD) == "rolled_back"
+    # the decided request message still shows the plan's data-loss warnings, with the decision
+    root = message_text(slack_api.thread(CHANNEL, request.thread_ts)[0])
+    assert "*Approved* by <@U_BOB>" in root and ":warning: DROP TABLE new_feature_table:" in root
+    assert "rows would be lost" in root
     broadcasts = [m for m in slack_api.messages(CHANNEL) if m.get("reply_broadcast")]
     assert broadcasts and broadcasts[-1]["thread_ts"] == request.thread_ts  # the outcome reaches the channel
 
