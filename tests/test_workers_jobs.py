@@ -154,3 +154,19 @@ def test_worker_entry_point_bad_input_is_one_line(stack_env, tmp_path):
     no_target = run("confirm-identity", "staging")
     assert no_target.returncode == 1 and "unknown target 'staging'" in no_target.stderr
     assert "Traceback" not in missing.stderr + unknown.stderr + no_target.stderr
+
+
+def test_the_worker_heartbeats_often_enough_for_the_bot_to_notice_its_death(stack_env, worker):
+    """`python -m workers` promises its next heartbeat within WORKER_TTL_SECONDS (RQ's default is 420 s),
+    which is what lets the bot tell a SIGKILLed worker from a live one within a minute."""
+    from rq import Queue, Worker
+
+    from bot.liveness import RQ_HEARTBEAT_MARGIN_SECONDS, listening_workers
+    from core import defaults
+
+    conn = redis.Redis.from_url(stack_env["REDIS_URL"])
+    queue = Queue(stack_env["ROLLBACK_QUEUE"], connection=conn)
+    (registered,) = Worker.all(queue=queue)
+    promised_seconds = conn.pttl(registered.key) / 1000 - RQ_HEARTBEAT_MARGIN_SECONDS
+    assert 0 < promised_seconds <= defaults.WORKER_TTL_SECONDS
+    assert [w.name for w in listening_workers(queue, grace_seconds=0)] == [registered.name]

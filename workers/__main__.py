@@ -58,6 +58,8 @@ def run_worker(ctx: Context) -> int:
         work_horse_killed_handler=failures.on_horse_killed,
         job_monitoring_interval=JOB_MONITORING_INTERVAL_SECONDS,
         maintenance_interval=defaults.WORKER_MAINTENANCE_INTERVAL_SECONDS,
+        # A short TTL makes an idle worker heartbeat often, so the bot notices a dead one within a minute.
+        worker_ttl=defaults.WORKER_TTL_SECONDS,
     )
     log.info(messages.worker_started(worker.name, queue.name))
     stop = watchdog.start(ctx)
