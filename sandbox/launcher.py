@@ -41,7 +41,14 @@ from sandbox.people import (
     SANDBOX_USERGROUPS,
     SANDBOX_USERS,
 )
-from sandbox.services import LocalService, _port_open, ensure_postgres, ensure_redis, free_port
+from sandbox.services import (
+    LocalService,
+    die_with_parent,
+    ensure_postgres,
+    ensure_redis,
+    free_port,
+    port_open,
+)
 from sandbox.slack_api import SlackApiServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -249,6 +256,7 @@ def _start_process(sandbox: Sandbox, name: str, module: str, env: Mapping[str, s
         output = stream
     sandbox.processes[name] = subprocess.Popen(
         [sys.executable, "-m", module], cwd=REPO_ROOT, env=dict(env), stdout=output, stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent,
     )
 
 
@@ -301,7 +309,7 @@ def start_sandbox(
     base_env = {k: v for k, v in (os.environ if env is None else env).items()}
     # The ports first: a busy one must stop this run before it touches any database or Redis.
     slack = None if real_slack else _page_server(page_port)
-    if bot_port and _port_open("127.0.0.1", bot_port):
+    if bot_port and port_open("127.0.0.1", bot_port):
         if slack is not None:
             slack.stop()
         raise SandboxError(messages.bot_port_busy(bot_port))
@@ -370,7 +378,7 @@ def start_sandbox(
         port = sandbox.bot_port = bot_port or free_port()
         _start_process(sandbox, "bot", "bot", {**bot_env, "PORT": str(port)}, stream_logs)
         if not real_slack:
-            _wait(sandbox, "bot", lambda: _port_open("127.0.0.1", port))
+            _wait(sandbox, "bot", lambda: port_open("127.0.0.1", port))
             page.connect(f"http://127.0.0.1:{port}/slack/events", signing_secret)
         return sandbox
     except BaseException:

@@ -8,10 +8,13 @@ Installing missing binaries is the job of `./dev` (apt-get); this module only fi
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -22,13 +25,22 @@ from urllib.parse import urlsplit
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 START_TIMEOUT_SECONDS = 30.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class ServiceUnavailable(RuntimeError):
     """A service could neither be reached nor started."""
 
 
-def _port_open(host: str, port: int) -> bool:
+def die_with_parent() -> None:
+    """Popen preexec_fn: the child gets SIGTERM when the process that started it dies, even by SIGKILL,
+    so a killed sandbox or test run leaves no bot, worker or throwaway server behind (Linux only)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def port_open(host: str, port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
         return True
     return False
@@ -36,7 +48,7 @@ def _port_open(host: str, port: int) -> bool:
 
 def _url_answers(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
-    return _port_open(parts.hostname or "127.0.0.1", parts.port or default_port)
+    return port_open(parts.hostname or "127.0.0.1", parts.port or default_port)
 
 
 def free_port() -> int:
@@ -48,7 +60,7 @@ def free_port() -> int:
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        if _port_open("127.0.0.1", port):
+        if port_open("127.0.0.1", port):
             return
         if process.poll() is not None:
             raise ServiceUnavailable(f"{what} exited with status {process.returncode} while starting")
@@ -136,6 +148,7 @@ def ensure_postgres(url: str | None = None) -> LocalService:
         ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
     )
     service = LocalService(
         url=f"postgresql://postgres@127.0.0.1:{port}/postgres", process=process, workdir=workdir, started_here=True
@@ -176,6 +189,7 @@ def ensure_redis(url: str | None = None) -> LocalService:
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
     )
     service = LocalService(url=f"redis://127.0.0.1:{port}/0", process=process, started_here=True)
     try:

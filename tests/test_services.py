@@ -37,3 +37,36 @@ def test_throwaway_servers_start_when_nothing_answers() -> None:
     finally:
         cache.close()
     assert cache.process is not None and cache.process.poll() is not None
+
+
+def test_throwaway_servers_die_with_the_process_that_started_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A SIGKILLed sandbox or test run leaves no server behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, time\n"
+        "from sandbox.services import ensure_redis\n"
+        "service = ensure_redis('redis://127.0.0.1:1/0')\n"
+        "print(service.process.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=repo, stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    server_pid = int(parent.stdout.readline())
+    os.kill(server_pid, 0)  # running
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(server_pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(server_pid, signal.SIGKILL)
+    raise AssertionError("the throwaway Redis outlived the process that started it")
