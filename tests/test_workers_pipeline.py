@@ -187,6 +187,8 @@ def test_execute_refuses_when_the_database_changed_since_the_dry_run(stack_env, 
     assert run_request(stack_env, slack_api, request.id) == "failed"
     text = thread_text(slack_api, ts)
     assert "database changed since the dry run" in text and "Backup* started" not in text
+    broadcast = [m["text"] for m in slack_api.thread("C_INCIDENT", ts) if m.get("reply_broadcast")]
+    assert len(broadcast) == 1 and "database changed since the dry run" in broadcast[0]
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM migration_history WHERE request_id = %s",
                             (request.id,)).fetchone() == (0,)

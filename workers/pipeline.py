@@ -53,7 +53,8 @@ def load_request(ctx: Context, request_id: str) -> Request:
 
 
 def refuse(ctx: Context, request: Request, progress: Progress, text: str, outcome: str) -> dict[str, Any]:
-    progress.post(text)
+    # A refusal is the request's final outcome: the channel sees it, not only the thread.
+    progress.post(text, broadcast=True)
     ctx.store().set_status(request.id, RequestStatus.FAILED, finished_at=time.time(), outcome=outcome)
     return {"request_id": request.id, "refused": True, "reason": outcome}
 
