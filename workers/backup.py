@@ -32,6 +32,8 @@ from psycopg import conninfo as pg_conninfo
 
 from core import defaults
 from workers import messages
+from workers.engine.redact import MASK, password_of
+from workers.engine.redact import redact as redact_secrets
 
 Heartbeat = Callable[[str], None]
 
@@ -87,12 +89,12 @@ def split_password(conninfo: str) -> tuple[str, str | None]:
 
 
 def redact(text: str, conninfo: str) -> str:
-    """`text` with the conninfo's password (and any URL userinfo password) replaced by ***."""
-    with contextlib.suppress(psycopg.ProgrammingError):
-        password = pg_conninfo.conninfo_to_dict(conninfo).get("password")
-        if password:
-            text = text.replace(str(password), "***")
-    return re.sub(r"(postgres(?:ql)?://[^:/@\s]+:)[^@\s]+@", r"\1***@", text)
+    """`text` with the conninfo's password (whatever its length) and any URL or key=value password
+    replaced by ***: the engine's redaction rules, plus this connection's own password."""
+    password = password_of(conninfo)
+    if password:
+        text = text.replace(password, MASK)
+    return redact_secrets(text)
 
 
 def describe(conninfo: str) -> str:
