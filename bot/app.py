@@ -17,7 +17,7 @@ from slack_sdk import WebClient
 from bot.deliveries import once_per_delivery
 from bot.handlers import Handlers
 from bot.messages import APPROVE_ACTION, REJECT_ACTION
-from bot.payloads import ignore_malformed
+from bot.payloads import IgnoreMalformed
 from bot.sweeper import ExpirySweeper
 from core.config import Settings
 from core.requests import RequestStore
@@ -74,7 +74,7 @@ def build_bot(
         token_verification_enabled=False,
         request_verification_enabled=True,
         # right after the signature check, before bolt's own middleware and any listener
-        before_authorize=ignore_malformed,
+        before_authorize=IgnoreMalformed(),
         listener_executor=listeners,
     )
     store = RequestStore(redis)

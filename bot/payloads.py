@@ -3,11 +3,14 @@
 The bot handles two kinds of delivery: the `/rollback` slash command and a click on its buttons
 (`block_actions`). `problem(body)` says, in a few words naming fields but never their values, why a parsed
 body is not one of them, or returns None when every field the listeners and bolt's matchers read is there
-with the right type. `ignore_malformed` runs it as bolt middleware right after the signature check
+with the right type. `IgnoreMalformed` runs it as bolt middleware right after the signature check
 (`App(before_authorize=...)`, so before authorization, bolt's own middleware and the listeners): a
 malformed delivery is acked with an empty 200, logged once at warning, and nothing else happens (no
 request, no job, no Slack call). A body that cannot even be parsed is answered in the web layer
 (`bot/wsgi.py`).
+
+It is a `Middleware` class, not a function: for a function middleware bolt first builds every listener
+argument from the body (`body["actions"][0]` among them), which raises on exactly the bodies to refuse.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import BoltRequest, BoltResponse
+from slack_bolt.middleware import Middleware
 
 from core import defaults
 
@@ -42,6 +46,8 @@ def depth_exceeds(body: Any, limit: int) -> bool:
 
 
 def slash_command_problem(body: dict[str, Any]) -> str | None:
+    if "type" in body:  # Slack sends none; bolt would take it for another kind and read fields it lacks
+        return "slash command with a type field"
     if not _text(body.get("command")):
         return "slash command without a command name"
     for name in ("user_id", "channel_id", "response_url"):
@@ -87,17 +93,20 @@ def problem(body: Any, *, max_depth: int = defaults.MAX_PAYLOAD_DEPTH) -> str | 
         return "body is not an object"
     if depth_exceeds(body, max_depth):
         return f"body nested deeper than {max_depth} levels"
-    if "command" in body:
-        return slash_command_problem(body)
     if body.get("type") == "block_actions":
         return block_actions_problem(body)
+    if "command" in body:
+        return slash_command_problem(body)
     return "neither a slash command nor a button click"
 
 
-def ignore_malformed(req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse:  # noqa: A002 - bolt's name
+class IgnoreMalformed(Middleware):
     """Bolt middleware: a delivery that is not well formed is acked (200) and dropped, logged once."""
-    found = problem(req.body)
-    if found is None:
-        return next()
-    log.warning("ignored a signed delivery: %s", found)
-    return BoltResponse(status=200, body="")
+
+    def process(self, *, req: BoltRequest, resp: BoltResponse,
+                next: Callable[[], BoltResponse]) -> BoltResponse | None:  # noqa: A002 - bolt's name
+        found = problem(req.body)
+        if found is None:
+            return next()
+        log.warning("ignored a signed delivery: %s", found)
+        return BoltResponse(status=200, body="")
