@@ -45,7 +45,9 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
         return b""
     declared = environ.get("CONTENT_LENGTH") or ""
     if declared.strip():
-        length = int(declared)  # the server has already refused a malformed Content-Length
+        length = int(declared)  # ValueError: gunicorn refuses a malformed Content-Length before this
+        if length < 0:
+            raise ValueError(declared)
         if length > limit:
             raise BodyTooLarge(length)
         return bytes(stream.read(length))
@@ -91,6 +93,8 @@ class GuardedSlackRequestHandler(SlackRequestHandler):
             raw = read_body(request.environ, self.max_body_bytes)
         except BodyTooLarge:
             return _text_response(413, "Payload Too Large")
+        except ValueError:
+            return _text_response(400, "malformed Content-Length")
         headers = request.get_headers()
         timestamp, signature = headers.get("x-slack-request-timestamp"), headers.get("x-slack-signature")
         if not signature_headers_usable(timestamp, signature):

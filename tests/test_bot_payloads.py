@@ -259,3 +259,38 @@ def test_a_well_formed_click_still_reaches_the_bot(
     assert status == 200
     answer = slack_api.wait_for(lambda: slack_api.ephemerals(user=BOB))
     assert "RB-ZZZZZZ" in json.dumps(answer[0])
+
+
+# -- the check itself, in memory -----------------------------------------------------------------------
+
+@settings(max_examples=500, deadline=None)
+@given(body=st.one_of(junk, st.dictionaries(st.sampled_from(["type", "command", "user", "actions", "channel",
+                                                               "container", "message", "user_id", "channel_id"]),
+                                              junk)))
+def test_the_shape_check_never_raises(body: Any) -> None:
+    found = problem(body)
+    assert found is None or isinstance(found, str)
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"user": None}, "click without user.id"),
+    ({"user": "U_BOB"}, "click without user.id"),
+    ({"actions": []}, "click without actions"),
+    ({"actions": [{"value": "RB-AAAAAA"}]}, "click whose action has no action_id"),
+    ({"channel": None, "container": None}, "click whose channel is not an object"),
+    ({"channel": {}, "container": {}}, "click without channel.id or container.channel_id"),
+    ({"message": {"ts": 1.5}}, "click whose message.ts is not a string"),
+    ({"type": "view_submission"}, "neither a slash command nor a button click"),
+    ({"deep": nested(100)}, "nested deeper than 64 levels"),
+])
+def test_the_shape_check_names_the_field_never_the_value(change: dict[str, Any], expected: str) -> None:
+    payload = {**click_payload(), **change}
+    assert expected in (problem(payload) or "")
+    assert "U_BOB" not in (problem(payload) or "")
+
+
+def test_slash_commands_need_who_where_and_a_response_url() -> None:
+    assert problem({**slash_command(), "text": "status"}) is None
+    for field in ("user_id", "channel_id", "response_url", "command"):
+        assert field.split("_")[0] in (problem({k: v for k, v in slash_command().items() if k != field}) or "")
+    assert problem({**slash_command(), "type": "event_callback"}) == "slash command with a type field"
