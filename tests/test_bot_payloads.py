@@ -33,7 +33,7 @@ ACK_LIMIT_SECONDS = 3.0  # Slack's: an answer later than this is shown to the us
 FORM = "application/x-www-form-urlencoded"
 VERBS = {"status", "dry-run", "execute", "backup", "backups", "verify", "history", "restore", "cancel",
          "report", "help"}
-EXAMPLES = settings(max_examples=250, deadline=None, derandomize=False,
+EXAMPLES = settings(max_examples=250, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                            HealthCheck.data_too_large])
 
