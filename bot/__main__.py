@@ -18,7 +18,7 @@ log = logging.getLogger("rollback.bot")
 def socket_mode(settings: Settings) -> int:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    bot = build_bot(settings, signing_secret=settings.slack_signing_secret or "")
+    bot = build_bot(settings)
     bot.sweeper.start(settings.sweep_interval_seconds)
     log.info("rollback-bot: Socket Mode, queue %s", settings.queue_name)
     # apps.connections.open goes to SLACK_API_URL through the app's client

@@ -96,18 +96,31 @@ def click_payload(request_id: str = "RB-AAAAAA") -> dict[str, Any]:
     }
 
 
+def holds(node: Any, step: Any) -> bool:
+    """Whether `node` is a container with `step` in it (a key of a dict, an index of a list)."""
+    if isinstance(node, dict):
+        return isinstance(step, str) and step in node
+    return isinstance(node, list) and isinstance(step, int) and step < len(node)
+
+
 def replace_at(payload: dict[str, Any], path: tuple[Any, ...], value: Any, *, delete: bool = False) -> None:
     """Replace (or delete) the value at `path`, when an earlier change left a container there."""
     node: Any = payload
     for step in path[:-1]:
-        node = node[step] if isinstance(node, (dict, list)) and (step in node if isinstance(node, dict)
-                                                                  else step < len(node)) else None
-    if not isinstance(node, (dict, list)) or isinstance(node, list) and path[-1] >= len(node):
-        return
-    if delete:
-        node.pop(path[-1]) if isinstance(node, list) else node.pop(path[-1], None)
-    else:
-        node[path[-1]] = value
+        if not holds(node, step):
+            return
+        node = node[step]
+    last = path[-1]
+    if isinstance(node, dict) and isinstance(last, str):
+        if delete:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    elif holds(node, last):
+        if delete:
+            node.pop(last)
+        else:
+            node[last] = value
 
 
 @st.composite
