@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis import ConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
@@ -205,6 +206,9 @@ class Handlers:
     def ask(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:
         """A two-person verb: record a pending request and post it with Approve and Reject buttons."""
         assert cmd.target and verb.approval
+        active = self.store.active_for_target(cmd.target, now=self.clock())
+        if active is not None:  # said first: who holds the target matters more than what this one lacks
+            return messages.target_busy(active, self.permalink(active))
         draft = self.drafts[verb.approval](verb, cmd, channel)
         if isinstance(draft, str):
             return draft
@@ -252,9 +256,6 @@ class Handlers:
     def restore_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
         """Only a backup that exists and verifies may be requested: a worker checks it first."""
         assert cmd.target and cmd.backup
-        active = self.store.active_for_target(cmd.target, now=self.clock())
-        if active is not None:  # no need to make a worker check a backup that cannot be requested now
-            return messages.target_busy(active, self.permalink(active))
         checked = self.check_backup(verb, cmd.target, cmd.backup)
         if isinstance(checked, str):
             return checked
@@ -269,7 +270,15 @@ class Handlers:
         timeout = max(1, int(self.policy.backup_check_timeout_seconds))
         job = self.enqueue(verb.check_job, job_timeout=timeout + defaults.BACKUP_CHECK_GRACE_SECONDS,
                            target=target, backup=backup)
-        result = job.latest_result(timeout=timeout)
+        # The wait blocks on Redis (XREAD on the job's result stream) longer than the shared connection's
+        # socket timeout allows (RQ sets it to a few seconds), so it has a connection of its own.
+        shared = self.queue.connection.connection_pool
+        pool = ConnectionPool(connection_class=shared.connection_class, **{
+            **shared.connection_kwargs, "socket_timeout": timeout + defaults.BACKUP_CHECK_GRACE_SECONDS})
+        try:
+            result = Job.fetch(job.id, connection=Redis(connection_pool=pool)).latest_result(timeout=timeout)
+        finally:
+            pool.disconnect()
         if result is None:
             job.cancel()  # a worker that frees up later has nothing to answer
             log.warning("backup check %s of %s: no answer within %d s", backup, target, timeout)
