@@ -135,6 +135,11 @@ class Request:
     finished_at: float | None = None
     outcome: str | None = None
 
+    def __post_init__(self) -> None:
+        # Records built by hand (tests, tools) may name the kind and status as plain strings.
+        object.__setattr__(self, "kind", RequestKind(self.kind))
+        object.__setattr__(self, "status", RequestStatus(self.status))
+
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
@@ -152,8 +157,6 @@ class Request:
     def from_dict(cls, data: Mapping[str, Any]) -> Request:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        values["status"] = RequestStatus(values["status"])
-        values["kind"] = RequestKind(values["kind"])
         for name in _LIST_FIELDS:
             values[name] = list(values.get(name) or [])
         return cls(**values)
