@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from core import jobs
 from core.requests import RequestKind
 from core.versions import EXAMPLE as VERSION_EXAMPLE
 from core.versions import FORMAT as VERSION_FORMAT
@@ -109,30 +108,36 @@ class Verb:
 
 VERBS: tuple[Verb, ...] = (
     Verb("status", "migration table, current version, drift and failures, the server reached",
-         Action.THREAD_JOB, job=jobs.STATUS),
-    Verb("dry-run", "plan a rollback to <version>; it becomes this channel's current plan", Action.THREAD_JOB,
-         arguments=(VERSION,), aliases=("dryrun", "dry_run", "plan"), writes=True, job=jobs.DRY_RUN,
-         job_kwargs=("target", "version", "channel", "thread_ts", "requester")),
-    Verb("execute", "ask a second person to approve running the current plan (it is used up by the request)",
-         Action.REQUEST, aliases=("rollback",), writes=True, approval=RequestKind.ROLLBACK, job=jobs.EXECUTE),
-    Verb("backup", "take a verified backup now", Action.THREAD_JOB, writes=True, job=jobs.BACKUP,
-         job_kwargs=("target", "channel", "thread_ts", "requester", "reason")),
-    Verb("backups", "list backups and snapshots", Action.THREAD_JOB, job=jobs.BACKUPS),
-    Verb("verify", "run the post-rollback checks", Action.THREAD_JOB, job=jobs.VERIFY,
-         job_kwargs=("target", "channel", "thread_ts", "requester")),
-    Verb("history", "recent migration history", Action.THREAD_JOB, job=jobs.HISTORY),
+         Action.THREAD_JOB, job="workers.jobs.status"),
+    Verb("dry-run", "plan a rollback to <version>; it becomes this channel's current plan",
+         Action.THREAD_JOB, arguments=(VERSION,), aliases=("dryrun", "dry_run", "plan"), writes=True,
+         job="workers.jobs.dry_run", job_kwargs=("target", "version", "channel", "thread_ts", "requester")),
+    Verb("execute", "ask a second person to approve running the current plan (the request uses it up)",
+         Action.REQUEST, aliases=("rollback",), writes=True, approval=RequestKind.ROLLBACK,
+         job="workers.jobs.execute"),
+    Verb("backup", "take a verified backup now",
+         Action.THREAD_JOB, writes=True,
+         job="workers.jobs.backup", job_kwargs=("target", "channel", "thread_ts", "requester", "reason")),
+    Verb("backups", "list backups and snapshots",
+         Action.THREAD_JOB, job="workers.jobs.backups"),
+    Verb("verify", "run the post-rollback checks",
+         Action.THREAD_JOB, job="workers.jobs.verify", job_kwargs=("target", "channel", "thread_ts", "requester")),
+    Verb("history", "recent migration history",
+         Action.THREAD_JOB, job="workers.jobs.history"),
     Verb("restore", "restore a backup that exists and verifies (needs a second person's approval)",
-         Action.REQUEST, arguments=(BACKUP,), writes=True, approval=RequestKind.RESTORE, job=jobs.RESTORE,
-         check_job=jobs.CHECK_BACKUP),
+         Action.REQUEST, arguments=(BACKUP,), writes=True, approval=RequestKind.RESTORE,
+         job="workers.jobs.restore", check_job="workers.jobs.check_backup"),
     Verb("maintenance", "switch the target's maintenance mode (the latest request's requester or an approver)",
-         Action.MAINTENANCE, arguments=(STATE,), writes=True, job=jobs.MAINTENANCE,
-         job_kwargs=("target", "state", "channel", "thread_ts", "requester"), who=Who.REQUESTER_OR_APPROVER),
-    Verb("cancel", "cancel this channel's pending request", Action.CANCEL, arguments=(REQUEST_ID,),
-         takes_target=False, who=Who.REQUESTER_OR_APPROVER, needs_worker=False),
-    Verb("report", "post the incident record of a request's thread as a file", Action.REPORT,
-         arguments=(REQUEST_ID,), takes_target=False, job=jobs.REPORT,
-         job_kwargs=("channel", "thread_ts", "requester")),
-    Verb("help", "this help", Action.HELP, takes_target=False, needs_worker=False),
+         Action.MAINTENANCE, arguments=(STATE,), writes=True, who=Who.REQUESTER_OR_APPROVER,
+         job="workers.jobs.maintenance", job_kwargs=("target", "state", "channel", "thread_ts", "requester")),
+    Verb("cancel", "cancel this channel's pending request",
+         Action.CANCEL, arguments=(REQUEST_ID,), takes_target=False, who=Who.REQUESTER_OR_APPROVER,
+         needs_worker=False),
+    Verb("report", "post the incident record of a request's thread as a file",
+         Action.REPORT, arguments=(REQUEST_ID,), takes_target=False,
+         job="workers.jobs.report", job_kwargs=("channel", "thread_ts", "requester")),
+    Verb("help", "this help",
+         Action.HELP, takes_target=False, needs_worker=False),
 )
 
 BY_NAME: dict[str, Verb] = {verb.name: verb for verb in VERBS}

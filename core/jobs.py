@@ -1,7 +1,8 @@
-"""Dotted paths of the worker jobs, and the shape of the results the bot reads back.
+"""What the bot and the workers agree on about jobs, besides their names: the step that starts an
+approved request, and the shape of a result the bot reads back.
 
-The bot enqueues by name and never imports worker code (rq's dotted-path convention); which verb
-enqueues which job is said once, in bot/verbs.py.
+The dotted paths of the jobs (rq's convention: the bot enqueues `"workers.jobs.status"` by name and
+never imports worker code) are written once, in the verb that enqueues them (bot/verbs.py).
 """
 
 from __future__ import annotations
@@ -12,21 +13,6 @@ from typing import Any
 
 from core.requests import RequestKind
 
-STATUS = "workers.jobs.status"
-DRY_RUN = "workers.jobs.dry_run"
-EXECUTE = "workers.jobs.execute"
-BACKUP = "workers.jobs.backup"
-BACKUPS = "workers.jobs.backups"
-VERIFY = "workers.jobs.verify"
-HISTORY = "workers.jobs.history"
-RESTORE = "workers.jobs.restore"
-REPORT = "workers.jobs.report"
-# kwargs: target, backup. Returns BackupCheck.to_dict(): whether that backup exists and verifies
-# (checksum and `pg_restore --list`); the bot waits for it before it creates a restore request.
-CHECK_BACKUP = "workers.jobs.check_backup"
-# kwargs: target, state ("on" / "off"), channel, thread_ts, requester: switch the target's maintenance.
-MAINTENANCE = "workers.jobs.maintenance"
-
 # The step a worker claims (RequestStore.claim) when it starts an approved request, per request kind.
 # Whoever claims it first owns the start: the worker runs the request, or the bot's expiry sweeper
 # records that it never started in time (and a late job then finds the claim taken and does nothing).
@@ -35,7 +21,9 @@ START_STEPS = {RequestKind.ROLLBACK: "execute", RequestKind.RESTORE: "restore"}
 
 @dataclass(frozen=True)
 class BackupCheck:
-    """The result of CHECK_BACKUP, as the RQ return value carries it (`to_dict` / `from_dict`)."""
+    """The result of `workers.jobs.check_backup` (kwargs: target, backup), as its RQ return value carries
+    it (`to_dict` / `from_dict`): whether that backup exists and verifies (checksum and
+    `pg_restore --list`). The bot waits for it before it creates a restore request."""
 
     ok: bool
     error: str | None = None  # why not, one line (no secret, no path outside the backups folder)

@@ -15,13 +15,14 @@ from typing import Any
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
-from core import jobs
+from bot import verbs
 from core.jobs import BackupCheck
 from sandbox.slack_api import SlackApiServer
 
 GOOD_BACKUP = "prod-pre-rollback-20251020T150000Z.dump"
 OLDER_BACKUP = "prod-20251020.dump"
 CORRUPT_BACKUP = "prod-corrupt-20251019T000000Z.dump"
+CHECK_BACKUP = str(verbs.verb("restore").check_job)  # the job the bot waits on before a restore request
 NEWEST = [GOOD_BACKUP, OLDER_BACKUP]  # the target's verified backups, newest first
 MANIFESTS = {
     GOOD_BACKUP: {"name": GOOD_BACKUP, "target": "prod", "created_at": "2025-10-20T15:00:00Z",
@@ -52,7 +53,7 @@ class StandInJob(Job):
 
     @property
     def func(self) -> Any:
-        if self.func_name == jobs.CHECK_BACKUP:
+        if self.func_name == CHECK_BACKUP:
             return type(self).stand_in
         return super().func
 
@@ -63,5 +64,5 @@ class BrokenJob(StandInJob):
 
 def answer_backup_check(slack_api: SlackApiServer, queue: Queue, job_class: type[Job] = StandInJob) -> None:
     """Wait until the bot has enqueued a backup check, then let a real RQ worker run it (burst)."""
-    slack_api.wait_for(lambda: any(j.func_name == jobs.CHECK_BACKUP for j in queue.jobs))
+    slack_api.wait_for(lambda: any(j.func_name == CHECK_BACKUP for j in queue.jobs))
     SimpleWorker([queue], connection=queue.connection, job_class=job_class).work(burst=True)

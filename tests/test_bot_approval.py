@@ -13,6 +13,7 @@ from rq import Queue
 from core.requests import RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer
+from tests.bot_standins import answer_backup_check
 from tests.fixtures.bot import (
     ALICE,
     BOB,
@@ -30,7 +31,6 @@ from tests.fixtures.bot import (
     settle,
     thread_texts,
 )
-from tests.bot_standins import answer_backup_check
 
 pytestmark = pytest.mark.usefixtures("idle_worker")
 

@@ -8,9 +8,9 @@ import pytest
 
 from bot import approval, messages, verbs
 from bot.approval import Refusal
-from bot.verbs import Who
 from bot.commands import Command, CommandError, parse
 from bot.plans import summarize
+from bot.verbs import Who
 from core.config import Policy
 from core.requests import Request, RequestStatus
 

@@ -4,6 +4,8 @@ nothing keeps them there); the Slack side is the sandbox's Web API stand-in."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +16,7 @@ from rq import Queue
 from core.requests import RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
+from tests.bot_standins import answer_backup_check
 from tests.fixtures.bot import (
     ALICE,
     BOB,
@@ -21,17 +24,18 @@ from tests.fixtures.bot import (
     CHANNEL,
     DEFAULT_BOT_CONFIG,
     PLAN,
+    REPO,
     SIGNING_SECRET,
     V1,
     V2,
     BotServer,
     ask,
     ephemeral_texts,
+    free_port,
     pending_request,
     roots,
     wait_jobs,
 )
-from tests.bot_standins import answer_backup_check
 
 
 def single_target_config() -> str:
@@ -258,8 +262,6 @@ def test_report_enqueues_for_the_latest_request_thread(
 def test_redis_unreachable_is_one_line_not_a_traceback(
     make_bot: Callable[..., BotServer], slack_api: SlackApiServer
 ) -> None:
-    from tests.fixtures.bot import free_port
-
     bot = make_bot(env={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
     sender = SlackRequestSender(bot.events_url, SIGNING_SECRET, slack_api)
     status, _ = sender.command("status prod", user_id=ALICE, channel_id=CHANNEL)
@@ -270,11 +272,6 @@ def test_redis_unreachable_is_one_line_not_a_traceback(
 
 
 def test_the_bot_refuses_to_start_without_its_secrets(bot_env: dict[str, str], tmp_path: Any) -> None:
-    import subprocess
-    import sys
-
-    from tests.fixtures.bot import REPO
-
     for missing in ("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"):
         env = {k: v for k, v in bot_env.items() if k != missing}
         env["PYTHONPATH"] = str(REPO)

@@ -13,11 +13,17 @@ from rq import Queue
 from rq.job import Job
 
 from bot import verbs
-from core import jobs
 from core.requests import RequestKind, RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
-from tests.bot_standins import CORRUPT_BACKUP, GOOD_BACKUP, NEWEST, BrokenJob, answer_backup_check
+from tests.bot_standins import (
+    CHECK_BACKUP,
+    CORRUPT_BACKUP,
+    GOOD_BACKUP,
+    NEWEST,
+    BrokenJob,
+    answer_backup_check,
+)
 from tests.fixtures.bot import (
     ALICE,
     BOB,
@@ -29,14 +35,17 @@ from tests.fixtures.bot import (
     BotServer,
     ask,
     ephemeral_texts,
-    jobs as queued,
     pending_request,
     roots,
     settle,
     thread_texts,
 )
+from tests.fixtures.bot import (
+    jobs as queued,
+)
 
 pytestmark = pytest.mark.usefixtures("idle_worker")
+MAINTENANCE = verbs.verb("maintenance").job
 
 
 def answer(sender: SlackRequestSender, slack_api: SlackApiServer, text: str, user: str = ALICE) -> str:
@@ -157,7 +166,7 @@ def test_restore_of_a_verified_backup_asks_for_approval_and_says_what_was_checke
     card = message_text(roots(slack_api)[0])
     assert "taken 2025-10-20T15:00:00Z" in card and "5.0 MB" in card and "verified" in card
     checked = [Job.fetch(i, connection=bot_queue.connection) for i in bot_queue.finished_job_registry.get_job_ids()]
-    assert [(j.func_name, j.kwargs) for j in checked] == [(jobs.CHECK_BACKUP, {"target": "prod", "backup": GOOD_BACKUP})]
+    assert [(j.func_name, j.kwargs) for j in checked] == [(CHECK_BACKUP, {"target": "prod", "backup": GOOD_BACKUP})]
     assert bot_queue.count == 0  # nothing else is queued before the approval
 
 
@@ -188,7 +197,7 @@ def test_restore_refused_when_the_check_fails(
 
 def test_each_kind_enqueues_the_job_of_its_verb_on_approval() -> None:
     assert {kind: verbs.approved_job(kind) for kind in RequestKind} == {
-        RequestKind.ROLLBACK: jobs.EXECUTE, RequestKind.RESTORE: jobs.RESTORE}
+        RequestKind.ROLLBACK: "workers.jobs.execute", RequestKind.RESTORE: "workers.jobs.restore"}
     assert sorted(v.approval for v in verbs.VERBS if v.approval) == sorted(RequestKind)  # one verb per kind
 
 
@@ -203,7 +212,7 @@ def test_maintenance_by_the_latest_requester_is_recorded_in_its_thread(
     store.set_status(request.id, RequestStatus.FAILED, outcome="rollback failed; maintenance left on")
     sender.command("maintenance off prod", user_id=ALICE, channel_id=CHANNEL)
     slack_api.wait_for(lambda: bot_queue.count == 1)
-    assert queued(bot_queue) == [(jobs.MAINTENANCE, {"target": "prod", "state": "off", "channel": CHANNEL,
+    assert queued(bot_queue) == [(MAINTENANCE, {"target": "prod", "state": "off", "channel": CHANNEL,
                                                      "thread_ts": request.thread_ts, "requester": ALICE})]
     texts = settle(slack_api, request, 1)
     assert "<@U_ALICE> switches maintenance *off* for `prod`" in texts[1]
@@ -215,7 +224,7 @@ def test_maintenance_by_an_approver_without_a_request_opens_a_thread(
     sender.command("maintenance ON staging", user_id=BOB, channel_id=CHANNEL)
     slack_api.wait_for(lambda: bot_queue.count == 1)
     root = roots(slack_api)[-1]
-    assert queued(bot_queue) == [(jobs.MAINTENANCE, {"target": "staging", "state": "on", "channel": CHANNEL,
+    assert queued(bot_queue) == [(MAINTENANCE, {"target": "staging", "state": "on", "channel": CHANNEL,
                                                      "thread_ts": root["ts"], "requester": BOB})]
     assert "<@U_BOB> switches maintenance *on* for `staging`" in message_text(root)
 
