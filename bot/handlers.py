@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from redis import ConnectionPool, Redis
@@ -189,8 +189,7 @@ class Handlers:
     @staticmethod
     def job_kwargs(verb: Verb, cmd: Command, **context: Any) -> dict[str, Any]:
         """The kwargs the verb's job is given (`Verb.job_kwargs`), from the command and its context."""
-        values = {"target": cmd.target, "version": cmd.version, "backup": cmd.backup, "state": cmd.state,
-                  "reason": messages.job_reason(verb.name, context.get("requester", "")), **context}
+        values = {**asdict(cmd), "reason": messages.job_reason(verb.name, context.get("requester", "")), **context}
         return {name: values[name] for name in verb.job_kwargs}
 
     def thread_job(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:

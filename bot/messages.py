@@ -380,7 +380,8 @@ def request_blocks(request: Request, plan: PlanSummary | None = None) -> list[di
             "verify, maintenance off."
         )
     else:
-        confirm = f"This replaces the contents of {code(request.target)} with backup {code(request.backup)}."
+        confirm = (f"This runs: a fresh backup, maintenance on, restore of backup {code(request.backup)} into "
+                   f"{code(request.target)} (replacing its contents), verify, maintenance off.")
     return [
         {"type": "section", "text": {"type": "mrkdwn", "text": request_text(request, plan)}},
         _decision_buttons(request, confirm),
@@ -431,7 +432,7 @@ def approved_thread_line(request: Request) -> str:
     if request.kind is RequestKind.ROLLBACK:
         steps = "backup → maintenance on → rollback → verify → maintenance off"
     else:
-        steps = "fresh backup → restore → verify"
+        steps = "fresh backup → maintenance on → restore → verify → maintenance off"
     return (
         f":white_check_mark: {request.id} approved by {mention(request.approver)} at {clock(request.decided_at)} "
         f"(requested by {mention(request.requester)}). Queued for the workers: {steps}."
