@@ -83,7 +83,7 @@ def unexpected_argument(verb: Verb, word: str) -> str:
 
 def not_an_argument(verb: Verb, argument: Argument, word: str) -> str:
     """`nonsense` is not a migration version: versions look like 2025_10_20_120001 (...). Usage: ..."""
-    return f"{code(word)} is not a {argument.what}: {argument.hint}. {usage(verb)}."
+    return f"{code(word)} is not a {argument.what}: {escape(argument.hint)}. {usage(verb)}."
 
 
 def unknown_version(version: str, known: Sequence[str]) -> str:
@@ -99,7 +99,7 @@ def unknown_target(word: str, targets: Sequence[str], suggestion: str | None) ->
 
 
 def missing_argument(verb: Verb, argument: Argument) -> str:
-    return f"{code(verb.name)} needs a {argument.name.replace('_', ' ')} ({argument.hint}). {usage(verb)}."
+    return f"{code(verb.name)} needs a {argument.name.replace('_', ' ')} ({escape(argument.hint)}). {usage(verb)}."
 
 
 def no_targets() -> str:

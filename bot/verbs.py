@@ -54,8 +54,8 @@ VERSION = Argument(
 )
 BACKUP = Argument(
     name="backup", placeholder="<backup>", matches=lambda w: BACKUP_NAME_PATTERN.match(w) is not None,
-    what="backup name", hint="backup names look like prod-pre-rollback-20251020T120000Z.dump "
-    "(`/rollback backups` lists them)", strict=False,
+    what="backup name", hint="backup names look like prod-pre-rollback-20251020T120000Z.dump; "
+    "`/rollback backups` lists them", strict=False,
 )
 REQUEST_ID = Argument(
     name="request_id", placeholder="RB-XXXXXX", matches=lambda w: REQUEST_ID_PATTERN.match(w) is not None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot import approval, messages, verbs
 from bot.approval import Refusal
@@ -214,3 +216,22 @@ def test_maintenance_rule() -> None:
     assert approval.may_request("U_DAVE", "C_INCIDENT", strict, Who.REQUESTER_OR_APPROVER) is None
     assert approval.may_request("U_DAVE", "C_INCIDENT", strict) is Refusal.REQUESTER_NOT_ALLOWED
     assert approval.may_request("U_DAVE", "C_RANDOM", strict, Who.REQUESTER_OR_APPROVER) is Refusal.CHANNEL_NOT_ALLOWED
+
+
+WORDS = st.sampled_from(["status", "dry-run", "execute", "restore", "maintenance", "cancel", "report", "help",
+                         "on", "off", "prod", "staging", V1, V2, "RB-7K3F9Q", "x.dump", "<!channel>", "&", "--to"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(WORDS, st.text(min_size=1, max_size=12)), max_size=5))
+def test_any_input_parses_or_gets_one_escaped_line(words: list[str]) -> None:
+    text = " ".join(words)
+    try:
+        command = parse(text, TWO, versions_for)
+    except CommandError as err:
+        message = str(err)
+        assert message and "\n" not in message
+        assert not re.search(r"<(?![@!]|http)", message)  # user text never becomes a link or a mention
+        assert "<!" not in message
+    else:
+        assert verbs.lookup(command.verb) is not None
