@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis import ConnectionPool, Redis
@@ -38,6 +38,7 @@ from core.requests import (
     RequestKind,
     RequestStatus,
     RequestStore,
+    SavedPlan,
     TargetBusy,
 )
 from core.versions import versions_in
@@ -71,10 +72,12 @@ def plan_of(request: Request) -> PlanSummary | None:
 
 @dataclass(frozen=True)
 class RequestDraft:
-    """What a REQUEST verb asks approval for: RequestStore.create's fields, and the plan to show."""
+    """What a REQUEST verb asks approval for, before the request exists."""
 
-    fields: dict[str, Any] = field(default_factory=dict)
-    plan: PlanSummary | None = None
+    summary: str
+    plan: PlanSummary | None = None  # a rollback's plan, shown on the card
+    saved: SavedPlan | None = None  # the saved plan the request uses up
+    backup: str | None = None
 
 
 class Handlers:
@@ -218,9 +221,15 @@ class Handlers:
                 channel=channel,
                 thread_ts="",
                 requester=user,
+                plan_hash=draft.plan.hash if draft.plan else None,
+                to_version=draft.plan.to_version if draft.plan else None,
+                versions=draft.plan.versions if draft.plan else (),
+                warnings=draft.plan.warnings if draft.plan else (),
+                summary=draft.summary,
+                backup=draft.backup,
+                plan=draft.saved,
                 ttl_seconds=self.policy.request_ttl_seconds,
                 now=self.clock(),
-                **draft.fields,
             )
         except TargetBusy as busy:
             return messages.target_busy(busy.active, self.permalink(busy.active))
@@ -246,11 +255,7 @@ class Handlers:
         plan = summarize(cmd.target, saved.plan)
         if plan.empty:
             return messages.empty_plan(cmd.target)
-        return RequestDraft(
-            fields={"plan_hash": plan.hash, "to_version": plan.to_version, "versions": list(plan.versions),
-                    "summary": plan.summary(), "warnings": list(plan.warnings), "plan": saved},
-            plan=plan,
-        )
+        return RequestDraft(summary=plan.summary(), plan=plan, saved=saved)
 
     def restore_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
         """Only a backup that exists and verifies may be requested: a worker checks it first."""
@@ -258,10 +263,8 @@ class Handlers:
         checked = self.check_backup(verb, cmd.target, cmd.backup)
         if isinstance(checked, str):
             return checked
-        return RequestDraft(fields={
-            "plan_hash": None, "to_version": None, "versions": [], "backup": cmd.backup,
-            "summary": messages.restore_summary(cmd.target, cmd.backup, checked.backup),
-        })
+        return RequestDraft(summary=messages.restore_summary(cmd.target, cmd.backup, checked.backup),
+                            backup=cmd.backup)
 
     def check_backup(self, verb: Verb, target: str, backup: str) -> BackupCheck | str:
         """Enqueue the verb's check job and wait for its result (RQ blocks on the result stream, bounded)."""
