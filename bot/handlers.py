@@ -8,6 +8,7 @@ which re-plans and compares the approved plan hash before anything runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Collection, Mapping
@@ -18,6 +19,7 @@ from redis import ConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
+from rq.exceptions import InvalidJobOperation
 from rq.job import Job
 from rq.results import Result
 from slack_sdk import WebClient
@@ -282,7 +284,8 @@ class Handlers:
         finally:
             pool.disconnect()
         if result is None:
-            job.cancel()  # a worker that frees up later has nothing to answer
+            with contextlib.suppress(InvalidJobOperation):
+                job.cancel()  # a worker that frees up later has nothing to answer
             log.warning("backup check %s of %s: no answer within %d s", backup, target, timeout)
             return messages.backup_check_timed_out(target, backup, timeout)
         if result.type is not Result.Type.SUCCESSFUL:
