@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from workers.engine import sqltext
-from workers.engine.errors import MigrationsDirError, UnsupportedStatement
+from workers.engine.errors import MigrationsDirError, UnparseableScript, UnsupportedStatement
 from workers.engine.versions import split_dirname
 
 UP_FILE = "up.sql"
@@ -21,16 +22,26 @@ class Script:
     checksum: str  # sha256 of the file's bytes
     transactional: bool
 
+    @cached_property
+    def parsed(self) -> tuple[sqltext.Statement, ...]:
+        """The script's statements as PostgreSQL's parser reads them; refuses a script that does not parse."""
+        try:
+            return sqltext.parse_script(self.sql)
+        except sqltext.UnparseableScript as exc:
+            if exc.problem == "syntax":
+                raise UnparseableScript(str(self.path), exc.line, exc.pg_message) from None
+            raise UnsupportedStatement(str(self.path), exc.statement, exc.problem) from None
+
     @property
     def statements(self) -> list[str]:
-        return sqltext.split_statements(self.sql)
+        return [s.text for s in self.parsed]
 
     def check_supported(self) -> None:
-        """Refuse, before anything runs, a statement the engine cannot execute (e.g. COPY FROM STDIN)."""
-        for statement in self.statements:
-            problem = sqltext.unsupported(statement)
-            if problem:
-                raise UnsupportedStatement(str(self.path), statement, problem)
+        """Refuse, before anything runs, a script that does not parse or a statement the engine cannot execute
+        (e.g. COPY FROM STDIN, psql meta-commands)."""
+        for statement in self.parsed:
+            if statement.unsupported:
+                raise UnsupportedStatement(str(self.path), statement.text, statement.unsupported)
 
 
 @dataclass(frozen=True)
