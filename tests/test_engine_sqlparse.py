@@ -29,6 +29,20 @@ def test_dollar_quote_tags_are_case_sensitive_and_not_identifiers() -> None:
 
 def test_dollar_quote_tags_may_hold_any_letter() -> None:
     assert split_statements("SELECT $é$ a; b $é$; SELECT $ü_1$;$ü_1$") == ["SELECT $é$ a; b $é$", "SELECT $ü_1$;$ü_1$"]
+    # tags of the same length in bytes are still different tags
+    assert split_statements("SELECT $é$ a; $ü$; b $é$; SELECT 'ö'") == ["SELECT $é$ a; $ü$; b $é$", "SELECT 'ö'"]
+
+
+def test_non_ascii_text_keeps_character_offsets() -> None:
+    script = "-- ünïcödé; header\nSELECT 'ä;ö' AS \"ü;\";\n/* é; */ UPDATE tëst SET ä = 'ß' WHERE ö = 'é;';\nSELECT 1"
+    found = parse_script(script)
+    assert [script[s.location:s.location + len(s.text)] for s in found] == [s.text for s in found] == [
+        "SELECT 'ä;ö' AS \"ü;\"", "UPDATE tëst SET ä = 'ß' WHERE ö = 'é;'", "SELECT 1"]
+    assert [s.line for s in found] == [2, 3, 4]
+    assert found[1].destroys[0].where == "ö = 'é;'" and found[1].destroys[0].columns == ("ä",)
+    with pytest.raises(ScriptRefused) as caught:
+        parse_script("SELECT 'é';\nSELECT 'ü' FROM t WHERE ä = = 1")
+    assert (caught.value.line, caught.value.pg_message) == (2, 'syntax error at or near "="')
 
 
 def test_begin_atomic_bodies_with_case_end_and_nested_blocks_stay_whole() -> None:

@@ -23,25 +23,33 @@ class Script:
     transactional: bool
 
     @cached_property
+    def statements(self) -> list[str]:
+        """The statements' text, split by PostgreSQL's parser; refuses a script that does not parse."""
+        try:
+            return sqltext.split_statements(self.sql)
+        except sqltext.UnparseableScript as exc:
+            raise self._refusal(exc) from None
+
+    @cached_property
     def parsed(self) -> tuple[sqltext.Statement, ...]:
-        """The script's statements as PostgreSQL's parser reads them; refuses a script that does not parse."""
+        """The statements with what each locks and destroys (no catalog: only what the text says)."""
         try:
             return sqltext.parse_script(self.sql)
         except sqltext.UnparseableScript as exc:
-            if exc.problem == "syntax":
-                raise UnparseableScript(str(self.path), exc.line, exc.pg_message) from None
-            raise UnsupportedStatement(str(self.path), exc.statement, exc.problem) from None
+            raise self._refusal(exc) from None
 
-    @property
-    def statements(self) -> list[str]:
-        return [s.text for s in self.parsed]
+    def _refusal(self, exc: sqltext.UnparseableScript) -> UnparseableScript | UnsupportedStatement:
+        if exc.problem == "syntax":
+            return UnparseableScript(str(self.path), exc.line, exc.pg_message)
+        return UnsupportedStatement(str(self.path), exc.statement, exc.problem)
 
     def check_supported(self) -> None:
         """Refuse, before anything runs, a script that does not parse or a statement the engine cannot execute
         (e.g. COPY FROM STDIN, psql meta-commands)."""
-        for statement in self.parsed:
-            if statement.unsupported:
-                raise UnsupportedStatement(str(self.path), statement.text, statement.unsupported)
+        for statement in self.statements:
+            problem = sqltext.unsupported(statement)
+            if problem:
+                raise UnsupportedStatement(str(self.path), statement, problem)
 
 
 @dataclass(frozen=True)

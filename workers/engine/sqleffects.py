@@ -15,7 +15,9 @@ from enum import IntEnum, StrEnum
 from typing import Protocol
 
 from pglast import ast, enums
-from pglast.parser import ParseError, scan
+from pglast.parser import ParseError
+
+from workers.engine import sqltokens
 
 Name = tuple[str, ...]  # a relation as written, identifiers folded as PostgreSQL folds them: ("app", "Users")
 
@@ -172,13 +174,24 @@ def qualified(name: Name) -> str:
 
 def walk(node: object) -> Iterator[ast.Node]:
     """Every node under `node` (itself included), depth first, in source order."""
-    if isinstance(node, ast.Node):
-        yield node
-        for slot in getattr(type(node), "__slots__", ()):
-            yield from walk(getattr(node, slot, None))
-    elif isinstance(node, tuple | list):
-        for item in node:
-            yield from walk(item)
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ast.Node):
+            yield item
+            children = [getattr(item, slot, None) for slot in _slots(type(item))]
+            stack.extend(c for c in reversed(children) if isinstance(c, ast.Node | tuple | list))
+        elif isinstance(item, tuple | list):
+            stack.extend(c for c in reversed(item) if isinstance(c, ast.Node | tuple | list))
+
+
+_SLOTS: dict[type, tuple[str, ...]] = {}
+
+
+def _slots(node_type: type) -> tuple[str, ...]:
+    if node_type not in _SLOTS:
+        _SLOTS[node_type] = tuple(getattr(node_type, "__slots__", ()))
+    return _SLOTS[node_type]
 
 
 def range_name(rv: ast.RangeVar | None) -> Name:
@@ -222,15 +235,15 @@ def _tokens(text: str) -> list[_Tok]:
     out: list[_Tok] = []
     depth = 0
     try:
-        scanned = scan(text)
+        scanned = sqltokens.tokens(text)
     except ParseError:
         return out
     for t in scanned:
-        if t.name in ("SQL_COMMENT", "C_COMMENT"):
+        if t.name in sqltokens.COMMENTS:
             continue
         if t.name == "ASCII_41":
             depth -= 1
-        out.append(_Tok(t.start, t.end + 1, t.name, depth))
+        out.append(_Tok(t.start, t.end, t.name, depth))
         if t.name == "ASCII_40":
             depth += 1
     return out
@@ -372,15 +385,15 @@ def _leading_keywords(text: str) -> str:
     """The first one or two keywords, upper-case: the command, for statements not classified further."""
     words: list[str] = []
     try:
-        scanned = scan(text)
+        scanned = sqltokens.tokens(text)
     except ParseError:
         scanned = []
     for t in scanned:
-        if t.name in ("SQL_COMMENT", "C_COMMENT"):
+        if t.name in sqltokens.COMMENTS:
             continue
         if t.kind == "NO_KEYWORD" or len(words) == 2:
             break
-        words.append(text[t.start:t.end + 1].upper())
+        words.append(text[t.start:t.end].upper())
     return " ".join(words)
 
 
@@ -513,24 +526,26 @@ def _reads(node: object, b: _Builder) -> None:
 
 def _dml(node: ast.Node, text: str, offset: int, b: _Builder) -> None:
     """SELECT / INSERT / UPDATE / DELETE / MERGE, including data-modifying WITH queries inside them."""
+    nodes = list(walk(node))
     written: set[int] = set()  # ids of the target RangeVars of INSERT / UPDATE / DELETE / MERGE
     row_locked: set[int] = set()
-    for n in walk(node):
+    for n in nodes:
         if isinstance(n, ast.InsertStmt | ast.UpdateStmt | ast.DeleteStmt | ast.MergeStmt):
             written.add(id(n.relation))
         elif isinstance(n, ast.SelectStmt) and n.lockingClause:
             row_locked |= _row_locked(n)
-    ctes = {str(n.ctename) for n in walk(node) if isinstance(n, ast.CommonTableExpr)}
-    in_locking = {id(rv) for n in walk(node) if isinstance(n, ast.LockingClause) for rv in walk(n)}  # FOR UPDATE OF x
-    for n in walk(node):
+    ctes = {str(n.ctename) for n in nodes if isinstance(n, ast.CommonTableExpr)}
+    in_locking = {id(rv) for n in nodes if isinstance(n, ast.LockingClause) for rv in walk(n)}  # FOR UPDATE OF x
+    for n in nodes:
         if not isinstance(n, ast.RangeVar) or id(n) in in_locking \
                 or (n.schemaname is None and n.relname in ctes and id(n) not in written):
             continue
         mode = _M.ROW_EXCLUSIVE if id(n) in written else _M.ROW_SHARE if id(n) in row_locked else _M.ACCESS_SHARE
         b.lock(range_name(n), mode)
-    toks = _tokens(text)
-    for n in walk(node):
+    toks: list[_Tok] | None = None
+    for n in nodes:
         if isinstance(n, ast.UpdateStmt | ast.DeleteStmt):
+            toks = _tokens(text) if toks is None else toks
             b.destroy(_row_change(n, text, toks, offset))
         elif isinstance(n, ast.InsertStmt) and n.onConflictClause is not None \
                 and n.onConflictClause.action == enums.OnConflictAction.ONCONFLICT_UPDATE:

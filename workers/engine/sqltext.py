@@ -14,8 +14,9 @@ import re
 from dataclasses import dataclass, field
 
 from pglast import ast
-from pglast.parser import ParseError, parse_sql, scan
+from pglast.parser import ParseError, parse_sql
 
+from workers.engine import sqltokens
 from workers.engine.sqleffects import (
     NO_CATALOG,
     Catalog,
@@ -28,6 +29,7 @@ from workers.engine.sqleffects import (
 
 NO_TRANSACTION_MARKER = "-- rollback-bot: no-transaction"
 _BOM = "\ufeff"
+_COPY = re.compile(r"\bcopy\b", re.IGNORECASE)  # only COPY can stream through the client: parse only those
 
 
 @dataclass(frozen=True)
@@ -59,65 +61,88 @@ def _line_of(script: str, offset: int) -> int:
     return script.count("\n", 0, offset) + 1
 
 
-def _build(script: str, raw: ast.RawStmt, catalog: Catalog) -> Statement | None:
-    start = raw.stmt_location or 0
-    end = start + raw.stmt_len if raw.stmt_len else len(script)
-    piece = script[start:end]
-    text = piece.strip()
-    if not text or raw.stmt is None:
-        return None
-    location = start + (len(piece) - len(piece.lstrip()))
-    c = classify(raw.stmt, text, location, catalog)
-    return Statement(text, location, _line_of(script, location), c.kind, c.locks, c.destroys,
-                     c.transactional, c.unsupported, raw.stmt)
+def _statements(script: str, spans: list[tuple[int, int]], catalog: Catalog) -> tuple[Statement, ...]:
+    """Parse each statement on its own (its tree's locations are then relative to its text)."""
+    out = []
+    line, counted = 1, 0
+    for start, end in spans:
+        text = script[start:end]
+        try:
+            raws = parse_sql(text)
+        except ParseError as exc:
+            index = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
+            raise ParseError(exc.args[0] if exc.args else "syntax error", start + index) from None
+        line += script.count("\n", counted, start)
+        counted = start
+        tree = raws[0].stmt if raws else None
+        if tree is None:
+            continue
+        c = classify(tree, text, 0, catalog)
+        out.append(Statement(text, start, line, c.kind, c.locks, c.destroys, c.transactional, c.unsupported, tree))
+    return tuple(out)
 
 
-def _parse(script: str, catalog: Catalog) -> tuple[Statement, ...]:
-    out = (_build(script, raw, catalog) for raw in parse_sql(script))
-    return tuple(s for s in out if s is not None)
+def _without_bom(script: str) -> str:
+    return script.replace(_BOM, " ", 1) if script.startswith(_BOM) else script  # offsets stay the same
+
+
+def _spans(script: str) -> list[tuple[int, int]]:
+    try:
+        return sqltokens.statement_spans(script)
+    except ParseError as exc:
+        raise _explain(script, exc) from None
 
 
 def parse_script(script: str, catalog: Catalog = NO_CATALOG) -> tuple[Statement, ...]:
-    """Every statement of the script, in order; comment-only pieces are dropped.
-
-    Raises `UnparseableScript` when PostgreSQL's parser refuses the script.
-    """
-    script = script.replace(_BOM, " ", 1) if script.startswith(_BOM) else script  # offsets stay the same
+    """Every statement of the script, in order, with what it locks and destroys; comment-only pieces are
+    dropped. Raises `UnparseableScript` when PostgreSQL's parser refuses the script."""
+    script = _without_bom(script)
     try:
-        return _parse(script, catalog)
-    except ParseError as exc:
+        return _statements(script, _spans(script), catalog)
+    except ParseError as exc:  # a statement alone does not parse although the script did: say where
         raise _explain(script, exc) from None
+
+
+def split_statements(script: str) -> list[str]:
+    """The script's statements' text, without the separating semicolons: what runs and what is shown.
+
+    Cheaper than `parse_script` (no trees are built). Raises `UnparseableScript`.
+    """
+    script = _without_bom(script)
+    return [script[start:end] for start, end in _spans(script)]
 
 
 def _explain(script: str, exc: ParseError) -> UnparseableScript:
     message = str(exc.args[0]) if exc.args else "syntax error"
     index = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
     index = max(0, min(index, len(script)))
-    for statement in _statements_before(script, index):
-        if statement.unsupported:
-            return UnparseableScript(statement.unsupported, statement.line, statement.text, message)
+    for start, text in _statements_before(script, index):
+        problem = unsupported(text)
+        if problem:
+            return UnparseableScript(problem, _line_of(script, start), text, message)
     line_start = script.rfind("\n", 0, index) + 1
     line_end = script.find("\n", index)
     line_text = script[line_start:line_end if line_end >= 0 else len(script)]
     if script.startswith("\\", index):  # psql reads a backslash outside quotes as a meta-command
-        return UnparseableScript("psql_meta", _line_of(script, index), script[index:index + len(line_text)]
-                                 .split("\n", 1)[0].strip(), message)
+        command = script[index:line_end if line_end >= 0 else len(script)].strip()
+        return UnparseableScript("psql_meta", _line_of(script, index), command, message)
     return UnparseableScript("syntax", _line_of(script, index), line_text.strip(), message)
 
 
-def _statements_before(script: str, index: int) -> tuple[Statement, ...]:
-    """The statements that parse before the error at `index`: ends at the last semicolon that leaves a valid
-    prefix (one inside a BEGIN ATOMIC body does not)."""
+def _statements_before(script: str, index: int) -> list[tuple[int, str]]:
+    """(offset, text) of the statements that parse before the error at `index`: they end at the last
+    semicolon that leaves a valid prefix (one inside a BEGIN ATOMIC body does not)."""
     try:
-        tokens = scan(script[:index])
+        found = sqltokens.tokens(script[:index])
     except ParseError:
-        return ()
-    for token in reversed([t for t in tokens if t.name == "ASCII_59"]):
+        return []
+    for token in reversed([t for t in found if t.name == "ASCII_59"]):
         try:
-            return _parse(script[:token.end + 1], NO_CATALOG)
+            spans = sqltokens.statement_spans(script[:token.end])
         except ParseError:
             continue
-    return ()
+        return [(start, script[start:end]) for start, end in spans]
+    return []
 
 
 def parse_statement(text: str, catalog: Catalog = NO_CATALOG) -> Statement | None:
@@ -127,11 +152,6 @@ def parse_statement(text: str, catalog: Catalog = NO_CATALOG) -> Statement | Non
     except UnparseableScript:
         return None
     return statements[0] if statements else None
-
-
-def split_statements(script: str) -> list[str]:
-    """The script's statements' text, without the separating semicolons. Raises `UnparseableScript`."""
-    return [s.text for s in parse_script(script)]
 
 
 def is_no_transaction(script: str) -> bool:
@@ -148,6 +168,8 @@ def unsupported(statement: str) -> str | None:
     """
     if statement.lstrip().startswith("\\"):
         return "psql_meta"
+    if not _COPY.search(statement):
+        return None
     parsed = parse_statement(statement)
     return parsed.unsupported if parsed else None
 
@@ -155,7 +177,7 @@ def unsupported(statement: str) -> str | None:
 def one_line(statement: str, limit: int = 160) -> str:
     """A statement squeezed onto one line (comments dropped), for messages and logs."""
     try:
-        words = [statement[t.start:t.end + 1] for t in scan(statement) if t.name not in ("SQL_COMMENT", "C_COMMENT")]
+        words = [statement[t.start:t.end] for t in sqltokens.tokens(statement) if t.name not in sqltokens.COMMENTS]
     except ParseError:
         words = statement.split()
     text = " ".join(words)
