@@ -1,0 +1,201 @@
+"""The run's results: a JSON file per data-set size (bench/results/), docs/performance.md and its plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "bench" / "results"
+DOCS_DIR = REPO / "docs"
+DOC = DOCS_DIR / "performance.md"
+SIZE_PLOT = "performance-size.png"
+STALL_PLOT = "performance-stall.png"
+
+# Why a target is missed, when it is: what the figure is made of (read with the numbers above it).
+WHY = {
+    "P1 ack": "the ack path is the web server's: see the `server` work (gunicorn) for what serves it.",
+    "P2 backup": "the product's backup also checksums the archive and reads its table of contents back with "
+                 "pg_restore; the playbook's `pg_dump | gzip` is single-threaded gzip -6 of plain SQL.",
+    "restore": "the product restores inside ONE transaction (psql of pg_restore's clean script), which is "
+               "serial: all-or-nothing costs the parallelism of `pg_restore -j`.",
+    "P3 rollback": "the product is a Python process: interpreter start and imports, a connection, the "
+                   "advisory lock, reading the bookkeeping, planning with checksums, and history rows; "
+                   "psql starts in milliseconds. The fixed cost is measured separately below.",
+    "P4 app stall": "the rollback holds ACCESS EXCLUSIVE on users (DROP TABLE with an FK to users) while its "
+                    "two big UPDATEs run; lock_timeout bounds only the wait in the queue (issue 12).",
+    "P5 end to end": "the product's chain adds a verified backup (checksum and read-back), maintenance hooks, "
+                     "a verification with row counts, RQ hand-offs between steps and Slack posts.",
+}
+
+
+def results_path(size: str) -> Path:
+    return RESULTS_DIR / f"{size}.json"
+
+
+def save_results(results: dict[str, Any], directory: Path = RESULTS_DIR) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{results['size']}.json"
+    path.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def load_all(directory: Path = RESULTS_DIR) -> list[dict[str, Any]]:
+    """Every saved run, one per size, smallest database first (the plot's x axis)."""
+    runs = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            runs.append(json.loads(path.read_text()))
+        except ValueError:
+            continue
+    return sorted(runs, key=lambda r: r.get("dataset", {}).get("bytes", 0))
+
+
+def _seconds(value: float) -> str:
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    return f"{value:.2f} s"
+
+
+def figures_table(results: dict[str, Any]) -> list[str]:
+    lines = ["| figure | variant | median | min | max | ratio | n |", "|---|---|---:|---:|---:|---:|---:|"]
+    for row in results["figures"]:
+        unit = row.get("unit", "s")
+        if unit == "ms":
+            cells = [f"{row[k]:.1f} ms" for k in ("median", "low", "high")]
+        else:
+            cells = [_seconds(row[k]) for k in ("median", "low", "high")]
+        lines.append(f"| {row['figure']} | {row['variant']} | {cells[0]} | {cells[1]} | {cells[2]} | "
+                     f"{row.get('ratio', '')} | {row.get('n', '')} |")
+    return lines
+
+
+def verdict_table(results: dict[str, Any]) -> list[str]:
+    lines = ["| figure | target | measured | verdict |", "|---|---|---|---|"]
+    for v in results["verdicts"]:
+        lines.append(f"| {v['figure']} | {v['target']} | {v['measured']} | **{v['word']}** |")
+    return lines
+
+
+def write_doc(results: dict[str, Any], plots: list[str], path: Path = DOC) -> Path:
+    machine, data = results["machine"], results["dataset"]
+    lines = [
+        "# Performance",
+        "",
+        "Written by `./dev bench` (bench/__main__.py); do not edit by hand, re-run it. Targets are issue 13's.",
+        "",
+        f"- **Date:** {results['date']}",
+        f"- **Command:** `{results['command']}`",
+        f"- **Machine:** {machine['cpus']} CPUs, {machine['memory_gb']:.0f} GB RAM, {machine['postgres']}, "
+        f"{machine['pg_dump']}",
+        f"- **Load average at start / end:** {machine['loadavg_start']} / {machine.get('loadavg_end', '?')} "
+        f"(the machine is shared: other work ran at the same time; ratios within the run cancel most of it)",
+        f"- **Data set:** `{data['size']}`, {data['bytes'] / 1e9:.2f} GB on disk "
+        f"({', '.join(f'{t} {n:,}' for t, n in data['rows'].items())} rows); "
+        f"built by bench/dataset.py, migrations in bench/migrations/",
+        f"- **Repetitions:** {results['reps']} per variant, interleaved (A, B, A, B); median, min and max",
+        "",
+        "## Targets",
+        "",
+        *verdict_table(results),
+        "",
+        "When a target is missed, why:",
+        "",
+        *[f"- **{v['figure']}**: {WHY.get(v['figure'], '')}" for v in results["verdicts"] if v["met"] is False],
+        "",
+        "## All figures",
+        "",
+        "Ratios are the product's median over the other variant's median, both from this run.",
+        "",
+        *figures_table(results),
+        "",
+    ]
+    if results.get("fixed_cost"):
+        lines += ["## Where a rollback's fixed cost goes", "", *results["fixed_cost"], ""]
+    for plot in plots:
+        lines += [f"![{plot}]({plot})", ""]
+    lines += [
+        "## How to reproduce",
+        "",
+        "```bash",
+        f"./dev bench --size {data['size']}        # add --reps N; --only p2,restore,p3 for a subset",
+        "./dev bench --size 0.3g && ./dev bench --size 1g && ./dev bench --size 4g   # the size plot's points",
+        "```",
+        "",
+        "The data set is built once per size and kept as the database `bench_tpl_<size>` (rebuilt when the",
+        "generator or bench/migrations change; `--rebuild` forces it). Each run clones it, so every",
+        "repetition starts from the same state. Results per size are kept in bench/results/<size>.json; the",
+        "size plot draws every size found there. The benchmarks are not part of `./dev test`; a smoke run",
+        "of the harness is (tests/test_bench_smoke.py).",
+        "",
+    ]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def plot(results_by_size: list[dict[str, Any]], latest: dict[str, Any], directory: Path = DOCS_DIR) -> list[str]:
+    """The size plot (backup and restore variants against database size) and the stall plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    series: dict[str, list[tuple[float, float]]] = {}
+    for run in results_by_size:
+        gb = run["dataset"]["bytes"] / 1e9
+        for row in run["figures"]:
+            if row["figure"] in ("P2 backup", "restore"):
+                series.setdefault(f"{row['figure']}: {row['variant']}", []).append((gb, row["median"]))
+    if series:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+        for ax, figure in zip(axes, ("P2 backup", "restore"), strict=True):
+            for label, points in sorted(series.items()):
+                if not label.startswith(figure + ":"):
+                    continue
+                xs, ys = zip(*sorted(points), strict=True)
+                ax.plot(xs, ys, marker="o", label=label.split(": ", 1)[1])
+                ax.annotate(f"{ys[-1]:.1f} s", (xs[-1], ys[-1]), textcoords="offset points", xytext=(6, 0),
+                            fontsize=8, va="center")
+            ax.set_title(f"{'Backup' if figure == 'P2 backup' else 'Restore'}: time against database size")
+            ax.set_xlabel("database size on disk (GB)")
+            ax.set_ylabel("seconds (median)")
+            ax.set_xlim(left=0)
+            ax.set_ylim(bottom=0)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8, loc="upper left")
+        fig.suptitle(f"rollback-bot benchmarks, {latest['machine']['cpus']} CPUs, {latest['date'][:10]}",
+                     fontsize=10)
+        fig.tight_layout()
+        fig.savefig(directory / SIZE_PLOT, dpi=110)
+        plt.close(fig)
+        written.append(SIZE_PLOT)
+
+    stall = latest.get("stall_timeline") or {}
+    if stall:
+        fig, ax = plt.subplots(figsize=(12, 4.8))
+        colors = {"product run-migrations": "tab:blue", "naive psql -1 -f down.sql": "tab:red"}
+        for name, run in stall.items():
+            xs = [t for t, _ in run["samples"]]
+            ys = [latency * 1000 for _, latency in run["samples"]]
+            color = colors.get(name, None)
+            ax.scatter(xs, ys, s=6, alpha=0.6, color=color,
+                       label=f"{name}: worst wait {max(ys, default=0) / 1000:.1f} s")
+            ax.axvspan(run["rollback_start"], run["rollback_end"], color=color, alpha=0.08)
+        first = next(iter(stall.values()))
+        ax.axvline(first["reader_start"], color="gray", linestyle="--", linewidth=1)
+        ax.annotate(f"reader holds users {first.get('reader_seconds', 10):.0f} s", (first["reader_start"], 0),
+                    textcoords="offset points", xytext=(4, 4), fontsize=8, color="gray")
+        ax.set_yscale("log")
+        ax.set_xlabel("seconds since the application load started (shaded: the rollback runs)")
+        ax.set_ylabel("application query latency (ms, log scale)")
+        ax.set_title(f"Application latency during a rollback ({latest['dataset']['size']} data set, "
+                     f"{latest.get('app_clients', 8)} clients on users)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=9, loc="upper right", markerscale=3)
+        fig.tight_layout()
+        fig.savefig(directory / STALL_PLOT, dpi=110)
+        plt.close(fig)
+        written.append(STALL_PLOT)
+    return written
