@@ -32,7 +32,7 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="./dev bench", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="./dev bench", description=(__doc__ or "").splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(dataset.SIZES), default="1g", help="data set size (default 1g)")
     parser.add_argument("--reps", type=int, help="repetitions per variant (default: 3 up to 0.3g, 2 at 1g, 1 at 4g)")
@@ -82,12 +82,12 @@ def row_counts(url: str) -> dict[str, int]:
 
 def summarize(figure: str, times: dict[str, list[float]], baseline: str | None = None, *,
               unit: str = "s") -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     base = Summary.of(times[baseline]).median if baseline else None
     for variant, values in times.items():
         summary = Summary.of(values)
         row: dict[str, Any] = {"figure": figure, "variant": variant, "unit": unit, **summary.to_dict()}
-        if base is not None and variant != baseline:
+        if baseline is not None and base is not None and variant != baseline:
             row["ratio"] = f"{ratio(summary.median, base):.2f}× {baseline.split()[0]}"
         rows.append(row)
     return rows
@@ -95,6 +95,10 @@ def summarize(figure: str, times: dict[str, list[float]], baseline: str | None =
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    return run(args, argv)
+
+
+def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     size = dataset.SIZES[args.size]
     reps = args.reps or DEFAULT_REPS[args.size]
     started = time.monotonic()
@@ -116,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             from bench import ack
 
             say("P1: signed slash commands and clicks through `python -m bot`")
-            rows, verdict = ack.measure(args.redis_url, reps, say)
-            results["figures"] += rows
+            ack_rows, verdict = ack.measure(args.redis_url, reps, say)
+            results["figures"] += ack_rows
             results["verdicts"].append(verdict.to_dict())
         if {"p2", "restore", "p5"} & set(args.only):
             from bench import backups
@@ -182,14 +186,15 @@ def main(argv: list[str] | None = None) -> int:
                                                rollback_floor=medians["P3"]["psql -1 -f down.sql"])
             rows = summarize("P5 end to end", times)
             floor_sum = sum(floors.values())
-            rows[0]["ratio"] = f"{ratio(rows[0]['median'], floor_sum):.2f}× floors"
+            median = float(rows[0]["median"])
+            rows[0]["ratio"] = f"{ratio(median, floor_sum):.2f}× floors"
             results["figures"] += rows
             results["p5_floors"] = floors
             results["verdicts"].append(Verdict(
                 "P5 end to end", "≤ 1.2× (P2 + P3 + verification floors)",
-                f"{ratio(rows[0]['median'], floor_sum):.2f}× ({rows[0]['median']:.1f} s against "
-                f"{floor_sum:.1f} s = " + " + ".join(f"{k} {v:.1f}" for k, v in floors.items()) + ")",
-                check_end_to_end(rows[0]["median"], floor_sum)).to_dict())
+                f"{ratio(median, floor_sum):.2f}× ({median:.1f} s against {floor_sum:.1f} s = "
+                + " + ".join(f"{k} {v:.1f}" for k, v in floors.items()) + ")",
+                check_end_to_end(median, floor_sum)).to_dict())
         if "p3" in args.only:
             from bench import fixed_cost
 

@@ -164,7 +164,8 @@ def plot(results_by_size: list[dict[str, Any]], latest: dict[str, Any], director
             ax.set_xlim(left=0)
             ax.set_ylim(bottom=0)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8, loc="upper left")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8, loc="upper left")
         fig.suptitle(f"rollback-bot benchmarks, {latest['machine']['cpus']} CPUs, {latest['date'][:10]}",
                      fontsize=10)
         fig.tight_layout()
@@ -174,26 +175,31 @@ def plot(results_by_size: list[dict[str, Any]], latest: dict[str, Any], director
 
     stall = latest.get("stall_timeline") or {}
     if stall:
-        fig, ax = plt.subplots(figsize=(12, 4.8))
+        fig, axes = plt.subplots(len(stall), 1, figsize=(12, 3.2 * len(stall) + 0.6), sharex=True, sharey=True,
+                                 squeeze=False)
         colors = {"product run-migrations": "tab:blue", "naive psql -1 -f down.sql": "tab:red"}
-        for name, run in stall.items():
-            xs = [t for t, _ in run["samples"]]
-            ys = [latency * 1000 for _, latency in run["samples"]]
-            color = colors.get(name, None)
-            ax.scatter(xs, ys, s=6, alpha=0.6, color=color,
-                       label=f"{name}: worst wait {max(ys, default=0) / 1000:.1f} s")
+        for ax, (name, run) in zip(axes[:, 0], stall.items(), strict=True):
+            color = colors.get(name, "tab:gray")
+            starts = [t for t, _ in run["samples"]]
+            waits = [latency for _, latency in run["samples"]]
+            ax.scatter(starts, [w * 1000 for w in waits], s=5, alpha=0.5, color=color)
+            # A query that waited is drawn as a bar from when it was sent to when it was answered.
+            for t, w in run["samples"]:
+                if w >= 0.1:
+                    ax.plot([t, t + w], [w * 1000, w * 1000], color=color, linewidth=1.2, alpha=0.7)
             ax.axvspan(run["rollback_start"], run["rollback_end"], color=color, alpha=0.08)
-        first = next(iter(stall.values()))
-        ax.axvline(first["reader_start"], color="gray", linestyle="--", linewidth=1)
-        ax.annotate(f"reader holds users {first.get('reader_seconds', 10):.0f} s", (first["reader_start"], 0),
-                    textcoords="offset points", xytext=(4, 4), fontsize=8, color="gray")
-        ax.set_yscale("log")
-        ax.set_xlabel("seconds since the application load started (shaded: the rollback runs)")
-        ax.set_ylabel("application query latency (ms, log scale)")
-        ax.set_title(f"Application latency during a rollback ({latest['dataset']['size']} data set, "
-                     f"{latest.get('app_clients', 8)} clients on users)")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=9, loc="upper right", markerscale=3)
+            ax.axvspan(run["reader_start"], run["reader_start"] + run.get("reader_seconds", 10), ymin=0, ymax=0.04,
+                       color="gray", alpha=0.5)
+            ax.set_yscale("log")
+            ax.set_ylim(0.05, max(20_000, max(waits, default=0) * 1500))
+            ax.grid(alpha=0.3, which="both")
+            ax.set_title(f"{name}: worst wait {max(waits, default=0):.1f} s "
+                         f"(shaded: the rollback runs; gray bar: the 10 s reader holds users)", fontsize=10)
+            ax.set_ylabel("query latency (ms)")
+        axes[-1, 0].set_xlabel("seconds since the application load started "
+                               "(a line: a query's wait, from sent to answered)")
+        fig.suptitle(f"Application latency during a rollback: {latest['dataset']['size']} data set, "
+                     f"{latest.get('app_clients', 8)} clients reading and writing users by id", fontsize=11)
         fig.tight_layout()
         fig.savefig(directory / STALL_PLOT, dpi=110)
         plt.close(fig)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from bench import dataset
 from bench.stats import run_interleaved
@@ -44,14 +45,14 @@ def product_command() -> list[str]:
 
 
 def psql_command(url: str) -> list[str]:
-    version = dataset.BAD_VERSION
-    return [
-        "psql", "--no-password", "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-d", url,
-        "-f", str(bad_down_script()),
-        "-c", f"UPDATE schema_migrations SET status = 'rolled_back', rolled_back_at = now() WHERE version = '{version}'",
-        "-c", "INSERT INTO migration_history (version, operation, status, executed_by, executed_at)"
-              f" VALUES ('{version}', 'rollback', 'completed', 'bench', now())",
-    ]
+    """The playbook's Method 2 as one psql run: the down script and the bookkeeping in one transaction."""
+    version = sql.Literal(dataset.BAD_VERSION)
+    mark = sql.SQL("UPDATE schema_migrations SET status = 'rolled_back', rolled_back_at = now()"
+                   " WHERE version = {}").format(version)
+    record = sql.SQL("INSERT INTO migration_history (version, operation, status, executed_by, executed_at)"
+                     " VALUES ({}, 'rollback', 'completed', 'bench', now())").format(version)
+    return ["psql", "--no-password", "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-d", url,
+            "-f", str(bad_down_script()), "-c", mark.as_string(None), "-c", record.as_string(None)]
 
 
 def _run(argv: list[str], url: str) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ def interleaved(variants: Sequence[str], reps: int) -> list[tuple[int, str]]:
     return [(rep, name) for rep in range(reps) for name in variants]
 
 
-def run_interleaved(variants: dict[str, Callable[[int], float]], reps: int,
+def run_interleaved(variants: Mapping[str, Callable[[int], float]], reps: int,
                     say: Callable[[str], None] = print, label: str = "") -> dict[str, list[float]]:
     """Run each variant `reps` times, interleaved; returns the seconds of each run per variant."""
     times: dict[str, list[float]] = {name: [] for name in variants}
