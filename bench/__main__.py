@@ -26,7 +26,7 @@ import psycopg
 from bench import dataset, report
 from bench.stats import Summary, Verdict, check_backup, check_end_to_end, check_restore, check_rollback, ratio
 
-FIGURES = ("p1", "p2", "restore", "p3", "p4", "p5")
+FIGURES = ("p1", "p2", "restore", "p3", "p4", "p5", "fixed")
 DEFAULT_REPS = {"tiny": 3, "0.3g": 3, "1g": 2, "4g": 1}
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR)
     parser.add_argument("--doc", type=Path, default=report.DOC, help="where to write performance.md (plots beside it)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the data set even if cached")
+    parser.add_argument("--db-prefix", default="bench_", help="prefix of every database the run creates")
+    parser.add_argument("--reader-seconds", type=float, default=10.0,
+                        help="P4: how long the reader holds users (default 10)")
     args = parser.parse_args(argv)
     args.only = [f.strip().lower() for f in args.only.split(",") if f.strip()]
     unknown = sorted(set(args.only) - set(FIGURES))
@@ -99,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    dataset.use_prefix(args.db_prefix)
     size = dataset.SIZES[args.size]
     reps = args.reps or DEFAULT_REPS[args.size]
     started = time.monotonic()
@@ -163,14 +167,15 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
             from bench import rollbacks
 
             say(f"P4: application stall ({rollbacks.APP_CLIENTS} clients on users, a reader holding users "
-                f"{rollbacks.READER_HOLD_SECONDS} s)")
-            stall_times, last = rollbacks.measure_stalls(args.admin_url, template, size.users, reps, say)
+                f"{args.reader_seconds:.0f} s)")
+            stall_times, last = rollbacks.measure_stalls(args.admin_url, template, size.users, reps, say,
+                                                         reader_seconds=args.reader_seconds)
             results["figures"] += summarize("P4 app stall (worst wait)", stall_times, "naive psql -1 -f down.sql")
             results["app_clients"] = rollbacks.APP_CLIENTS
             results["stall_timeline"] = {
                 name: {"samples": [(round(t, 4), round(latency, 5)) for t, latency in run.samples],
                        "rollback_start": run.rollback_start, "rollback_end": run.rollback_end,
-                       "reader_start": run.reader_start, "reader_seconds": rollbacks.READER_HOLD_SECONDS}
+                       "reader_start": run.reader_start, "reader_seconds": args.reader_seconds}
                 for name, run in last.items()}
             m = {k: Summary.of(v).median for k, v in stall_times.items()}
             results["verdicts"].append(Verdict(
@@ -195,7 +200,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
                 f"{ratio(median, floor_sum):.2f}× ({median:.1f} s against {floor_sum:.1f} s = "
                 + " + ".join(f"{k} {v:.1f}" for k, v in floors.items()) + ")",
                 check_end_to_end(median, floor_sum)).to_dict())
-        if "p3" in args.only:
+        if "fixed" in args.only:
             from bench import fixed_cost
 
             say("rollback fixed cost (tiny data set)")

@@ -80,7 +80,7 @@ def measure_restores(admin_url: str, template: str, archives: Archives, work: Pa
                      say: dataset.Say) -> dict[str, list[float]]:
     assert archives.product is not None and archives.playbook is not None
     product_archive, playbook_file = archives.product, archives.playbook
-    target_db, empty_db = "bench_restore_target", "bench_restore_empty"
+    target_db, empty_db = dataset.scratch_name("restore_target"), dataset.scratch_name("restore_empty")
     jobs = os.cpu_count() or 2
 
     def product(rep: int) -> float:

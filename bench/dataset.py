@@ -35,7 +35,8 @@ MIGRATIONS_DIR = BENCH_DIR / "migrations"
 SCHEMA_VERSION = "2026_01_05_090000"
 KNOWN_GOOD = "2026_02_02_120000"
 BAD_VERSION = "2026_02_10_150000"
-TEMPLATE_PREFIX = "bench_tpl_"
+# Every database a run creates starts with this prefix (a test run picks its own, so runs never collide).
+_prefix = ["bench_"]
 VOCABULARY_SENTENCES = 100_000
 CHUNKS = 8
 
@@ -220,8 +221,17 @@ def fingerprint(size: Size) -> str:
     return digest.hexdigest()[:16]
 
 
+def use_prefix(prefix: str) -> None:
+    _prefix[0] = prefix
+
+
+def scratch_name(what: str) -> str:
+    """The name of a database this run creates (a clone, an empty restore target)."""
+    return f"{_prefix[0]}{what}"
+
+
 def template_name(size: Size) -> str:
-    return TEMPLATE_PREFIX + size.name.replace(".", "_")
+    return scratch_name("tpl_" + size.name.replace(".", "_"))
 
 
 def database_url(admin_url: str, dbname: str) -> str:

@@ -29,7 +29,6 @@ from sandbox.slack_api import SlackApiServer, message_text
 from tests.fixtures.bot import ALICE, BOB, CHANNEL, SIGNING_SECRET, start_bot
 from tests.fixtures.stack import WorkerProcess
 
-TARGET_DB = "bench_p5_prod"
 QUEUE = "rollback-bench"
 PIPELINE_TIMEOUT_SECONDS = 900.0
 OUTCOME_NEEDLE = "and verified in"
@@ -88,7 +87,8 @@ def measure(admin_url: str, template: str, redis_url: str, reps: int, say: datas
     backups.mkdir()
     times: list[float] = []
     verify_times: list[float] = []
-    url = dataset.database_url(admin_url, TARGET_DB)
+    target_db = dataset.scratch_name("p5_prod")
+    url = dataset.database_url(admin_url, target_db)
     with SlackApiServer(token="xoxb-bench", users=SANDBOX_USERS, usergroups=SANDBOX_USERGROUPS) as slack, \
             PagerDutyServer() as pagerduty:
         env = {"PROD_DATABASE_URL": url, "REDIS_URL": redis_url, "SLACK_API_URL": slack.api_url,
@@ -105,7 +105,7 @@ def measure(admin_url: str, template: str, redis_url: str, reps: int, say: datas
         sender = SlackRequestSender(bot.events_url, SIGNING_SECRET, slack)
         try:
             for rep in range(reps):
-                dataset.clone(admin_url, template, TARGET_DB)
+                dataset.clone(admin_url, template, target_db)
                 known = {r.id for r in store.for_channel(CHANNEL)}
                 sender.command(f"dry-run {dataset.KNOWN_GOOD} prod", user_id=ALICE, channel_id=CHANNEL)
                 slack.wait_for(lambda: store.current_plan(CHANNEL, "prod"), timeout=PIPELINE_TIMEOUT_SECONDS)
@@ -131,7 +131,7 @@ def measure(admin_url: str, template: str, redis_url: str, reps: int, say: datas
         finally:
             bot.stop()
             worker.stop()
-            dataset.drop(admin_url, TARGET_DB)
+            dataset.drop(admin_url, target_db)
             conn.flushdb()
             conn.close()
     floors = {"backup floor": backup_floor, "rollback floor": rollback_floor,

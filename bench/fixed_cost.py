@@ -26,7 +26,6 @@ import psycopg
 from bench import dataset, rollbacks
 
 REPS = 5
-DB = "bench_fixed_cost"
 
 # (label, module path suffix, function name): the engine's phases, in the order a rollback runs them.
 PHASES = (
@@ -74,14 +73,14 @@ def counting_queries() -> Iterator[Counter[str]]:
         psycopg.Cursor.execute = originals[0]  # type: ignore[method-assign]
 
 
-def in_process(admin_url: str, template: str) -> tuple[dict[str, float], float, dict[str, int]]:
+def in_process(admin_url: str, template: str, db: str) -> tuple[dict[str, float], float, dict[str, int]]:
     from workers.engine import Engine
 
     phase_values: dict[str, list[float]] = {label: [] for label, _, _ in PHASES}
     totals: list[float] = []
     queries: dict[str, int] = {}
     for _ in range(REPS):
-        url = dataset.clone(admin_url, template, DB)
+        url = dataset.clone(admin_url, template, db)
         engine = Engine(url, dataset.MIGRATIONS_DIR, actor="bench")
         profile = cProfile.Profile()
         with counting_queries() as counts:
@@ -95,26 +94,27 @@ def in_process(admin_url: str, template: str) -> tuple[dict[str, float], float, 
         for label, path, name in PHASES:
             seconds = sum(v[3] for (file, _, func), v in stats.items() if func == name and file.endswith(path))
             phase_values[label].append(seconds)
-    dataset.drop(admin_url, DB)
+    dataset.drop(admin_url, db)
     return {k: statistics.median(v) for k, v in phase_values.items()}, statistics.median(totals), queries
 
 
 def measure(admin_url: str, say: dataset.Say) -> list[str]:
     size = dataset.SIZES["tiny"]
     template = dataset.ensure_template(admin_url, size, say=say)
-    url = dataset.database_url(admin_url, DB)
+    db = dataset.scratch_name("fixed_cost")
+    url = dataset.database_url(admin_url, db)
     python = sys.executable
 
     def fresh() -> None:
-        dataset.clone(admin_url, template, DB)
+        dataset.clone(admin_url, template, db)
 
     interpreter = _median_run([python, "-c", "pass"])
     imports = _median_run([python, "-c", "import workers.cli"]) - interpreter
     env = {**dict(__import__("os").environ), "DATABASE_URL": url}
     cli = _median_run(rollbacks.product_command(), env, fresh)
     psql = _median_run(rollbacks.psql_command(url), env, fresh)
-    phases, engine_total, queries = in_process(admin_url, template)
-    dataset.drop(admin_url, DB)
+    phases, engine_total, queries = in_process(admin_url, template, db)
+    dataset.drop(admin_url, db)
     ms = lambda s: f"{s * 1000:.0f} ms"  # noqa: E731
     lines = [
         f"Tiny data set, median of {REPS} fresh clones each (this machine, local socket-free TCP to PostgreSQL):",

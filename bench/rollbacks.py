@@ -32,7 +32,6 @@ STALL_VARIANTS = ("product run-migrations", "naive psql -1 -f down.sql")
 APP_CLIENTS = 8
 APP_THINK_SECONDS = 0.01
 READER_HOLD_SECONDS = 10
-BENCH_DB = "bench_rollback"
 
 
 def bad_down_script() -> Path:
@@ -75,14 +74,14 @@ def _rolled_back(url: str) -> bool:
 def measure_rollbacks(admin_url: str, template: str, reps: int, say: dataset.Say) -> dict[str, list[float]]:
     def variant(build_argv: object) -> object:
         def run(rep: int) -> float:
-            url = dataset.clone(admin_url, template, BENCH_DB)
+            url = dataset.clone(admin_url, template, dataset.scratch_name("rollback"))
             try:
                 seconds = _run(build_argv(url), url)  # type: ignore[operator]
                 if not _rolled_back(url):
                     raise RuntimeError("the rollback did not leave the database rolled back")
                 return seconds
             finally:
-                dataset.drop(admin_url, BENCH_DB)
+                dataset.drop(admin_url, dataset.scratch_name("rollback"))
         return run
 
     variants = {ROLLBACK_VARIANTS[0]: variant(lambda url: product_command()),
@@ -157,7 +156,7 @@ def _hold_users(url: str, seconds: float, started: threading.Event) -> None:
 
 def stall_once(admin_url: str, template: str, users: int, argv_of: object, *,
                reader_seconds: float = READER_HOLD_SECONDS) -> StallRun:
-    url = dataset.clone(admin_url, template, BENCH_DB)
+    url = dataset.clone(admin_url, template, dataset.scratch_name("rollback"))
     try:
         t0 = time.perf_counter()
         run = StallRun()
@@ -179,17 +178,17 @@ def stall_once(admin_url: str, template: str, users: int, argv_of: object, *,
         run.samples = sorted(load.samples)
         return run
     finally:
-        dataset.drop(admin_url, BENCH_DB)
+        dataset.drop(admin_url, dataset.scratch_name("rollback"))
 
 
-def measure_stalls(admin_url: str, template: str, users: int, reps: int,
-                   say: dataset.Say) -> tuple[dict[str, list[float]], dict[str, StallRun]]:
+def measure_stalls(admin_url: str, template: str, users: int, reps: int, say: dataset.Say, *,
+                   reader_seconds: float = READER_HOLD_SECONDS) -> tuple[dict[str, list[float]], dict[str, StallRun]]:
     last: dict[str, StallRun] = {}
     argv = {STALL_VARIANTS[0]: lambda url: product_command(), STALL_VARIANTS[1]: psql_command}
 
     def variant(name: str) -> object:
         def run(rep: int) -> float:
-            result = stall_once(admin_url, template, users, argv[name])
+            result = stall_once(admin_url, template, users, argv[name], reader_seconds=reader_seconds)
             last[name] = result
             return result.worst_wait
         return run
