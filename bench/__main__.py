@@ -29,6 +29,9 @@ from bench.stats import Summary, Verdict, check_backup, check_end_to_end, check_
 FIGURES = ("p1", "p2", "restore", "p3", "p4", "p5", "fixed")
 DEFAULT_REPS = {"tiny": 3, "0.3g": 3, "1g": 2, "4g": 1}
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# The stall timeline kept in the results: every slow query, and one in ten of the others (for the plot).
+SLOW_SAMPLE_SECONDS = 0.05
+KEEP_EVERY_FAST_SAMPLE = 10
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -173,9 +176,11 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
             results["figures"] += summarize("P4 app stall (worst wait)", stall_times, "naive psql -1 -f down.sql")
             results["app_clients"] = rollbacks.APP_CLIENTS
             results["stall_timeline"] = {
-                name: {"samples": [(round(t, 4), round(latency, 5)) for t, latency in run.samples],
+                name: {"samples": [(round(t, 3), round(latency, 4)) for i, (t, latency) in enumerate(run.samples)
+                                   if latency >= SLOW_SAMPLE_SECONDS or i % KEEP_EVERY_FAST_SAMPLE == 0],
                        "rollback_start": run.rollback_start, "rollback_end": run.rollback_end,
-                       "reader_start": run.reader_start, "reader_seconds": args.reader_seconds}
+                       "reader_start": run.reader_start, "reader_end": run.reader_end,
+                       "reader_seconds": args.reader_seconds}
                 for name, run in last.items()}
             m = {k: Summary.of(v).median for k, v in stall_times.items()}
             results["verdicts"].append(Verdict(
@@ -186,7 +191,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
             from bench import end_to_end
 
             say("P5: Approve click → verified, real bot and worker")
-            times, floors = end_to_end.measure(args.admin_url, template, args.redis_url, reps, say,
+            times, floors, breakdown = end_to_end.measure(args.admin_url, template, args.redis_url, reps, say,
                                                backup_floor=medians["P2"]["floor pg_dump -Fc -Z0"],
                                                rollback_floor=medians["P3"]["psql -1 -f down.sql"])
             rows = summarize("P5 end to end", times)
@@ -195,6 +200,8 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
             rows[0]["ratio"] = f"{ratio(median, floor_sum):.2f}× floors"
             results["figures"] += rows
             results["p5_floors"] = floors
+            results["p5_steps"] = breakdown
+            say("  P5 steps (median s): " + ", ".join(f"{k} {v:.1f}" for k, v in breakdown.items()))
             results["verdicts"].append(Verdict(
                 "P5 end to end", "≤ 1.2× (P2 + P3 + verification floors)",
                 f"{ratio(median, floor_sum):.2f}× ({median:.1f} s against {floor_sum:.1f} s = "

@@ -11,6 +11,8 @@ here: one psql counting the critical tables' rows and reading schema_migrations.
 from __future__ import annotations
 
 import os
+import re
+import statistics
 import subprocess
 import tempfile
 import time
@@ -76,8 +78,28 @@ def finished(slack: SlackApiServer, store: RequestStore, thread_ts: str, request
     return request is not None and request.is_final and request.status.value != "succeeded"
 
 
+STEP_LINE = re.compile(r"\*(?P<step>[^*]+)\* (?P<what>started|finished)")
+
+
+def step_times(slack: SlackApiServer, thread_ts: str, clicked_at: float) -> dict[str, float]:
+    """Seconds each pipeline step took, from its "started" and "finished" posts (their Slack ts)."""
+    started: dict[str, float] = {}
+    took: dict[str, float] = {}
+    for message in slack.thread(CHANNEL, thread_ts):
+        at = float(message["ts"]) - clicked_at
+        match = STEP_LINE.search(message_text(message))
+        if at < 0 or not match:
+            continue
+        if match["what"] == "started":
+            started[match["step"]] = at
+        elif match["step"] in started:
+            took[match["step"]] = at - started.pop(match["step"])
+    return took
+
+
 def measure(admin_url: str, template: str, redis_url: str, reps: int, say: dataset.Say, *,
-            backup_floor: float, rollback_floor: float) -> tuple[dict[str, list[float]], dict[str, float]]:
+            backup_floor: float, rollback_floor: float,
+            ) -> tuple[dict[str, list[float]], dict[str, float], dict[str, float]]:
     conn = redis.Redis.from_url(redis_url)
     conn.flushdb()
     workdir = Path(tempfile.mkdtemp(prefix="bench-p5-"))
@@ -86,6 +108,7 @@ def measure(admin_url: str, template: str, redis_url: str, reps: int, say: datas
     backups = workdir / "backups"
     backups.mkdir()
     times: list[float] = []
+    steps: dict[str, list[float]] = {}
     verify_times: list[float] = []
     target_db = dataset.scratch_name("p5_prod")
     url = dataset.database_url(admin_url, target_db)
@@ -111,7 +134,7 @@ def measure(admin_url: str, template: str, redis_url: str, reps: int, say: datas
                 slack.wait_for(lambda: store.current_plan(CHANNEL, "prod"), timeout=PIPELINE_TIMEOUT_SECONDS)
                 sender.command("execute prod", user_id=ALICE, channel_id=CHANNEL)
                 request = slack.wait_for(partial(new_request, store, known), timeout=60)[0]
-                started = time.perf_counter()
+                started, clicked_at = time.perf_counter(), time.time()
                 status, _ = sender.action("rollback_approve", request.id, user_id=BOB, channel_id=CHANNEL,
                                           message_ts=str(request.thread_ts))
                 if status != 200:
@@ -123,6 +146,8 @@ def measure(admin_url: str, template: str, redis_url: str, reps: int, say: datas
                 if OUTCOME_NEEDLE not in _thread(slack, thread_ts):
                     raise RuntimeError(f"the request did not succeed:\n{_thread(slack, thread_ts)[-2000:]}")
                 times.append(seconds)
+                for step, took in step_times(slack, thread_ts, clicked_at).items():
+                    steps.setdefault(step, []).append(took)
                 say(f"  end to end product (Approve → verified)  rep {rep + 1}/{reps}: {seconds:8.2f} s")
                 floor = verification_floor(url)
                 verify_times.append(floor)
@@ -136,4 +161,6 @@ def measure(admin_url: str, template: str, redis_url: str, reps: int, say: datas
             conn.close()
     floors = {"backup floor": backup_floor, "rollback floor": rollback_floor,
               "verification floor": Summary.of(verify_times).median}
-    return {"product (Approve → verified)": times}, floors
+    breakdown = {step: statistics.median(values) for step, values in steps.items()}
+    breakdown["between steps (queue hand-offs, posts)"] = statistics.median(times) - sum(breakdown.values())
+    return {"product (Approve → verified)": times}, floors, breakdown

@@ -111,6 +111,13 @@ def write_doc(results: dict[str, Any], plots: list[str], path: Path = DOC) -> Pa
         *figures_table(results),
         "",
     ]
+    if results.get("p5_steps"):
+        lines += ["## Where P5's time goes", "",
+                  "Median seconds of each step of the pipeline, from its *started* and *finished* posts in the "
+                  "thread; the floors it is compared with: "
+                  + ", ".join(f"{k} {v:.1f} s" for k, v in results.get("p5_floors", {}).items()) + ".", "",
+                  "| step | seconds |", "|---|---:|",
+                  *[f"| {step} | {took:.1f} |" for step, took in results["p5_steps"].items()], ""]
     if results.get("fixed_cost"):
         lines += ["## Where a rollback's fixed cost goes", "", *results["fixed_cost"], ""]
     for plot in plots:
@@ -188,13 +195,13 @@ def plot(results_by_size: list[dict[str, Any]], latest: dict[str, Any], director
                 if w >= 0.1:
                     ax.plot([t, t + w], [w * 1000, w * 1000], color=color, linewidth=1.2, alpha=0.7)
             ax.axvspan(run["rollback_start"], run["rollback_end"], color=color, alpha=0.08)
-            ax.axvspan(run["reader_start"], run["reader_start"] + run.get("reader_seconds", 10), ymin=0, ymax=0.04,
-                       color="gray", alpha=0.5)
+            reader_end = run.get("reader_end") or run["reader_start"] + run.get("reader_seconds", 10)
+            ax.axvspan(run["reader_start"], reader_end, ymin=0, ymax=0.04, color="gray", alpha=0.5)
             ax.set_yscale("log")
             ax.set_ylim(0.05, max(20_000, max(waits, default=0) * 1500))
             ax.grid(alpha=0.3, which="both")
             ax.set_title(f"{name}: worst wait {max(waits, default=0):.1f} s "
-                         f"(shaded: the rollback runs; gray bar: the 10 s reader holds users)", fontsize=10)
+                         f"(shaded: the rollback runs; gray bar: the reader holds users)", fontsize=10)
             ax.set_ylabel("query latency (ms)")
         axes[-1, 0].set_xlabel("seconds since the application load started "
                                "(a line: a query's wait, from sent to answered)")

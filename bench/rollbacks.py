@@ -98,6 +98,7 @@ class StallRun:
     rollback_start: float = 0.0
     rollback_end: float = 0.0
     reader_start: float = 0.0
+    reader_end: float = 0.0
 
     @property
     def worst_wait(self) -> float:
@@ -172,6 +173,7 @@ def stall_once(admin_url: str, template: str, users: int, argv_of: object, *,
             _run(argv_of(url), url)  # type: ignore[operator]
             run.rollback_end = time.perf_counter() - t0
             reader.join(timeout=reader_seconds + 30)
+            run.reader_end = time.perf_counter() - t0
             time.sleep(1.0)
         if load.errors:
             raise RuntimeError(f"the application load failed: {load.errors[0]}")
