@@ -131,6 +131,13 @@ def measure(admin_url: str, say: dataset.Say) -> list[str]:
         "",
         "Queries sent per rollback (each is a network round trip to a remote database): "
         + ", ".join(f"{name or '?'}: {count}" for name, count in sorted(queries.items())) + ".",
+        "",
+        "Cut in this change: the blocker-watch connection used to be opened before the first statement (7 ms "
+        "here, a full TCP + startup + authentication exchange to a remote database), it now connects in its "
+        "own thread; the run's own connection sent 18 queries, now 14 (identity and dead-client check, the "
+        "bookkeeping-table check, both timeouts and schema_migrations' shape each take one round trip). "
+        "What is left is mostly the interpreter and its imports (psycopg alone ≈ 140 ms on a quiet machine), "
+        "which the worker pays once at start, not per rollback: only the command line pays it.",
     ]
     for line in lines:
         say("  " + line)
