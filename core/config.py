@@ -64,6 +64,7 @@ class Policy:
     request_ttl_seconds: int = defaults.REQUEST_TTL_SECONDS
     start_within_seconds: int = defaults.START_WITHIN_SECONDS
     plan_ttl_seconds: int = defaults.PLAN_TTL_SECONDS
+    backup_check_timeout_seconds: int = defaults.BACKUP_CHECK_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,8 @@ def load_settings(env: Mapping[str, str] | None = None, path: str | os.PathLike[
         request_ttl_seconds=int(bot.get("request_ttl_seconds", defaults.REQUEST_TTL_SECONDS)),
         start_within_seconds=int(bot.get("start_within_seconds", defaults.START_WITHIN_SECONDS)),
         plan_ttl_seconds=int(bot.get("plan_ttl_seconds", defaults.PLAN_TTL_SECONDS)),
+        backup_check_timeout_seconds=int(bot.get("backup_check_timeout_seconds",
+                                                 defaults.BACKUP_CHECK_TIMEOUT_SECONDS)),
     )
     workers = raw.get("workers") or {}
     return Settings(

@@ -23,8 +23,14 @@ START_WITHIN_SECONDS = 2 * 60
 # The bot looks for due requests (pending past their expiry, approved but never started) this often,
 # and replaces their buttons with the outcome.
 EXPIRY_SWEEP_INTERVAL_SECONDS = 15
-# A dry-run plan stays the channel's current plan for this long.
+# A dry-run plan stays the channel's current plan for this long (unless a request uses it up first,
+# or a change to the target clears it).
 PLAN_TTL_SECONDS = 60 * 60
+# Before a restore request is created, the bot waits this long for a worker to confirm that the backup
+# exists and verifies (checksum, `pg_restore --list`); then it refuses and creates nothing.
+BACKUP_CHECK_TIMEOUT_SECONDS = 60
+# The check job itself may run this much longer than the bot waits (then nobody reads its answer).
+BACKUP_CHECK_GRACE_SECONDS = 30
 
 # RQ job timeouts. A job past its timeout is killed by the worker and reported as failed.
 JOB_TIMEOUT_SECONDS = 60 * 60
