@@ -9,6 +9,7 @@ The data set is built once per size (bench/dataset.py) and cloned for each run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shlex
@@ -47,6 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR)
     parser.add_argument("--doc", type=Path, default=report.DOC, help="where to write performance.md (plots beside it)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the data set even if cached")
+    parser.add_argument("--report-only", action="store_true",
+                        help="measure nothing: write the doc and plots again from the saved results of --size")
     parser.add_argument("--db-prefix", default="bench_", help="prefix of every database the run creates")
     parser.add_argument("--reader-seconds", type=float, default=10.0,
                         help="P4: how long the reader holds users (default 10)")
@@ -101,7 +104,18 @@ def summarize(figure: str, times: dict[str, list[float]], baseline: str | None =
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report_only:
+        return write_report(json.loads(report.results_path(args.size, args.results_dir).read_text()), args)
     return run(args, argv)
+
+
+def write_report(results: dict[str, Any], args: argparse.Namespace) -> int:
+    plots = report.plot(report.load_all(args.results_dir), results, args.doc.parent)
+    report.write_doc(results, plots, args.doc)
+    say("")
+    say("\n".join(report.verdict_table(results)))
+    say(f"\nbench: wrote {args.doc} and {', '.join(plots) or 'no plots'}")
+    return 0
 
 
 def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
@@ -217,12 +231,8 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     results["machine"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     results["duration_s"] = round(time.monotonic() - started, 1)
     saved = report.save_results(results, args.results_dir)
-    plots = report.plot(report.load_all(args.results_dir), results, args.doc.parent)
-    report.write_doc(results, plots, args.doc)
-    say("")
-    say("\n".join(report.verdict_table(results)))
-    say(f"\nbench: {results['duration_s']:.0f} s; wrote {args.doc}, {', '.join(plots)} and {saved}")
-    return 0
+    say(f"bench: {results['duration_s']:.0f} s; results in {saved}")
+    return write_report(results, args)
 
 
 if __name__ == "__main__":

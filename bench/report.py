@@ -35,8 +35,8 @@ WHY = {
 }
 
 
-def results_path(size: str) -> Path:
-    return RESULTS_DIR / f"{size}.json"
+def results_path(size: str, directory: Path = RESULTS_DIR) -> Path:
+    return directory / f"{size}.json"
 
 
 def save_results(results: dict[str, Any], directory: Path = RESULTS_DIR) -> Path:
@@ -63,6 +63,11 @@ def _seconds(value: float) -> str:
     return f"{value:.2f} s"
 
 
+def cell(text: object) -> str:
+    """Text for a Markdown table cell (a `|` in `pg_dump | gzip` would end the cell)."""
+    return str(text).replace("|", "\\|")
+
+
 def figures_table(results: dict[str, Any]) -> list[str]:
     lines = ["| figure | variant | median | min | max | ratio | n |", "|---|---|---:|---:|---:|---:|---:|"]
     for row in results["figures"]:
@@ -71,15 +76,15 @@ def figures_table(results: dict[str, Any]) -> list[str]:
             cells = [f"{row[k]:.1f} ms" for k in ("median", "low", "high")]
         else:
             cells = [_seconds(row[k]) for k in ("median", "low", "high")]
-        lines.append(f"| {row['figure']} | {row['variant']} | {cells[0]} | {cells[1]} | {cells[2]} | "
-                     f"{row.get('ratio', '')} | {row.get('n', '')} |")
+        lines.append(f"| {cell(row['figure'])} | {cell(row['variant'])} | {cells[0]} | {cells[1]} | {cells[2]} | "
+                     f"{cell(row.get('ratio', ''))} | {row.get('n', '')} |")
     return lines
 
 
 def verdict_table(results: dict[str, Any]) -> list[str]:
     lines = ["| figure | target | measured | verdict |", "|---|---|---|---|"]
     for v in results["verdicts"]:
-        lines.append(f"| {v['figure']} | {v['target']} | {v['measured']} | **{v['word']}** |")
+        lines.append(f"| {cell(v['figure'])} | {cell(v['target'])} | {cell(v['measured'])} | **{v['word']}** |")
     return lines
 
 
