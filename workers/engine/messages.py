@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from workers.engine.forecast import Forecast, TableStall
     from workers.engine.reports import DryRunReport, Plan, RunReport, StatusReport
 
 VERSION_FORMAT = "YYYY_MM_DD_HHMMSS"
@@ -257,6 +258,63 @@ def no_transaction_dry_run(version: str, name: str) -> str:
             "(it cannot be rolled back); its statements are listed unmeasured")
 
 
+# --- lock-impact forecast ------------------------------------------------------------------------
+
+ESTIMATED_TAG = "(estimated)"
+
+
+def dry_run_budget_spent(budget_ms: int) -> str:
+    return (f"{NOTICE_PREFIX}the dry run held a lock that blocks the application for its budget of "
+            f"{budget_ms / 1000:g} s: rolled back to before that lock; the rest is estimated")
+
+
+def estimated_row_change(command: str, table: str, rows: int) -> str:
+    verb = "delete" if command == "DELETE" else "change"
+    return f"{command} would {verb} ≈{rows} row(s) of {table} (estimated: EXPLAIN row count; not executed)"
+
+
+def approx_seconds(ms: float) -> str:
+    """≈17 s, ≈2.4 s, <0.1 s: a forecast is not precise to the millisecond."""
+    if ms < 100:
+        return "<0.1 s"
+    seconds = ms / 1000
+    return f"≈{seconds:.0f} s" if seconds >= 10 else f"≈{seconds:.1f} s"
+
+
+def _how_known(estimated: bool) -> str:
+    return "estimated: the dry run stopped at its budget" if estimated else "measured in the dry run"
+
+
+def table_stall_line(stall: TableStall) -> str:
+    """'writes to users blocked ≈17 s, reads too (measured in the dry run)'."""
+    how = _how_known(stall.estimated)
+    if stall.reads_blocked_ms and abs(stall.reads_blocked_ms - stall.writes_blocked_ms) < 50:
+        return f"reads and writes of {stall.relation} blocked {approx_seconds(stall.writes_blocked_ms)} ({how})"
+    reads = (f", reads {approx_seconds(stall.reads_blocked_ms)}" if stall.reads_blocked_ms
+             else "; reads are not blocked")
+    return f"writes to {stall.relation} blocked {approx_seconds(stall.writes_blocked_ms)}{reads} ({how})"
+
+
+def forecast_lines(forecast: Forecast) -> list[str]:
+    """The forecast as the CLI and the approval card show it, worst table first."""
+    if not forecast.statements:
+        return []
+    if not forecast.tables:
+        return ["no application reads or writes of any table blocked by a table lock (measured in the dry run)"]
+    lines = [table_stall_line(t) for t in forecast.tables[:5]]
+    if len(forecast.tables) > 5:
+        lines.append(f"… and {len(forecast.tables) - 5} more table(s)")
+    if forecast.stopped is not None:
+        stop = forecast.stopped
+        lines.append(f"the dry run itself blocked the application {approx_seconds(stop.held_ms)} (budget "
+                     f"{stop.budget_ms / 1000:g} s) and stopped at `{_short(stop.sql, 60)}`; later figures are "
+                     "estimated from EXPLAIN row counts and the rate measured so far")
+    for version, statements in forecast.reordered:
+        lines.append(f"suggestion (not applied): run {version}'s long statements before its strong locks:\n"
+                     + ";\n".join(statements) + ";")
+    return lines
+
+
 # --- CLI output ----------------------------------------------------------------------------------
 
 
@@ -319,6 +377,9 @@ def render_dry_run(report: DryRunReport) -> str:
         parts += ["", "warnings:"] + [f"  ! {w}" for w in report.warnings]
     elif not report.plan.empty:
         parts += ["", "no data-loss warnings"]
+    if report.forecast is not None and report.forecast.lines:
+        parts += ["", "lock impact of the real run (the application waits this long, plus up to lock_timeout):"]
+        parts += [f"  {line}" for line in report.forecast.lines]
     return "\n".join(parts)
 
 
