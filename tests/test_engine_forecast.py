@@ -25,7 +25,7 @@ from workers.engine.sqleffects import LockMode
 
 BASE = "2026_01_01_000000"
 BAD = "2026_01_02_000000"
-ROWS = 20_000
+ROWS = 20_000  # rows of items (written into the up script below)
 SLEEP_SECONDS = 8  # what the bad down script sleeps under its strong lock: far above any budget below
 
 
@@ -99,7 +99,7 @@ def write_migrations(root: Path, down: str) -> Path:
     bad.mkdir()
     (base / "up.sql").write_text(
         "CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL, note text);\n"
-        f"INSERT INTO items SELECT g, g, 'n' || g FROM generate_series(1, {ROWS}) g;\n")
+        "INSERT INTO items SELECT g, g, 'n' || g FROM generate_series(1, 20000) g;\n")  # ROWS
     (base / "down.sql").write_text("DROP TABLE items;\n")
     (bad / "up.sql").write_text(
         "ALTER TABLE items ADD COLUMN extra int;\n"
