@@ -47,6 +47,7 @@ class ForecastRun:
     dry_run_budget_s: float
     dry_run_lock_timeout_s: float
     lines: tuple[str, ...]
+    statements: tuple[tuple[str, float, bool], ...] = ()  # the dry run's (statement, ms, estimated)
 
     @property
     def error(self) -> float:
@@ -54,7 +55,8 @@ class ForecastRun:
         return self.forecast_s / self.measured_stall_s - 1 if self.measured_stall_s else float("inf")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "lines": list(self.lines), "error": round(self.error, 3)}
+        return {**self.__dict__, "lines": list(self.lines), "error": round(self.error, 3),
+                "statements": [list(s) for s in self.statements]}
 
 
 def dry_run_command(budget_ms: int) -> list[str]:
@@ -112,13 +114,16 @@ def once(admin_url: str, template: str, users: int, budget_ms: int, *,
             time.sleep(1.0)
         if load.errors:
             raise RuntimeError(f"the application load failed: {load.errors[0]}")
-        forecast_s, estimated, lines = _forecast_of(json.loads(out))
+        report = json.loads(out)
+        forecast_s, estimated, lines = _forecast_of(report)
+        statements = tuple((s["sql"][:60], s["duration_ms"], s["estimated"])
+                           for s in (report.get("forecast") or {}).get("statements") or [])
         return ForecastRun(
             forecast_s=forecast_s, estimated=estimated, measured_stall_s=_worst_between(load, run_start, run_end),
             dry_run_stall_s=_worst_between(load, dry_start, dry_end), dry_run_s=dry_s, rollback_s=rollback_s,
             dry_run_budget_s=budget_ms / 1000, dry_run_lock_timeout_s=min(defaults.LOCK_TIMEOUT_MS,
                                                                          defaults.DRY_RUN_LOCK_TIMEOUT_MS) / 1000,
-            lines=lines)
+            lines=lines, statements=statements)
     finally:
         dataset.drop(admin_url, name)
 
