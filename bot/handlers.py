@@ -69,7 +69,7 @@ def plan_of(request: Request) -> PlanSummary | None:
     if request.kind is not RequestKind.ROLLBACK:
         return None
     return PlanSummary(request.target, request.plan_hash, request.to_version, tuple(request.versions),
-                       tuple(request.warnings))
+                       tuple(request.warnings), tuple(request.forecast), request.stall_ms)
 
 
 @dataclass(frozen=True)
@@ -227,6 +227,8 @@ class Handlers:
                 to_version=draft.plan.to_version if draft.plan else None,
                 versions=draft.plan.versions if draft.plan else (),
                 warnings=draft.plan.warnings if draft.plan else (),
+                forecast=draft.plan.forecast if draft.plan else (),
+                stall_ms=draft.plan.stall_ms if draft.plan else None,
                 summary=draft.summary,
                 backup=draft.backup,
                 plan=draft.saved,

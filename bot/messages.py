@@ -310,8 +310,28 @@ def _plan_lines(plan: PlanSummary) -> list[str]:
     lines += [f"• {code(v)}" for v in plan.versions]
     for warning in plan.warnings[:5]:
         lines.append(f":warning: {escape(warning)}")
+    lines += forecast_lines(plan.forecast)
     if plan.hash:
         lines.append(f"Plan hash `{plan.hash[:12]}`; the worker re-plans and refuses if the database changed.")
+    return lines
+
+
+# Slack refuses a section longer than 3000 characters: the suggested script is cut well before that.
+SUGGESTION_MAX_CHARS = 1200
+
+
+def forecast_lines(forecast: Sequence[str]) -> list[str]:
+    """The dry run's lock-impact lines; a suggested order's statements (after its first line) as code."""
+    if not forecast:
+        return []
+    lines = [":hourglass_flowing_sand: *Lock impact* of the real run (the app waits this long, plus up to the "
+             "lock timeout):"]
+    for line in forecast[:8]:
+        head, _, script = line.partition("\n")
+        lines.append(f"• {escape(head)}")
+        if script:
+            shown = script if len(script) <= SUGGESTION_MAX_CHARS else script[:SUGGESTION_MAX_CHARS] + "\n…"
+            lines.append(f"```{shown.replace('```', '` ` `')}```")
     return lines
 
 

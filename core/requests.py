@@ -126,6 +126,8 @@ class Request:
     versions: list[str] = field(default_factory=list)
     summary: str = ""
     warnings: list[str] = field(default_factory=list)  # the plan's data-loss warnings, shown until the end
+    forecast: list[str] = field(default_factory=list)  # the dry run's lock-impact lines, shown on the card
+    stall_ms: float | None = None  # the dry run's forecast: longest time the app's reads or writes are blocked
     backup: str | None = None
     plan_saved_at: float | None = None  # when the dry run the request was made from was saved
     approver: str | None = None
@@ -171,8 +173,9 @@ class SavedPlan:
     saved_at: float
 
 
-_FLOAT_FIELDS = frozenset({"created_at", "expires_at", "decided_at", "started_at", "finished_at", "plan_saved_at"})
-_LIST_FIELDS = frozenset({"versions", "warnings"})
+_FLOAT_FIELDS = frozenset({"created_at", "expires_at", "decided_at", "started_at", "finished_at", "plan_saved_at",
+                           "stall_ms"})
+_LIST_FIELDS = frozenset({"versions", "warnings", "forecast"})
 
 
 def _encode(name: str, value: Any) -> str:
@@ -351,6 +354,8 @@ class RequestStore:
         ttl_seconds: int,
         backup: str | None = None,
         warnings: list[str] | tuple[str, ...] = (),
+        forecast: list[str] | tuple[str, ...] = (),
+        stall_ms: float | None = None,
         now: float | None = None,
         plan: SavedPlan | None = None,
     ) -> Request:
@@ -380,6 +385,8 @@ class RequestStore:
                 versions=list(versions),
                 summary=summary,
                 warnings=list(warnings),
+                forecast=list(forecast),
+                stall_ms=stall_ms,
                 backup=backup,
                 plan_saved_at=plan.saved_at if plan else None,
             )

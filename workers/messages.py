@@ -551,6 +551,10 @@ def dry_run_text(target: str, report: Mapping[str, Any]) -> str:
     for warning in report.get("warnings") or []:
         text = warning.get("message", warning) if isinstance(warning, Mapping) else warning
         lines.append(f"{WARNING} {text}")
+    forecast = report.get("forecast") or {}
+    if forecast.get("lines"):
+        lines.append("Lock impact of the real run (the app waits this long, plus up to the lock timeout):")
+        lines += [f"• {line}" for line in forecast["lines"]]
     lines.append("Run `/rollback execute` to ask for approval of exactly this plan.")
     return "\n".join(lines)
 
