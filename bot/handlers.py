@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from redis import ConnectionPool, Redis
@@ -29,8 +29,8 @@ from bot.approval import Refusal
 from bot.commands import Command, CommandError
 from bot.plans import PlanSummary, summarize
 from bot.verbs import Action, Verb
-from core import defaults
-from core.config import Settings
+from core import defaults, stall_policy
+from core.config import Settings, Target
 from core.jobs import BackupCheck
 from core.requests import (
     AlreadyDecided,
@@ -65,11 +65,12 @@ def versions_on_disk(migrations_dir: str) -> set[str] | None:
     return versions_in(names)
 
 
-def plan_of(request: Request) -> PlanSummary | None:
+def plan_of(request: Request, target: Target | None = None) -> PlanSummary | None:
     if request.kind is not RequestKind.ROLLBACK:
         return None
     return PlanSummary(request.target, request.plan_hash, request.to_version, tuple(request.versions),
-                       tuple(request.warnings), tuple(request.forecast), request.stall_ms)
+                       tuple(request.warnings), tuple(request.forecast), request.stall_ms,
+                       stall_policy.decide(target, request.stall_ms) if target else None)
 
 
 @dataclass(frozen=True)
@@ -259,6 +260,9 @@ class Handlers:
         plan = summarize(cmd.target, saved.plan)
         if plan.empty:
             return messages.empty_plan(cmd.target)
+        plan = replace(plan, maintenance=stall_policy.decide(self.settings.targets[cmd.target], plan.stall_ms))
+        if plan.maintenance is not None and plan.maintenance.refused:
+            return messages.maintenance_required_without_hook(cmd.target, plan.maintenance)
         return RequestDraft(summary=plan.summary(), plan=plan, saved=saved)
 
     def restore_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
@@ -448,7 +452,7 @@ class Handlers:
         """Replace the buttons by the decision (who, when)."""
         if not request.thread_ts:
             return
-        plan = plan_of(request)
+        plan = plan_of(request, self.settings.targets.get(request.target))
         self.client.chat_update(
             channel=request.channel,
             ts=request.thread_ts,

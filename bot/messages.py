@@ -17,6 +17,7 @@ from bot.plans import PlanSummary
 from bot.verbs import Argument, Verb
 from core.jobs import BackupCheck
 from core.requests import Request, RequestKind, RequestStatus
+from core.stall_policy import MaintenanceChoice, MaintenanceDecision
 
 APPROVE_ACTION = "rollback_approve"
 REJECT_ACTION = "rollback_reject"
@@ -311,6 +312,8 @@ def _plan_lines(plan: PlanSummary) -> list[str]:
     for warning in plan.warnings[:5]:
         lines.append(f":warning: {escape(warning)}")
     lines += forecast_lines(plan.forecast)
+    if plan.maintenance is not None and (note := maintenance_policy_line(plan.maintenance)):
+        lines.append(note)
     if plan.hash:
         lines.append(f"Plan hash `{plan.hash[:12]}`; the worker re-plans and refuses if the database changed.")
     return lines
@@ -333,6 +336,31 @@ def forecast_lines(forecast: Sequence[str]) -> list[str]:
             shown = script if len(script) <= SUGGESTION_MAX_CHARS else script[:SUGGESTION_MAX_CHARS] + "\n…"
             lines.append(f"```{shown.replace('```', '` ` `')}```")
     return lines
+
+
+def _approx_seconds(ms: float) -> str:
+    return "<0.1 s" if ms < 100 else (f"≈{ms / 1000:.0f} s" if ms >= 10_000 else f"≈{ms / 1000:.1f} s")
+
+
+def maintenance_policy_line(decision: MaintenanceDecision) -> str:
+    """What the target's stall policy makes of the forecast, on the card ('' when it changes nothing)."""
+    if decision.stall_ms is None or decision.threshold_s is None:
+        return ""
+    forecast = _approx_seconds(decision.stall_ms)
+    if decision.choice is MaintenanceChoice.REQUIRED:
+        return (f":construction: Maintenance mode is *required* by this target's policy: the forecast stall "
+                f"{forecast} is at least {decision.threshold_s:g} s.")
+    if decision.choice is MaintenanceChoice.SKIP:
+        return (f":fast_forward: Maintenance mode will be *skipped* by this target's policy: the forecast stall "
+                f"{forecast} is under {decision.threshold_s:g} s.")
+    return ""
+
+
+def maintenance_required_without_hook(target: str, decision: MaintenanceDecision) -> str:
+    stall = _approx_seconds(decision.stall_ms or 0.0)
+    return (f"Refused: the dry run forecasts the application blocked {stall}, and {code(target)}'s policy requires "
+            f"maintenance mode from {decision.threshold_s or 0:g} s, but {code(target)} has no `maintenance_on` hook. "
+            "Configure one, or make the down script lighter (see the dry run's suggestion), then dry-run again.")
 
 
 def plan_age_line(request: Request) -> str:

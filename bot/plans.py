@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.stall_policy import MaintenanceDecision
+
 
 @dataclass(frozen=True)
 class PlanSummary:
@@ -20,6 +22,7 @@ class PlanSummary:
     warnings: tuple[str, ...]
     forecast: tuple[str, ...] = ()  # the dry run's lock-impact lines (engine wording), worst table first
     stall_ms: float | None = None  # the longest forecast block of the application's reads or writes
+    maintenance: MaintenanceDecision | None = None  # what the target's policy makes of that forecast
 
     @property
     def empty(self) -> bool:

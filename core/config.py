@@ -49,6 +49,10 @@ class Target:
     smoke_command: str | None = None
     maintenance_on: Hook | None = None
     maintenance_off: Hook | None = None
+    # The dry run's stall forecast decides maintenance mode (core/stall_policy.py): required at or above,
+    # skipped below; None: the configured hooks run whatever the forecast.
+    maintenance_above_stall_s: float | None = None
+    skip_maintenance_below_stall_s: float | None = None
     do_droplet_id: int | None = None
     do_database_id: str | None = None
     escalation: tuple[str, ...] = ()
@@ -125,6 +129,15 @@ def _strings(value: Any, key: str) -> tuple[str, ...]:
     raise ConfigError(f"{key} must be a string or a list of strings")
 
 
+def _seconds(value: Any, key: str) -> float | None:
+    """An optional number of seconds, 0 or more."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{key} must be a number of seconds, 0 or more, not {value!r}")
+    return float(value)
+
+
 def _hook(value: Any, key: str) -> Hook | None:
     if value is None:
         return None
@@ -155,6 +168,11 @@ def _target(name: str, raw: Mapping[str, Any]) -> Target:
         raise ConfigError(f"target name {name!r} must be lower-case letters, digits, '-' or '_'")
     key = f"targets.{name}"
     droplet = raw.get("do_droplet_id")
+    above = _seconds(raw.get("maintenance_above_stall_s"), f"{key}.maintenance_above_stall_s")
+    below = _seconds(raw.get("skip_maintenance_below_stall_s"), f"{key}.skip_maintenance_below_stall_s")
+    if above is not None and below is not None and below > above:
+        raise ConfigError(f"{key}.skip_maintenance_below_stall_s ({below:g}) must not exceed "
+                          f"{key}.maintenance_above_stall_s ({above:g})")
     return Target(
         name=name,
         database_url_env=str(raw.get("database_url_env", f"{name.upper().replace('-', '_')}_DATABASE_URL")),
@@ -164,6 +182,8 @@ def _target(name: str, raw: Mapping[str, Any]) -> Target:
         smoke_command=raw.get("smoke_command"),
         maintenance_on=_hook(raw.get("maintenance_on"), f"{key}.maintenance_on"),
         maintenance_off=_hook(raw.get("maintenance_off"), f"{key}.maintenance_off"),
+        maintenance_above_stall_s=above,
+        skip_maintenance_below_stall_s=below,
         do_droplet_id=int(droplet) if droplet is not None else None,
         do_database_id=raw.get("do_database_id"),
         escalation=_strings(raw.get("escalation"), f"{key}.escalation"),

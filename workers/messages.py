@@ -622,6 +622,20 @@ def rollback_figures(run: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _approx_seconds(ms: float) -> str:
+    return "<0.1 s" if ms < 100 else (f"≈{ms / 1000:.0f} s" if ms >= 10_000 else f"≈{ms / 1000:.1f} s")
+
+
+def maintenance_skipped_by_forecast(stall_ms: float, threshold_s: float) -> str:
+    return (f"skipped by the target's policy: the dry run forecast the application blocked "
+            f"{_approx_seconds(stall_ms)}, under {threshold_s:g} s")
+
+
+def maintenance_required_without_hook(stall_ms: float, threshold_s: float) -> str:
+    return (f"maintenance mode is required by the target's policy (forecast stall {_approx_seconds(stall_ms)}, "
+            f"at least {threshold_s:g} s) but no maintenance_on hook is configured; nothing was changed")
+
+
 def maintenance_figures(result: Mapping[str, Any]) -> dict[str, Any]:
     return {"result": result.get("detail")}
 

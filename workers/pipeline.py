@@ -18,6 +18,7 @@ from typing import Any
 import redis
 from rq import Callback, Queue
 
+from core import stall_policy
 from core.config import Target
 from core.requests import Request, RequestStatus
 from workers import history, identity, messages
@@ -170,6 +171,14 @@ def _maintenance(state: str) -> Any:
         from workers.maintenance import run_hook
 
         step = f"maintenance_{state}"
+        policy = stall_policy.decide(target, request.stall_ms)
+        if policy.choice is stall_policy.MaintenanceChoice.SKIP:
+            detail = messages.maintenance_skipped_by_forecast(policy.stall_ms or 0.0, policy.threshold_s or 0.0)
+            progress.skip(step, detail)
+            return {"maintenance": {"skipped": True, "ok": True, "detail": detail, "policy": policy.choice.value}}
+        if policy.refused:
+            raise StepFailed(messages.maintenance_required_without_hook(policy.stall_ms or 0.0,
+                                                                         policy.threshold_s or 0.0))
         hook = target.maintenance_on if state == "on" else target.maintenance_off
         started = progress.start(step) if hook else None
         result = run_hook(hook, target=target.name, state=state).to_dict()
