@@ -13,8 +13,23 @@ from core.requests import RequestStore
 from core.stall_policy import MaintenanceChoice, decide
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
-from tests.fixtures.bot import ALICE, CHANNEL, DEFAULT_BOT_CONFIG, PLAN, SIGNING_SECRET, ephemeral_texts, roots
-from tests.fixtures.stack import apply_example, approved_request, dry_run_plan, run_request, thread_text, write_config
+from tests.fixtures.bot import (
+    ALICE,
+    CHANNEL,
+    DEFAULT_BOT_CONFIG,
+    PLAN,
+    SIGNING_SECRET,
+    ephemeral_texts,
+    roots,
+)
+from tests.fixtures.stack import (
+    apply_example,
+    approved_request,
+    dry_run_plan,
+    run_request,
+    thread_text,
+    write_config,
+)
 
 GOOD = "2025_10_20_120001"
 HOOK = Hook(command="true")
