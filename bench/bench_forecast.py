@@ -129,12 +129,12 @@ def once(admin_url: str, template: str, users: int, budget_ms: int, *,
 
 
 def measure(admin_url: str, template: str, users: int, reps: int, say: dataset.Say, *,
-            budget_ms: int = defaults.DRY_RUN_BUDGET_MS) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+            budget_ms: int = defaults.DRY_RUN_BUDGET_MS, reader_seconds: float = READER_SECONDS) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
                                                                   list[ForecastRun]]:
     """(figure rows, verdicts, runs) in the shape bench/__main__.py writes to the results."""
     runs: list[ForecastRun] = []
     for rep in range(reps):
-        run = once(admin_url, template, users, budget_ms)
+        run = once(admin_url, template, users, budget_ms, reader_seconds=reader_seconds)
         runs.append(run)
         say(f"  forecast rep {rep + 1}/{reps}: forecast {run.forecast_s:.1f} s"
             f"{' (estimated)' if run.estimated else ''}, measured stall {run.measured_stall_s:.1f} s "
@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--admin-url", default=os.environ.get("BENCH_POSTGRES_URL",
                                                               "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--db-prefix", default="bench_")
+    parser.add_argument("--reader-seconds", type=float, default=READER_SECONDS,
+                        help="how long the reader holds users during the dry run (default 10)")
     parser.add_argument("--json", metavar="PATH", help="also write the runs as JSON here")
     args = parser.parse_args(argv)
     dataset.use_prefix(args.db_prefix)
@@ -175,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
 
     template = dataset.ensure_template(args.admin_url, size, say=say)
-    rows, verdicts, runs = measure(args.admin_url, template, size.users, args.reps, say, budget_ms=args.budget_ms)
+    rows, verdicts, runs = measure(args.admin_url, template, size.users, args.reps, say, budget_ms=args.budget_ms,
+                                   reader_seconds=args.reader_seconds)
     say("")
     say(f"{'rep':>3}  {'forecast':>9}  {'measured':>9}  {'error':>6}  {'dry-run stall':>13}  bound")
     for i, r in enumerate(runs, 1):
