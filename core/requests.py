@@ -465,5 +465,11 @@ class RequestStore:
     def clear_plan(self, channel: str, target: str) -> None:
         self.redis.delete(self._plan_key(channel, target))
 
+    def clear_plans(self, target: str) -> None:
+        """Forget every channel's plan for `target`: the workers changed it, so no plan still holds."""
+        keys = list(self.redis.scan_iter(match=f"{self.prefix}:plan:*:{target}", count=500))
+        if keys:
+            self.redis.delete(*keys)
+
 
 _FIELD_NAMES = frozenset(f.name for f in fields(Request))
