@@ -9,6 +9,8 @@ VERIFY = "workers.jobs.verify"
 HISTORY = "workers.jobs.history"
 RESTORE = "workers.jobs.restore"
 REPORT = "workers.jobs.report"
+MAINTENANCE = "workers.jobs.maintenance"
+CHECK_BACKUP = "workers.jobs.check_backup"
 
 # The step a worker claims (RequestStore.claim) when it starts an approved request, per request kind.
 # Whoever claims it first owns the start: the worker runs the request, or the bot's expiry sweeper

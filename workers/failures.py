@@ -17,6 +17,7 @@ from typing import Any
 import redis
 from rq.job import Job
 
+from core import steps
 from core.requests import RequestStatus
 from workers import history, messages
 from workers.context import Context, context
@@ -26,13 +27,13 @@ from workers.paging import dedup_key, escalate
 logger = logging.getLogger("workers.failures")
 
 PIPELINE_JOB = "workers.jobs.pipeline_step"
+# Jobs that run (or start) an approved request; a restore runs its steps inside its one job, and
+# saves which one is running (`current_step`) so its failure names the step.
 REQUEST_JOBS = {"workers.jobs.execute": "execute", "workers.jobs.restore": "restore"}
 # Standalone jobs whose failure pages (the read-only ones only report into the thread).
 PAGING_JOBS = {"workers.jobs.backup": "backup", "workers.jobs.verify": "verify"}
-# Steps after "maintenance on": a failure there leaves maintenance mode on.
-AFTER_MAINTENANCE_ON = ("rollback", "verify", "maintenance_off")
-# Steps whose failure is written to migration_history (the operations on the target).
-RECORDED_STEPS = ("backup", "maintenance_on", "rollback", "verify", "maintenance_off", "restore")
+# A request in one of these may still fail; any other status is someone else's final word.
+STARTED = frozenset({RequestStatus.APPROVED, RequestStatus.RUNNING})
 # Jobs this process has already reported (the job's own report, then RQ's callback, in one work-horse).
 _reported_here: set[str] = set()
 
@@ -84,7 +85,7 @@ def report(job: Job, error: str, *, crashed: bool = False) -> None:
             request_failed(ctx, kwargs["request_id"], kwargs["step"], error, crashed=crashed, job_kwargs=kwargs)
         elif job.func_name in REQUEST_JOBS:
             request_failed(ctx, kwargs["request_id"], REQUEST_JOBS[job.func_name], error, crashed=crashed,
-                           job_kwargs=kwargs)
+                           job_kwargs=kwargs, inline=True)
         else:
             standalone_failed(ctx, job, kwargs, error)
     except Exception:
@@ -106,7 +107,7 @@ def _without_redis(ctx: Context, request_id: str, step: str, error: str, kwargs:
 
 
 def request_failed(ctx: Context, request_id: str, step: str, error: str, *, crashed: bool = False,
-                   job_kwargs: dict[str, Any] | None = None) -> None:
+                   job_kwargs: dict[str, Any] | None = None, inline: bool = False) -> None:
     try:
         request = ctx.store().get(request_id)
     except redis.RedisError:
@@ -115,20 +116,29 @@ def request_failed(ctx: Context, request_id: str, step: str, error: str, *, cras
     if request is None:
         logger.error("job for unknown request %s failed at %s: %s", request_id, step, error)
         return
+    if request.status not in STARTED:
+        # Rejected, cancelled, expired or already finished: never rewritten, never paged.
+        logger.warning("job for request %s (%s) failed at %s: %s", request_id, request.status.value, step, error)
+        return
     progress = ctx.progress(request.channel, request.thread_ts)
-    progress.fail(step, error)
     left_on = False
     try:  # bookkeeping in Redis; if Redis fails now, the thread and the page still go out
         state = ctx.load_state(request_id)
+        if inline and state.get("current_step"):
+            step = str(state["current_step"])
         maintenance = ((state.get("maintenance_on") or {}).get("maintenance") or {})
-        left_on = step in AFTER_MAINTENANCE_ON and bool(maintenance) and not maintenance.get("skipped")
+        info = steps.STEPS.get(step)
+        left_on = bool(info and info.leaves_maintenance_on) and bool(maintenance) and not maintenance.get("skipped")
         ctx.store().set_status(request_id, RequestStatus.FAILED, finished_at=time.time(),
-                               outcome=f"{messages.step_name(step)} failed: {error}")
+                               outcome=f"{steps.label(step)} failed: {error}")
         ctx.save_state(request_id, paged=True, failed_step=step, error=error)
+        ctx.store().clear_plans(request.target)  # the target may have changed: no plan is known to hold
     except redis.RedisError as exc:
         logger.warning("could not record the failure of %s in Redis: %s", request_id, type(exc).__name__)
+    progress.fail(step, error)
     target = ctx.target(request.target)
-    if step in RECORDED_STEPS:  # unless the step recorded its own failure (the engine does, when it can)
+    info = steps.STEPS.get(step)
+    if info is not None and info.recorded:  # unless the step recorded its own failure (the engine does, when it can)
         try:
             with ctx.connect(target) as conn:
                 if not history.has_failure(conn, request_id, step):

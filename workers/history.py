@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from workers import messages
+from workers.checks import VerifyReport
 from workers.engine import store
 
 logger = logging.getLogger("workers.history")
@@ -74,11 +74,5 @@ def counts_before(conn: psycopg.Connection[Any], request_id: str) -> dict[str, i
         " ORDER BY executed_at DESC, id DESC LIMIT 1",
         (request_id,),
     ).fetchone()
-    checks = ((row[0] if row else None) or {}).get("checks") or []
-    counts = {
-        str(c.get("subject") or str(c.get("name")).removeprefix(messages.ROW_COUNT_PREFIX)): int(c["figure"]["before"])
-        for c in checks
-        if str(c.get("name", "")).startswith(messages.ROW_COUNT_PREFIX) and isinstance(c.get("figure"), dict)
-        and c["figure"].get("before") is not None
-    }
-    return counts or None
+    details = (row[0] if row else None) or {}
+    return VerifyReport.from_dict(details).counts_before() or None

@@ -14,6 +14,7 @@ from typing import Any
 from rq import get_current_job
 
 from workers import failures, operations, pipeline
+from workers import report as incident_report
 from workers.context import Context, context
 from workers.errors import describe
 from workers.progress import Progress
@@ -70,8 +71,6 @@ def history(*, target: str, channel: str | None = None, thread_ts: str | None = 
 
 
 def report(*, channel: str, thread_ts: str, requester: str = "unknown", **_: Any) -> dict[str, Any]:
-    from workers import report as incident_report
-
     return _read_only("report", channel, thread_ts,
                       lambda ctx, p: incident_report.write_report(ctx, p, channel, thread_ts, requester))
 
@@ -95,4 +94,23 @@ def pipeline_step(*, request_id: str, step: str, **_: Any) -> dict[str, Any]:
 
 
 def restore(*, request_id: str, into: str = "target", **_: Any) -> dict[str, Any]:
-    return _changing(lambda ctx: operations.restore(ctx, request_id, into))
+    return _changing(lambda ctx: pipeline.restore(ctx, request_id, into))
+
+
+def maintenance(*, target: str, state: str, channel: str | None = None, thread_ts: str | None = None,
+                requester: str = "unknown", **_: Any) -> dict[str, Any]:
+    """`/rollback maintenance on|off`: the target's hook, a line in the thread, a row in history."""
+    return _changing(lambda ctx: operations.maintenance(ctx, ctx.progress(channel, thread_ts), target, state,
+                                                        requester))
+
+
+def check_backup(*, target: str, backup: str, **_: Any) -> dict[str, Any]:
+    """Whether `backup` may be restored into `target` (exists, checksum, `pg_restore --list`), asked by
+    the bot before it creates a restore request. Posts nothing; answers
+    `{"ok", "error", "newest": [names, newest first], "backup": manifest | None}`."""
+    ctx = context()
+    with ctx.lease(_job_id()):
+        try:
+            return pipeline.inspect_backup(ctx, ctx.target(target), backup).to_dict()
+        except Exception as exc:
+            return {"ok": False, "error": describe(exc, ctx.secrets()), "newest": [], "backup": None}

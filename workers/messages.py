@@ -6,7 +6,14 @@ Functions take data and return text (Slack mrkdwn). Nothing here does I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from core import steps
+from workers.checks import Check, CheckKind
+
+if TYPE_CHECKING:  # types only: the modules that build these results import this one
+    from workers.engine.reports import DryRunReport, RunReport, StatementResult
+    from workers.restore import RestoreResult
 
 # Emoji prefixes keep a busy incident thread scannable.
 STARTED = ":hourglass_flowing_sand:"
@@ -76,31 +83,21 @@ def still_running(step: str, elapsed_s: float, detail: str = "") -> str:
 
 # --- the execute pipeline -------------------------------------------------------------------------
 
-STEP_NAMES = {
-    "execute": "Execute",
-    "backup": "Backup",
-    "snapshot": "Snapshot",
-    "maintenance_on": "Maintenance on",
-    "rollback": "Rollback",
-    "verify": "Verification",
-    "maintenance_off": "Maintenance off",
-    "finish": "Outcome",
-    "restore": "Restore",
-    "status": "Status",
-    "dry_run": "Dry run",
-    "history": "History",
-    "backups": "Backups",
-    "report": "Report",
-}
-
-
 def step_name(step: str) -> str:
-    return STEP_NAMES.get(step, step.replace("_", " ").capitalize())
+    return steps.label(step)
 
 
-def pipeline_queued(request_id: str, target: str, to_version: str | None, steps: Sequence[str]) -> str:
-    chain = " → ".join(step_name(s) for s in steps)
-    return f"{STARTED} Request {request_id}: rolling back *{target}* to {to_version or 'the plan'}: {chain}"
+def pipeline_queued(request_id: str, target: str, to_version: str | None, labels: Sequence[str]) -> str:
+    return f"{STARTED} Request {request_id}: rolling back *{target}* to {to_version or 'the plan'}: {' → '.join(labels)}"
+
+
+def restore_queued(request_id: str, target: str, backup: str, into: str, labels: Sequence[str]) -> str:
+    where = f"*{target}*" if into == "target" else f"a scratch database beside *{target}*"
+    return f"{STARTED} Request {request_id}: restoring `{backup}` into {where}: {' → '.join(labels)}"
+
+
+def refused(request_id: str, reason: str) -> str:
+    return f"{FAILED} Request {request_id} refused: {reason}"
 
 
 def plan_changed(request_id: str) -> str:
@@ -151,26 +148,17 @@ def backup_figures(backup: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def statements_lines(run: Mapping[str, Any]) -> str:
+def statements_lines(statements: Iterable[StatementResult]) -> str:
     """The statements a rollback ran (or a dry run tried), one per line, as a code block."""
     lines: list[str] = []
-    for statement in run.get("statements") or []:
-        if isinstance(statement, Mapping):
-            sql_text = " ".join(str(statement.get("sql", "")).split())
-            rows = statement.get("rowcount")
-            tag = str(statement.get("tag") or "")
-            effect = f"  -- {tag}" + (f" ({rows} rows)" if rows not in (None, -1) else "") if tag else ""
-            lines.append(f"{statement.get('version', '')}: {sql_text}{effect}".lstrip(": "))
-        else:
-            lines.append(" ".join(str(statement).split()))
+    for statement in statements:
+        sql_text = " ".join(statement.sql.split())
+        rows = statement.rowcount
+        effect = f"  -- {statement.tag}" + (f" ({rows} rows)" if rows not in (None, -1) else "") if statement.tag else ""
+        lines.append(f"{statement.version}: {sql_text}{effect}".lstrip(": "))
     if not lines:
         return ""
     return "```\n" + "\n".join(lines) + "\n```"
-
-
-def failed_checks(checks: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Names of the checks that failed (a skipped check, e.g. no health_url configured, is not a failure)."""
-    return [str(c.get("name")) for c in checks if not c.get("passed") and not c.get("skipped")]
 
 
 # --- verification checks ------------------------------------------------------------------------
@@ -182,34 +170,33 @@ CHECK_ROW_COUNTS = "row counts"
 CHECK_HEALTH = "health check"
 CHECK_SMOKE = "smoke test"
 CHECK_CONNECTIONS = "connections"
-ROW_COUNT_PREFIX = "row count "
 
 
 def row_count_check(table: str) -> str:
     """A row count's check name, as failure lists say it (`checks failed: row count users`)."""
-    return f"{ROW_COUNT_PREFIX}{table}"
+    return f"row count {table}"
 
 
-def check_label(check: Mapping[str, Any]) -> str:
+def check_label(check: Check) -> str:
     """What a check is about: the table for a row count, else its name."""
-    return str(check.get("subject") or check.get("name")) if check.get("kind") == "row_count" else str(check.get("name"))
+    return check.subject or check.name if check.kind is CheckKind.ROW_COUNT else check.name
 
 
-def check_line(check: Mapping[str, Any]) -> str:
-    mark = SKIPPED if check.get("skipped") else DONE if check.get("passed") else FAILED
-    detail = f": {check.get('detail')}" if check.get("detail") else ""
+def check_line(check: Check) -> str:
+    mark = SKIPPED if check.skipped else DONE if check.passed else FAILED
+    detail = f": {check.detail}" if check.detail else ""
     return f"{mark} {check_label(check)}{detail}"
 
 
-def checks_block(checks: Iterable[Mapping[str, Any]]) -> str:
+def checks_block(checks: Iterable[Check]) -> str:
     return "\n".join(check_line(c) for c in checks)
 
 
-def checks_summary(checks: Iterable[Mapping[str, Any]]) -> str:
+def checks_summary(checks: Iterable[Check]) -> str:
     """`5 passed, 1 skipped, 0 failed`: a skipped check is never counted as passed."""
     listed = list(checks)
-    skipped = sum(1 for c in listed if c.get("skipped"))
-    passed = sum(1 for c in listed if c.get("passed") and not c.get("skipped"))
+    skipped = sum(1 for c in listed if c.skipped)
+    passed = sum(1 for c in listed if c.passed and not c.skipped)
     return f"{passed} passed, {skipped} skipped, {len(listed) - passed - skipped} failed"
 
 
@@ -306,7 +293,8 @@ def outcome_succeeded(request_id: str, target: str, to_version: str | None, requ
 
 
 def outcome_failed(request_id: str, target: str, step: str, error: str, maintenance_left_on: bool) -> str:
-    maint = " Maintenance mode was left ON." if maintenance_left_on else ""
+    maint = (f" Maintenance mode was left ON: once the database is checked, turn it off with "
+             f"`/rollback maintenance off {target}`." if maintenance_left_on else "")
     return f"{FAILED} Request {request_id}: *{target}* — {step_name(step)} failed: {error}.{maint}"
 
 
@@ -353,10 +341,6 @@ def job_crashed(step: str, reason: str) -> str:
     return f"the worker running {step_name(step)} died ({reason}); the transaction in progress was not committed"
 
 
-def job_timed_out(step: str, timeout_s: int | float | None) -> str:
-    return f"{step_name(step)} ran past its time limit ({seconds(float(timeout_s or 0))}) and was stopped"
-
-
 def timed_out(detail: str) -> str:
     return f"timeout: the step ran past its time limit and was stopped ({detail or 'RQ job timeout'})"
 
@@ -391,19 +375,11 @@ def identity_claimed_elsewhere(target: str, other: str, current: Mapping[str, An
     )
 
 
-def identity_recorded(target: str, identity: Mapping[str, Any]) -> str:
-    return f"target {target}: recorded identity {identity_describe(identity)}"
-
-
 def identity_confirmed(target: str, identity: Mapping[str, Any], by: str) -> str:
     return f"target {target}: identity confirmed by {by} as {identity_describe(identity)}"
 
 
 # --- jobs --------------------------------------------------------------------------------------------
-
-
-def job_failed(step: str, error: str) -> str:
-    return step_failed(step_name(step), error)
 
 
 def unexpected_error(error: BaseException) -> str:
@@ -480,9 +456,9 @@ def report_paged(dedup_key: str | None) -> str:
     return f"yes (PagerDuty dedup_key {dedup_key})" if dedup_key else "no"
 
 
-def report_check(check: Mapping[str, Any]) -> str:
-    mark = "skipped" if check.get("skipped") else "pass" if check.get("passed") else "FAIL"
-    text = str(check.get("detail") or "").removeprefix(check_skipped(""))  # the mark already says skipped
+def report_check(check: Check) -> str:
+    mark = "skipped" if check.skipped else "pass" if check.passed else "FAIL"
+    text = check.detail.removeprefix(check_skipped(""))  # the mark already says skipped
     return f"- **{mark}** {check_label(check)}" + (f": {text}" if text else "")
 
 
@@ -533,24 +509,21 @@ def status_text(target: str, report: Mapping[str, Any], identity: Mapping[str, A
     return "\n".join(lines)
 
 
-def dry_run_text(target: str, report: Mapping[str, Any]) -> str:
-    plan = report.get("plan") or {}
-    versions = plan.get("versions") or []
-    if not versions:
-        return f"{DONE} *{target}*: nothing to roll back to {plan.get('to')}: it is the current version."
+def dry_run_text(target: str, report: DryRunReport) -> str:
+    plan = report.plan
+    if not plan.versions:
+        return f"{DONE} *{target}*: nothing to roll back to {plan.to}: it is the current version."
     lines = [
-        f"*Dry run* on *{target}*: revert {len(versions)} migration(s) to *{plan.get('to')}* "
-        f"(plan `{str(plan.get('hash'))[:12]}`, nothing was changed)"
+        f"*Dry run* on *{target}*: revert {len(plan.versions)} migration(s) to *{plan.to}* "
+        f"(plan `{plan.hash[:12]}`, nothing was changed)"
     ]
-    for step in plan.get("steps") or []:
-        mode = "" if step.get("transactional", True) else " (runs outside a transaction)"
-        lines.append(f"*{step.get('version')}* {step.get('name')}{mode}\n```\n{str(step.get('sql', '')).strip()}\n```")
-    effects = statements_lines({"statements": report.get("statements") or []})
+    for step in plan.steps:
+        mode = "" if step.transactional else " (runs outside a transaction)"
+        lines.append(f"*{step.version}* {step.name}{mode}\n```\n{step.sql.strip()}\n```")
+    effects = statements_lines(report.statements)
     if effects:
         lines.append("Statement effects (in a transaction that was rolled back):\n" + effects)
-    for warning in report.get("warnings") or []:
-        text = warning.get("message", warning) if isinstance(warning, Mapping) else warning
-        lines.append(f"{WARNING} {text}")
+    lines += [f"{WARNING} {warning}" for warning in report.warnings]
     lines.append("Run `/rollback execute` to ask for approval of exactly this plan.")
     return "\n".join(lines)
 
@@ -578,12 +551,11 @@ def history_text(target: str, rows: Sequence[Mapping[str, Any]]) -> str:
     return f"*History of {target}* (newest first)\n```\n" + "\n".join(history_line(r) for r in rows[:30]) + "\n```"
 
 
-def restore_figures(result: Mapping[str, Any]) -> dict[str, Any]:
-    counts = result.get("row_counts") or {}
+def restore_figures(result: RestoreResult) -> dict[str, Any]:
     return {
-        "into": f"{result.get('into')} `{result.get('database')}`",
-        "backup": f"`{result.get('backup')}`",
-        "rows": ", ".join(f"{t} {n}" for t, n in sorted(counts.items())) or None,
+        "into": f"{result.into} `{result.database}`",
+        "backup": f"`{result.backup}`",
+        "rows": ", ".join(f"{t} {n}" for t, n in sorted(result.row_counts.items())) or None,
     }
 
 
@@ -610,16 +582,20 @@ def rollback_of(versions: Sequence[str], to_version: str | None) -> str:
     return f"{', '.join(versions)} → {to_version}"
 
 
-def rollback_figures(run: Mapping[str, Any]) -> dict[str, Any]:
+def rollback_figures(run: RunReport) -> dict[str, Any]:
     return {
-        "reverted": ", ".join(run.get("versions") or []) or "nothing",
-        "statements": len(run.get("statements") or []),
-        "already done": "yes" if run.get("already_done") else None,
+        "reverted": ", ".join(run.versions) or "nothing",
+        "statements": len(run.statements),
+        "already done": "yes" if run.already_done else None,
     }
 
 
-def maintenance_figures(result: Mapping[str, Any]) -> dict[str, Any]:
-    return {"result": result.get("detail")}
+def maintenance_figures(detail: str) -> dict[str, Any]:
+    return {"result": detail}
+
+
+def maintenance_failed(state: str, detail: str) -> str:
+    return f"the maintenance_{state} hook failed: {detail}"
 
 
 def snapshot_figures(snapshot: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 from slack_sdk import WebClient
 
 from workers import messages
+from workers.checks import VerifyReport
 from workers.context import Context
 from workers.paging import dedup_key
 from workers.progress import Progress
@@ -125,7 +126,7 @@ def render(thread: Sequence[Mapping[str, Any]], request: Mapping[str, Any] | Non
         lines += ["```"]
     if verify.get("checks"):
         lines += ["", messages.REPORT_CHECKS_HEADING, ""]
-        lines += [messages.report_check(check) for check in verify["checks"]]
+        lines += [messages.report_check(check) for check in VerifyReport.from_dict(verify).checks]
     lines += ["", messages.REPORT_TIMELINE_HEADING, "", messages.REPORT_TIMELINE_COLUMNS, "|---|---|---|---|"]
     first = float(thread[0]["ts"]) if thread else 0.0
     for message in thread:

@@ -11,6 +11,8 @@ Before anything, the archive's SHA-256 is checked against its manifest and pg_re
   back and the target stays as it was. THE CALLER TAKES A FRESH BACKUP OF THE TARGET FIRST
   (workers.backup.take_backup), so a restore can itself be undone.
   Objects other than tables created after the backup (functions, types, views) are left in place.
+  The bot's own bookkeeping (KEPT_TABLES: migration_history, the identity record) is left out of the
+  restore: the record of what happened, including rows written after the backup, survives it.
 
 Either way the result carries the row counts of all user tables in the restored database, to compare
 with the counts of the original.
@@ -40,6 +42,7 @@ from workers.backup import (
     client_env,
     describe,
     last_line,
+    list_backups,
     read_manifest,
     redact,
     run_client,
@@ -52,6 +55,10 @@ from workers.verify import VerifyError, count_all_rows, user_tables
 INTO = ("target", "scratch")
 DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 TOC_TABLE = re.compile(r"^\d+; \d+ \d+ TABLE (\S+) (\S+) ")
+# The bot's own tables in the target: never dropped, never replaced by a restore. Their sequences,
+# indexes and constraints carry the table's name as a prefix (workers/engine/store.py, identity.py).
+KEPT_TABLES = ("public.migration_history", "public.rollback_target_identity")
+NEWEST_SHOWN = 5
 
 
 class RestoreError(Exception):
@@ -74,6 +81,37 @@ class RestoreResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class BackupCheck:
+    """Whether a backup may be restored: it exists in the backup directory, its checksum matches its
+    manifest and pg_restore reads it; `newest` names the target's newest verified backups."""
+
+    ok: bool
+    error: str | None
+    newest: list[str]
+    backup: dict[str, Any] | None = None  # the manifest, with the archive's path
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_backup(backup: str, *, backup_dir: str, target: str, pg_restore: str = "pg_restore",
+                 any_target: bool = False) -> BackupCheck:
+    """Check `backup` (a name in `backup_dir`) before a restore is asked for or started; never raises
+    for a bad backup. A backup of another target is refused unless `any_target` (a scratch restore)."""
+    newest = [str(b["name"]) for b in list_backups(backup_dir, target) if b.get("verified")][:NEWEST_SHOWN]
+    try:
+        archive = resolve_archive(backup, backup_dir)
+        verify_archive(archive, pg_restore=pg_restore)
+    except (RestoreError, BackupError) as exc:
+        return BackupCheck(False, str(exc), newest)
+    manifest = {**(read_manifest(archive) or {}), "path": str(archive)}
+    if not any_target and manifest.get("target") != target:
+        return BackupCheck(False, messages.backup_of_other_target(archive.name, manifest.get("target"), target),
+                           newest, manifest)
+    return BackupCheck(True, None, newest, manifest)
+
+
 def resolve_archive(backup_path: str, backup_dir: str) -> Path:
     """The archive's path, which must lie inside the backup directory (a name alone is looked up there)."""
     root = Path(backup_dir).resolve()
@@ -92,17 +130,41 @@ def scratch_database_name(target: str, now: datetime) -> str:
     return f"{slug(target, 30).replace('-', '_')}_restore_{now.strftime('%Y%m%d%H%M%S')}"
 
 
-def archive_tables(archive: Path, pg_restore: str) -> set[str]:
-    """`schema.table` of every table the archive defines (from `pg_restore --list`)."""
+def read_toc(archive: Path, pg_restore: str) -> list[str]:
+    """The archive's table of contents (`pg_restore --list`), one entry per line."""
     done = subprocess.run([pg_restore, "--list", str(archive)], capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         raise RestoreError(messages.archive_unreadable(archive.name, last_line(done.stderr)))
+    return done.stdout.splitlines()
+
+
+def archive_tables(toc: list[str]) -> set[str]:
+    """`schema.table` of every table a table of contents defines."""
     tables = set()
-    for line in done.stdout.splitlines():
+    for line in toc:
         match = TOC_TABLE.match(line)
         if match:
             tables.add(f"{match.group(1)}.{match.group(2)}")
     return tables
+
+
+def is_kept(entry: str) -> bool:
+    """Whether a TOC entry belongs to one of KEPT_TABLES (the table, its data, sequence, indexes...)."""
+    if entry.startswith(";"):
+        return False
+    for kept in KEPT_TABLES:
+        schema, table = kept.split(".", 1)
+        words = entry.split()
+        if schema in words:
+            after = words[words.index(schema) + 1:]
+            if any(word == table or word.startswith(f"{table}_") for word in after[:2]):
+                return True
+    return False
+
+
+def restore_list(toc: list[str]) -> str:
+    """The TOC for `pg_restore --use-list`: KEPT_TABLES' entries commented out (neither dropped nor loaded)."""
+    return "".join(f";{line}\n" if is_kept(line) else f"{line}\n" for line in toc)
 
 
 def _db_error(exc: psycopg.Error, conninfo: str) -> str:
@@ -158,7 +220,10 @@ def restore_backup(
     progress_interval: float = defaults.PROGRESS_INTERVAL_SECONDS,
     now: datetime | None = None,
 ) -> RestoreResult:
-    """Restore `backup_path` (a name in `backup_dir`, or a path inside it); see the module docstring."""
+    """`jobs` > 1 runs pg_restore with `--jobs` where it loads the database itself (a scratch
+    database). A restore into the target runs in one transaction, which parallel jobs cannot share,
+    so it stays serial: all or nothing weighs more than the time."""
+    # Restore `backup_path` (a name in `backup_dir`, or a path inside it); see the module docstring.
     if into not in INTO:
         raise RestoreError(messages.restore_into_invalid(into))
     archive = resolve_archive(backup_path, backup_dir)
@@ -229,27 +294,31 @@ def _restore_into_target(
     lock_timeout_ms: int,
 ) -> list[str]:
     """pg_restore's clean script, after dropping tables the archive lacks, in one psql transaction."""
+    toc = read_toc(archive, pg_restore)
     try:
-        extra = sorted(set(user_tables(conninfo)) - archive_tables(archive, pg_restore))
+        extra = sorted(set(user_tables(conninfo)) - archive_tables(toc) - set(KEPT_TABLES))
     except VerifyError as exc:
-        raise RestoreError(messages.nothing_restored(exc)) from None
+        raise RestoreError(messages.nothing_restored(exc)) from exc
     # A bounded lock wait: behind the application's sessions the restore fails (and rolls back)
     # instead of hanging, and the application never queues behind a restore stuck waiting.
     prologue = f"SET lock_timeout = {int(lock_timeout_ms)};\n" + "".join(
         sql.SQL("DROP TABLE IF EXISTS {} CASCADE;\n").format(sql.Identifier(*table.split(".", 1))).as_string(None)
         for table in extra
     )
-    _relay_in_transaction(
-        [pg_restore, "--clean", "--if-exists", "--file=-", str(archive)],
-        [psql, "--no-password", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", f"--dbname={dbname}"],
-        prologue=prologue.encode(),
-        script_edits=((b"\nSET lock_timeout = 0;\n", f"\nSET lock_timeout = {int(lock_timeout_ms)};\n".encode()),),
-        env=env,
-        conninfo=conninfo,
-        heartbeat=heartbeat,
-        interval=interval,
-        label=archive.name,
-    )
+    with tempfile.NamedTemporaryFile("w", prefix="restore-list-", suffix=".txt") as listing:
+        listing.write(restore_list(toc))
+        listing.flush()
+        _relay_in_transaction(
+            [pg_restore, "--clean", "--if-exists", f"--use-list={listing.name}", "--file=-", str(archive)],
+            [psql, "--no-password", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", f"--dbname={dbname}"],
+            prologue=prologue.encode(),
+            script_edits=((b"\nSET lock_timeout = 0;\n", f"\nSET lock_timeout = {int(lock_timeout_ms)};\n".encode()),),
+            env=env,
+            conninfo=conninfo,
+            heartbeat=heartbeat,
+            interval=interval,
+            label=archive.name,
+        )
     return extra
 
 

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +25,8 @@ from psycopg import sql
 from core import defaults
 from core.config import Target
 from workers import messages
+from workers.backup import describe, redact  # one redaction rule for all the workers' steps
+from workers.checks import Check, CheckKind, VerifyReport
 
 PENDING = "pending"
 OUTPUT_TAIL_CHARS = 400
@@ -36,46 +37,7 @@ class VerifyError(Exception):
     """Verification could not run at all (e.g. the database is unreachable); one line, no secret."""
 
 
-@dataclass(frozen=True)
-class Check:
-    """One check: `figure` is the data (JSON-able), `detail` the sentence people read (workers.messages)."""
-
-    name: str
-    passed: bool
-    figure: Any = None
-    detail: str = ""
-    skipped: bool = False
-    kind: str = ""  # migrations, row_count, health, smoke, connections
-    subject: str = ""  # the table of a row count
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    target: str
-    checks: list[Check] = field(default_factory=list)
-    duration_s: float = 0.0
-
-    @property
-    def passed(self) -> bool:
-        return all(check.passed or check.skipped for check in self.checks)
-
-    @property
-    def failed(self) -> list[Check]:
-        return [check for check in self.checks if not check.passed and not check.skipped]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "passed": self.passed,
-            "duration_s": self.duration_s,
-            "checks": [check.to_dict() for check in self.checks],
-        }
-
-
-def skipped(name: str, reason: str, figure: Any = None, kind: str = "", subject: str = "") -> Check:
+def skipped(name: str, reason: str, figure: Any = None, kind: CheckKind | None = None, subject: str = "") -> Check:
     return Check(name=name, passed=False, figure=figure, detail=messages.check_skipped(reason), skipped=True,
                  kind=kind, subject=subject)
 
@@ -87,8 +49,6 @@ def _table_identifier(name: str) -> sql.Identifier:
 
 
 def _connect(conninfo: str) -> psycopg.Connection[Any]:
-    from workers.backup import describe, redact  # one redaction rule for all the workers' steps
-
     try:
         return psycopg.connect(conninfo, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS, autocommit=True)
     except psycopg.Error as exc:
@@ -137,7 +97,7 @@ def check_migration_status(
     conn: psycopg.Connection[Any], expected: dict[str, str] | None, migrations_dir: str
 ) -> Check:
     """The pipeline's check: each reverted version has the status the rollback should have left."""
-    name, kind = messages.CHECK_MIGRATIONS, "migrations"
+    name, kind = messages.CHECK_MIGRATIONS, CheckKind.MIGRATIONS
     if not expected:
         return skipped(name, messages.NO_EXPECTED_STATUS, kind=kind)
     try:
@@ -171,13 +131,13 @@ def check_migration_health(status_report: Mapping[str, Any]) -> Check:
     ]
     figure = {"migrations": len(migrations), "problems": len(problems)}
     return Check(messages.CHECK_MIGRATIONS, not problems, figure, messages.migrations_healthy(len(migrations), problems),
-                 kind="migrations")
+                 kind=CheckKind.MIGRATIONS)
 
 
 def check_row_counts(
     conn: psycopg.Connection[Any], tables: Sequence[str], baseline: dict[str, int] | None
 ) -> list[Check]:
-    kind = "row_count"
+    kind = CheckKind.ROW_COUNT
     if not tables:
         return [skipped(messages.CHECK_ROW_COUNTS, messages.NO_CRITICAL_TABLES, kind=kind)]
     checks: list[Check] = []
@@ -204,7 +164,7 @@ def display_url(url: str) -> str:
 
 
 def check_health(url: str | None, timeout: float) -> Check:
-    name, kind = messages.CHECK_HEALTH, "health"
+    name, kind = messages.CHECK_HEALTH, CheckKind.HEALTH
     if not url:
         return skipped(name, messages.NO_HEALTH_URL, kind=kind)
     shown = display_url(url)
@@ -222,7 +182,7 @@ def tail(text: str, limit: int = OUTPUT_TAIL_CHARS) -> str:
 
 
 def check_smoke(command: str | None, target: str, timeout: float) -> Check:
-    name, kind = messages.CHECK_SMOKE, "smoke"
+    name, kind = messages.CHECK_SMOKE, CheckKind.SMOKE
     if not command:
         return skipped(name, messages.NO_SMOKE_COMMAND, kind=kind)
     done = run_shell(command, env={"ROLLBACK_TARGET": target}, timeout=timeout)
@@ -254,7 +214,7 @@ def check_connections(conn: psycopg.Connection[Any]) -> Check:
         "SELECT count(*), count(*) FILTER (WHERE state = 'active') FROM pg_stat_activity WHERE datname = current_database()"
     ).fetchone()
     total, active = (int(row[0]), int(row[1])) if row else (0, 0)
-    return Check(messages.CHECK_CONNECTIONS, True, total, messages.connections_counted(total, active), kind="connections")
+    return Check(messages.CHECK_CONNECTIONS, True, total, messages.connections_counted(total, active), kind=CheckKind.CONNECTIONS)
 
 
 def run_checks(
