@@ -18,6 +18,7 @@ from core import defaults
 from core.config import ConfigError
 from workers import failures, history, identity, messages, watchdog
 from workers.context import Context, context
+from workers.engine.messages import CLI
 from workers.errors import describe
 
 log = logging.getLogger("workers")
@@ -39,7 +40,7 @@ def confirm_identity(ctx: Context, argv: list[str]) -> int:
             history.record(conn, operation="identity_confirm", status="completed", executed_by=args.by,
                            details={"identity": confirmed.to_dict(), "previous": previous.to_dict()})
     except Exception as exc:
-        print(f"error: {describe(exc)}", file=sys.stderr)
+        print(f"error: {describe(exc, advice=CLI)}", file=sys.stderr)
         return 1
     print(messages.identity_confirmed(target.name, confirmed.to_dict(), args.by))
     return 0

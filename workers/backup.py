@@ -31,6 +31,7 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 
 from core import defaults
+from core.errors import RollbackError
 from workers import messages
 from workers.engine.redact import MASK, password_of
 from workers.engine.redact import redact as redact_secrets
@@ -47,7 +48,7 @@ HASH_CHUNK_BYTES = 1024 * 1024
 STDERR_TAIL_CHARS = 400
 
 
-class BackupError(Exception):
+class BackupError(RollbackError):
     """A backup could not be taken, read or verified. `str()` is one line: what is wrong, what to do."""
 
 

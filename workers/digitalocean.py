@@ -14,13 +14,14 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpRes
 from azure.core.pipeline.policies import HeadersPolicy
 
 from core import defaults
+from core.errors import RollbackError
 from workers import messages
 
 Heartbeat = Callable[[str], None]
 DONE_STATUSES = ("completed", "errored")
 
 
-class DigitalOceanError(Exception):
+class DigitalOceanError(RollbackError):
     """A DigitalOcean call failed; `str()` is one line saying what and what to do, never the token."""
 
 

@@ -10,17 +10,16 @@ from rq.exceptions import AbandonedJobError
 from rq.timeouts import JobTimeoutException
 
 from core.config import ConfigError
+from core.errors import RollbackError
 from core.requests import RequestError
 from workers import messages
 from workers.engine import EngineError
+from workers.engine.messages import SLACK, Advice
 from workers.engine.redact import redact
 
 
-class WorkerError(Exception):
+class WorkerError(RollbackError):
     """An expected failure of a job; `str()` is one line saying what is wrong and what to do."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.split()))
 
 
 class StepFailed(WorkerError):
@@ -31,27 +30,20 @@ class Refused(WorkerError):
     """A job declined to act (not approved, plan changed, wrong database...): nothing was changed."""
 
 
-def _expected_types() -> tuple[type[BaseException], ...]:
-    """Step modules' own one-line errors, when those modules are importable."""
-    found: list[type[BaseException]] = [WorkerError, EngineError, ConfigError, RequestError]
-    for module, name in (("workers.backup", "BackupError"), ("workers.verify", "VerifyError"),
-                         ("workers.restore", "RestoreError"), ("workers.identity", "IdentityMismatch"),
-                         ("workers.digitalocean", "DigitalOceanError")):
-        try:
-            found.append(getattr(__import__(module, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(found)
+# Expected failures from outside the workers' own base (settings, request records): shown as they are.
+EXPECTED = (RollbackError, ConfigError, RequestError)
 
 
-def describe(error: BaseException | None, secrets: Iterable[str | None] = ()) -> str:
-    """One line, no secrets: what went wrong."""
+def describe(error: BaseException | None, secrets: Iterable[str | None] = (), advice: Advice = SLACK) -> str:
+    """One line, no secrets: what went wrong, with advice for where it is shown (Slack by default)."""
     timeout = timeout_in_chain(error)
     if timeout is not None:  # e.g. the engine's cleanup failed after the timeout interrupted a query
         error = timeout
     if error is None:
         text = messages.abandoned()
-    elif isinstance(error, _expected_types()):
+    elif isinstance(error, EngineError):
+        text = error.render(advice)
+    elif isinstance(error, EXPECTED):
         text = str(error)
     elif isinstance(error, AbandonedJobError):
         text = messages.abandoned()

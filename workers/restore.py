@@ -35,6 +35,7 @@ from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
 from core import defaults
+from core.errors import RollbackError
 from workers import messages
 from workers.backup import (
     BackupError,
@@ -61,7 +62,7 @@ KEPT_TABLES = ("public.migration_history", "public.rollback_target_identity")
 NEWEST_SHOWN = 5
 
 
-class RestoreError(Exception):
+class RestoreError(RollbackError):
     """A restore could not run or failed; `str()` is one line saying what is wrong and what to do."""
 
 

@@ -24,6 +24,7 @@ from psycopg import sql
 
 from core import defaults
 from core.config import Target
+from core.errors import RollbackError
 from workers import messages
 from workers.backup import describe, redact  # one redaction rule for all the workers' steps
 from workers.checks import Check, CheckKind, VerifyReport
@@ -33,7 +34,7 @@ OUTPUT_TAIL_CHARS = 400
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
 
-class VerifyError(Exception):
+class VerifyError(RollbackError):
     """Verification could not run at all (e.g. the database is unreachable); one line, no secret."""
 
 
