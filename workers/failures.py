@@ -19,7 +19,7 @@ from rq.job import Job
 
 from core import steps
 from core.requests import RequestStatus
-from workers import history, messages
+from workers import errors, history, messages
 from workers.context import Context, context
 from workers.errors import describe
 from workers.paging import dedup_key, escalate
@@ -47,7 +47,7 @@ def on_horse_killed(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
     """The worker's work_horse_killed_handler: the forked process running the job died."""
     reason = f"signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"exit status {ret_val}"
     step = (job.kwargs or {}).get("step") or _job_step(job)
-    report(job, messages.job_crashed(step, reason), crashed=True)
+    report(job, errors.job_crashed(step, reason), crashed=True)
 
 
 def is_crash(error: BaseException | None) -> bool:

@@ -118,24 +118,12 @@ def not_approved(request_id: str, status: str) -> str:
     return f"{FAILED} Request {request_id} cannot run: it is {status}, not approved."
 
 
-def request_missing(request_id: str) -> str:
-    return f"request {request_id} does not exist (expired or never created); start again with a dry-run"
-
-
 def duplicate_delivery(request_id: str, step: str) -> str:
     return f"request {request_id}: step {step} already ran; this duplicate delivery did nothing"
 
 
-def no_backup() -> str:
-    return "no verified backup for this request, so nothing was rolled back (no backup, no rollback)"
-
-
 def snapshot_of_droplet(droplet_id: int | str) -> str:
     return f"DigitalOcean snapshot of droplet {droplet_id}"
-
-
-def no_managed_backup(database_id: str) -> str:
-    return f"managed database {database_id} has no backup; take one before rolling back"
 
 
 def backup_figures(backup: Mapping[str, Any]) -> dict[str, Any]:
@@ -165,18 +153,6 @@ def statements_lines(statements: Iterable[StatementResult]) -> str:
 # verify.py builds each check's `detail` with these, so the figures read as sentences, never as reprs.
 
 
-CHECK_MIGRATIONS = "migration status"
-CHECK_ROW_COUNTS = "row counts"
-CHECK_HEALTH = "health check"
-CHECK_SMOKE = "smoke test"
-CHECK_CONNECTIONS = "connections"
-
-
-def row_count_check(table: str) -> str:
-    """A row count's check name, as failure lists say it (`checks failed: row count users`)."""
-    return f"row count {table}"
-
-
 def check_label(check: Check) -> str:
     """What a check is about: the table for a row count, else its name."""
     return check.subject or check.name if check.kind is CheckKind.ROW_COUNT else check.name
@@ -204,72 +180,11 @@ def check_skipped(reason: str) -> str:
     return f"skipped, {reason}"
 
 
-NO_EXPECTED_STATUS = "no expected status given"
-NO_CRITICAL_TABLES = "no critical tables configured"
-NO_HEALTH_URL = "no health_url configured"
-NO_SMOKE_COMMAND = "no smoke_command configured"
 NO_EARLIER_COUNT = "no earlier count to compare"
-NO_MIGRATIONS_TABLE = "schema_migrations does not exist on this database"
-
-
-def migrations_as_expected(expected: int, matching: int, mismatches: Sequence[str], unknown: Sequence[str]) -> str:
-    text = f"{matching} of {expected} as expected"
-    if mismatches:
-        text += ": " + "; ".join(mismatches)
-    if unknown:
-        text += f" (not on disk: {', '.join(unknown)})"
-    return text
-
-
-def migration_mismatch(version: str, actual: str, expected: str) -> str:
-    return f"{version}: {actual} (expected {expected})"
-
-
-def migrations_healthy(total: int, problems: Sequence[str]) -> str:
-    if not problems:
-        return f"{total} migration(s), none failed, running or drifted"
-    return f"{len(problems)} problem(s) among {total} migration(s): " + "; ".join(problems)
-
-
-def migration_problem(version: str, status: str, drift: bool) -> str:
-    issues = [status] if status in ("failed", "running") else []
-    if drift:
-        issues.append("its file changed since it was applied (drift)")
-    return f"{version} {' and '.join(issues)}"
-
-
-def row_count(after: int | None, before: int | None, table: str) -> str:
-    if after is None:
-        return f"table {table} does not exist"
-    if before is None:
-        return f"{after} rows, {check_skipped(NO_EARLIER_COUNT)}"
-    if before == after:
-        return f"{after} rows ({before} before)"
-    return f"{after} rows ({before} before, {after - before:+d})"
-
-
-def row_count_missing_table(table: str) -> str:
-    return f"table {table} does not exist; check the target's critical_tables"
-
-
-def health_answered(url: str, status: int) -> str:
-    return f"HTTP {status} from {url}"
-
-
-def health_no_answer(url: str, error: str) -> str:
-    return f"{url} did not answer ({error})"
-
-
-def smoke_exited(returncode: int, output: str) -> str:
-    return f"exit {returncode}" + (f": {output}" if output else "")
 
 
 def command_timed_out(timeout_s: float) -> str:
     return f"did not finish within {seconds(timeout_s)}"
-
-
-def connections_counted(total: int, active: int) -> str:
-    return f"{total} to this database, {active} active"
 
 
 def baseline_from(request_id: str | None, when: str | None) -> str:
@@ -313,96 +228,8 @@ def _mention(contact: str) -> str:
     return f"<@{contact}>"
 
 
-def page_summary(target: str, version: str | None, step: str, error: str) -> str:
-    text = f"rollback-bot: {step_name(step)} failed on {target}"
-    if version:
-        text += f" (rolling back to {version})"
-    text += f": {error}"
-    return text[:1000]  # PagerDuty truncates summaries at 1024 characters
-
-
 def page_resolved(request_id: str) -> str:
     return f"{DONE} Request {request_id} completed and verified: the page was resolved."
-
-
-def paging_not_configured() -> str:
-    return "PAGERDUTY_ROUTING_KEY is not set"
-
-
-def paging_rejected(status: int, body: str) -> str:
-    return f"PagerDuty refused the event (HTTP {status}): {body[:200]}"
-
-
-def paging_gave_up(attempts: int, last: str) -> str:
-    return f"PagerDuty did not accept the event after {attempts} attempts ({last})"
-
-
-def job_crashed(step: str, reason: str) -> str:
-    return f"the worker running {step_name(step)} died ({reason}); the transaction in progress was not committed"
-
-
-def timed_out(detail: str) -> str:
-    return f"timeout: the step ran past its time limit and was stopped ({detail or 'RQ job timeout'})"
-
-
-def abandoned() -> str:
-    return "its worker stopped responding (killed or lost)"
-
-
-# --- wrong-database guard ---------------------------------------------------------------------------
-
-
-def identity_describe(identity: Mapping[str, Any]) -> str:
-    return (
-        f"database `{identity.get('dbname')}` on {identity.get('server')} "
-        f"(system id {identity.get('system_identifier')})"
-    )
-
-
-def identity_mismatch(target: str, recorded: Mapping[str, Any], current: Mapping[str, Any]) -> str:
-    return (
-        f"wrong database? target {target} was recorded as {identity_describe(recorded)} but now reaches "
-        f"{identity_describe(current)}; write operations are refused until an operator checks "
-        f"{target.upper()}_DATABASE_URL and runs `python -m workers confirm-identity {target}`"
-    )
-
-
-def identity_claimed_elsewhere(target: str, other: str, current: Mapping[str, Any]) -> str:
-    return (
-        f"wrong database? target {target} reaches {identity_describe(current)}, which is registered as "
-        f"target {other}; write operations are refused until an operator checks the database URL and runs "
-        f"`python -m workers confirm-identity {target}`"
-    )
-
-
-def identity_confirmed(target: str, identity: Mapping[str, Any], by: str) -> str:
-    return f"target {target}: identity confirmed by {by} as {identity_describe(identity)}"
-
-
-# --- jobs --------------------------------------------------------------------------------------------
-
-
-def unexpected_error(error: BaseException) -> str:
-    return f"unexpected error ({type(error).__name__}); see the worker log"
-
-
-def settings_error(error: str) -> str:
-    return f"the worker's configuration is invalid: {error}"
-
-
-def redis_unavailable(reason: str) -> str:
-    return f"Redis is unreachable ({reason}); the request's state could not be read or saved"
-
-
-def step_done_state_lost(step: str, reason: str) -> str:
-    return (
-        f"{step_name(step)} itself completed, but Redis is unreachable ({reason}) so the pipeline cannot go on; "
-        "check `/rollback status` and finish the remaining steps by hand"
-    )
-
-
-def database_unavailable(target: str, reason: str) -> str:
-    return f"target {target}: PostgreSQL is unreachable or stopped answering ({reason})"
 
 
 def history_line(row: Mapping[str, Any]) -> str:
@@ -416,66 +243,9 @@ def history_line(row: Mapping[str, Any]) -> str:
 
 # --- the incident record (workers/report.py) -----------------------------------------------------
 
-REPORT_SQL_HEADING = "## SQL run"
-REPORT_CHECKS_HEADING = "## Checks"
-REPORT_TIMELINE_HEADING = "## Timeline"
-REPORT_TIMELINE_COLUMNS = "| time | +elapsed | who | message |"
-REPORT_FIELDS = {
-    "target": "Target",
-    "kind": "Kind",
-    "requester": "Requested by",
-    "approver": "Approved by",
-    "versions": "Rolled back",
-    "to_version": "To version",
-    "plan_hash": "Plan hash",
-    "status": "Status",
-    "outcome": "Outcome",
-    "started": "Started",
-    "finished": "Finished",
-    "duration": "Duration",
-    "backup": "Backup",
-    "paged": "Paged",
-    "failed_step": "Failed step",
-}
-
-
-def report_title(subject: str) -> str:
-    return f"# Incident record: {subject}"
-
-
-def report_thread(ts: Any) -> str:
-    return f"thread {ts if ts else '?'}"
-
-
-def report_backup(backup: Mapping[str, Any]) -> str:
-    verified = "verified" if backup.get("verified") else "NOT verified"
-    return f"{backup.get('path')} ({human_bytes(backup.get('size_bytes'))}, sha256 {backup.get('sha256')}, {verified})"
-
-
-def report_paged(dedup_key: str | None) -> str:
-    return f"yes (PagerDuty dedup_key {dedup_key})" if dedup_key else "no"
-
-
-def report_check(check: Check) -> str:
-    mark = "skipped" if check.skipped else "pass" if check.passed else "FAIL"
-    text = check.detail.removeprefix(check_skipped(""))  # the mark already says skipped
-    return f"- **{mark}** {check_label(check)}" + (f": {text}" if text else "")
-
-
-def report_generated(by: str, when: str) -> str:
-    return f"_Generated by rollback-bot for {by} at {when}._"
-
 
 def report_uploaded(path: str) -> str:
     return f"{DONE} Incident record written to `{path}` and attached to this thread."
-
-
-def worker_started(name: str, queue: str) -> str:
-    return f"rollback worker {name} listening on queue {queue}"
-
-
-def confirm_usage() -> str:
-    return "usage: python -m workers confirm-identity <target> [--by NAME]"
 
 
 # --- renderings of read-only results ---------------------------------------------------------------
@@ -594,20 +364,8 @@ def maintenance_figures(detail: str) -> dict[str, Any]:
     return {"result": detail}
 
 
-def maintenance_failed(state: str, detail: str) -> str:
-    return f"the maintenance_{state} hook failed: {detail}"
-
-
 def snapshot_figures(snapshot: Mapping[str, Any]) -> dict[str, Any]:
     return {"snapshot": snapshot.get("name")}
-
-
-def unknown_step(step: str) -> str:
-    return f"unknown pipeline step {step!r}"
-
-
-def restore_without_backup() -> str:
-    return "the restore request names no backup; ask again with `/rollback restore <backup>`"
 
 
 def digitalocean_note(error: BaseException | str) -> str:
@@ -616,133 +374,9 @@ def digitalocean_note(error: BaseException | str) -> str:
 
 # --- PostgreSQL clients, backups and restores (workers/backup.py, workers/restore.py) -------------
 
-UNPARSABLE_URL = "an unparsable database URL"
-CONNECTION_FAILED = "connection failed"
-DATABASE_ERROR = "database error"
-NO_OUTPUT = "no output"
-
-
-def database_url_unparsable() -> str:
-    return "the database URL cannot be parsed; check the target's *_DATABASE_URL"
-
-
-def cannot_connect(where: str, error: str, *, hint: bool = False) -> str:
-    return f"cannot connect to {where}: {error}" + ("; check the target's database URL" if hint else "")
-
-
-def version_unreadable(text: str) -> str:
-    return f"cannot read a PostgreSQL version from {text.strip()[:80]!r}"
-
-
-def client_not_found(binary: str) -> str:
-    return f"{binary} not found; install the PostgreSQL client matching the server, or set PG_DUMP/PG_RESTORE"
-
-
-def pg_restore_not_found(binary: str) -> str:
-    return f"{binary} not found; install the PostgreSQL client, or set PG_RESTORE"
-
-
-def cannot_run(binary: str, reason: str, fix: str = "") -> str:
-    return f"cannot run {binary}: {reason}" + (f"; {fix}" if fix else "")
-
-
-CHECK_CLIENT_SETTING = "check the PG_DUMP/PG_RESTORE setting"
-INSTALL_PG_RESTORE = "install it or set PG_RESTORE"
-INSTALL_PSQL = "install it or set PSQL"
-
-
-def client_version_failed(binary: str, status: int) -> str:
-    return f"{binary} --version failed with status {status}; check the binary"
-
-
-def pg_dump_too_old(pg_dump: str, dump_version: str, server_version: str, server_major: str) -> str:
-    return (
-        f"{pg_dump} is version {dump_version} but the server is {server_version}: install the "
-        f"PostgreSQL {server_major} client (or newer) and point PG_DUMP at it"
-    )
-
-
-def client_failed(what: str, status: int, line: str) -> str:
-    return f"{what} failed (exit {status}): {line}"
-
-
-def archive_unreadable(name: str, line: str) -> str:
-    return f"{name} is not a readable archive: {line}"
-
-
-def archive_empty(name: str) -> str:
-    return f"{name} holds no entries; take a new backup"
-
-
-def backup_missing(name: str) -> str:
-    return f"backup {name} does not exist; list backups to pick another"
-
-
-def backup_untrusted(name: str) -> str:
-    return f"backup {name} has no manifest with a checksum; it cannot be trusted"
-
-
-def backup_corrupted(name: str, actual: str, expected: str) -> str:
-    return (
-        f"backup {name} is corrupted: its SHA-256 {actual[:12]}… does not match the manifest's "
-        f"{expected[:12]}…; pick another backup"
-    )
-
-
-def backup_dir_not_writable(directory: str, reason: str) -> str:
-    return f"backup directory {directory} is not writable ({reason}); fix its permissions or set BACKUP_DIR"
-
 
 def dump_running(target: str, written_bytes: int, elapsed_s: float) -> str:
     return f"pg_dump of {target} running: {human_bytes(written_bytes)} written in {seconds(elapsed_s)}"
-
-
-def dump_empty(where: str) -> str:
-    return f"pg_dump of {where} wrote an empty archive; check disk space and retry"
-
-
-def manifest_unwritable(name: str, reason: str) -> str:
-    return f"cannot write the manifest for {name}: {reason}"
-
-
-def backup_outside_dir(name: str, directory: str) -> str:
-    return f"{name} is not in the backup directory {directory}; pick one from the list of backups"
-
-
-def backup_not_in_dir(name: str, directory: str) -> str:
-    return f"backup {name} does not exist in {directory}; pick one from the list of backups"
-
-
-def scratch_name_invalid(name: str) -> str:
-    return f"scratch database name {name!r} must be lower-case letters, digits or '_' (at most 63)"
-
-
-def scratch_exists(name: str) -> str:
-    return f"database {name} already exists; choose another scratch name"
-
-
-def no_createdb(where: str) -> str:
-    return f"the target's user may not create databases on {where}; grant CREATEDB"
-
-
-def cannot_create_database(name: str, where: str, error: str) -> str:
-    return f"cannot create database {name} on {where}: {error}"
-
-
-def rows_uncounted(error: BaseException | str) -> str:
-    return f"restored, but counting rows failed: {error}"
-
-
-def restore_into_invalid(into: str) -> str:
-    return f"restore into must be 'target' or 'scratch', not {into!r}"
-
-
-def nothing_restored(error: BaseException | str) -> str:
-    return f"{error}; nothing was restored"
-
-
-def backup_of_other_target(name: str, backup_target: Any, target: str) -> str:
-    return f"backup {name} was taken from {backup_target!r}, not {target!r}; restore it into a scratch database"
 
 
 def pg_restore_into(name: str) -> str:
@@ -756,106 +390,10 @@ def restoring(label: str, into: str, elapsed_s: float) -> str:
 INTO_THE_TARGET = "the target"
 
 
-def restore_rolled_back(where: str, line: str) -> str:
-    return f"restore into {where} failed and was rolled back, the target is unchanged: {line}"
-
-
-def restore_unreadable(where: str, label: str, line: str) -> str:
-    return restore_rolled_back(where, f"pg_restore could not read {label}: {line}")
-
-
-# --- maintenance hooks (workers/maintenance.py) ----------------------------------------------------
-
-
-def maintenance_state_invalid(state: str) -> str:
-    return f"maintenance state must be 'on' or 'off', not {state!r}"
-
-
-def no_maintenance_hook(state: str, target: str) -> str:
-    return f"no maintenance_{state} hook configured for {target}"
-
-
-def hook_exited(returncode: int, output: str) -> str:
-    return f"command exited {returncode}" + (f": {output}" if output else "")
-
-
-def hook_timed_out(timeout_s: float) -> str:
-    return f"command {command_timed_out(timeout_s)}"
-
-
-def hook_call_failed(method: str, url: str, error: str) -> str:
-    return f"{method.upper()} {url} failed: {error}"
-
-
-def hook_answered(method: str, url: str, status: int) -> str:
-    return f"{method.upper()} {url} answered {status}"
-
-
 # --- DigitalOcean (workers/digitalocean.py) --------------------------------------------------------
-
-
-def do_token_missing() -> str:
-    return "DIGITALOCEAN_TOKEN is not set; set it to use snapshots and managed backups"
-
-
-def do_token_refused(what: str) -> str:
-    return f"DigitalOcean refused the token while trying to {what}; check DIGITALOCEAN_TOKEN"
-
-
-def do_answered(status: Any, what: str, message: str) -> str:
-    return f"DigitalOcean answered {status} while trying to {what}: {message}"
-
-
-def do_unreachable(what: str, error: str) -> str:
-    return f"DigitalOcean could not be reached while trying to {what}: {error}"
-
-
-def do_unexpected(what: str) -> str:
-    return f"DigitalOcean gave an unexpected answer while trying to {what}"
-
-
-def do_refused(what: str, message: str, error_id: str) -> str:
-    return f"DigitalOcean could not {what}: {message} ({error_id})"
-
-
-def do_no_action(droplet_id: Any) -> str:
-    return f"DigitalOcean started no snapshot action for droplet {droplet_id}"
-
-
-def do_snapshot_slow(droplet_id: Any, action_id: Any, status: Any, timeout_s: float) -> str:
-    return (
-        f"snapshot of droplet {droplet_id} (action {action_id}) still {status} after "
-        f"{seconds(timeout_s)}; check it in the DigitalOcean console"
-    )
 
 
 def do_snapshot_progress(name: str, droplet_id: Any, status: Any, elapsed_s: float) -> str:
     return f"snapshot {name} of droplet {droplet_id}: {status} after {seconds(elapsed_s)}"
 
 
-def do_snapshot_errored(name: str, droplet_id: Any, action_id: Any) -> str:
-    return f"snapshot {name} of droplet {droplet_id} failed (action {action_id} errored); check the droplet"
-
-
-# what a DigitalOcean call was trying to do, for its error line
-def do_snapshot_droplet(droplet_id: Any) -> str:
-    return f"snapshot droplet {droplet_id}"
-
-
-def do_poll_action(action_id: Any) -> str:
-    return f"poll action {action_id}"
-
-
-DO_LIST_SNAPSHOTS = "list snapshots"
-
-
-def do_list_snapshots_of(droplet_id: Any) -> str:
-    return f"list snapshots of droplet {droplet_id}"
-
-
-def do_list_backups_of(database_id: Any) -> str:
-    return f"list backups of database {database_id}"
-
-
-def report_file_title(request_id: str | None) -> str:
-    return f"Incident record {request_id or ''}".strip()

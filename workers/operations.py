@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from core.config import Target
-from workers import history, identity, messages, pipeline
+from workers import errors, history, identity, messages, pipeline
 from workers.backup import list_backups
 from workers.context import Context
 from workers.digitalocean import DigitalOcean
@@ -132,7 +132,7 @@ def maintenance(ctx: Context, progress: Progress, target_name: str, state: str, 
     """Maintenance mode on or off by hand, through the target's hook (after a failed rollback left it
     on): posted in the thread and recorded in migration_history. A failing hook raises."""
     if state not in STATES:
-        raise StepFailed(messages.maintenance_state_invalid(state))
+        raise StepFailed(errors.maintenance_state_invalid(state))
     target = ctx.target(target_name)
     step = f"maintenance_{state}"
     hook = target.maintenance_on if state == "on" else target.maintenance_off
@@ -150,6 +150,6 @@ def maintenance(ctx: Context, progress: Progress, target_name: str, state: str, 
     except psycopg.Error as exc:
         logger.warning("could not record %s of %s in history: %s", step, target.name, type(exc).__name__)
     if not result.ok:
-        raise StepFailed(messages.maintenance_failed(state, result.detail))
+        raise StepFailed(errors.maintenance_failed(state, result.detail))
     progress.finish(step, started, messages.maintenance_figures(result.detail))
     return {"target": target.name, "maintenance": result.to_dict()}

@@ -25,6 +25,26 @@ logger = logging.getLogger("workers.paging")
 SOURCE = "rollback-bot"
 
 
+def page_summary(target: str, version: str | None, step: str, error: str) -> str:
+    text = f"rollback-bot: {messages.step_name(step)} failed on {target}"
+    if version:
+        text += f" (rolling back to {version})"
+    text += f": {error}"
+    return text[:1000]  # PagerDuty truncates summaries at 1024 characters
+
+
+def paging_not_configured() -> str:
+    return "PAGERDUTY_ROUTING_KEY is not set"
+
+
+def paging_rejected(status: int, body: str) -> str:
+    return f"PagerDuty refused the event (HTTP {status}): {body[:200]}"
+
+
+def paging_gave_up(attempts: int, last: str) -> str:
+    return f"PagerDuty did not accept the event after {attempts} attempts ({last})"
+
+
 def dedup_key(request_id: str) -> str:
     """Stable per request: every trigger and the resolve of one request meet one incident."""
     return f"rollback-bot/{request_id}"
@@ -79,7 +99,7 @@ class Pager:
     def _send(self, event: dict[str, Any]) -> PageResult:
         action, key = event["event_action"], event["dedup_key"]
         if not self.routing_key:
-            return PageResult(False, action, key, skipped=True, detail=messages.paging_not_configured())
+            return PageResult(False, action, key, skipped=True, detail=paging_not_configured())
         event = {"routing_key": self.routing_key, **event}
         last = ""
         for attempt in range(1, self.max_attempts + 1):
@@ -91,13 +111,13 @@ class Pager:
                 if response.status_code in (200, 201, 202):
                     return PageResult(True, action, key, attempt, response.status_code)
                 if response.status_code != 429 and response.status_code < 500:
-                    detail = messages.paging_rejected(response.status_code, response.text)
+                    detail = paging_rejected(response.status_code, response.text)
                     logger.error(detail)
                     return PageResult(False, action, key, attempt, response.status_code, detail)
                 last = f"HTTP {response.status_code}"
             if attempt < self.max_attempts:
                 self.sleep(self.backoff_s * 2 ** (attempt - 1))
-        detail = messages.paging_gave_up(self.max_attempts, last)
+        detail = paging_gave_up(self.max_attempts, last)
         logger.error(detail)
         return PageResult(False, action, key, self.max_attempts, None, detail)
 
@@ -125,7 +145,7 @@ def escalate(
         links.append({"href": permalink, "text": "Slack incident thread"})
     result = pager.trigger(
         key,
-        messages.page_summary(target, version, step, error),
+        page_summary(target, version, step, error),
         component=target,
         links=links,
         details={"target": target, "version": version, "failed_step": step, "error": error, **(details or {})},

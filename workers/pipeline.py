@@ -37,7 +37,7 @@ from core.config import Target
 from core.jobs import START_STEPS
 from core.requests import Request, RequestStatus
 from core.steps import StepInfo
-from workers import history, identity, messages
+from workers import errors, history, identity, messages
 from workers.backup import list_backups, take_backup
 from workers.context import Context
 from workers.digitalocean import DigitalOcean
@@ -74,7 +74,7 @@ def step_job_id(request_id: str, step: str) -> str:
 def load_request(ctx: Context, request_id: str) -> Request:
     request = ctx.store().get(request_id)
     if request is None:
-        raise Refused(messages.request_missing(request_id))
+        raise Refused(errors.request_missing(request_id))
     return request
 
 
@@ -109,7 +109,7 @@ def start_approved(ctx: Context, request: Request, progress: Progress, *, into: 
                 return refuse(ctx, request, progress, messages.refused(request.id, str(exc)), "wrong database")
     if request.kind == "restore":
         if not request.backup:
-            return refuse(ctx, request, progress, messages.refused(request.id, messages.restore_without_backup()),
+            return refuse(ctx, request, progress, messages.refused(request.id, errors.restore_without_backup()),
                           "no backup named")
         check = inspect_backup(ctx, target, request.backup, into=into)
         if not check.ok:
@@ -158,7 +158,7 @@ def execute(ctx: Context, request_id: str) -> dict[str, Any]:
 def restore(ctx: Context, request_id: str, into: str = "target") -> dict[str, Any]:
     """An approved restore request: its pipeline, step after step, in this job."""
     if into not in INTO:
-        raise Refused(messages.restore_into_invalid(into))
+        raise Refused(errors.restore_into_invalid(into))
     request = load_request(ctx, request_id)
     progress = ctx.progress(request.channel, request.thread_ts)
     refused = start_approved(ctx, request, progress, into=into)
@@ -182,7 +182,7 @@ def run_step(ctx: Context, request_id: str, step_name: str) -> dict[str, Any]:
     request = load_request(ctx, request_id)
     step = next((s for s in PIPELINES[request.kind] if s.name == step_name), None)
     if step is None:
-        raise StepFailed(messages.unknown_step(step_name))
+        raise StepFailed(errors.unknown_step(step_name))
     progress = ctx.progress(request.channel, request.thread_ts)
     if not ctx.store().claim(request_id, step_name):
         progress.log(messages.duplicate_delivery(request_id, step_name))
@@ -196,7 +196,7 @@ def _run(ctx: Context, request: Request, target: Target, progress: Progress, ste
     try:
         ctx.save_state(request.id, **{step.name: result})
     except redis.RedisError as exc:
-        raise StepFailed(messages.step_done_state_lost(step.name, type(exc).__name__)) from exc
+        raise StepFailed(errors.step_done_state_lost(step.name, type(exc).__name__)) from exc
     return result
 
 
@@ -235,7 +235,7 @@ def dump(ctx: Context, progress: Progress, target: Target, reason: str, detail: 
             heartbeat=beat, pg_dump=ctx.options.pg_dump, pg_restore=ctx.options.pg_restore,
         ).to_dict()
     if not backup.get("verified"):
-        raise StepFailed(messages.no_backup())
+        raise StepFailed(errors.no_backup())
     return started, backup
 
 
@@ -253,7 +253,7 @@ def _digitalocean_snapshot(ctx: Context, request: Request, target: Target, progr
     if target.do_database_id:
         backups = client.database_backups(target.do_database_id)
         if not backups:
-            raise StepFailed(messages.no_managed_backup(target.do_database_id))
+            raise StepFailed(errors.no_managed_backup(target.do_database_id))
         found["database_backup"] = backups[0]
     return found
 
@@ -280,7 +280,7 @@ def _rollback(ctx: Context, request: Request, target: Target, progress: Progress
     state = ctx.load_state(request.id)
     backup = (state.get("backup") or {}).get("backup") or {}
     if not backup.get("verified"):
-        raise StepFailed(messages.no_backup())  # never reached through the chain; a guard for hand-made jobs
+        raise StepFailed(errors.no_backup())  # never reached through the chain; a guard for hand-made jobs
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
     baseline = count_rows(ctx.conninfo(target), target.critical_tables) if target.critical_tables else {}

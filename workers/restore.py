@@ -35,8 +35,7 @@ from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
 from core import defaults
-from core.errors import RollbackError
-from workers import messages
+from workers import errors, messages
 from workers.backup import (
     BackupError,
     Heartbeat,
@@ -51,6 +50,7 @@ from workers.backup import (
     split_password,
     verify_archive,
 )
+from workers.errors import RestoreError
 from workers.verify import VerifyError, count_all_rows, user_tables
 
 INTO = ("target", "scratch")
@@ -62,8 +62,6 @@ KEPT_TABLES = ("public.migration_history", "public.rollback_target_identity")
 NEWEST_SHOWN = 5
 
 
-class RestoreError(RollbackError):
-    """A restore could not run or failed; `str()` is one line saying what is wrong and what to do."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,7 @@ def check_backup(backup: str, *, backup_dir: str, target: str, pg_restore: str =
         return BackupCheck(False, str(exc), newest)
     manifest = {**(read_manifest(archive) or {}), "path": str(archive)}
     if not any_target and manifest.get("target") != target:
-        return BackupCheck(False, messages.backup_of_other_target(archive.name, manifest.get("target"), target),
+        return BackupCheck(False, errors.backup_of_other_target(archive.name, manifest.get("target"), target),
                            newest, manifest)
     return BackupCheck(True, None, newest, manifest)
 
@@ -121,9 +119,9 @@ def resolve_archive(backup_path: str, backup_dir: str) -> Path:
         candidate = root / candidate if not candidate.exists() else candidate
     resolved = candidate.resolve()
     if root != resolved.parent and root not in resolved.parents:
-        raise RestoreError(messages.backup_outside_dir(candidate.name, backup_dir))
+        raise RestoreError(errors.backup_outside_dir(candidate.name, backup_dir))
     if not resolved.exists():
-        raise RestoreError(messages.backup_not_in_dir(candidate.name, backup_dir))
+        raise RestoreError(errors.backup_not_in_dir(candidate.name, backup_dir))
     return resolved
 
 
@@ -135,7 +133,7 @@ def read_toc(archive: Path, pg_restore: str) -> list[str]:
     """The archive's table of contents (`pg_restore --list`), one entry per line."""
     done = subprocess.run([pg_restore, "--list", str(archive)], capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
-        raise RestoreError(messages.archive_unreadable(archive.name, last_line(done.stderr)))
+        raise RestoreError(errors.archive_unreadable(archive.name, last_line(done.stderr)))
     return done.stdout.splitlines()
 
 
@@ -169,22 +167,22 @@ def restore_list(toc: list[str]) -> str:
 
 
 def _db_error(exc: psycopg.Error, conninfo: str) -> str:
-    return redact((str(exc).strip().splitlines() or [messages.DATABASE_ERROR])[0], conninfo)
+    return redact((str(exc).strip().splitlines() or [errors.DATABASE_ERROR])[0], conninfo)
 
 
 def create_scratch_database(conninfo: str, name: str) -> str:
     """CREATE DATABASE `name` on the target's server; returns the new database's conninfo."""
     if not DATABASE_NAME.match(name):
-        raise RestoreError(messages.scratch_name_invalid(name))
+        raise RestoreError(errors.scratch_name_invalid(name))
     try:
         with psycopg.connect(conninfo, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.errors.DuplicateDatabase:
-        raise RestoreError(messages.scratch_exists(name)) from None
+        raise RestoreError(errors.scratch_exists(name)) from None
     except psycopg.errors.InsufficientPrivilege:
-        raise RestoreError(messages.no_createdb(describe(conninfo))) from None
+        raise RestoreError(errors.no_createdb(describe(conninfo))) from None
     except psycopg.Error as exc:
-        raise RestoreError(messages.cannot_create_database(name, describe(conninfo), _db_error(exc, conninfo))) from None
+        raise RestoreError(errors.cannot_create_database(name, describe(conninfo), _db_error(exc, conninfo))) from None
     return pg_conninfo.make_conninfo(conninfo, dbname=name)
 
 
@@ -201,7 +199,7 @@ def _counts(conninfo: str) -> dict[str, int]:
     try:
         return count_all_rows(conninfo)
     except VerifyError as exc:
-        raise RestoreError(messages.rows_uncounted(exc)) from None
+        raise RestoreError(errors.rows_uncounted(exc)) from None
 
 
 def restore_backup(
@@ -226,16 +224,16 @@ def restore_backup(
     so it stays serial: all or nothing weighs more than the time."""
     # Restore `backup_path` (a name in `backup_dir`, or a path inside it); see the module docstring.
     if into not in INTO:
-        raise RestoreError(messages.restore_into_invalid(into))
+        raise RestoreError(errors.restore_into_invalid(into))
     archive = resolve_archive(backup_path, backup_dir)
     manifest = read_manifest(archive) or {}
     try:
         entries = verify_archive(archive, pg_restore=pg_restore)
     except BackupError as exc:
-        raise RestoreError(messages.nothing_restored(exc)) from None
+        raise RestoreError(errors.nothing_restored(exc)) from None
     backup_target = manifest.get("target")
     if into == "target" and backup_target != target and not allow_other_target:
-        raise RestoreError(messages.backup_of_other_target(archive.name, backup_target, target))
+        raise RestoreError(errors.backup_of_other_target(archive.name, backup_target, target))
     started = time.monotonic()
     dbname, password = split_password(conninfo)
     env = client_env(password)
@@ -299,7 +297,7 @@ def _restore_into_target(
     try:
         extra = sorted(set(user_tables(conninfo)) - archive_tables(toc) - set(KEPT_TABLES))
     except VerifyError as exc:
-        raise RestoreError(messages.nothing_restored(exc)) from exc
+        raise RestoreError(errors.nothing_restored(exc)) from exc
     # A bounded lock wait: behind the application's sessions the restore fails (and rolls back)
     # instead of hanging, and the application never queues behind a restore stuck waiting.
     prologue = f"SET lock_timeout = {int(lock_timeout_ms)};\n" + "".join(
@@ -343,13 +341,13 @@ def _relay_in_transaction(
         try:
             first = subprocess.Popen(producer, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=producer_err)
         except OSError as exc:
-            raise RestoreError(messages.cannot_run(producer[0], str(exc.strerror or exc), messages.INSTALL_PG_RESTORE)) from None
+            raise RestoreError(errors.cannot_run(producer[0], str(exc.strerror or exc), errors.INSTALL_PG_RESTORE)) from None
         try:
             second = subprocess.Popen(consumer, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=consumer_err)
         except OSError as exc:
             first.kill()
             first.wait()
-            raise RestoreError(messages.cannot_run(consumer[0], str(exc.strerror or exc), messages.INSTALL_PSQL)) from None
+            raise RestoreError(errors.cannot_run(consumer[0], str(exc.strerror or exc), errors.INSTALL_PSQL)) from None
 
         def relay() -> None:
             assert first.stdout is not None and second.stdin is not None
@@ -391,6 +389,6 @@ def _relay_in_transaction(
         consumer_text = consumer_err.read().decode(errors="replace")
     where = describe(conninfo)
     if second.returncode != 0:
-        raise RestoreError(messages.restore_rolled_back(where, last_line(redact(consumer_text, conninfo))))
+        raise RestoreError(errors.restore_rolled_back(where, last_line(redact(consumer_text, conninfo))))
     if first.returncode != 0:
-        raise RestoreError(messages.restore_unreadable(where, label, last_line(redact(producer_text, conninfo))))
+        raise RestoreError(errors.restore_unreadable(where, label, last_line(redact(producer_text, conninfo))))

@@ -24,18 +24,90 @@ from psycopg import sql
 
 from core import defaults
 from core.config import Target
-from core.errors import RollbackError
-from workers import messages
+from workers import errors, messages
 from workers.backup import describe, redact  # one redaction rule for all the workers' steps
 from workers.checks import Check, CheckKind, VerifyReport
+from workers.errors import VerifyError
 
 PENDING = "pending"
 OUTPUT_TAIL_CHARS = 400
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
 
-class VerifyError(RollbackError):
-    """Verification could not run at all (e.g. the database is unreachable); one line, no secret."""
+
+
+# --- what the checks are called, and what they found as sentences people read ---------------------
+
+
+CHECK_MIGRATIONS = "migration status"
+CHECK_ROW_COUNTS = "row counts"
+CHECK_HEALTH = "health check"
+CHECK_SMOKE = "smoke test"
+CHECK_CONNECTIONS = "connections"
+
+
+def row_count_check(table: str) -> str:
+    """A row count's check name, as failure lists say it (`checks failed: row count users`)."""
+    return f"row count {table}"
+
+
+NO_EXPECTED_STATUS = "no expected status given"
+NO_CRITICAL_TABLES = "no critical tables configured"
+NO_HEALTH_URL = "no health_url configured"
+NO_SMOKE_COMMAND = "no smoke_command configured"
+NO_MIGRATIONS_TABLE = "schema_migrations does not exist on this database"
+
+
+def migrations_as_expected(expected: int, matching: int, mismatches: Sequence[str], unknown: Sequence[str]) -> str:
+    text = f"{matching} of {expected} as expected"
+    if mismatches:
+        text += ": " + "; ".join(mismatches)
+    if unknown:
+        text += f" (not on disk: {', '.join(unknown)})"
+    return text
+
+
+def migration_mismatch(version: str, actual: str, expected: str) -> str:
+    return f"{version}: {actual} (expected {expected})"
+
+
+def migrations_healthy(total: int, problems: Sequence[str]) -> str:
+    if not problems:
+        return f"{total} migration(s), none failed, running or drifted"
+    return f"{len(problems)} problem(s) among {total} migration(s): " + "; ".join(problems)
+
+
+def migration_problem(version: str, status: str, drift: bool) -> str:
+    issues = [status] if status in ("failed", "running") else []
+    if drift:
+        issues.append("its file changed since it was applied (drift)")
+    return f"{version} {' and '.join(issues)}"
+
+
+def row_count(after: int | None, before: int | None, table: str) -> str:
+    if after is None:
+        return f"table {table} does not exist"
+    if before is None:
+        return f"{after} rows, {messages.check_skipped(messages.NO_EARLIER_COUNT)}"
+    if before == after:
+        return f"{after} rows ({before} before)"
+    return f"{after} rows ({before} before, {after - before:+d})"
+
+
+def health_answered(url: str, status: int) -> str:
+    return f"HTTP {status} from {url}"
+
+
+def health_no_answer(url: str, error: str) -> str:
+    return f"{url} did not answer ({error})"
+
+
+def smoke_exited(returncode: int, output: str) -> str:
+    return f"exit {returncode}" + (f": {output}" if output else "")
+
+
+def connections_counted(total: int, active: int) -> str:
+    return f"{total} to this database, {active} active"
 
 
 def skipped(name: str, reason: str, figure: Any = None, kind: CheckKind | None = None, subject: str = "") -> Check:
@@ -53,8 +125,8 @@ def _connect(conninfo: str) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(conninfo, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS, autocommit=True)
     except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or [messages.CONNECTION_FAILED])[0]
-        raise VerifyError(messages.cannot_connect(describe(conninfo), redact(first, conninfo))) from None
+        first = (str(exc).strip().splitlines() or [errors.CONNECTION_FAILED])[0]
+        raise VerifyError(errors.cannot_connect(describe(conninfo), redact(first, conninfo))) from None
 
 
 def count_rows(conninfo: str, tables: Sequence[str]) -> dict[str, int]:
@@ -65,7 +137,7 @@ def count_rows(conninfo: str, tables: Sequence[str]) -> dict[str, int]:
             try:
                 row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_table_identifier(table))).fetchone()
             except psycopg.errors.UndefinedTable:
-                raise VerifyError(messages.row_count_missing_table(table)) from None
+                raise VerifyError(errors.row_count_missing_table(table)) from None
             counts[table] = int(row[0]) if row else 0
     return counts
 
@@ -98,16 +170,16 @@ def check_migration_status(
     conn: psycopg.Connection[Any], expected: dict[str, str] | None, migrations_dir: str
 ) -> Check:
     """The pipeline's check: each reverted version has the status the rollback should have left."""
-    name, kind = messages.CHECK_MIGRATIONS, CheckKind.MIGRATIONS
+    name, kind = CHECK_MIGRATIONS, CheckKind.MIGRATIONS
     if not expected:
-        return skipped(name, messages.NO_EXPECTED_STATUS, kind=kind)
+        return skipped(name, NO_EXPECTED_STATUS, kind=kind)
     try:
         rows = conn.execute("SELECT version, status FROM schema_migrations").fetchall()
     except psycopg.errors.UndefinedTable:
-        return Check(name, False, None, messages.NO_MIGRATIONS_TABLE, kind=kind)
+        return Check(name, False, None, NO_MIGRATIONS_TABLE, kind=kind)
     actual = {str(version): str(status) for version, status in rows}
     mismatches = [
-        messages.migration_mismatch(version, actual.get(version, PENDING), status)
+        migration_mismatch(version, actual.get(version, PENDING), status)
         for version, status in sorted(expected.items())
         if actual.get(version, PENDING) != status
     ]
@@ -115,7 +187,7 @@ def check_migration_status(
     unknown = sorted(v for v in expected if on_disk and v not in on_disk)
     matching = len(expected) - len(mismatches)
     figure = {"expected": len(expected), "matching": matching}
-    detail = messages.migrations_as_expected(len(expected), matching, mismatches, unknown)
+    detail = migrations_as_expected(len(expected), matching, mismatches, unknown)
     return Check(name, not mismatches, figure, detail, kind=kind)
 
 
@@ -126,12 +198,12 @@ def check_migration_health(status_report: Mapping[str, Any]) -> Check:
     the engine compares."""
     migrations = list(status_report.get("migrations") or [])
     problems = [
-        messages.migration_problem(str(m.get("version")), str(m.get("status")), bool(m.get("drift")))
+        migration_problem(str(m.get("version")), str(m.get("status")), bool(m.get("drift")))
         for m in migrations
         if m.get("status") in ("failed", "running") or m.get("drift")
     ]
     figure = {"migrations": len(migrations), "problems": len(problems)}
-    return Check(messages.CHECK_MIGRATIONS, not problems, figure, messages.migrations_healthy(len(migrations), problems),
+    return Check(CHECK_MIGRATIONS, not problems, figure, migrations_healthy(len(migrations), problems),
                  kind=CheckKind.MIGRATIONS)
 
 
@@ -140,20 +212,20 @@ def check_row_counts(
 ) -> list[Check]:
     kind = CheckKind.ROW_COUNT
     if not tables:
-        return [skipped(messages.CHECK_ROW_COUNTS, messages.NO_CRITICAL_TABLES, kind=kind)]
+        return [skipped(CHECK_ROW_COUNTS, NO_CRITICAL_TABLES, kind=kind)]
     checks: list[Check] = []
     for table in tables:
-        name = messages.row_count_check(table)
+        name = row_count_check(table)
         before = baseline.get(table) if baseline else None
         try:
             row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_table_identifier(table))).fetchone()
         except psycopg.errors.UndefinedTable:
             figure: dict[str, int | None] = {"before": before, "after": None}
-            checks.append(Check(name, False, figure, messages.row_count(None, before, table), kind=kind, subject=table))
+            checks.append(Check(name, False, figure, row_count(None, before, table), kind=kind, subject=table))
             continue
         after = int(row[0]) if row else 0
         figure = {"before": before, "after": after}
-        detail = messages.row_count(after, before, table)
+        detail = row_count(after, before, table)
         checks.append(Check(name, before == after, figure, detail, skipped=before is None, kind=kind, subject=table))
     return checks
 
@@ -165,16 +237,16 @@ def display_url(url: str) -> str:
 
 
 def check_health(url: str | None, timeout: float) -> Check:
-    name, kind = messages.CHECK_HEALTH, CheckKind.HEALTH
+    name, kind = CHECK_HEALTH, CheckKind.HEALTH
     if not url:
-        return skipped(name, messages.NO_HEALTH_URL, kind=kind)
+        return skipped(name, NO_HEALTH_URL, kind=kind)
     shown = display_url(url)
     try:
         response = requests.get(url, timeout=timeout)
     except requests.RequestException as exc:
-        return Check(name, False, None, messages.health_no_answer(shown, type(exc).__name__), kind=kind)
+        return Check(name, False, None, health_no_answer(shown, type(exc).__name__), kind=kind)
     ok = 200 <= response.status_code < 300
-    return Check(name, ok, response.status_code, messages.health_answered(shown, response.status_code), kind=kind)
+    return Check(name, ok, response.status_code, health_answered(shown, response.status_code), kind=kind)
 
 
 def tail(text: str, limit: int = OUTPUT_TAIL_CHARS) -> str:
@@ -183,14 +255,14 @@ def tail(text: str, limit: int = OUTPUT_TAIL_CHARS) -> str:
 
 
 def check_smoke(command: str | None, target: str, timeout: float) -> Check:
-    name, kind = messages.CHECK_SMOKE, CheckKind.SMOKE
+    name, kind = CHECK_SMOKE, CheckKind.SMOKE
     if not command:
-        return skipped(name, messages.NO_SMOKE_COMMAND, kind=kind)
+        return skipped(name, NO_SMOKE_COMMAND, kind=kind)
     done = run_shell(command, env={"ROLLBACK_TARGET": target}, timeout=timeout)
     if done is None:
         return Check(name, False, None, messages.command_timed_out(timeout), kind=kind)
     returncode, output = done
-    return Check(name, returncode == 0, returncode, messages.smoke_exited(returncode, output), kind=kind)
+    return Check(name, returncode == 0, returncode, smoke_exited(returncode, output), kind=kind)
 
 
 def run_shell(command: str, *, env: dict[str, str], timeout: float) -> tuple[int, str] | None:
@@ -215,7 +287,7 @@ def check_connections(conn: psycopg.Connection[Any]) -> Check:
         "SELECT count(*), count(*) FILTER (WHERE state = 'active') FROM pg_stat_activity WHERE datname = current_database()"
     ).fetchone()
     total, active = (int(row[0]), int(row[1])) if row else (0, 0)
-    return Check(messages.CHECK_CONNECTIONS, True, total, messages.connections_counted(total, active), kind=CheckKind.CONNECTIONS)
+    return Check(CHECK_CONNECTIONS, True, total, connections_counted(total, active), kind=CheckKind.CONNECTIONS)
 
 
 def run_checks(
