@@ -92,8 +92,8 @@ def _number(env: Mapping[str, str], names: tuple[str, ...], default: float) -> f
         if value:
             try:
                 return float(value)
-            except ValueError:
-                raise ConfigError(f"{name} must be a number of {name.rsplit('_', 1)[-1].lower()}") from None
+            except ValueError as err:
+                raise ConfigError(f"{name} must be a number of {name.rsplit('_', 1)[-1].lower()}") from err
     return default
 
 
@@ -144,8 +144,8 @@ class Settings:
     def target(self, name: str) -> Target:
         try:
             return self.targets[name]
-        except KeyError:
-            raise ConfigError(f"unknown target {name!r}; known: {', '.join(sorted(self.targets)) or 'none'}") from None
+        except KeyError as err:
+            raise ConfigError(f"unknown target {name!r}; known: {', '.join(sorted(self.targets)) or 'none'}") from err
 
     def database_url(self, target: Target) -> str:
         """The target's DSN, from the environment. Only workers call this; it is never logged."""
@@ -208,7 +208,7 @@ def load_settings(env: Mapping[str, str] | None = None, path: str | os.PathLike[
             try:
                 raw = tomllib.load(fh)
             except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"{config_path}: {exc}") from None
+                raise ConfigError(f"{config_path}: {exc}") from exc
     elif path or env.get("ROLLBACK_CONFIG"):
         raise ConfigError(f"config file {config_path} does not exist")
 

@@ -1,5 +1,14 @@
 """Dotted paths of the worker jobs: the bot enqueues by name and never imports worker code."""
 
+from __future__ import annotations
+
+from typing import Any
+
+# A JSON object: what a job returns (RQ stores it), what a request's pipeline state keeps in Redis,
+# what a result's `to_dict()` gives. Inside a process results travel as typed objects; they become
+# this only at those boundaries.
+JsonObject = dict[str, Any]
+
 STATUS = "workers.jobs.status"
 DRY_RUN = "workers.jobs.dry_run"
 EXECUTE = "workers.jobs.execute"

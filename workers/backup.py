@@ -25,12 +25,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
 
 from core import defaults
+from core.jobs import JsonObject
 from workers import errors, messages
 from workers.engine.redact import MASK, password_of
 from workers.engine.redact import redact as redact_secrets
@@ -67,7 +67,7 @@ class BackupResult:
     toc_entries: int = 0
     compression: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
 
@@ -80,7 +80,7 @@ def split_password(conninfo: str) -> tuple[str, str | None]:
     try:
         params = pg_conninfo.conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError:
-        raise BackupError(errors.database_url_unparsable()) from None
+        raise BackupError(errors.database_url_unparsable()) from None  # the cause may quote the DSN, password included
     password = params.pop("password", None)
     return pg_conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None}), (
         str(password) if password is not None else None
@@ -142,10 +142,10 @@ def client_version(binary: str) -> str:
     """The `--version` line of a PostgreSQL client binary."""
     try:
         done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30, check=False)
-    except FileNotFoundError:
-        raise BackupError(errors.client_not_found(binary)) from None
+    except FileNotFoundError as err:
+        raise BackupError(errors.client_not_found(binary)) from err
     except (PermissionError, OSError) as exc:
-        raise BackupError(errors.cannot_run(binary, str(exc.strerror or exc), errors.CHECK_CLIENT_SETTING)) from None
+        raise BackupError(errors.cannot_run(binary, str(exc.strerror or exc), errors.CHECK_CLIENT_SETTING)) from exc
     if done.returncode != 0:
         raise BackupError(errors.client_version_failed(binary, done.returncode))
     return done.stdout.strip()
@@ -159,7 +159,7 @@ def server_version(conninfo: str) -> tuple[str, int]:
             row = conn.execute("SHOW server_version").fetchone()
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or [errors.CONNECTION_FAILED])[0]
-        raise BackupError(errors.cannot_connect(describe(conninfo), redact(first, conninfo), hint=True)) from None
+        raise BackupError(errors.cannot_connect(describe(conninfo), redact(first, conninfo), hint=True)) from None  # the cause may quote the DSN, password included
     text = str(row[0]).split()[0] if row else str(number)
     return text, number
 
@@ -221,7 +221,7 @@ def manifest_path(archive: Path) -> Path:
     return archive.with_suffix(MANIFEST_SUFFIX)
 
 
-def read_manifest(archive: Path) -> dict[str, Any] | None:
+def read_manifest(archive: Path) -> JsonObject | None:
     path = manifest_path(archive)
     try:
         data = json.loads(path.read_text())
@@ -230,7 +230,7 @@ def read_manifest(archive: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def write_manifest(archive: Path, manifest: dict[str, Any]) -> None:
+def write_manifest(archive: Path, manifest: JsonObject) -> None:
     """Write the manifest atomically (temp file + rename), so a reader never sees half of it."""
     path = manifest_path(archive)
     fd, tmp = tempfile.mkstemp(prefix=PARTIAL_PREFIX, dir=path.parent)
@@ -260,10 +260,10 @@ def run_client(
     with tempfile.TemporaryFile() as stderr:
         try:
             process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
-        except FileNotFoundError:
-            raise error(errors.client_not_found(argv[0])) from None
+        except FileNotFoundError as err:
+            raise error(errors.client_not_found(argv[0])) from err
         except OSError as exc:
-            raise error(errors.cannot_run(argv[0], str(exc.strerror or exc))) from None
+            raise error(errors.cannot_run(argv[0], str(exc.strerror or exc))) from exc
         while True:
             try:
                 process.wait(timeout=interval)
@@ -297,8 +297,8 @@ def toc_entries(archive: Path, *, pg_restore: str = "pg_restore") -> int:
         done = subprocess.run(
             [pg_restore, "--list", str(archive)], capture_output=True, text=True, timeout=300, check=False
         )
-    except FileNotFoundError:
-        raise BackupError(errors.pg_restore_not_found(pg_restore)) from None
+    except FileNotFoundError as err:
+        raise BackupError(errors.pg_restore_not_found(pg_restore)) from err
     if done.returncode != 0:
         raise BackupError(errors.archive_unreadable(archive.name, last_line(done.stderr)))
     entries = [line for line in done.stdout.splitlines() if line.strip() and not line.startswith(";")]
@@ -334,7 +334,7 @@ def _prepare_dir(backup_dir: str) -> Path:
         probe = tempfile.TemporaryFile(dir=directory)
         probe.close()
     except OSError as exc:
-        raise BackupError(errors.backup_dir_not_writable(backup_dir, str(exc.strerror or exc))) from None
+        raise BackupError(errors.backup_dir_not_writable(backup_dir, str(exc.strerror or exc))) from exc
     return directory
 
 
@@ -469,7 +469,7 @@ def take_backup(
         write_manifest(final, {k: v for k, v in result.to_dict().items() if k != "path"})
     except OSError as exc:
         _remove(final)
-        raise BackupError(errors.manifest_unwritable(final.name, str(exc.strerror or exc))) from None
+        raise BackupError(errors.manifest_unwritable(final.name, str(exc.strerror or exc))) from exc
     return result
 
 
@@ -477,14 +477,14 @@ def take_backup(
 # listing
 
 
-def list_backups(backup_dir: str, target: str | None = None, *, now: datetime | None = None) -> list[dict[str, Any]]:
+def list_backups(backup_dir: str, target: str | None = None, *, now: datetime | None = None) -> list[JsonObject]:
     """Local backups, newest first: name, path, target, reason, created_at, size_bytes, age_seconds,
     sha256 and verified from the manifest. An archive without a manifest is listed as unverified."""
     directory = Path(backup_dir)
     if not directory.is_dir():
         return []
     moment = now or datetime.now(UTC)
-    rows: list[dict[str, Any]] = []
+    rows: list[JsonObject] = []
     for archive in directory.iterdir():
         if archive.name.startswith(PARTIAL_PREFIX) or archive.suffix not in FORMAT_SUFFIX.values():
             continue

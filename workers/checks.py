@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from core.jobs import JsonObject
+
 
 class CheckKind(StrEnum):
     MIGRATIONS = "migrations"
@@ -32,7 +34,7 @@ class Check:
     kind: CheckKind | None = None
     subject: str = ""  # the table of a row count
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {**asdict(self), "kind": self.kind.value if self.kind else ""}
 
     @classmethod
@@ -58,7 +60,7 @@ class VerifyReport:
     def failed(self) -> list[Check]:
         return [check for check in self.checks if not check.passed and not check.skipped]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "target": self.target,
             "passed": self.passed,

@@ -24,6 +24,7 @@ from psycopg import conninfo as pg_conninfo
 
 from core import defaults
 from core.config import ConfigError, Settings, Target, WorkerSettings, load_settings
+from core.jobs import JsonObject
 from core.requests import Request, RequestStore
 from workers.engine import Engine
 from workers.engine.redact import password_of
@@ -121,7 +122,7 @@ class Context:
         self.redis.hset(key, mapping={k: json.dumps(v, default=str) for k, v in values.items()})
         self.redis.expire(key, defaults.REQUEST_RECORD_TTL_SECONDS)
 
-    def load_state(self, request_id: str) -> dict[str, Any]:
+    def load_state(self, request_id: str) -> JsonObject:
         raw = self.redis.hgetall(self.state_key(request_id))
         return {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in raw.items()}
 

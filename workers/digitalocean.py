@@ -14,6 +14,7 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpRes
 from azure.core.pipeline.policies import HeadersPolicy
 
 from core import defaults
+from core.jobs import JsonObject
 from workers import errors, messages
 from workers.errors import DigitalOceanError
 
@@ -28,7 +29,7 @@ class DigitalOcean:
         if not token:
             raise DigitalOceanError(errors.do_token_missing())
         self._token = token
-        kwargs: dict[str, Any] = {}
+        kwargs: JsonObject = {}
         if api_url:
             kwargs["endpoint"] = api_url.rstrip("/")
             if api_url.startswith("http://"):
@@ -41,16 +42,16 @@ class DigitalOcean:
     def __repr__(self) -> str:
         return "DigitalOcean(token=***)"
 
-    def _call(self, what: str, call: Callable[[], Any]) -> dict[str, Any]:
+    def _call(self, what: str, call: Callable[[], Any]) -> JsonObject:
         """Run one API call; turn every failure (HTTP error, error body, network) into one line."""
         try:
             body = call()
         except ClientAuthenticationError:
-            raise DigitalOceanError(errors.do_token_refused(what)) from None
+            raise DigitalOceanError(errors.do_token_refused(what)) from None  # the client's error may quote the request
         except HttpResponseError as exc:
-            raise DigitalOceanError(errors.do_answered(exc.status_code, what, self._clean(exc.message))) from None
+            raise DigitalOceanError(errors.do_answered(exc.status_code, what, self._clean(exc.message))) from None  # the client's error may quote the request
         except AzureError as exc:
-            raise DigitalOceanError(errors.do_unreachable(what, type(exc).__name__)) from None
+            raise DigitalOceanError(errors.do_unreachable(what, type(exc).__name__)) from None  # the client's error may quote the request
         if not isinstance(body, dict):
             raise DigitalOceanError(errors.do_unexpected(what))
         # pydo returns 4xx error bodies ({"id": "not_found", "message": ...}) instead of raising.
@@ -69,7 +70,7 @@ class DigitalOcean:
         heartbeat: Heartbeat | None = None,
         poll_seconds: float = defaults.DO_ACTION_POLL_SECONDS,
         timeout_s: float = defaults.DO_ACTION_TIMEOUT_SECONDS,
-    ) -> dict[str, Any]:
+    ) -> JsonObject:
         """Snapshot a droplet and wait for the action to finish. Raises when it errors or times out."""
         started = time.monotonic()
         body = self._call(
@@ -103,7 +104,7 @@ class DigitalOcean:
             "duration_s": duration,
         }
 
-    def list_snapshots(self, droplet_id: int | None = None) -> list[dict[str, Any]]:
+    def list_snapshots(self, droplet_id: int | None = None) -> list[JsonObject]:
         """Droplet snapshots (of one droplet, or all), newest first: id, name, created_at, size_gigabytes."""
         if droplet_id is None:
             body = self._call(errors.DO_LIST_SNAPSHOTS, lambda: self.client.snapshots.list(resource_type="droplet", per_page=200))
@@ -124,7 +125,7 @@ class DigitalOcean:
         ]
         return sorted(rows, key=lambda r: str(r["created_at"] or ""), reverse=True)
 
-    def database_backups(self, database_id: str) -> list[dict[str, Any]]:
+    def database_backups(self, database_id: str) -> list[JsonObject]:
         """A managed database cluster's backups, newest first: created_at, size_gigabytes."""
         body = self._call(
             errors.do_list_backups_of(database_id), lambda: self.client.databases.list_backups(database_id)

@@ -15,13 +15,15 @@ import time
 from typing import Any
 
 import redis
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 
 from core import steps
+from core.jobs import JsonObject
 from core.requests import RequestStatus
 from workers import errors, history, messages
 from workers.context import Context, context
-from workers.errors import describe
+from workers.errors import describe, timeout_in_chain
 from workers.paging import dedup_key, escalate
 
 logger = logging.getLogger("workers.failures")
@@ -52,10 +54,6 @@ def on_horse_killed(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
 
 def is_crash(error: BaseException | None) -> bool:
     """The job's process died or was stopped (no chance to record its own failure in history)."""
-    from rq.exceptions import AbandonedJobError
-
-    from workers.errors import timeout_in_chain
-
     return error is None or isinstance(error, AbandonedJobError) or timeout_in_chain(error) is not None
 
 
@@ -92,7 +90,7 @@ def report(job: Job, error: str, *, crashed: bool = False) -> None:
         logger.exception("could not report the failure of job %s (%s)", job.id, error)
 
 
-def _without_redis(ctx: Context, request_id: str, step: str, error: str, kwargs: dict[str, Any]) -> None:
+def _without_redis(ctx: Context, request_id: str, step: str, error: str, kwargs: JsonObject) -> None:
     """Report from the job's own arguments when the request record cannot be read."""
     progress = ctx.progress(kwargs.get("channel"), kwargs.get("thread_ts"))
     progress.fail(step, error)
@@ -107,7 +105,7 @@ def _without_redis(ctx: Context, request_id: str, step: str, error: str, kwargs:
 
 
 def request_failed(ctx: Context, request_id: str, step: str, error: str, *, crashed: bool = False,
-                   job_kwargs: dict[str, Any] | None = None, inline: bool = False) -> None:
+                   job_kwargs: JsonObject | None = None, inline: bool = False) -> None:
     try:
         request = ctx.store().get(request_id)
     except redis.RedisError:
@@ -156,7 +154,7 @@ def request_failed(ctx: Context, request_id: str, step: str, error: str, *, cras
     progress.post(messages.outcome_failed(request_id, target.name, step, error, left_on), broadcast=True)
 
 
-def standalone_failed(ctx: Context, job: Job, kwargs: dict[str, Any], error: str) -> None:
+def standalone_failed(ctx: Context, job: Job, kwargs: JsonObject, error: str) -> None:
     step = _job_step(job)
     progress = ctx.progress(kwargs.get("channel"), kwargs.get("thread_ts"))
     progress.fail(step, error)

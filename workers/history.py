@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 
+from core.jobs import JsonObject
 from workers.checks import VerifyReport
 from workers.engine import store
 
@@ -28,7 +29,7 @@ def record(
     version: str | None = None,
     duration_ms: int | None = None,
     error_message: str | None = None,
-    details: dict[str, Any] | None = None,
+    details: JsonObject | None = None,
 ) -> bool:
     try:
         with conn.transaction():
@@ -56,7 +57,7 @@ def has_failure(conn: psycopg.Connection[Any], request_id: str, operation: str) 
     return bool(row and row[0])
 
 
-def last_rollback(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+def last_rollback(conn: psycopg.Connection[Any]) -> JsonObject | None:
     """The most recent completed rollback recorded on this target: request_id and executed_at."""
     if not store.tables_exist(conn):
         return None

@@ -25,6 +25,7 @@ import psycopg
 import redis
 from psycopg import sql
 
+from core.jobs import JsonObject
 from workers.errors import WorkerError
 
 TABLE = "rollback_target_identity"
@@ -67,11 +68,11 @@ class Identity:
     dbname: str
     server: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Identity:
+    def from_dict(cls, data: JsonObject) -> Identity:
         return cls(str(data["system_identifier"]), str(data["dbname"]), str(data["server"]))
 
 
@@ -96,7 +97,7 @@ class IdentityCheck:
             return identity_mismatch(self.target, self.recorded.to_dict(), self.current.to_dict())
         return identity_describe(self.current.to_dict())
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "target": self.target,
             "state": self.state,

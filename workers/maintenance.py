@@ -15,6 +15,7 @@ import requests
 
 from core import defaults
 from core.config import Hook
+from core.jobs import JsonObject
 from workers import errors, messages
 from workers.verify import display_url, run_shell
 
@@ -51,7 +52,7 @@ class HookResult:
     figure: Any = None  # exit status or HTTP status
     duration_s: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
 

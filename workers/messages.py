@@ -12,6 +12,7 @@ from core import steps
 from workers.checks import Check, CheckKind
 
 if TYPE_CHECKING:  # types only: the modules that build these results import this one
+    from workers.backup import BackupResult
     from workers.engine.reports import DryRunReport, RunReport, StatementResult
     from workers.restore import RestoreResult
 
@@ -126,13 +127,13 @@ def snapshot_of_droplet(droplet_id: int | str) -> str:
     return f"DigitalOcean snapshot of droplet {droplet_id}"
 
 
-def backup_figures(backup: Mapping[str, Any]) -> dict[str, Any]:
+def backup_figures(backup: BackupResult) -> dict[str, Any]:
     return {
-        "path": f"`{backup.get('path')}`",
-        "size": human_bytes(backup.get("size_bytes")),
-        "sha256": f"`{backup.get('sha256')}`",
-        "format": backup.get("format"),
-        "verified": "yes" if backup.get("verified") else "NO",
+        "path": f"`{backup.path}`",
+        "size": human_bytes(backup.size_bytes),
+        "sha256": f"`{backup.sha256}`",
+        "format": backup.format,
+        "verified": "yes" if backup.verified else "NO",
     }
 
 

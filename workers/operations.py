@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
 
 import psycopg
 
 from core.config import Target
+from core.jobs import JsonObject
 from workers import errors, history, identity, messages, pipeline
 from workers.backup import list_backups
 from workers.context import Context
@@ -26,7 +26,7 @@ from workers.verify import run_checks
 logger = logging.getLogger("workers.operations")
 
 
-def status(ctx: Context, progress: Progress, target_name: str) -> dict[str, Any]:
+def status(ctx: Context, progress: Progress, target_name: str) -> JsonObject:
     target = ctx.target(target_name)
     report = ctx.engine(target, "status").status().to_dict()
     with ctx.connect(target) as conn:
@@ -38,7 +38,7 @@ def status(ctx: Context, progress: Progress, target_name: str) -> dict[str, Any]
 
 
 def dry_run(ctx: Context, progress: Progress, target_name: str, version: str, requester: str,
-            channel: str | None) -> dict[str, Any]:
+            channel: str | None) -> JsonObject:
     target = ctx.target(target_name)
     try:
         report = ctx.engine(target, requester).dry_run_rollback(to=version)
@@ -52,23 +52,23 @@ def dry_run(ctx: Context, progress: Progress, target_name: str, version: str, re
     return {"target": target_name, **plan}
 
 
-def backup(ctx: Context, progress: Progress, target_name: str, requester: str, reason: str) -> dict[str, Any]:
+def backup(ctx: Context, progress: Progress, target_name: str, requester: str, reason: str) -> JsonObject:
     target = ctx.target(target_name)
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=requester)
     started, result = pipeline.dump(ctx, progress, target, reason or "manual", messages.dump_of(target.name))
     with ctx.connect(target) as conn:
         history.record(conn, operation="backup", status="completed", executed_by=requester,
-                       duration_ms=int(float(result.get("duration_s") or 0) * 1000), details=result)
+                       duration_ms=int(result.duration_s * 1000), details=result.to_dict())
     progress.finish("backup", started, messages.backup_figures(result))
-    return {"target": target.name, "backup": result}
+    return {"target": target.name, "backup": result.to_dict()}
 
 
-def backups(ctx: Context, progress: Progress, target_name: str) -> dict[str, Any]:
+def backups(ctx: Context, progress: Progress, target_name: str) -> JsonObject:
     target = ctx.target(target_name)
     local = list_backups(ctx.settings.backup_dir, target.name)
-    snapshots: list[dict[str, Any]] = []
-    managed: list[dict[str, Any]] = []
+    snapshots: list[JsonObject] = []
+    managed: list[JsonObject] = []
     notes: list[str] = []
     if (target.do_droplet_id or target.do_database_id) and ctx.settings.digitalocean_token:
         client = DigitalOcean(ctx.settings.digitalocean_token, ctx.settings.digitalocean_api_url)
@@ -83,7 +83,7 @@ def backups(ctx: Context, progress: Progress, target_name: str) -> dict[str, Any
     return {"target": target.name, "local": local, "snapshots": snapshots, "managed": managed, "notes": notes}
 
 
-def verify(ctx: Context, progress: Progress, target_name: str, requester: str) -> dict[str, Any]:
+def verify(ctx: Context, progress: Progress, target_name: str, requester: str) -> JsonObject:
     """Standalone verification: no migration failed, running or drifted, and the row counts against
     those taken before the target's most recent rollback (when one is recorded)."""
     target = ctx.target(target_name)
@@ -121,14 +121,14 @@ def last_baseline(ctx: Context, target: Target) -> tuple[dict[str, int] | None, 
     return dict(counts), {"request_id": request_id, "when": shown}
 
 
-def history_of(ctx: Context, progress: Progress, target_name: str) -> dict[str, Any]:
+def history_of(ctx: Context, progress: Progress, target_name: str) -> JsonObject:
     rows = ctx.engine(ctx.target(target_name), "history").history(limit=30)
     plain = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()} for row in rows]
     progress.post(messages.history_text(target_name, plain))
     return {"target": target_name, "history": plain}
 
 
-def maintenance(ctx: Context, progress: Progress, target_name: str, state: str, requester: str) -> dict[str, Any]:
+def maintenance(ctx: Context, progress: Progress, target_name: str, state: str, requester: str) -> JsonObject:
     """Maintenance mode on or off by hand, through the target's hook (after a failed rollback left it
     on): posted in the thread and recorded in migration_history. A failing hook raises."""
     if state not in STATES:

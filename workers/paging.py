@@ -17,6 +17,7 @@ from typing import Any
 import requests
 
 from core import defaults
+from core.jobs import JsonObject
 from workers import messages
 from workers.progress import Progress
 
@@ -60,7 +61,7 @@ class PageResult:
     detail: str = ""
     skipped: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
 
@@ -83,12 +84,12 @@ class Pager:
         links: Sequence[Mapping[str, str]] = (),
         details: Mapping[str, Any] | None = None,
     ) -> PageResult:
-        payload: dict[str, Any] = {"summary": summary, "source": SOURCE, "severity": severity}
+        payload: JsonObject = {"summary": summary, "source": SOURCE, "severity": severity}
         if component:
             payload["component"] = component
         if details:
             payload["custom_details"] = dict(details)
-        event: dict[str, Any] = {"event_action": "trigger", "dedup_key": key, "payload": payload}
+        event: JsonObject = {"event_action": "trigger", "dedup_key": key, "payload": payload}
         if links:
             event["links"] = [dict(link) for link in links]
         return self._send(event)
@@ -96,7 +97,7 @@ class Pager:
     def resolve(self, key: str) -> PageResult:
         return self._send({"event_action": "resolve", "dedup_key": key})
 
-    def _send(self, event: dict[str, Any]) -> PageResult:
+    def _send(self, event: JsonObject) -> PageResult:
         action, key = event["event_action"], event["dedup_key"]
         if not self.routing_key:
             return PageResult(False, action, key, skipped=True, detail=paging_not_configured())

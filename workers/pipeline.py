@@ -34,11 +34,11 @@ from rq import Callback, Queue
 
 from core import steps
 from core.config import Target
-from core.jobs import START_STEPS
+from core.jobs import START_STEPS, JsonObject
 from core.requests import Request, RequestStatus
 from core.steps import StepInfo
 from workers import errors, history, identity, messages
-from workers.backup import list_backups, take_backup
+from workers.backup import BackupResult, list_backups, take_backup
 from workers.context import Context
 from workers.digitalocean import DigitalOcean
 from workers.errors import Refused, StepFailed
@@ -52,7 +52,7 @@ STEP_JOB = "workers.jobs.pipeline_step"
 FAILURE_CALLBACK = "workers.failures.on_job_failure"
 INTO = ("target", "scratch")
 
-StepFunction = Callable[[Context, Request, Target, Progress], dict[str, Any]]
+StepFunction = Callable[[Context, Request, Target, Progress], JsonObject]
 
 
 @dataclass(frozen=True)
@@ -78,14 +78,14 @@ def load_request(ctx: Context, request_id: str) -> Request:
     return request
 
 
-def refuse(ctx: Context, request: Request, progress: Progress, text: str, outcome: str) -> dict[str, Any]:
+def refuse(ctx: Context, request: Request, progress: Progress, text: str, outcome: str) -> JsonObject:
     # A refusal is the request's final outcome: the channel sees it, not only the thread.
     progress.post(text, broadcast=True)
     ctx.store().set_status(request.id, RequestStatus.FAILED, finished_at=time.time(), outcome=outcome)
     return {"request_id": request.id, "refused": True, "reason": outcome}
 
 
-def start_approved(ctx: Context, request: Request, progress: Progress, *, into: str = "target") -> dict[str, Any] | None:
+def start_approved(ctx: Context, request: Request, progress: Progress, *, into: str = "target") -> JsonObject | None:
     """The one start check of every approved request kind. None: go ahead (the start is claimed).
     Otherwise what the job returns: a duplicate delivery, or a refusal (nothing was changed)."""
     start = START_STEPS[request.kind]
@@ -126,7 +126,7 @@ def inspect_backup(ctx: Context, target: Target, backup: str, *, into: str = "ta
                         pg_restore=ctx.options.pg_restore, any_target=into == "scratch")
 
 
-def execute(ctx: Context, request_id: str) -> dict[str, Any]:
+def execute(ctx: Context, request_id: str) -> JsonObject:
     """Check the approved rollback request and enqueue its chain. Runs at most once per request."""
     request = load_request(ctx, request_id)
     progress = ctx.progress(request.channel, request.thread_ts)
@@ -155,7 +155,7 @@ def execute(ctx: Context, request_id: str) -> dict[str, Any]:
     return {"request_id": request_id, "jobs": job_ids}
 
 
-def restore(ctx: Context, request_id: str, into: str = "target") -> dict[str, Any]:
+def restore(ctx: Context, request_id: str, into: str = "target") -> JsonObject:
     """An approved restore request: its pipeline, step after step, in this job."""
     if into not in INTO:
         raise Refused(errors.restore_into_invalid(into))
@@ -169,7 +169,7 @@ def restore(ctx: Context, request_id: str, into: str = "target") -> dict[str, An
     ctx.save_state(request_id, started=time.time(), into=into)
     progress.post(messages.restore_queued(request_id, request.target, str(request.backup), into,
                                           [s.info.label for s in pipeline if s.info is not steps.FINISH]))
-    results: dict[str, Any] = {}
+    results: JsonObject = {}
     target = ctx.target(request.target)
     for step in pipeline:
         ctx.save_state(request_id, current_step=step.name)  # which step a failure report names
@@ -177,7 +177,7 @@ def restore(ctx: Context, request_id: str, into: str = "target") -> dict[str, An
     return {"request_id": request_id, "restore": results.get("restore"), "pre_restore_backup": results.get("backup")}
 
 
-def run_step(ctx: Context, request_id: str, step_name: str) -> dict[str, Any]:
+def run_step(ctx: Context, request_id: str, step_name: str) -> JsonObject:
     """One step of a chained pipeline, as its RQ job: claimed once, its result saved for the next."""
     request = load_request(ctx, request_id)
     step = next((s for s in PIPELINES[request.kind] if s.name == step_name), None)
@@ -191,7 +191,7 @@ def run_step(ctx: Context, request_id: str, step_name: str) -> dict[str, Any]:
     return {"request_id": request_id, "step": step_name, **result}
 
 
-def _run(ctx: Context, request: Request, target: Target, progress: Progress, step: Step) -> dict[str, Any]:
+def _run(ctx: Context, request: Request, target: Target, progress: Progress, step: Step) -> JsonObject:
     result = step.run(ctx, request, target, progress)
     try:
         ctx.save_state(request.id, **{step.name: result})
@@ -203,19 +203,19 @@ def _run(ctx: Context, request: Request, target: Target, progress: Progress, ste
 # --- the steps ------------------------------------------------------------------------------------
 
 
-def _backup(ctx: Context, request: Request, target: Target, progress: Progress) -> dict[str, Any]:
+def _backup(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
     """A fresh, verified backup of the target before anything changes (no backup, no change)."""
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
     why = messages.BEFORE_ROLLBACK if request.kind == "rollback" else messages.BEFORE_RESTORE
     started, backup = dump(ctx, progress, target, f"pre-{request.kind}-{request.id}", messages.dump_of(target.name, why))
-    result: dict[str, Any] = {"backup": backup}
+    result: JsonObject = {"backup": backup.to_dict()}
     if request.kind == "rollback":  # a restore request's `backup` names the archive to restore
-        ctx.store().update(request.id, backup=str(backup.get("path")))
+        ctx.store().update(request.id, backup=backup.path)
     with ctx.connect(target) as conn:
         history.record(conn, operation="backup", status="completed", executed_by=request.requester,
                        approved_by=request.approver, request_id=request.id, version=request.to_version,
-                       duration_ms=int(float(backup.get("duration_s") or 0) * 1000), details=backup)
+                       duration_ms=int(backup.duration_s * 1000), details=backup.to_dict())
     progress.finish("backup", started, messages.backup_figures(backup))
     # The snapshot is a step of its own in the thread (not a second "Backup finished"), still inside
     # this job: no snapshot where one is configured, no change.
@@ -225,7 +225,7 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
     return result
 
 
-def dump(ctx: Context, progress: Progress, target: Target, reason: str, detail: str) -> tuple[float, dict[str, Any]]:
+def dump(ctx: Context, progress: Progress, target: Target, reason: str, detail: str) -> tuple[float, BackupResult]:
     """The *Backup* step's pg_dump with its heartbeat: (when it started, the verified backup). An
     unverified backup raises: no backup, no change."""
     started = progress.start("backup", detail)
@@ -233,17 +233,18 @@ def dump(ctx: Context, progress: Progress, target: Target, reason: str, detail: 
         backup = take_backup(
             ctx.conninfo(target), target=target.name, reason=reason, backup_dir=ctx.settings.backup_dir,
             heartbeat=beat, pg_dump=ctx.options.pg_dump, pg_restore=ctx.options.pg_restore,
-        ).to_dict()
-    if not backup.get("verified"):
+            progress_interval=ctx.options.progress_interval_s,
+        )
+    if not backup.verified:
         raise StepFailed(errors.no_backup())
     return started, backup
 
 
-def _digitalocean_snapshot(ctx: Context, request: Request, target: Target, progress: Progress) -> dict[str, Any] | None:
+def _digitalocean_snapshot(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject | None:
     if not (target.do_droplet_id or target.do_database_id) or not ctx.settings.digitalocean_token:
         return None
     client = DigitalOcean(ctx.settings.digitalocean_token, ctx.settings.digitalocean_api_url)
-    found: dict[str, Any] = {}
+    found: JsonObject = {}
     if target.do_droplet_id:
         started = progress.start("snapshot", messages.snapshot_of_droplet(target.do_droplet_id))
         with progress.heartbeat("snapshot") as beat:
@@ -259,7 +260,7 @@ def _digitalocean_snapshot(ctx: Context, request: Request, target: Target, progr
 
 
 def _maintenance(state: str) -> StepFunction:
-    def run(ctx: Context, request: Request, target: Target, progress: Progress) -> dict[str, Any]:
+    def run(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
         step = f"maintenance_{state}"
         hook = target.maintenance_on if state == "on" else target.maintenance_off
         started = progress.start(step) if hook else None
@@ -276,7 +277,7 @@ def _maintenance(state: str) -> StepFunction:
     return run
 
 
-def _rollback(ctx: Context, request: Request, target: Target, progress: Progress) -> dict[str, Any]:
+def _rollback(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
     state = ctx.load_state(request.id)
     backup = (state.get("backup") or {}).get("backup") or {}
     if not backup.get("verified"):
@@ -299,7 +300,7 @@ def _rollback(ctx: Context, request: Request, target: Target, progress: Progress
     return {"rollback": run.to_dict(), "baseline_counts": baseline}
 
 
-def _restore(ctx: Context, request: Request, target: Target, progress: Progress) -> dict[str, Any]:
+def _restore(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
     state = ctx.load_state(request.id)
     into = str(state.get("into") or "target")
     pre_restore = (state.get("backup") or {}).get("backup") or {}
@@ -327,7 +328,7 @@ def _restore(ctx: Context, request: Request, target: Target, progress: Progress)
     return {"restore": result.to_dict()}
 
 
-def _verify(ctx: Context, request: Request, target: Target, progress: Progress) -> dict[str, Any]:
+def _verify(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
     state = ctx.load_state(request.id)
     started = progress.start("verify")
     if request.kind == "rollback":
@@ -352,7 +353,7 @@ def _verify(ctx: Context, request: Request, target: Target, progress: Progress) 
 
 
 def report_checks(ctx: Context, progress: Progress, target: Target, report: VerifyReport, *,
-                  extra: dict[str, Any] | None = None, **record: Any) -> list[str]:
+                  extra: JsonObject | None = None, **record: Any) -> list[str]:
     """Post the checks, record the verification in migration_history; the names of the failed checks."""
     progress.post(messages.checks_block(report.checks))
     failed = [check.name for check in report.failed]
@@ -363,7 +364,7 @@ def report_checks(ctx: Context, progress: Progress, target: Target, report: Veri
     return failed
 
 
-def _finish(ctx: Context, request: Request, target: Target, progress: Progress) -> dict[str, Any]:
+def _finish(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
     state = ctx.load_state(request.id)
     started = float(state.get("started") or request.started_at or time.time())
     outcome = "rolled back and verified" if request.kind == "rollback" else "restored"

@@ -15,6 +15,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 
+from core.jobs import JsonObject
 from workers import messages
 from workers.checks import Check, VerifyReport
 from workers.context import Context
@@ -88,10 +89,10 @@ def report_file_title(request_id: str | None) -> str:
     return f"Incident record {request_id or ''}".strip()
 
 
-def read_thread(progress: Progress) -> list[dict[str, Any]]:
+def read_thread(progress: Progress) -> list[JsonObject]:
     """Every message of the thread, oldest first (paginated)."""
     assert progress.client is not None and progress.channel and progress.thread_ts
-    found: list[dict[str, Any]] = []
+    found: list[JsonObject] = []
     cursor: str | None = None
     while True:
         response = progress.client.conversations_replies(
@@ -205,7 +206,7 @@ def render(thread: Sequence[Mapping[str, Any]], request: Mapping[str, Any] | Non
     return "\n".join(lines)
 
 
-def write_report(ctx: Context, progress: Progress, channel: str, thread_ts: str, requester: str) -> dict[str, Any]:
+def write_report(ctx: Context, progress: Progress, channel: str, thread_ts: str, requester: str) -> JsonObject:
     thread = read_thread(progress)
     request = next((r for r in ctx.store().for_channel(channel, limit=200) if r.thread_ts == thread_ts), None)
     state = ctx.load_state(request.id) if request else {}

@@ -28,13 +28,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
 from core import defaults
+from core.jobs import JsonObject
 from workers import errors, messages
 from workers.backup import (
     BackupError,
@@ -76,7 +76,7 @@ class RestoreResult:
     row_counts: dict[str, int] = field(default_factory=dict)
     dropped_tables: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
 
@@ -88,9 +88,9 @@ class BackupCheck:
     ok: bool
     error: str | None
     newest: list[str]
-    backup: dict[str, Any] | None = None  # the manifest, with the archive's path
+    backup: JsonObject | None = None  # the manifest, with the archive's path
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
 
@@ -177,12 +177,12 @@ def create_scratch_database(conninfo: str, name: str) -> str:
     try:
         with psycopg.connect(conninfo, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.errors.DuplicateDatabase:
-        raise RestoreError(errors.scratch_exists(name)) from None
-    except psycopg.errors.InsufficientPrivilege:
-        raise RestoreError(errors.no_createdb(describe(conninfo))) from None
+    except psycopg.errors.DuplicateDatabase as err:
+        raise RestoreError(errors.scratch_exists(name)) from err
+    except psycopg.errors.InsufficientPrivilege as err:
+        raise RestoreError(errors.no_createdb(describe(conninfo))) from err
     except psycopg.Error as exc:
-        raise RestoreError(errors.cannot_create_database(name, describe(conninfo), _db_error(exc, conninfo))) from None
+        raise RestoreError(errors.cannot_create_database(name, describe(conninfo), _db_error(exc, conninfo))) from None  # the cause may quote the DSN, password included
     return pg_conninfo.make_conninfo(conninfo, dbname=name)
 
 
@@ -199,7 +199,7 @@ def _counts(conninfo: str) -> dict[str, int]:
     try:
         return count_all_rows(conninfo)
     except VerifyError as exc:
-        raise RestoreError(errors.rows_uncounted(exc)) from None
+        raise RestoreError(errors.rows_uncounted(exc)) from exc
 
 
 def restore_backup(
@@ -230,7 +230,7 @@ def restore_backup(
     try:
         entries = verify_archive(archive, pg_restore=pg_restore)
     except BackupError as exc:
-        raise RestoreError(errors.nothing_restored(exc)) from None
+        raise RestoreError(errors.nothing_restored(exc)) from exc
     backup_target = manifest.get("target")
     if into == "target" and backup_target != target and not allow_other_target:
         raise RestoreError(errors.backup_of_other_target(archive.name, backup_target, target))
@@ -341,13 +341,13 @@ def _relay_in_transaction(
         try:
             first = subprocess.Popen(producer, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=producer_err)
         except OSError as exc:
-            raise RestoreError(errors.cannot_run(producer[0], str(exc.strerror or exc), errors.INSTALL_PG_RESTORE)) from None
+            raise RestoreError(errors.cannot_run(producer[0], str(exc.strerror or exc), errors.INSTALL_PG_RESTORE)) from exc
         try:
             second = subprocess.Popen(consumer, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=consumer_err)
         except OSError as exc:
             first.kill()
             first.wait()
-            raise RestoreError(errors.cannot_run(consumer[0], str(exc.strerror or exc), errors.INSTALL_PSQL)) from None
+            raise RestoreError(errors.cannot_run(consumer[0], str(exc.strerror or exc), errors.INSTALL_PSQL)) from exc
 
         def relay() -> None:
             assert first.stdout is not None and second.stdin is not None

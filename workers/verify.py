@@ -126,7 +126,7 @@ def _connect(conninfo: str) -> psycopg.Connection[Any]:
         return psycopg.connect(conninfo, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS, autocommit=True)
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or [errors.CONNECTION_FAILED])[0]
-        raise VerifyError(errors.cannot_connect(describe(conninfo), redact(first, conninfo))) from None
+        raise VerifyError(errors.cannot_connect(describe(conninfo), redact(first, conninfo))) from None  # the cause may quote the DSN, password included
 
 
 def count_rows(conninfo: str, tables: Sequence[str]) -> dict[str, int]:
@@ -136,8 +136,8 @@ def count_rows(conninfo: str, tables: Sequence[str]) -> dict[str, int]:
         for table in tables:
             try:
                 row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_table_identifier(table))).fetchone()
-            except psycopg.errors.UndefinedTable:
-                raise VerifyError(errors.row_count_missing_table(table)) from None
+            except psycopg.errors.UndefinedTable as err:
+                raise VerifyError(errors.row_count_missing_table(table)) from err
             counts[table] = int(row[0]) if row else 0
     return counts
 
