@@ -38,7 +38,7 @@ from core.jobs import START_STEPS, JsonObject
 from core.requests import Request, RequestStatus
 from core.steps import StepInfo
 from workers import errors, history, identity, messages
-from workers.backup import BackupResult, list_backups, take_backup
+from workers.backup import BackupResult, take_backup
 from workers.context import Context
 from workers.digitalocean import DigitalOcean
 from workers.errors import Refused, StepFailed
@@ -381,11 +381,6 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
                                           str(state.get("into") or "target"))
     progress.post(text, broadcast=True)
     return {"outcome": "succeeded", "resolved": resolved}
-
-
-def newest_backups(ctx: Context, target: Target, limit: int = 5) -> list[str]:
-    """Names of the target's newest verified backups, newest first."""
-    return [b["name"] for b in list_backups(ctx.settings.backup_dir, target.name) if b.get("verified")][:limit]
 
 
 FUNCTIONS: dict[str, StepFunction] = {

@@ -65,20 +65,17 @@ class Advice:
     An error carries data; the boundary that shows it picks the advice (`EngineError.render`)."""
 
     status: str  # how to see every migration's state
-    status_command: str  # the same, as a whole command
     pick_version: str  # how to choose the version to roll back to
     lock_timeout: str  # how to let DDL wait longer for its table locks
 
 
 CLI = Advice(
     status="--status",
-    status_command="run-migrations --status",
     pick_version="run --status and pick a completed version as --to",
     lock_timeout="raise --lock-timeout",
 )
 SLACK = Advice(
     status="`/rollback status`",
-    status_command="`/rollback status`",
     pick_version="run `/rollback status` and dry-run to a completed version",
     lock_timeout="raise `workers.lock_timeout_ms` in rollback.toml",
 )
@@ -168,10 +165,6 @@ def bookkeeping_conflict(version: str, expected_status: str, advice: Advice = CL
 
 
 RETRY_PREFIX = "lock wait: attempt "
-
-
-def is_retry_notice(line: str) -> bool:
-    return line.startswith(RETRY_PREFIX)
 
 
 def lock_retry(attempt: int, total: int, lock_timeout_ms: int, statement: str,
