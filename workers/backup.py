@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
@@ -105,6 +106,13 @@ def describe(conninfo: str) -> str:
     return f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}/{params.get('dbname') or '?'}"
 
 
+def connect(conninfo: str) -> psycopg.Connection[Any]:
+    """An autocommit connection that gives up after the conninfo's own connect_timeout (the workers'
+    one setting, put there by Context.conninfo), or the default when it names none."""
+    timeout = pg_conninfo.conninfo_to_dict(conninfo).get("connect_timeout") or defaults.CONNECT_TIMEOUT_SECONDS
+    return psycopg.connect(conninfo, connect_timeout=int(timeout), autocommit=True)
+
+
 def client_env(password: str | None) -> dict[str, str]:
     """The environment for a libpq client: never prompt; the password, if any, via PGPASSWORD."""
     env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
@@ -154,7 +162,7 @@ def client_version(binary: str) -> str:
 def server_version(conninfo: str) -> tuple[str, int]:
     """The server's version string and number, e.g. ("15.20", 150020)."""
     try:
-        with psycopg.connect(conninfo, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS, autocommit=True) as conn:
+        with connect(conninfo) as conn:
             number = conn.info.server_version
             row = conn.execute("SHOW server_version").fetchone()
     except psycopg.Error as exc:

@@ -40,6 +40,7 @@ from workers.backup import (
     BackupError,
     Heartbeat,
     client_env,
+    connect,
     describe,
     last_line,
     list_backups,
@@ -175,7 +176,7 @@ def create_scratch_database(conninfo: str, name: str) -> str:
     if not DATABASE_NAME.match(name):
         raise RestoreError(errors.scratch_name_invalid(name))
     try:
-        with psycopg.connect(conninfo, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS, autocommit=True) as conn:
+        with connect(conninfo) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.errors.DuplicateDatabase as err:
         raise RestoreError(errors.scratch_exists(name)) from err
@@ -189,7 +190,7 @@ def create_scratch_database(conninfo: str, name: str) -> str:
 def drop_database(conninfo: str, name: str) -> None:
     """Best effort: remove a scratch database that a failed restore left half-filled."""
     try:
-        with psycopg.connect(conninfo, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS, autocommit=True) as conn:
+        with connect(conninfo) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     except psycopg.Error:
         pass

@@ -25,7 +25,7 @@ from psycopg import sql
 from core import defaults
 from core.config import Target
 from workers import errors, messages
-from workers.backup import describe, redact  # one redaction rule for all the workers' steps
+from workers.backup import connect, describe, redact  # one redaction rule, one connect timeout
 from workers.checks import Check, CheckKind, VerifyReport
 from workers.errors import VerifyError
 
@@ -123,7 +123,7 @@ def _table_identifier(name: str) -> sql.Identifier:
 
 def _connect(conninfo: str) -> psycopg.Connection[Any]:
     try:
-        return psycopg.connect(conninfo, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS, autocommit=True)
+        return connect(conninfo)
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or [errors.CONNECTION_FAILED])[0]
         raise VerifyError(errors.cannot_connect(describe(conninfo), redact(first, conninfo))) from None  # the cause may quote the DSN, password included
