@@ -119,23 +119,24 @@ def request_failed(ctx: Context, request_id: str, step: str, error: str, *, cras
         logger.warning("job for request %s (%s) failed at %s: %s", request_id, request.status.value, step, error)
         return
     progress = ctx.progress(request.channel, request.thread_ts)
-    left_on = False
-    try:  # bookkeeping in Redis; if Redis fails now, the thread and the page still go out
+    state: JsonObject = {}
+    try:
         state = ctx.load_state(request_id)
-        if inline and state.get("current_step"):
-            step = str(state["current_step"])
-        maintenance = ((state.get("maintenance_on") or {}).get("maintenance") or {})
-        info = steps.STEPS.get(step)
-        left_on = bool(info and info.leaves_maintenance_on) and bool(maintenance) and not maintenance.get("skipped")
+    except redis.RedisError as exc:
+        logger.warning("could not read the state of %s from Redis: %s", request_id, type(exc).__name__)
+    if inline and state.get("current_step"):
+        step = str(state["current_step"])
+    info = steps.STEPS.get(step)
+    progress.fail(step, error)
+    maintenance = ((state.get("maintenance_on") or {}).get("maintenance") or {})
+    left_on = bool(info and info.leaves_maintenance_on) and bool(maintenance) and not maintenance.get("skipped")
+    try:  # bookkeeping in Redis; if Redis fails now, the thread and the page still go out
         ctx.store().set_status(request_id, RequestStatus.FAILED, finished_at=time.time(),
                                outcome=f"{steps.label(step)} failed: {error}")
         ctx.save_state(request_id, paged=True, failed_step=step, error=error)
-        ctx.store().clear_plans(request.target)  # the target may have changed: no plan is known to hold
     except redis.RedisError as exc:
         logger.warning("could not record the failure of %s in Redis: %s", request_id, type(exc).__name__)
-    progress.fail(step, error)
     target = ctx.target(request.target)
-    info = steps.STEPS.get(step)
     if info is not None and info.recorded:  # unless the step recorded its own failure (the engine does, when it can)
         try:
             with ctx.connect(target) as conn:
@@ -152,6 +153,10 @@ def request_failed(ctx: Context, request_id: str, step: str, error: str, *, cras
                  "maintenance_left_on": left_on},
     )
     progress.post(messages.outcome_failed(request_id, target.name, step, error, left_on), broadcast=True)
+    try:
+        ctx.store().clear_plans(target.name)  # the target may have changed: no earlier plan is known to hold
+    except redis.RedisError as exc:
+        logger.warning("could not clear the plans of %s: %s", target.name, type(exc).__name__)
 
 
 def standalone_failed(ctx: Context, job: Job, kwargs: JsonObject, error: str) -> None:
