@@ -2,8 +2,9 @@
 
 All take keyword arguments and return JSON-able dicts. Read-only jobs (status, dry_run, backups,
 history, report) answer an expected failure in the thread and return `{"ok": False, "error": ...}`;
-jobs that change or check a target (execute and its steps, backup, verify, restore) raise instead,
-so the failure callback (workers.failures) reports it, marks the request failed and pages.
+jobs that change or check a target (execute and its steps, backup, verify, restore, maintenance)
+raise instead, so the failure callback (workers.failures) reports it, marks the request failed and
+pages. `check_backup` posts nothing: the bot asks it before creating a restore request.
 """
 
 from __future__ import annotations
