@@ -56,7 +56,7 @@ from workers.verify import VerifyError, count_all_rows, user_tables
 
 INTO = ("target", "scratch")
 DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-TOC_TABLE = re.compile(r"^\d+; \d+ \d+ TABLE (\S+) (\S+) ")
+TOC_TABLE = re.compile(r"^\d+; \d+ \d+ TABLE (?!DATA )(\S+) (\S+) ")
 # The bot's own tables in the target: never dropped, never replaced by a restore. Their sequences,
 # indexes and constraints carry the table's name as a prefix (workers/engine/store.py, identity.py).
 KEPT_TABLES = ("public.migration_history", "public.rollback_target_identity")
