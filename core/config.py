@@ -93,7 +93,7 @@ def _number(env: Mapping[str, str], names: tuple[str, ...], default: float) -> f
             try:
                 return float(value)
             except ValueError as err:
-                raise ConfigError(f"{name} must be a number of {name.rsplit('_', 1)[-1].lower()}") from err
+                raise ConfigError(f"{name} must be a number of seconds") from err
     return default
 
 
