@@ -316,6 +316,10 @@ def do_list_backups_of(database_id: Any) -> str:
     return f"list backups of database {database_id}"
 
 
+def pg_restore_into(name: str) -> str:
+    return f"pg_restore into {name}"
+
+
 # Expected failures from outside the workers' own base (settings, request records): shown as they are.
 EXPECTED = (RollbackError, ConfigError, RequestError)
 

@@ -380,10 +380,6 @@ def dump_running(target: str, written_bytes: int, elapsed_s: float) -> str:
     return f"pg_dump of {target} running: {human_bytes(written_bytes)} written in {seconds(elapsed_s)}"
 
 
-def pg_restore_into(name: str) -> str:
-    return f"pg_restore into {name}"
-
-
 def restoring(label: str, into: str, elapsed_s: float) -> str:
     return f"restoring {label} into {into}: {seconds(elapsed_s)}"
 

@@ -255,7 +255,7 @@ def restore_backup(
                 progress=lambda elapsed: messages.restoring(archive.name, name, elapsed),
                 interval=progress_interval,
                 error=RestoreError,
-                what=messages.pg_restore_into(name),
+                what=errors.pg_restore_into(name),
             )
         except BaseException:
             drop_database(conninfo, name)
