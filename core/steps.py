@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.requests import RequestKind
+
 
 @dataclass(frozen=True)
 class StepInfo:
@@ -29,9 +31,9 @@ MAINTENANCE_OFF = StepInfo("maintenance_off", "Maintenance off", leaves_maintena
 FINISH = StepInfo("finish", "Outcome", recorded=False)
 
 # Each approved request kind's pipeline, in order; `finish` is the bookkeeping, never announced as a step.
-PIPELINES: dict[str, tuple[StepInfo, ...]] = {
-    "rollback": (BACKUP, MAINTENANCE_ON, ROLLBACK, VERIFY, MAINTENANCE_OFF, FINISH),
-    "restore": (BACKUP, MAINTENANCE_ON, RESTORE, VERIFY, MAINTENANCE_OFF, FINISH),
+PIPELINES: dict[RequestKind, tuple[StepInfo, ...]] = {
+    RequestKind.ROLLBACK: (BACKUP, MAINTENANCE_ON, ROLLBACK, VERIFY, MAINTENANCE_OFF, FINISH),
+    RequestKind.RESTORE: (BACKUP, MAINTENANCE_ON, RESTORE, VERIFY, MAINTENANCE_OFF, FINISH),
 }
 # A restore into a new scratch database leaves the target alone: nothing to back up, nothing to switch.
 RESTORE_INTO_SCRATCH: tuple[StepInfo, ...] = (RESTORE, FINISH)
@@ -65,6 +67,6 @@ def announced(pipeline: tuple[StepInfo, ...]) -> tuple[StepInfo, ...]:
     return tuple(step for step in pipeline if step is not FINISH)
 
 
-def chain(kind: str) -> str:
+def chain(kind: RequestKind) -> str:
     """`Backup → Maintenance on → Rollback → Verification → Maintenance off`, for a request kind."""
     return " → ".join(step.label for step in announced(PIPELINES[kind]))

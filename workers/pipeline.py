@@ -35,7 +35,7 @@ from rq import Callback, Queue
 from core import steps
 from core.config import Target
 from core.jobs import START_STEPS, JsonObject
-from core.requests import Request, RequestStatus
+from core.requests import Request, RequestKind, RequestStatus
 from core.steps import StepInfo
 from workers import errors, history, identity, messages
 from workers.backup import BackupResult, take_backup
@@ -107,7 +107,7 @@ def start_approved(ctx: Context, request: Request, progress: Progress, *, into: 
                 identity.guard(conn, ctx.redis, target.name, by=request.requester)
             except identity.IdentityMismatch as exc:
                 return refuse(ctx, request, progress, messages.refused(request.id, str(exc)), "wrong database")
-    if request.kind == "restore":
+    if request.kind is RequestKind.RESTORE:
         if not request.backup:
             return refuse(ctx, request, progress, messages.refused(request.id, errors.restore_without_backup()),
                           "no backup named")
@@ -164,7 +164,7 @@ def restore(ctx: Context, request_id: str, into: str = "target") -> JsonObject:
     refused = start_approved(ctx, request, progress, into=into)
     if refused is not None:
         return refused
-    pipeline = PIPELINES["restore"] if into == "target" else SCRATCH_RESTORE
+    pipeline = PIPELINES[RequestKind.RESTORE] if into == "target" else SCRATCH_RESTORE
     ctx.store().set_status(request_id, RequestStatus.RUNNING, started_at=time.time())
     ctx.save_state(request_id, started=time.time(), into=into)
     progress.post(messages.restore_queued(request_id, request.target, str(request.backup), into,
@@ -207,10 +207,10 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
     """A fresh, verified backup of the target before anything changes (no backup, no change)."""
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
-    why = messages.BEFORE_ROLLBACK if request.kind == "rollback" else messages.BEFORE_RESTORE
+    why = messages.BEFORE_ROLLBACK if request.kind is RequestKind.ROLLBACK else messages.BEFORE_RESTORE
     started, backup = dump(ctx, progress, target, f"pre-{request.kind}-{request.id}", messages.dump_of(target.name, why))
     result: JsonObject = {"backup": backup.to_dict()}
-    if request.kind == "rollback":  # a restore request's `backup` names the archive to restore
+    if request.kind is RequestKind.ROLLBACK:  # a restore request's `backup` names the archive to restore
         ctx.store().update(request.id, backup=backup.path)
     with ctx.connect(target) as conn:
         history.record(conn, operation="backup", status="completed", executed_by=request.requester,
@@ -331,7 +331,7 @@ def _restore(ctx: Context, request: Request, target: Target, progress: Progress)
 def _verify(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
     state = ctx.load_state(request.id)
     started = progress.start("verify")
-    if request.kind == "rollback":
+    if request.kind is RequestKind.ROLLBACK:
         report = run_checks(
             ctx.conninfo(target), target, expected_status={v: "rolled_back" for v in request.versions},
             baseline_counts=state.get("baseline_counts"), migrations_dir=target.migrations_dir,
@@ -367,13 +367,13 @@ def report_checks(ctx: Context, progress: Progress, target: Target, report: Veri
 def _finish(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
     state = ctx.load_state(request.id)
     started = float(state.get("started") or request.started_at or time.time())
-    outcome = "rolled back and verified" if request.kind == "rollback" else "restored"
+    outcome = "rolled back and verified" if request.kind is RequestKind.ROLLBACK else "restored"
     ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(), outcome=outcome)
     resolved = None
     if state.get("paged"):
         resolved = ctx.pager().resolve(dedup_key(request.id)).to_dict()
         progress.post(messages.page_resolved(request.id))
-    if request.kind == "rollback":
+    if request.kind is RequestKind.ROLLBACK:
         text = messages.outcome_succeeded(request.id, target.name, request.to_version, request.requester,
                                           request.approver, time.time() - started)
     else:
@@ -398,5 +398,5 @@ def _bind(infos: tuple[StepInfo, ...]) -> tuple[Step, ...]:
     return tuple(Step(info, FUNCTIONS[info.name]) for info in infos)
 
 
-PIPELINES: dict[str, tuple[Step, ...]] = {kind: _bind(infos) for kind, infos in steps.PIPELINES.items()}
+PIPELINES: dict[RequestKind, tuple[Step, ...]] = {kind: _bind(infos) for kind, infos in steps.PIPELINES.items()}
 SCRATCH_RESTORE = _bind(steps.RESTORE_INTO_SCRATCH)

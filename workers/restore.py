@@ -34,7 +34,7 @@ from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
 from core import defaults
-from core.jobs import JsonObject
+from core.jobs import BackupCheck, JsonObject
 from workers import errors, messages
 from workers.backup import (
     BackupError,
@@ -81,25 +81,11 @@ class RestoreResult:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class BackupCheck:
-    """Whether a backup may be restored: it exists in the backup directory, its checksum matches its
-    manifest and pg_restore reads it; `newest` names the target's newest verified backups."""
-
-    ok: bool
-    error: str | None
-    newest: list[str]
-    backup: JsonObject | None = None  # the manifest, with the archive's path
-
-    def to_dict(self) -> JsonObject:
-        return asdict(self)
-
-
 def check_backup(backup: str, *, backup_dir: str, target: str, pg_restore: str = "pg_restore",
                  any_target: bool = False) -> BackupCheck:
     """Check `backup` (a name in `backup_dir`) before a restore is asked for or started; never raises
     for a bad backup. A backup of another target is refused unless `any_target` (a scratch restore)."""
-    newest = [str(b["name"]) for b in list_backups(backup_dir, target) if b.get("verified")][:NEWEST_SHOWN]
+    newest = tuple(str(b["name"]) for b in list_backups(backup_dir, target) if b.get("verified"))[:NEWEST_SHOWN]
     try:
         archive = resolve_archive(backup, backup_dir)
         verify_archive(archive, pg_restore=pg_restore)
