@@ -55,11 +55,16 @@ def config(extra: str) -> str:
 
 def test_the_thresholds_are_read_per_target_and_checked(tmp_path: Path) -> None:
     path = tmp_path / "rollback.toml"
-    path.write_text(config("maintenance_above_stall_s = 10\nskip_maintenance_below_stall_s = 0.5"))
+    path.write_text(config("maintenance_above_stall_s = 10\nskip_maintenance_below_stall_s = 0.5\n"
+                           "dry_run_budget_ms = 500"))
     prod = load_settings({}, path).targets["prod"]
     assert (prod.maintenance_above_stall_s, prod.skip_maintenance_below_stall_s) == (10.0, 0.5)
+    assert prod.dry_run_budget_ms == 500
+    path.write_text(config(""))
+    assert load_settings({}, path).targets["prod"].dry_run_budget_ms == 2000
     for bad, problem in (("maintenance_above_stall_s = -1", "0 or more"),
                          ('maintenance_above_stall_s = "ten"', "number of seconds"),
+                         ("dry_run_budget_ms = -5", "number of milliseconds"),
                          ("maintenance_above_stall_s = 1\nskip_maintenance_below_stall_s = 2", "must not exceed")):
         path.write_text(config(bad))
         with pytest.raises(ConfigError, match=problem):
