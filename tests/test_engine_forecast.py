@@ -19,7 +19,7 @@ import pytest
 
 from tests.engine_support import make_engine, pg_dump, query
 from workers import cli
-from workers.engine import messages, sqltext
+from workers.engine import measure, messages, sqltext
 from workers.engine.forecast import HeldLock, StatementImpact, script_statement, suggest_reorder, table_stalls
 from workers.engine.sqleffects import LockMode
 
@@ -183,7 +183,8 @@ def test_the_dry_run_stops_within_its_budget_while_holding_a_lock_that_blocks_th
     (items,) = [t for t in forecast.tables if t.relation == "items"]
     assert items.estimated and items.mode is LockMode.ACCESS_EXCLUSIVE and items.reads_blocked_ms > 0
     assert any("estimated" in line for line in forecast.lines)
-    assert "UPDATE would change ≈500 row(s) of items (estimated: EXPLAIN row count; not executed)" in report.warnings
+    assert ("UPDATE would change ≈500 row(s) of items (estimated: the dry run stopped before it finished)"
+            in report.warnings)
 
 
 def test_a_dry_run_within_budget_measures_every_statement(database_url: str, tmp_path: Path,
@@ -229,3 +230,17 @@ def test_run_migrations_refuses_a_negative_budget(database_url: str, tmp_path: P
     with redirect_stderr(err), redirect_stdout(io.StringIO()):
         code = cli.main(["--rollback", "--dry-run", "--dry-run-budget", "-1"], env={"DATABASE_URL": database_url})
     assert code != 0 and "--dry-run-budget must be 0 or more ms" in err.getvalue()
+
+
+def test_rows_an_update_will_change_are_counted_exactly_or_not_at_all_within_the_budget(
+        database_url: str, tmp_path: Path) -> None:
+    migrations = write_migrations(tmp_path, "DROP TABLE badges;\n")
+    make_engine(database_url, migrations).apply()
+    with psycopg.connect(database_url) as conn:
+        assert measure.count_matching(conn, ("items",), "i", "i.id <= 1234", 10_000, 0) == 1234
+        assert measure.count_matching(conn, ("items",), None, None, 10_000, 0) == ROWS
+        # Too slow for the time allowed: no figure (the caller falls back to EXPLAIN), and the
+        # transaction is still usable.
+        assert measure.count_matching(conn, ("items",), None, "pg_sleep(0.01) IS NOT NULL", 50, 0) is None
+        assert conn.execute("SELECT current_setting('statement_timeout')").fetchone() == ("0",)
+        assert measure.explain_rows(conn, "UPDATE items SET v = 0 WHERE id <= 1234") is not None

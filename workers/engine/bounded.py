@@ -226,7 +226,7 @@ class BoundedRun:
         changed = _changed_tables(parsed)
         strong = parsed is not None and any(t.mode.blocks_writes for t in parsed.locks)
         dml = parsed is not None and parsed.kind.startswith(_DML)
-        explained = measure.explain_rows(self.conn, item.sql) if dml else None
+        explained = self._matching_rows(parsed) if dml else None
         if dml and item.processed:
             rows = max(explained or 0, item.processed)
             return item.elapsed_ms * rows / item.processed, rows
@@ -246,6 +246,19 @@ class BoundedRun:
         if rewritten is not None and rate is not None:
             return max(item.elapsed_ms, measure.table_rows(self.conn, rewritten) * rate), None
         return item.elapsed_ms, None  # catalog-only DDL: as long as it ran, if it ran at all
+
+    def _matching_rows(self, parsed: sqltext.Statement | None) -> int | None:
+        """How many rows a DML statement will change: its WHERE counted exactly when that takes at most the
+        budget (a read, blocking nobody), else EXPLAIN's row estimate."""
+        assert parsed is not None
+        change = next((d for d in parsed.destroys if d.kind in (DestroyKind.UPDATE, DestroyKind.DELETE)), None)
+        if change is not None and not (change.using or change.with_ or change.current_of or change.via):
+            alias = getattr(getattr(getattr(parsed.tree, "relation", None), "alias", None), "aliasname", None)
+            counted = measure.count_matching(self.conn, change.relation, alias, change.where, self.budget_ms,
+                                             self.statement_timeout_ms)
+            if counted is not None:
+                return counted
+        return measure.explain_rows(self.conn, parsed.text)
 
     def _probe(self, statement: str, changed: list[tuple[str, ...]]) -> tuple[float, int | None, bool] | None:
         """Run a lock-light statement alone for at most the budget, then undo it: (ms, rows, finished)."""

@@ -92,6 +92,31 @@ def explain_rows(conn: psycopg.Connection[Any], statement: str) -> int | None:
     return int(plan.get("Plan Rows") or 0)
 
 
+def count_matching(conn: psycopg.Connection[Any], table: tuple[str, ...], alias: str | None, where: str | None,
+                   timeout_ms: int, restore_timeout_ms: int) -> int | None:
+    """The rows an UPDATE/DELETE's WHERE matches now, counted exactly within `timeout_ms` (None: not in time).
+
+    A plain read (ACCESS SHARE): it blocks nobody. On a table too big to count in time the caller falls
+    back to EXPLAIN's estimate.
+    """
+    query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*table))
+    if alias:
+        query = sql.SQL("{} AS {}").format(query, sql.Identifier(alias))
+    if where:
+        query = sql.SQL("{} WHERE {}").format(query, sql.SQL(where))  # the migration's own condition, as written
+    conn.execute("SAVEPOINT rollback_bot_count")
+    try:
+        conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{max(1, int(timeout_ms))}ms",))
+        row = conn.execute(query).fetchone()
+        conn.execute("RELEASE SAVEPOINT rollback_bot_count")
+    except psycopg.Error:
+        conn.execute("ROLLBACK TO SAVEPOINT rollback_bot_count")
+        return None
+    finally:
+        conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(restore_timeout_ms)}ms",))
+    return int(row[0]) if row else None
+
+
 def table_rows(conn: psycopg.Connection[Any], table: tuple[str, ...]) -> int:
     row = conn.execute(_RELTUPLES, (_regclass(conn, table),)).fetchone()
     return int(row[0]) if row and row[0] is not None else 0

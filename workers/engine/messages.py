@@ -289,7 +289,7 @@ def dry_run_budget_spent(budget_ms: int) -> str:
 
 def estimated_row_change(command: str, table: str, rows: int) -> str:
     verb = "delete" if command == "DELETE" else "change"
-    return f"{command} would {verb} ≈{rows} row(s) of {table} (estimated: EXPLAIN row count; not executed)"
+    return f"{command} would {verb} ≈{rows} row(s) of {table} (estimated: the dry run stopped before it finished)"
 
 
 def approx_seconds(ms: float) -> str:
