@@ -120,6 +120,7 @@ class BoundedRun:
                 touched = measure.rows_touched(self.conn, changed)
             running_since = time.perf_counter()
             result = run()
+            self._held = measure.held_locks(self.conn)  # under the same budget: it may be what runs out
         except errors.QueryCanceled:
             if not self._armed:
                 raise  # the configured statement_timeout, not the budget: a real failure
@@ -128,7 +129,6 @@ class BoundedRun:
         except _BudgetSpent:
             self._cut(version, statement, None, None, changed)
             return None
-        self._held = measure.held_locks(self.conn)
         if self._window_started is None and any(lock.mode.blocks_writes for lock in self._held):
             self._open(savepoint, started)  # the parser did not foresee it: count from the statement's start
         elif self._window_savepoint != savepoint:
