@@ -48,6 +48,7 @@ class ForecastRun:
     dry_run_lock_timeout_s: float
     lines: tuple[str, ...]
     statements: tuple[tuple[str, float, bool], ...] = ()  # the dry run's (statement, ms, estimated)
+    measured_statements: tuple[tuple[str, float], ...] = ()  # the real run's (statement, ms)
 
     @property
     def error(self) -> float:
@@ -56,7 +57,8 @@ class ForecastRun:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "lines": list(self.lines), "error": round(self.error, 3),
-                "statements": [list(s) for s in self.statements]}
+                "statements": [list(s) for s in self.statements],
+                "measured_statements": [list(s) for s in self.measured_statements]}
 
 
 def dry_run_command(budget_ms: int) -> list[str]:
@@ -109,7 +111,7 @@ def once(admin_url: str, template: str, users: int, budget_ms: int, *,
             reader.join(timeout=reader_seconds + 30)
             time.sleep(1.0)
             run_start = time.perf_counter() - t0
-            rollback_s, _ = _run(product_command(), url)
+            rollback_s, run_out = _run([*product_command(), "--json"], url)
             run_end = time.perf_counter() - t0
             time.sleep(1.0)
         if load.errors:
@@ -123,7 +125,8 @@ def once(admin_url: str, template: str, users: int, budget_ms: int, *,
             dry_run_stall_s=_worst_between(load, dry_start, dry_end), dry_run_s=dry_s, rollback_s=rollback_s,
             dry_run_budget_s=budget_ms / 1000, dry_run_lock_timeout_s=min(defaults.LOCK_TIMEOUT_MS,
                                                                          defaults.DRY_RUN_LOCK_TIMEOUT_MS) / 1000,
-            lines=lines, statements=statements)
+            lines=lines, statements=statements,
+            measured_statements=tuple((s["sql"][:60], s["duration_ms"]) for s in json.loads(run_out)["statements"]))
     finally:
         dataset.drop(admin_url, name)
 
