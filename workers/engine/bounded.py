@@ -46,6 +46,8 @@ _DML = ("INSERT", "UPDATE", "DELETE", "MERGE")
 _REWRITES = ("CREATE INDEX", "CLUSTER", "REFRESH MATERIALIZED VIEW")
 _WINDOW = "rollback_bot_dry_run_{}"
 _PROBE = "rollback_bot_probe"
+# A cut statement that ran for less than this share of the budget is sampled again on its own.
+_SHORT_SAMPLE = 0.5
 
 
 class _BudgetSpent(Exception):
@@ -227,18 +229,24 @@ class BoundedRun:
         strong = parsed is not None and any(t.mode.blocks_writes for t in parsed.locks)
         dml = parsed is not None and parsed.kind.startswith(_DML)
         explained = self._matching_rows(parsed) if dml else None
+        # Samples of (ms, rows changed): the part of the cut statement that ran, and a run of its own. A
+        # statement cut soon after it started (the budget was mostly spent before it) is sampled again
+        # alone: a fraction of a second mostly measures its start.
+        samples: list[tuple[float, int]] = []
         if dml and item.processed:
-            rows = max(explained or 0, item.processed)
-            return item.elapsed_ms * rows / item.processed, rows
-        if dml and not strong:
+            samples.append((item.elapsed_ms, item.processed))
+        if dml and not strong and (not samples or item.elapsed_ms < self.budget_ms * _SHORT_SAMPLE):
             probed = self._probe(item.sql, changed)
             if probed is not None:
                 duration, processed, complete = probed
                 if complete:
                     return duration, processed
                 if processed:
-                    rows = max(explained or 0, processed)
-                    return duration * rows / processed, rows
+                    samples.append((duration, processed))
+        if samples:
+            elapsed, processed = max(samples, key=lambda sample: sample[1])
+            rows = max(explained or 0, processed)
+            return elapsed * rows / processed, rows
         rate = self._rate(changed)
         if dml:
             return max(item.elapsed_ms, (explained or 0) * (rate or 0.0)), explained
