@@ -46,8 +46,9 @@ _DML = ("INSERT", "UPDATE", "DELETE", "MERGE")
 _REWRITES = ("CREATE INDEX", "CLUSTER", "REFRESH MATERIALIZED VIEW")
 _WINDOW = "rollback_bot_dry_run_{}"
 _PROBE = "rollback_bot_probe"
-# A cut statement that ran for less than this share of the budget is sampled again on its own.
-_SHORT_SAMPLE = 0.5
+# An unfinished statement's rate is pooled from this many budgets' worth of samples (at most _MAX_PROBES runs).
+_SAMPLE_BUDGETS = 2
+_MAX_PROBES = 3
 
 
 class _BudgetSpent(Exception):
@@ -229,24 +230,29 @@ class BoundedRun:
         strong = parsed is not None and any(t.mode.blocks_writes for t in parsed.locks)
         dml = parsed is not None and parsed.kind.startswith(_DML)
         explained = self._matching_rows(parsed) if dml else None
-        # Samples of (ms, rows changed): the part of the cut statement that ran, and a run of its own. A
-        # statement cut soon after it started (the budget was mostly spent before it) is sampled again
-        # alone: a fraction of a second mostly measures its start.
+        # Samples of (ms, rows changed): the part of the cut statement that ran, then runs of its own (each at
+        # most the budget, undone at once) until SAMPLE_BUDGETS budgets' worth is pooled: a single short
+        # sample swings with what the server does meanwhile (a GIN pending-list flush, a checkpoint).
         samples: list[tuple[float, int]] = []
         if dml and item.processed:
             samples.append((item.elapsed_ms, item.processed))
-        if dml and not strong and (not samples or item.elapsed_ms < self.budget_ms * _SHORT_SAMPLE):
+        probes = 0
+        while (dml and not strong and probes < _MAX_PROBES
+               and sum(ms for ms, _ in samples) < self.budget_ms * _SAMPLE_BUDGETS):
+            probes += 1
             probed = self._probe(item.sql, changed)
-            if probed is not None:
-                duration, processed, complete = probed
-                if complete:
-                    return duration, processed
-                if processed:
-                    samples.append((duration, processed))
+            if probed is None:
+                break
+            duration, processed, complete = probed
+            if complete:
+                return duration, processed
+            if not processed:
+                break
+            samples.append((duration, processed))
         if samples:
-            elapsed, processed = max(samples, key=lambda sample: sample[1])
-            rows = max(explained or 0, processed)
-            return elapsed * rows / processed, rows
+            pooled_ms, pooled_rows = sum(ms for ms, _ in samples), sum(n for _, n in samples)
+            rows = max(explained or 0, max(n for _, n in samples))
+            return pooled_ms * rows / pooled_rows, rows
         rate = self._rate(changed)
         if dml:
             return max(item.elapsed_ms, (explained or 0) * (rate or 0.0)), explained
