@@ -59,7 +59,8 @@ class Engine:
         # no full backup protects the run, so a statement whose data cannot be escrowed refuses the rollback.
         self.escrow = escrow
         self.escrow_required = escrow_required
-        self.run_id = request_id or run_id or new_run_id()
+        self._run_id = run_id
+        self.run_id: str | None = None  # set by each rollback: the id its escrow is held under
 
     def __repr__(self) -> str:  # never show the DSN
         return f"Engine(dbname={self.where!r}, migrations_dir={str(self.migrations_dir)!r})"
@@ -86,6 +87,7 @@ class Engine:
         target = parse_version(to) if to is not None else None
         with self._run() as ctx:
             if self.escrow:
+                self.run_id = self.request_id or self._run_id or new_run_id()
                 ctx.escrow = escrow.Recorder(ctx.conn, self.run_id, required=self.escrow_required)
             return runner.rollback(ctx, target, expected_plan_hash)
 
