@@ -416,6 +416,21 @@ def render_run(report: RunReport) -> str:
         parts.append(f"database is now at {report.to}")
     if report.warnings:
         parts += ["warnings:"] + [f"  ! {w}" for w in report.warnings]
+    if report.escrow:
+        parts += render_escrow_of_run(report.escrow)
+    if report.statements:
+        parts += ["", _table(["version", "statement", "tag", "rows", "ms"], _statement_rows(report.statements))]
+    return "\n".join(parts)
+
+
+def render_undo(report: Any) -> str:
+    """An UndoReport (or the earlier result of the same undo request)."""
+    if getattr(report, "already_done", False) and not hasattr(report, "restored"):
+        return f"undo request {report.request_id} already ran; nothing done this time"
+    head = ("DRY RUN of undo — everything below was rolled back; nothing changed" if report.dry_run
+            else f"undid rollback {report.plan.request_id} in {report.duration_ms:.0f} ms")
+    parts = [head, f"re-applied: {', '.join(report.plan.versions)}"]
+    parts += [f"  {undo_restored(r['relation'], r['kind'], r['rows'])}" for r in report.restored]
     if report.statements:
         parts += ["", _table(["version", "statement", "tag", "rows", "ms"], _statement_rows(report.statements))]
     return "\n".join(parts)
