@@ -115,22 +115,25 @@ def _migration_sql(text: str) -> sql.Composable:
 
 _TABLE = """
 SELECT c.relkind,
-       ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
-             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.n) AS key
-FROM pg_class c LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
-WHERE c.oid = to_regclass(%s)
+       ARRAY(SELECT a.attname FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+             WHERE i.indrelid = c.oid AND i.indisprimary ORDER BY k.n),
+       ARRAY(SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum),
+       ARRAY(SELECT a.attname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+               AND (a.atttypid >= 16384 OR COALESCE(NULLIF(t.typelem, 0), 0) >= 16384)),
+       ARRAY(SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+               AND a.attgenerated <> '')
+FROM pg_class c WHERE c.oid = to_regclass(%s)
 """
-_COLUMNS = """
-SELECT a.attname, (a.atttypid >= 16384 OR COALESCE(NULLIF(t.typelem, 0), 0) >= 16384) AS user_type,
-       a.attgenerated <> '' AS generated
-FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
-"""
+# Sequences a table's columns own (serial, identity): dropped with the table, so their position is kept too.
 _SEQUENCES = """
-SELECT a.attname, pg_sequence_last_value(pg_get_serial_sequence(%s, a.attname)::regclass)
-FROM pg_attribute a
-WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
-  AND pg_get_serial_sequence(%s, a.attname) IS NOT NULL
+SELECT a.attname, pg_sequence_last_value(d.objid)
+FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+  AND d.refobjid = to_regclass(%s) AND d.deptype IN ('a', 'i')
 """
 
 
@@ -145,19 +148,16 @@ class Table:
 
 
 def table(conn: psycopg.Connection[Any], relation: Name) -> Table | None:
-    regclass = sql.Identifier(*relation).as_string(conn)
-    row = conn.execute(_TABLE, (regclass,)).fetchone()
+    row = conn.execute(_TABLE, (sql.Identifier(*relation).as_string(conn),)).fetchone()
     if row is None:
         return None
-    cols = conn.execute(_COLUMNS, (regclass,)).fetchall()
-    return Table(relation, str(row[0]), tuple(row[1] or ()), tuple(c[0] for c in cols),
-                 frozenset(c[0] for c in cols if c[1]), frozenset(c[0] for c in cols if c[2]))
+    return Table(relation, str(row[0]), tuple(row[1]), tuple(row[2]), frozenset(row[3]), frozenset(row[4]))
 
 
 def sequences(conn: psycopg.Connection[Any], relation: Name) -> dict[str, int | None]:
     """Positions of the sequences the table's columns own (they go with a dropped table)."""
-    regclass = sql.Identifier(*relation).as_string(conn)
-    return {r[0]: r[1] for r in conn.execute(_SEQUENCES, (regclass, regclass, regclass)).fetchall()}
+    rows = conn.execute(_SEQUENCES, (sql.Identifier(*relation).as_string(conn),)).fetchall()
+    return {r[0]: r[1] for r in rows}
 
 
 # --- what to copy for one statement --------------------------------------------------------------
@@ -397,17 +397,17 @@ class Recorder:
         with self.conn.cursor() as cur:
             cur.execute(sql.SQL("CREATE TABLE {} AS {}").format(target, capture.query))
             rows = max(cur.rowcount, 0)
-        size = self.conn.execute("SELECT pg_total_relation_size(%s::regclass)", (target.as_string(self.conn),)
-                                 ).fetchone()
         seqs = sequences(self.conn, capture.relation) if capture.restore == Restore.REPLACE else {}
-        held = Held(version, index, text, str(capture.kind), capture.relation, name, str(capture.restore),
-                    capture.key, capture.columns, rows, int(size[0]) if size else 0, seqs)
-        self.conn.execute(sql.SQL(
+        row = self.conn.execute(sql.SQL(
             "INSERT INTO {} (request_id, version, statement_index, statement, kind, source_relation, escrow_table,"
             " restore, key_columns, columns, row_count, size_bytes, sequences)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)").format(sql.Identifier(SCHEMA, MANIFEST)),
-            (self.request_id, version, index, text, held.kind, list(capture.relation), name, held.restore,
-             list(capture.key), list(capture.columns), rows, held.bytes, Jsonb(seqs)))
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, pg_total_relation_size(%s::regclass), %s)"
+            " RETURNING size_bytes").format(sql.Identifier(SCHEMA, MANIFEST)),
+            (self.request_id, version, index, text, str(capture.kind), list(capture.relation), name,
+             str(capture.restore), list(capture.key), list(capture.columns), rows, target.as_string(self.conn),
+             Jsonb(seqs))).fetchone()
+        held = Held(version, index, text, str(capture.kind), capture.relation, name, str(capture.restore),
+                    capture.key, capture.columns, rows, int(row[0]) if row else 0, seqs)
         return held
 
     def to_dict(self) -> dict[str, Any]:
