@@ -40,8 +40,8 @@ PLAIN_COPIES: dict[str, tuple[LiteralString, ...]] = {
                                                 "SELECT id, onboarding_state FROM users"),
     "UPDATE users SET status": ("SELECT id, status FROM users WHERE status = 'migrated'",),
     "UPDATE events SET kind": ("SELECT id, kind FROM events WHERE kind LIKE '%\\_%'",),
-    "DROP TABLE attachments": tuple(f"SELECT * FROM {t}" for t in (  # type: ignore[misc]
-        "attachments", "audit_log", "comments", "events", "projects", "users")),
+    "DROP TABLE attachments": ("SELECT * FROM attachments", "SELECT * FROM audit_log", "SELECT * FROM comments",
+                               "SELECT * FROM events", "SELECT * FROM projects", "SELECT * FROM users"),
 }
 
 

@@ -51,6 +51,9 @@ PAGERDUTY_BACKOFF_SECONDS = 0.5
 # Worker: how long a killed worker's jobs take to be noticed (RQ heartbeat/maintenance) — see docs/workers.md.
 WORKER_MAINTENANCE_INTERVAL_SECONDS = 30
 WORKER_WATCHDOG_INTERVAL_SECONDS = 10
+# A running job refreshes its lease; a lease that lapses while the job is still "started" means the
+# process running it died (workers/watchdog.py). Shorter when the watchdog scans more often.
+LEASE_TTL_SECONDS = 10
 # RQ worker TTL for `python -m workers`: an idle worker heartbeats every WORKER_TTL_SECONDS - 15 s (RQ's
 # dequeue timeout), a busy one every job-monitoring interval. The bot counts a worker as listening while
 # its last heartbeat is younger than the interval the worker itself announced plus this grace, so a
