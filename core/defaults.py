@@ -100,3 +100,10 @@ WEB_GRACEFUL_TIMEOUT_SECONDS = 20
 MAX_DELIVERY_BYTES = 1024 * 1024
 # A Slack payload nests about ten levels deep; a deeper one is not Slack's and is ignored unparsed further.
 MAX_PAYLOAD_DEPTH = 64
+
+# What protects a rollback, per target (`backup_policy`): a full pg_dump, the data-loss escrow (the rows and
+# values each down statement destroys, copied in the rollback's own transaction), or both (the default).
+BACKUP_POLICIES = ("full", "escrow", "full+escrow")
+BACKUP_POLICY = "full+escrow"
+# Escrow older than this is purged by the workers (two weeks: long enough to notice a wrong rollback).
+ESCROW_RETENTION_DAYS = 14.0

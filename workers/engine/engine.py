@@ -18,6 +18,7 @@ from workers.engine.errors import ConnectionFailed, DatabaseError, EngineError, 
 from workers.engine.planning import build_rollback_plan, build_status
 from workers.engine.redact import password_of, redact
 from workers.engine.reports import DryRunReport, Plan, RunReport, ServerInfo, StatusReport
+from workers.engine.undo import UndoPlan, UndoReport
 from workers.engine.versions import parse_version
 
 APPLICATION_NAME = "rollback-bot"
@@ -82,6 +83,7 @@ class Engine:
     def dry_run_rollback(self, to: str | None = None) -> DryRunReport:
         target = parse_version(to) if to is not None else None
         with self._run() as ctx:
+            ctx.assess_escrow = self.escrow
             return runner.dry_run(ctx, "rollback", target, self.dry_run_lock_timeout_ms)
 
     def rollback(self, to: str | None = None, *, expected_plan_hash: str | None = None) -> RunReport:
@@ -93,10 +95,15 @@ class Engine:
             return runner.rollback(ctx, target, expected_plan_hash)
 
     def undo(self, rollback_id: str, *, dry_run: bool = False,
-             expected_plan_hash: str | None = None) -> undo.UndoReport | RunReport:
+             expected_plan_hash: str | None = None) -> UndoReport | RunReport:
         """Reverse the rollback `rollback_id` (a request id or a CLI run id) from its escrow; see `undo.py`."""
         with self._run() as ctx:
             return undo.undo(ctx, rollback_id, dry_run=dry_run, expected_plan_hash=expected_plan_hash)
+
+    def plan_undo(self, rollback_id: str) -> UndoPlan:
+        """What `undo(rollback_id)` would do, read under the lock without running anything (raises UndoRefused)."""
+        with self._run() as ctx:
+            return undo.plan(ctx, rollback_id, undo_request_id=self.request_id)
 
     def escrow_holdings(self) -> list[dict[str, Any]]:
         with self._connect() as (conn, _server):

@@ -297,6 +297,14 @@ def assess(conn: psycopg.Connection[Any], version: str, text: str) -> list[NotEs
             for item in plan(conn, statement) if not isinstance(item, Capture)]
 
 
+def assess_outside(version: str, text: str) -> list[NotEscrowed]:
+    """What of a no-transaction statement destroys data: none of it can be escrowed."""
+    statement = sqltext.parse_statement(text)
+    kept = [d for d in (statement.destroys if statement else ()) if d.kind not in _NOTHING_TO_KEEP]
+    return [not_escrowed(version, text, d, "it runs outside a transaction", statement.kind if statement else "")
+            for d in kept]
+
+
 # --- the tables that hold it ---------------------------------------------------------------------
 
 
@@ -376,11 +384,8 @@ class Recorder:
 
     def outside_transaction(self, version: str, text: str) -> None:
         """A statement of a no-transaction script: its data cannot be copied in its transaction."""
-        statement = sqltext.parse_statement(text)
-        kept = [d for d in (statement.destroys if statement else ()) if d.kind not in _NOTHING_TO_KEEP]
-        for d in kept:
-            self._refuse(not_escrowed(version, text, d, "it runs outside a transaction", statement.kind
-                                      if statement else ""))
+        for item in assess_outside(version, text):
+            self._refuse(item)
 
     def finish(self) -> None:
         self.conn.execute(sql.SQL("UPDATE {} SET not_escrowed = %s WHERE request_id = %s").format(

@@ -45,6 +45,7 @@ class Context:
     redact: Callable[[str], str]
     current: dict[str, str] = field(default_factory=dict)  # the statement running now, for errors
     escrow: escrow.Recorder | None = None  # a rollback copies what each statement destroys (None: no escrow)
+    assess_escrow: bool = False  # a rollback's dry run names what its escrow could not hold
 
     @property
     def pid(self) -> int:
@@ -472,10 +473,16 @@ def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_m
                 holder["step"] = step
                 if not step.transactional:
                     warnings.append(messages.no_transaction_dry_run(step.version, step.name))
+                    if ctx.assess_escrow and operation == "rollback":
+                        warnings += [messages.not_escrowed_line(n.statement, n.reason)
+                                     for s in step.statements for n in escrow.assess_outside(step.version, s)]
                     results += [StatementResult(step.version, s, "(not run)", None, 0.0) for s in step.statements]
                     continue
                 for statement in step.statements:
                     ctx.current.update(version=step.version, sql=statement)
+                    if ctx.assess_escrow and operation == "rollback":  # with the catalog as it is at this point
+                        warnings += [messages.not_escrowed_line(n.statement, n.reason)
+                                     for n in escrow.assess(ctx.conn, step.version, statement)]
                     eff, before = _measure_before(ctx.conn, statement)
                     result = _run_statement(ctx, step.version, statement)
                     results.append(result)

@@ -117,6 +117,15 @@ def build_plan(ctx: runner.Context, request_id: str, *, undo_request_id: str | N
                     run["to"])
 
 
+def plan(ctx: runner.Context, request_id: str, *, undo_request_id: str | None) -> UndoPlan:
+    """The undo plan as things stand (read in a transaction that is rolled back); an undo request that already
+    ran is refused here like any other second undo."""
+    with interrupts.transaction(ctx.conn, force_rollback=True):
+        found = build_plan(ctx, request_id, undo_request_id=None)
+    assert isinstance(found, UndoPlan)
+    return found
+
+
 # --- putting the copies back ---------------------------------------------------------------------
 
 
