@@ -259,3 +259,14 @@ def test_rollback_then_undo_on_the_realistic_data_set_gives_the_same_dump_back(d
     make_engine(database_url, dataset.MIGRATIONS_DIR, statement_timeout_ms=0).undo("RB-BENCH1")
 
     assert rows_sorted(pg_dump(database_url, exclude=BOOKKEEPING)) == before
+
+
+def test_the_dry_run_names_what_escrow_cannot_hold_and_escrow_off_names_nothing(custom: tuple[str, Path]) -> None:
+    url, root = custom
+    dry = make_engine(url, root).dry_run_rollback("2025_01_01_000000")
+    assert [w for w in dry.warnings if w.startswith("not escrowed")] == [
+        "not escrowed: ALTER TABLE log_lines DROP COLUMN host (no primary key); "
+        "a full backup is mandatory for this rollback"]
+    off = make_engine(url, root, escrow=False).dry_run_rollback("2025_01_01_000000")
+    assert not [w for w in off.warnings if w.startswith("not escrowed")]
+    assert query(url, "SELECT to_regnamespace('rollback_escrow')")[0][0] is None  # a dry run keeps nothing
