@@ -465,3 +465,7 @@ def undo_succeeded(request_id: str, target: str, undoes: str | None, requester: 
     by = f"requested by <@{requester}>" + (f", approved by <@{approver}>" if approver else "")
     return (f"{DONE} Request {request_id}: rollback {undoes} of *{target}* undone and verified in "
             f"{seconds(duration_s)} ({by}). Maintenance mode is off.")
+
+
+def escrow_purge_skipped(reason: str) -> str:
+    return f"escrow purge skipped this time ({reason}); it runs again with the next rollback or /rollback escrow"

@@ -161,7 +161,7 @@ def escrow(ctx: Context, progress: Progress, target_name: str) -> JsonObject:
     """What the target's escrow holds, after purging what is older than the retention period."""
     target = ctx.target(target_name)
     engine = ctx.engine(target, "rollback-bot")
-    purged = engine.purge_escrow(ctx.settings.escrow_retention_days)
+    purged = pipeline.purge_escrow(engine, ctx.settings.escrow_retention_days, progress)
     held = engine.escrow_holdings()
     progress.post(messages.escrow_list(target.name, held, ctx.settings.escrow_retention_days, purged))
     return {"target": target.name, "held": held, "purged": [r for r, _ in purged]}

@@ -42,7 +42,8 @@ from workers import errors, history, identity, messages
 from workers.backup import BackupResult, take_backup
 from workers.context import Context
 from workers.digitalocean import DigitalOcean
-from workers.engine.errors import UndoRefused
+from workers.engine import Engine
+from workers.engine.errors import EngineError, UndoRefused
 from workers.errors import Refused, StepFailed
 from workers.maintenance import run_hook
 from workers.paging import dedup_key
@@ -318,7 +319,7 @@ def _rollback(ctx: Context, request: Request, target: Target, progress: Progress
             engine = ctx.engine(target, request.requester, request=request, log=progress.log,
                                 escrow_required=not backup.get("verified"))  # no dump: escrow is the net
             if target.escrow:
-                engine.purge_escrow(ctx.settings.escrow_retention_days)  # old escrow goes in the worker's time
+                purge_escrow(engine, ctx.settings.escrow_retention_days, progress)
             run = engine.rollback(to=request.to_version, expected_plan_hash=request.plan_hash)
     finally:
         ctx.store().clear_plans(target.name)  # whatever happened, no earlier plan is known to hold
@@ -328,6 +329,16 @@ def _rollback(ctx: Context, request: Request, target: Target, progress: Progress
     progress.finish("rollback", started, {**messages.rollback_figures(run),
                                           **(messages.escrow_figures(run.escrow) if not run.already_done else {})})
     return {"rollback": run.to_dict(), "baseline_counts": baseline}
+
+
+def purge_escrow(engine: Engine, retention_days: float, progress: Progress) -> list[tuple[str, int]]:
+    """Old escrow goes in the worker's own time; a purge that cannot run now (the migration lock is busy, the
+    database hiccups) is logged and left for the next time, never in the way of the job."""
+    try:
+        return engine.purge_escrow(retention_days)
+    except EngineError as exc:
+        progress.log(messages.escrow_purge_skipped(str(exc)))
+        return []
 
 
 def _undo(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
