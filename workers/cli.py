@@ -74,7 +74,7 @@ def _check(args: argparse.Namespace) -> None:
     if args.to is not None and not args.rollback:
         raise UsageError(messages.usage_conflict("--to needs --rollback"))
     if args.dry_run and (args.status or args.history or args.escrow or args.purge_escrow is not None):
-        raise UsageError(messages.usage_conflict("--dry-run goes with apply, --rollback or --undo"))
+        raise UsageError(messages.usage_conflict("--dry-run goes with apply or --rollback, or --undo"))
     if (args.no_escrow or args.escrow_required) and not args.rollback:
         raise UsageError(messages.usage_conflict("--no-escrow and --escrow-required go with --rollback"))
     if args.no_escrow and args.escrow_required:
@@ -140,7 +140,13 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
         show([{"request_id": r, "tables": n} for r, n in purged],
              "\n".join(messages.escrow_purged(r, n) for r, n in purged) or "nothing to purge")
     elif args.undo:
-        undone = engine.undo(args.undo, dry_run=args.dry_run)
+        if not args.dry_run:  # like --rollback: the plan shown is the plan run (its hash is checked under the lock)
+            planned = engine.plan_undo(args.undo)
+            if not args.json:
+                out(messages.render_undo_plan(planned))
+            undone = engine.undo(args.undo, expected_plan_hash=planned.hash)
+        else:
+            undone = engine.undo(args.undo, dry_run=True)
         show(undone.to_dict(), messages.render_undo(undone))
     elif args.rollback and args.dry_run:
         dry = engine.dry_run_rollback(args.to)

@@ -442,6 +442,13 @@ def render_run(report: RunReport) -> str:
     return "\n".join(parts)
 
 
+def render_undo_plan(plan: Any) -> str:
+    """An UndoPlan: what --undo is about to do."""
+    return (f"plan: undo rollback {plan.request_id} on {plan.dbname}: re-apply {', '.join(plan.versions)}, then put "
+            f"back {len(plan.held)} escrowed cop(ies), {sum(h.rows for h in plan.held)} row(s), in ONE transaction "
+            f"(plan hash {plan.hash[:12]})")
+
+
 def render_undo(report: Any) -> str:
     """An UndoReport (or the earlier result of the same undo request)."""
     if getattr(report, "already_done", False) and not hasattr(report, "restored"):
