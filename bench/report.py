@@ -88,6 +88,21 @@ def verdict_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def noise_note(results: dict[str, Any]) -> list[str]:
+    """A warning when the machine was oversubscribed: how far apart the repetitions were."""
+    machine = results["machine"]
+    loads = [float(x) for x in str(machine.get("loadavg_start", "0")).split()[:1] +
+             str(machine.get("loadavg_end", "0")).split()[:1]]
+    spread = max((row["high"] / row["low"] for row in results["figures"]
+                  if row.get("unit", "s") == "s" and row["low"] > 0 and row["n"] > 1), default=1.0)
+    if max(loads, default=0) <= (machine.get("cpus") or 1):
+        return []
+    return [f"> **Noisy run.** The 1-minute load average ({' → '.join(f'{x:.1f}' for x in loads)}) exceeded the "
+            f"{machine.get('cpus')} CPUs: other work shared the machine, and repetitions of one variant differ "
+            f"by up to {spread:.1f}× (min against max below). Ratios within the run cancel some of it, not all; "
+            "re-run on a quiet machine before quoting a figure.", ""]
+
+
 def write_doc(results: dict[str, Any], plots: list[str], path: Path = DOC) -> Path:
     machine, data = results["machine"], results["dataset"]
     lines = [
@@ -106,6 +121,7 @@ def write_doc(results: dict[str, Any], plots: list[str], path: Path = DOC) -> Pa
         f"built by bench/dataset.py, migrations in bench/migrations/",
         f"- **Repetitions:** {results['reps']} per variant, interleaved (A, B, A, B); median, min and max",
         "",
+        *noise_note(results),
         "## Data set",
         "",
         "A SaaS-like application (bench/migrations/): `users` (uuid, email, name, status, country, bio, jsonb "
@@ -189,7 +205,7 @@ def plot(results_by_size: list[dict[str, Any]], latest: dict[str, Any], director
             ax.set_title(f"{'Backup' if figure == 'P2 backup' else 'Restore'}: time against database size")
             ax.set_xlabel("database size on disk (GB)")
             ax.set_ylabel("seconds (median)")
-            ax.set_xlim(left=0)
+            ax.set_xlim(0, max((p[0] for pts in series.values() for p in pts), default=1) * 1.15)
             ax.set_ylim(bottom=0)
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
@@ -206,7 +222,8 @@ def plot(results_by_size: list[dict[str, Any]], latest: dict[str, Any], director
         fig, axes = plt.subplots(len(stall), 1, figsize=(12, 3.2 * len(stall) + 0.6), sharex=True, sharey=True,
                                  squeeze=False)
         colors = {"product run-migrations": "tab:blue", "naive psql -1 -f down.sql": "tab:red"}
-        for ax, (name, run) in zip(axes[:, 0], stall.items(), strict=True):
+        ordered = sorted(stall.items(), key=lambda item: not item[0].startswith("product"))  # product on top
+        for ax, (name, run) in zip(axes[:, 0], ordered, strict=True):
             color = colors.get(name, "tab:gray")
             starts = [t for t, _ in run["samples"]]
             waits = [latency for _, latency in run["samples"]]
