@@ -15,6 +15,7 @@ from bot import verbs
 from bot.approval import Refusal
 from bot.plans import PlanSummary
 from bot.verbs import Argument, Verb
+from core import steps
 from core.jobs import BackupCheck
 from core.requests import Request, RequestKind, RequestStatus
 
@@ -429,13 +430,9 @@ def decided_blocks(request: Request, plan: PlanSummary | None = None) -> list[di
 
 
 def approved_thread_line(request: Request) -> str:
-    if request.kind is RequestKind.ROLLBACK:
-        steps = "backup → maintenance on → rollback → verify → maintenance off"
-    else:
-        steps = "fresh backup → maintenance on → restore → verify → maintenance off"
     return (
         f":white_check_mark: {request.id} approved by {mention(request.approver)} at {clock(request.decided_at)} "
-        f"(requested by {mention(request.requester)}). Queued for the workers: {steps}."
+        f"(requested by {mention(request.requester)}). Queued for the workers: {steps.chain(request.kind)}."
     )
 
 

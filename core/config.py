@@ -11,6 +11,7 @@ See `rollback.example.toml` for every key, documented.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -67,6 +68,61 @@ class Policy:
     backup_check_timeout_seconds: int = defaults.BACKUP_CHECK_TIMEOUT_SECONDS
 
 
+# --- the workers' settings (owner: workers) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Worker-only knobs (docs/workers.md). Environment names end in their unit; the older names
+    without it (ROLLBACK_PROGRESS_INTERVAL, ...) are still read."""
+
+    progress_interval_s: float = defaults.PROGRESS_INTERVAL_SECONDS
+    watchdog_interval_s: float = defaults.WORKER_WATCHDOG_INTERVAL_SECONDS
+    lease_ttl_s: int = defaults.LEASE_TTL_SECONDS
+    # One connect timeout for every connection the workers open to a target (jobs and the engine).
+    connect_timeout_s: int = defaults.CONNECT_TIMEOUT_SECONDS
+    job_timeout_s: int = defaults.JOB_TIMEOUT_SECONDS
+    restore_jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    pg_dump: str = "pg_dump"
+    pg_restore: str = "pg_restore"
+    psql: str = "psql"
+
+
+def _number(env: Mapping[str, str], names: tuple[str, ...], default: float) -> float:
+    for name in names:
+        value = env.get(name)
+        if value:
+            try:
+                return float(value)
+            except ValueError as err:
+                raise ConfigError(f"{name} must be a number of seconds") from err
+    return default
+
+
+def _worker_settings(env: Mapping[str, str], raw: Mapping[str, Any]) -> WorkerSettings:
+    watchdog = _number(env, ("ROLLBACK_WATCHDOG_INTERVAL_SECONDS", "ROLLBACK_WATCHDOG_INTERVAL"),
+                       defaults.WORKER_WATCHDOG_INTERVAL_SECONDS)
+    jobs = env.get("ROLLBACK_RESTORE_JOBS") or raw.get("restore_jobs")
+    return WorkerSettings(
+        progress_interval_s=_number(env, ("ROLLBACK_PROGRESS_INTERVAL_SECONDS", "ROLLBACK_PROGRESS_INTERVAL"),
+                                    defaults.PROGRESS_INTERVAL_SECONDS),
+        watchdog_interval_s=watchdog,
+        # A lease outlives a few missed renewals, and a dead job is found within a few watchdog rounds.
+        lease_ttl_s=max(2, int(min(defaults.LEASE_TTL_SECONDS, watchdog * 3))),
+        connect_timeout_s=int(_number(env, ("ROLLBACK_CONNECT_TIMEOUT_SECONDS", "ROLLBACK_CONNECT_TIMEOUT"),
+                                      defaults.CONNECT_TIMEOUT_SECONDS)),
+        job_timeout_s=int(_number(env, ("ROLLBACK_JOB_TIMEOUT_SECONDS", "ROLLBACK_JOB_TIMEOUT"),
+                                  defaults.JOB_TIMEOUT_SECONDS)),
+        restore_jobs=max(1, int(jobs)) if jobs else max(1, os.cpu_count() or 1),
+        pg_dump=env.get("PG_DUMP") or "pg_dump",
+        pg_restore=env.get("PG_RESTORE") or "pg_restore",
+        psql=env.get("PSQL") or "psql",
+    )
+
+
+# --- end of the workers' settings -----------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Settings:
     targets: Mapping[str, Target]
@@ -84,13 +140,25 @@ class Settings:
     pagerduty_events_url: str = defaults.PAGERDUTY_EVENTS_URL
     digitalocean_token: str | None = field(default=None, repr=False)
     digitalocean_api_url: str | None = None
+    workers: WorkerSettings = field(default_factory=WorkerSettings)
+    # the bot (python -m bot): how Slack reaches it, and its web server
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_app_token: str | None = field(default=None, repr=False)
+    web_host: str = defaults.WEB_HOST
+    web_port: int = defaults.WEB_PORT
+    web_processes: int = defaults.WEB_PROCESSES
+    web_threads: int = defaults.WEB_THREADS
+    web_backlog: int = defaults.WEB_BACKLOG
+    web_graceful_timeout_seconds: float = defaults.WEB_GRACEFUL_TIMEOUT_SECONDS
+    sweep_interval_seconds: float = defaults.EXPIRY_SWEEP_INTERVAL_SECONDS
+    worker_heartbeat_grace_seconds: float = defaults.WORKER_HEARTBEAT_GRACE_SECONDS
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def target(self, name: str) -> Target:
         try:
             return self.targets[name]
-        except KeyError:
-            raise ConfigError(f"unknown target {name!r}; known: {', '.join(sorted(self.targets)) or 'none'}") from None
+        except KeyError as err:
+            raise ConfigError(f"unknown target {name!r}; known: {', '.join(sorted(self.targets)) or 'none'}") from err
 
     def database_url(self, target: Target) -> str:
         """The target's DSN, from the environment. Only workers call this; it is never logged."""
@@ -123,6 +191,21 @@ def _hook(value: Any, key: str) -> Hook | None:
     raise ConfigError(f"{key} must be a command string or a table with 'command' or 'url'")
 
 
+def _env_number(env: Mapping[str, str], name: str, default: float, kind: type[int] | type[float]) -> Any:
+    """A positive number from the environment (`default` when unset or empty)."""
+    raw = env.get(name) or ""
+    if not raw.strip():
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = 0
+    if not (math.isfinite(value) and value > 0):
+        unit = "seconds" if name.endswith("_SECONDS") else "a whole number"
+        raise ConfigError(f"{name} must be a positive number ({unit}), not {raw!r}")
+    return value
+
+
 def _target(name: str, raw: Mapping[str, Any]) -> Target:
     if not TARGET_NAME.match(name):
         raise ConfigError(f"target name {name!r} must be lower-case letters, digits, '-' or '_'")
@@ -153,7 +236,7 @@ def load_settings(env: Mapping[str, str] | None = None, path: str | os.PathLike[
             try:
                 raw = tomllib.load(fh)
             except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"{config_path}: {exc}") from None
+                raise ConfigError(f"{config_path}: {exc}") from exc
     elif path or env.get("ROLLBACK_CONFIG"):
         raise ConfigError(f"config file {config_path} does not exist")
 
@@ -196,5 +279,19 @@ def load_settings(env: Mapping[str, str] | None = None, path: str | os.PathLike[
         pagerduty_events_url=env.get("PAGERDUTY_EVENTS_URL", defaults.PAGERDUTY_EVENTS_URL),
         digitalocean_token=env.get("DIGITALOCEAN_TOKEN") or None,
         digitalocean_api_url=env.get("DIGITALOCEAN_API_URL") or None,
+        workers=_worker_settings(env, workers),
+        slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
+        slack_app_token=env.get("SLACK_APP_TOKEN") or None,
+        web_host=env.get("HOST") or defaults.WEB_HOST,
+        web_port=_env_number(env, "PORT", defaults.WEB_PORT, int),
+        web_processes=_env_number(env, "ROLLBACK_WEB_PROCESSES", defaults.WEB_PROCESSES, int),
+        web_threads=_env_number(env, "ROLLBACK_WEB_THREADS", defaults.WEB_THREADS, int),
+        web_backlog=_env_number(env, "ROLLBACK_WEB_BACKLOG", defaults.WEB_BACKLOG, int),
+        web_graceful_timeout_seconds=_env_number(env, "ROLLBACK_WEB_GRACEFUL_TIMEOUT_SECONDS",
+                                                 defaults.WEB_GRACEFUL_TIMEOUT_SECONDS, float),
+        sweep_interval_seconds=_env_number(env, "ROLLBACK_SWEEP_INTERVAL_SECONDS",
+                                           defaults.EXPIRY_SWEEP_INTERVAL_SECONDS, float),
+        worker_heartbeat_grace_seconds=_env_number(env, "ROLLBACK_WORKER_HEARTBEAT_GRACE_SECONDS",
+                                                   defaults.WORKER_HEARTBEAT_GRACE_SECONDS, float),
         env=env,
     )

@@ -51,6 +51,9 @@ PAGERDUTY_BACKOFF_SECONDS = 0.5
 # Worker: how long a killed worker's jobs take to be noticed (RQ heartbeat/maintenance) — see docs/workers.md.
 WORKER_MAINTENANCE_INTERVAL_SECONDS = 30
 WORKER_WATCHDOG_INTERVAL_SECONDS = 10
+# A running job refreshes its lease; a lease that lapses while the job is still "started" means the
+# process running it died (workers/watchdog.py). Shorter when the watchdog scans more often.
+LEASE_TTL_SECONDS = 10
 # RQ worker TTL for `python -m workers`: an idle worker heartbeats every WORKER_TTL_SECONDS - 15 s (RQ's
 # dequeue timeout), a busy one every job-monitoring interval. The bot counts a worker as listening while
 # its last heartbeat is younger than the interval the worker itself announced plus this grace, so a
@@ -80,3 +83,20 @@ SMOKE_TIMEOUT_SECONDS = 300
 # DigitalOcean droplet snapshots: poll the action this often, give up after this long.
 DO_ACTION_POLL_SECONDS = 5.0
 DO_ACTION_TIMEOUT_SECONDS = 30 * 60
+
+# The bot's web server (bot/server.py: gunicorn, gthread workers; figures in docs/bot.md).
+# Processes: one per core (a process is bound to one core by the GIL); threads: requests in flight per
+# process, each mostly waiting on Redis or for its listener's ack; the backlog holds a burst of
+# connections while every thread is busy (the kernel caps it at net.core.somaxconn).
+WEB_PORT = 3000
+WEB_HOST = "0.0.0.0"
+WEB_PROCESSES = 2
+WEB_THREADS = 16
+WEB_BACKLOG = 2048
+# After SIGTERM, requests in flight (and the work their listeners do after the ack) get this long to
+# finish; below the 30 s that Heroku, Kubernetes and systemd wait before SIGKILL.
+WEB_GRACEFUL_TIMEOUT_SECONDS = 20
+# A Slack delivery is a few kilobytes; a larger body is refused (413) before anything parses it.
+MAX_DELIVERY_BYTES = 1024 * 1024
+# A Slack payload nests about ten levels deep; a deeper one is not Slack's and is ignored unparsed further.
+MAX_PAYLOAD_DEPTH = 64

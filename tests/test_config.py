@@ -44,3 +44,18 @@ def test_invalid_config_is_one_clear_error(tmp_path: Path) -> None:
         load_settings({}, bad)
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings({"ROLLBACK_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_worker_settings_come_from_the_loader_with_unit_names_and_the_old_names_still_read(tmp_path: Path) -> None:
+    config = tmp_path / "rollback.toml"
+    config.write_text("[workers]\nrestore_jobs = 3\n")
+    new = load_settings({"ROLLBACK_PROGRESS_INTERVAL_SECONDS": "2", "ROLLBACK_WATCHDOG_INTERVAL_SECONDS": "1",
+                         "ROLLBACK_CONNECT_TIMEOUT_SECONDS": "4", "ROLLBACK_JOB_TIMEOUT_SECONDS": "30",
+                         "PG_RESTORE": "/opt/pg/bin/pg_restore"}, config).workers
+    assert (new.progress_interval_s, new.watchdog_interval_s, new.connect_timeout_s, new.job_timeout_s) == (2, 1, 4, 30)
+    assert new.lease_ttl_s == 3 and new.restore_jobs == 3 and new.pg_restore == "/opt/pg/bin/pg_restore"
+    old = load_settings({"ROLLBACK_PROGRESS_INTERVAL": "5", "ROLLBACK_JOB_TIMEOUT": "60", "ROLLBACK_RESTORE_JOBS": "1"},
+                        config).workers
+    assert (old.progress_interval_s, old.job_timeout_s, old.restore_jobs) == (5, 60, 1)
+    with pytest.raises(ConfigError, match="ROLLBACK_CONNECT_TIMEOUT_SECONDS must be a number of seconds"):
+        load_settings({"ROLLBACK_CONNECT_TIMEOUT_SECONDS": "soon"}, config)

@@ -137,3 +137,27 @@ def test_restore_behind_an_application_lock_fails_instead_of_hanging(example_url
                            lock_timeout_ms=300)
         app.commit()
     assert count_all_rows(example_url) == {**original, "public.users": original["public.users"] + 1}
+
+
+def test_the_bots_own_tables_are_left_out_of_a_restore() -> None:
+    from workers.restore import archive_tables, restore_list
+
+    toc = [
+        ";",
+        "216; 1259 24541 TABLE public migration_history postgres",
+        "215; 1259 24540 SEQUENCE public migration_history_id_seq postgres",
+        "3400; 0 0 SEQUENCE OWNED BY public migration_history_id_seq postgres",
+        "3216; 2604 24544 DEFAULT public migration_history id postgres",
+        "3387; 0 24541 TABLE DATA public migration_history postgres",
+        "3404; 0 0 SEQUENCE SET public migration_history_id_seq postgres",
+        "3230; 2606 24546 CONSTRAINT public migration_history migration_history_pkey postgres",
+        "3231; 1259 24550 INDEX public migration_history_request_id_idx postgres",
+        "230; 1259 24600 TABLE public rollback_target_identity postgres",
+        "220; 1259 24566 TABLE public projects postgres",
+        "3391; 0 24566 TABLE DATA public projects postgres",
+        "3228; 2606 24539 CONSTRAINT public schema_migrations schema_migrations_pkey postgres",
+        "3241; 2606 24575 FK CONSTRAINT public projects projects_owner_id_fkey postgres",
+    ]
+    kept = [line for line in restore_list(toc).splitlines() if not line.startswith(";")]
+    assert kept == toc[-4:]
+    assert archive_tables(toc) == {"public.migration_history", "public.rollback_target_identity", "public.projects"}

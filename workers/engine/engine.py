@@ -18,7 +18,6 @@ from workers.engine.reports import DryRunReport, Plan, RunReport, ServerInfo, St
 from workers.engine.versions import parse_version
 
 APPLICATION_NAME = "rollback-bot"
-CONNECT_TIMEOUT_SECONDS = 10
 # A killed runner's backend notices the dead client within this interval and rolls back (PostgreSQL 14+).
 CLIENT_CHECK_INTERVAL = "1s"
 
@@ -37,8 +36,10 @@ class Engine:
         statement_timeout_ms: int = defaults.STATEMENT_TIMEOUT_MS,
         lock_retry_base_seconds: float = defaults.LOCK_RETRY_BASE_SECONDS,
         dry_run_lock_timeout_ms: int = defaults.DRY_RUN_LOCK_TIMEOUT_MS,
+        connect_timeout_s: int = defaults.CONNECT_TIMEOUT_SECONDS,
         log: Callable[[str], None] | None = None,
     ) -> None:
+        self.connect_timeout_s = connect_timeout_s
         self._conninfo = conninfo
         self.migrations_dir = Path(migrations_dir)
         self.actor = actor
@@ -109,7 +110,7 @@ class Engine:
             raise InvalidDatabaseUrl() from None
         try:
             conn = psycopg.connect(self._conninfo, autocommit=True, application_name=APPLICATION_NAME,
-                                   connect_timeout=CONNECT_TIMEOUT_SECONDS)
+                                   connect_timeout=self.connect_timeout_s)
         except psycopg.Error as exc:
             raise ConnectionFailed(self.where, self.redact(str(exc).strip().splitlines()[0] if str(exc) else
                                                            type(exc).__name__)) from None

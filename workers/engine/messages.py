@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -58,16 +59,42 @@ def unsupported_statement(path: str, statement: str, problem: str) -> str:
     return f"{path}: `{_short(statement, 60)}`: {UNSUPPORTED.get(problem, problem)}"
 
 
-def unknown_version(version: str, reason: str) -> str:
+@dataclass(frozen=True)
+class Advice:
+    """Where an error sends its reader: the command line's flags, or Slack's commands and config keys.
+    An error carries data; the boundary that shows it picks the advice (`EngineError.render`)."""
+
+    status: str  # how to see every migration's state
+    pick_version: str  # how to choose the version to roll back to
+    lock_timeout: str  # how to let DDL wait longer for its table locks
+
+
+CLI = Advice(
+    status="--status",
+    pick_version="run --status and pick a completed version as --to",
+    lock_timeout="raise --lock-timeout",
+)
+SLACK = Advice(
+    status="`/rollback status`",
+    pick_version="run `/rollback status` and dry-run to a completed version",
+    lock_timeout="raise `workers.lock_timeout_ms` in rollback.toml",
+)
+
+
+def unparseable_script(path: str, line: int, pg_message: str) -> str:
+    return (f"{path} line {line} is not valid SQL: PostgreSQL's parser says {_short(pg_message, 160)}; "
+            "fix the script and retry (nothing was run)")
+
+
+def unknown_version(version: str, reason: str, advice: Advice = CLI) -> str:
     if reason == "malformed":
         return f"{version!r} is not a migration version (expected {VERSION_FORMAT}, e.g. 2025_10_20_120001)"
-    return (f"version {version} has never been applied to this database; "
-            "run --status and pick a completed version as --to")
+    return f"version {version} has never been applied to this database; {advice.pick_version}"
 
 
-def not_completed(version: str, status: str) -> str:
+def not_completed(version: str, status: str, advice: Advice = CLI) -> str:
     return (f"version {version} is {status}, not completed, so it is not a known-good state to roll back to; "
-            "run --status and pick a completed version as --to")
+            f"{advice.pick_version}")
 
 
 def missing_down_script(version: str, name: str, folder: str, migration_missing: bool) -> str:
@@ -89,10 +116,10 @@ def _session(info: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def lock_busy(dbname: str, holder: dict[str, Any] | None) -> str:
+def lock_busy(dbname: str, holder: dict[str, Any] | None, advice: Advice = CLI) -> str:
     who = f" ({_session(holder)})" if holder else ""
     return (f"another migration run holds the migration lock on database {dbname}{who}; "
-            "wait for it to finish, check --status, then retry")
+            f"wait for it to finish, check {advice.status}, then retry")
 
 
 def blockers_text(blockers: Sequence[dict[str, Any]]) -> str:
@@ -101,10 +128,11 @@ def blockers_text(blockers: Sequence[dict[str, Any]]) -> str:
     return "blocked by " + "; ".join(_session(b) for b in blockers)
 
 
-def lock_timeout(attempts: int, lock_timeout_ms: int, statement: str, blockers: Sequence[dict[str, Any]]) -> str:
+def lock_timeout(attempts: int, lock_timeout_ms: int, statement: str, blockers: Sequence[dict[str, Any]],
+                 advice: Advice = CLI) -> str:
     return (f"gave up after {attempts} attempts: could not get a table lock within {lock_timeout_ms} ms for "
             f"`{_short(statement, 80)}`, {blockers_text(blockers)}; nothing was changed — end or wait for "
-            "that session (SELECT pg_terminate_backend(pid) if safe), or raise --lock-timeout, then retry")
+            f"that session (SELECT pg_terminate_backend(pid) if safe), or {advice.lock_timeout}, then retry")
 
 
 def migration_failed(operation: str, version: str, name: str, statement: str, pg_message: str,
@@ -133,19 +161,15 @@ def run_interrupted(operation: str, version: str | None, name: str | None, state
             "by PostgreSQL — check run-migrations --status before retrying")
 
 
-def bookkeeping_conflict(version: str, expected_status: str) -> str:
+def bookkeeping_conflict(version: str, expected_status: str, advice: Advice = CLI) -> str:
     return (f"schema_migrations row {version} is no longer {expected_status} (changed by hand during the run?); "
-            "nothing was changed — check --status and retry")
+            f"nothing was changed — check {advice.status} and retry")
 
 
 # --- log lines (--verbose and the workers' progress) ---------------------------------------------
 
 
 RETRY_PREFIX = "lock wait: attempt "
-
-
-def is_retry_notice(line: str) -> bool:
-    return line.startswith(RETRY_PREFIX)
 
 
 def lock_retry(attempt: int, total: int, lock_timeout_ms: int, statement: str,
@@ -343,8 +367,8 @@ def usage_conflict(problem: str) -> str:
     return f"{problem}; see run-migrations --help"
 
 
-def database_error(where: str, reason: str) -> str:
-    return f"database error on {where}: {_short(reason, 200)}; check the server and --status, then retry"
+def database_error(where: str, reason: str, advice: Advice = CLI) -> str:
+    return f"database error on {where}: {_short(reason, 200)}; check the server and {advice.status}, then retry"
 
 
 def interrupted() -> str:
