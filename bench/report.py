@@ -120,6 +120,8 @@ def write_doc(results: dict[str, Any], plots: list[str], path: Path = DOC) -> Pa
         f"({', '.join(f'{t} {n:,}' for t, n in data['rows'].items())} rows); "
         f"built by bench/dataset.py, migrations in bench/migrations/",
         f"- **Repetitions:** {results['reps']} per variant, interleaved (A, B, A, B); median, min and max",
+        *[f"- **Re-measured later:** {', '.join(u['figures'])} on {u['date']} with `{u['command']}` "
+          f"({u['reps']} repetition(s), load average {u['loadavg']})" for u in results.get("updates", [])],
         "",
         *noise_note(results),
         "## Data set",
