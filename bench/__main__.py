@@ -250,10 +250,11 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     results["machine"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     results["duration_s"] = round(time.monotonic() - started, 1)
+    say(f"bench: {results['duration_s']:.0f} s")
     if args.merge and report.results_path(size.name, args.results_dir).exists():
         results = merged(json.loads(report.results_path(size.name, args.results_dir).read_text()), results)
     saved = report.save_results(results, args.results_dir)
-    say(f"bench: {results['duration_s']:.0f} s; results in {saved}")
+    say(f"bench: results in {saved}")
     return write_report(results, args)
 
 

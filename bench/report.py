@@ -15,9 +15,12 @@ STALL_PLOT = "performance-stall.png"
 
 # Why a target is missed, when it is: what the figure is made of (read with the numbers above it).
 WHY = {
-    "P1 ack": "P1 measures `python -m bot` as it is at this commit; the errors are connection resets and "
-              "answers later than 3 s when a burst overflows the web server's listen queue (issue 8: a "
-              "production web server). The client threads share the 2 cores, so latencies are an upper bound.",
+    "P1 ack": "P1 measures `python -m bot` as it is at this commit (gunicorn, gthread workers, since issue 8). "
+              "Errors would be resets or late answers when a burst overflows the listen queue; the latency "
+              "includes connection set-up and queueing behind up to 200 simultaneous connections on 2 CPUs "
+              "shared with the load generator, the Slack stand-in and, on a busy machine, other work. "
+              "`python bench/bench_ack.py` also times a do-nothing WSGI app under the same server (the floor), "
+              "to tell the server's share from the bot's.",
     "P2 backup": "the product compresses (gzip level 1) and writes a directory archive with 2 jobs, then reads "
                  "it back twice (SHA-256 of every file, `pg_restore --list`); on 2 shared cores the jobs gain "
                  "little. The floor writes nothing and checks nothing; the playbook's `pg_dump | gzip` is "
