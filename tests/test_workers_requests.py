@@ -158,6 +158,13 @@ def test_restore_runs_backup_maintenance_restore_verify_maintenance_off_and_keep
     assert _store(stack_env).current_plan(CHANNEL, "prod") is None
     assert not pagerduty.events
 
+    # in maintenance, the restore ran in parallel and switched the new database in (workers/swap.py)
+    assert details["method"] == "swap" and "pg_restore -j" in text, text
+    replaced = details["replaced_database"]
+    assert f"kept as `{replaced}`" in text
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("DROP DATABASE {} WITH (FORCE)").format(psycopg.sql.Identifier(replaced)))
+
 
 def test_a_scratch_restore_runs_pg_restore_with_parallel_jobs(
     stack_env, database_url, postgres_admin_url, slack_api, start_worker, tmp_path
