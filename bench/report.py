@@ -25,8 +25,10 @@ WHY = {
                  "it back twice (SHA-256 of every file, `pg_restore --list`); on 2 shared cores the jobs gain "
                  "little. The floor writes nothing and checks nothing; the playbook's `pg_dump | gzip` is "
                  "single-threaded gzip -6 of plain SQL.",
-    "restore": "the product restores inside ONE transaction (psql of pg_restore's clean script), which is "
-               "serial: all-or-nothing costs the parallelism of `pg_restore -j`.",
+    "restore": "the product checks the archive first (SHA-256, `pg_restore --list`), then either swaps "
+               "(`pg_restore -j` into a new database, switched in by one renaming transaction) or, where it "
+               "may not, restores in ONE transaction, which is serial; then it counts every table's rows. "
+               "On 2 shared CPUs `-j` gains little over the playbook's single psql.",
     "P3 rollback": "the product is a Python process: interpreter start and imports, a connection, the "
                    "advisory lock, reading the bookkeeping, planning with checksums, and history rows; "
                    "psql starts in milliseconds. The fixed cost is measured separately below.",
