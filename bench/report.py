@@ -75,7 +75,10 @@ def cell(text: object) -> str:
 
 def figures_table(results: dict[str, Any]) -> list[str]:
     lines = ["| figure | variant | median | min | max | ratio | n |", "|---|---|---:|---:|---:|---:|---:|"]
-    for row in results["figures"]:
+    order = ("P1", "P2", "restore", "P3", "P4", "P5")
+    rank = {row["figure"]: next((i for i, p in enumerate(order) if row["figure"].startswith(p)), len(order))
+            for row in results["figures"]}
+    for row in sorted(results["figures"], key=lambda r: rank[r["figure"]]):  # stable: variants keep their order
         unit = row.get("unit", "s")
         if unit == "ms":
             cells = [f"{row[k]:.1f} ms" for k in ("median", "low", "high")]
