@@ -101,6 +101,11 @@ MAX_DELIVERY_BYTES = 1024 * 1024
 # A Slack payload nests about ten levels deep; a deeper one is not Slack's and is ignored unparsed further.
 MAX_PAYLOAD_DEPTH = 64
 
+# A restore into the target by swapping databases (workers/swap.py) renames databases from a session on
+# this database of the same server (a database cannot be renamed by a session connected to it).
+MAINTENANCE_DATABASE = "postgres"
+# How a restore into the target runs: auto (swap where the role may, else one transaction), swap, transaction.
+RESTORE_METHOD = "auto"
 # What protects a rollback, per target (`backup_policy`): a full pg_dump, the data-loss escrow (the rows and
 # values each down statement destroys, copied in the rollback's own transaction), or both (the default).
 BACKUP_POLICIES = ("full", "escrow", "full+escrow")
