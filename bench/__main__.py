@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR)
     parser.add_argument("--doc", type=Path, default=report.DOC, help="where to write performance.md (plots beside it)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the data set even if cached")
+    parser.add_argument("--merge", action="store_true",
+                        help="replace only the figures measured now in the saved results of --size (the rest, "
+                             "and the run's date and command, stay; the doc names the update)")
     parser.add_argument("--report-only", action="store_true",
                         help="measure nothing: write the doc and plots again from the saved results of --size")
     parser.add_argument("--db-prefix", default="bench_", help="prefix of every database the run creates")
@@ -101,6 +104,23 @@ def summarize(figure: str, times: dict[str, list[float]], baseline: str | None =
             row["ratio"] = f"{ratio(summary.median, base):.2f}× {baseline.split()[0]}"
         rows.append(row)
     return rows
+
+
+def merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`old` with the figures and verdicts `new` measured put in their place, and the update recorded."""
+    figures = {row["figure"] for row in new["figures"]}
+    verdicts = {v["figure"]: v for v in new["verdicts"]}
+    result = {**old, **{k: v for k, v in new.items() if k not in (
+        "figures", "verdicts", "date", "command", "machine", "reps", "duration_s", "dataset", "size",
+        *(() if new.get("stall_timeline") else ("app_clients",)))}}
+    result["figures"] = [r for r in old["figures"] if r["figure"] not in figures] + new["figures"]
+    order = [v["figure"] for v in old["verdicts"]]
+    result["verdicts"] = [verdicts.get(v["figure"], v) for v in old["verdicts"]] + [
+        v for name, v in verdicts.items() if name not in order]
+    result["updates"] = [*old.get("updates", []), {
+        "date": new["date"], "command": new["command"], "figures": sorted(figures), "reps": new["reps"],
+        "loadavg": f"{new['machine']['loadavg_start']} / {new['machine'].get('loadavg_end', '?')}"}]
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,8 +267,11 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     results["machine"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     results["duration_s"] = round(time.monotonic() - started, 1)
+    say(f"bench: {results['duration_s']:.0f} s")
+    if args.merge and report.results_path(size.name, args.results_dir).exists():
+        results = merged(json.loads(report.results_path(size.name, args.results_dir).read_text()), results)
     saved = report.save_results(results, args.results_dir)
-    say(f"bench: {results['duration_s']:.0f} s; results in {saved}")
+    say(f"bench: results in {saved}")
     return write_report(results, args)
 
 

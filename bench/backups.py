@@ -5,7 +5,9 @@
 - backup, playbook: `pg_dump "$URL" | gzip > file.sql.gz` (Step 2).
 - backup, floor: `pg_dump -Fc -Z0 "$URL" > /dev/null` (nothing written, nothing checked).
 - restore, product: `workers.restore.restore_backup(into="target")` of the product's archive onto a
-  fresh copy of the database (what `/rollback restore` runs: one transaction, clean script).
+  fresh copy of the database, with the restore pipeline's settings (method `auto`, jobs = CPUs, and
+  sessions may be ended: the pipeline has turned maintenance on). The database a swap replaces
+  (kept by the product for an undo) is dropped after each run, untimed.
 - restore, playbook: `gunzip -c file.sql.gz | psql` into an empty database (Method 3, option C).
 - restore, floor: `pg_restore -j <CPUs>` of the product's archive into an empty database.
 Every variant times only its own command; creating or cloning the database it writes to is not timed.
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from bench import dataset
 from bench.stats import run_interleaved
+from core import defaults
 from workers.backup import take_backup
 from workers.restore import restore_backup
 
@@ -82,16 +85,23 @@ def measure_restores(admin_url: str, template: str, archives: Archives, work: Pa
     product_archive, playbook_file = archives.product, archives.playbook
     target_db, empty_db = dataset.scratch_name("restore_target"), dataset.scratch_name("restore_empty")
     jobs = os.cpu_count() or 2
+    methods: dict[str, int] = {}
 
     def product(rep: int) -> float:
         url = dataset.clone(admin_url, template, target_db)
+        replaced: str | None = None
         try:
             started = time.perf_counter()
-            restore_backup(url, product_archive.name, into="target", backup_dir=str(product_archive.parent),
-                           target="bench")
-            return time.perf_counter() - started
+            result = restore_backup(url, product_archive.name, into="target", backup_dir=str(product_archive.parent),
+                                    target="bench", jobs=jobs, method=defaults.RESTORE_METHOD, end_sessions=True)
+            seconds = time.perf_counter() - started
+            replaced = result.replaced_database
+            methods[result.method] = methods.get(result.method, 0) + 1
+            return seconds
         finally:
             dataset.drop(admin_url, target_db)
+            if replaced:
+                dataset.drop(admin_url, replaced)
 
     def empty() -> str:
         dataset.drop(admin_url, empty_db)
@@ -114,4 +124,6 @@ def measure_restores(admin_url: str, template: str, archives: Archives, work: Pa
             dataset.drop(admin_url, empty_db)
 
     variants = dict(zip(RESTORE_VARIANTS, (product, playbook, floor), strict=True))
-    return run_interleaved(variants, reps, say, "restore ")
+    times = run_interleaved(variants, reps, say, "restore ")
+    say(f"  restore: the product's method: {', '.join(f'{m} ×{n}' for m, n in methods.items())}")
+    return times

@@ -1,11 +1,12 @@
 """P5: from bob's Approve click to "rolled back … and verified" in the thread, with the real bot and worker.
 
 Per repetition: a fresh copy of the data set is the target `prod`; alice runs `/rollback dry-run
-<known-good>` and `/rollback execute`, bob clicks Approve (the clock starts when his click is sent) and the clock stops when the outcome line appears in the thread. The worker runs
-the production chain (backup → maintenance on → rollback → verify → maintenance off) with the default
-settings (lock timeout, compression, jobs). The floors it is compared with are the P2 floor
-(`pg_dump -Fc -Z0 > /dev/null`), the P3 floor (`psql -1 -f down.sql`) and a verification floor measured
-here: one psql counting the critical tables' rows and reading schema_migrations.
+<known-good>` and `/rollback execute`, bob clicks Approve (the clock starts when his click is sent)
+and the clock stops when the outcome line appears in the thread. The worker runs the production
+chain (backup → maintenance on → rollback → verify → maintenance off) with the default settings
+(lock timeout, compression, jobs). The floors it is compared with are the P2 floor (`pg_dump -Fc
+-Z0 > /dev/null`), the P3 floor (`psql -1 -f down.sql`) and a verification floor measured here: one
+psql counting the critical tables' rows and reading schema_migrations.
 """
 
 from __future__ import annotations

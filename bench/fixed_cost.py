@@ -117,7 +117,7 @@ def measure(admin_url: str, say: dataset.Say) -> list[str]:
     dataset.drop(admin_url, db)
     ms = lambda s: f"{s * 1000:.0f} ms"  # noqa: E731
     lines = [
-        f"Tiny data set, median of {REPS} fresh clones each (this machine, local socket-free TCP to PostgreSQL):",
+        f"Tiny data set, median of {REPS} fresh clones each (this machine, TCP to PostgreSQL on 127.0.0.1):",
         "",
         "| part | time |",
         "|---|---:|",

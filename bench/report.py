@@ -15,15 +15,20 @@ STALL_PLOT = "performance-stall.png"
 
 # Why a target is missed, when it is: what the figure is made of (read with the numbers above it).
 WHY = {
-    "P1 ack": "P1 measures `python -m bot` as it is at this commit; the errors are connection resets and "
-              "answers later than 3 s when a burst overflows the web server's listen queue (issue 8: a "
-              "production web server). The client threads share the 2 cores, so latencies are an upper bound.",
+    "P1 ack": "P1 measures `python -m bot` as it is at this commit (gunicorn, gthread workers, since issue 8). "
+              "Errors would be resets or late answers when a burst overflows the listen queue; the latency "
+              "includes connection set-up and queueing behind up to 200 simultaneous connections on 2 CPUs "
+              "shared with the load generator, the Slack stand-in and, on a busy machine, other work. "
+              "`python bench/bench_ack.py` also times a do-nothing WSGI app under the same server (the floor), "
+              "to tell the server's share from the bot's.",
     "P2 backup": "the product compresses (gzip level 1) and writes a directory archive with 2 jobs, then reads "
                  "it back twice (SHA-256 of every file, `pg_restore --list`); on 2 shared cores the jobs gain "
                  "little. The floor writes nothing and checks nothing; the playbook's `pg_dump | gzip` is "
                  "single-threaded gzip -6 of plain SQL.",
-    "restore": "the product restores inside ONE transaction (psql of pg_restore's clean script), which is "
-               "serial: all-or-nothing costs the parallelism of `pg_restore -j`.",
+    "restore": "the product checks the archive first (SHA-256, `pg_restore --list`), then either swaps "
+               "(`pg_restore -j` into a new database, switched in by one renaming transaction) or, where it "
+               "may not, restores in ONE transaction, which is serial; then it counts every table's rows. "
+               "On 2 shared CPUs `-j` gains little over the playbook's single psql.",
     "P3 rollback": "the product is a Python process: interpreter start and imports, a connection, the "
                    "advisory lock, reading the bookkeeping, planning with checksums, and history rows; "
                    "psql starts in milliseconds. The fixed cost is measured separately below.",
@@ -73,7 +78,10 @@ def cell(text: object) -> str:
 
 def figures_table(results: dict[str, Any]) -> list[str]:
     lines = ["| figure | variant | median | min | max | ratio | n |", "|---|---|---:|---:|---:|---:|---:|"]
-    for row in results["figures"]:
+    order = ("P1", "P2", "restore", "P3", "P4", "P5")
+    rank = {row["figure"]: next((i for i, p in enumerate(order) if row["figure"].startswith(p)), len(order))
+            for row in results["figures"]}
+    for row in sorted(results["figures"], key=lambda r: rank[r["figure"]]):  # stable: variants keep their order
         unit = row.get("unit", "s")
         if unit == "ms":
             cells = [f"{row[k]:.1f} ms" for k in ("median", "low", "high")]
@@ -89,6 +97,21 @@ def verdict_table(results: dict[str, Any]) -> list[str]:
     for v in results["verdicts"]:
         lines.append(f"| {cell(v['figure'])} | {cell(v['target'])} | {cell(v['measured'])} | **{v['word']}** |")
     return lines
+
+
+def noise_note(results: dict[str, Any]) -> list[str]:
+    """A warning when the machine was oversubscribed: how far apart the repetitions were."""
+    machine = results["machine"]
+    loads = [float(x) for x in str(machine.get("loadavg_start", "0")).split()[:1] +
+             str(machine.get("loadavg_end", "0")).split()[:1]]
+    spread = max((row["high"] / row["low"] for row in results["figures"]
+                  if row.get("unit", "s") == "s" and row["low"] > 0 and row["n"] > 1), default=1.0)
+    if max(loads, default=0) <= (machine.get("cpus") or 1):
+        return []
+    return [f"> **Noisy run.** The 1-minute load average ({' → '.join(f'{x:.1f}' for x in loads)}) exceeded the "
+            f"{machine.get('cpus')} CPUs: other work shared the machine, and repetitions of one variant differ "
+            f"by up to {spread:.1f}× (min against max below). Ratios within the run cancel some of it, not all; "
+            "re-run on a quiet machine before quoting a figure.", ""]
 
 
 def write_doc(results: dict[str, Any], plots: list[str], path: Path = DOC) -> Path:
@@ -108,7 +131,10 @@ def write_doc(results: dict[str, Any], plots: list[str], path: Path = DOC) -> Pa
         f"({', '.join(f'{t} {n:,}' for t, n in data['rows'].items())} rows); "
         f"built by bench/dataset.py, migrations in bench/migrations/",
         f"- **Repetitions:** {results['reps']} per variant, interleaved (A, B, A, B); median, min and max",
+        *[f"- **Re-measured later:** {', '.join(u['figures'])} on {u['date']} with `{u['command']}` "
+          f"({u['reps']} repetition(s), load average {u['loadavg']})" for u in results.get("updates", [])],
         "",
+        *noise_note(results),
         "## Data set",
         "",
         "A SaaS-like application (bench/migrations/): `users` (uuid, email, name, status, country, bio, jsonb "
@@ -192,7 +218,7 @@ def plot(results_by_size: list[dict[str, Any]], latest: dict[str, Any], director
             ax.set_title(f"{'Backup' if figure == 'P2 backup' else 'Restore'}: time against database size")
             ax.set_xlabel("database size on disk (GB)")
             ax.set_ylabel("seconds (median)")
-            ax.set_xlim(left=0)
+            ax.set_xlim(0, max((p[0] for pts in series.values() for p in pts), default=1) * 1.15)
             ax.set_ylim(bottom=0)
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
@@ -209,7 +235,8 @@ def plot(results_by_size: list[dict[str, Any]], latest: dict[str, Any], director
         fig, axes = plt.subplots(len(stall), 1, figsize=(12, 3.2 * len(stall) + 0.6), sharex=True, sharey=True,
                                  squeeze=False)
         colors = {"product run-migrations": "tab:blue", "naive psql -1 -f down.sql": "tab:red"}
-        for ax, (name, run) in zip(axes[:, 0], stall.items(), strict=True):
+        ordered = sorted(stall.items(), key=lambda item: not item[0].startswith("product"))  # product on top
+        for ax, (name, run) in zip(axes[:, 0], ordered, strict=True):
             color = colors.get(name, "tab:gray")
             starts = [t for t, _ in run["samples"]]
             waits = [latency for _, latency in run["samples"]]

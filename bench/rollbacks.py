@@ -147,12 +147,13 @@ class AppLoad:
             self.errors.append(str(exc).splitlines()[0])
 
 
-def _hold_users(url: str, seconds: float, started: threading.Event) -> None:
+def _hold_users(url: str, seconds: float, started: threading.Event, ended: list[float]) -> None:
     with psycopg.connect(url, application_name="bench-reader") as conn:
         conn.execute("SELECT count(*) FROM users").fetchone()
         started.set()
         conn.execute("SELECT pg_sleep(%s)", (seconds,))
         conn.rollback()
+        ended.append(time.perf_counter())
 
 
 def stall_once(admin_url: str, template: str, users: int, argv_of: object, *,
@@ -164,7 +165,9 @@ def stall_once(admin_url: str, template: str, users: int, argv_of: object, *,
         with AppLoad(url, users, t0) as load:
             time.sleep(1.0)
             reader_ready = threading.Event()
-            reader = threading.Thread(target=_hold_users, args=(url, reader_seconds, reader_ready), daemon=True)
+            reader_ended: list[float] = []
+            reader = threading.Thread(target=_hold_users, args=(url, reader_seconds, reader_ready, reader_ended),
+                                      daemon=True)
             run.reader_start = time.perf_counter() - t0
             reader.start()
             reader_ready.wait(30)
@@ -173,7 +176,7 @@ def stall_once(admin_url: str, template: str, users: int, argv_of: object, *,
             _run(argv_of(url), url)  # type: ignore[operator]
             run.rollback_end = time.perf_counter() - t0
             reader.join(timeout=reader_seconds + 30)
-            run.reader_end = time.perf_counter() - t0
+            run.reader_end = (reader_ended[0] if reader_ended else time.perf_counter()) - t0
             time.sleep(1.0)
         if load.errors:
             raise RuntimeError(f"the application load failed: {load.errors[0]}")

@@ -23,6 +23,7 @@ class PlanSummary:
     forecast: tuple[str, ...] = ()  # the dry run's lock-impact lines (engine wording), worst table first
     stall_ms: float | None = None  # the longest forecast block of the application's reads or writes
     maintenance: MaintenanceDecision | None = None  # what the target's policy makes of that forecast
+    net: str | None = None  # which net is under the rollback (full backup, escrow, provider snapshot/PITR)
 
     @property
     def empty(self) -> bool:
@@ -50,4 +51,5 @@ def summarize(target: str, saved: Mapping[str, Any]) -> PlanSummary:
         warnings=tuple(str(w.get("message", w)) if isinstance(w, Mapping) else str(w) for w in warnings),
         forecast=tuple(str(line) for line in forecast.get("lines") or []),
         stall_ms=float(forecast["worst_ms"]) if isinstance(forecast.get("worst_ms"), int | float) else None,
+        net=str(saved["net"]) if saved.get("net") else None,
     )

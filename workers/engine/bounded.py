@@ -194,7 +194,7 @@ class BoundedRun:
 
     # --- estimating what was not run -------------------------------------------------------------
 
-    def estimate_rest(self, before: Callable[[str], tuple[Any, list[str]]]) -> list[Estimate]:
+    def estimate_rest(self, before: Callable[[str, str], tuple[Any, list[str]]]) -> list[Estimate]:
         """The statements after the stop: estimated, never executed under a lock that blocks the app."""
         out: list[Estimate] = []
         held = {lock.relation: lock.mode for lock in self._held}
@@ -203,7 +203,7 @@ class BoundedRun:
             for target in parsed.locks if parsed else ():
                 name = measure.regclass_text(self.conn, target.relation)
                 held[name] = max(held.get(name, target.mode), target.mode)
-            warnings = self._warnings(before, item.sql)
+            warnings = self._warnings(before, item.version, item.sql)
             duration, rows = self._estimate(item, parsed)
             locks = tuple(HeldLock(r, m) for r, m in sorted(held.items()))
             self.impacts.append(StatementImpact(item.version, item.sql, duration, locks, estimated=True, rows=rows,
@@ -214,11 +214,12 @@ class BoundedRun:
                                                 round(duration, 3)), warnings))
         return out
 
-    def _warnings(self, before: Callable[[str], tuple[Any, list[str]]], statement: str) -> list[str]:
+    def _warnings(self, before: Callable[[str, str], tuple[Any, list[str]]], version: str, statement: str
+                  ) -> list[str]:
         """The data-loss counts of a statement that was not run (skipped when they cannot be taken now)."""
         self.conn.execute(sql.SQL("SAVEPOINT {}").format(sql.Identifier(_PROBE)))
         try:
-            _, warnings = before(statement)
+            _, warnings = before(version, statement)
         except psycopg.Error:
             self.conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(sql.Identifier(_PROBE)))
             return []

@@ -17,8 +17,8 @@ import psycopg
 from psycopg import sql
 
 from core import defaults
-from workers.engine import bounded, interrupts, messages, sqltext, store
-from workers.engine.errors import EngineError, LockTimeout, MigrationFailed, PlanChanged
+from workers.engine import bounded, escrow, interrupts, messages, sqltext, store
+from workers.engine.errors import EngineError, EscrowIncomplete, LockTimeout, MigrationFailed, PlanChanged
 from workers.engine.locks import RetryPolicy, local_timeouts, session_timeouts, with_lock_retries
 from workers.engine.planning import build_apply_plan, build_rollback_plan
 from workers.engine.reports import DryRunReport, Plan, PlanStep, RunReport, ServerInfo, StatementResult
@@ -46,6 +46,8 @@ class Context:
     redact: Callable[[str], str]
     current: dict[str, str] = field(default_factory=dict)  # the statement running now, for errors
     dry_run_budget_ms: int = defaults.DRY_RUN_BUDGET_MS  # how long a dry run may block the application
+    escrow: escrow.Recorder | None = None  # a rollback copies what each statement destroys (None: no escrow)
+    assess_escrow: bool = False  # a rollback's dry run names what its escrow could not hold
 
     @property
     def pid(self) -> int:
@@ -104,7 +106,15 @@ def _already_done(ctx: Context) -> RunReport | None:
 def _revert_step(ctx: Context, plan: Plan, step: PlanStep) -> list[StatementResult]:
     ctx.log(messages.step_start("rollback", step.version, step.name, step.transactional))
     start = time.perf_counter()
-    results = [_run_statement(ctx, step.version, s) for s in step.statements]
+    results = []
+    for index, statement in enumerate(step.statements):
+        if ctx.escrow is not None:
+            ctx.current.update(version=step.version, sql=statement)
+            ctx.escrow.before(step.version, index, statement)  # in this transaction, just before it runs
+        result = _run_statement(ctx, step.version, statement)
+        if ctx.escrow is not None:
+            ctx.escrow.after(result.rowcount)
+        results.append(result)
     ctx.current.update(sql="(bookkeeping)")
     store.mark_rolled_back(ctx.conn, step.version)
     store.record_history(
@@ -131,6 +141,12 @@ def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> Ru
             state["plan"] = plan
             if expected_plan_hash and plan.hash != expected_plan_hash:
                 raise PlanChanged(expected_plan_hash, plan.hash)
+            if ctx.escrow is not None and plan.steps:
+                ctx.escrow.begin(target_version=to, versions=plan.versions, plan_hash=plan.hash,
+                                 executed_by=ctx.actor, approved_by=ctx.approved_by)
+                for step in plan.steps:
+                    for statement in () if step.transactional else step.statements:
+                        ctx.escrow.outside_transaction(step.version, statement)
             results: list[StatementResult] = []
             for step in plan.steps:
                 if not step.transactional:
@@ -138,6 +154,8 @@ def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> Ru
                 state["step"] = step
                 results += _revert_step(ctx, plan, step)
                 state.setdefault("done", []).append(step.version)
+            if ctx.escrow is not None and plan.steps:
+                ctx.escrow.finish()
             state["results"] = results
             return RunReport("rollback", list(state.get("done", [])), results, 0.0, to=to, plan_hash=plan.hash,
                              request_id=ctx.request_id)
@@ -160,6 +178,8 @@ def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> Ru
                         for step in group:
                             state["step"] = step
                             out += _revert_step(ctx, plan, step)
+                        if ctx.escrow is not None:
+                            ctx.escrow.finish()
                     return out
                 results += ctx.retries(segment)
             else:
@@ -167,7 +187,7 @@ def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> Ru
                     state["step"] = step
                     results += _revert_outside_transaction(ctx, plan, step)
             done += [step.version for step in group]
-    except LockTimeout as exc:
+    except (LockTimeout, EscrowIncomplete) as exc:
         _record_failure(ctx, "rollback", state, to, exc.message)
         raise
     except psycopg.Error as exc:
@@ -185,7 +205,7 @@ def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> Ru
         _record_failure(ctx, "rollback", state, to, _interruption(ctx, "rollback", state.get("step"), exc))
         raise
     return RunReport("rollback", done, results, _elapsed_ms(started), to=to, plan_hash=plan.hash,
-                     request_id=ctx.request_id)
+                     request_id=ctx.request_id, escrow=ctx.escrow.to_dict() if ctx.escrow and done else None)
 
 
 def _segments(steps: list[PlanStep]) -> list[tuple[bool, list[PlanStep]]]:
@@ -441,6 +461,15 @@ def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_m
     sequences_before = _sequence_values(ctx.conn)
     holder: dict[str, Any] = {}
 
+    def losses_of(version: str, statement: str) -> tuple[sqltext.Effects, list[str]]:
+        """What a statement would destroy, counted before it runs; for a rollback, what escrow could not hold
+        (with the catalog as it is at this point). Runs under the dry run's budget once that counts."""
+        eff, losses = _measure_before(ctx.conn, statement)
+        if ctx.assess_escrow and operation == "rollback":
+            losses = [*(messages.not_escrowed_line(n.statement, n.reason)
+                        for n in escrow.assess(ctx.conn, version, statement)), *losses]
+        return eff, losses
+
     def attempt() -> None:
         results: list[StatementResult] = []
         warnings: list[str] = []
@@ -458,6 +487,9 @@ def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_m
                 holder["step"] = step
                 if not step.transactional:
                     warnings.append(messages.no_transaction_dry_run(step.version, step.name))
+                    if ctx.assess_escrow and operation == "rollback":
+                        warnings += [messages.not_escrowed_line(n.statement, n.reason)
+                                     for s in step.statements for n in escrow.assess_outside(step.version, s)]
                     results += [StatementResult(step.version, s, "(not run)", None, 0.0) for s in step.statements]
                     run.next_segment()
                     continue
@@ -467,8 +499,8 @@ def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_m
                         run.defer(step.version, statement)
                         continue
 
-                    def count_losses(s: str = statement) -> tuple[sqltext.Effects, list[str]]:
-                        return _measure_before(ctx.conn, s)
+                    def count_losses(s: str = statement, v: str = step.version) -> tuple[sqltext.Effects, list[str]]:
+                        return losses_of(v, s)
 
                     def execute(s: str = statement, v: str = step.version) -> StatementResult:
                         return _run_statement(ctx, v, s)
@@ -481,7 +513,7 @@ def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_m
                     warnings += losses + _measure_after(eff, result)
             if run.stopped:
                 ctx.log(messages.dry_run_budget_spent(ctx.dry_run_budget_ms))
-                for estimate in run.estimate_rest(lambda s: _measure_before(ctx.conn, s)):
+                for estimate in run.estimate_rest(losses_of):
                     results.append(estimate.result)
                     warnings += estimate.warnings
             holder.update(results=results, warnings=warnings, forecast=run.forecast(plan))
