@@ -74,3 +74,12 @@ SMOKE_TIMEOUT_SECONDS = 300
 # DigitalOcean droplet snapshots: poll the action this often, give up after this long.
 DO_ACTION_POLL_SECONDS = 5.0
 DO_ACTION_TIMEOUT_SECONDS = 30 * 60
+
+# Supabase point-in-time recovery (workers/supabase.py): the Management API is retried on 429/5xx and
+# dropped connections (never on another 4xx); the recovery point defaults to this long before the bad
+# migration was applied; a recovering project is polled this often, and paged past the bound.
+SUPABASE_MAX_ATTEMPTS = 4
+SUPABASE_BACKOFF_SECONDS = 1.0
+PITR_MARGIN_SECONDS = 60
+PITR_POLL_SECONDS = 10.0
+PITR_RESTORE_TIMEOUT_SECONDS = 30 * 60
