@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -9,16 +10,16 @@ import psycopg
 from tests.engine_support import EXAMPLE_MIGRATIONS, KNOWN_GOOD, NEW_FEATURE, NEW_FEATURE_DIR, copy_migrations
 from workers.engine import Engine
 from workers.engine.scripts import load
-from workers.schema_diff import compare, fingerprint
+from workers.schema_diff import Fingerprint, compare, fingerprint
 
 
-def _fingerprint(url: str, target: str):  # type: ignore[no-untyped-def]
+def _fingerprint(url: str, target: str) -> Fingerprint:
     with psycopg.connect(url) as conn:
         return fingerprint(conn, target)
 
 
 def test_staging_migration_run_against_prod_is_flagged_with_the_rollback_that_removes_it(
-        make_database, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        make_database: Callable[[], str], tmp_path: Path) -> None:
     prod, staging = make_database(), make_database()
     Engine(prod, str(EXAMPLE_MIGRATIONS), actor="test").apply()  # the accident: 150000 reached prod
     Engine(staging, str(copy_migrations(tmp_path / "m", without=(NEW_FEATURE_DIR,))), actor="test").apply()
@@ -35,7 +36,8 @@ def test_staging_migration_run_against_prod_is_flagged_with_the_rollback_that_re
     assert not result.same
 
 
-def test_identical_databases_compare_the_same_and_unknown_versions_are_named(make_database) -> None:  # type: ignore[no-untyped-def]
+def test_identical_databases_compare_the_same_and_unknown_versions_are_named(
+        make_database: Callable[[], str]) -> None:
     one, two = make_database(), make_database()
     for url in (one, two):
         Engine(url, str(EXAMPLE_MIGRATIONS), actor="test").apply()
