@@ -52,12 +52,12 @@ def _dump(database_url: str, path: Path) -> Path:
 
 def _rows(database_url: str, query: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(database_url) as conn:
-        return conn.execute(query).fetchall()  # type: ignore[arg-type]
+        return conn.execute(query).fetchall()
 
 
 def _exec(database_url: str, statements: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(statements)  # type: ignore[arg-type]
+        conn.execute(statements)
 
 
 def _scratch_databases(database_url: str, label: str) -> list[str]:
