@@ -52,6 +52,7 @@ class Target:
     do_droplet_id: int | None = None
     do_database_id: str | None = None
     escalation: tuple[str, ...] = ()
+    supabase_project_ref: str | None = None  # a Supabase project: `/rollback pitr` (Method 3A)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,13 @@ class WorkerSettings:
     pg_dump: str = "pg_dump"
     pg_restore: str = "pg_restore"
     psql: str = "psql"
+    # The recovery paths (issue 10): how long a point-in-time recovery or a droplet restore is
+    # followed before the thread says so and someone is paged, and how often it is polled.
+    pitr_timeout_s: float = defaults.PITR_RESTORE_TIMEOUT_SECONDS
+    pitr_poll_s: float = defaults.PITR_POLL_SECONDS
+    do_action_timeout_s: float = defaults.DO_ACTION_TIMEOUT_SECONDS
+    do_poll_s: float = defaults.DO_ACTION_POLL_SECONDS
+    database_wait_s: float = defaults.DATABASE_WAIT_SECONDS
 
 
 def _number(env: Mapping[str, str], names: tuple[str, ...], default: float) -> float:
@@ -117,6 +125,11 @@ def _worker_settings(env: Mapping[str, str], raw: Mapping[str, Any]) -> WorkerSe
         pg_dump=env.get("PG_DUMP") or "pg_dump",
         pg_restore=env.get("PG_RESTORE") or "pg_restore",
         psql=env.get("PSQL") or "psql",
+        pitr_timeout_s=_number(env, ("ROLLBACK_PITR_TIMEOUT_SECONDS",), defaults.PITR_RESTORE_TIMEOUT_SECONDS),
+        pitr_poll_s=_number(env, ("ROLLBACK_PITR_POLL_SECONDS",), defaults.PITR_POLL_SECONDS),
+        do_action_timeout_s=_number(env, ("ROLLBACK_DO_ACTION_TIMEOUT_SECONDS",), defaults.DO_ACTION_TIMEOUT_SECONDS),
+        do_poll_s=_number(env, ("ROLLBACK_DO_POLL_SECONDS",), defaults.DO_ACTION_POLL_SECONDS),
+        database_wait_s=_number(env, ("ROLLBACK_DATABASE_WAIT_SECONDS",), defaults.DATABASE_WAIT_SECONDS),
     )
 
 
@@ -140,6 +153,8 @@ class Settings:
     pagerduty_events_url: str = defaults.PAGERDUTY_EVENTS_URL
     digitalocean_token: str | None = field(default=None, repr=False)
     digitalocean_api_url: str | None = None
+    supabase_access_token: str | None = field(default=None, repr=False)
+    supabase_api_url: str | None = None
     workers: WorkerSettings = field(default_factory=WorkerSettings)
     # the bot (python -m bot): how Slack reaches it, and its web server
     slack_signing_secret: str | None = field(default=None, repr=False)
@@ -223,6 +238,7 @@ def _target(name: str, raw: Mapping[str, Any]) -> Target:
         do_droplet_id=int(droplet) if droplet is not None else None,
         do_database_id=raw.get("do_database_id"),
         escalation=_strings(raw.get("escalation"), f"{key}.escalation"),
+        supabase_project_ref=str(raw["supabase_project_ref"]) if raw.get("supabase_project_ref") else None,
     )
 
 
@@ -279,6 +295,8 @@ def load_settings(env: Mapping[str, str] | None = None, path: str | os.PathLike[
         pagerduty_events_url=env.get("PAGERDUTY_EVENTS_URL", defaults.PAGERDUTY_EVENTS_URL),
         digitalocean_token=env.get("DIGITALOCEAN_TOKEN") or None,
         digitalocean_api_url=env.get("DIGITALOCEAN_API_URL") or None,
+        supabase_access_token=env.get("SUPABASE_ACCESS_TOKEN") or None,
+        supabase_api_url=env.get("SUPABASE_API_URL") or None,
         workers=_worker_settings(env, workers),
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
         slack_app_token=env.get("SLACK_APP_TOKEN") or None,

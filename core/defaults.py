@@ -109,3 +109,5 @@ SUPABASE_BACKOFF_SECONDS = 1.0
 PITR_MARGIN_SECONDS = 60
 PITR_POLL_SECONDS = 10.0
 PITR_RESTORE_TIMEOUT_SECONDS = 30 * 60
+# After a point-in-time recovery or a droplet restore, how long the workers wait for PostgreSQL to answer.
+DATABASE_WAIT_SECONDS = 5 * 60

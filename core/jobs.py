@@ -21,7 +21,8 @@ JsonObject = dict[str, Any]
 # The step a worker claims (RequestStore.claim) when it starts an approved request, per request kind.
 # Whoever claims it first owns the start: the worker runs the request, or the bot's expiry sweeper
 # records that it never started in time (and a late job then finds the claim taken and does nothing).
-START_STEPS = {RequestKind.ROLLBACK: "execute", RequestKind.RESTORE: "restore"}
+START_STEPS = {RequestKind.ROLLBACK: "execute", RequestKind.RESTORE: "restore", RequestKind.RECOVER: "recover",
+               RequestKind.PITR: "pitr", RequestKind.SNAPSHOT_RESTORE: "snapshot_restore"}
 
 
 @dataclass(frozen=True)
@@ -51,4 +52,49 @@ class BackupCheck:
             error=str(data["error"]) if data.get("error") else None,
             newest=tuple(str(n) for n in newest) if isinstance(newest, list) else (),
             backup=backup if isinstance(backup, Mapping) else None,
+        )
+
+
+@dataclass(frozen=True)
+class PreviewCheck:
+    """The result of a recovery verb's check job (`workers.jobs.check_recover`, `check_pitr`,
+    `check_snapshot`): whether the recovery may be asked for, and the restore preview its approval
+    card shows and binds. The bot waits for it before it creates the request.
+
+    `digest` is a hash of the preview and of the database's identity: the request keeps it and the
+    worker recomputes it at start (a stale preview is refused). `preview` is a JSON object:
+    - `kind`: the RequestKind; `target`;
+    - `versions_before` / `versions_after`: applied migration versions now and after the recovery
+      (`versions_after` None when it cannot be known before running);
+    - `tables`: per table `{table, live_rows, restored_rows, missing, differing, only_live,
+      missing_sample, differing_sample, only_live_sample}` (table restores);
+    - `point_unix`, `lost_seconds`: the moment restored to and how long ago it is (PITR, snapshot);
+    - `written_since`: `{table: rows}` written after the point (a newer created_at/updated_at);
+    - kind-specific facts: `backup`, `overwrite`, `project_ref`, `bad_version`, `snapshot`, `snapshot_name`.
+    `params` are what the request keeps for the workers (tables, overwrite, point, snapshot)."""
+
+    ok: bool
+    error: str | None = None  # why not, one line, no secret
+    digest: str | None = None
+    preview: Mapping[str, Any] | None = field(default=None)
+    params: Mapping[str, Any] | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "error": self.error, "digest": self.digest,
+                "preview": dict(self.preview) if self.preview is not None else None,
+                "params": dict(self.params) if self.params is not None else None}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> PreviewCheck:
+        """Read a job's return value; anything not shaped like a PreviewCheck is a failed check."""
+        if not isinstance(data, Mapping):
+            return cls(ok=False)
+        preview, params = data.get("preview"), data.get("params")
+        ok = data.get("ok") is True and isinstance(data.get("digest"), str) and isinstance(preview, Mapping)
+        return cls(
+            ok=ok,
+            error=str(data["error"]) if data.get("error") else None,
+            digest=str(data["digest"]) if data.get("digest") else None,
+            preview=preview if isinstance(preview, Mapping) else None,
+            params=params if isinstance(params, Mapping) else None,
         )

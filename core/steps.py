@@ -29,11 +29,21 @@ RESTORE = StepInfo("restore", "Restore", leaves_maintenance_on=True)
 VERIFY = StepInfo("verify", "Verification", leaves_maintenance_on=True)
 MAINTENANCE_OFF = StepInfo("maintenance_off", "Maintenance off", leaves_maintenance_on=True)
 FINISH = StepInfo("finish", "Outcome", recorded=False)
+# The recovery paths (issue 10): a backup of just the chosen tables, then their lost rows back in one
+# transaction (no maintenance: the rest of the database is untouched); a Supabase point-in-time
+# recovery and a droplet restored from its snapshot replace the whole database, like a restore.
+TABLE_BACKUP = StepInfo("table_backup", "Backup of the tables")
+RECOVER = StepInfo("recover", "Recovery")
+PITR = StepInfo("pitr", "Point-in-time recovery", leaves_maintenance_on=True)
+SNAPSHOT_RESTORE = StepInfo("snapshot_restore", "Snapshot restore", leaves_maintenance_on=True)
 
 # Each approved request kind's pipeline, in order; `finish` is the bookkeeping, never announced as a step.
 PIPELINES: dict[RequestKind, tuple[StepInfo, ...]] = {
     RequestKind.ROLLBACK: (BACKUP, MAINTENANCE_ON, ROLLBACK, VERIFY, MAINTENANCE_OFF, FINISH),
     RequestKind.RESTORE: (BACKUP, MAINTENANCE_ON, RESTORE, VERIFY, MAINTENANCE_OFF, FINISH),
+    RequestKind.RECOVER: (TABLE_BACKUP, RECOVER, FINISH),
+    RequestKind.PITR: (BACKUP, MAINTENANCE_ON, PITR, VERIFY, MAINTENANCE_OFF, FINISH),
+    RequestKind.SNAPSHOT_RESTORE: (BACKUP, MAINTENANCE_ON, SNAPSHOT_RESTORE, VERIFY, MAINTENANCE_OFF, FINISH),
 }
 # A restore into a new scratch database leaves the target alone: nothing to back up, nothing to switch.
 RESTORE_INTO_SCRATCH: tuple[StepInfo, ...] = (RESTORE, FINISH)
@@ -51,6 +61,9 @@ JOB_LABELS = {
     "report": "Report",
     "check_backup": "Backup check",
     "maintenance": "Maintenance",
+    "check_recover": "Recovery check",
+    "check_pitr": "Point-in-time recovery check",
+    "check_snapshot": "Snapshot check",
 }
 
 

@@ -394,3 +394,11 @@ def do_snapshot_progress(name: str, droplet_id: Any, status: Any, elapsed_s: flo
     return f"snapshot {name} of droplet {droplet_id}: {status} after {seconds(elapsed_s)}"
 
 
+def do_restore_progress(snapshot_id: Any, droplet_id: Any, status: Any, elapsed_s: float) -> str:
+    return f"restore of droplet {droplet_id} from snapshot {snapshot_id}: {status} after {seconds(elapsed_s)}"
+
+
+def do_cluster_progress(name: str, status: Any, elapsed_s: float) -> str:
+    return f"new cluster {name}: {status} after {seconds(elapsed_s)}"
+
+
