@@ -120,7 +120,8 @@ class DigitalOcean:
     def snapshot(self, snapshot_id: str) -> JsonObject:
         """One snapshot by id: id, name, created_at, resource_id, resource_type. Raises (one line) when
         DigitalOcean does not know it."""
-        body = self._call(errors.do_get_snapshot(snapshot_id), lambda: self.client.snapshots.get(snapshot_id))
+        wire_id: Any = snapshot_id  # pydo's stub types the id as a mapping; the API takes the id itself
+        body = self._call(errors.do_get_snapshot(snapshot_id), lambda: self.client.snapshots.get(wire_id))
         found = body.get("snapshot") or {}
         return {"id": str(found.get("id")), "name": found.get("name"), "created_at": found.get("created_at"),
                 "resource_id": str(found.get("resource_id")), "resource_type": found.get("resource_type"),

@@ -106,6 +106,10 @@ def unknown_step(step: str) -> str:
     return f"unknown pipeline step {step!r}"
 
 
+def wrong_kind(request_id: str, kind: str, expected: str) -> str:
+    return f"request {request_id} is a {kind} request, not a {expected} one; nothing was run"
+
+
 def restore_without_backup() -> str:
     return "the restore request names no backup; ask again with `/rollback restore <backup>`"
 

@@ -37,7 +37,7 @@ from core.config import Target
 from core.jobs import START_STEPS, JsonObject
 from core.requests import Request, RequestKind, RequestStatus
 from core.steps import StepInfo
-from workers import errors, history, identity, messages
+from workers import errors, history, identity, messages, recovery
 from workers.backup import BackupResult, take_backup
 from workers.context import Context
 from workers.digitalocean import DigitalOcean
@@ -114,6 +114,10 @@ def start_approved(ctx: Context, request: Request, progress: Progress, *, into: 
         check = inspect_backup(ctx, target, request.backup, into=into)
         if not check.ok:
             return refuse(ctx, request, progress, messages.refused(request.id, check.error or ""), "backup unusable")
+    elif request.kind in recovery.PREVIEWS:
+        stale = recovery.recheck(ctx, request, target)  # the preview the approval was bound to, recomputed
+        if stale is not None:
+            return refuse(ctx, request, progress, messages.refused(request.id, stale), "preview changed")
     else:
         plan = ctx.engine(target, request.requester).plan_rollback(to=request.to_version)
         if plan.hash != request.plan_hash:
@@ -175,6 +179,34 @@ def restore(ctx: Context, request_id: str, into: str = "target") -> JsonObject:
         ctx.save_state(request_id, current_step=step.name)  # which step a failure report names
         results.update(_run(ctx, request, target, progress, step))
     return {"request_id": request_id, "restore": results.get("restore"), "pre_restore_backup": results.get("backup")}
+
+
+# What a recovery request's thread calls it (the queued line and the outcome).
+RECOVERY_WHAT = {RequestKind.RECOVER: "table recovery", RequestKind.PITR: "point-in-time recovery",
+                 RequestKind.SNAPSHOT_RESTORE: "snapshot restore"}
+
+
+def recover_request(ctx: Context, request_id: str, kind: RequestKind) -> JsonObject:
+    """An approved recovery request (recover, pitr, snapshot_restore): its pipeline, step after step, in
+    this job, after the one start check (which recomputes the approved preview)."""
+    request = load_request(ctx, request_id)
+    if request.kind is not kind:
+        raise Refused(errors.wrong_kind(request_id, request.kind.value, kind.value))
+    progress = ctx.progress(request.channel, request.thread_ts)
+    refused = start_approved(ctx, request, progress)
+    if refused is not None:
+        return refused
+    pipeline = PIPELINES[kind]
+    ctx.store().set_status(request_id, RequestStatus.RUNNING, started_at=time.time())
+    ctx.save_state(request_id, started=time.time())
+    progress.post(messages.recovery_queued(request_id, request.target, RECOVERY_WHAT[kind],
+                                           [s.info.label for s in pipeline if s.info is not steps.FINISH]))
+    results: JsonObject = {}
+    target = ctx.target(request.target)
+    for step in pipeline:
+        ctx.save_state(request_id, current_step=step.name)  # which step a failure report names
+        results.update(_run(ctx, request, target, progress, step))
+    return {"request_id": request_id, **{k: v for k, v in results.items() if k != "outcome"}}
 
 
 def run_step(ctx: Context, request_id: str, step_name: str) -> JsonObject:
@@ -367,7 +399,9 @@ def report_checks(ctx: Context, progress: Progress, target: Target, report: Veri
 def _finish(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
     state = ctx.load_state(request.id)
     started = float(state.get("started") or request.started_at or time.time())
-    outcome = "rolled back and verified" if request.kind is RequestKind.ROLLBACK else "restored"
+    outcome = {RequestKind.ROLLBACK: "rolled back and verified", RequestKind.RECOVER: "rows recovered",
+               RequestKind.PITR: "recovered to a point in time and verified",
+               RequestKind.SNAPSHOT_RESTORE: "restored from the snapshot and verified"}.get(request.kind, "restored")
     ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(), outcome=outcome)
     resolved = None
     if state.get("paged"):
@@ -376,6 +410,8 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
     if request.kind is RequestKind.ROLLBACK:
         text = messages.outcome_succeeded(request.id, target.name, request.to_version, request.requester,
                                           request.approver, time.time() - started)
+    elif request.kind in RECOVERY_WHAT:
+        text = messages.recovery_succeeded(request.id, target.name, RECOVERY_WHAT[request.kind])
     else:
         text = messages.restore_succeeded(request.id, target.name, str(request.backup),
                                           str(state.get("into") or "target"))
@@ -391,6 +427,10 @@ FUNCTIONS: dict[str, StepFunction] = {
     steps.VERIFY.name: _verify,
     steps.MAINTENANCE_OFF.name: _maintenance("off"),
     steps.FINISH.name: _finish,
+    steps.TABLE_BACKUP.name: recovery.table_backup,
+    steps.RECOVER.name: recovery.recover_rows,
+    steps.PITR.name: recovery.pitr,
+    steps.SNAPSHOT_RESTORE.name: recovery.snapshot_restore,
 }
 
 
