@@ -88,7 +88,7 @@ POINT = Argument(
 )
 SNAPSHOT = Argument(
     name="snapshot", placeholder="<snapshot>", matches=lambda w: SNAPSHOT_ID_PATTERN.match(w) is not None,
-    what="snapshot id", hint="snapshot ids are numbers; `/rollback backups` lists them",
+    what="snapshot id", hint="snapshot ids are numbers; `/rollback backups` lists them", strict=False,
 )
 OPTIONAL_VERSION = replace(VERSION, required=False)
 ARGUMENTS = (VERSION, BACKUP, REQUEST_ID, STATE, OVERWRITE, BEFORE, POINT, SNAPSHOT, TABLES)
