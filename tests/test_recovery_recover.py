@@ -23,9 +23,9 @@ CHANNEL = "C_INCIDENT"
 ALICE, BOB = "U_ALICE", "U_BOB"
 
 
-def _rows(database_url: str, query: str) -> list[tuple[Any, ...]]:
+def _rows(database_url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     with psycopg.connect(database_url) as conn:
-        return conn.execute(query).fetchall()
+        return conn.execute(query, params).fetchall()
 
 
 def _exec(database_url: str, statements: str) -> None:
@@ -111,7 +111,7 @@ def test_lost_rows_come_back_and_newer_rows_stay(
     assert "Newer" in after.values()  # written after the backup: kept
     assert _rows(database_url, "SELECT id, owner_id, name FROM projects ORDER BY id") == projects_before
     recorded = _rows(database_url, "SELECT status, details->'inserted' FROM migration_history "
-                                   "WHERE operation = 'recover' AND request_id = '" + request.id + "'")
+                                   "WHERE operation = 'recover' AND request_id = %s", (request.id,))
     assert recorded == [("completed", {"public.users": 4, "public.projects": 2})]
     assert _scratch_left(database_url) == []
     table_backups = [p for p in Path(stack_env["BACKUP_DIR"]).iterdir() if f"pre-recover-{request.id.lower()}" in
