@@ -104,7 +104,7 @@ def test_lost_rows_come_back_and_newer_rows_stay(
     done = _approve_and_wait(stack_sender, slack_api, store, request)
     thread = _thread(slack_api, request)
     assert done.status is RequestStatus.SUCCEEDED, thread
-    assert "Backup of the tables" in thread and "table recovery of *prod* done" in thread
+    assert "*Backup of the tables* finished" in thread and "*Recovery* finished" in thread and "table recovery of *prod* done" in thread
     after = dict(_rows(database_url, "SELECT id, full_name FROM users"))
     assert {i: after[i] for i in (3, 4, 5, 6)} == {i: before[i] for i in (3, 4, 5, 6)}  # back
     assert after[2] == "Renamed"  # differing rows are kept without --overwrite
