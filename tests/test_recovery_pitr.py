@@ -56,9 +56,9 @@ def store(stack_env: dict[str, str]) -> RequestStore:
     return RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
 
 
-def _rows(database_url: str, query: str) -> list[tuple[Any, ...]]:
+def _rows(database_url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     with psycopg.connect(database_url) as conn:
-        return conn.execute(query).fetchall()
+        return conn.execute(query, params).fetchall()
 
 
 def _incident_history(database_url: str) -> None:
@@ -109,7 +109,7 @@ def test_point_from_history_window_checked_restored_to_healthy_and_verified(
 ) -> None:
     _incident_history(database_url)
     start()
-    applied = _rows(database_url, f"SELECT extract(epoch FROM applied_at) FROM schema_migrations WHERE version = '{BAD}'")
+    applied = _rows(database_url, "SELECT extract(epoch FROM applied_at) FROM schema_migrations WHERE version = %s", (BAD,))
     expected_point = int(float(applied[0][0])) - 60  # just before the bad migration, minus the margin
     supabase.on_restore = _going_back(database_url)
 
@@ -130,7 +130,7 @@ def test_point_from_history_window_checked_restored_to_healthy_and_verified(
     assert supabase.restores == [(DEFAULT_REF, expected_point)]
     assert "*Point-in-time recovery* finished" in thread and "*Verification* finished" in thread
     assert "point-in-time recovery of *prod* done and verified" in thread
-    assert _rows(database_url, f"SELECT status FROM schema_migrations WHERE version = '{BAD}'") == [("rolled_back",)]
+    assert _rows(database_url, "SELECT status FROM schema_migrations WHERE version = %s", (BAD,)) == [("rolled_back",)]
     assert _rows(database_url, "SELECT status FROM migration_history WHERE operation = 'pitr'") == [("completed",)]
     assert TOKEN not in thread and pagerduty.events == []
 
