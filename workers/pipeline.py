@@ -281,7 +281,8 @@ def _digitalocean_snapshot(ctx: Context, request: Request, target: Target, progr
         started = progress.start("snapshot", messages.snapshot_of_droplet(target.do_droplet_id))
         with progress.heartbeat("snapshot") as beat:
             found["droplet_snapshot"] = client.snapshot_droplet(
-                target.do_droplet_id, f"{target.name}-pre-{request.kind}-{request.id}", heartbeat=beat)
+                target.do_droplet_id, f"{target.name}-pre-{request.kind}-{request.id}", heartbeat=beat,
+                poll_seconds=ctx.options.do_poll_s, timeout_s=ctx.options.do_action_timeout_s)
         progress.finish("snapshot", started, messages.snapshot_figures(found["droplet_snapshot"]))
     if target.do_database_id:
         backups = client.database_backups(target.do_database_id)
