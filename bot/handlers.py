@@ -277,8 +277,10 @@ class Handlers:
         checked = self.check_backup(verb, cmd.target, cmd.backup)
         if isinstance(checked, str):
             return checked
+        shown = (messages.preview_summary(checked.preview, checked.digest) if checked.preview and checked.digest
+                 else messages.restore_preview_missing(checked.preview_error))
         return RequestDraft(summary=messages.restore_summary(cmd.target, cmd.backup, checked.backup),
-                            backup=cmd.backup)
+                            backup=cmd.backup, digest=checked.digest, params={"preview_text": shown})
 
     def recovery_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
         """A recovery (recover, pitr, snapshot-restore): a worker checks it and computes its restore

@@ -372,6 +372,8 @@ def request_text(request: Request, plan: PlanSummary | None = None) -> str:
         lines.append(
             f"The workers take a fresh backup of {code(request.target)} first, then restore {code(request.backup)} into it."
         )
+        if request.params.get("preview_text"):  # rendered (and escaped) when the request was made
+            lines.append(str(request.params["preview_text"]))
     elif request.summary:  # a recovery: its preview, rendered (and escaped) when the request was made
         lines.append(request.summary)
     return "\n".join(lines)
@@ -479,10 +481,12 @@ def _versions_line(preview: Mapping[str, Any]) -> str | None:
     now = f"{code(before[-1])} ({len(before)} applied)" if before else "none applied"
     if not isinstance(after, list):
         return f"• Versions: now {now}; after: as the snapshot holds them"
-    later = [v for v in before if v not in after]
+    undone = [v for v in before if v not in after]
+    back = [str(v) for v in after if v not in before]
     then = f"{code(after[-1])} ({len(after)} applied)" if after else "none applied"
-    gone = f"; undone: {', '.join(code(v) for v in later)}" if later else "; unchanged"
-    return f"• Versions: now {now} → after {then}{gone}"
+    changes = ([f"undone: {', '.join(code(v) for v in undone)}"] if undone else []) + \
+        ([f"applied again: {', '.join(code(v) for v in back)}"] if back else [])
+    return f"• Versions: now {now} → after {then}; {'; '.join(changes) or 'unchanged'}"
 
 
 def _table_line(table: Mapping[str, Any], overwrite: bool) -> str:
@@ -513,6 +517,10 @@ def preview_summary(preview: Mapping[str, Any], digest: str) -> str:
         lines.append(f"From backup {code(preview.get('backup'))}{taken}, rows matched by primary key; rows newer "
                      "than the backup stay:")
         lines += [_table_line(t, overwrite) for t in preview.get("tables") or []]
+    elif kind is RequestKind.RESTORE:
+        lines.append("Restore preview:")
+        lines += [f"• {code(t.get('table'))}: rows live {'none (no such table)' if t.get('live_rows') is None else t.get('live_rows')}, "
+                  f"in the backup {t.get('restored_rows')}" for t in preview.get("tables") or []]
     elif kind is RequestKind.PITR:
         bad = preview.get("bad_version")
         before = f", just before {code(bad)} was applied" if bad else ""
@@ -556,3 +564,7 @@ def recovery_confirm(request: Request) -> str:
     what = "Supabase point-in-time recovery" if request.kind is RequestKind.PITR else "droplet restore from the snapshot"
     return (f"This runs: a fresh backup, maintenance on, {what} of {target} (everything written after the point "
             "is lost), verify, maintenance off.")
+
+
+def restore_preview_missing(error: str | None) -> str:
+    return f"No restore preview ({escape(error or 'not computed')}); the restore is bound to the backup's checksum only."

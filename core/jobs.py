@@ -35,10 +35,17 @@ class BackupCheck:
     error: str | None = None  # why not, one line (no secret, no path outside the backups folder)
     newest: tuple[str, ...] = ()  # names of the target's newest verified backups, newest first
     backup: Mapping[str, Any] | None = field(default=None)  # the checked backup's manifest when ok
+    # The restore preview (as in PreviewCheck) and its digest, which the request binds; None when it
+    # could not be computed (`preview_error` says why) or was not asked for.
+    digest: str | None = None
+    preview: Mapping[str, Any] | None = field(default=None)
+    preview_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "error": self.error, "newest": list(self.newest),
-                "backup": dict(self.backup) if self.backup is not None else None}
+                "backup": dict(self.backup) if self.backup is not None else None,
+                "digest": self.digest, "preview": dict(self.preview) if self.preview is not None else None,
+                "preview_error": self.preview_error}
 
     @classmethod
     def from_dict(cls, data: Any) -> BackupCheck:
@@ -47,11 +54,15 @@ class BackupCheck:
             return cls(ok=False, error=None)
         newest = data.get("newest")
         backup = data.get("backup")
+        preview = data.get("preview")
         return cls(
             ok=data.get("ok") is True,
             error=str(data["error"]) if data.get("error") else None,
             newest=tuple(str(n) for n in newest) if isinstance(newest, list) else (),
             backup=backup if isinstance(backup, Mapping) else None,
+            digest=str(data["digest"]) if isinstance(data.get("digest"), str) else None,
+            preview=preview if isinstance(preview, Mapping) else None,
+            preview_error=str(data["preview_error"]) if data.get("preview_error") else None,
         )
 
 

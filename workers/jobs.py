@@ -10,6 +10,8 @@ pages. `check_backup` posts nothing: the bot asks it before creating a restore r
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from rq import get_current_job
@@ -114,7 +116,15 @@ def check_backup(*, target: str, backup: str, **_: Any) -> JsonObject:
     ctx = context()
     with ctx.lease(_job_id()):
         try:
-            return pipeline.inspect_backup(ctx, ctx.target(target), backup).to_dict()
+            checked = pipeline.inspect_backup(ctx, ctx.target(target), backup)
+            if not checked.ok or not checked.backup:
+                return checked.to_dict()
+            try:  # the restore preview the card shows and the request binds (issue 10)
+                shown = recovery.restore_preview(ctx, ctx.target(target), Path(str(checked.backup["path"])),
+                                                 checked.backup)
+            except Exception as exc:
+                return replace(checked, preview_error=describe(exc, ctx.secrets())).to_dict()
+            return replace(checked, digest=shown["digest"], preview=shown["preview"]).to_dict()
         except Exception as exc:
             return {"ok": False, "error": describe(exc, ctx.secrets()), "newest": [], "backup": None}
 

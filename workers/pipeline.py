@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -114,6 +115,10 @@ def start_approved(ctx: Context, request: Request, progress: Progress, *, into: 
         check = inspect_backup(ctx, target, request.backup, into=into)
         if not check.ok:
             return refuse(ctx, request, progress, messages.refused(request.id, check.error or ""), "backup unusable")
+        if into == "target" and check.backup:  # the restore preview the approval was bound to, recomputed
+            stale = recovery.recheck_restore(ctx, request, target, Path(str(check.backup["path"])), check.backup)
+            if stale is not None:
+                return refuse(ctx, request, progress, messages.refused(request.id, stale), "preview changed")
     elif request.kind in recovery.PREVIEWS:
         stale = recovery.recheck(ctx, request, target)  # the preview the approval was bound to, recomputed
         if stale is not None:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -384,6 +385,18 @@ def _utc(point: Any) -> str | None:
     return datetime.fromtimestamp(int(point), UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+def recheck_restore(ctx: Context, request: Request, target: Target, archive: Path,
+                    manifest: Mapping[str, Any]) -> str | None:
+    """A whole-backup restore bound to a preview: None when it still holds, else the refusal."""
+    if not request.plan_hash:
+        return None  # asked for before restores had previews
+    try:
+        current = restore_preview(ctx, target, archive, manifest)
+    except (WorkerError, psycopg.Error) as exc:
+        return str(exc)
+    return None if current["digest"] == request.plan_hash else messages.preview_changed()
+
+
 def recheck(ctx: Context, request: Request, target: Target) -> str | None:
     """None when the preview the request was approved on still holds; else the one line refusing it."""
     try:
@@ -393,3 +406,57 @@ def recheck(ctx: Context, request: Request, target: Target) -> str | None:
     if current.digest != request.plan_hash:
         return messages.preview_changed()
     return None
+
+
+# --- restore: the preview of a whole-backup restore ---------------------------------------------------
+
+
+def archive_rows(archive: Path, table: str, pg_restore: str) -> Iterator[dict[str, str]]:
+    """The rows of one table of an archive, as column -> text (pg_restore's COPY output, streamed)."""
+    schema, _, name = table.rpartition(".")
+    argv = [pg_restore, "--data-only", f"--schema={schema or 'public'}", f"--table={name}", "--file=-", str(archive)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
+        assert proc.stdout is not None
+        columns: list[str] | None = None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            if columns is None:
+                if line.startswith("COPY ") and "(" in line:
+                    columns = [c.strip().strip('"') for c in line[line.index("(") + 1:line.rindex(")")].split(",")]
+                continue
+            if line == "\\.":
+                break
+            yield dict(zip(columns, line.split("\t"), strict=False))
+
+
+def restore_preview(ctx: Context, target: Target, archive: Path, manifest: Mapping[str, Any]) -> JsonObject:
+    """What restoring `archive` into the target changes: versions now and in the backup, the critical
+    tables' rows live and in the backup, and what was written since the backup was taken (lost)."""
+    pg_restore = ctx.options.pg_restore
+    after = sorted(r["version"] for r in archive_rows(archive, "public.schema_migrations", pg_restore)
+                   if r.get("status") == "completed")
+    taken = _iso_unix(manifest.get("created_at"))
+    with ctx.connect(target) as conn:
+        found = _guarded_identity(ctx, conn, target)
+        before = [v for v, _ in applied_versions(conn)]
+        tables = []
+        for table in target.critical_tables:
+            qualified = table if "." in table else f"public.{table}"
+            schema, _, name = qualified.partition(".")
+            live = None
+            exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (qualified,)).fetchone()
+            if exists and exists[0]:  # a bad migration may have dropped it
+                row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name))).fetchone()
+                live = int(row[0]) if row else 0
+            restored = sum(1 for _ in archive_rows(archive, qualified, pg_restore))
+            tables.append({"table": table, "live_rows": live, "restored_rows": restored})
+        lost = written_since(conn, taken) if taken else {}
+    preview: JsonObject = {
+        "kind": RequestKind.RESTORE.value, "target": target.name, "backup": archive.name,
+        "versions_before": before, "versions_after": after, "tables": tables,
+        "point_unix": int(taken) if taken else None, "lost_seconds": round(time.time() - taken) if taken else None,
+        "written_since": lost,
+    }
+    digest = digest_of(found, {"kind": "restore", "sha256": manifest.get("sha256"), "versions_before": before,
+                               "versions_after": after})
+    return {"digest": digest, "preview": preview}
