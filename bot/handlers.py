@@ -124,6 +124,7 @@ class Handlers:
             RequestKind.RECOVER: self.recovery_draft,
             RequestKind.PITR: self.recovery_draft,
             RequestKind.SNAPSHOT_RESTORE: self.recovery_draft,
+            RequestKind.CLUSTER_RESTORE: self.recovery_draft,
         }
 
     # -- plumbing -------------------------------------------------------------------------------------
@@ -292,6 +293,7 @@ class Handlers:
             RequestKind.RECOVER: {"backup": cmd.backup, "tables": cmd.tables, "overwrite": bool(cmd.overwrite)},
             RequestKind.PITR: {"version": cmd.version, "point": cmd.point},
             RequestKind.SNAPSHOT_RESTORE: {"snapshot": cmd.snapshot},
+            RequestKind.CLUSTER_RESTORE: {"point": cmd.point},
         }
         result = self.wait_check(verb, cmd.target, **per_kind[verb.approval])
         if result is None:

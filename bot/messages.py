@@ -456,7 +456,8 @@ def report_requested(user: str, request_id: str) -> str:
 # -- the recovery paths (issue 10): the check, the restore preview on the card, the sample keys ----------
 
 RECOVERY_WHAT = {RequestKind.RECOVER: "table recovery", RequestKind.PITR: "point-in-time recovery",
-                 RequestKind.SNAPSHOT_RESTORE: "snapshot restore"}
+                 RequestKind.SNAPSHOT_RESTORE: "snapshot restore",
+                 RequestKind.CLUSTER_RESTORE: "restore into a new managed cluster"}
 SAMPLES_SHOWN = 5
 
 
@@ -526,6 +527,10 @@ def preview_summary(preview: Mapping[str, Any], digest: str) -> str:
         before = f", just before {code(bad)} was applied" if bad else ""
         lines.append(f"Supabase project {code(preview.get('project_ref'))} back to "
                      f"{clock(float(preview.get('point_unix') or 0))}{before}.")
+    elif kind is RequestKind.CLUSTER_RESTORE:
+        lines.append(f"A new cluster {code(preview.get('new_name'))} from the backup of managed cluster "
+                     f"{code(preview.get('database_id'))} taken {escape(preview.get('backup_created_at'))}. The "
+                     f"live cluster is left as it is: nothing is lost until the application is switched to the new one.")
     else:
         lines.append(f"Droplet {code(preview.get('droplet_id'))} back to snapshot {code(preview.get('snapshot'))} "
                      f"({escape(preview.get('snapshot_name') or 'unnamed')}).")
@@ -561,6 +566,9 @@ def recovery_confirm(request: Request) -> str:
             else "insert the missing rows (differing rows are kept)"
         return (f"This runs: a backup of {tables}, then in one transaction on {target}: {change}, parents first, "
                 "and the counts verified.")
+    if request.kind is RequestKind.CLUSTER_RESTORE:
+        return (f"This runs: a new managed cluster {code(request.params.get('new_name'))} from the backup; "
+                f"{target} is not changed. The thread then says what to switch.")
     what = "Supabase point-in-time recovery" if request.kind is RequestKind.PITR else "droplet restore from the snapshot"
     return (f"This runs: a fresh backup, maintenance on, {what} of {target} (everything written after the point "
             "is lost), verify, maintenance off.")

@@ -168,6 +168,11 @@ VERBS: tuple[Verb, ...] = (
          Action.REQUEST, arguments=(SNAPSHOT,), aliases=("snapshot_restore",), writes=True,
          approval=RequestKind.SNAPSHOT_RESTORE, job="workers.jobs.snapshot_restore",
          check_job="workers.jobs.check_snapshot"),
+    Verb("cluster-restore", "a new managed DigitalOcean cluster from the target's newest backup (or the newest "
+         "before a UTC time); the target is left as it is (needs a second person's approval)",
+         Action.REQUEST, arguments=(POINT,), aliases=("cluster_restore",), writes=True,
+         approval=RequestKind.CLUSTER_RESTORE, job="workers.jobs.cluster_restore",
+         check_job="workers.jobs.check_cluster"),
     Verb("maintenance", "switch the target's maintenance mode (the latest request's requester or an approver)",
          Action.MAINTENANCE, arguments=(STATE,), writes=True, who=Who.REQUESTER_OR_APPROVER,
          job="workers.jobs.maintenance", job_kwargs=("target", "state", "channel", "thread_ts", "requester")),

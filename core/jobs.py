@@ -22,7 +22,8 @@ JsonObject = dict[str, Any]
 # Whoever claims it first owns the start: the worker runs the request, or the bot's expiry sweeper
 # records that it never started in time (and a late job then finds the claim taken and does nothing).
 START_STEPS = {RequestKind.ROLLBACK: "execute", RequestKind.RESTORE: "restore", RequestKind.RECOVER: "recover",
-               RequestKind.PITR: "pitr", RequestKind.SNAPSHOT_RESTORE: "snapshot_restore"}
+               RequestKind.PITR: "pitr", RequestKind.SNAPSHOT_RESTORE: "snapshot_restore",
+               RequestKind.CLUSTER_RESTORE: "cluster_restore"}
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ class RequestKind(StrEnum):
     RECOVER = "recover"  # lost rows of chosen tables back from a backup (scenario 4)
     PITR = "pitr"  # Supabase point-in-time recovery (playbook Method 3A)
     SNAPSHOT_RESTORE = "snapshot_restore"  # a DigitalOcean droplet from a snapshot (Method 3B)
+    CLUSTER_RESTORE = "cluster_restore"  # a new managed DigitalOcean cluster from a backup (Method 3B)
 
 
 KINDS = frozenset(RequestKind)

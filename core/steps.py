@@ -36,6 +36,8 @@ TABLE_BACKUP = StepInfo("table_backup", "Backup of the tables")
 RECOVER = StepInfo("recover", "Recovery")
 PITR = StepInfo("pitr", "Point-in-time recovery", leaves_maintenance_on=True)
 SNAPSHOT_RESTORE = StepInfo("snapshot_restore", "Snapshot restore", leaves_maintenance_on=True)
+# A managed cluster is restored into a new cluster: the target itself is left as it is.
+NEW_CLUSTER = StepInfo("new_cluster", "New cluster from a backup", recorded=False)
 
 # Each approved request kind's pipeline, in order; `finish` is the bookkeeping, never announced as a step.
 PIPELINES: dict[RequestKind, tuple[StepInfo, ...]] = {
@@ -44,6 +46,7 @@ PIPELINES: dict[RequestKind, tuple[StepInfo, ...]] = {
     RequestKind.RECOVER: (TABLE_BACKUP, RECOVER, FINISH),
     RequestKind.PITR: (BACKUP, MAINTENANCE_ON, PITR, VERIFY, MAINTENANCE_OFF, FINISH),
     RequestKind.SNAPSHOT_RESTORE: (BACKUP, MAINTENANCE_ON, SNAPSHOT_RESTORE, VERIFY, MAINTENANCE_OFF, FINISH),
+    RequestKind.CLUSTER_RESTORE: (NEW_CLUSTER, FINISH),
 }
 # A restore into a new scratch database leaves the target alone: nothing to back up, nothing to switch.
 RESTORE_INTO_SCRATCH: tuple[StepInfo, ...] = (RESTORE, FINISH)
@@ -64,6 +67,7 @@ JOB_LABELS = {
     "check_recover": "Recovery check",
     "check_pitr": "Point-in-time recovery check",
     "check_snapshot": "Snapshot check",
+    "check_cluster": "Cluster restore check",
 }
 
 

@@ -1,7 +1,8 @@
 """`/rollback snapshot-restore` end to end in the thread (playbook Method 3B, self-hosted PostgreSQL on a
-droplet): real bot, worker, PostgreSQL and Redis, signed requests; the DigitalOcean API stand-in reached
-through the workers' real pydo client. The stand-in's `on_droplet_restore` hook makes the database go
-back to the snapshot (the engine reverts the migration applied after it)."""
+droplet), and `/rollback cluster-restore` (managed PostgreSQL: a new cluster from a backup): real bot,
+worker, PostgreSQL and Redis, signed requests; the DigitalOcean API stand-in reached through the workers'
+real pydo client. The stand-in's `on_droplet_restore` hook makes the database go back to the snapshot
+(the engine reverts the migration applied after it)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import redis
 
 from core.requests import Request, RequestKind, RequestStatus, RequestStore
-from sandbox.digitalocean import DEFAULT_DROPLET_ID, DigitalOceanServer
+from sandbox.digitalocean import DEFAULT_DATABASE_ID, DEFAULT_DROPLET_ID, DigitalOceanServer
 from sandbox.pagerduty import PagerDutyServer
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
@@ -117,3 +118,29 @@ def test_a_failed_restore_action_is_paged(
     assert done.status is RequestStatus.FAILED, thread
     assert f"restore of droplet {DEFAULT_DROPLET_ID} from snapshot {snapshot} failed" in thread
     pagerduty.wait_for(lambda: [e for e in pagerduty.events if e.get("event_action") == "trigger"], timeout=30)
+
+
+def test_a_managed_cluster_is_restored_into_a_new_cluster_and_the_thread_says_what_to_switch(
+    stack_env: dict[str, str], start_worker: Callable[[dict[str, str]], WorkerProcess],
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, database_url: str,
+    digitalocean: DigitalOceanServer, pagerduty: PagerDutyServer,
+) -> None:
+    write_config(stack_env["ROLLBACK_CONFIG"], target_extra=f'do_database_id = "{DEFAULT_DATABASE_ID}"')
+    start_worker({**stack_env, "ROLLBACK_DO_POLL_SECONDS": "0.1"})
+    apply_example(database_url)
+    backup = digitalocean.database_backups[DEFAULT_DATABASE_ID][0]["created_at"]
+
+    request = _ask(stack_sender, slack_api, store, "cluster-restore prod")
+    assert request.kind is RequestKind.CLUSTER_RESTORE and request.params["backup_created_at"] == backup
+    card = message_text(slack_api.thread(CHANNEL, request.thread_ts)[0])
+    assert f"from the backup of managed cluster `{DEFAULT_DATABASE_ID}` taken {backup}" in card
+    assert "The live cluster is left as it is" in card
+
+    done = _approve_and_wait(stack_sender, slack_api, store, request)
+    thread = _thread(slack_api, request)
+    assert done.status is RequestStatus.SUCCEEDED, thread
+    created = [c for c in digitalocean.clusters.values() if c["name"] == request.params["new_name"]]
+    assert len(created) == 1 and created[0]["status"] == "online"
+    assert f"host `{created[0]['connection']['host']}`" in thread and "/rollback verify prod-restored" in thread
+    assert "stand-in-password" not in thread and "postgresql://" not in thread  # never a secret
+    assert pagerduty.events == []

@@ -160,6 +160,15 @@ def check_snapshot(*, target: str, snapshot: str, **_: Any) -> JsonObject:
     return _check(lambda ctx: recovery.snapshot_preview(ctx, ctx.target(target), snapshot))
 
 
+def check_cluster(*, target: str, point: str | None = None, **_: Any) -> JsonObject:
+    """`/rollback cluster-restore`: the managed cluster's newest backup (before `point` when given)."""
+    return _check(lambda ctx: recovery.cluster_preview(ctx, ctx.target(target), point))
+
+
+def cluster_restore(*, request_id: str, **_: Any) -> JsonObject:
+    return _changing(lambda ctx: pipeline.recover_request(ctx, request_id, RequestKind.CLUSTER_RESTORE))
+
+
 def recover(*, request_id: str, **_: Any) -> JsonObject:
     return _changing(lambda ctx: pipeline.recover_request(ctx, request_id, RequestKind.RECOVER))
 

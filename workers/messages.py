@@ -505,3 +505,30 @@ def snapshot_restore_of(snapshot_id: str, droplet_id: Any) -> str:
 def snapshot_restore_figures(action: Mapping[str, Any], waited_s: float, versions: Sequence[str]) -> dict[str, Any]:
     return {"action": action.get("action_id"), "database answered after": seconds(waited_s),
             "version": versions[-1] if versions else "none"}
+
+
+def no_managed_cluster(target: str) -> str:
+    return (f"target {target} names no managed cluster (`do_database_id` in rollback.toml): use "
+            "`/rollback snapshot-restore` for a droplet, or `/rollback restore <backup>`")
+
+
+def no_cluster_backup(database_id: str, point: str | None) -> str:
+    when = f" taken before {point}" if point else ""
+    return f"managed cluster {database_id} has no backup{when}; the DigitalOcean console lists them"
+
+
+def new_cluster_of(name: str, database_id: str) -> str:
+    return f"{name} from the backup of cluster {database_id}"
+
+
+def new_cluster_figures(created: Mapping[str, Any]) -> dict[str, Any]:
+    return {"cluster": created.get("name"), "host": created.get("host"), "backup": created.get("backup_created_at")}
+
+
+def cluster_switch(target: str, created: Mapping[str, Any]) -> str:
+    return (f":information_source: New cluster *{created.get('name')}* is online: host `{created.get('host')}`, "
+            f"port {created.get('port')}, database `{created.get('database')}`, user `{created.get('user')}` (its "
+            "password is in the DigitalOcean console, never here). To switch: point the application's database "
+            f"URL (and {target.upper()}_DATABASE_URL) at it. To verify it first: add it as a target "
+            f"(`[targets.{target}-restored]` with `{target.upper()}_RESTORED_DATABASE_URL`) and run "
+            f"`/rollback verify {target}-restored`. Target *{target}* was not changed.")

@@ -188,7 +188,8 @@ def restore(ctx: Context, request_id: str, into: str = "target") -> JsonObject:
 
 # What a recovery request's thread calls it (the queued line and the outcome).
 RECOVERY_WHAT = {RequestKind.RECOVER: "table recovery", RequestKind.PITR: "point-in-time recovery",
-                 RequestKind.SNAPSHOT_RESTORE: "snapshot restore"}
+                 RequestKind.SNAPSHOT_RESTORE: "snapshot restore",
+                 RequestKind.CLUSTER_RESTORE: "restore into a new managed cluster"}
 
 
 def recover_request(ctx: Context, request_id: str, kind: RequestKind) -> JsonObject:
@@ -407,7 +408,8 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
     started = float(state.get("started") or request.started_at or time.time())
     outcome = {RequestKind.ROLLBACK: "rolled back and verified", RequestKind.RECOVER: "rows recovered",
                RequestKind.PITR: "recovered to a point in time and verified",
-               RequestKind.SNAPSHOT_RESTORE: "restored from the snapshot and verified"}.get(request.kind, "restored")
+               RequestKind.SNAPSHOT_RESTORE: "restored from the snapshot and verified",
+               RequestKind.CLUSTER_RESTORE: "new cluster ready"}.get(request.kind, "restored")
     ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(), outcome=outcome)
     resolved = None
     if state.get("paged"):
@@ -437,6 +439,7 @@ FUNCTIONS: dict[str, StepFunction] = {
     steps.RECOVER.name: recovery.recover_rows,
     steps.PITR.name: recovery.pitr,
     steps.SNAPSHOT_RESTORE.name: recovery.snapshot_restore,
+    steps.NEW_CLUSTER.name: recovery.new_cluster,
 }
 
 

@@ -368,6 +368,53 @@ def snapshot_restore(ctx: Context, request: Request, target: Target, progress: P
     return {"snapshot_restore": {**action, "versions": versions}}
 
 
+# --- cluster_restore: a new managed cluster from a backup ------------------------------------------
+
+
+def cluster_preview(ctx: Context, target: Target, point: str | None) -> PreviewCheck:
+    if not target.do_database_id:
+        raise RecoveryRefused(messages.no_managed_cluster(target.name))
+    backups = digitalocean(ctx).database_backups(target.do_database_id)  # newest first
+    limit = parse_utc(point) if point else None
+    chosen = next((b for b in backups if limit is None or (_iso_unix(b.get("created_at")) or 0) <= limit), None)
+    if chosen is None:
+        raise RecoveryRefused(messages.no_cluster_backup(target.do_database_id, point))
+    created = str(chosen.get("created_at"))
+    taken = _iso_unix(created)
+    stamp = datetime.fromtimestamp(taken or time.time(), UTC).strftime("%Y%m%d%H%M")
+    new_name = f"{target.name}-restored-{stamp}"
+    with ctx.connect(target) as conn:
+        found = _guarded_identity(ctx, conn, target)
+        versions = [v for v, _ in applied_versions(conn)]
+    preview: JsonObject = {"kind": RequestKind.CLUSTER_RESTORE.value, "target": target.name,
+                           "database_id": target.do_database_id, "backup_created_at": created, "new_name": new_name,
+                           "versions_before": versions, "versions_after": None, "point_unix": None}
+    digest = digest_of(found, {"kind": "cluster_restore", "database_id": target.do_database_id, "backup": created})
+    return PreviewCheck(ok=True, digest=digest, preview=preview,
+                        params={"backup_created_at": created, "new_name": new_name})
+
+
+def new_cluster(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+    """The new cluster, followed until online (bounded); the thread gets its host and what to switch,
+    never a password or a URI."""
+    assert target.do_database_id is not None
+    new_name = str(request.params["new_name"])
+    started = progress.start("new_cluster", messages.new_cluster_of(new_name, target.do_database_id))
+    with progress.heartbeat("new_cluster") as beat:
+        created = digitalocean(ctx).restore_cluster(
+            target.do_database_id, new_name, str(request.params.get("backup_created_at") or "") or None,
+            heartbeat=beat, poll_seconds=ctx.options.do_poll_s, timeout_s=ctx.options.do_action_timeout_s)
+    with ctx.connect(target) as conn:
+        history.record(conn, operation="cluster_restore", status="completed", executed_by=request.requester,
+                       approved_by=request.approver, request_id=request.id,
+                       duration_ms=int(float(created.get("duration_s") or 0) * 1000),
+                       details={k: created.get(k) for k in ("id", "name", "host", "port", "database",
+                                                            "backup_created_at")})
+    progress.finish("new_cluster", started, messages.new_cluster_figures(created))
+    progress.post(messages.cluster_switch(target.name, created))
+    return {"new_cluster": created}
+
+
 # --- the start check: is the preview that was approved still the one the database gives? ----------
 
 
@@ -376,7 +423,15 @@ PREVIEWS: dict[RequestKind, Callable[[Context, Request, Target], PreviewCheck]] 
                                                            bool(r.params.get("overwrite"))),
     RequestKind.PITR: lambda ctx, r, t: pitr_preview(ctx, t, before=None, at=_utc(r.params.get("point_unix"))),
     RequestKind.SNAPSHOT_RESTORE: lambda ctx, r, t: snapshot_preview(ctx, t, str(r.params.get("snapshot"))),
+    RequestKind.CLUSTER_RESTORE: lambda ctx, r, t: _same_backup(cluster_preview(ctx, t, None), r),
 }
+
+
+def _same_backup(check: PreviewCheck, request: Request) -> PreviewCheck:
+    """At start the chosen backup must still exist, whatever is newest now; its preview recomputed."""
+    if check.preview and check.preview.get("backup_created_at") == request.params.get("backup_created_at"):
+        return check
+    return PreviewCheck(ok=False, error=messages.preview_changed())
 
 
 def _utc(point: Any) -> str | None:
