@@ -111,3 +111,9 @@ PITR_POLL_SECONDS = 10.0
 PITR_RESTORE_TIMEOUT_SECONDS = 30 * 60
 # After a point-in-time recovery or a droplet restore, how long the workers wait for PostgreSQL to answer.
 DATABASE_WAIT_SECONDS = 5 * 60
+
+# A restore into the target by swapping databases (workers/swap.py) renames databases from a session on
+# this database of the same server (a database cannot be renamed by a session connected to it).
+MAINTENANCE_DATABASE = "postgres"
+# How a restore into the target runs: auto (swap where the role may, else one transaction), swap, transaction.
+RESTORE_METHOD = "auto"
