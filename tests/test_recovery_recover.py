@@ -73,7 +73,7 @@ def _refusal(slack_api: SlackApiServer) -> str:
 
 
 def _scratch_left(database_url: str) -> list[str]:
-    return [r[0] for r in _rows(database_url, "SELECT datname FROM pg_database WHERE datname LIKE 'rb_recover_%'")]
+    return [r[0] for r in _rows(database_url, "SELECT datname FROM pg_database WHERE datname LIKE %s", ("rb_recover_%",))]
 
 
 @pytest.fixture
