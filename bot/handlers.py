@@ -86,6 +86,9 @@ class RequestDraft:
     params: Mapping[str, Any] | None = None
     to_version: str | None = None
     thread_note: str | None = None
+    undoes: str | None = None  # an undo: the rollback it reverses
+    plan_hash: str | None = None  # an undo: the hash of its dry run (the worker refuses if it changed)
+    versions: tuple[str, ...] = ()  # an undo: the migrations it re-applies
 
 
 class Handlers:
@@ -125,6 +128,7 @@ class Handlers:
             RequestKind.PITR: self.recovery_draft,
             RequestKind.SNAPSHOT_RESTORE: self.recovery_draft,
             RequestKind.CLUSTER_RESTORE: self.recovery_draft,
+            RequestKind.UNDO: self.undo_draft,
         }
 
     # -- plumbing -------------------------------------------------------------------------------------
@@ -250,14 +254,15 @@ class Handlers:
                 channel=channel,
                 thread_ts="",
                 requester=user,
-                plan_hash=draft.plan.hash if draft.plan else draft.digest,
+                plan_hash=draft.plan.hash if draft.plan else (draft.digest or draft.plan_hash),
                 to_version=draft.plan.to_version if draft.plan else draft.to_version,
-                versions=draft.plan.versions if draft.plan else (),
+                versions=draft.plan.versions if draft.plan else draft.versions,
                 warnings=draft.plan.warnings if draft.plan else (),
                 summary=draft.summary,
                 backup=draft.backup,
                 plan=draft.saved,
                 params=draft.params,
+                undoes=draft.undoes,
                 ttl_seconds=self.policy.request_ttl_seconds,
                 now=self.clock(),
             )
@@ -299,6 +304,30 @@ class Handlers:
                  else messages.restore_preview_missing(checked.preview_error))
         return RequestDraft(summary=messages.restore_summary(cmd.target, cmd.backup, checked.backup),
                             backup=cmd.backup, digest=checked.digest, params={"preview_text": shown})
+
+    def undo_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
+        """An undo is asked for only after its dry run: a worker runs it (rolled back) and the card shows it."""
+        assert cmd.target and cmd.request_id
+        answer = self.wait_for_check(verb, cmd.target, request_id=cmd.request_id)
+        if answer is None:
+            return messages.undo_check_unanswered(cmd.target, cmd.request_id)
+        if not isinstance(answer, Mapping) or answer.get("ok") is not True:
+            error = answer.get("error") if isinstance(answer, Mapping) else None
+            return messages.undo_refused(cmd.target, cmd.request_id, str(error) if error else None)
+        versions = tuple(str(v) for v in answer.get("versions") or ())
+        return RequestDraft(summary=messages.undo_summary(cmd.target, cmd.request_id, versions,
+                                                          answer.get("restored") or []),
+                            undoes=cmd.request_id, plan_hash=str(answer.get("hash") or ""), versions=versions)
+
+    def wait_for_check(self, verb: Verb, target: str, **kwargs: Any) -> Any:
+        """The return value of the verb's check job, or None when no worker answered in time or it crashed."""
+        result = self.wait_check(verb, target, **kwargs)
+        if result is None:
+            return None
+        if result.type is not Result.Type.SUCCESSFUL:
+            log.error("%s of %s failed on the worker (%s)", verb.check_job, target, result.type.name)
+            return None
+        return result.return_value
 
     def recovery_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
         """A recovery (recover, pitr, snapshot-restore): a worker checks it and computes its restore

@@ -70,6 +70,7 @@ class RequestKind(StrEnum):
     PITR = "pitr"  # Supabase point-in-time recovery (playbook Method 3A)
     SNAPSHOT_RESTORE = "snapshot_restore"  # a DigitalOcean droplet from a snapshot (Method 3B)
     CLUSTER_RESTORE = "cluster_restore"  # a new managed DigitalOcean cluster from a backup (Method 3B)
+    UNDO = "undo"  # reverse an earlier rollback from its escrow (`undoes` names it)
 
 
 KINDS = frozenset(RequestKind)
@@ -141,6 +142,7 @@ class Request:
     # What a recovery request needs beyond the fields above (tables, --overwrite, the recovery point,
     # the snapshot): JSON, written once when the request is made.
     params: dict[str, Any] = field(default_factory=dict)
+    undoes: str | None = None  # an undo request: the rollback (request id or CLI run id) it reverses
 
     def __post_init__(self) -> None:
         # Records built by hand (tests, tools) may name the kind and status as plain strings.
@@ -365,6 +367,7 @@ class RequestStore:
         now: float | None = None,
         plan: SavedPlan | None = None,
         params: Mapping[str, Any] | None = None,
+        undoes: str | None = None,
     ) -> Request:
         """A new pending request holding `target`. Raises TargetBusy while another one holds it.
 
@@ -395,6 +398,7 @@ class RequestStore:
                 backup=backup,
                 plan_saved_at=plan.saved_at if plan else None,
                 params=dict(params or {}),
+                undoes=undoes,
             )
             pairs = _pairs(request.to_dict())
             result = self._create(

@@ -26,6 +26,7 @@ BACKUP = StepInfo("backup", "Backup")
 MAINTENANCE_ON = StepInfo("maintenance_on", "Maintenance on")
 ROLLBACK = StepInfo("rollback", "Rollback", leaves_maintenance_on=True)
 RESTORE = StepInfo("restore", "Restore", leaves_maintenance_on=True)
+UNDO = StepInfo("undo", "Undo", leaves_maintenance_on=True)
 VERIFY = StepInfo("verify", "Verification", leaves_maintenance_on=True)
 MAINTENANCE_OFF = StepInfo("maintenance_off", "Maintenance off", leaves_maintenance_on=True)
 FINISH = StepInfo("finish", "Outcome", recorded=False)
@@ -47,6 +48,7 @@ PIPELINES: dict[RequestKind, tuple[StepInfo, ...]] = {
     RequestKind.PITR: (BACKUP, MAINTENANCE_ON, PITR, VERIFY, MAINTENANCE_OFF, FINISH),
     RequestKind.SNAPSHOT_RESTORE: (BACKUP, MAINTENANCE_ON, SNAPSHOT_RESTORE, VERIFY, MAINTENANCE_OFF, FINISH),
     RequestKind.CLUSTER_RESTORE: (NEW_CLUSTER, FINISH),
+    RequestKind.UNDO: (BACKUP, MAINTENANCE_ON, UNDO, VERIFY, MAINTENANCE_OFF, FINISH),
 }
 # A restore into a new scratch database leaves the target alone: nothing to back up, nothing to switch.
 RESTORE_INTO_SCRATCH: tuple[StepInfo, ...] = (RESTORE, FINISH)
@@ -68,6 +70,8 @@ JOB_LABELS = {
     "check_pitr": "Point-in-time recovery check",
     "check_snapshot": "Snapshot check",
     "check_cluster": "Cluster restore check",
+    "escrow": "Escrow",
+    "check_undo": "Undo check",
 }
 
 
