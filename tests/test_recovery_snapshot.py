@@ -6,6 +6,7 @@ real pydo client. The stand-in's `on_droplet_restore` hook makes the database go
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -88,6 +89,28 @@ def test_the_droplet_is_restored_from_its_snapshot_then_checked_and_verified(
     assert "snapshot restore of *prod* done and verified" in thread
     assert _rows(database_url, "SELECT status FROM schema_migrations WHERE version = %s", (BAD,)) == [("rolled_back",)]
     assert pagerduty.events == []
+
+
+def test_an_escrow_only_target_still_gets_its_full_backup_before_a_snapshot_restore(
+    stack_env: dict[str, str], start_worker: Callable[[dict[str, str]], WorkerProcess],
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, database_url: str,
+    digitalocean: DigitalOceanServer,
+) -> None:
+    # Backup policy `escrow` lets a rollback go without a pg_dump; the escrow does not cover a restore.
+    write_config(stack_env["ROLLBACK_CONFIG"],
+                 target_extra=f'backup_policy = "escrow"\ndo_droplet_id = {DEFAULT_DROPLET_ID}')
+    start_worker({**stack_env, "ROLLBACK_DO_POLL_SECONDS": "0.1"})
+    apply_example(database_url)
+    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly")
+    digitalocean.on_droplet_restore = lambda droplet, taken: Engine(
+        database_url, str(EXAMPLE_MIGRATIONS), actor="droplet").rollback(to=GOOD)
+
+    request = _ask(stack_sender, slack_api, store, f"snapshot-restore {snapshot} prod")
+    done = _approve_and_wait(stack_sender, slack_api, store, request)
+    thread = _thread(slack_api, request)
+    assert done.status is RequestStatus.SUCCEEDED, thread
+    assert "no pg_dump" not in thread and "*Backup* finished" in thread
+    assert [f for f in os.listdir(stack_env["BACKUP_DIR"]) if f"pre-snapshot-restore-{request.id.lower()}" in f]
 
 
 @pytest.mark.usefixtures("droplet_worker")

@@ -284,8 +284,9 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
 
 
 def _full_backup_needed(request: Request, target: Target) -> bool:
-    """A full pg_dump, unless the target's policy is `escrow` and the plan's every destroyed value is escrowed."""
-    if request.kind is RequestKind.RESTORE or target.full_backup:
+    """A full pg_dump, unless the target's policy is `escrow` and the plan's every destroyed value is escrowed.
+    Only a rollback and an undo can go without: the escrow does not cover a restore or a recovery."""
+    if request.kind not in (RequestKind.ROLLBACK, RequestKind.UNDO) or target.full_backup:
         return True
     return messages.not_escrowed_count(request.warnings) > 0
 
