@@ -29,6 +29,12 @@ class Command:
     backup: str | None = None
     request_id: str | None = None
     state: str | None = None
+    # the recovery verbs (issue 10)
+    tables: str | None = None  # comma-separated, as typed
+    overwrite: str | None = None  # "--overwrite" when given
+    before: str | None = None
+    point: str | None = None  # a UTC time
+    snapshot: str | None = None
 
 
 def closest(word: str, choices: Sequence[str]) -> str | None:

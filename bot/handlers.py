@@ -31,7 +31,7 @@ from bot.plans import PlanSummary, summarize
 from bot.verbs import Action, Verb
 from core import defaults, stall_policy
 from core.config import Settings, Target
-from core.jobs import BackupCheck
+from core.jobs import BackupCheck, PreviewCheck
 from core.requests import (
     AlreadyDecided,
     PlanGone,
@@ -81,6 +81,12 @@ class RequestDraft:
     plan: PlanSummary | None = None  # a rollback's plan, shown on the card
     saved: SavedPlan | None = None  # the saved plan the request uses up
     backup: str | None = None
+    # a recovery's: the preview's hash (the request's plan_hash), what the workers need, and the
+    # preview's detail posted in the request's thread (sample keys)
+    digest: str | None = None
+    params: Mapping[str, Any] | None = None
+    to_version: str | None = None
+    thread_note: str | None = None
     undoes: str | None = None  # an undo: the rollback it reverses
     plan_hash: str | None = None  # an undo: the hash of its dry run (the worker refuses if it changed)
     versions: tuple[str, ...] = ()  # an undo: the migrations it re-applies
@@ -119,6 +125,10 @@ class Handlers:
         self.drafts: dict[RequestKind, Callable[[Verb, Command, str], RequestDraft | str]] = {
             RequestKind.ROLLBACK: self.rollback_draft,
             RequestKind.RESTORE: self.restore_draft,
+            RequestKind.RECOVER: self.recovery_draft,
+            RequestKind.PITR: self.recovery_draft,
+            RequestKind.SNAPSHOT_RESTORE: self.recovery_draft,
+            RequestKind.CLUSTER_RESTORE: self.recovery_draft,
             RequestKind.UNDO: self.undo_draft,
         }
 
@@ -245,8 +255,8 @@ class Handlers:
                 channel=channel,
                 thread_ts="",
                 requester=user,
-                plan_hash=draft.plan.hash if draft.plan else draft.plan_hash,
-                to_version=draft.plan.to_version if draft.plan else None,
+                plan_hash=draft.plan.hash if draft.plan else (draft.digest or draft.plan_hash),
+                to_version=draft.plan.to_version if draft.plan else draft.to_version,
                 versions=draft.plan.versions if draft.plan else draft.versions,
                 warnings=draft.plan.warnings if draft.plan else (),
                 forecast=draft.plan.forecast if draft.plan else (),
@@ -254,6 +264,7 @@ class Handlers:
                 summary=draft.summary,
                 backup=draft.backup,
                 plan=draft.saved,
+                params=draft.params,
                 undoes=draft.undoes,
                 ttl_seconds=self.policy.request_ttl_seconds,
                 now=self.clock(),
@@ -270,6 +281,8 @@ class Handlers:
                                   outcome="the request message could not be posted")
             raise
         self.store.update(request.id, thread_ts=ts)
+        if draft.thread_note:
+            self.post(channel, draft.thread_note, thread_ts=ts)
         log.info("request %s (%s of %s) pending, by %s", request.id, request.kind, request.target, user)
         return None
 
@@ -293,8 +306,10 @@ class Handlers:
         checked = self.check_backup(verb, cmd.target, cmd.backup)
         if isinstance(checked, str):
             return checked
+        shown = (messages.preview_summary(checked.preview, checked.digest) if checked.preview and checked.digest
+                 else messages.restore_preview_missing(checked.preview_error))
         return RequestDraft(summary=messages.restore_summary(cmd.target, cmd.backup, checked.backup),
-                            backup=cmd.backup)
+                            backup=cmd.backup, digest=checked.digest, params={"preview_text": shown})
 
     def undo_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
         """An undo is asked for only after its dry run: a worker runs it (rolled back) and the card shows it."""
@@ -312,33 +327,51 @@ class Handlers:
 
     def wait_for_check(self, verb: Verb, target: str, **kwargs: Any) -> Any:
         """The return value of the verb's check job, or None when no worker answered in time or it crashed."""
-        assert verb.check_job
-        timeout = max(1, int(self.policy.backup_check_timeout_seconds))
-        job = self.enqueue(verb.check_job, job_timeout=timeout + defaults.BACKUP_CHECK_GRACE_SECONDS,
-                           target=target, **kwargs)
-        shared = self.queue.connection.connection_pool
-        pool = ConnectionPool(connection_class=shared.connection_class, **{
-            **shared.connection_kwargs, "socket_timeout": timeout + defaults.BACKUP_CHECK_GRACE_SECONDS})
-        try:
-            result = Job.fetch(job.id, connection=Redis(connection_pool=pool)).latest_result(timeout=timeout)
-        finally:
-            pool.disconnect()
+        result = self.wait_check(verb, target, **kwargs)
         if result is None:
-            with contextlib.suppress(InvalidJobOperation):
-                job.cancel()
-            log.warning("%s of %s: no answer within %d s", verb.check_job, target, timeout)
             return None
         if result.type is not Result.Type.SUCCESSFUL:
             log.error("%s of %s failed on the worker (%s)", verb.check_job, target, result.type.name)
             return None
         return result.return_value
 
-    def check_backup(self, verb: Verb, target: str, backup: str) -> BackupCheck | str:
-        """Enqueue the verb's check job and wait for its result (RQ blocks on the result stream, bounded)."""
+    def recovery_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
+        """A recovery (recover, pitr, snapshot-restore): a worker checks it and computes its restore
+        preview first; the card shows the preview and the request binds its hash."""
+        assert cmd.target and verb.approval
+        if verb.approval is RequestKind.PITR and cmd.version and cmd.point:
+            return messages.pitr_version_and_time(cmd.target)
+        per_kind: dict[RequestKind, dict[str, Any]] = {
+            RequestKind.RECOVER: {"backup": cmd.backup, "tables": cmd.tables, "overwrite": bool(cmd.overwrite)},
+            RequestKind.PITR: {"version": cmd.version, "point": cmd.point},
+            RequestKind.SNAPSHOT_RESTORE: {"snapshot": cmd.snapshot},
+            RequestKind.CLUSTER_RESTORE: {"point": cmd.point},
+        }
+        result = self.wait_check(verb, cmd.target, **per_kind[verb.approval])
+        if result is None:
+            return messages.recovery_check_timed_out(verb.name, cmd.target, self.check_timeout())
+        if result.type is not Result.Type.SUCCESSFUL:
+            log.error("check of %s on %s failed on the worker (%s)", verb.name, cmd.target, result.type.name)
+            return messages.recovery_check_refused(verb.name, cmd.target, None)
+        check = PreviewCheck.from_dict(result.return_value)
+        if not check.ok or check.digest is None or check.preview is None:
+            return messages.recovery_check_refused(verb.name, cmd.target, check.error)
+        return RequestDraft(
+            summary=messages.preview_summary(check.preview, check.digest), digest=check.digest,
+            backup=cmd.backup, params=dict(check.params or {}), thread_note=messages.preview_samples(check.preview),
+            to_version=str(check.preview.get("bad_version") or "") or None,
+        )
+
+    def check_timeout(self) -> int:
+        return max(1, int(self.policy.backup_check_timeout_seconds))
+
+    def wait_check(self, verb: Verb, target: str, **kwargs: Any) -> Result | None:
+        """Enqueue the verb's check job and wait for its result (RQ blocks on the result stream, bounded);
+        None when no worker answered in time (the job is then cancelled)."""
         assert verb.check_job
-        timeout = max(1, int(self.policy.backup_check_timeout_seconds))
+        timeout = self.check_timeout()
         job = self.enqueue(verb.check_job, job_timeout=timeout + defaults.BACKUP_CHECK_GRACE_SECONDS,
-                           target=target, backup=backup)
+                           target=target, **kwargs)
         # The wait blocks on Redis (XREAD on the job's result stream) longer than the shared connection's
         # socket timeout allows (RQ sets it to a few seconds), so it has a connection of its own.
         shared = self.queue.connection.connection_pool
@@ -351,8 +384,14 @@ class Handlers:
         if result is None:
             with contextlib.suppress(InvalidJobOperation):
                 job.cancel()  # a worker that frees up later has nothing to answer
-            log.warning("backup check %s of %s: no answer within %d s", backup, target, timeout)
-            return messages.backup_check_timed_out(target, backup, timeout)
+            log.warning("check %s of %s: no answer within %d s", verb.name, target, timeout)
+        return result
+
+    def check_backup(self, verb: Verb, target: str, backup: str) -> BackupCheck | str:
+        """The verb's check job's answer about `backup`, or the one-line refusal."""
+        result = self.wait_check(verb, target, backup=backup)
+        if result is None:
+            return messages.backup_check_timed_out(target, backup, self.check_timeout())
         if result.type is not Result.Type.SUCCESSFUL:
             log.error("backup check %s of %s failed on the worker (%s)", backup, target, result.type.name)
             return messages.backup_check_failed(target, backup)

@@ -57,7 +57,8 @@ class Target:
     dry_run_budget_ms: int = defaults.DRY_RUN_BUDGET_MS
     do_droplet_id: int | None = None
     do_database_id: str | None = None
-    supabase_project_ref: str | None = None  # Supabase point-in-time recovery also protects this database
+    # a Supabase project: `/rollback pitr` (Method 3A); its point-in-time recovery also protects this database
+    supabase_project_ref: str | None = None
     escalation: tuple[str, ...] = ()
     # What protects a rollback (docs/workers.md): a full pg_dump, the data-loss escrow, or both. `escrow` alone
     # only where a DigitalOcean snapshot or Supabase PITR also protects the target (checked when loading).
@@ -116,6 +117,13 @@ class WorkerSettings:
     pg_dump: str = "pg_dump"
     pg_restore: str = "pg_restore"
     psql: str = "psql"
+    # The recovery paths (issue 10): how long a point-in-time recovery or a droplet restore is
+    # followed before the thread says so and someone is paged, and how often it is polled.
+    pitr_timeout_s: float = defaults.PITR_RESTORE_TIMEOUT_SECONDS
+    pitr_poll_s: float = defaults.PITR_POLL_SECONDS
+    do_action_timeout_s: float = defaults.DO_ACTION_TIMEOUT_SECONDS
+    do_poll_s: float = defaults.DO_ACTION_POLL_SECONDS
+    database_wait_s: float = defaults.DATABASE_WAIT_SECONDS
 
 
 def _number(env: Mapping[str, str], names: tuple[str, ...], default: float) -> float:
@@ -156,6 +164,11 @@ def _worker_settings(env: Mapping[str, str], raw: Mapping[str, Any]) -> WorkerSe
         pg_dump=env.get("PG_DUMP") or "pg_dump",
         pg_restore=env.get("PG_RESTORE") or "pg_restore",
         psql=env.get("PSQL") or "psql",
+        pitr_timeout_s=_number(env, ("ROLLBACK_PITR_TIMEOUT_SECONDS",), defaults.PITR_RESTORE_TIMEOUT_SECONDS),
+        pitr_poll_s=_number(env, ("ROLLBACK_PITR_POLL_SECONDS",), defaults.PITR_POLL_SECONDS),
+        do_action_timeout_s=_number(env, ("ROLLBACK_DO_ACTION_TIMEOUT_SECONDS",), defaults.DO_ACTION_TIMEOUT_SECONDS),
+        do_poll_s=_number(env, ("ROLLBACK_DO_POLL_SECONDS",), defaults.DO_ACTION_POLL_SECONDS),
+        database_wait_s=_number(env, ("ROLLBACK_DATABASE_WAIT_SECONDS",), defaults.DATABASE_WAIT_SECONDS),
     )
 
 
@@ -180,6 +193,8 @@ class Settings:
     pagerduty_events_url: str = defaults.PAGERDUTY_EVENTS_URL
     digitalocean_token: str | None = field(default=None, repr=False)
     digitalocean_api_url: str | None = None
+    supabase_access_token: str | None = field(default=None, repr=False)
+    supabase_api_url: str | None = None
     workers: WorkerSettings = field(default_factory=WorkerSettings)
     # the bot (python -m bot): how Slack reaches it, and its web server
     slack_signing_secret: str | None = field(default=None, repr=False)
@@ -287,7 +302,7 @@ def _target(name: str, raw: Mapping[str, Any]) -> Target:
         do_droplet_id=int(droplet) if droplet is not None else None,
         do_database_id=raw.get("do_database_id"),
         escalation=_strings(raw.get("escalation"), f"{key}.escalation"),
-        supabase_project_ref=raw.get("supabase_project_ref"),
+        supabase_project_ref=str(raw["supabase_project_ref"]) if raw.get("supabase_project_ref") else None,
         backup_policy=policy,
     )
 
@@ -356,6 +371,8 @@ def load_settings(env: Mapping[str, str] | None = None, path: str | os.PathLike[
         pagerduty_events_url=env.get("PAGERDUTY_EVENTS_URL", defaults.PAGERDUTY_EVENTS_URL),
         digitalocean_token=env.get("DIGITALOCEAN_TOKEN") or None,
         digitalocean_api_url=env.get("DIGITALOCEAN_API_URL") or None,
+        supabase_access_token=env.get("SUPABASE_ACCESS_TOKEN") or None,
+        supabase_api_url=env.get("SUPABASE_API_URL") or None,
         workers=_worker_settings(env, workers),
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
         slack_app_token=env.get("SLACK_APP_TOKEN") or None,

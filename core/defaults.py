@@ -105,6 +105,17 @@ MAX_DELIVERY_BYTES = 1024 * 1024
 # A Slack payload nests about ten levels deep; a deeper one is not Slack's and is ignored unparsed further.
 MAX_PAYLOAD_DEPTH = 64
 
+# Supabase point-in-time recovery (workers/supabase.py): the Management API is retried on 429/5xx and
+# dropped connections (never on another 4xx); the recovery point defaults to this long before the bad
+# migration was applied; a recovering project is polled this often, and paged past the bound.
+SUPABASE_MAX_ATTEMPTS = 4
+SUPABASE_BACKOFF_SECONDS = 1.0
+PITR_MARGIN_SECONDS = 60
+PITR_POLL_SECONDS = 10.0
+PITR_RESTORE_TIMEOUT_SECONDS = 30 * 60
+# After a point-in-time recovery or a droplet restore, how long the workers wait for PostgreSQL to answer.
+DATABASE_WAIT_SECONDS = 5 * 60
+
 # A restore into the target by swapping databases (workers/swap.py) renames databases from a session on
 # this database of the same server (a database cannot be renamed by a session connected to it).
 MAINTENANCE_DATABASE = "postgres"

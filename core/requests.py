@@ -66,6 +66,10 @@ class RequestKind(StrEnum):
 
     ROLLBACK = "rollback"
     RESTORE = "restore"
+    RECOVER = "recover"  # lost rows of chosen tables back from a backup (scenario 4)
+    PITR = "pitr"  # Supabase point-in-time recovery (playbook Method 3A)
+    SNAPSHOT_RESTORE = "snapshot_restore"  # a DigitalOcean droplet from a snapshot (Method 3B)
+    CLUSTER_RESTORE = "cluster_restore"  # a new managed DigitalOcean cluster from a backup (Method 3B)
     UNDO = "undo"  # reverse an earlier rollback from its escrow (`undoes` names it)
 
 
@@ -137,6 +141,9 @@ class Request:
     started_at: float | None = None
     finished_at: float | None = None
     outcome: str | None = None
+    # What a recovery request needs beyond the fields above (tables, --overwrite, the recovery point,
+    # the snapshot): JSON, written once when the request is made.
+    params: dict[str, Any] = field(default_factory=dict)
     undoes: str | None = None  # an undo request: the rollback (request id or CLI run id) it reverses
 
     def __post_init__(self) -> None:
@@ -163,6 +170,7 @@ class Request:
         values = {k: v for k, v in data.items() if k in known}
         for name in _LIST_FIELDS:
             values[name] = list(values.get(name) or [])
+        values["params"] = dict(values.get("params") or {})
         return cls(**values)
 
 
@@ -178,11 +186,14 @@ class SavedPlan:
 _FLOAT_FIELDS = frozenset({"created_at", "expires_at", "decided_at", "started_at", "finished_at", "plan_saved_at",
                            "stall_ms"})
 _LIST_FIELDS = frozenset({"versions", "warnings", "forecast"})
+_JSON_FIELDS = frozenset({"params"})
 
 
 def _encode(name: str, value: Any) -> str:
     if name in _LIST_FIELDS:
         return json.dumps(list(value))
+    if name in _JSON_FIELDS:
+        return json.dumps(dict(value))
     if isinstance(value, Enum):
         return str(value.value)
     if name in _FLOAT_FIELDS:
@@ -204,7 +215,7 @@ def _decode_hash(raw: Mapping[Any, Any]) -> Request:
     for key, value in raw.items():
         name = key.decode() if isinstance(key, bytes) else str(key)
         text = value.decode() if isinstance(value, bytes) else str(value)
-        if name in _LIST_FIELDS:
+        if name in _LIST_FIELDS or name in _JSON_FIELDS:
             data[name] = json.loads(text)
         elif name in _FLOAT_FIELDS:
             data[name] = float(text)
@@ -360,6 +371,7 @@ class RequestStore:
         stall_ms: float | None = None,
         now: float | None = None,
         plan: SavedPlan | None = None,
+        params: Mapping[str, Any] | None = None,
         undoes: str | None = None,
     ) -> Request:
         """A new pending request holding `target`. Raises TargetBusy while another one holds it.
@@ -392,6 +404,7 @@ class RequestStore:
                 stall_ms=stall_ms,
                 backup=backup,
                 plan_saved_at=plan.saved_at if plan else None,
+                params=dict(params or {}),
                 undoes=undoes,
             )
             pairs = _pairs(request.to_dict())

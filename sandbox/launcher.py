@@ -8,6 +8,7 @@ everything it started and drops the throwaway data.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -289,6 +290,17 @@ def _claim_database(admin_url: str, name: str) -> psycopg.Connection[Any]:
     return conn
 
 
+# Scenario 4: the users the bad deploy deletes (their projects go by cascade).
+LOST_USER_IDS = (11, 20)
+
+
+def lose_rows(database_url: str) -> int:
+    """The example app's bad deploy of scenario 4: rows deleted by mistake; how many users went."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        cursor = conn.execute("DELETE FROM users WHERE id BETWEEN %s AND %s", LOST_USER_IDS)
+        return cursor.rowcount
+
+
 def start_sandbox(
     *,
     database_url: str | None = None,
@@ -352,6 +364,7 @@ def start_sandbox(
             sandbox.digitalocean = DigitalOceanServer(token=f"do-sandbox-{secrets.token_hex(8)}").start()
             sandbox.page_url = sandbox.slack.url + "/"
             health_url, maintenance_url = page.health_url, page.maintenance_url
+            page.lose_rows = functools.partial(lose_rows, sandbox.database_url)
             signing_secret = secrets.token_hex(16)
             for var in ("SLACK_APP_TOKEN", "DIGITALOCEAN_TOKEN", "DIGITALOCEAN_API_URL"):
                 common.pop(var, None)

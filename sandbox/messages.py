@@ -92,3 +92,9 @@ def logs_in(workdir: object) -> str:
 
 def stopped_because(err: object) -> str:
     return f"sandbox: {err}"
+
+
+def rows_lost(users: int) -> str:
+    return (f"(scenario 4) The app's bad deploy just deleted {users} users and, by cascade, their projects. "
+            "Get them back without losing newer rows: `/rollback backups` names the backup, then "
+            "`/rollback recover <backup> users,projects`.")

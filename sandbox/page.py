@@ -39,6 +39,8 @@ class ChannelPage:
         self.group_handles = dict(group_handles or {})  # user group id -> handle, for `<!subteam^ID>` mentions
         self.sender: SlackRequestSender | None = None
         self.maintenance = False  # switched by the target's maintenance hook (an HTTP call here)
+        # Scenario 4 (lost rows): the example app's bad deploy deletes rows; returns how many users went.
+        self.lose_rows: Callable[[], int] | None = None
         self._notes: list[dict[str, Any]] = []  # per-person notes: commands typed, bot unreachable
         self._lock = threading.Lock()
         server.page = self
@@ -79,6 +81,15 @@ class ChannelPage:
             with self.server.workspace._lock:
                 self.server.workspace._changed()
             send_json(handler, 200, {"ok": True, "maintenance": self.maintenance})
+        elif path == "/sandbox/scenario/lose-rows" and verb == "POST" and self.lose_rows is not None:
+            try:
+                user = _form(body).get("user", "")
+            except BadRequest as err:
+                send_json(handler, 400, {"ok": False, "error": str(err)})
+                return
+            lost = self.lose_rows()
+            self.server.post_as_user(self.channel, user or "U_SANDBOX", messages.rows_lost(lost))
+            send_json(handler, 200, {"ok": True, "deleted": lost})
         elif path in ("/sandbox/command", "/sandbox/action") and verb == "POST":
             try:
                 fields = _form(body)

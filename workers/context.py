@@ -73,7 +73,8 @@ class Context:
     def secrets(self) -> list[str]:
         """Every secret this process holds (tokens, each target's database password): what no line
         posted or logged may contain, whatever error text happened to echo it."""
-        found = [self.settings.slack_bot_token, self.settings.pagerduty_routing_key, self.settings.digitalocean_token]
+        found = [self.settings.slack_bot_token, self.settings.pagerduty_routing_key, self.settings.digitalocean_token,
+                 self.settings.supabase_access_token]
         for target in self.settings.targets.values():
             try:
                 url = self.settings.database_url(target)

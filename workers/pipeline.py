@@ -28,6 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -38,7 +39,7 @@ from core.config import Target
 from core.jobs import START_STEPS, JsonObject
 from core.requests import Request, RequestKind, RequestStatus
 from core.steps import StepInfo
-from workers import errors, history, identity, messages
+from workers import errors, history, identity, messages, recovery
 from workers.backup import BackupResult, take_backup
 from workers.context import Context
 from workers.digitalocean import DigitalOcean
@@ -117,6 +118,14 @@ def start_approved(ctx: Context, request: Request, progress: Progress, *, into: 
         check = inspect_backup(ctx, target, request.backup, into=into)
         if not check.ok:
             return refuse(ctx, request, progress, messages.refused(request.id, check.error or ""), "backup unusable")
+        if into == "target" and check.backup:  # the restore preview the approval was bound to, recomputed
+            stale = recovery.recheck_restore(ctx, request, target, Path(str(check.backup["path"])), check.backup)
+            if stale is not None:
+                return refuse(ctx, request, progress, messages.refused(request.id, stale), "preview changed")
+    elif request.kind in recovery.PREVIEWS:
+        stale = recovery.recheck(ctx, request, target)  # the preview the approval was bound to, recomputed
+        if stale is not None:
+            return refuse(ctx, request, progress, messages.refused(request.id, stale), "preview changed")
     elif request.kind is RequestKind.UNDO:
         try:
             undo_plan = ctx.engine(target, request.requester).plan_undo(str(request.undoes))
@@ -187,6 +196,35 @@ def restore(ctx: Context, request_id: str, into: str = "target") -> JsonObject:
     return {"request_id": request_id, "restore": results.get("restore"), "pre_restore_backup": results.get("backup")}
 
 
+# What a recovery request's thread calls it (the queued line and the outcome).
+RECOVERY_WHAT = {RequestKind.RECOVER: "table recovery", RequestKind.PITR: "point-in-time recovery",
+                 RequestKind.SNAPSHOT_RESTORE: "snapshot restore",
+                 RequestKind.CLUSTER_RESTORE: "restore into a new managed cluster"}
+
+
+def recover_request(ctx: Context, request_id: str, kind: RequestKind) -> JsonObject:
+    """An approved recovery request (recover, pitr, snapshot_restore): its pipeline, step after step, in
+    this job, after the one start check (which recomputes the approved preview)."""
+    request = load_request(ctx, request_id)
+    if request.kind is not kind:
+        raise Refused(errors.wrong_kind(request_id, request.kind.value, kind.value))
+    progress = ctx.progress(request.channel, request.thread_ts)
+    refused = start_approved(ctx, request, progress)
+    if refused is not None:
+        return refused
+    pipeline = PIPELINES[kind]
+    ctx.store().set_status(request_id, RequestStatus.RUNNING, started_at=time.time())
+    ctx.save_state(request_id, started=time.time())
+    progress.post(messages.recovery_queued(request_id, request.target, RECOVERY_WHAT[kind],
+                                           [s.info.label for s in pipeline if s.info is not steps.FINISH]))
+    results: JsonObject = {}
+    target = ctx.target(request.target)
+    for step in pipeline:
+        ctx.save_state(request_id, current_step=step.name)  # which step a failure report names
+        results.update(_run(ctx, request, target, progress, step))
+    return {"request_id": request_id, **{k: v for k, v in results.items() if k != "outcome"}}
+
+
 def run_step(ctx: Context, request_id: str, step_name: str) -> JsonObject:
     """One step of a chained pipeline, as its RQ job: claimed once, its result saved for the next."""
     request = load_request(ctx, request_id)
@@ -246,8 +284,9 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
 
 
 def _full_backup_needed(request: Request, target: Target) -> bool:
-    """A full pg_dump, unless the target's policy is `escrow` and the plan's every destroyed value is escrowed."""
-    if request.kind is RequestKind.RESTORE or target.full_backup:
+    """A full pg_dump, unless the target's policy is `escrow` and the plan's every destroyed value is escrowed.
+    Only a rollback and an undo can go without: the escrow does not cover a restore or a recovery."""
+    if request.kind not in (RequestKind.ROLLBACK, RequestKind.UNDO) or target.full_backup:
         return True
     return messages.not_escrowed_count(request.warnings) > 0
 
@@ -276,7 +315,8 @@ def _digitalocean_snapshot(ctx: Context, request: Request, target: Target, progr
         started = progress.start("snapshot", messages.snapshot_of_droplet(target.do_droplet_id))
         with progress.heartbeat("snapshot") as beat:
             found["droplet_snapshot"] = client.snapshot_droplet(
-                target.do_droplet_id, f"{target.name}-pre-{request.kind}-{request.id}", heartbeat=beat)
+                target.do_droplet_id, f"{target.name}-pre-{request.kind}-{request.id}", heartbeat=beat,
+                poll_seconds=ctx.options.do_poll_s, timeout_s=ctx.options.do_action_timeout_s)
         progress.finish("snapshot", started, messages.snapshot_figures(found["droplet_snapshot"]))
     if target.do_database_id:
         backups = client.database_backups(target.do_database_id)
@@ -449,8 +489,10 @@ def report_checks(ctx: Context, progress: Progress, target: Target, report: Veri
 def _finish(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
     state = ctx.load_state(request.id)
     started = float(state.get("started") or request.started_at or time.time())
-    outcome = {RequestKind.ROLLBACK: "rolled back and verified", RequestKind.UNDO: "undone and verified"}.get(
-        request.kind, "restored")
+    outcome = {RequestKind.ROLLBACK: "rolled back and verified", RequestKind.UNDO: "undone and verified",
+               RequestKind.RECOVER: "rows recovered", RequestKind.PITR: "recovered to a point in time and verified",
+               RequestKind.SNAPSHOT_RESTORE: "restored from the snapshot and verified",
+               RequestKind.CLUSTER_RESTORE: "new cluster ready"}.get(request.kind, "restored")
     ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(), outcome=outcome)
     resolved = None
     if state.get("paged"):
@@ -462,6 +504,8 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
     elif request.kind is RequestKind.ROLLBACK:
         text = messages.outcome_succeeded(request.id, target.name, request.to_version, request.requester,
                                           request.approver, time.time() - started)
+    elif request.kind in RECOVERY_WHAT:
+        text = messages.recovery_succeeded(request.id, target.name, RECOVERY_WHAT[request.kind])
     else:
         text = messages.restore_succeeded(request.id, target.name, str(request.backup),
                                           str(state.get("into") or "target"))
@@ -478,6 +522,11 @@ FUNCTIONS: dict[str, StepFunction] = {
     steps.VERIFY.name: _verify,
     steps.MAINTENANCE_OFF.name: _maintenance("off"),
     steps.FINISH.name: _finish,
+    steps.TABLE_BACKUP.name: recovery.table_backup,
+    steps.RECOVER.name: recovery.recover_rows,
+    steps.PITR.name: recovery.pitr,
+    steps.SNAPSHOT_RESTORE.name: recovery.snapshot_restore,
+    steps.NEW_CLUSTER.name: recovery.new_cluster,
 }
 
 
