@@ -39,7 +39,7 @@ def command(sender: SlackRequestSender, slack_api: SlackApiServer, text: str, us
     return str(slack_api.wait_for(lambda: len(roots(slack_api)) > before and roots(slack_api)[-1]["ts"]))
 
 
-def replied(slack_api: SlackApiServer, ts: str, needle: str, timeout: float = 30.0) -> str:
+def replied(slack_api: SlackApiServer, ts: str, needle: str, timeout: float = WAIT_SECONDS) -> str:
     return slack_api.wait_for(lambda: needle in thread(slack_api, ts) and thread(slack_api, ts), timeout=timeout)
 
 
@@ -47,7 +47,8 @@ def ask(sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestSto
     """dry-run, then execute: the pending request."""
     dry_ts = command(sender, slack_api, f"dry-run {GOOD}")
     slack_api.wait_for(lambda: store.current_plan(CHANNEL, "prod"), timeout=WAIT_SECONDS)
-    assert BAD in thread(slack_api, dry_ts)
+    # the worker saves the plan, then posts it: wait for the post
+    assert BAD in replied(slack_api, dry_ts, BAD, timeout=WAIT_SECONDS)
     command(sender, slack_api, "execute")
     return slack_api.wait_for(lambda: [r for r in store.for_channel(CHANNEL) if r.thread_ts])[0]
 
