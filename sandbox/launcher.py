@@ -99,6 +99,7 @@ class Sandbox:
     _page: ChannelPage | None = None
     _started: bool = False
     _spawner: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "sandbox-spawn"))
+    _worker_lock: threading.Lock = field(default_factory=threading.Lock)  # two clicks start one worker
     worker_restarts: int = 0
 
     def forget_own_keys(self) -> None:
@@ -143,27 +144,29 @@ class Sandbox:
 
     def stop_worker(self) -> dict[str, Any]:
         """Stop the worker as a deploy would (SIGTERM: it finishes its job's step and deregisters)."""
-        process = self.processes.get("worker")
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        with self._worker_lock:
+            process = self.processes.get("worker")
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=STOP_TIMEOUT_SECONDS)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
         self._worker_changed()
         return self.worker_status()
 
     def restart_worker(self) -> dict[str, Any]:
         """Start a new worker with the first one's environment, when none runs."""
-        process = self.processes.get("worker")
-        if self._worker_env and (process is None or process.poll() is not None):
-            # Started from a thread that lives as long as the sandbox: the child's die-with-parent signal
-            # follows the thread that forked it, and a page request's thread ends with the request.
-            self._spawner.submit(_start_process, self, "worker", "workers", self._worker_env, self._worker_stream,
-                                 append=True).result()
-            self.worker_restarts += 1
-            self._watch_worker()
+        with self._worker_lock:
+            process = self.processes.get("worker")
+            if self._worker_env and (process is None or process.poll() is not None):
+                # Started from a thread that lives as long as the sandbox: the child's die-with-parent signal
+                # follows the thread that forked it, and a page request's thread ends with the request.
+                self._spawner.submit(_start_process, self, "worker", "workers", self._worker_env,
+                                     self._worker_stream, append=True).result()
+                self.worker_restarts += 1
+                self._watch_worker()
         self._worker_changed()
         return self.worker_status()
 

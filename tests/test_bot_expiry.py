@@ -30,7 +30,7 @@ from tests.fixtures.fakes import quiet
 NOW = 1_800_000_000.0
 START_WITHIN = 120.0
 SWEEP_INTERVAL = 0.2
-SWEEPS_SECONDS = 3 * SWEEP_INTERVAL  # Slack unchanged this long: the sweeper has passed and done nothing
+SWEEPS_SECONDS = 3 * SWEEP_INTERVAL  # Slack unchanged for three sweep intervals: the sweeps changed nothing
 
 
 def request(status: RequestStatus, **fields: object) -> Request:
