@@ -7,11 +7,12 @@ import redis
 from psycopg import sql
 
 from tests.fixtures.isolation import (
-    LEASE_KEY,
-    OWNER_KEY,
+    REGISTRY_DB,
     PostgresRun,
     RedisDatabaseLease,
+    lease_key,
     new_run_id,
+    owner_key,
     redis_db_url,
     try_claim,
 )
@@ -19,35 +20,42 @@ from tests.fixtures.isolation import (
 
 def test_a_leased_redis_database_is_refused_to_another_run(redis_lease: RedisDatabaseLease,
                                                              redis_server_url: str, redis_url: str) -> None:
-    assert redis_url == redis_lease.url
+    registry = redis.Redis.from_url(redis_db_url(redis_server_url, REGISTRY_DB))
+    assert redis_url == redis_lease.url and redis_lease.db != REGISTRY_DB
+    assert registry.get(lease_key(redis_lease.db)) == redis_lease.run_id.encode()
     assert not try_claim(redis_server_url, redis_lease.db, new_run_id())
-    redis.Redis.from_url(redis_url).set("mine", "1")
-    redis_lease.reset()  # emptying between tests keeps the claim
     conn = redis.Redis.from_url(redis_url)
-    assert conn.get("mine") is None and conn.get(LEASE_KEY) == redis_lease.run_id.encode()
+    assert conn.dbsize() == 0  # the run's number holds nothing of the bookkeeping
+    conn.set("mine", "1")
+    redis_lease.reset()  # emptying between tests keeps the claim
+    assert conn.dbsize() == 0 and registry.get(lease_key(redis_lease.db)) == redis_lease.run_id.encode()
     assert not try_claim(redis_server_url, redis_lease.db, new_run_id())
 
 
 def test_a_crashed_runs_redis_database_is_reclaimed_and_foreign_data_left_alone(redis_server_url: str) -> None:
     crashed = RedisDatabaseLease.claim(redis_server_url, new_run_id())
     crashed.abandon()
-    conn = redis.Redis.from_url(redis_db_url(redis_server_url, crashed.db))
+    db = crashed.db
+    registry = redis.Redis.from_url(redis_db_url(redis_server_url, REGISTRY_DB))
+    conn = redis.Redis.from_url(redis_db_url(redis_server_url, db))
     try:
         conn.set("leftover", "1")
-        assert not try_claim(redis_server_url, crashed.db, new_run_id())  # still leased
-        conn.delete(LEASE_KEY)  # the lease has run out: nobody renewed it
+        assert not try_claim(redis_server_url, db, new_run_id())  # still leased
+        registry.delete(lease_key(db))  # the lease ran out: nobody renewed it
         next_run = new_run_id()
-        assert try_claim(redis_server_url, crashed.db, next_run)
-        assert conn.get("leftover") is None and conn.get(LEASE_KEY) == next_run.encode()
+        assert try_claim(redis_server_url, db, next_run)
+        assert conn.get("leftover") is None and registry.get(lease_key(db)) == next_run.encode()
 
-        # Data with neither lease nor owner marker is some other suite's: never claimed, never emptied.
-        conn.delete(LEASE_KEY, OWNER_KEY)
+        # Data under neither lease nor owner marker is some other suite's: never claimed, never emptied.
+        registry.delete(lease_key(db), owner_key(db))
         conn.set("someone:else", "1")
-        assert not try_claim(redis_server_url, crashed.db, new_run_id())
+        assert not try_claim(redis_server_url, db, new_run_id())
         assert conn.get("someone:else") == b"1"
     finally:
         conn.flushdb()  # the number is free again (it held only this test's keys)
+        registry.delete(lease_key(db), owner_key(db))
         conn.close()
+        registry.close()
 
 
 def _exists(admin_url: str, name: str) -> bool:
