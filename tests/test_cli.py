@@ -189,9 +189,12 @@ def test_stopping_a_rollback_mid_statement_rolls_it_back_and_says_so_in_one_line
     (Path(env["MIGRATIONS_DIR"]) / NEW_FEATURE_DIR / "down.sql").write_text(
         "DROP TABLE new_feature_table;\nSELECT pg_sleep(30);\n")
     before = pg_dump(url, exclude=BOOKKEEPING)
+    # A suite started in the background (`cmd &`) inherits SIGINT ignored, and so would the CLI: give it
+    # a terminal's default disposition, so that SIGINT is the Ctrl-C it stands for.
     proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "--rollback", "--to", KNOWN_GOOD, *FAST],
                             env=dict(os.environ, PYTHONPATH=str(REPO), **env), cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for_backend(url, "SELECT pg_sleep")
         proc.send_signal(stop)
