@@ -1,51 +1,29 @@
-"""`python -m bot` (the Procfile's `web` line): load settings once, build the app, serve it.
+"""`python -m bot` (the Procfile's `web` line): load settings once, then serve.
 
-HTTP on $PORT at /slack/events when SLACK_SIGNING_SECRET is set; Socket Mode when SLACK_APP_TOKEN is
-set (it wins when both are: no public URL is needed then).
+HTTP on $PORT at /slack/events when SLACK_SIGNING_SECRET is set, served by gunicorn (`bot/server.py`);
+Socket Mode when SLACK_APP_TOKEN is set (it wins when both are: no public URL is needed then).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
-from socketserver import ThreadingMixIn
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
-from slack_bolt import App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.app import build_bot
-from core import defaults
-from core.config import ConfigError, load_settings
-
-EVENTS_PATH = "/slack/events"
-HEALTH_PATH = "/healthz"
-DEFAULT_PORT = 3000
+from core.config import ConfigError, Settings, load_settings
 
 log = logging.getLogger("rollback.bot")
 
 
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+def socket_mode(settings: Settings) -> int:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
-        log.debug("http %s", format % args)
-
-
-def wsgi_app(app: App) -> Any:
-    slack = SlackRequestHandler(app, path=EVENTS_PATH)
-
-    def serve(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == HEALTH_PATH:
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ok\n"]
-        return slack(environ, start_response)
-
-    return serve
+    bot = build_bot(settings)
+    bot.sweeper.start(settings.sweep_interval_seconds)
+    log.info("rollback-bot: Socket Mode, queue %s", settings.queue_name)
+    # apps.connections.open goes to SLACK_API_URL through the app's client
+    SocketModeHandler(bot.app, settings.slack_app_token, web_client=bot.app.client).start()
+    return 0
 
 
 def main() -> int:
@@ -55,38 +33,17 @@ def main() -> int:
     except ConfigError as err:
         print(f"rollback-bot: {err}", file=sys.stderr)
         return 2
-    env = settings.env
     if not settings.slack_bot_token:
         print("rollback-bot: SLACK_BOT_TOKEN is not set", file=sys.stderr)
         return 2
-    app_token, signing_secret = env.get("SLACK_APP_TOKEN"), env.get("SLACK_SIGNING_SECRET")
-    if not app_token and not signing_secret:
+    if settings.slack_app_token:
+        return socket_mode(settings)
+    if not settings.slack_signing_secret:
         print("rollback-bot: set SLACK_SIGNING_SECRET (HTTP) or SLACK_APP_TOKEN (Socket Mode)", file=sys.stderr)
         return 2
-    try:
-        sweep_every = float(env.get("ROLLBACK_SWEEP_INTERVAL_SECONDS") or defaults.EXPIRY_SWEEP_INTERVAL_SECONDS)
-        grace = float(env.get("ROLLBACK_WORKER_HEARTBEAT_GRACE_SECONDS") or defaults.WORKER_HEARTBEAT_GRACE_SECONDS)
-    except ValueError:
-        print("rollback-bot: ROLLBACK_SWEEP_INTERVAL_SECONDS and ROLLBACK_WORKER_HEARTBEAT_GRACE_SECONDS "
-              "must be numbers of seconds", file=sys.stderr)
-        return 2
-    bot = build_bot(settings, signing_secret=signing_secret or "", heartbeat_grace_seconds=grace)
-    app = bot.app
-    bot.sweeper.start(sweep_every)
-    if app_token:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from bot.server import BotServer
 
-        log.info("rollback-bot: Socket Mode, queue %s", settings.queue_name)
-        SocketModeHandler(app, app_token, web_client=app.client).start()  # apps.connections.open: SLACK_API_URL
-        return 0
-    port = int(env.get("PORT") or DEFAULT_PORT)
-    host = env.get("HOST") or "0.0.0.0"
-    server = make_server(host, port, wsgi_app(app), server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
-    log.info("rollback-bot: listening on http://%s:%d%s, queue %s", host, port, EVENTS_PATH, settings.queue_name)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    BotServer(settings).run()  # exits the process itself (status 0 after a clean SIGTERM)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,12 +17,15 @@ from slack_sdk import WebClient
 from bot.deliveries import once_per_delivery
 from bot.handlers import Handlers
 from bot.messages import APPROVE_ACTION, REJECT_ACTION
+from bot.payloads import IgnoreMalformed
 from bot.sweeper import ExpirySweeper
-from core import defaults
 from core.config import Settings
 from core.requests import RequestStore
 
 SLASH_COMMAND = "/rollback"
+# Listener threads per web thread: a listener acks within microseconds, then keeps its thread for its
+# Redis and Slack calls; spare threads let the next delivery's listener ack without waiting for those.
+LISTENER_THREADS_PER_WEB_THREAD = 4
 log = logging.getLogger("rollback.bot")
 
 
@@ -35,6 +39,7 @@ def _log_error(error: Exception) -> None:
 class Bot:
     app: App
     sweeper: ExpirySweeper
+    listeners: ThreadPoolExecutor  # where listeners run; shut down with wait=True to drain their work
 
 
 def build_app(settings: Settings, **options: Any) -> App:
@@ -50,25 +55,32 @@ def build_bot(
     redis: Redis | None = None,
     queue: Queue | None = None,
     clock: Callable[[], float] = time.time,
-    heartbeat_grace_seconds: float = defaults.WORKER_HEARTBEAT_GRACE_SECONDS,
+    heartbeat_grace_seconds: float | None = None,
 ) -> Bot:
     """The bot and its expiry sweeper (not started). Signatures are always verified (bolt's request
-    verification stays on); a redelivered request runs nothing twice."""
+    verification stays on); a malformed delivery is acked and ignored before any listener sees it
+    (`bot/payloads.py`); a redelivered request runs nothing twice."""
     redis = redis if redis is not None else Redis.from_url(settings.redis_url)
     queue = queue if queue is not None else Queue(settings.queue_name, connection=redis)
     client = web_client or WebClient(
         token=settings.slack_bot_token, base_url=settings.slack_api_url or WebClient.BASE_URL
     )
+    listeners = ThreadPoolExecutor(max_workers=LISTENER_THREADS_PER_WEB_THREAD * settings.web_threads,
+                                   thread_name_prefix="listener")
     app = App(
-        signing_secret=signing_secret if signing_secret is not None else settings.env.get("SLACK_SIGNING_SECRET", ""),
+        signing_secret=signing_secret if signing_secret is not None else settings.slack_signing_secret or "",
         client=client,
         # auth.test runs on the first request instead: the bot starts even while Slack is unreachable.
         token_verification_enabled=False,
         request_verification_enabled=True,
+        # right after the signature check, before bolt's own middleware and any listener
+        before_authorize=IgnoreMalformed(),
+        listener_executor=listeners,
     )
     store = RequestStore(redis)
+    grace = settings.worker_heartbeat_grace_seconds if heartbeat_grace_seconds is None else heartbeat_grace_seconds
     handlers = Handlers(settings, store=store, queue=queue, client=client, clock=clock,
-                        heartbeat_grace_seconds=heartbeat_grace_seconds)
+                        heartbeat_grace_seconds=grace)
     app.error(_log_error)
     app.use(once_per_delivery(redis, store.prefix))
     app.command(SLASH_COMMAND)(handlers.command)
@@ -76,4 +88,4 @@ def build_bot(
     app.action(REJECT_ACTION)(handlers.reject)
     sweeper = ExpirySweeper(store, handlers.announce_expiry, start_within_seconds=settings.policy.start_within_seconds,
                             clock=clock)
-    return Bot(app=app, sweeper=sweeper)
+    return Bot(app=app, sweeper=sweeper, listeners=listeners)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from enum import StrEnum
 
+from bot.verbs import Who
 from core.config import Policy
 from core.requests import Request, RequestStatus
 
@@ -23,13 +24,16 @@ class Refusal(StrEnum):
     EXPIRED = "expired"
     ALREADY_DECIDED = "already_decided"
     NOT_ALLOWED_TO_CANCEL = "not_allowed_to_cancel"
+    NOT_ALLOWED_MAINTENANCE = "not_allowed_maintenance"
 
 
-def may_request(user: str, channel: str, policy: Policy) -> Refusal | None:
-    """Commands are taken only in the incident channels, from the configured requesters (if any)."""
+def may_request(user: str, channel: str, policy: Policy, who: Who = Who.REQUESTERS) -> Refusal | None:
+    """Commands are taken only in the incident channels; a verb for the configured requesters (if any)
+    only from them. A verb for the requester of a request or an approver is checked against that
+    request by its own rule (an approver need not be among the requesters)."""
     if policy.channels and channel not in policy.channels:
         return Refusal.CHANNEL_NOT_ALLOWED
-    if policy.requesters and user not in policy.requesters:
+    if who is Who.REQUESTERS and policy.requesters and user not in policy.requesters:
         return Refusal.REQUESTER_NOT_ALLOWED
     return None
 
@@ -91,3 +95,15 @@ def may_cancel(
 ) -> Refusal | None:
     """The requester or an approver may cancel a pending request, from its channel."""
     return _requester_or_approver(request, user, channel, now, policy, group_members, Refusal.NOT_ALLOWED_TO_CANCEL)
+
+
+def may_switch_maintenance(
+    latest: Request | None, user: str, policy: Policy, group_members: Collection[str] = ()
+) -> Refusal | None:
+    """The requester of the target's latest request (whatever became of it: a failed rollback leaves
+    maintenance on) or an approver may switch the target's maintenance."""
+    if is_approver(user, policy, group_members):
+        return None
+    if latest is not None and user == latest.requester:
+        return None
+    return Refusal.NOT_ALLOWED_MAINTENANCE

@@ -1,29 +1,20 @@
-"""Parsing `/rollback <verb> [args] [target]`: pure, no Slack and no Redis.
+"""Parsing `/rollback <verb> [args] [target]` by the verb table (bot/verbs.py): pure, no Slack, no Redis.
 
-Arguments are recognised by their shape, so their order after the verb does not matter:
-a migration version (`YYYY_MM_DD_HHMMSS`), a request id (`RB-XXXXXX`), a configured target name,
-and for `restore` a backup file name.
+Arguments are recognised by their shape, so their order after the verb does not matter: a migration
+version (`YYYY_MM_DD_HHMMSS`), a request id (`RB-XXXXXX`), `on`/`off`, a configured target name, and a
+backup file name. A word that fits nothing is blamed on what the verb still lacks: the argument it
+needs (saying what a valid one looks like), else the target.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from bot import messages
-
-VERSION = re.compile(r"^\d{4}_\d{2}_\d{2}_\d{6}$")
-REQUEST_ID = re.compile(r"^RB-[0-9A-Z]{6}$", re.IGNORECASE)
-BACKUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-
-VERBS = ("status", "dry-run", "execute", "backup", "backups", "verify", "history", "restore", "cancel", "report", "help")
-# A verb that changes (or plans to change) a database must name its target when several exist.
-WRITE_VERBS = frozenset({"dry-run", "execute", "backup", "restore"})
-# Verbs that take no target at all: they act on the channel's requests.
-REQUEST_VERBS = frozenset({"cancel", "report"})
-ALIASES = {"dryrun": "dry-run", "dry_run": "dry-run", "plan": "dry-run", "rollback": "execute"}
+from bot import messages, verbs
+from bot.verbs import Argument, Verb
+from core.versions import is_version
 
 
 class CommandError(ValueError):
@@ -37,6 +28,7 @@ class Command:
     version: str | None = None
     backup: str | None = None
     request_id: str | None = None
+    state: str | None = None
 
 
 def closest(word: str, choices: Sequence[str]) -> str | None:
@@ -55,48 +47,65 @@ def parse(text: str, targets: Sequence[str], versions_for: VersionsFor | None = 
     """
     words = text.split()
     if not words:
-        return Command(verb="help")
-    raw_verb = words[0].lower()
-    verb = ALIASES.get(raw_verb, raw_verb)
-    if verb not in VERBS:
-        raise CommandError(messages.unknown_verb(words[0], closest(raw_verb, VERBS)))
+        return Command(verb=verbs.HELP.name)
+    verb = verbs.lookup(words[0])
+    if verb is None:
+        raise CommandError(messages.unknown_verb(words[0], closest(words[0], [v.name for v in verbs.VERBS])))
 
-    version = backup = request_id = target = None
+    values: dict[str, str] = {}
+    target: str | None = None
+    leftovers: list[str] = []
     for word in words[1:]:
-        if VERSION.match(word):
-            if verb != "dry-run" or version is not None:
+        strict = next((a for a in verbs.ARGUMENTS if a.strict and a.matches(word)), None)
+        if strict is not None:
+            if not verb.takes(strict) or strict.name in values:
                 raise CommandError(messages.unexpected_argument(verb, word))
-            version = word
-        elif REQUEST_ID.match(word):
-            if verb not in REQUEST_VERBS or request_id is not None:
-                raise CommandError(messages.unexpected_argument(verb, word))
-            request_id = word.upper()
-        elif word in targets and verb not in REQUEST_VERBS and target is None:
+            values[strict.name] = strict.normalize(word)
+        elif verb.takes_target and target is None and word in targets:
             target = word
-        elif verb == "restore" and backup is None and BACKUP_NAME.match(word) and word not in targets:
-            backup = word
-        elif verb == "dry-run" and version is None and re.match(r"^\d", word):
-            raise CommandError(messages.malformed_version(word))
-        elif verb in REQUEST_VERBS or verb == "help":
-            raise CommandError(messages.unexpected_argument(verb, word))
+        elif (loose := _loose_slot(verb, values, word, targets)) is not None:
+            values[loose.name] = loose.normalize(word)
         else:
-            raise CommandError(messages.unknown_target(word, targets, closest(word, targets)))
+            leftovers.append(word)
+    if leftovers:
+        raise CommandError(_blame(verb, leftovers[0], values, target, targets))
+    missing = next((a for a in verb.arguments if a.required and a.name not in values), None)
+    if missing is not None:
+        raise CommandError(messages.missing_argument(verb, missing))
 
-    if verb == "dry-run" and version is None:
-        raise CommandError(messages.missing_argument(verb, "version"))
-    if verb == "restore" and backup is None:
-        raise CommandError(messages.missing_argument(verb, "backup"))
-
-    if verb not in REQUEST_VERBS and verb != "help":
+    if verb.takes_target:
         target = resolve_target(verb, target, targets)
-    if version is not None and target is not None and versions_for is not None:
-        known = versions_for(target)
+    version = values.get(verbs.VERSION.name)
+    if version is not None and target is not None:
+        known = versions_for(target) if versions_for is not None else None
         if known is not None and version not in known:
             raise CommandError(messages.unknown_version(version, sorted(known)))
-    return Command(verb=verb, target=target, version=version, backup=backup, request_id=request_id)
+        if known is None and not is_version(version):  # the folder is out of sight: at least a real date
+            raise CommandError(messages.not_an_argument(verb, verbs.VERSION, version))
+    return Command(verb=verb.name, target=target, **values)
 
 
-def resolve_target(verb: str, target: str | None, targets: Sequence[str]) -> str | None:
+def _loose_slot(verb: Verb, values: dict[str, str], word: str, targets: Sequence[str]) -> Argument | None:
+    if word in targets:
+        return None
+    return next((a for a in verb.arguments if not a.strict and a.name not in values and a.matches(word)), None)
+
+
+def _blame(verb: Verb, word: str, values: dict[str, str], target: str | None, targets: Sequence[str]) -> str:
+    """The one line for a word that fits nothing: what it was probably meant to be, and what that looks like."""
+    open_target = verb.takes_target and target is None
+    suggestion = closest(word, targets) if open_target else None
+    if suggestion is not None:
+        return messages.unknown_target(word, targets, suggestion)
+    missing = next((a for a in verb.arguments if a.required and a.name not in values), None)
+    if missing is not None:
+        return messages.not_an_argument(verb, missing, word)
+    if open_target:
+        return messages.unknown_target(word, targets, None)
+    return messages.unexpected_argument(verb, word)
+
+
+def resolve_target(verb: Verb, target: str | None, targets: Sequence[str]) -> str | None:
     """The target a verb acts on: the one named, the only one configured, or None for "all" (read verbs)."""
     if target is not None:
         return target
@@ -104,6 +113,6 @@ def resolve_target(verb: str, target: str | None, targets: Sequence[str]) -> str
         raise CommandError(messages.no_targets())
     if len(targets) == 1:
         return targets[0]
-    if verb in WRITE_VERBS:
+    if verb.writes:
         raise CommandError(messages.target_required(verb, targets))
     return None

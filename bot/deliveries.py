@@ -13,11 +13,11 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
 from slack_bolt import BoltRequest, BoltResponse
+from slack_bolt.middleware import Middleware
 
 from core import defaults
 
@@ -30,12 +30,19 @@ def delivery_key(prefix: str, req: BoltRequest) -> str:
     return f"{prefix}:delivery:{hashlib.sha256(body.encode('utf-8')).hexdigest()}"
 
 
-def once_per_delivery(
-    redis: Redis, prefix: str = "rollback", memory_seconds: int = defaults.DELIVERY_MEMORY_SECONDS
-) -> Callable[..., Any]:
-    def middleware(req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse:  # noqa: A002 - bolt's name
+class OncePerDelivery(Middleware):
+    """A `Middleware` class rather than a function: for a function bolt builds every listener argument
+    from the body on each request (a millisecond on the ack's path)."""
+
+    def __init__(self, redis: Redis, prefix: str, memory_seconds: int) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.memory_seconds = memory_seconds
+
+    def process(self, *, req: BoltRequest, resp: BoltResponse,
+                next: Callable[[], BoltResponse]) -> BoltResponse | None:  # noqa: A002 - bolt's name
         try:
-            first = redis.set(delivery_key(prefix, req), "1", nx=True, ex=memory_seconds)
+            first = self.redis.set(delivery_key(self.prefix, req), "1", nx=True, ex=self.memory_seconds)
         except RedisError:
             return next()  # the handler says that Redis is unreachable
         if first:
@@ -45,4 +52,8 @@ def once_per_delivery(
                  (req.headers.get("x-slack-retry-reason") or ["-"])[0])
         return BoltResponse(status=200, body="")
 
-    return middleware
+
+def once_per_delivery(
+    redis: Redis, prefix: str = "rollback", memory_seconds: int = defaults.DELIVERY_MEMORY_SECONDS
+) -> Middleware:
+    return OncePerDelivery(redis, prefix, memory_seconds)

@@ -8,32 +8,52 @@ which re-plans and compares the approved plan hash before anything runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import re
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from redis import ConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
+from rq.exceptions import InvalidJobOperation
+from rq.job import Job
+from rq.results import Result
 from slack_sdk import WebClient
 
-from bot import approval, commands, liveness, messages
+from bot import approval, commands, liveness, messages, verbs
 from bot.approval import Refusal
 from bot.commands import Command, CommandError
 from bot.plans import PlanSummary, summarize
-from core import defaults, jobs
+from bot.verbs import Action, Verb
+from core import defaults
 from core.config import Settings
-from core.requests import AlreadyDecided, Request, RequestExpired, RequestStore, TargetBusy
+from core.jobs import BackupCheck
+from core.requests import (
+    AlreadyDecided,
+    PlanGone,
+    Request,
+    RequestExpired,
+    RequestKind,
+    RequestStatus,
+    RequestStore,
+    SavedPlan,
+    TargetBusy,
+)
+from core.versions import versions_in
 
 log = logging.getLogger("rollback.bot")
 
-MIGRATION_DIR = re.compile(r"^(\d{4}_\d{2}_\d{2}_\d{6})(_|$)")
 EXPIRY_NOTICE_STEP = "expiry_notice"  # RequestStore.claim step: the expiry is announced once
-READ_JOBS = {"status": jobs.STATUS, "backups": jobs.BACKUPS, "verify": jobs.VERIFY, "history": jobs.HISTORY}
+# The word for a click's decision in the thread's record of a refused one ("tried to approve").
+DECISION_WORDS = {RequestStatus.APPROVED: "approve", RequestStatus.REJECTED: "reject",
+                  RequestStatus.CANCELLED: "cancel"}
 Ack = Callable[..., Any]
 Respond = Callable[..., Any]
+Answer = str | None  # the ephemeral answer to the person who typed the command, if any
 
 
 def versions_on_disk(migrations_dir: str) -> set[str] | None:
@@ -42,14 +62,24 @@ def versions_on_disk(migrations_dir: str) -> set[str] | None:
         names = os.listdir(migrations_dir)
     except OSError:
         return None
-    return {m.group(1) for m in map(MIGRATION_DIR.match, names) if m}
+    return versions_in(names)
 
 
 def plan_of(request: Request) -> PlanSummary | None:
-    if request.kind != "rollback":
+    if request.kind is not RequestKind.ROLLBACK:
         return None
     return PlanSummary(request.target, request.plan_hash, request.to_version, tuple(request.versions),
                        tuple(request.warnings))
+
+
+@dataclass(frozen=True)
+class RequestDraft:
+    """What a REQUEST verb asks approval for, before the request exists."""
+
+    summary: str
+    plan: PlanSummary | None = None  # a rollback's plan, shown on the card
+    saved: SavedPlan | None = None  # the saved plan the request uses up
+    backup: str | None = None
 
 
 class Handlers:
@@ -73,17 +103,29 @@ class Handlers:
         self.client = client
         self.clock = clock
         self.target_names = sorted(settings.targets)
+        # One method per action of the verb table (bot/verbs.py); HELP is answered in the ack.
+        self.actions: dict[Action, Callable[[Verb, Command, str, str], Answer]] = {
+            Action.THREAD_JOB: self.thread_job,
+            Action.REQUEST: self.ask,
+            Action.CANCEL: self.cancel,
+            Action.REPORT: self.report,
+            Action.MAINTENANCE: self.maintenance,
+        }
+        # What a REQUEST verb needs before its request exists, per request kind.
+        self.drafts: dict[RequestKind, Callable[[Verb, Command, str], RequestDraft | str]] = {
+            RequestKind.ROLLBACK: self.rollback_draft,
+            RequestKind.RESTORE: self.restore_draft,
+        }
 
     # -- plumbing -------------------------------------------------------------------------------------
 
     def worker_listening(self) -> bool:
         return bool(liveness.listening_workers(self.queue, self.heartbeat_grace_seconds))
 
-    def enqueue(self, path: str, **kwargs: Any) -> None:
-        job = self.queue.enqueue(
-            path, kwargs=kwargs, job_timeout=defaults.JOB_TIMEOUT_SECONDS, description=f"{path} {kwargs}"
-        )
+    def enqueue(self, path: str, *, job_timeout: int = defaults.JOB_TIMEOUT_SECONDS, **kwargs: Any) -> Job:
+        job = self.queue.enqueue(path, kwargs=kwargs, job_timeout=job_timeout, description=f"{path} {kwargs}")
         log.info("enqueued %s as job %s", path, job.id)
+        return job
 
     def post(self, channel: str, text: str, *, thread_ts: str | None = None, **extra: Any) -> str:
         response = self.client.chat_postMessage(channel=channel, text=text, thread_ts=thread_ts, **extra)
@@ -112,22 +154,25 @@ class Handlers:
 
     def command(self, ack: Ack, command: Mapping[str, Any], respond: Respond) -> None:
         user, channel = command["user_id"], command["channel_id"]
-        refused = approval.may_request(user, channel, self.policy)
+        text = command.get("text") or ""
+        named = verbs.lookup(text.split()[0]) if text.split() else None
+        refused = approval.may_request(user, channel, self.policy, named.who if named else verbs.Who.REQUESTERS)
         if refused is not None:
             ack(text=messages.refusal(refused))
             return
         try:
-            parsed = commands.parse(command.get("text") or "", self.target_names, self.versions_for)
+            parsed = commands.parse(text, self.target_names, self.versions_for)
         except CommandError as err:
             ack(text=str(err))
             return
-        if parsed.verb == "help":
+        verb = verbs.verb(parsed.verb)
+        if verb.action is Action.HELP:
             ack(text=messages.help_text())
             return
         ack()
         log.info("command %s target=%s user=%s channel=%s", parsed.verb, parsed.target, user, channel)
         try:
-            answer = self.run(parsed, user, channel)
+            answer = self.run(verb, parsed, user, channel)
         except (RedisConnectionError, RedisTimeoutError) as err:
             log.error("command %s: Redis unreachable: %s", parsed.verb, type(err).__name__)
             answer = messages.queue_unreachable()
@@ -140,77 +185,116 @@ class Handlers:
     def versions_for(self, target: str) -> set[str] | None:
         return versions_on_disk(self.settings.targets[target].migrations_dir)
 
-    def run(self, cmd: Command, user: str, channel: str) -> str | None:
-        """Carry out a parsed command; returns the ephemeral answer, if any."""
-        if cmd.verb == "cancel":
-            return self.cancel(cmd, user, channel)
-        if not self.worker_listening():
+    def run(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:
+        """Carry out a parsed command by its verb's action; returns the ephemeral answer, if any."""
+        if verb.needs_worker and not self.worker_listening():
             return messages.no_worker(self.queue.name)
-        if cmd.verb in READ_JOBS:
-            self.read(cmd, user, channel)
-            return None
-        if cmd.verb == "dry-run":
-            assert cmd.target and cmd.version
-            ts = self.post(channel, messages.dry_run_root(cmd.target, cmd.version, user))
-            self.enqueue(jobs.DRY_RUN, target=cmd.target, version=cmd.version, channel=channel, thread_ts=ts,
-                         requester=user)
-            return None
-        if cmd.verb == "backup":
-            assert cmd.target
-            ts = self.post(channel, messages.backup_root(cmd.target, user))
-            self.enqueue(jobs.BACKUP, target=cmd.target, channel=channel, thread_ts=ts, requester=user,
-                         reason=messages.backup_reason(user))
-            return None
-        if cmd.verb in ("execute", "restore"):
-            return self.ask(cmd, user, channel)
-        if cmd.verb == "report":
-            return self.report(cmd, user, channel)
-        raise AssertionError(f"unhandled verb {cmd.verb}")
+        return self.actions[verb.action](verb, cmd, user, channel)
 
-    def read(self, cmd: Command, user: str, channel: str) -> None:
+    @staticmethod
+    def job_kwargs(verb: Verb, cmd: Command, **context: Any) -> dict[str, Any]:
+        """The kwargs the verb's job is given (`Verb.job_kwargs`), from the command and its context."""
+        values = {**asdict(cmd), "reason": messages.job_reason(verb.name, context.get("requester", "")), **context}
+        return {name: values[name] for name in verb.job_kwargs}
+
+    def thread_job(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:
+        """A root message, then the verb's job for each target (read verbs without one: every target)."""
+        assert verb.job
         targets = [cmd.target] if cmd.target else self.target_names
-        ts = self.post(channel, messages.read_root(cmd.verb, targets, user))
+        ts = self.post(channel, messages.thread_root(verb.name, targets, cmd.version, user))
         for target in targets:
-            extra = {"requester": user} if cmd.verb == "verify" else {}
-            self.enqueue(READ_JOBS[cmd.verb], target=target, channel=channel, thread_ts=ts, **extra)
+            self.enqueue(verb.job, **self.job_kwargs(verb, cmd, target=target, channel=channel, thread_ts=ts,
+                                                     requester=user))
+        return None
 
-    def ask(self, cmd: Command, user: str, channel: str) -> str | None:
-        """execute / restore: record a pending request and post it with Approve and Reject buttons."""
-        assert cmd.target
-        plan: PlanSummary | None = None
-        if cmd.verb == "execute":
-            saved = self.store.current_plan(channel, cmd.target)
-            if saved is None:
-                return messages.no_plan(cmd.target)
-            plan = summarize(cmd.target, saved)
-            if plan.empty:
-                return messages.empty_plan(cmd.target)
+    def ask(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:
+        """A two-person verb: record a pending request and post it with Approve and Reject buttons."""
+        assert cmd.target and verb.approval
+        active = self.store.active_for_target(cmd.target, now=self.clock())
+        if active is not None:  # said first: who holds the target matters more than what this one lacks
+            return messages.target_busy(active, self.permalink(active))
+        draft = self.drafts[verb.approval](verb, cmd, channel)
+        if isinstance(draft, str):
+            return draft
         try:
             request = self.store.create(
-                kind="rollback" if plan else "restore",
+                kind=verb.approval,
                 target=cmd.target,
                 channel=channel,
                 thread_ts="",
                 requester=user,
-                plan_hash=plan.hash if plan else None,
-                to_version=plan.to_version if plan else None,
-                versions=list(plan.versions) if plan else [],
-                summary=plan.summary() if plan else f"restore {cmd.backup} into {cmd.target}",
+                plan_hash=draft.plan.hash if draft.plan else None,
+                to_version=draft.plan.to_version if draft.plan else None,
+                versions=draft.plan.versions if draft.plan else (),
+                warnings=draft.plan.warnings if draft.plan else (),
+                summary=draft.summary,
+                backup=draft.backup,
+                plan=draft.saved,
                 ttl_seconds=self.policy.request_ttl_seconds,
-                backup=cmd.backup,
-                warnings=list(plan.warnings) if plan else [],
                 now=self.clock(),
             )
         except TargetBusy as busy:
             return messages.target_busy(busy.active, self.permalink(busy.active))
+        except PlanGone:  # another request used the plan up, or a change cleared it, since it was read
+            return messages.no_plan(cmd.target)
         try:
-            ts = self.post(channel, messages.request_text(request, plan), blocks=messages.request_blocks(request, plan))
+            ts = self.post(channel, messages.request_text(request, draft.plan),
+                           blocks=messages.request_blocks(request, draft.plan))
         except Exception:
-            self.store.set_status(request.id, "cancelled", outcome="the request message could not be posted")
+            self.store.set_status(request.id, RequestStatus.CANCELLED,
+                                  outcome="the request message could not be posted")
             raise
         self.store.update(request.id, thread_ts=ts)
         log.info("request %s (%s of %s) pending, by %s", request.id, request.kind, request.target, user)
         return None
+
+    def rollback_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
+        """The channel's current plan for the target: shown on the card and used up by the request."""
+        assert cmd.target
+        saved = self.store.saved_plan(channel, cmd.target)
+        if saved is None:
+            return messages.no_plan(cmd.target)
+        plan = summarize(cmd.target, saved.plan)
+        if plan.empty:
+            return messages.empty_plan(cmd.target)
+        return RequestDraft(summary=plan.summary(), plan=plan, saved=saved)
+
+    def restore_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
+        """Only a backup that exists and verifies may be requested: a worker checks it first."""
+        assert cmd.target and cmd.backup
+        checked = self.check_backup(verb, cmd.target, cmd.backup)
+        if isinstance(checked, str):
+            return checked
+        return RequestDraft(summary=messages.restore_summary(cmd.target, cmd.backup, checked.backup),
+                            backup=cmd.backup)
+
+    def check_backup(self, verb: Verb, target: str, backup: str) -> BackupCheck | str:
+        """Enqueue the verb's check job and wait for its result (RQ blocks on the result stream, bounded)."""
+        assert verb.check_job
+        timeout = max(1, int(self.policy.backup_check_timeout_seconds))
+        job = self.enqueue(verb.check_job, job_timeout=timeout + defaults.BACKUP_CHECK_GRACE_SECONDS,
+                           target=target, backup=backup)
+        # The wait blocks on Redis (XREAD on the job's result stream) longer than the shared connection's
+        # socket timeout allows (RQ sets it to a few seconds), so it has a connection of its own.
+        shared = self.queue.connection.connection_pool
+        pool = ConnectionPool(connection_class=shared.connection_class, **{
+            **shared.connection_kwargs, "socket_timeout": timeout + defaults.BACKUP_CHECK_GRACE_SECONDS})
+        try:
+            result = Job.fetch(job.id, connection=Redis(connection_pool=pool)).latest_result(timeout=timeout)
+        finally:
+            pool.disconnect()
+        if result is None:
+            with contextlib.suppress(InvalidJobOperation):
+                job.cancel()  # a worker that frees up later has nothing to answer
+            log.warning("backup check %s of %s: no answer within %d s", backup, target, timeout)
+            return messages.backup_check_timed_out(target, backup, timeout)
+        if result.type is not Result.Type.SUCCESSFUL:
+            log.error("backup check %s of %s failed on the worker (%s)", backup, target, result.type.name)
+            return messages.backup_check_failed(target, backup)
+        check = BackupCheck.from_dict(result.return_value)
+        if not check.ok:
+            return messages.backup_refused(target, backup, check)
+        return check
 
     def find_request(self, cmd: Command, channel: str, *, pending: bool) -> Request | None:
         if cmd.request_id:
@@ -218,37 +302,59 @@ class Handlers:
         found = self.store.pending_for_channel(channel, now=self.clock()) if pending else self.store.for_channel(channel, 1)
         return found[0] if found else None
 
-    def cancel(self, cmd: Command, user: str, channel: str) -> str | None:
+    def cancel(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:
         request = self.find_request(cmd, channel, pending=True)
         if request is None:
             return messages.unknown_request(cmd.request_id) if cmd.request_id else messages.nothing_to_cancel()
         refused = approval.may_cancel(request, user, channel, self.clock(), self.policy, self.group_members(user))
         if refused is None:
-            return self.decide(request, user, "cancelled")
-        self.record_refusal(request, user, "cancel", refused)
+            return self.decide(request, user, RequestStatus.CANCELLED)
+        self.record_refusal(request, user, DECISION_WORDS[RequestStatus.CANCELLED], refused)
         return messages.refusal(refused, request)
 
-    def report(self, cmd: Command, user: str, channel: str) -> str | None:
+    def report(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:
+        assert verb.job
         request = self.find_request(cmd, channel, pending=False)
         if request is None or not request.thread_ts:
             return messages.unknown_request(cmd.request_id) if cmd.request_id else messages.nothing_to_report()
         if request.channel != channel:
             return messages.refusal(Refusal.WRONG_CHANNEL)
         self.post(request.channel, messages.report_requested(user, request.id), thread_ts=request.thread_ts)
-        self.enqueue(jobs.REPORT, channel=request.channel, thread_ts=request.thread_ts, requester=user)
+        self.enqueue(verb.job, **self.job_kwargs(verb, cmd, channel=request.channel, thread_ts=request.thread_ts,
+                                                 requester=user))
+        return None
+
+    def maintenance(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:
+        """Switch a target's maintenance: recorded in the thread of its latest request (made here), else in
+        a new message, and answered there by the worker."""
+        assert verb.job and cmd.target and cmd.state
+        latest = self.store.latest_for_target(cmd.target)
+        refused = approval.may_switch_maintenance(latest, user, self.policy, self.group_members(user))
+        if refused is not None:
+            return messages.refusal(refused, latest)
+        active = self.store.active_for_target(cmd.target, now=self.clock())
+        if active is not None and active.status in (RequestStatus.APPROVED, RequestStatus.RUNNING):
+            return messages.maintenance_while_running(active)  # its pipeline switches maintenance itself
+        line = messages.maintenance_line(cmd.target, cmd.state, user)
+        if latest is not None and latest.channel == channel and latest.thread_ts:
+            ts = latest.thread_ts
+            self.post(channel, line, thread_ts=ts)
+        else:
+            ts = self.post(channel, line)
+        self.enqueue(verb.job, **self.job_kwargs(verb, cmd, channel=channel, thread_ts=ts, requester=user))
         return None
 
     # -- the buttons ----------------------------------------------------------------------------------
 
     def approve(self, ack: Ack, body: Mapping[str, Any]) -> None:
         ack()
-        self.click(body, "approved")
+        self.click(body, RequestStatus.APPROVED)
 
     def reject(self, ack: Ack, body: Mapping[str, Any]) -> None:
         ack()
-        self.click(body, "rejected")
+        self.click(body, RequestStatus.REJECTED)
 
-    def click(self, body: Mapping[str, Any], decision: str) -> None:
+    def click(self, body: Mapping[str, Any], decision: RequestStatus) -> None:
         user = body["user"]["id"]
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
         request_id = str(body["actions"][0].get("value") or "")
@@ -266,18 +372,19 @@ class Handlers:
             self.ephemeral(channel, user, answer)
 
     def click_checked(
-        self, request_id: str, user: str, channel: str, decision: str, message_ts: str | None
-    ) -> str | None:
+        self, request_id: str, user: str, channel: str, decision: RequestStatus, message_ts: str | None
+    ) -> Answer:
         request = self.store.get(request_id)
         if request is None:
             return messages.unknown_request(request_id)
         if not request.thread_ts and message_ts and channel == request.channel:
             # clicked in the instant between posting the request and recording its message
             request = self.store.update(request.id, thread_ts=message_ts)
-        rule = approval.may_approve if decision == "approved" else approval.may_reject
+        approving = decision is RequestStatus.APPROVED
+        rule = approval.may_approve if approving else approval.may_reject
         refused = rule(request, user, channel, self.clock(), self.policy, self.group_members(user))
-        action = "approve" if decision == "approved" else "reject"
-        if refused is None and decision == "approved" and not self.worker_listening():
+        action = DECISION_WORDS[decision]
+        if refused is None and approving and not self.worker_listening():
             answer = messages.no_worker(self.queue.name)
             self.post(request.channel, answer, thread_ts=request.thread_ts or None)
             return answer
@@ -288,24 +395,25 @@ class Handlers:
             return messages.refusal(refused, request)
         return self.decide(request, user, decision)
 
-    def decide(self, request: Request, user: str, decision: str) -> str | None:
+    def decide(self, request: Request, user: str, decision: RequestStatus) -> Answer:
         """The atomic transition; only its single winner enqueues and rewrites the message."""
         try:
             decided = self.store.decide(request.id, decision, by=user, now=self.clock())
         except AlreadyDecided as err:
-            self.record_refusal(err.request, user, decision, Refusal.ALREADY_DECIDED)
+            self.record_refusal(err.request, user, DECISION_WORDS[decision], Refusal.ALREADY_DECIDED)
             return messages.refusal(Refusal.ALREADY_DECIDED, err.request)
         except RequestExpired as err:
             self.announce_expiry(err.request)
-            self.record_refusal(err.request, user, decision, Refusal.EXPIRED)
+            self.record_refusal(err.request, user, DECISION_WORDS[decision], Refusal.EXPIRED)
             return messages.refusal(Refusal.EXPIRED)
-        if decided.status.value == "approved":
-            path = jobs.EXECUTE if decided.kind == "rollback" else jobs.RESTORE
+        if decided.status is RequestStatus.APPROVED:
+            path = verbs.approved_job(decided.kind)  # the job of the verb that asked for this kind
             try:
                 self.enqueue(path, request_id=decided.id)
             except Exception:
                 # Approved but not queued: close the request so that it cannot sit approved forever.
-                failed = self.store.set_status(decided.id, "failed", outcome=messages.not_queued(decided.id))
+                failed = self.store.set_status(decided.id, RequestStatus.FAILED,
+                                               outcome=messages.not_queued(decided.id))
                 self.show_decision(failed)
                 if failed.thread_ts:
                     self.post(failed.channel, messages.not_queued(failed.id), thread_ts=failed.thread_ts)
@@ -321,7 +429,7 @@ class Handlers:
 
     def expire(self, request: Request) -> None:
         expired = self.store.expire_if_due(request.id, now=self.clock())
-        if expired.status.value == "expired":
+        if expired.status is RequestStatus.EXPIRED:
             self.announce_expiry(expired)
 
     def announce_expiry(self, request: Request) -> None:

@@ -6,45 +6,38 @@ never a DSN or a token.
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-if TYPE_CHECKING:  # approval imports nothing from here; the guard keeps import order free
-    from bot.approval import Refusal
-    from bot.plans import PlanSummary
-    from core.requests import Request
+from bot import verbs
+from bot.approval import Refusal
+from bot.plans import PlanSummary
+from bot.verbs import Argument, Verb
+from core.jobs import BackupCheck
+from core.requests import Request, RequestKind, RequestStatus
 
 APPROVE_ACTION = "rollback_approve"
 REJECT_ACTION = "rollback_reject"
 DECISION_BLOCK = "rollback_decision"
+HELP_TITLE = "*Roll back a migration, with a second person's approval:*"
+NEWEST_BACKUPS_SHOWN = 5
 
-USAGE = {
-    "status": "/rollback status [target]",
-    "dry-run": "/rollback dry-run <version> [target]",
-    "execute": "/rollback execute [target]",
-    "backup": "/rollback backup [target]",
-    "backups": "/rollback backups [target]",
-    "verify": "/rollback verify [target]",
-    "history": "/rollback history [target]",
-    "restore": "/rollback restore <backup> [target]",
-    "cancel": "/rollback cancel [RB-XXXXXX]",
-    "report": "/rollback report [RB-XXXXXX]",
-    "help": "/rollback help",
-}
-HELP_LINES = {
-    "status": "migration table, current version, drift and failures, the server reached",
-    "dry-run": "plan a rollback to <version>; it becomes this channel's current plan",
-    "execute": "ask a second person to approve running the current plan",
-    "backup": "take a verified backup now",
-    "backups": "list backups and snapshots",
-    "verify": "run the post-rollback checks",
-    "history": "recent migration history",
-    "restore": "restore a backup (needs a second person's approval)",
-    "cancel": "cancel this channel's pending request",
-    "report": "post the incident record of a request's thread as a file",
-    "help": "this help",
-}
+# `&` not already starting one of the three entities Slack uses: Slack delivers command text with
+# `&`, `<` and `>` already escaped, so escaping must not escape an escape a second time.
+_BARE_AMPERSAND = re.compile(r"&(?!(?:amp|lt|gt);)")
+
+
+def escape(text: object) -> str:
+    """Text shown as it is in Slack mrkdwn: `&`, `<` and `>` escaped, so that user input and placeholders
+    such as `<version>` never turn into links, mentions or broken formatting. Idempotent."""
+    return _BARE_AMPERSAND.sub("&amp;", str(text)).replace("<", "&lt;").replace(">", "&gt;")
+
+
+def code(text: object) -> str:
+    """Inline code, escaped (Slack shows the entities inside backticks as the characters)."""
+    return f"`{escape(text)}`"
 
 
 def mention(user: str | None) -> str:
@@ -57,74 +50,97 @@ def clock(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
-def usage(verb: str) -> str:
-    return f"Usage: `{USAGE[verb]}`"
+def duration(seconds: float) -> str:
+    """A short age: `40 s`, `12 min`, `2 h 5 min`."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def usage(verb: Verb) -> str:
+    return f"Usage: {code(verbs.usage(verb))}"
+
+
+def _targets(targets: Sequence[str]) -> str:
+    return ", ".join(code(t) for t in targets)
 
 
 # -- bad input (one line each) ----------------------------------------------------------------------
 
 
 def unknown_verb(word: str, suggestion: str | None) -> str:
-    hint = f" Did you mean `{suggestion}`? {usage(suggestion)}." if suggestion else " Try `/rollback help`."
-    return f"Unknown command `{word}`.{hint}"
+    hint = f" Did you mean {code(suggestion)}? {usage(verbs.verb(suggestion))}." if suggestion else " Try `/rollback help`."
+    return f"Unknown command {code(word)}.{hint}"
 
 
-def unexpected_argument(verb: str, word: str) -> str:
-    return f"`{verb}` does not take `{word}`. {usage(verb)}."
+def unexpected_argument(verb: Verb, word: str) -> str:
+    return f"{code(verb.name)} does not take {code(word)}. {usage(verb)}."
 
 
-def malformed_version(word: str) -> str:
-    return f"`{word}` is not a migration version (YYYY_MM_DD_HHMMSS, e.g. 2025_10_20_120001). {usage('dry-run')}."
+def not_an_argument(verb: Verb, argument: Argument, word: str) -> str:
+    """`nonsense` is not a migration version: versions look like 2025_10_20_120001 (...). Usage: ..."""
+    return f"{code(word)} is not a {argument.what}: {escape(argument.hint)}. {usage(verb)}."
 
 
 def unknown_version(version: str, known: Sequence[str]) -> str:
-    recent = ", ".join(f"`{v}`" for v in list(known)[-4:]) or "none"
-    return f"Unknown version `{version}`: no such migration. Recent versions: {recent}. {usage('dry-run')}."
+    recent = ", ".join(code(v) for v in list(known)[-4:]) or "none"
+    return (f"Unknown version {code(version)}: no such migration. Recent versions: {recent}. "
+            f"{usage(verbs.verb('dry-run'))}.")
 
 
 def unknown_target(word: str, targets: Sequence[str], suggestion: str | None) -> str:
-    hint = f" Did you mean `{suggestion}`?" if suggestion else ""
-    known = ", ".join(f"`{t}`" for t in targets) or "none configured"
-    return f"Unknown target `{word}`.{hint} Targets: {known}."
+    hint = f" Did you mean {code(suggestion)}?" if suggestion else ""
+    known = _targets(targets) or "none configured"
+    return f"Unknown target {code(word)}.{hint} Targets: {known}."
 
 
-def missing_argument(verb: str, what: str) -> str:
-    return f"`{verb}` needs a {what}. {usage(verb)}."
+def missing_argument(verb: Verb, argument: Argument) -> str:
+    return f"{code(verb.name)} needs a {argument.name.replace('_', ' ')} ({escape(argument.hint)}). {usage(verb)}."
 
 
 def no_targets() -> str:
-    return "No target is configured: set `<NAME>_DATABASE_URL` for the workers and list it in the config file."
+    return (f"No target is configured: list one under {code('[targets.<name>]')} in the config file "
+            "(`ROLLBACK_CONFIG`), with its `database_url_env` set for the workers.")
 
 
-def target_required(verb: str, targets: Sequence[str]) -> str:
-    known = ", ".join(f"`{t}`" for t in targets)
-    return f"Several targets are configured; say which one: `{USAGE[verb].split(' [')[0]} <target>` with one of {known}."
+def target_required(verb: Verb, targets: Sequence[str]) -> str:
+    bare = verbs.usage(verb).replace(" [target]", "")
+    return f"Several targets are configured; say which one: {code(bare + ' <target>')} with one of {_targets(targets)}."
 
 
 def help_text() -> str:
-    lines = [f"`{USAGE[verb]}` - {HELP_LINES[verb]}" for verb in USAGE]
-    return "*Roll back a migration, with a second person's approval:*\n" + "\n".join(lines)
+    """One line per verb, from the verb table; everything escaped, so no placeholder becomes a link."""
+    lines = [f"{code(verbs.usage(verb))} - {escape(verb.help)}" for verb in verbs.VERBS]
+    return "\n".join([HELP_TITLE, *lines])
 
 
 # -- refusals ---------------------------------------------------------------------------------------
 
 _REFUSALS = {
-    "channel_not_allowed": "rollback-bot only takes requests in the incident channels",
-    "requester_not_allowed": "you are not in the list of people who may ask for rollbacks",
-    "self_approval": "you cannot approve your own request: a second person must approve",
-    "not_approver": "you are not an approver",
-    "wrong_channel": "approve in the channel where the request was made",
-    "expired": "the request expired; ask again with `/rollback execute`",
-    "already_decided": "the request was already decided",
-    "not_allowed_to_cancel": "only the requester or an approver may cancel it",
+    Refusal.CHANNEL_NOT_ALLOWED: "rollback-bot only takes requests in the incident channels",
+    Refusal.REQUESTER_NOT_ALLOWED: "you are not in the list of people who may ask for rollbacks",
+    Refusal.SELF_APPROVAL: "you cannot approve your own request: a second person must approve",
+    Refusal.NOT_APPROVER: "you are not an approver",
+    Refusal.WRONG_CHANNEL: "approve in the channel where the request was made",
+    Refusal.EXPIRED: "the request expired; ask again with `/rollback execute`",
+    Refusal.ALREADY_DECIDED: "the request was already decided",
+    Refusal.NOT_ALLOWED_TO_CANCEL: "only the requester or an approver may cancel it",
+    Refusal.NOT_ALLOWED_MAINTENANCE: "only the requester of the target's latest request or an approver may switch "
+                                     "its maintenance",
 }
 
 
 def refusal(reason: Refusal, request: Request | None = None) -> str:
-    text = _REFUSALS[reason.value]
-    if reason.value == "already_decided" and request is not None:
+    text = _REFUSALS[reason]
+    if reason is Refusal.ALREADY_DECIDED and request is not None:
         by = f" by {mention(request.decided_by)}" if request.decided_by else ""
         text = f"request {request.id} is already {request.status.value}{by}"
+    elif reason is Refusal.NOT_ALLOWED_MAINTENANCE and request is not None:
+        text += f" ({request.id} of {code(request.target)} was requested by {mention(request.requester)})"
     return f"Refused: {text}."
 
 
@@ -134,32 +150,38 @@ def refusal_line(user: str, action: str, request_id: str, reason: Refusal, reque
 
 
 def unknown_request(request_id: str) -> str:
-    return f"Request `{request_id}` does not exist (or is older than its retention)."
+    return f"Request {code(request_id)} does not exist (or is older than its retention)."
+
+
+# The break-glass path is the command line by nature (no Slack, no worker, no Redis): it is named, and
+# docs/bot.md gives its commands; the Slack answer itself gives no command-line flags.
+_BREAK_GLASS = "the break-glass path without Slack, `run-migrations` with the target's database URL (docs/bot.md)"
 
 
 def no_worker(queue: str) -> str:
     return (
-        f":warning: No worker is listening on queue `{queue}`, so nothing was queued. "
-        "Start one (`python -m workers`), or use the break-glass path without Slack: "
-        "`run-migrations --rollback --to <version> --dry-run` then without `--dry-run` (docs/bot.md)."
+        f":warning: No worker is listening on queue {code(queue)}, so nothing was queued. "
+        f"Start one (`python -m workers`), or use {_BREAK_GLASS}."
     )
 
 
 def no_plan(target: str) -> str:
     return (
-        f"No current dry-run for `{target}` in this channel (none, or it expired). "
-        f"Run `/rollback dry-run <version> {target}` first, then `/rollback execute {target}`."
+        f"No current dry-run for {code(target)} in this channel (none yet, used by an earlier request, cleared by "
+        f"a change to the target, or expired). Run a dry run first: {code(f'/rollback dry-run <version> {target}')}, "
+        f"then {code(f'/rollback execute {target}')}."
     )
 
 
 def empty_plan(target: str) -> str:
-    return f"The current dry-run for `{target}` reverts nothing. Run `/rollback dry-run <version> {target}` again."
+    return (f"The current dry-run for {code(target)} reverts nothing. "
+            f"Run {code(f'/rollback dry-run <version> {target}')} again.")
 
 
 def target_busy(active: Request, permalink: str | None) -> str:
     where = f" <{permalink}|thread>" if permalink else ""
     return (
-        f"`{active.target}` already has {active.kind} request {active.id} ({active.status.value}) "
+        f"{code(active.target)} already has {active.kind.value} request {active.id} ({active.status.value}) "
         f"started by {mention(active.requester)}{where}. One at a time: wait for it, or `/rollback cancel {active.id}`."
     )
 
@@ -175,8 +197,7 @@ def nothing_to_report() -> str:
 def queue_unreachable() -> str:
     return (
         ":warning: rollback-bot cannot reach Redis (its queue and request records), so nothing was recorded or "
-        "queued. Break-glass path without Slack or Redis: `run-migrations --rollback --to <version> --dry-run`, "
-        "then without `--dry-run` (docs/bot.md)."
+        f"queued. Use {_BREAK_GLASS}."
     )
 
 
@@ -188,38 +209,118 @@ def internal_error() -> str:
     return "Something went wrong on rollback-bot's side; nothing was changed. The details are in the bot's log."
 
 
+# -- restore: the backup is checked before anything is requested ------------------------------------
+
+
+def _newest(check: BackupCheck) -> str:
+    names = check.newest[:NEWEST_BACKUPS_SHOWN]
+    return f"Newest verified backups: {', '.join(code(n) for n in names)}." if names else "There is no verified backup."
+
+
+def backup_refused(target: str, backup: str, check: BackupCheck) -> str:
+    why = escape(check.error) if check.error else "it does not exist or does not verify"
+    return (f"Refused: backup {code(backup)} of {code(target)} cannot be restored: {why}. {_newest(check)} "
+            "Nothing was requested.")
+
+
+def backup_check_failed(target: str, backup: str) -> str:
+    return (f"Refused: the workers could not check backup {code(backup)} of {code(target)} (the check failed; "
+            "its error is in the worker's log). Nothing was requested.")
+
+
+def backup_check_timed_out(target: str, backup: str, seconds: float) -> str:
+    return (f"Refused: no worker answered the check of backup {code(backup)} of {code(target)} within "
+            f"{int(seconds)} s (`[bot] backup_check_timeout_seconds`). Nothing was requested; try again.")
+
+
+def _size(size_bytes: Any) -> str:
+    try:
+        size = float(size_bytes)
+    except (TypeError, ValueError):
+        return ""
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""
+
+
+def restore_summary(target: str, backup: str, manifest: Mapping[str, Any] | None) -> str:
+    """What a restore request restores, as verified when it was asked for (kept on the request)."""
+    facts = []
+    if manifest:
+        if manifest.get("created_at"):
+            facts.append(f"taken {manifest['created_at']}")
+        if size := _size(manifest.get("size_bytes")):
+            facts.append(size)
+        if manifest.get("sha256"):
+            facts.append(f"sha256 {str(manifest['sha256'])[:12]}")
+    detail = f" ({', '.join(escape(f) for f in facts)})" if facts else ""
+    return f"restore {backup}{detail} into {target}; checksum and `pg_restore --list` verified when asked"
+
+
+# -- maintenance ----------------------------------------------------------------------------------------
+
+
+def maintenance_line(target: str, state: str, user: str) -> str:
+    icon = ":construction:" if state == "on" else ":white_check_mark:"
+    return (f"{icon} {mention(user)} switches maintenance *{escape(state)}* for {code(target)} "
+            f"(`/rollback maintenance {escape(state)}`); the outcome follows in this thread.")
+
+
+def maintenance_while_running(active: Request) -> str:
+    return (f"Refused: {active.kind.value} request {active.id} of {code(active.target)} is {active.status.value}; "
+            "its pipeline switches maintenance itself. Try again once it has finished.")
+
+
 # -- root messages and thread lines ------------------------------------------------------------------
 
 
 def read_root(verb: str, targets: Sequence[str], user: str) -> str:
-    names = ", ".join(f"`{t}`" for t in targets)
-    return f":mag: *{verb}* of {names} requested by {mention(user)}; the answer follows in this thread."
+    return f":mag: *{escape(verb)}* of {_targets(targets)} requested by {mention(user)}; the answer follows in this thread."
 
 
 def dry_run_root(target: str, version: str, user: str) -> str:
     return (
-        f":clipboard: *dry-run* of a rollback of `{target}` to `{version}` requested by {mention(user)}. "
+        f":clipboard: *dry-run* of a rollback of {code(target)} to {code(version)} requested by {mention(user)}. "
         "The plan follows in this thread; it becomes this channel's current plan."
     )
 
 
 def backup_root(target: str, user: str) -> str:
-    return f":floppy_disk: *backup* of `{target}` requested by {mention(user)}; progress follows in this thread."
+    return f":floppy_disk: *backup* of {code(target)} requested by {mention(user)}; progress follows in this thread."
 
 
-def backup_reason(user: str) -> str:
-    return f"manual backup requested by {user}"
+def thread_root(verb: str, targets: Sequence[str], version: str | None, user: str) -> str:
+    """The root message of a verb answered in a thread (its own wording where it has one)."""
+    if verb == "dry-run" and version is not None:
+        return dry_run_root(targets[0], version, user)
+    if verb == "backup":
+        return backup_root(targets[0], user)
+    return read_root(verb, targets, user)
+
+
+def job_reason(verb: str, user: str) -> str:
+    """The `reason` a job records (the backup's manifest)."""
+    return f"manual {verb} requested by {user}"
 
 
 def _plan_lines(plan: PlanSummary) -> list[str]:
-    lines = [f"Target `{plan.target}`: revert {len(plan.versions)} migration(s) to `{plan.to_version or 'nothing'}`:"]
-    lines += [f"• `{v}`" for v in plan.versions]
+    lines = [f"Target {code(plan.target)}: revert {len(plan.versions)} migration(s) to {code(plan.to_version or 'nothing')}:"]
+    lines += [f"• {code(v)}" for v in plan.versions]
     for warning in plan.warnings[:5]:
-        lines.append(f":warning: {warning}")
+        lines.append(f":warning: {escape(warning)}")
     if plan.hash:
         lines.append(f"Plan hash `{plan.hash[:12]}`; the worker re-plans and refuses if the database changed.")
     return lines
 
+
+def plan_age_line(request: Request) -> str:
+    """How old the dry run is that the request was made from (it is used up by this request)."""
+    if request.plan_saved_at is None:
+        return ""
+    age = duration(request.created_at - request.plan_saved_at)
+    return f":stopwatch: Dry run of {clock(request.plan_saved_at)}, {age} old when this request was made."
 
 def _decision_buttons(request: Request, confirm_text: str) -> dict[str, Any]:
     return {
@@ -250,9 +351,9 @@ def _decision_buttons(request: Request, confirm_text: str) -> dict[str, Any]:
 
 
 def _request_header(request: Request) -> str:
-    what = "rollback" if request.kind == "rollback" else f"restore of backup `{request.backup}`"
+    what = "rollback" if request.kind is RequestKind.ROLLBACK else f"restore of backup {code(request.backup)}"
     return (
-        f":rotating_light: *{request.id}*: {what} of `{request.target}` requested by {mention(request.requester)}. "
+        f":rotating_light: *{request.id}*: {what} of {code(request.target)} requested by {mention(request.requester)}. "
         f"Needs a second person's approval before {clock(request.expires_at)}."
     )
 
@@ -261,47 +362,54 @@ def request_text(request: Request, plan: PlanSummary | None = None) -> str:
     lines = [_request_header(request)]
     if plan is not None:
         lines += _plan_lines(plan)
-    elif request.kind == "restore":
+        if age := plan_age_line(request):
+            lines.append(age)
+    elif request.kind is RequestKind.RESTORE:
+        if request.summary:
+            lines.append(f"Backup: {escape(request.summary)}.")
         lines.append(
-            f"The workers take a fresh backup of `{request.target}` first, then restore `{request.backup}` into it."
+            f"The workers take a fresh backup of {code(request.target)} first, then restore {code(request.backup)} into it."
         )
     return "\n".join(lines)
 
 
 def request_blocks(request: Request, plan: PlanSummary | None = None) -> list[dict[str, Any]]:
-    if request.kind == "rollback":
+    if request.kind is RequestKind.ROLLBACK:
         confirm = (
-            f"This runs: backup, maintenance on, rollback of `{request.target}` to `{request.to_version}`, "
+            f"This runs: backup, maintenance on, rollback of {code(request.target)} to {code(request.to_version)}, "
             "verify, maintenance off."
         )
     else:
-        confirm = f"This replaces the contents of `{request.target}` with backup `{request.backup}`."
+        confirm = (f"This runs: a fresh backup, maintenance on, restore of backup {code(request.backup)} into "
+                   f"{code(request.target)} (replacing its contents), verify, maintenance off.")
     return [
         {"type": "section", "text": {"type": "mrkdwn", "text": request_text(request, plan)}},
         _decision_buttons(request, confirm),
     ]
 
 
-_DECISION_ICONS = {"approved": ":white_check_mark:", "rejected": ":x:", "cancelled": ":heavy_minus_sign:",
-                   "expired": ":hourglass:"}
+_DECISION_ICONS = {RequestStatus.APPROVED: ":white_check_mark:", RequestStatus.REJECTED: ":x:",
+                   RequestStatus.CANCELLED: ":heavy_minus_sign:", RequestStatus.EXPIRED: ":hourglass:"}
 
 
 def _ask_again(request: Request) -> str:
-    return "run a new dry-run" if request.kind == "rollback" else "ask again with `/rollback restore`"
+    return "run a new dry-run" if request.kind is RequestKind.ROLLBACK else "ask again with `/rollback restore`"
 
 
 def decision_line(request: Request) -> str:
     by = f" by {mention(request.decided_by)}" if request.decided_by else ""
-    if request.status.value == "expired":
+    if request.status is RequestStatus.EXPIRED:
         if request.approver:  # approved, but no worker started it within the bound
             return (
                 f":hourglass: *Expired* at {clock(request.finished_at)}: approved{by} at {clock(request.decided_at)} "
-                f"but no worker started it in time ({request.outcome}); nothing ran — {_ask_again(request)}."
+                f"but no worker started it in time ({escape(request.outcome)}); nothing ran — {_ask_again(request)}."
             )
         return f":hourglass: *Expired* at {clock(request.expires_at)} — nobody approved; {_ask_again(request)}."
-    if request.status.value not in _DECISION_ICONS:  # running / succeeded / failed: it was approved
-        return f"{_DECISION_ICONS['approved']} *Approved*{by} at {clock(request.decided_at)}; now {request.status.value}."
-    return f"{_DECISION_ICONS[request.status.value]} *{request.status.value.capitalize()}*{by} at {clock(request.decided_at)}."
+    if request.status not in _DECISION_ICONS:  # running / succeeded / failed: it was approved
+        return (f"{_DECISION_ICONS[RequestStatus.APPROVED]} *Approved*{by} at {clock(request.decided_at)}; "
+                f"now {request.status.value}.")
+    return (f"{_DECISION_ICONS[request.status]} *{request.status.value.capitalize()}*{by} "
+            f"at {clock(request.decided_at)}.")
 
 
 def not_started_outcome(bound_seconds: float) -> str:
@@ -321,10 +429,10 @@ def decided_blocks(request: Request, plan: PlanSummary | None = None) -> list[di
 
 
 def approved_thread_line(request: Request) -> str:
-    if request.kind == "rollback":
+    if request.kind is RequestKind.ROLLBACK:
         steps = "backup → maintenance on → rollback → verify → maintenance off"
     else:
-        steps = "fresh backup → restore → verify"
+        steps = "fresh backup → maintenance on → restore → verify → maintenance off"
     return (
         f":white_check_mark: {request.id} approved by {mention(request.approver)} at {clock(request.decided_at)} "
         f"(requested by {mention(request.requester)}). Queued for the workers: {steps}."
@@ -337,4 +445,3 @@ def decided_thread_line(request: Request) -> str:
 
 def report_requested(user: str, request_id: str) -> str:
     return f":memo: Incident report for {request_id} requested by {mention(user)}; the file follows in this thread."
-

@@ -63,16 +63,34 @@ class ExpirySweeper:
         return self.store.set_status(request.id, RequestStatus.EXPIRED, finished_at=now,
                                      outcome=messages.not_started_outcome(self.start_within_seconds))
 
-    def start(self, interval_seconds: float) -> threading.Event:
-        """Sweep every `interval_seconds` in a daemon thread; set the returned event to stop it."""
+    def start(self, interval_seconds: float, *, busy: threading.Lock | None = None) -> Sweeping:
+        """Sweep every `interval_seconds` in a daemon thread, each pass holding `busy` when given (the
+        web server forks only while no pass runs); `stop()` the returned handle to end it."""
         stop = threading.Event()
+        busy = busy or threading.Lock()
 
         def loop() -> None:
             while not stop.wait(interval_seconds):
-                try:
-                    self.sweep()
-                except Exception as err:  # Redis or Slack away for a moment: the next pass retries
-                    log.error("expiry sweep failed: %s: %s", type(err).__name__, err)
+                with busy:
+                    try:
+                        self.sweep()
+                    except Exception as err:  # Redis or Slack away for a moment: the next pass retries
+                        log.error("expiry sweep failed: %s: %s", type(err).__name__, err)
 
-        threading.Thread(target=loop, name="expiry-sweeper", daemon=True).start()
-        return stop
+        thread = threading.Thread(target=loop, name="expiry-sweeper", daemon=True)
+        thread.start()
+        return Sweeping(thread, stop)
+
+
+class Sweeping:
+    """A running sweeper thread."""
+
+    def __init__(self, thread: threading.Thread, stop: threading.Event) -> None:
+        self.thread = thread
+        self.stop_event = stop
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Ask the thread to stop, let a pass under way finish (up to `timeout`); True once it has ended."""
+        self.stop_event.set()
+        self.thread.join(timeout)
+        return not self.thread.is_alive()

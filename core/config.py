@@ -11,6 +11,7 @@ See `rollback.example.toml` for every key, documented.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -64,6 +65,7 @@ class Policy:
     request_ttl_seconds: int = defaults.REQUEST_TTL_SECONDS
     start_within_seconds: int = defaults.START_WITHIN_SECONDS
     plan_ttl_seconds: int = defaults.PLAN_TTL_SECONDS
+    backup_check_timeout_seconds: int = defaults.BACKUP_CHECK_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,17 @@ class Settings:
     pagerduty_events_url: str = defaults.PAGERDUTY_EVENTS_URL
     digitalocean_token: str | None = field(default=None, repr=False)
     digitalocean_api_url: str | None = None
+    # the bot (python -m bot): how Slack reaches it, and its web server
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_app_token: str | None = field(default=None, repr=False)
+    web_host: str = defaults.WEB_HOST
+    web_port: int = defaults.WEB_PORT
+    web_processes: int = defaults.WEB_PROCESSES
+    web_threads: int = defaults.WEB_THREADS
+    web_backlog: int = defaults.WEB_BACKLOG
+    web_graceful_timeout_seconds: float = defaults.WEB_GRACEFUL_TIMEOUT_SECONDS
+    sweep_interval_seconds: float = defaults.EXPIRY_SWEEP_INTERVAL_SECONDS
+    worker_heartbeat_grace_seconds: float = defaults.WORKER_HEARTBEAT_GRACE_SECONDS
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def target(self, name: str) -> Target:
@@ -120,6 +133,21 @@ def _hook(value: Any, key: str) -> Hook | None:
     if isinstance(value, dict) and (value.get("command") or value.get("url")):
         return Hook(command=value.get("command"), url=value.get("url"), method=str(value.get("method", "POST")))
     raise ConfigError(f"{key} must be a command string or a table with 'command' or 'url'")
+
+
+def _env_number(env: Mapping[str, str], name: str, default: float, kind: type[int] | type[float]) -> Any:
+    """A positive number from the environment (`default` when unset or empty)."""
+    raw = env.get(name) or ""
+    if not raw.strip():
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = 0
+    if not (math.isfinite(value) and value > 0):
+        unit = "seconds" if name.endswith("_SECONDS") else "a whole number"
+        raise ConfigError(f"{name} must be a positive number ({unit}), not {raw!r}")
+    return value
 
 
 def _target(name: str, raw: Mapping[str, Any]) -> Target:
@@ -175,6 +203,8 @@ def load_settings(env: Mapping[str, str] | None = None, path: str | os.PathLike[
         request_ttl_seconds=int(bot.get("request_ttl_seconds", defaults.REQUEST_TTL_SECONDS)),
         start_within_seconds=int(bot.get("start_within_seconds", defaults.START_WITHIN_SECONDS)),
         plan_ttl_seconds=int(bot.get("plan_ttl_seconds", defaults.PLAN_TTL_SECONDS)),
+        backup_check_timeout_seconds=int(bot.get("backup_check_timeout_seconds",
+                                                 defaults.BACKUP_CHECK_TIMEOUT_SECONDS)),
     )
     workers = raw.get("workers") or {}
     return Settings(
@@ -193,5 +223,18 @@ def load_settings(env: Mapping[str, str] | None = None, path: str | os.PathLike[
         pagerduty_events_url=env.get("PAGERDUTY_EVENTS_URL", defaults.PAGERDUTY_EVENTS_URL),
         digitalocean_token=env.get("DIGITALOCEAN_TOKEN") or None,
         digitalocean_api_url=env.get("DIGITALOCEAN_API_URL") or None,
+        slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
+        slack_app_token=env.get("SLACK_APP_TOKEN") or None,
+        web_host=env.get("HOST") or defaults.WEB_HOST,
+        web_port=_env_number(env, "PORT", defaults.WEB_PORT, int),
+        web_processes=_env_number(env, "ROLLBACK_WEB_PROCESSES", defaults.WEB_PROCESSES, int),
+        web_threads=_env_number(env, "ROLLBACK_WEB_THREADS", defaults.WEB_THREADS, int),
+        web_backlog=_env_number(env, "ROLLBACK_WEB_BACKLOG", defaults.WEB_BACKLOG, int),
+        web_graceful_timeout_seconds=_env_number(env, "ROLLBACK_WEB_GRACEFUL_TIMEOUT_SECONDS",
+                                                 defaults.WEB_GRACEFUL_TIMEOUT_SECONDS, float),
+        sweep_interval_seconds=_env_number(env, "ROLLBACK_SWEEP_INTERVAL_SECONDS",
+                                           defaults.EXPIRY_SWEEP_INTERVAL_SECONDS, float),
+        worker_heartbeat_grace_seconds=_env_number(env, "ROLLBACK_WORKER_HEARTBEAT_GRACE_SECONDS",
+                                                   defaults.WORKER_HEARTBEAT_GRACE_SECONDS, float),
         env=env,
     )

@@ -23,8 +23,14 @@ START_WITHIN_SECONDS = 2 * 60
 # The bot looks for due requests (pending past their expiry, approved but never started) this often,
 # and replaces their buttons with the outcome.
 EXPIRY_SWEEP_INTERVAL_SECONDS = 15
-# A dry-run plan stays the channel's current plan for this long.
+# A dry-run plan stays the channel's current plan for this long (unless a request uses it up first,
+# or a change to the target clears it).
 PLAN_TTL_SECONDS = 60 * 60
+# Before a restore request is created, the bot waits this long for a worker to confirm that the backup
+# exists and verifies (checksum, `pg_restore --list`); then it refuses and creates nothing.
+BACKUP_CHECK_TIMEOUT_SECONDS = 60
+# The check job itself may run this much longer than the bot waits (then nobody reads its answer).
+BACKUP_CHECK_GRACE_SECONDS = 30
 
 # RQ job timeouts. A job past its timeout is killed by the worker and reported as failed.
 JOB_TIMEOUT_SECONDS = 60 * 60
@@ -74,3 +80,20 @@ SMOKE_TIMEOUT_SECONDS = 300
 # DigitalOcean droplet snapshots: poll the action this often, give up after this long.
 DO_ACTION_POLL_SECONDS = 5.0
 DO_ACTION_TIMEOUT_SECONDS = 30 * 60
+
+# The bot's web server (bot/server.py: gunicorn, gthread workers; figures in docs/bot.md).
+# Processes: one per core (a process is bound to one core by the GIL); threads: requests in flight per
+# process, each mostly waiting on Redis or for its listener's ack; the backlog holds a burst of
+# connections while every thread is busy (the kernel caps it at net.core.somaxconn).
+WEB_PORT = 3000
+WEB_HOST = "0.0.0.0"
+WEB_PROCESSES = 2
+WEB_THREADS = 16
+WEB_BACKLOG = 2048
+# After SIGTERM, requests in flight (and the work their listeners do after the ack) get this long to
+# finish; below the 30 s that Heroku, Kubernetes and systemd wait before SIGKILL.
+WEB_GRACEFUL_TIMEOUT_SECONDS = 20
+# A Slack delivery is a few kilobytes; a larger body is refused (413) before anything parses it.
+MAX_DELIVERY_BYTES = 1024 * 1024
+# A Slack payload nests about ten levels deep; a deeper one is not Slack's and is ignored unparsed further.
+MAX_PAYLOAD_DEPTH = 64

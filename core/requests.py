@@ -1,16 +1,19 @@
 """Request records in Redis: the shared state of a rollback request, used by the bot and the workers.
 
-A request (kind `rollback` or `restore`) is created pending by the bot, decided once (approved,
-rejected or cancelled) by a click, then driven to an outcome by the workers. Every transition that
+A request (a RequestKind: `rollback` or `restore`) is created pending by the bot, decided once
+(approved, rejected or cancelled) by a click, then driven to an outcome by the workers. Every transition that
 must happen at most once is a Lua script, so it is atomic on the Redis server: two approvers
 clicking at once, a double click and a Slack retry all meet the same single `pending -> approved`.
 
 Keys (under `prefix`):
 - `<prefix>:request:<id>`        hash: the record's fields (strings; lists as JSON)
 - `<prefix>:active:<target>`     the id of the target's one active request (one rollback per target)
+- `<prefix>:latest:<target>`     the id of the target's latest request, whatever its status
 - `<prefix>:channel:<channel>`   sorted set of the channel's request ids by creation time
 - `<prefix>:claim:<id>:<step>`   a step of a request that has started (SET NX: runs at most once)
-- `<prefix>:plan:<channel>:<target>`  the channel's current dry-run plan (JSON, expires)
+- `<prefix>:plan:<channel>:<target>`  hash: the channel's current dry-run plan (`plan` JSON, `id`,
+                                 `saved_at`; expires). A request made from it consumes it.
+- `<prefix>:plans:<target>`      set of the channels holding a current plan for the target (clear_plans)
 - `<prefix>:open`                sorted set of requests the bot's expiry sweeper watches, by creation time
 """
 
@@ -56,7 +59,16 @@ FINAL_STATUSES = frozenset(
         RequestStatus.FAILED,
     }
 )
-KINDS = frozenset({"rollback", "restore"})
+
+
+class RequestKind(StrEnum):
+    """What an approved request runs (bot/verbs.py says which verb asks for which kind and which job runs it)."""
+
+    ROLLBACK = "rollback"
+    RESTORE = "restore"
+
+
+KINDS = frozenset(RequestKind)
 
 
 class RequestError(Exception):
@@ -81,6 +93,15 @@ class RequestExpired(RequestError):
         self.request = request
 
 
+class PlanGone(RequestError):
+    """The plan a request was to be made from is no longer the current one (consumed, cleared or replaced)."""
+
+    def __init__(self, channel: str, target: str) -> None:
+        super().__init__(f"no current plan for {target} in {channel}")
+        self.channel = channel
+        self.target = target
+
+
 class TargetBusy(RequestError):
     """Another request holds the target (pending, approved or running)."""
 
@@ -92,7 +113,7 @@ class TargetBusy(RequestError):
 @dataclass(frozen=True)
 class Request:
     id: str
-    kind: str
+    kind: RequestKind
     target: str
     channel: str
     thread_ts: str
@@ -106,12 +127,18 @@ class Request:
     summary: str = ""
     warnings: list[str] = field(default_factory=list)  # the plan's data-loss warnings, shown until the end
     backup: str | None = None
+    plan_saved_at: float | None = None  # when the dry run the request was made from was saved
     approver: str | None = None
     decided_by: str | None = None  # who approved, rejected or cancelled
     decided_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
     outcome: str | None = None
+
+    def __post_init__(self) -> None:
+        # Records built by hand (tests, tools) may name the kind and status as plain strings.
+        object.__setattr__(self, "kind", RequestKind(self.kind))
+        object.__setattr__(self, "status", RequestStatus(self.status))
 
     @property
     def is_final(self) -> bool:
@@ -123,19 +150,28 @@ class Request:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["status"] = self.status.value
+        data["kind"] = self.kind.value
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Request:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        values["status"] = RequestStatus(values["status"])
         for name in _LIST_FIELDS:
             values[name] = list(values.get(name) or [])
         return cls(**values)
 
 
-_FLOAT_FIELDS = frozenset({"created_at", "expires_at", "decided_at", "started_at", "finished_at"})
+@dataclass(frozen=True)
+class SavedPlan:
+    """A channel's current plan for a target: the worker's dry-run result, its id and when it was saved."""
+
+    plan: dict[str, Any]
+    id: str
+    saved_at: float
+
+
+_FLOAT_FIELDS = frozenset({"created_at", "expires_at", "decided_at", "started_at", "finished_at", "plan_saved_at"})
 _LIST_FIELDS = frozenset({"versions", "warnings"})
 
 
@@ -175,7 +211,8 @@ def _decode_hash(raw: Mapping[Any, Any]) -> Request:
 # Lua scripts: KEYS and ARGV are documented at the top of each. A pending request whose expires_at
 # has passed is treated as expired wherever it is met (and marked so), so expiry needs no timer.
 _CREATE = """
--- KEYS: request, active lock, channel index, open index; ARGV: id, now, lock ttl, record ttl, prefix, field/value...
+-- KEYS: request, active lock, channel index, open index, latest, plan, plan index
+-- ARGV: id, now, lock ttl, record ttl, prefix, plan id ('' = none to consume), channel, field/value...
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'collision'} end
 local holder = redis.call('GET', KEYS[2])
 if holder then
@@ -188,11 +225,20 @@ if holder then
   end
   if live then return {'busy', holder} end
 end
+if ARGV[6] ~= '' then
+  -- the request consumes the plan it was made from, in the same step: no plan, no request
+  if redis.call('TYPE', KEYS[6]).ok ~= 'hash' or redis.call('HGET', KEYS[6], 'id') ~= ARGV[6] then
+    return {'noplan'}
+  end
+  redis.call('DEL', KEYS[6])
+  redis.call('SREM', KEYS[7], ARGV[7])
+end
 local values = {}
-for i = 6, #ARGV do values[#values + 1] = ARGV[i] end
+for i = 8, #ARGV do values[#values + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(values))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 redis.call('SET', KEYS[2], ARGV[1], 'EX', tonumber(ARGV[3]))
+redis.call('SET', KEYS[5], ARGV[1], 'EX', tonumber(ARGV[4]))
 redis.call('ZADD', KEYS[3], tonumber(ARGV[2]), ARGV[1])
 redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
 redis.call('ZADD', KEYS[4], tonumber(ARGV[2]), ARGV[1])
@@ -228,6 +274,15 @@ if ARGV[3] == '1' and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL
 return {'ok'}
 """
 
+_CLEAR_PLANS = """
+-- KEYS: plan index of the target; ARGV: prefix, target
+for _, channel in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  redis.call('DEL', ARGV[1] .. ':plan:' .. channel .. ':' .. ARGV[2])
+end
+redis.call('DEL', KEYS[1])
+return {'ok'}
+"""
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -253,6 +308,7 @@ class RequestStore:
         self._create = connection.register_script(_CREATE)
         self._decide = connection.register_script(_DECIDE)
         self._set_status = connection.register_script(_SET_STATUS)
+        self._clear_plans = connection.register_script(_CLEAR_PLANS)
 
     # keys
     def _request_key(self, request_id: str) -> str:
@@ -264,8 +320,14 @@ class RequestStore:
     def _channel_key(self, channel: str) -> str:
         return f"{self.prefix}:channel:{channel}"
 
+    def _latest_key(self, target: str) -> str:
+        return f"{self.prefix}:latest:{target}"
+
     def _plan_key(self, channel: str, target: str) -> str:
         return f"{self.prefix}:plan:{channel}:{target}"
+
+    def _plans_key(self, target: str) -> str:
+        return f"{self.prefix}:plans:{target}"
 
     def _open_key(self) -> str:
         return f"{self.prefix}:open"
@@ -277,7 +339,7 @@ class RequestStore:
     def create(
         self,
         *,
-        kind: str,
+        kind: str | RequestKind,
         target: str,
         channel: str,
         thread_ts: str,
@@ -290,10 +352,17 @@ class RequestStore:
         backup: str | None = None,
         warnings: list[str] | tuple[str, ...] = (),
         now: float | None = None,
+        plan: SavedPlan | None = None,
     ) -> Request:
-        """A new pending request holding `target`. Raises TargetBusy while another one holds it."""
+        """A new pending request holding `target`. Raises TargetBusy while another one holds it.
+
+        With `plan` (the channel's current plan for the target, as `saved_plan` returned it), the
+        request consumes that plan atomically: it is created only if the plan is still the current one
+        (else PlanGone), and the plan is gone once the request exists.
+        """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
+        kind = RequestKind(kind)
         now = time.time() if now is None else now
         for _ in range(10):
             request = Request(
@@ -312,16 +381,21 @@ class RequestStore:
                 summary=summary,
                 warnings=list(warnings),
                 backup=backup,
+                plan_saved_at=plan.saved_at if plan else None,
             )
             pairs = _pairs(request.to_dict())
             result = self._create(
                 keys=[self._request_key(request.id), self._active_key(target), self._channel_key(channel),
-                      self._open_key()],
-                args=[request.id, repr(now), self.active_lock_ttl_seconds, self.record_ttl_seconds, self.prefix, *pairs],
+                      self._open_key(), self._latest_key(target), self._plan_key(channel, target),
+                      self._plans_key(target)],
+                args=[request.id, repr(now), self.active_lock_ttl_seconds, self.record_ttl_seconds, self.prefix,
+                      plan.id if plan else "", channel, *pairs],
             )
             outcome = _text(result[0])
             if outcome == "ok":
                 return request
+            if outcome == "noplan":
+                raise PlanGone(channel, target)
             if outcome == "busy":
                 active = self.get(_text(result[1]))
                 if active is not None:
@@ -415,6 +489,11 @@ class RequestStore:
             return None
         return request
 
+    def latest_for_target(self, target: str) -> Request | None:
+        """The target's most recent request, whatever its status (None if none within the retention)."""
+        latest = self.redis.get(self._latest_key(target))
+        return self.get(_text(latest)) if latest is not None else None
+
     def expire_if_due(self, request_id: str, now: float | None = None) -> Request:
         """Mark a pending request past its expiry as expired (freeing its target); returns the record."""
         now = time.time() if now is None else now
@@ -452,18 +531,46 @@ class RequestStore:
             r for r in self.for_channel(channel) if r.status is RequestStatus.PENDING and not r.expired_at(now)
         ]
 
-    # plans: the channel's current dry run per target
+    # plans: the channel's current dry run per target, until a request consumes it or a change clears it
     def save_plan(
-        self, channel: str, target: str, plan: Mapping[str, Any], ttl_seconds: int = defaults.PLAN_TTL_SECONDS
+        self, channel: str, target: str, plan: Mapping[str, Any], ttl_seconds: int = defaults.PLAN_TTL_SECONDS,
+        now: float | None = None,
     ) -> None:
-        self.redis.set(self._plan_key(channel, target), json.dumps(dict(plan)), ex=ttl_seconds)
+        key, index = self._plan_key(channel, target), self._plans_key(target)
+        saved_at = time.time() if now is None else now
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.hset(key, mapping={"plan": json.dumps(dict(plan)), "id": secrets.token_hex(8),
+                                    "saved_at": repr(saved_at)})
+            pipe.expire(key, ttl_seconds)
+            pipe.sadd(index, channel)
+            pipe.expire(index, max(ttl_seconds, defaults.PLAN_TTL_SECONDS))
+            pipe.execute()
+
+    def saved_plan(self, channel: str, target: str) -> SavedPlan | None:
+        """The channel's current plan for the target, with its id and when it was saved."""
+        try:
+            raw = self.redis.hgetall(self._plan_key(channel, target))
+        except redis.ResponseError:  # a plan saved by a version before plans were hashes: not honoured
+            return None
+        fields_ = {_text(k): _text(v) for k, v in raw.items()}
+        if "plan" not in fields_:
+            return None
+        return SavedPlan(plan=json.loads(fields_["plan"]), id=fields_.get("id", ""),
+                         saved_at=float(fields_.get("saved_at") or 0.0))
 
     def current_plan(self, channel: str, target: str) -> dict[str, Any] | None:
-        raw = self.redis.get(self._plan_key(channel, target))
-        return json.loads(_text(raw)) if raw is not None else None
+        saved = self.saved_plan(channel, target)
+        return saved.plan if saved is not None else None
 
     def clear_plan(self, channel: str, target: str) -> None:
         self.redis.delete(self._plan_key(channel, target))
+        self.redis.srem(self._plans_key(target), channel)
+
+    def clear_plans(self, target: str) -> None:
+        """Clear the target's current plan in every channel: the workers call it after any change they
+        make to the target and after a failed dry run, so that no approval is asked for a stale plan."""
+        self._clear_plans(keys=[self._plans_key(target)], args=[self.prefix, target])
 
 
 _FIELD_NAMES = frozenset(f.name for f in fields(Request))

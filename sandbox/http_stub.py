@@ -17,6 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 
 class QuietHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a burst of calls from the bot (tests, bench) got resets
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         err = sys.exc_info()[1]

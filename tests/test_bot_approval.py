@@ -13,6 +13,7 @@ from rq import Queue
 from core.requests import RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer
+from tests.bot_standins import answer_backup_check
 from tests.fixtures.bot import (
     ALICE,
     BOB,
@@ -26,6 +27,7 @@ from tests.fixtures.bot import (
     ephemeral_texts,
     has_buttons,
     jobs,
+    pending_request,
     settle,
     thread_texts,
 )
@@ -148,7 +150,9 @@ def test_concurrent_approvers_start_one_pipeline(
 def test_restore_approval_enqueues_restore(
     sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, store: RequestStore
 ) -> None:
-    request = ask(sender, slack_api, store, "restore prod-20251020.dump prod")
+    sender.command("restore prod-20251020.dump prod", user_id=ALICE, channel_id=CHANNEL)
+    answer_backup_check(slack_api, bot_queue)  # the backup exists and verifies (issue 8)
+    request = pending_request(slack_api, store)
     click(sender, request, BOB)
     slack_api.wait_for(lambda: bot_queue.count == 1)
     assert jobs(bot_queue) == [("workers.jobs.restore", {"request_id": request.id})]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from bot import approval
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot import approval, messages, verbs
 from bot.approval import Refusal
 from bot.commands import Command, CommandError, parse
 from bot.plans import summarize
+from bot.verbs import Who
 from core.config import Policy
 from core.requests import Request, RequestStatus
 
@@ -129,3 +134,104 @@ def test_request_access_rules() -> None:
     assert approval.may_request("U_ALICE", "C_INCIDENT", strict) is None
     assert approval.may_request("U_ALICE", "C_RANDOM", strict) is Refusal.CHANNEL_NOT_ALLOWED
     assert approval.may_request("U_CAROL", "C_INCIDENT", strict) is Refusal.REQUESTER_NOT_ALLOWED
+
+
+# -- the verb table (issue 9) and the wording (issue 8) -------------------------------------------------
+
+
+def test_every_verb_and_alias_parses_from_the_table() -> None:
+    for verb in verbs.VERBS:
+        for word in (verb.name, *verb.aliases):
+            args = " ".join({"version": V1, "backup": "x.dump", "state": "on", "request_id": "RB-7K3F9Q"}[a.name]
+                            for a in verb.arguments if a.required)
+            assert parse(f"{word.upper()} {args}", ONE, versions_for).verb == verb.name
+
+
+def test_maintenance_parses_state_in_any_order() -> None:
+    assert parse("maintenance OFF", ONE) == Command(verb="maintenance", target="prod", state="off")
+    assert parse("maintenance staging on", TWO) == Command(verb="maintenance", target="staging", state="on")
+    with pytest.raises(CommandError, match="say which one"):
+        parse("maintenance on", TWO)
+    with pytest.raises(CommandError, match="does not take `on`"):
+        parse("status on", TWO)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("dry-run nonsense", "`nonsense` is not a migration version: versions look like 2025_10_20_120001"),
+        ("dry-run 20251020 prod", "`20251020` is not a migration version"),
+        ("dry-run prdo", "Did you mean `prod`"),  # a typo of a target is still called one
+        ("maintenance sideways", "`sideways` is not a maintenance state: say `on` or `off`"),
+        ("restore ../etc/passwd", "`../etc/passwd` is not a backup name"),
+        ("cancel nope", "`cancel` does not take `nope`"),
+    ],
+)
+def test_a_parse_error_names_the_argument_and_its_shape(text: str, expected: str) -> None:
+    with pytest.raises(CommandError) as err:
+        parse(text, ONE, versions_for)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_version_is_checked_for_a_real_date_when_the_folder_is_out_of_sight() -> None:
+    assert parse(f"dry-run {V1}", ONE).version == V1
+    with pytest.raises(CommandError, match="is not a migration version"):
+        parse("dry-run 2025_02_30_120000", ONE)  # no folder to look in, and no 30 February
+
+
+def test_escape_is_idempotent_and_covers_mrkdwn() -> None:
+    assert messages.escape("<version> & <@U1>") == "&lt;version&gt; &amp; &lt;@U1&gt;"
+    assert messages.escape(messages.escape("a < b & c")) == messages.escape("a < b & c")
+    assert messages.escape("&lt;already&gt; &amp;") == "&lt;already&gt; &amp;"
+
+
+def test_usage_and_help_come_from_the_table_escaped() -> None:
+    help_text = messages.help_text()
+    for verb in verbs.VERBS:
+        assert messages.code(verbs.usage(verb)) in help_text
+    assert "<" not in help_text and "&lt;version&gt;" in help_text
+    assert verbs.usage(verbs.verb("cancel")) == "/rollback cancel [RB-XXXXXX]"
+    assert verbs.usage(verbs.verb("maintenance")) == "/rollback maintenance on|off [target]"
+
+
+def test_bot_texts_give_no_command_line_flags() -> None:
+    req = request(status=RequestStatus.PENDING)
+    texts = [messages.no_worker("rollback"), messages.queue_unreachable(), messages.no_plan("prod"),
+             messages.empty_plan("prod"), messages.help_text(), messages.no_targets(),
+             messages.backup_check_timed_out("prod", "x.dump", 60), messages.request_text(req),
+             messages.target_busy(req, None)]
+    for text in texts:
+        assert not re.search(r"(^|\s|`)--[a-z]", text), text
+        assert not re.search(r"<(?![@!]|http)", text), text  # only mentions and links are Slack tokens
+
+
+def test_maintenance_rule() -> None:
+    latest = request(status=RequestStatus.FAILED)
+    assert approval.may_switch_maintenance(latest, "U_ALICE", POLICY) is None  # its requester
+    assert approval.may_switch_maintenance(latest, "U_DAVE", POLICY) is None  # an approver
+    assert approval.may_switch_maintenance(None, "U_BOB", POLICY, ["U_BOB"]) is None  # by the group
+    assert approval.may_switch_maintenance(latest, "U_CAROL", POLICY) is Refusal.NOT_ALLOWED_MAINTENANCE
+    assert approval.may_switch_maintenance(None, "U_ALICE", POLICY) is Refusal.NOT_ALLOWED_MAINTENANCE
+    strict = Policy(channels=("C_INCIDENT",), requesters=("U_ALICE",), approvers=("U_DAVE",))
+    assert approval.may_request("U_DAVE", "C_INCIDENT", strict, Who.REQUESTER_OR_APPROVER) is None
+    assert approval.may_request("U_DAVE", "C_INCIDENT", strict) is Refusal.REQUESTER_NOT_ALLOWED
+    assert approval.may_request("U_DAVE", "C_RANDOM", strict, Who.REQUESTER_OR_APPROVER) is Refusal.CHANNEL_NOT_ALLOWED
+
+
+WORDS = st.sampled_from(["status", "dry-run", "execute", "restore", "maintenance", "cancel", "report", "help",
+                         "on", "off", "prod", "staging", V1, V2, "RB-7K3F9Q", "x.dump", "<!channel>", "&", "--to"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(WORDS, st.text(min_size=1, max_size=12)), max_size=5))
+def test_any_input_parses_or_gets_one_escaped_line(words: list[str]) -> None:
+    text = " ".join(words)
+    try:
+        command = parse(text, TWO, versions_for)
+    except CommandError as err:
+        message = str(err)
+        assert message and "\n" not in message
+        assert not re.search(r"<(?![@!]|http)", message)  # user text never becomes a link or a mention
+        assert "<!" not in message
+    else:
+        assert verbs.lookup(command.verb) is not None

@@ -4,6 +4,8 @@ nothing keeps them there); the Slack side is the sandbox's Web API stand-in."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +16,7 @@ from rq import Queue
 from core.requests import RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
+from tests.bot_standins import answer_backup_check
 from tests.fixtures.bot import (
     ALICE,
     BOB,
@@ -21,12 +24,15 @@ from tests.fixtures.bot import (
     CHANNEL,
     DEFAULT_BOT_CONFIG,
     PLAN,
+    REPO,
     SIGNING_SECRET,
     V1,
     V2,
     BotServer,
     ask,
     ephemeral_texts,
+    free_port,
+    pending_request,
     roots,
     wait_jobs,
 )
@@ -61,7 +67,7 @@ def test_forged_and_stale_signatures_are_rejected(
 @pytest.mark.usefixtures("idle_worker")
 def test_help_and_read_verbs(sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue) -> None:
     status, body = sender.command("help", user_id=ALICE, channel_id=CHANNEL)
-    assert status == 200 and "/rollback dry-run <version> [target]" in body and "/rollback restore" in body
+    assert status == 200 and "/rollback dry-run &lt;version&gt; [target]" in body and "/rollback restore" in body
 
     for verb, path in [("status", "status"), ("backups", "backups"), ("history", "history")]:
         sender.command(f"{verb} staging", user_id=ALICE, channel_id=CHANNEL)
@@ -115,7 +121,7 @@ def test_dry_run_and_backup_enqueue_with_the_requester(
         (f"dry-run {V1}", "say which one"),
         ("execute", "say which one"),
         ("dry-run 2025_01_01_000000 prod", "Unknown version `2025_01_01_000000`"),
-        ("dry-run yesterday prod", "Unknown target `yesterday`"),
+        ("dry-run yesterday prod", "`yesterday` is not a migration version: versions look like 2025_10_20_120001"),
         ("dry-run 2025-10-20 prod", "is not a migration version"),
         ("status prdo", "Did you mean `prod`"),
         ("backup", "`prod`, `staging`"),
@@ -172,7 +178,7 @@ def test_execute_needs_a_fresh_dry_run(
 ) -> None:
     sender.command("execute prod", user_id=ALICE, channel_id=CHANNEL)
     answer = slack_api.wait_for(lambda: ephemeral_texts(slack_api, ALICE))
-    assert "No current dry-run for `prod`" in answer[0] and "dry-run <version> prod" in answer[0]
+    assert "No current dry-run for `prod`" in answer[0] and "dry-run &lt;version&gt; prod" in answer[0]
     assert slack_api.messages(CHANNEL) == []
     # a plan made in another channel, or for another target, is not this one
     store.save_plan("C_OTHER", "prod", PLAN)
@@ -211,7 +217,9 @@ def test_execute_posts_an_approval_request_and_one_per_target(
 def test_restore_is_two_person_too(
     sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue, store: RequestStore
 ) -> None:
-    request = ask(sender, slack_api, store, "restore prod-20251020.dump prod")
+    sender.command("restore prod-20251020.dump prod", user_id=ALICE, channel_id=CHANNEL)
+    answer_backup_check(slack_api, bot_queue)  # the backup exists and verifies (issue 8)
+    request = pending_request(slack_api, store)
     root = roots(slack_api)[0]
     assert request.kind == "restore" and request.backup == "prod-20251020.dump" and request.status.value == "pending"
     assert "prod-20251020.dump" in message_text(root)
@@ -255,8 +263,6 @@ def test_report_enqueues_for_the_latest_request_thread(
 def test_redis_unreachable_is_one_line_not_a_traceback(
     make_bot: Callable[..., BotServer], slack_api: SlackApiServer
 ) -> None:
-    from tests.fixtures.bot import free_port
-
     bot = make_bot(env={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
     sender = SlackRequestSender(bot.events_url, SIGNING_SECRET, slack_api)
     status, _ = sender.command("status prod", user_id=ALICE, channel_id=CHANNEL)
@@ -267,11 +273,6 @@ def test_redis_unreachable_is_one_line_not_a_traceback(
 
 
 def test_the_bot_refuses_to_start_without_its_secrets(bot_env: dict[str, str], tmp_path: Any) -> None:
-    import subprocess
-    import sys
-
-    from tests.fixtures.bot import REPO
-
     for missing in ("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"):
         env = {k: v for k, v in bot_env.items() if k != missing}
         env["PYTHONPATH"] = str(REPO)

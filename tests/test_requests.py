@@ -9,8 +9,10 @@ import redis
 
 from core.requests import (
     AlreadyDecided,
+    PlanGone,
     Request,
     RequestExpired,
+    RequestKind,
     RequestNotFound,
     RequestStatus,
     RequestStore,
@@ -217,3 +219,105 @@ def test_open_requests_until_forgotten(store: RequestStore) -> None:
     assert [r.id for r in store.open_requests()] == [second.id]
     store.redis.delete(f"test:request:{second.id}")  # past its retention
     assert store.open_requests() == [] and store.redis.zcard("test:open") == 0
+
+
+# -- issue 8/9: request kinds as enums, plans used up by their request, cleared by a change -----------
+
+PLAN = {"hash": "h1", "to": "2025_10_20_120001", "versions": ["2025_10_20_150000"]}
+
+
+def test_kinds_are_an_enum_end_to_end(store: RequestStore) -> None:
+    req = make(store, kind="restore", backup="prod.dump")
+    got = store.get(req.id)
+    assert got is not None and got.kind is RequestKind.RESTORE and got.to_dict()["kind"] == "restore"
+    with pytest.raises(ValueError):
+        make(store, target="other", kind="drop-everything")
+
+
+def test_a_request_uses_up_the_plan_it_was_made_from(store: RequestStore) -> None:
+    store.save_plan("C_INCIDENT", "prod", PLAN, now=NOW - 300)
+    saved = store.saved_plan("C_INCIDENT", "prod")
+    assert saved is not None and saved.plan == PLAN and saved.saved_at == NOW - 300
+    req = make(store, plan=saved)
+    assert req.plan_saved_at == NOW - 300 and store.get(req.id).plan_saved_at == NOW - 300  # type: ignore[union-attr]
+    assert store.current_plan("C_INCIDENT", "prod") is None  # used up with the request's creation
+    store.decide(req.id, "cancelled", by="U_ALICE", now=NOW + 1)
+    with pytest.raises(PlanGone):  # the same plan cannot be asked for twice
+        make(store, plan=saved, now=NOW + 2)
+    assert store.active_for_target("prod", now=NOW + 2) is None  # and the refused one holds nothing
+
+
+def test_a_replaced_plan_is_not_used_up_by_a_request_for_the_old_one(store: RequestStore) -> None:
+    store.save_plan("C_INCIDENT", "prod", PLAN)
+    old = store.saved_plan("C_INCIDENT", "prod")
+    store.save_plan("C_INCIDENT", "prod", {**PLAN, "hash": "h2"})
+    with pytest.raises(PlanGone):
+        make(store, plan=old)
+    assert store.current_plan("C_INCIDENT", "prod") == {**PLAN, "hash": "h2"}
+    assert store.for_channel("C_INCIDENT") == []
+
+
+def test_a_busy_target_keeps_the_plan(store: RequestStore) -> None:
+    first = make(store)
+    store.save_plan("C_INCIDENT", "prod", PLAN)
+    with pytest.raises(TargetBusy):
+        make(store, requester="U_CAROL", plan=store.saved_plan("C_INCIDENT", "prod"))
+    assert store.current_plan("C_INCIDENT", "prod") == PLAN and store.get(first.id) is not None
+
+
+def test_concurrent_requests_from_one_plan_make_one_request(redis_url: str) -> None:
+    setup = RequestStore(redis.Redis.from_url(redis_url), prefix="test")
+    setup.redis.flushdb()
+    setup.save_plan("C_INCIDENT", "prod", PLAN)
+    saved = setup.saved_plan("C_INCIDENT", "prod")
+    made: list[str] = []
+    refused: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def ask(i: int) -> None:
+        own = RequestStore(redis.Redis.from_url(redis_url), prefix="test")
+        barrier.wait()
+        try:
+            made.append(make(own, requester=f"U_{i}", now=0, ttl=10**10, plan=saved).id)
+        except (PlanGone, TargetBusy):
+            refused.append(f"U_{i}")
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1 and len(refused) == 7
+    assert setup.current_plan("C_INCIDENT", "prod") is None
+
+
+def test_clear_plans_clears_the_target_in_every_channel(store: RequestStore, redis_conn: redis.Redis) -> None:
+    for channel in ("C1", "C2", "C3"):
+        store.save_plan(channel, "prod", PLAN)
+    store.save_plan("C1", "staging", PLAN)
+    store.clear_plan("C3", "prod")  # one channel's plan, as before
+    assert store.current_plan("C3", "prod") is None and store.current_plan("C1", "prod") == PLAN
+    store.clear_plans("prod")
+    assert [store.current_plan(c, "prod") for c in ("C1", "C2", "C3")] == [None, None, None]
+    assert store.current_plan("C1", "staging") == PLAN  # another target keeps its plan
+    assert redis_conn.exists("test:plans:prod") == 0
+    store.clear_plans("nothing-planned")  # nothing to clear is fine
+
+
+def test_a_plan_saved_before_plans_were_hashes_is_not_honoured(store: RequestStore, redis_conn: redis.Redis) -> None:
+    redis_conn.set("test:plan:C1:prod", '{"hash": "old"}')
+    assert store.current_plan("C1", "prod") is None and store.saved_plan("C1", "prod") is None
+    store.save_plan("C1", "prod", PLAN)  # a new dry run replaces it
+    assert store.current_plan("C1", "prod") == PLAN
+
+
+def test_latest_request_of_a_target_whatever_its_status(store: RequestStore) -> None:
+    assert store.latest_for_target("prod") is None
+    first = make(store)
+    store.decide(first.id, "approved", by="U_BOB", now=NOW + 1)
+    store.set_status(first.id, RequestStatus.FAILED, outcome="rollback failed")
+    latest = store.latest_for_target("prod")
+    assert latest is not None and latest.id == first.id and latest.status is RequestStatus.FAILED
+    second = make(store, requester="U_CAROL", now=NOW + 2)
+    assert store.latest_for_target("prod").id == second.id  # type: ignore[union-attr]
+    assert store.latest_for_target("staging") is None

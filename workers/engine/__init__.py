@@ -21,6 +21,7 @@ from workers.engine.errors import (
     NotCompleted,
     PlanChanged,
     UnknownVersion,
+    UnparseableScript,
     UnsupportedStatement,
 )
 from workers.engine.redact import redact
@@ -40,5 +41,6 @@ __all__ = [
     "BookkeepingConflict", "ConnectionFailed", "DatabaseError", "DryRunReport", "Engine", "EngineError",
     "InterruptedMigration", "InvalidDatabaseUrl", "LockBusy", "LockTimeout", "MigrationFailed", "MigrationState", "MigrationsDirError",
     "MissingDownScript", "NotCompleted", "Plan", "PlanChanged", "PlanStep", "RunReport", "ServerInfo", "StatementResult",
-    "Status", "StatusReport", "UnknownVersion", "UnsupportedStatement", "is_version", "parse_version", "redact",
+    "Status", "StatusReport", "UnknownVersion", "UnparseableScript",
+    "UnsupportedStatement", "is_version", "parse_version", "redact",
 ]

@@ -52,6 +52,14 @@ class UnsupportedStatement(EngineError):
         super().__init__(messages.unsupported_statement(path, statement, problem))
 
 
+class UnparseableScript(EngineError):
+    """A migration script that PostgreSQL's parser refuses: nothing of it runs."""
+
+    def __init__(self, path: str, line: int, pg_message: str) -> None:
+        self.path, self.line, self.pg_message = path, line, pg_message
+        super().__init__(messages.unparseable_script(path, line, pg_message))
+
+
 class UnknownVersion(EngineError):
     def __init__(self, version: str, reason: str) -> None:
         self.version, self.reason = version, reason

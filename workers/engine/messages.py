@@ -58,6 +58,11 @@ def unsupported_statement(path: str, statement: str, problem: str) -> str:
     return f"{path}: `{_short(statement, 60)}`: {UNSUPPORTED.get(problem, problem)}"
 
 
+def unparseable_script(path: str, line: int, pg_message: str) -> str:
+    return (f"{path} line {line} is not valid SQL: PostgreSQL's parser says {_short(pg_message, 160)}; "
+            "fix the script and retry (nothing was run)")
+
+
 def unknown_version(version: str, reason: str) -> str:
     if reason == "malformed":
         return f"{version!r} is not a migration version (expected {VERSION_FORMAT}, e.g. 2025_10_20_120001)"

@@ -7,7 +7,12 @@ import json
 from collections.abc import Mapping
 
 from workers.engine import messages
-from workers.engine.errors import MigrationsDirError, MissingDownScript, UnsupportedStatement
+from workers.engine.errors import (
+    MigrationsDirError,
+    MissingDownScript,
+    UnparseableScript,
+    UnsupportedStatement,
+)
 from workers.engine.reports import MigrationState, Plan, PlanStep, ServerInfo, StatusReport
 from workers.engine.scripts import MigrationSet
 from workers.engine.store import Row
@@ -45,7 +50,7 @@ def build_status(server: ServerInfo, disk: MigrationSet, rows: Mapping[str, Row]
             try:
                 if script is not None:
                     script.check_supported()
-            except UnsupportedStatement as exc:
+            except (UnsupportedStatement, UnparseableScript) as exc:
                 warnings.append(exc.message)
         if status == Status.FAILED:
             warnings.append(messages.failed_warning(version, name, row.error_message if row else None))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from workers.engine import sqltext
-from workers.engine.errors import MigrationsDirError, UnsupportedStatement
+from workers.engine.errors import MigrationsDirError, UnparseableScript, UnsupportedStatement
 from workers.engine.versions import split_dirname
 
 UP_FILE = "up.sql"
@@ -21,12 +22,30 @@ class Script:
     checksum: str  # sha256 of the file's bytes
     transactional: bool
 
-    @property
+    @cached_property
     def statements(self) -> list[str]:
-        return sqltext.split_statements(self.sql)
+        """The statements' text, split by PostgreSQL's parser; refuses a script that does not parse."""
+        try:
+            return sqltext.split_statements(self.sql)
+        except sqltext.UnparseableScript as exc:
+            raise self._refusal(exc) from None
+
+    @cached_property
+    def parsed(self) -> tuple[sqltext.Statement, ...]:
+        """The statements with what each locks and destroys (no catalog: only what the text says)."""
+        try:
+            return sqltext.parse_script(self.sql)
+        except sqltext.UnparseableScript as exc:
+            raise self._refusal(exc) from None
+
+    def _refusal(self, exc: sqltext.UnparseableScript) -> UnparseableScript | UnsupportedStatement:
+        if exc.problem == "syntax":
+            return UnparseableScript(str(self.path), exc.line, exc.pg_message)
+        return UnsupportedStatement(str(self.path), exc.statement, exc.problem)
 
     def check_supported(self) -> None:
-        """Refuse, before anything runs, a statement the engine cannot execute (e.g. COPY FROM STDIN)."""
+        """Refuse, before anything runs, a script that does not parse or a statement the engine cannot execute
+        (e.g. COPY FROM STDIN, psql meta-commands)."""
         for statement in self.statements:
             problem = sqltext.unsupported(statement)
             if problem:

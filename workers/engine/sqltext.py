@@ -1,157 +1,163 @@
-"""A small SQL lexer: split a script into statements, and spot the statements that lose data.
+"""Pure: split migration scripts into statements with PostgreSQL's own parser, and say what each one does.
 
-It understands what makes naive splitting wrong: 'strings' (with '' and E'\\' escapes), "identifiers",
-$tag$ dollar-quoted bodies $tag$, -- line comments and nested /* block */ comments.
+pglast wraps libpg_query, which is PostgreSQL's grammar and lexer compiled as a library: strings, E''
+escapes, nested $tag$ dollar quotes, BEGIN ATOMIC bodies and comments are read exactly as the server reads
+them. Each statement keeps its exact source text (what runs and what people see) and where it starts; what
+it locks and destroys comes from `sqleffects.py`. A script that does not parse is refused with PostgreSQL's
+own message and line, before anything runs; psql meta-commands (`\\connect`, `\\copy`) are not SQL and are
+named as such.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from pglast import ast
+from pglast.parser import ParseError, parse_sql
+
+from workers.engine import sqltokens
+from workers.engine.sqleffects import (
+    NO_CATALOG,
+    Catalog,
+    DestroyKind,
+    Destruction,
+    LockTarget,
+    classify,
+    range_name,
+)
 
 NO_TRANSACTION_MARKER = "-- rollback-bot: no-transaction"
-
-_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
-_NUMBER = re.compile(r"\d+(?:\.\d*)?(?:[eE][+-]?\d+)?")
+_BOM = "\ufeff"
+_COPY = re.compile(r"\bcopy\b", re.IGNORECASE)  # only COPY can stream through the client: parse only those
 
 
 @dataclass(frozen=True)
-class Token:
-    kind: str  # word | ident | string | number | punct
-    text: str  # as written
-    value: str  # words lower-cased, quoted identifiers unquoted (case kept)
+class Statement:
+    text: str  # exact source text, without the ending semicolon: what runs and what is shown
+    location: int  # character offset of `text` in its script
+    line: int  # 1-based line of the script where it starts
+    kind: str  # the command: DROP TABLE, ALTER TABLE, CREATE INDEX, UPDATE, SELECT, ...
+    locks: tuple[LockTarget, ...]  # relations it locks and in which mode (catalog-found ones carry `via`)
+    destroys: tuple[Destruction, ...]  # what data it destroys or overwrites
+    transactional: bool  # False: PostgreSQL refuses it inside a transaction block
+    unsupported: str | None = None  # copy_from_stdin | copy_to_stdout: the engine cannot run it
+    tree: ast.Node | None = field(default=None, compare=False, repr=False)  # pglast's parse tree
 
 
-def _skip_quoted(text: str, i: int, quote: str, backslash: bool) -> int:
-    """Index just past the closing quote of the literal starting at text[i]."""
-    i += 1
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if backslash and ch == "\\":
-            i += 2
+class UnparseableScript(Exception):
+    """A script PostgreSQL's parser refuses. `problem`: syntax | psql_meta | copy_from_stdin | copy_to_stdout.
+
+    The COPY problems appear here when the data that follows `COPY ... FROM stdin;` in a psql script is
+    what does not parse: the COPY is the thing to fix, so it is named rather than the data.
+    """
+
+    def __init__(self, problem: str, line: int, statement: str, pg_message: str) -> None:
+        self.problem, self.line, self.statement, self.pg_message = problem, line, statement, pg_message
+        super().__init__(f"line {line}: {pg_message}")
+
+
+def _line_of(script: str, offset: int) -> int:
+    return script.count("\n", 0, offset) + 1
+
+
+def _statements(script: str, spans: list[tuple[int, int]], catalog: Catalog) -> tuple[Statement, ...]:
+    """Parse each statement on its own (its tree's locations are then relative to its text)."""
+    out = []
+    line, counted = 1, 0
+    for start, end in spans:
+        text = script[start:end]
+        try:
+            raws = parse_sql(text)
+        except ParseError as exc:
+            index = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
+            raise ParseError(exc.args[0] if exc.args else "syntax error", start + index) from None
+        line += script.count("\n", counted, start)
+        counted = start
+        tree = raws[0].stmt if raws else None
+        if tree is None:
             continue
-        if ch == quote:
-            if i + 1 < n and text[i + 1] == quote:  # doubled quote is an escaped quote
-                i += 2
-                continue
-            return i + 1
-        i += 1
-    return n
+        c = classify(tree, text, 0, catalog)
+        out.append(Statement(text, start, line, c.kind, c.locks, c.destroys, c.transactional, c.unsupported, tree))
+    return tuple(out)
 
 
-def _skip_block_comment(text: str, i: int) -> int:
-    depth, i, n = 1, i + 2, len(text)
-    while i < n and depth:
-        if text.startswith("/*", i):
-            depth, i = depth + 1, i + 2
-        elif text.startswith("*/", i):
-            depth, i = depth - 1, i + 2
-        else:
-            i += 1
-    return i
+def _without_bom(script: str) -> str:
+    return script.replace(_BOM, " ", 1) if script.startswith(_BOM) else script  # offsets stay the same
 
 
-def _lex(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, kind) spans; kinds: comment, space, string, ident, dollar, word, number, punct."""
-    spans: list[tuple[int, int, str]] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch.isspace():
-            j = i + 1
-            while j < n and text[j].isspace():
-                j += 1
-            spans.append((i, j, "space"))
-        elif text.startswith("--", i):
-            j = text.find("\n", i)
-            j = n if j < 0 else j
-            spans.append((i, j, "comment"))
-        elif text.startswith("/*", i):
-            j = _skip_block_comment(text, i)
-            spans.append((i, j, "comment"))
-        elif ch in "eE" and i + 1 < n and text[i + 1] == "'":
-            j = _skip_quoted(text, i + 1, "'", backslash=True)
-            spans.append((i, j, "string"))
-        elif ch == "'":
-            j = _skip_quoted(text, i, "'", backslash=False)
-            spans.append((i, j, "string"))
-        elif ch == '"':
-            j = _skip_quoted(text, i, '"', backslash=False)
-            spans.append((i, j, "ident"))
-        elif ch == "$" and (m := _DOLLAR_TAG.match(text, i)):
-            tag = m.group(0)
-            end = text.find(tag, m.end())
-            j = n if end < 0 else end + len(tag)
-            spans.append((i, j, "string"))
-        elif m := _WORD.match(text, i):
-            spans.append((i, m.end(), "word"))
-        elif m := _NUMBER.match(text, i):
-            spans.append((i, m.end(), "number"))
-        else:
-            spans.append((i, i + 1, "punct"))
-            j = i + 1
-            i = j
-            continue
-        i = spans[-1][1]
-    return spans
+def _spans(script: str) -> list[tuple[int, int]]:
+    try:
+        return sqltokens.statement_spans(script)
+    except ParseError as exc:
+        raise _explain(script, exc) from None
+
+
+def parse_script(script: str, catalog: Catalog = NO_CATALOG) -> tuple[Statement, ...]:
+    """Every statement of the script, in order, with what it locks and destroys; comment-only pieces are
+    dropped. Raises `UnparseableScript` when PostgreSQL's parser refuses the script."""
+    script = _without_bom(script)
+    try:
+        return _statements(script, _spans(script), catalog)
+    except ParseError as exc:  # a statement alone does not parse although the script did: say where
+        raise _explain(script, exc) from None
 
 
 def split_statements(script: str) -> list[str]:
-    """The script's statements, without the separating semicolons; comment-only pieces are dropped.
+    """The script's statements' text, without the separating semicolons: what runs and what is shown.
 
-    A `BEGIN ATOMIC ... END` function body (whose inner semicolons do not end the statement) is kept whole.
+    Cheaper than `parse_script` (no trees are built). Raises `UnparseableScript`.
     """
-    statements: list[str] = []
-    start = 0
-    atomic_depth = 0
-    prev_word = ""
-    meaningful = False
-    for s, e, kind in _lex(script):
-        if not meaningful and kind not in ("space", "comment"):
-            start = s  # leading comments belong to no statement
-        if kind == "word":
-            word = script[s:e].lower()
-            if prev_word == "begin" and word == "atomic":
-                atomic_depth += 1
-            elif word == "end" and atomic_depth:
-                atomic_depth -= 1
-            prev_word = word
-        if kind == "punct" and script[s] == ";" and not atomic_depth:
-            if meaningful:
-                statements.append(script[start:s].strip())
-            start, meaningful, prev_word = e, False, ""
-            continue
-        if kind not in ("space", "comment"):
-            meaningful = True
-    if meaningful:
-        statements.append(script[start:].strip())
-    return statements
+    script = _without_bom(script)
+    return [script[start:end] for start, end in _spans(script)]
 
 
-def tokens(statement: str) -> list[Token]:
-    out = []
-    for s, e, kind in _lex(statement):
-        text = statement[s:e]
-        if kind in ("space", "comment"):
+def _explain(script: str, exc: ParseError) -> UnparseableScript:
+    message = str(exc.args[0]) if exc.args else "syntax error"
+    index = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
+    index = max(0, min(index, len(script)))
+    for start, text in _statements_before(script, index):
+        problem = unsupported(text)
+        if problem:
+            return UnparseableScript(problem, _line_of(script, start), text, message)
+    line_start = script.rfind("\n", 0, index) + 1
+    line_end = script.find("\n", index)
+    line_text = script[line_start:line_end if line_end >= 0 else len(script)]
+    if script.startswith("\\", index):  # psql reads a backslash outside quotes as a meta-command
+        command = script[index:line_end if line_end >= 0 else len(script)].strip()
+        return UnparseableScript("psql_meta", _line_of(script, index), command, message)
+    return UnparseableScript("syntax", _line_of(script, index), line_text.strip(), message)
+
+
+def _statements_before(script: str, index: int) -> list[tuple[int, str]]:
+    """(offset, text) of the statements that parse before the error at `index`: they end at the last
+    semicolon that leaves a valid prefix (one inside a BEGIN ATOMIC body does not)."""
+    try:
+        found = sqltokens.tokens(script[:index])
+    except ParseError:
+        return []
+    for token in reversed([t for t in found if t.name == "ASCII_59"]):
+        try:
+            spans = sqltokens.statement_spans(script[:token.end])
+        except ParseError:
             continue
-        if kind == "word":
-            out.append(Token("word", text, text.lower()))
-        elif kind == "ident":
-            out.append(Token("ident", text, text[1:-1].replace('""', '"')))
-        else:
-            out.append(Token(kind, text, text))
-    return out
+        return [(start, script[start:end]) for start, end in spans]
+    return []
+
+
+def parse_statement(text: str, catalog: Catalog = NO_CATALOG) -> Statement | None:
+    """One statement (e.g. one a plan holds), or None when it does not parse."""
+    try:
+        statements = parse_script(text, catalog)
+    except UnparseableScript:
+        return None
+    return statements[0] if statements else None
 
 
 def is_no_transaction(script: str) -> bool:
     """True when the script's first line is the no-transaction marker."""
-    first = script.lstrip("\ufeff").split("\n", 1)[0].strip().lower()
+    first = script.lstrip(_BOM).split("\n", 1)[0].strip().lower()
     return first.replace(" ", "") == NO_TRANSACTION_MARKER.replace(" ", "")
-
-
-# --- statements the engine cannot run ----------------------------------------------------------
 
 
 def unsupported(statement: str) -> str | None:
@@ -162,160 +168,61 @@ def unsupported(statement: str) -> str | None:
     """
     if statement.lstrip().startswith("\\"):
         return "psql_meta"
-    toks = tokens(statement)
-    if not toks or toks[0].kind != "word" or toks[0].value != "copy":
+    if not _COPY.search(statement):
         return None
-    depth = 0
-    top_level: list[str] = []  # words outside parentheses: a table named stdin inside a query does not count
-    for tok in toks:
-        if tok.kind == "punct" and tok.value in "()":
-            depth += 1 if tok.value == "(" else -1
-        elif tok.kind == "word" and depth == 0:
-            top_level.append(tok.value)
-    pairs = set(zip(top_level, top_level[1:], strict=False))
-    if ("from", "stdin") in pairs:
-        return "copy_from_stdin"
-    if ("to", "stdout") in pairs:
-        return "copy_to_stdout"
-    return None
+    parsed = parse_statement(statement)
+    return parsed.unsupported if parsed else None
 
 
-# --- statements that lose data -------------------------------------------------------------------
+def one_line(statement: str, limit: int = 160) -> str:
+    """A statement squeezed onto one line (comments dropped), for messages and logs."""
+    try:
+        words = [statement[t.start:t.end] for t in sqltokens.tokens(statement) if t.name not in sqltokens.COMMENTS]
+    except ParseError:
+        words = statement.split()
+    text = " ".join(words)
+    text = re.sub(r"\s+([,.;)])", r"\1", text)
+    text = re.sub(r"([(.])\s+", r"\1", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- what the dry run measures ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Effects:
     """What a statement does to data, as far as the dry run needs to measure it."""
 
-    command: str  # first keyword(s), upper-case: DROP TABLE, ALTER TABLE, UPDATE, ...
+    command: str  # DROP TABLE, ALTER TABLE, UPDATE, ...
     dropped_tables: tuple[tuple[str, ...], ...] = ()  # qualified names
     dropped_columns: tuple[tuple[tuple[str, ...], str], ...] = ()  # (table, column)
     truncated_tables: tuple[tuple[str, ...], ...] = ()
     target: tuple[str, ...] | None = None  # UPDATE / DELETE / INSERT target, ALTER TABLE / CREATE INDEX table
+    locked: tuple[tuple[str, ...], ...] = ()  # every relation it locks
 
     @property
     def relations(self) -> list[tuple[str, ...]]:
-        """Every table the statement names: the ones it must lock (to find who blocks it)."""
+        """Every table the statement must lock (to find who blocks it)."""
         names = [*self.dropped_tables, *self.truncated_tables, *(t for t, _ in self.dropped_columns)]
         if self.target:
             names.append(self.target)
-        return list(dict.fromkeys(names))
-
-
-class _Cursor:
-    def __init__(self, toks: list[Token]) -> None:
-        self.toks, self.i = toks, 0
-
-    def peek(self, offset: int = 0) -> Token | None:
-        j = self.i + offset
-        return self.toks[j] if j < len(self.toks) else None
-
-    def word(self, *values: str) -> bool:
-        """Consume the next tokens if they are exactly these keywords."""
-        for k, value in enumerate(values):
-            tok = self.peek(k)
-            if tok is None or tok.kind != "word" or tok.value != value:
-                return False
-        self.i += len(values)
-        return True
-
-    def punct(self, value: str) -> bool:
-        tok = self.peek()
-        if tok is not None and tok.kind == "punct" and tok.value == value:
-            self.i += 1
-            return True
-        return False
-
-    def name(self) -> tuple[str, ...] | None:
-        """A possibly schema-qualified name."""
-        parts: list[str] = []
-        while True:
-            tok = self.peek()
-            if tok is None or tok.kind not in ("word", "ident"):
-                return tuple(parts) or None
-            parts.append(tok.value)
-            self.i += 1
-            if not self.punct("."):
-                return tuple(parts)
-
-    def skip_to_top_level_comma(self) -> bool:
-        depth = 0
-        while (tok := self.peek()) is not None:
-            self.i += 1
-            if tok.kind == "punct":
-                if tok.value == "(":
-                    depth += 1
-                elif tok.value == ")":
-                    depth -= 1
-                elif tok.value == "," and depth == 0:
-                    return True
-        return False
+        return list(dict.fromkeys([*names, *self.locked]))
 
 
 def effects(statement: str) -> Effects:
-    toks = tokens(statement)
-    cur = _Cursor(toks)
-    words = [t.value.upper() for t in toks[:2] if t.kind == "word"]
-    if cur.word("drop", "table"):
-        cur.word("if", "exists")
-        tables = []
-        while (name := cur.name()) is not None:
-            tables.append(name)
-            if not cur.punct(","):
-                break
-        return Effects("DROP TABLE", dropped_tables=tuple(tables))
-    if cur.word("alter", "table"):
-        cur.word("if", "exists")
-        cur.word("only")
-        table = cur.name()
-        cur.punct("*")
-        columns = []
-        while table is not None and cur.peek() is not None:
-            if cur.word("drop"):
-                if cur.word("constraint"):
-                    pass
-                else:
-                    cur.word("column")
-                    cur.word("if", "exists")
-                    col = cur.peek()
-                    if col is not None and col.kind in ("word", "ident"):
-                        columns.append((table, col.value))
-            if not cur.skip_to_top_level_comma():
-                break
-        return Effects("ALTER TABLE", dropped_columns=tuple(columns), target=table)
-    if cur.word("truncate"):
-        cur.word("table")
-        tables = []
-        while True:
-            cur.word("only")
-            name = cur.name()
-            if name is None:
-                break
-            tables.append(name)
-            cur.punct("*")
-            if not cur.punct(","):
-                break
-        return Effects("TRUNCATE", truncated_tables=tuple(tables))
-    if cur.word("create", "index") or cur.word("create", "unique", "index"):
-        while (tok := cur.peek()) is not None and not (tok.kind == "word" and tok.value == "on"):
-            cur.i += 1
-        cur.word("on")
-        cur.word("only")
-        return Effects("CREATE INDEX", target=cur.name())
-    if cur.word("update"):
-        cur.word("only")
-        return Effects("UPDATE", target=cur.name())
-    if cur.word("delete", "from"):
-        cur.word("only")
-        return Effects("DELETE", target=cur.name())
-    if cur.word("insert", "into"):
-        return Effects("INSERT", target=cur.name())
-    return Effects(" ".join(words))
-
-
-def one_line(statement: str, limit: int = 160) -> str:
-    """A statement squeezed onto one line (comments dropped), for messages and logs."""
-    text = " ".join(t.text for t in tokens(statement))
-    text = re.sub(r"\s+([,.;)])", r"\1", text)
-    text = re.sub(r"([(.])\s+", r"\1", text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    parsed = parse_statement(statement)
+    if parsed is None:
+        return Effects(" ".join(statement.split()[:2]).upper())
+    of = {kind: [d for d in parsed.destroys if d.kind == kind and d.via is None] for kind in DestroyKind}
+    tree = parsed.tree
+    target = None
+    if isinstance(tree, ast.AlterTableStmt | ast.IndexStmt | ast.UpdateStmt | ast.DeleteStmt | ast.InsertStmt):
+        target = range_name(tree.relation)
+    return Effects(
+        parsed.kind,
+        dropped_tables=tuple(d.relation for d in of[DestroyKind.DROP_TABLE]),
+        dropped_columns=tuple((d.relation, c) for d in of[DestroyKind.DROP_COLUMN] for c in d.columns),
+        truncated_tables=tuple(d.relation for d in of[DestroyKind.TRUNCATE]),
+        target=target,
+        locked=tuple(dict.fromkeys(t.relation for t in parsed.locks)),
+    )

@@ -1,0 +1,177 @@
+"""The verb table: one record per `/rollback` verb drives parsing, help, authorization and dispatch.
+
+Adding a verb is one record here plus its worker job (and, if it needs its own, its wording in
+bot/messages.py). Everything else reads the table:
+- bot/commands.py parses by it (the verb's name and aliases, the arguments it takes and their shapes,
+  whether it takes a target and whether it must name one);
+- bot/messages.py renders usage and help from it;
+- bot/approval.py decides who may run it from `who`;
+- bot/handlers.py carries it out by its `action`, enqueueing its `job` (for a verb that asks for
+  approval, the job the approval enqueues for its request kind).
+
+Pure: no Slack, no Redis.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from core.requests import RequestKind
+from core.versions import EXAMPLE as VERSION_EXAMPLE
+from core.versions import FORMAT as VERSION_FORMAT
+from core.versions import looks_like_version
+
+REQUEST_ID_PATTERN = re.compile(r"^RB-[0-9A-Z]{6}$", re.IGNORECASE)
+BACKUP_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+STATES = ("on", "off")
+
+
+@dataclass(frozen=True)
+class Argument:
+    """An argument recognised by its shape, wherever it stands after the verb.
+
+    `strict` shapes are unmistakable (a version, a request id, on/off): such a word is never taken
+    for a target or a backup name. A loose shape (a backup name) takes a word only when it is not a
+    target. `what` and `hint` say, in a parse error, what a valid one looks like.
+    """
+
+    name: str  # the Command field it fills
+    placeholder: str  # in usage lines
+    matches: Callable[[str], bool]
+    what: str
+    hint: str
+    required: bool = True
+    strict: bool = True
+    normalize: Callable[[str], str] = str
+
+
+VERSION = Argument(
+    name="version", placeholder="<version>", matches=looks_like_version, what="migration version",
+    hint=f"versions look like {VERSION_EXAMPLE} ({VERSION_FORMAT})",
+)
+BACKUP = Argument(
+    name="backup", placeholder="<backup>", matches=lambda w: BACKUP_NAME_PATTERN.match(w) is not None,
+    what="backup name", hint="backup names look like prod-pre-rollback-20251020T120000Z.dump; "
+    "`/rollback backups` lists them", strict=False,
+)
+REQUEST_ID = Argument(
+    name="request_id", placeholder="RB-XXXXXX", matches=lambda w: REQUEST_ID_PATTERN.match(w) is not None,
+    what="request id", hint="request ids look like RB-7K3F9Q", required=False, normalize=str.upper,
+)
+STATE = Argument(
+    name="state", placeholder="on|off", matches=lambda w: w.lower() in STATES, what="maintenance state",
+    hint="say `on` or `off`", normalize=str.lower,
+)
+ARGUMENTS = (VERSION, BACKUP, REQUEST_ID, STATE)
+
+
+class Action(StrEnum):
+    """How bot/handlers.py carries a verb out (one handler method per action)."""
+
+    HELP = "help"  # answered in the ack
+    THREAD_JOB = "thread_job"  # a root message in the channel, then its job per target, answered in that thread
+    REQUEST = "request"  # a pending request with Approve / Reject; the approval enqueues `job`
+    CANCEL = "cancel"  # the channel's pending request (or the one named) is cancelled
+    REPORT = "report"  # its job, in the thread of the channel's latest request (or the one named)
+    MAINTENANCE = "maintenance"  # its job, recorded in the thread of the target's latest request
+
+
+class Who(StrEnum):
+    """Who may run a verb, on top of the incident channels ([bot] channels)."""
+
+    REQUESTERS = "requesters"  # the configured requesters ([bot] requesters; empty: anyone in the channels)
+    REQUESTER_OR_APPROVER = "requester_or_approver"  # of the request it acts on, or an approver
+
+
+@dataclass(frozen=True)
+class Verb:
+    name: str
+    help: str  # one line for `/rollback help` (may name placeholders such as <version>)
+    action: Action
+    arguments: tuple[Argument, ...] = ()  # in usage order
+    aliases: tuple[str, ...] = ()
+    takes_target: bool = True  # False: acts on the channel's requests, never on a target by name
+    writes: bool = False  # changes (or plans to change) a database: must name its target when several exist
+    approval: RequestKind | None = None  # needs a second person's approval: the kind of request it creates
+    job: str | None = None  # dotted path of the worker job (REQUEST: the one its approval enqueues)
+    check_job: str | None = None  # a job whose answer the bot waits for before it creates the request
+    job_kwargs: tuple[str, ...] = ("target", "channel", "thread_ts")  # what the job is given (THREAD_JOB)
+    who: Who = Who.REQUESTERS
+    needs_worker: bool = True  # refused at once when no worker is listening
+
+    def takes(self, argument: Argument) -> bool:
+        return argument in self.arguments
+
+
+VERBS: tuple[Verb, ...] = (
+    Verb("status", "migration table, current version, drift and failures, the server reached",
+         Action.THREAD_JOB, job="workers.jobs.status"),
+    Verb("dry-run", "plan a rollback to <version>; it becomes this channel's current plan",
+         Action.THREAD_JOB, arguments=(VERSION,), aliases=("dryrun", "dry_run", "plan"), writes=True,
+         job="workers.jobs.dry_run", job_kwargs=("target", "version", "channel", "thread_ts", "requester")),
+    Verb("execute", "ask a second person to approve running the current plan (the request uses it up)",
+         Action.REQUEST, aliases=("rollback",), writes=True, approval=RequestKind.ROLLBACK,
+         job="workers.jobs.execute"),
+    Verb("backup", "take a verified backup now",
+         Action.THREAD_JOB, writes=True,
+         job="workers.jobs.backup", job_kwargs=("target", "channel", "thread_ts", "requester", "reason")),
+    Verb("backups", "list backups and snapshots",
+         Action.THREAD_JOB, job="workers.jobs.backups"),
+    Verb("verify", "run the post-rollback checks",
+         Action.THREAD_JOB, job="workers.jobs.verify", job_kwargs=("target", "channel", "thread_ts", "requester")),
+    Verb("history", "recent migration history",
+         Action.THREAD_JOB, job="workers.jobs.history"),
+    Verb("restore", "restore a backup that exists and verifies (needs a second person's approval)",
+         Action.REQUEST, arguments=(BACKUP,), writes=True, approval=RequestKind.RESTORE,
+         job="workers.jobs.restore", check_job="workers.jobs.check_backup"),
+    Verb("maintenance", "switch the target's maintenance mode (the latest request's requester or an approver)",
+         Action.MAINTENANCE, arguments=(STATE,), writes=True, who=Who.REQUESTER_OR_APPROVER,
+         job="workers.jobs.maintenance", job_kwargs=("target", "state", "channel", "thread_ts", "requester")),
+    Verb("cancel", "cancel this channel's pending request",
+         Action.CANCEL, arguments=(REQUEST_ID,), takes_target=False, who=Who.REQUESTER_OR_APPROVER,
+         needs_worker=False),
+    Verb("report", "post the incident record of a request's thread as a file",
+         Action.REPORT, arguments=(REQUEST_ID,), takes_target=False,
+         job="workers.jobs.report", job_kwargs=("channel", "thread_ts", "requester")),
+    Verb("help", "this help",
+         Action.HELP, takes_target=False, needs_worker=False),
+)
+
+BY_NAME: dict[str, Verb] = {verb.name: verb for verb in VERBS}
+BY_WORD: dict[str, Verb] = {**{a: v for v in VERBS for a in v.aliases}, **BY_NAME}
+HELP = BY_NAME["help"]
+
+
+def verb(name: str) -> Verb:
+    return BY_NAME[name]
+
+
+def lookup(word: str) -> Verb | None:
+    """The verb a word names (its name or an alias, any case)."""
+    return BY_WORD.get(word.lower())
+
+
+def for_kind(kind: RequestKind) -> Verb:
+    """The verb that asks for requests of this kind: its `job` is what an approval enqueues."""
+    for candidate in VERBS:
+        if candidate.approval is kind:
+            return candidate
+    raise LookupError(f"no verb asks for {kind} requests")
+
+
+def approved_job(kind: RequestKind) -> str:
+    job = for_kind(kind).job
+    assert job is not None, f"the verb for {kind} requests names no job"
+    return job
+
+
+def usage(verb_: Verb) -> str:
+    """`/rollback dry-run <version> [target]` (unescaped: bot/messages.py escapes what it shows)."""
+    words = ["/rollback", verb_.name]
+    words += [a.placeholder if a.required else f"[{a.placeholder}]" for a in verb_.arguments]
+    if verb_.takes_target:
+        words.append("[target]")
+    return " ".join(words)
