@@ -267,7 +267,6 @@ def test_a_busy_target_keeps_the_plan(store: RequestStore) -> None:
 
 def test_concurrent_requests_from_one_plan_make_one_request(redis_url: str) -> None:
     setup = RequestStore(redis.Redis.from_url(redis_url), prefix="test")
-    setup.redis.flushdb()
     setup.save_plan("C_INCIDENT", "prod", PLAN)
     saved = setup.saved_plan("C_INCIDENT", "prod")
     made: list[str] = []
