@@ -11,6 +11,7 @@ from tests.fixtures.isolation import (
     PostgresRun,
     RedisDatabaseLease,
     lease_key,
+    looks_unused,
     new_run_id,
     owner_key,
     redis_db_url,
@@ -49,8 +50,12 @@ def test_a_crashed_runs_redis_database_is_reclaimed_and_foreign_data_left_alone(
         # Data under neither lease nor owner marker is some other suite's: never claimed, never emptied.
         registry.delete(lease_key(db), owner_key(db))
         conn.set("someone:else", "1")
+        assert not looks_unused(redis_server_url, db, watch_seconds=0.1)
         assert not try_claim(redis_server_url, db, new_run_id())
         assert conn.get("someone:else") == b"1"
+        # ... nor an empty number that another suite's client has selected (it empties it between tests).
+        conn.delete("someone:else")
+        assert conn.dbsize() == 0 and not looks_unused(redis_server_url, db, watch_seconds=0.1)
     finally:
         conn.flushdb()  # the number is free again (it held only this test's keys)
         registry.delete(lease_key(db), owner_key(db))
