@@ -6,6 +6,7 @@ import psycopg
 import redis
 from psycopg import sql
 
+from tests.engine_support import wait_until_gone
 from tests.fixtures.isolation import (
     REGISTRY_DB,
     PostgresRun,
@@ -82,7 +83,9 @@ def test_only_crashed_runs_databases_are_dropped(postgres_run: PostgresRun, post
     crashed = PostgresRun(postgres_admin_url, new_run_id())
     crashed_db = crashed.database_name()
     _create(postgres_admin_url, crashed_db)
-    crashed.close()  # its connection, and so its lock, is gone
+    crashed_backend = crashed.backend_pid
+    crashed.close()  # its connection, and so its lock, is gone once the server process has ended
+    wait_until_gone(postgres_admin_url, crashed_backend)
     alive = PostgresRun(postgres_admin_url, new_run_id())
     alive_db = alive.database_name()
     _create(postgres_admin_url, alive_db)
