@@ -80,6 +80,9 @@ class RequestDraft:
     plan: PlanSummary | None = None  # a rollback's plan, shown on the card
     saved: SavedPlan | None = None  # the saved plan the request uses up
     backup: str | None = None
+    undoes: str | None = None  # an undo: the rollback it reverses
+    plan_hash: str | None = None  # an undo: the hash of its dry run (the worker refuses if it changed)
+    versions: tuple[str, ...] = ()  # an undo: the migrations it re-applies
 
 
 class Handlers:
@@ -115,6 +118,7 @@ class Handlers:
         self.drafts: dict[RequestKind, Callable[[Verb, Command, str], RequestDraft | str]] = {
             RequestKind.ROLLBACK: self.rollback_draft,
             RequestKind.RESTORE: self.restore_draft,
+            RequestKind.UNDO: self.undo_draft,
         }
 
     # -- plumbing -------------------------------------------------------------------------------------
@@ -152,24 +156,41 @@ class Handlers:
 
     # -- the slash command ----------------------------------------------------------------------------
 
-    def command(self, ack: Ack, command: Mapping[str, Any], respond: Respond) -> None:
+    # The slash command is two listeners (bolt's ack + lazy): `command_ack` answers Slack from the
+    # request's own thread with nothing but pure checks, and `command_work` does the Redis and Slack
+    # calls afterwards on the listener pool, so a burst of commands never holds up the next ack.
+
+    def accepted(self, command: Mapping[str, Any]) -> tuple[verbs.Verb, Command] | str:
+        """The verb and command to carry out, or the one-line answer that refuses it (pure but for
+        listing the migrations folder)."""
         user, channel = command["user_id"], command["channel_id"]
         text = command.get("text") or ""
         named = verbs.lookup(text.split()[0]) if text.split() else None
         refused = approval.may_request(user, channel, self.policy, named.who if named else verbs.Who.REQUESTERS)
         if refused is not None:
-            ack(text=messages.refusal(refused))
-            return
+            return messages.refusal(refused)
         try:
             parsed = commands.parse(text, self.target_names, self.versions_for)
         except CommandError as err:
-            ack(text=str(err))
-            return
+            return str(err)
         verb = verbs.verb(parsed.verb)
         if verb.action is Action.HELP:
-            ack(text=messages.help_text())
-            return
-        ack()
+            return messages.help_text()
+        return verb, parsed
+
+    def command_ack(self, ack: Ack, command: Mapping[str, Any]) -> None:
+        verdict = self.accepted(command)
+        if isinstance(verdict, str):
+            ack(text=verdict)
+        else:
+            ack()
+
+    def command_work(self, command: Mapping[str, Any], respond: Respond) -> None:
+        verdict = self.accepted(command)
+        if isinstance(verdict, str):
+            return  # answered in the ack
+        verb, parsed = verdict
+        user, channel = command["user_id"], command["channel_id"]
         log.info("command %s target=%s user=%s channel=%s", parsed.verb, parsed.target, user, channel)
         try:
             answer = self.run(verb, parsed, user, channel)
@@ -223,13 +244,14 @@ class Handlers:
                 channel=channel,
                 thread_ts="",
                 requester=user,
-                plan_hash=draft.plan.hash if draft.plan else None,
+                plan_hash=draft.plan.hash if draft.plan else draft.plan_hash,
                 to_version=draft.plan.to_version if draft.plan else None,
-                versions=draft.plan.versions if draft.plan else (),
+                versions=draft.plan.versions if draft.plan else draft.versions,
                 warnings=draft.plan.warnings if draft.plan else (),
                 summary=draft.summary,
                 backup=draft.backup,
                 plan=draft.saved,
+                undoes=draft.undoes,
                 ttl_seconds=self.policy.request_ttl_seconds,
                 now=self.clock(),
             )
@@ -267,6 +289,43 @@ class Handlers:
             return checked
         return RequestDraft(summary=messages.restore_summary(cmd.target, cmd.backup, checked.backup),
                             backup=cmd.backup)
+
+    def undo_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
+        """An undo is asked for only after its dry run: a worker runs it (rolled back) and the card shows it."""
+        assert cmd.target and cmd.request_id
+        answer = self.wait_for_check(verb, cmd.target, request_id=cmd.request_id)
+        if answer is None:
+            return messages.undo_check_unanswered(cmd.target, cmd.request_id)
+        if not isinstance(answer, Mapping) or answer.get("ok") is not True:
+            error = answer.get("error") if isinstance(answer, Mapping) else None
+            return messages.undo_refused(cmd.target, cmd.request_id, str(error) if error else None)
+        versions = tuple(str(v) for v in answer.get("versions") or ())
+        return RequestDraft(summary=messages.undo_summary(cmd.target, cmd.request_id, versions,
+                                                          answer.get("restored") or []),
+                            undoes=cmd.request_id, plan_hash=str(answer.get("hash") or ""), versions=versions)
+
+    def wait_for_check(self, verb: Verb, target: str, **kwargs: Any) -> Any:
+        """The return value of the verb's check job, or None when no worker answered in time or it crashed."""
+        assert verb.check_job
+        timeout = max(1, int(self.policy.backup_check_timeout_seconds))
+        job = self.enqueue(verb.check_job, job_timeout=timeout + defaults.BACKUP_CHECK_GRACE_SECONDS,
+                           target=target, **kwargs)
+        shared = self.queue.connection.connection_pool
+        pool = ConnectionPool(connection_class=shared.connection_class, **{
+            **shared.connection_kwargs, "socket_timeout": timeout + defaults.BACKUP_CHECK_GRACE_SECONDS})
+        try:
+            result = Job.fetch(job.id, connection=Redis(connection_pool=pool)).latest_result(timeout=timeout)
+        finally:
+            pool.disconnect()
+        if result is None:
+            with contextlib.suppress(InvalidJobOperation):
+                job.cancel()
+            log.warning("%s of %s: no answer within %d s", verb.check_job, target, timeout)
+            return None
+        if result.type is not Result.Type.SUCCESSFUL:
+            log.error("%s of %s failed on the worker (%s)", verb.check_job, target, result.type.name)
+            return None
+        return result.return_value
 
     def check_backup(self, verb: Verb, target: str, backup: str) -> BackupCheck | str:
         """Enqueue the verb's check job and wait for its result (RQ blocks on the result stream, bounded)."""
@@ -346,12 +405,16 @@ class Handlers:
 
     # -- the buttons ----------------------------------------------------------------------------------
 
-    def approve(self, ack: Ack, body: Mapping[str, Any]) -> None:
+    # Clicks are acked at once (`ack_click`); the decision is made on the listener pool.
+
+    @staticmethod
+    def ack_click(ack: Ack) -> None:
         ack()
+
+    def approve(self, body: Mapping[str, Any]) -> None:
         self.click(body, RequestStatus.APPROVED)
 
-    def reject(self, ack: Ack, body: Mapping[str, Any]) -> None:
-        ack()
+    def reject(self, body: Mapping[str, Any]) -> None:
         self.click(body, RequestStatus.REJECTED)
 
     def click(self, body: Mapping[str, Any], decision: RequestStatus) -> None:

@@ -51,7 +51,28 @@ class Target:
     maintenance_off: Hook | None = None
     do_droplet_id: int | None = None
     do_database_id: str | None = None
+    supabase_project_ref: str | None = None  # Supabase point-in-time recovery also protects this database
     escalation: tuple[str, ...] = ()
+    # What protects a rollback (docs/workers.md): a full pg_dump, the data-loss escrow, or both. `escrow` alone
+    # only where a DigitalOcean snapshot or Supabase PITR also protects the target (checked when loading).
+    backup_policy: str = defaults.BACKUP_POLICY
+
+    @property
+    def platform_net(self) -> str | None:
+        """The provider's own net under this target, if any (shown on the approval card)."""
+        if self.do_droplet_id or self.do_database_id:
+            return "DigitalOcean snapshot"
+        if self.supabase_project_ref:
+            return "Supabase PITR"
+        return None
+
+    @property
+    def full_backup(self) -> bool:
+        return self.backup_policy in ("full", "full+escrow")
+
+    @property
+    def escrow(self) -> bool:
+        return self.backup_policy in ("escrow", "full+escrow")
 
 
 @dataclass(frozen=True)
@@ -68,6 +89,73 @@ class Policy:
     backup_check_timeout_seconds: int = defaults.BACKUP_CHECK_TIMEOUT_SECONDS
 
 
+# --- the workers' settings (owner: workers) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Worker-only knobs (docs/workers.md). Environment names end in their unit; the older names
+    without it (ROLLBACK_PROGRESS_INTERVAL, ...) are still read."""
+
+    progress_interval_s: float = defaults.PROGRESS_INTERVAL_SECONDS
+    watchdog_interval_s: float = defaults.WORKER_WATCHDOG_INTERVAL_SECONDS
+    lease_ttl_s: int = defaults.LEASE_TTL_SECONDS
+    # One connect timeout for every connection the workers open to a target (jobs and the engine).
+    connect_timeout_s: int = defaults.CONNECT_TIMEOUT_SECONDS
+    job_timeout_s: int = defaults.JOB_TIMEOUT_SECONDS
+    restore_jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # How a restore into the target runs (workers/restore.py METHODS) and where a swap renames from.
+    restore_method: str = defaults.RESTORE_METHOD
+    maintenance_database: str = defaults.MAINTENANCE_DATABASE
+    pg_dump: str = "pg_dump"
+    pg_restore: str = "pg_restore"
+    psql: str = "psql"
+
+
+def _number(env: Mapping[str, str], names: tuple[str, ...], default: float) -> float:
+    for name in names:
+        value = env.get(name)
+        if value:
+            try:
+                return float(value)
+            except ValueError as err:
+                raise ConfigError(f"{name} must be a number of seconds") from err
+    return default
+
+
+def _restore_method(value: Any) -> str:
+    method = str(value or defaults.RESTORE_METHOD)
+    if method not in ("auto", "swap", "transaction"):
+        raise ConfigError(f"workers.restore_method must be auto, swap or transaction, not {method!r}")
+    return method
+
+
+def _worker_settings(env: Mapping[str, str], raw: Mapping[str, Any]) -> WorkerSettings:
+    watchdog = _number(env, ("ROLLBACK_WATCHDOG_INTERVAL_SECONDS", "ROLLBACK_WATCHDOG_INTERVAL"),
+                       defaults.WORKER_WATCHDOG_INTERVAL_SECONDS)
+    jobs = env.get("ROLLBACK_RESTORE_JOBS") or raw.get("restore_jobs")
+    return WorkerSettings(
+        progress_interval_s=_number(env, ("ROLLBACK_PROGRESS_INTERVAL_SECONDS", "ROLLBACK_PROGRESS_INTERVAL"),
+                                    defaults.PROGRESS_INTERVAL_SECONDS),
+        watchdog_interval_s=watchdog,
+        # A lease outlives a few missed renewals, and a dead job is found within a few watchdog rounds.
+        lease_ttl_s=max(2, int(min(defaults.LEASE_TTL_SECONDS, watchdog * 3))),
+        connect_timeout_s=int(_number(env, ("ROLLBACK_CONNECT_TIMEOUT_SECONDS", "ROLLBACK_CONNECT_TIMEOUT"),
+                                      defaults.CONNECT_TIMEOUT_SECONDS)),
+        job_timeout_s=int(_number(env, ("ROLLBACK_JOB_TIMEOUT_SECONDS", "ROLLBACK_JOB_TIMEOUT"),
+                                  defaults.JOB_TIMEOUT_SECONDS)),
+        restore_jobs=max(1, int(jobs)) if jobs else max(1, os.cpu_count() or 1),
+        restore_method=_restore_method(env.get("ROLLBACK_RESTORE_METHOD") or raw.get("restore_method")),
+        maintenance_database=str(raw.get("maintenance_database") or defaults.MAINTENANCE_DATABASE),
+        pg_dump=env.get("PG_DUMP") or "pg_dump",
+        pg_restore=env.get("PG_RESTORE") or "pg_restore",
+        psql=env.get("PSQL") or "psql",
+    )
+
+
+# --- end of the workers' settings -----------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Settings:
     targets: Mapping[str, Target]
@@ -77,6 +165,7 @@ class Settings:
     lock_timeout_ms: int = defaults.LOCK_TIMEOUT_MS
     lock_retries: int = defaults.LOCK_RETRIES
     statement_timeout_ms: int = defaults.STATEMENT_TIMEOUT_MS
+    escrow_retention_days: float = defaults.ESCROW_RETENTION_DAYS
     redis_url: str = defaults.REDIS_URL
     queue_name: str = defaults.QUEUE_NAME
     slack_api_url: str | None = None
@@ -85,6 +174,7 @@ class Settings:
     pagerduty_events_url: str = defaults.PAGERDUTY_EVENTS_URL
     digitalocean_token: str | None = field(default=None, repr=False)
     digitalocean_api_url: str | None = None
+    workers: WorkerSettings = field(default_factory=WorkerSettings)
     # the bot (python -m bot): how Slack reaches it, and its web server
     slack_signing_secret: str | None = field(default=None, repr=False)
     slack_app_token: str | None = field(default=None, repr=False)
@@ -101,8 +191,8 @@ class Settings:
     def target(self, name: str) -> Target:
         try:
             return self.targets[name]
-        except KeyError:
-            raise ConfigError(f"unknown target {name!r}; known: {', '.join(sorted(self.targets)) or 'none'}") from None
+        except KeyError as err:
+            raise ConfigError(f"unknown target {name!r}; known: {', '.join(sorted(self.targets)) or 'none'}") from err
 
     def database_url(self, target: Target) -> str:
         """The target's DSN, from the environment. Only workers call this; it is never logged."""
@@ -155,6 +245,12 @@ def _target(name: str, raw: Mapping[str, Any]) -> Target:
         raise ConfigError(f"target name {name!r} must be lower-case letters, digits, '-' or '_'")
     key = f"targets.{name}"
     droplet = raw.get("do_droplet_id")
+    policy = str(raw.get("backup_policy", defaults.BACKUP_POLICY))
+    if policy not in defaults.BACKUP_POLICIES:
+        raise ConfigError(f"{key}.backup_policy must be one of {', '.join(defaults.BACKUP_POLICIES)}, not {policy!r}")
+    if policy == "escrow" and not (droplet or raw.get("do_database_id") or raw.get("supabase_project_ref")):
+        raise ConfigError(f"{key}.backup_policy = \"escrow\" needs another net under the target: set do_droplet_id, "
+                          "do_database_id or supabase_project_ref, or use \"full+escrow\"")
     return Target(
         name=name,
         database_url_env=str(raw.get("database_url_env", f"{name.upper().replace('-', '_')}_DATABASE_URL")),
@@ -167,7 +263,19 @@ def _target(name: str, raw: Mapping[str, Any]) -> Target:
         do_droplet_id=int(droplet) if droplet is not None else None,
         do_database_id=raw.get("do_database_id"),
         escalation=_strings(raw.get("escalation"), f"{key}.escalation"),
+        supabase_project_ref=raw.get("supabase_project_ref"),
+        backup_policy=policy,
     )
+
+
+def _retention(raw: Any) -> float:
+    try:
+        days = float(raw)
+    except (TypeError, ValueError):
+        days = -1.0
+    if not (math.isfinite(days) and days > 0):
+        raise ConfigError(f"workers.escrow_retention_days must be a positive number of days, not {raw!r}")
+    return days
 
 
 def load_settings(env: Mapping[str, str] | None = None, path: str | os.PathLike[str] | None = None) -> Settings:
@@ -180,7 +288,7 @@ def load_settings(env: Mapping[str, str] | None = None, path: str | os.PathLike[
             try:
                 raw = tomllib.load(fh)
             except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"{config_path}: {exc}") from None
+                raise ConfigError(f"{config_path}: {exc}") from exc
     elif path or env.get("ROLLBACK_CONFIG"):
         raise ConfigError(f"config file {config_path} does not exist")
 
@@ -215,6 +323,7 @@ def load_settings(env: Mapping[str, str] | None = None, path: str | os.PathLike[
         lock_timeout_ms=int(workers.get("lock_timeout_ms", defaults.LOCK_TIMEOUT_MS)),
         lock_retries=int(workers.get("lock_retries", defaults.LOCK_RETRIES)),
         statement_timeout_ms=int(workers.get("statement_timeout_ms", defaults.STATEMENT_TIMEOUT_MS)),
+        escrow_retention_days=_retention(workers.get("escrow_retention_days", defaults.ESCROW_RETENTION_DAYS)),
         redis_url=env.get("REDIS_URL", defaults.REDIS_URL),
         queue_name=env.get("ROLLBACK_QUEUE", defaults.QUEUE_NAME),
         slack_api_url=env.get("SLACK_API_URL") or None,
@@ -223,6 +332,7 @@ def load_settings(env: Mapping[str, str] | None = None, path: str | os.PathLike[
         pagerduty_events_url=env.get("PAGERDUTY_EVENTS_URL", defaults.PAGERDUTY_EVENTS_URL),
         digitalocean_token=env.get("DIGITALOCEAN_TOKEN") or None,
         digitalocean_api_url=env.get("DIGITALOCEAN_API_URL") or None,
+        workers=_worker_settings(env, workers),
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
         slack_app_token=env.get("SLACK_APP_TOKEN") or None,
         web_host=env.get("HOST") or defaults.WEB_HOST,

@@ -51,6 +51,9 @@ PAGERDUTY_BACKOFF_SECONDS = 0.5
 # Worker: how long a killed worker's jobs take to be noticed (RQ heartbeat/maintenance) — see docs/workers.md.
 WORKER_MAINTENANCE_INTERVAL_SECONDS = 30
 WORKER_WATCHDOG_INTERVAL_SECONDS = 10
+# A running job refreshes its lease; a lease that lapses while the job is still "started" means the
+# process running it died (workers/watchdog.py). Shorter when the watchdog scans more often.
+LEASE_TTL_SECONDS = 10
 # RQ worker TTL for `python -m workers`: an idle worker heartbeats every WORKER_TTL_SECONDS - 15 s (RQ's
 # dequeue timeout), a busy one every job-monitoring interval. The bot counts a worker as listening while
 # its last heartbeat is younger than the interval the worker itself announced plus this grace, so a
@@ -97,3 +100,15 @@ WEB_GRACEFUL_TIMEOUT_SECONDS = 20
 MAX_DELIVERY_BYTES = 1024 * 1024
 # A Slack payload nests about ten levels deep; a deeper one is not Slack's and is ignored unparsed further.
 MAX_PAYLOAD_DEPTH = 64
+
+# A restore into the target by swapping databases (workers/swap.py) renames databases from a session on
+# this database of the same server (a database cannot be renamed by a session connected to it).
+MAINTENANCE_DATABASE = "postgres"
+# How a restore into the target runs: auto (swap where the role may, else one transaction), swap, transaction.
+RESTORE_METHOD = "auto"
+# What protects a rollback, per target (`backup_policy`): a full pg_dump, the data-loss escrow (the rows and
+# values each down statement destroys, copied in the rollback's own transaction), or both (the default).
+BACKUP_POLICIES = ("full", "escrow", "full+escrow")
+BACKUP_POLICY = "full+escrow"
+# Escrow older than this is purged by the workers (two weeks: long enough to notice a wrong rollback).
+ESCROW_RETENTION_DAYS = 14.0

@@ -13,10 +13,15 @@ from typing import Any
 
 from core.requests import RequestKind
 
+# A JSON object: what a job returns (RQ stores it), what a request's pipeline state keeps in Redis,
+# what a result's `to_dict()` gives. Inside a process results travel as typed objects; they become
+# this only at those boundaries.
+JsonObject = dict[str, Any]
+
 # The step a worker claims (RequestStore.claim) when it starts an approved request, per request kind.
 # Whoever claims it first owns the start: the worker runs the request, or the bot's expiry sweeper
 # records that it never started in time (and a late job then finds the claim taken and does nothing).
-START_STEPS = {RequestKind.ROLLBACK: "execute", RequestKind.RESTORE: "restore"}
+START_STEPS = {RequestKind.ROLLBACK: "execute", RequestKind.RESTORE: "restore", RequestKind.UNDO: "execute"}
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ class RequestKind(StrEnum):
 
     ROLLBACK = "rollback"
     RESTORE = "restore"
+    UNDO = "undo"  # reverse an earlier rollback from its escrow (`undoes` names it)
 
 
 KINDS = frozenset(RequestKind)
@@ -134,6 +135,7 @@ class Request:
     started_at: float | None = None
     finished_at: float | None = None
     outcome: str | None = None
+    undoes: str | None = None  # an undo request: the rollback (request id or CLI run id) it reverses
 
     def __post_init__(self) -> None:
         # Records built by hand (tests, tools) may name the kind and status as plain strings.
@@ -353,6 +355,7 @@ class RequestStore:
         warnings: list[str] | tuple[str, ...] = (),
         now: float | None = None,
         plan: SavedPlan | None = None,
+        undoes: str | None = None,
     ) -> Request:
         """A new pending request holding `target`. Raises TargetBusy while another one holds it.
 
@@ -382,6 +385,7 @@ class RequestStore:
                 warnings=list(warnings),
                 backup=backup,
                 plan_saved_at=plan.saved_at if plan else None,
+                undoes=undoes,
             )
             pairs = _pairs(request.to_dict())
             result = self._create(

@@ -151,7 +151,7 @@ def test_checks_read_as_sentences_and_skips_never_count_as_passes(
     target = Target(name="prod", database_url_env="X", critical_tables=("users", "public.projects"),
                     health_url=f"{http_server.url}/health")
     checks = run_checks(url, target, expected_status=statuses, baseline_counts=baseline,
-                        migrations_dir=MIGRATIONS).to_dict()["checks"]
+                        migrations_dir=MIGRATIONS).checks
     block = messages.checks_block(checks)
     assert "migration status: 4 of 4 as expected" in block
     assert "users: 60 rows (60 before)" in block and "public.projects: 30 rows (30 before)" in block

@@ -16,8 +16,9 @@ from rq import Queue, Worker
 
 from core import defaults
 from core.config import ConfigError
-from workers import failures, history, identity, messages, watchdog
+from workers import errors, failures, history, identity, watchdog
 from workers.context import Context, context
+from workers.engine.messages import CLI
 from workers.errors import describe
 
 log = logging.getLogger("workers")
@@ -26,8 +27,16 @@ log = logging.getLogger("workers")
 JOB_MONITORING_INTERVAL_SECONDS = 5
 
 
+def worker_started(name: str, queue: str) -> str:
+    return f"rollback worker {name} listening on queue {queue}"
+
+
+def confirm_usage() -> str:
+    return "usage: python -m workers confirm-identity <target> [--by NAME]"
+
+
 def confirm_identity(ctx: Context, argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workers confirm-identity", description=messages.confirm_usage())
+    parser = argparse.ArgumentParser(prog="python -m workers confirm-identity", description=confirm_usage())
     parser.add_argument("target")
     parser.add_argument("--by", default=getpass.getuser(), help="who confirms (recorded in migration_history)")
     args = parser.parse_args(argv)
@@ -39,9 +48,9 @@ def confirm_identity(ctx: Context, argv: list[str]) -> int:
             history.record(conn, operation="identity_confirm", status="completed", executed_by=args.by,
                            details={"identity": confirmed.to_dict(), "previous": previous.to_dict()})
     except Exception as exc:
-        print(f"error: {describe(exc)}", file=sys.stderr)
+        print(f"error: {describe(exc, advice=CLI)}", file=sys.stderr)
         return 1
-    print(messages.identity_confirmed(target.name, confirmed.to_dict(), args.by))
+    print(identity.identity_confirmed(target.name, confirmed.to_dict(), args.by))
     return 0
 
 
@@ -50,7 +59,7 @@ def run_worker(ctx: Context) -> int:
     try:
         connection.ping()
     except redis.RedisError as exc:
-        print(f"error: {messages.redis_unavailable(type(exc).__name__)}", file=sys.stderr)
+        print(f"error: {errors.redis_unavailable(type(exc).__name__)}", file=sys.stderr)
         return 1
     queue = Queue(ctx.settings.queue_name, connection=connection)
     worker = Worker(
@@ -61,7 +70,7 @@ def run_worker(ctx: Context) -> int:
         # A short TTL makes an idle worker heartbeat often, so the bot notices a dead one within a minute.
         worker_ttl=defaults.WORKER_TTL_SECONDS,
     )
-    log.info(messages.worker_started(worker.name, queue.name))
+    log.info(worker_started(worker.name, queue.name))
     stop = watchdog.start(ctx)
     try:
         worker.work(logging_level="INFO")
@@ -76,12 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ctx = context()  # settings loaded once, before the fork: every work-horse inherits them
     except (ConfigError, ValueError) as exc:
-        print(f"error: {messages.settings_error(str(exc))}", file=sys.stderr)
+        print(f"error: {errors.settings_error(str(exc))}", file=sys.stderr)
         return 2
     if argv and argv[0] == "confirm-identity":
         return confirm_identity(ctx, argv[1:])
     if argv:
-        print(messages.confirm_usage(), file=sys.stderr)
+        print(confirm_usage(), file=sys.stderr)
         return 2
     return run_worker(ctx)
 

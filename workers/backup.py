@@ -31,9 +31,11 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 
 from core import defaults
-from workers import messages
+from core.jobs import JsonObject
+from workers import errors, messages
 from workers.engine.redact import MASK, password_of
 from workers.engine.redact import redact as redact_secrets
+from workers.errors import BackupError
 
 Heartbeat = Callable[[str], None]
 
@@ -47,8 +49,6 @@ HASH_CHUNK_BYTES = 1024 * 1024
 STDERR_TAIL_CHARS = 400
 
 
-class BackupError(Exception):
-    """A backup could not be taken, read or verified. `str()` is one line: what is wrong, what to do."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class BackupResult:
     toc_entries: int = 0
     compression: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
 
@@ -81,7 +81,7 @@ def split_password(conninfo: str) -> tuple[str, str | None]:
     try:
         params = pg_conninfo.conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError:
-        raise BackupError(messages.database_url_unparsable()) from None
+        raise BackupError(errors.database_url_unparsable()) from None  # the cause may quote the DSN, password included
     password = params.pop("password", None)
     return pg_conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None}), (
         str(password) if password is not None else None
@@ -102,8 +102,15 @@ def describe(conninfo: str) -> str:
     try:
         params = pg_conninfo.conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError:
-        return messages.UNPARSABLE_URL
+        return errors.UNPARSABLE_URL
     return f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}/{params.get('dbname') or '?'}"
+
+
+def connect(conninfo: str) -> psycopg.Connection[Any]:
+    """An autocommit connection that gives up after the conninfo's own connect_timeout (the workers'
+    one setting, put there by Context.conninfo), or the default when it names none."""
+    timeout = pg_conninfo.conninfo_to_dict(conninfo).get("connect_timeout") or defaults.CONNECT_TIMEOUT_SECONDS
+    return psycopg.connect(conninfo, connect_timeout=int(timeout), autocommit=True)
 
 
 def client_env(password: str | None) -> dict[str, str]:
@@ -122,7 +129,7 @@ def parse_version(text: str) -> tuple[int, ...]:
     """The major version of a `pg_dump --version` line: (15,) for 15.20, (9, 6) for 9.6.0."""
     match = VERSION_LINE.search(text)
     if not match:
-        raise BackupError(messages.version_unreadable(text))
+        raise BackupError(errors.version_unreadable(text))
     major = int(match.group(1))
     if major < 10 and match.group(2) is not None:
         return (major, int(match.group(2)))
@@ -143,24 +150,24 @@ def client_version(binary: str) -> str:
     """The `--version` line of a PostgreSQL client binary."""
     try:
         done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30, check=False)
-    except FileNotFoundError:
-        raise BackupError(messages.client_not_found(binary)) from None
+    except FileNotFoundError as err:
+        raise BackupError(errors.client_not_found(binary)) from err
     except (PermissionError, OSError) as exc:
-        raise BackupError(messages.cannot_run(binary, str(exc.strerror or exc), messages.CHECK_CLIENT_SETTING)) from None
+        raise BackupError(errors.cannot_run(binary, str(exc.strerror or exc), errors.CHECK_CLIENT_SETTING)) from exc
     if done.returncode != 0:
-        raise BackupError(messages.client_version_failed(binary, done.returncode))
+        raise BackupError(errors.client_version_failed(binary, done.returncode))
     return done.stdout.strip()
 
 
 def server_version(conninfo: str) -> tuple[str, int]:
     """The server's version string and number, e.g. ("15.20", 150020)."""
     try:
-        with psycopg.connect(conninfo, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS, autocommit=True) as conn:
+        with connect(conninfo) as conn:
             number = conn.info.server_version
             row = conn.execute("SHOW server_version").fetchone()
     except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or [messages.CONNECTION_FAILED])[0]
-        raise BackupError(messages.cannot_connect(describe(conninfo), redact(first, conninfo), hint=True)) from None
+        first = (str(exc).strip().splitlines() or [errors.CONNECTION_FAILED])[0]
+        raise BackupError(errors.cannot_connect(describe(conninfo), redact(first, conninfo), hint=True)) from None  # the cause may quote the DSN, password included
     text = str(row[0]).split()[0] if row else str(number)
     return text, number
 
@@ -173,7 +180,7 @@ def check_pg_dump_version(conninfo: str, *, pg_dump: str = "pg_dump") -> tuple[s
     dump_major = parse_version(dump_line)
     server_major = _major_of_server(server_number)
     if dump_major < server_major:
-        raise BackupError(messages.pg_dump_too_old(pg_dump, _dotted(dump_major), server_text, _dotted(server_major)))
+        raise BackupError(errors.pg_dump_too_old(pg_dump, _dotted(dump_major), server_text, _dotted(server_major)))
     return server_text, dump_line
 
 
@@ -222,7 +229,7 @@ def manifest_path(archive: Path) -> Path:
     return archive.with_suffix(MANIFEST_SUFFIX)
 
 
-def read_manifest(archive: Path) -> dict[str, Any] | None:
+def read_manifest(archive: Path) -> JsonObject | None:
     path = manifest_path(archive)
     try:
         data = json.loads(path.read_text())
@@ -231,7 +238,7 @@ def read_manifest(archive: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def write_manifest(archive: Path, manifest: dict[str, Any]) -> None:
+def write_manifest(archive: Path, manifest: JsonObject) -> None:
     """Write the manifest atomically (temp file + rename), so a reader never sees half of it."""
     path = manifest_path(archive)
     fd, tmp = tempfile.mkstemp(prefix=PARTIAL_PREFIX, dir=path.parent)
@@ -261,10 +268,10 @@ def run_client(
     with tempfile.TemporaryFile() as stderr:
         try:
             process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
-        except FileNotFoundError:
-            raise error(messages.client_not_found(argv[0])) from None
+        except FileNotFoundError as err:
+            raise error(errors.client_not_found(argv[0])) from err
         except OSError as exc:
-            raise error(messages.cannot_run(argv[0], str(exc.strerror or exc))) from None
+            raise error(errors.cannot_run(argv[0], str(exc.strerror or exc))) from exc
         while True:
             try:
                 process.wait(timeout=interval)
@@ -280,15 +287,15 @@ def run_client(
         stderr.seek(0)
         output = stderr.read().decode(errors="replace")
     if process.returncode != 0:
-        raise error(messages.client_failed(what, process.returncode, last_line(redact(output, conninfo))))
+        raise error(errors.client_failed(what, process.returncode, last_line(redact(output, conninfo))))
     return output
 
 
 def last_line(text: str) -> str:
     """The line of a client's stderr worth showing: the last error line (not the CONTEXT after it)."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if re.search(r"\b(ERROR|FATAL|error):", line)]
-    chosen = errors[-1] if errors else (lines[-1] if lines else messages.NO_OUTPUT)
+    error_lines = [line for line in lines if re.search(r"\b(ERROR|FATAL|error):", line)]
+    chosen = error_lines[-1] if error_lines else (lines[-1] if lines else errors.NO_OUTPUT)
     return chosen[-STDERR_TAIL_CHARS:]
 
 
@@ -298,13 +305,13 @@ def toc_entries(archive: Path, *, pg_restore: str = "pg_restore") -> int:
         done = subprocess.run(
             [pg_restore, "--list", str(archive)], capture_output=True, text=True, timeout=300, check=False
         )
-    except FileNotFoundError:
-        raise BackupError(messages.pg_restore_not_found(pg_restore)) from None
+    except FileNotFoundError as err:
+        raise BackupError(errors.pg_restore_not_found(pg_restore)) from err
     if done.returncode != 0:
-        raise BackupError(messages.archive_unreadable(archive.name, last_line(done.stderr)))
+        raise BackupError(errors.archive_unreadable(archive.name, last_line(done.stderr)))
     entries = [line for line in done.stdout.splitlines() if line.strip() and not line.startswith(";")]
     if not entries:
-        raise BackupError(messages.archive_empty(archive.name))
+        raise BackupError(errors.archive_empty(archive.name))
     return len(entries)
 
 
@@ -312,15 +319,15 @@ def verify_archive(archive: Path, *, pg_restore: str = "pg_restore", expected_sh
     """Check an existing archive: its checksum matches the manifest (or `expected_sha256`) and
     pg_restore reads its table of contents. Returns the number of TOC entries."""
     if not archive.exists():
-        raise BackupError(messages.backup_missing(archive.name))
+        raise BackupError(errors.backup_missing(archive.name))
     if expected_sha256 is None:
         manifest = read_manifest(archive)
         if manifest is None or not manifest.get("sha256"):
-            raise BackupError(messages.backup_untrusted(archive.name))
+            raise BackupError(errors.backup_untrusted(archive.name))
         expected_sha256 = str(manifest["sha256"])
     actual = archive_sha256(archive)
     if actual != expected_sha256:
-        raise BackupError(messages.backup_corrupted(archive.name, actual, expected_sha256))
+        raise BackupError(errors.backup_corrupted(archive.name, actual, expected_sha256))
     return toc_entries(archive, pg_restore=pg_restore)
 
 
@@ -335,7 +342,7 @@ def _prepare_dir(backup_dir: str) -> Path:
         probe = tempfile.TemporaryFile(dir=directory)
         probe.close()
     except OSError as exc:
-        raise BackupError(messages.backup_dir_not_writable(backup_dir, str(exc.strerror or exc))) from None
+        raise BackupError(errors.backup_dir_not_writable(backup_dir, str(exc.strerror or exc))) from exc
     return directory
 
 
@@ -439,7 +446,7 @@ def take_backup(
             what=messages.dump_of(describe(conninfo)),
         )
         if not partial.exists() or archive_size(partial) == 0:
-            raise BackupError(messages.dump_empty(describe(conninfo)))
+            raise BackupError(errors.dump_empty(describe(conninfo)))
         os.replace(partial, final)
     duration = time.monotonic() - started
 
@@ -470,7 +477,7 @@ def take_backup(
         write_manifest(final, {k: v for k, v in result.to_dict().items() if k != "path"})
     except OSError as exc:
         _remove(final)
-        raise BackupError(messages.manifest_unwritable(final.name, str(exc.strerror or exc))) from None
+        raise BackupError(errors.manifest_unwritable(final.name, str(exc.strerror or exc))) from exc
     return result
 
 
@@ -478,14 +485,14 @@ def take_backup(
 # listing
 
 
-def list_backups(backup_dir: str, target: str | None = None, *, now: datetime | None = None) -> list[dict[str, Any]]:
+def list_backups(backup_dir: str, target: str | None = None, *, now: datetime | None = None) -> list[JsonObject]:
     """Local backups, newest first: name, path, target, reason, created_at, size_bytes, age_seconds,
     sha256 and verified from the manifest. An archive without a manifest is listed as unverified."""
     directory = Path(backup_dir)
     if not directory.is_dir():
         return []
     moment = now or datetime.now(UTC)
-    rows: list[dict[str, Any]] = []
+    rows: list[JsonObject] = []
     for archive in directory.iterdir():
         if archive.name.startswith(PARTIAL_PREFIX) or archive.suffix not in FORMAT_SUFFIX.values():
             continue

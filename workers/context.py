@@ -1,7 +1,7 @@
 """What every job needs, built once per worker process from the settings: clients, stores, conninfo.
 
-The worker's entry point loads the settings before forking, so each work-horse inherits the cached
-context and no job reads the environment itself.
+The worker's entry point loads the settings (core.config.load_settings, the one reader of the
+environment) before forking, so each work-horse inherits the cached context.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,8 +23,10 @@ import redis
 from psycopg import conninfo as pg_conninfo
 
 from core import defaults
-from core.config import Settings, Target, load_settings
-from core.requests import RequestStore
+from core.config import ConfigError, Settings, Target, WorkerSettings, load_settings
+from core.jobs import JsonObject
+from core.requests import Request, RequestStore
+from workers.engine import Engine
 from workers.engine.redact import password_of
 from workers.paging import Pager, pager_from
 from workers.progress import Progress, make_client
@@ -33,43 +35,18 @@ logger = logging.getLogger("workers")
 
 KEY_PREFIX = "rollback"
 URL_USERINFO_PASSWORD = re.compile(r"//[^/@\s:]*:([^@\s]+)@")
-# A running job refreshes its lease; a lease that lapses while the job is still "started" means the
-# process running it died (see workers/watchdog.py and docs/workers.md).
-LEASE_TTL_SECONDS = 10
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    """Worker-only knobs, read from the environment at the edge (documented in docs/workers.md)."""
-
-    progress_interval_s: float = defaults.PROGRESS_INTERVAL_SECONDS
-    watchdog_interval_s: float = defaults.WORKER_WATCHDOG_INTERVAL_SECONDS
-    lease_ttl_s: int = LEASE_TTL_SECONDS
-    connect_timeout_s: int = defaults.CONNECT_TIMEOUT_SECONDS
-    job_timeout_s: int = defaults.JOB_TIMEOUT_SECONDS
-    pg_dump: str = "pg_dump"
-    pg_restore: str = "pg_restore"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> WorkerOptions:
-        watchdog = float(env.get("ROLLBACK_WATCHDOG_INTERVAL", defaults.WORKER_WATCHDOG_INTERVAL_SECONDS))
-        return cls(
-            progress_interval_s=float(env.get("ROLLBACK_PROGRESS_INTERVAL", defaults.PROGRESS_INTERVAL_SECONDS)),
-            watchdog_interval_s=watchdog,
-            lease_ttl_s=max(2, int(min(LEASE_TTL_SECONDS, watchdog * 3))),
-            connect_timeout_s=int(env.get("ROLLBACK_CONNECT_TIMEOUT", defaults.CONNECT_TIMEOUT_SECONDS)),
-            job_timeout_s=int(env.get("ROLLBACK_JOB_TIMEOUT", defaults.JOB_TIMEOUT_SECONDS)),
-            pg_dump=env.get("PG_DUMP") or "pg_dump",
-            pg_restore=env.get("PG_RESTORE") or "pg_restore",
-        )
 
 
 @dataclass
 class Context:
     settings: Settings
-    options: WorkerOptions
     _redis: redis.Redis | None = field(default=None, repr=False)
     _redis_pid: int = field(default=0, repr=False)
+
+    @property
+    def options(self) -> WorkerSettings:
+        """The worker-only settings (core.config.WorkerSettings)."""
+        return self.settings.workers
 
     @property
     def redis(self) -> redis.Redis:
@@ -98,7 +75,10 @@ class Context:
         posted or logged may contain, whatever error text happened to echo it."""
         found = [self.settings.slack_bot_token, self.settings.pagerduty_routing_key, self.settings.digitalocean_token]
         for target in self.settings.targets.values():
-            url = self.settings.env.get(target.database_url_env) or ""
+            try:
+                url = self.settings.database_url(target)
+            except ConfigError:
+                continue
             # A malformed URL has no parsable password, yet an error may quote it whole.
             found += [password_of(url), *URL_USERINFO_PASSWORD.findall(url)]
         return [secret for secret in found if secret]
@@ -116,6 +96,19 @@ class Context:
             application_name="rollback-bot-worker",
         )
 
+    def engine(self, target: Target, actor: str, *, request: Request | None = None,
+               log: Callable[[str], None] | None = None, escrow_required: bool = False) -> Engine:
+        """The engine on a target, with the workers' lock and statement bounds and connect timeout;
+        with a request, its runs are recorded as that request's (approver, request id)."""
+        return Engine(
+            self.conninfo(target), target.migrations_dir, actor=actor,
+            approved_by=request.approver if request else None, request_id=request.id if request else None,
+            lock_timeout_ms=self.settings.lock_timeout_ms, lock_retries=self.settings.lock_retries,
+            statement_timeout_ms=self.settings.statement_timeout_ms,
+            connect_timeout_s=self.options.connect_timeout_s, log=log,
+            escrow=target.escrow, escrow_required=escrow_required,
+        )
+
     def connect(self, target: Target) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self.conninfo(target), autocommit=True)
         conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(self.settings.statement_timeout_ms),))
@@ -130,7 +123,7 @@ class Context:
         self.redis.hset(key, mapping={k: json.dumps(v, default=str) for k, v in values.items()})
         self.redis.expire(key, defaults.REQUEST_RECORD_TTL_SECONDS)
 
-    def load_state(self, request_id: str) -> dict[str, Any]:
+    def load_state(self, request_id: str) -> JsonObject:
         raw = self.redis.hgetall(self.state_key(request_id))
         return {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in raw.items()}
 
@@ -178,5 +171,4 @@ class Context:
 @functools.cache
 def context() -> Context:
     """The process's context, from the environment, built once (before the fork in `python -m workers`)."""
-    env = dict(os.environ)
-    return Context(load_settings(env), WorkerOptions.from_env(env))
+    return Context(load_settings())

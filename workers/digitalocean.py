@@ -14,22 +14,22 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpRes
 from azure.core.pipeline.policies import HeadersPolicy
 
 from core import defaults
-from workers import messages
+from core.jobs import JsonObject
+from workers import errors, messages
+from workers.errors import DigitalOceanError
 
 Heartbeat = Callable[[str], None]
 DONE_STATUSES = ("completed", "errored")
 
 
-class DigitalOceanError(Exception):
-    """A DigitalOcean call failed; `str()` is one line saying what and what to do, never the token."""
 
 
 class DigitalOcean:
     def __init__(self, token: str, api_url: str | None = None, *, retries: int | None = None) -> None:
         if not token:
-            raise DigitalOceanError(messages.do_token_missing())
+            raise DigitalOceanError(errors.do_token_missing())
         self._token = token
-        kwargs: dict[str, Any] = {}
+        kwargs: JsonObject = {}
         if api_url:
             kwargs["endpoint"] = api_url.rstrip("/")
             if api_url.startswith("http://"):
@@ -42,21 +42,21 @@ class DigitalOcean:
     def __repr__(self) -> str:
         return "DigitalOcean(token=***)"
 
-    def _call(self, what: str, call: Callable[[], Any]) -> dict[str, Any]:
+    def _call(self, what: str, call: Callable[[], Any]) -> JsonObject:
         """Run one API call; turn every failure (HTTP error, error body, network) into one line."""
         try:
             body = call()
         except ClientAuthenticationError:
-            raise DigitalOceanError(messages.do_token_refused(what)) from None
+            raise DigitalOceanError(errors.do_token_refused(what)) from None  # the client's error may quote the request
         except HttpResponseError as exc:
-            raise DigitalOceanError(messages.do_answered(exc.status_code, what, self._clean(exc.message))) from None
+            raise DigitalOceanError(errors.do_answered(exc.status_code, what, self._clean(exc.message))) from None  # the client's error may quote the request
         except AzureError as exc:
-            raise DigitalOceanError(messages.do_unreachable(what, type(exc).__name__)) from None
+            raise DigitalOceanError(errors.do_unreachable(what, type(exc).__name__)) from None  # the client's error may quote the request
         if not isinstance(body, dict):
-            raise DigitalOceanError(messages.do_unexpected(what))
+            raise DigitalOceanError(errors.do_unexpected(what))
         # pydo returns 4xx error bodies ({"id": "not_found", "message": ...}) instead of raising.
         if isinstance(body.get("id"), str) and "message" in body:
-            raise DigitalOceanError(messages.do_refused(what, self._clean(str(body["message"])), str(body["id"])))
+            raise DigitalOceanError(errors.do_refused(what, self._clean(str(body["message"])), str(body["id"])))
         return body
 
     def _clean(self, text: str | None) -> str:
@@ -70,30 +70,30 @@ class DigitalOcean:
         heartbeat: Heartbeat | None = None,
         poll_seconds: float = defaults.DO_ACTION_POLL_SECONDS,
         timeout_s: float = defaults.DO_ACTION_TIMEOUT_SECONDS,
-    ) -> dict[str, Any]:
+    ) -> JsonObject:
         """Snapshot a droplet and wait for the action to finish. Raises when it errors or times out."""
         started = time.monotonic()
         body = self._call(
-            messages.do_snapshot_droplet(droplet_id),
+            errors.do_snapshot_droplet(droplet_id),
             lambda: self.client.droplet_actions.post(droplet_id, {"type": "snapshot", "name": name}),
         )
         action = body.get("action") or {}
         action_id = action.get("id")
         if action_id is None:
-            raise DigitalOceanError(messages.do_no_action(droplet_id))
+            raise DigitalOceanError(errors.do_no_action(droplet_id))
         last_beat = started
         while action.get("status") not in DONE_STATUSES:
             elapsed = time.monotonic() - started
             if elapsed > timeout_s:
-                raise DigitalOceanError(messages.do_snapshot_slow(droplet_id, action_id, action.get("status"), timeout_s))
+                raise DigitalOceanError(errors.do_snapshot_slow(droplet_id, action_id, action.get("status"), timeout_s))
             if heartbeat is not None and time.monotonic() - last_beat >= defaults.PROGRESS_INTERVAL_SECONDS:
                 heartbeat(messages.do_snapshot_progress(name, droplet_id, action.get("status"), elapsed))
                 last_beat = time.monotonic()
             time.sleep(poll_seconds)
-            action = self._call(messages.do_poll_action(action_id), lambda: self.client.actions.get(action_id)).get("action") or {}
+            action = self._call(errors.do_poll_action(action_id), lambda: self.client.actions.get(action_id)).get("action") or {}
         duration = round(time.monotonic() - started, 3)
         if action.get("status") == "errored":
-            raise DigitalOceanError(messages.do_snapshot_errored(name, droplet_id, action_id))
+            raise DigitalOceanError(errors.do_snapshot_errored(name, droplet_id, action_id))
         return {
             "action_id": action_id,
             "status": action.get("status"),
@@ -104,13 +104,13 @@ class DigitalOcean:
             "duration_s": duration,
         }
 
-    def list_snapshots(self, droplet_id: int | None = None) -> list[dict[str, Any]]:
+    def list_snapshots(self, droplet_id: int | None = None) -> list[JsonObject]:
         """Droplet snapshots (of one droplet, or all), newest first: id, name, created_at, size_gigabytes."""
         if droplet_id is None:
-            body = self._call(messages.DO_LIST_SNAPSHOTS, lambda: self.client.snapshots.list(resource_type="droplet", per_page=200))
+            body = self._call(errors.DO_LIST_SNAPSHOTS, lambda: self.client.snapshots.list(resource_type="droplet", per_page=200))
         else:
             body = self._call(
-                messages.do_list_snapshots_of(droplet_id),
+                errors.do_list_snapshots_of(droplet_id),
                 lambda: self.client.droplets.list_snapshots(droplet_id, per_page=200),
             )
         rows = [
@@ -125,10 +125,10 @@ class DigitalOcean:
         ]
         return sorted(rows, key=lambda r: str(r["created_at"] or ""), reverse=True)
 
-    def database_backups(self, database_id: str) -> list[dict[str, Any]]:
+    def database_backups(self, database_id: str) -> list[JsonObject]:
         """A managed database cluster's backups, newest first: created_at, size_gigabytes."""
         body = self._call(
-            messages.do_list_backups_of(database_id), lambda: self.client.databases.list_backups(database_id)
+            errors.do_list_backups_of(database_id), lambda: self.client.databases.list_backups(database_id)
         )
         rows = [
             {"created_at": b.get("created_at"), "size_gigabytes": b.get("size_gigabytes"), "database_id": database_id}

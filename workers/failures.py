@@ -15,24 +15,27 @@ import time
 from typing import Any
 
 import redis
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 
+from core import steps
+from core.jobs import JsonObject
 from core.requests import RequestStatus
-from workers import history, messages
+from workers import errors, history, messages
 from workers.context import Context, context
-from workers.errors import describe
+from workers.errors import describe, timeout_in_chain
 from workers.paging import dedup_key, escalate
 
 logger = logging.getLogger("workers.failures")
 
 PIPELINE_JOB = "workers.jobs.pipeline_step"
+# Jobs that run (or start) an approved request; a restore runs its steps inside its one job, and
+# saves which one is running (`current_step`) so its failure names the step.
 REQUEST_JOBS = {"workers.jobs.execute": "execute", "workers.jobs.restore": "restore"}
 # Standalone jobs whose failure pages (the read-only ones only report into the thread).
 PAGING_JOBS = {"workers.jobs.backup": "backup", "workers.jobs.verify": "verify"}
-# Steps after "maintenance on": a failure there leaves maintenance mode on.
-AFTER_MAINTENANCE_ON = ("rollback", "verify", "maintenance_off")
-# Steps whose failure is written to migration_history (the operations on the target).
-RECORDED_STEPS = ("backup", "maintenance_on", "rollback", "verify", "maintenance_off", "restore")
+# A request in one of these may still fail; any other status is someone else's final word.
+STARTED = frozenset({RequestStatus.APPROVED, RequestStatus.RUNNING})
 # Jobs this process has already reported (the job's own report, then RQ's callback, in one work-horse).
 _reported_here: set[str] = set()
 
@@ -46,15 +49,11 @@ def on_horse_killed(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
     """The worker's work_horse_killed_handler: the forked process running the job died."""
     reason = f"signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"exit status {ret_val}"
     step = (job.kwargs or {}).get("step") or _job_step(job)
-    report(job, messages.job_crashed(step, reason), crashed=True)
+    report(job, errors.job_crashed(step, reason), crashed=True)
 
 
 def is_crash(error: BaseException | None) -> bool:
     """The job's process died or was stopped (no chance to record its own failure in history)."""
-    from rq.exceptions import AbandonedJobError
-
-    from workers.errors import timeout_in_chain
-
     return error is None or isinstance(error, AbandonedJobError) or timeout_in_chain(error) is not None
 
 
@@ -84,14 +83,14 @@ def report(job: Job, error: str, *, crashed: bool = False) -> None:
             request_failed(ctx, kwargs["request_id"], kwargs["step"], error, crashed=crashed, job_kwargs=kwargs)
         elif job.func_name in REQUEST_JOBS:
             request_failed(ctx, kwargs["request_id"], REQUEST_JOBS[job.func_name], error, crashed=crashed,
-                           job_kwargs=kwargs)
+                           job_kwargs=kwargs, inline=True)
         else:
             standalone_failed(ctx, job, kwargs, error)
     except Exception:
         logger.exception("could not report the failure of job %s (%s)", job.id, error)
 
 
-def _without_redis(ctx: Context, request_id: str, step: str, error: str, kwargs: dict[str, Any]) -> None:
+def _without_redis(ctx: Context, request_id: str, step: str, error: str, kwargs: JsonObject) -> None:
     """Report from the job's own arguments when the request record cannot be read."""
     progress = ctx.progress(kwargs.get("channel"), kwargs.get("thread_ts"))
     progress.fail(step, error)
@@ -106,7 +105,7 @@ def _without_redis(ctx: Context, request_id: str, step: str, error: str, kwargs:
 
 
 def request_failed(ctx: Context, request_id: str, step: str, error: str, *, crashed: bool = False,
-                   job_kwargs: dict[str, Any] | None = None) -> None:
+                   job_kwargs: JsonObject | None = None, inline: bool = False) -> None:
     try:
         request = ctx.store().get(request_id)
     except redis.RedisError:
@@ -115,20 +114,30 @@ def request_failed(ctx: Context, request_id: str, step: str, error: str, *, cras
     if request is None:
         logger.error("job for unknown request %s failed at %s: %s", request_id, step, error)
         return
+    if request.status not in STARTED:
+        # Rejected, cancelled, expired or already finished: never rewritten, never paged.
+        logger.warning("job for request %s (%s) failed at %s: %s", request_id, request.status.value, step, error)
+        return
     progress = ctx.progress(request.channel, request.thread_ts)
-    progress.fail(step, error)
-    left_on = False
-    try:  # bookkeeping in Redis; if Redis fails now, the thread and the page still go out
+    state: JsonObject = {}
+    try:
         state = ctx.load_state(request_id)
-        maintenance = ((state.get("maintenance_on") or {}).get("maintenance") or {})
-        left_on = step in AFTER_MAINTENANCE_ON and bool(maintenance) and not maintenance.get("skipped")
+    except redis.RedisError as exc:
+        logger.warning("could not read the state of %s from Redis: %s", request_id, type(exc).__name__)
+    if inline and state.get("current_step"):
+        step = str(state["current_step"])
+    info = steps.STEPS.get(step)
+    progress.fail(step, error)
+    maintenance = ((state.get("maintenance_on") or {}).get("maintenance") or {})
+    left_on = bool(info and info.leaves_maintenance_on) and bool(maintenance) and not maintenance.get("skipped")
+    try:  # bookkeeping in Redis; if Redis fails now, the thread and the page still go out
         ctx.store().set_status(request_id, RequestStatus.FAILED, finished_at=time.time(),
-                               outcome=f"{messages.step_name(step)} failed: {error}")
+                               outcome=f"{steps.label(step)} failed: {error}")
         ctx.save_state(request_id, paged=True, failed_step=step, error=error)
     except redis.RedisError as exc:
         logger.warning("could not record the failure of %s in Redis: %s", request_id, type(exc).__name__)
     target = ctx.target(request.target)
-    if step in RECORDED_STEPS:  # unless the step recorded its own failure (the engine does, when it can)
+    if info is not None and info.recorded:  # unless the step recorded its own failure (the engine does, when it can)
         try:
             with ctx.connect(target) as conn:
                 if not history.has_failure(conn, request_id, step):
@@ -144,9 +153,13 @@ def request_failed(ctx: Context, request_id: str, step: str, error: str, *, cras
                  "maintenance_left_on": left_on},
     )
     progress.post(messages.outcome_failed(request_id, target.name, step, error, left_on), broadcast=True)
+    try:
+        ctx.store().clear_plans(target.name)  # the target may have changed: no earlier plan is known to hold
+    except redis.RedisError as exc:
+        logger.warning("could not clear the plans of %s: %s", target.name, type(exc).__name__)
 
 
-def standalone_failed(ctx: Context, job: Job, kwargs: dict[str, Any], error: str) -> None:
+def standalone_failed(ctx: Context, job: Job, kwargs: JsonObject, error: str) -> None:
     step = _job_step(job)
     progress = ctx.progress(kwargs.get("channel"), kwargs.get("thread_ts"))
     progress.fail(step, error)

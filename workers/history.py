@@ -11,7 +11,8 @@ from typing import Any
 
 import psycopg
 
-from workers import messages
+from core.jobs import JsonObject
+from workers.checks import VerifyReport
 from workers.engine import store
 
 logger = logging.getLogger("workers.history")
@@ -28,7 +29,7 @@ def record(
     version: str | None = None,
     duration_ms: int | None = None,
     error_message: str | None = None,
-    details: dict[str, Any] | None = None,
+    details: JsonObject | None = None,
 ) -> bool:
     try:
         with conn.transaction():
@@ -56,7 +57,7 @@ def has_failure(conn: psycopg.Connection[Any], request_id: str, operation: str) 
     return bool(row and row[0])
 
 
-def last_rollback(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+def last_rollback(conn: psycopg.Connection[Any]) -> JsonObject | None:
     """The most recent completed rollback recorded on this target: request_id and executed_at."""
     if not store.tables_exist(conn):
         return None
@@ -74,11 +75,5 @@ def counts_before(conn: psycopg.Connection[Any], request_id: str) -> dict[str, i
         " ORDER BY executed_at DESC, id DESC LIMIT 1",
         (request_id,),
     ).fetchone()
-    checks = ((row[0] if row else None) or {}).get("checks") or []
-    counts = {
-        str(c.get("subject") or str(c.get("name")).removeprefix(messages.ROW_COUNT_PREFIX)): int(c["figure"]["before"])
-        for c in checks
-        if str(c.get("name", "")).startswith(messages.ROW_COUNT_PREFIX) and isinstance(c.get("figure"), dict)
-        and c["figure"].get("before") is not None
-    }
-    return counts or None
+    details = (row[0] if row else None) or {}
+    return VerifyReport.from_dict(details).counts_before() or None

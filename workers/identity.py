@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,10 +25,37 @@ import psycopg
 import redis
 from psycopg import sql
 
-from workers import messages
+from core.jobs import JsonObject
 from workers.errors import WorkerError
 
 TABLE = "rollback_target_identity"
+
+
+def identity_describe(identity: Mapping[str, Any]) -> str:
+    return (
+        f"database `{identity.get('dbname')}` on {identity.get('server')} "
+        f"(system id {identity.get('system_identifier')})"
+    )
+
+
+def identity_mismatch(target: str, recorded: Mapping[str, Any], current: Mapping[str, Any]) -> str:
+    return (
+        f"wrong database? target {target} was recorded as {identity_describe(recorded)} but now reaches "
+        f"{identity_describe(current)}; write operations are refused until an operator checks "
+        f"{target.upper()}_DATABASE_URL and runs `python -m workers confirm-identity {target}`"
+    )
+
+
+def identity_claimed_elsewhere(target: str, other: str, current: Mapping[str, Any]) -> str:
+    return (
+        f"wrong database? target {target} reaches {identity_describe(current)}, which is registered as "
+        f"target {other}; write operations are refused until an operator checks the database URL and runs "
+        f"`python -m workers confirm-identity {target}`"
+    )
+
+
+def identity_confirmed(target: str, identity: Mapping[str, Any], by: str) -> str:
+    return f"target {target}: identity confirmed by {by} as {identity_describe(identity)}"
 
 
 class IdentityMismatch(WorkerError):
@@ -40,11 +68,11 @@ class Identity:
     dbname: str
     server: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Identity:
+    def from_dict(cls, data: JsonObject) -> Identity:
         return cls(str(data["system_identifier"]), str(data["dbname"]), str(data["server"]))
 
 
@@ -64,12 +92,12 @@ class IdentityCheck:
 
     def message(self) -> str:
         if self.state == "claimed":
-            return messages.identity_claimed_elsewhere(self.target, self.other_target or "?", self.current.to_dict())
+            return identity_claimed_elsewhere(self.target, self.other_target or "?", self.current.to_dict())
         if self.state == "mismatch" and self.recorded is not None:
-            return messages.identity_mismatch(self.target, self.recorded.to_dict(), self.current.to_dict())
-        return messages.identity_describe(self.current.to_dict())
+            return identity_mismatch(self.target, self.recorded.to_dict(), self.current.to_dict())
+        return identity_describe(self.current.to_dict())
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "target": self.target,
             "state": self.state,

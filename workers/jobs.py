@@ -2,8 +2,9 @@
 
 All take keyword arguments and return JSON-able dicts. Read-only jobs (status, dry_run, backups,
 history, report) answer an expected failure in the thread and return `{"ok": False, "error": ...}`;
-jobs that change or check a target (execute and its steps, backup, verify, restore) raise instead,
-so the failure callback (workers.failures) reports it, marks the request failed and pages.
+jobs that change or check a target (execute and its steps, backup, verify, restore, maintenance)
+raise instead, so the failure callback (workers.failures) reports it, marks the request failed and
+pages. `check_backup` posts nothing: the bot asks it before creating a restore request.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 from rq import get_current_job
 
+from core.jobs import JsonObject
 from workers import failures, operations, pipeline
+from workers import report as incident_report
 from workers.context import Context, context
 from workers.errors import describe
 from workers.progress import Progress
@@ -25,7 +28,7 @@ def _job_id() -> str | None:
 
 
 def _read_only(step: str, channel: str | None, thread_ts: str | None,
-               work: Callable[[Context, Progress], dict[str, Any]]) -> dict[str, Any]:
+               work: Callable[[Context, Progress], JsonObject]) -> JsonObject:
     ctx = context()
     progress = ctx.progress(channel, thread_ts)
     with ctx.lease(_job_id()):
@@ -37,7 +40,7 @@ def _read_only(step: str, channel: str | None, thread_ts: str | None,
             return {"ok": False, "error": error}
 
 
-def _changing(work: Callable[[Context], dict[str, Any]]) -> dict[str, Any]:
+def _changing(work: Callable[[Context], JsonObject]) -> JsonObject:
     ctx = context()
     with ctx.lease(_job_id()):
         try:
@@ -51,48 +54,84 @@ def _changing(work: Callable[[Context], dict[str, Any]]) -> dict[str, Any]:
             raise
 
 
-def status(*, target: str, channel: str | None = None, thread_ts: str | None = None, **_: Any) -> dict[str, Any]:
+def status(*, target: str, channel: str | None = None, thread_ts: str | None = None, **_: Any) -> JsonObject:
     return _read_only("status", channel, thread_ts, lambda ctx, p: operations.status(ctx, p, target))
 
 
 def dry_run(*, target: str, version: str, channel: str | None = None, thread_ts: str | None = None,
-            requester: str = "unknown", **_: Any) -> dict[str, Any]:
+            requester: str = "unknown", **_: Any) -> JsonObject:
     return _read_only("dry_run", channel, thread_ts,
                       lambda ctx, p: operations.dry_run(ctx, p, target, version, requester, channel))
 
 
-def backups(*, target: str, channel: str | None = None, thread_ts: str | None = None, **_: Any) -> dict[str, Any]:
+def backups(*, target: str, channel: str | None = None, thread_ts: str | None = None, **_: Any) -> JsonObject:
     return _read_only("backups", channel, thread_ts, lambda ctx, p: operations.backups(ctx, p, target))
 
 
-def history(*, target: str, channel: str | None = None, thread_ts: str | None = None, **_: Any) -> dict[str, Any]:
+def history(*, target: str, channel: str | None = None, thread_ts: str | None = None, **_: Any) -> JsonObject:
     return _read_only("history", channel, thread_ts, lambda ctx, p: operations.history_of(ctx, p, target))
 
 
-def report(*, channel: str, thread_ts: str, requester: str = "unknown", **_: Any) -> dict[str, Any]:
-    from workers import report as incident_report
-
+def report(*, channel: str, thread_ts: str, requester: str = "unknown", **_: Any) -> JsonObject:
     return _read_only("report", channel, thread_ts,
                       lambda ctx, p: incident_report.write_report(ctx, p, channel, thread_ts, requester))
 
 
 def backup(*, target: str, channel: str | None = None, thread_ts: str | None = None, requester: str = "unknown",
-           reason: str = "manual", **_: Any) -> dict[str, Any]:
+           reason: str = "manual", **_: Any) -> JsonObject:
     return _changing(lambda ctx: operations.backup(ctx, ctx.progress(channel, thread_ts), target, requester, reason))
 
 
 def verify(*, target: str, channel: str | None = None, thread_ts: str | None = None, requester: str = "unknown",
-           **_: Any) -> dict[str, Any]:
+           **_: Any) -> JsonObject:
     return _changing(lambda ctx: operations.verify(ctx, ctx.progress(channel, thread_ts), target, requester))
 
 
-def execute(*, request_id: str, **_: Any) -> dict[str, Any]:
+def execute(*, request_id: str, **_: Any) -> JsonObject:
     return _changing(lambda ctx: pipeline.execute(ctx, request_id))
 
 
-def pipeline_step(*, request_id: str, step: str, **_: Any) -> dict[str, Any]:
+def pipeline_step(*, request_id: str, step: str, **_: Any) -> JsonObject:
     return _changing(lambda ctx: pipeline.run_step(ctx, request_id, step))
 
 
-def restore(*, request_id: str, into: str = "target", **_: Any) -> dict[str, Any]:
-    return _changing(lambda ctx: operations.restore(ctx, request_id, into))
+def restore(*, request_id: str, into: str = "target", **_: Any) -> JsonObject:
+    return _changing(lambda ctx: pipeline.restore(ctx, request_id, into))
+
+
+def maintenance(*, target: str, state: str, channel: str | None = None, thread_ts: str | None = None,
+                requester: str = "unknown", **_: Any) -> JsonObject:
+    """`/rollback maintenance on|off`: the target's hook, a line in the thread, a row in history."""
+    return _changing(lambda ctx: operations.maintenance(ctx, ctx.progress(channel, thread_ts), target, state,
+                                                        requester))
+
+
+def escrow(*, target: str, channel: str | None = None, thread_ts: str | None = None, **_: Any) -> JsonObject:
+    return _read_only("escrow", channel, thread_ts, lambda ctx, p: operations.escrow(ctx, p, target))
+
+
+def check_undo(*, target: str, request_id: str, **_: Any) -> JsonObject:
+    """The undo's dry run, answered to the bot before it creates the undo request (like check_backup)."""
+    ctx = context()
+    with ctx.lease(_job_id()):
+        try:
+            return operations.check_undo(ctx, target, request_id)
+        except Exception as exc:  # every failure is an answer the bot shows, never a crash it waits on
+            return {"ok": False, "error": describe(exc, ctx.secrets())}
+
+
+def undo(*, request_id: str, **_: Any) -> JsonObject:
+    """An approved undo request: its chain (backup -> maintenance on -> undo -> verify -> maintenance off)."""
+    return _changing(lambda ctx: pipeline.execute(ctx, request_id))
+
+
+def check_backup(*, target: str, backup: str, **_: Any) -> JsonObject:
+    """Whether `backup` may be restored into `target` (exists, checksum, `pg_restore --list`), asked by
+    the bot before it creates a restore request. Posts nothing; answers
+    `{"ok", "error", "newest": [names, newest first], "backup": manifest | None}`."""
+    ctx = context()
+    with ctx.lease(_job_id()):
+        try:
+            return pipeline.inspect_backup(ctx, ctx.target(target), backup).to_dict()
+        except Exception as exc:
+            return {"ok": False, "error": describe(exc, ctx.secrets()), "newest": [], "backup": None}

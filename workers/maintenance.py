@@ -15,10 +15,31 @@ import requests
 
 from core import defaults
 from core.config import Hook
-from workers import messages
+from core.jobs import JsonObject
+from workers import errors, messages
 from workers.verify import display_url, run_shell
 
 STATES = ("on", "off")
+
+
+def no_maintenance_hook(state: str, target: str) -> str:
+    return f"no maintenance_{state} hook configured for {target}"
+
+
+def hook_exited(returncode: int, output: str) -> str:
+    return f"command exited {returncode}" + (f": {output}" if output else "")
+
+
+def hook_timed_out(timeout_s: float) -> str:
+    return f"command {messages.command_timed_out(timeout_s)}"
+
+
+def hook_call_failed(method: str, url: str, error: str) -> str:
+    return f"{method.upper()} {url} failed: {error}"
+
+
+def hook_answered(method: str, url: str, status: int) -> str:
+    return f"{method.upper()} {url} answered {status}"
 
 
 @dataclass(frozen=True)
@@ -31,7 +52,7 @@ class HookResult:
     figure: Any = None  # exit status or HTTP status
     duration_s: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
 
@@ -44,9 +65,9 @@ def run_hook(
 ) -> HookResult:
     """Run the hook for `state` ("on" or "off"); never raises for a failing hook, it reports it."""
     if state not in STATES:
-        raise ValueError(messages.maintenance_state_invalid(state))
+        raise ValueError(errors.maintenance_state_invalid(state))
     if hook is None or not (hook.command or hook.url):
-        return HookResult(state, skipped=True, ok=True, detail=messages.no_maintenance_hook(state, target))
+        return HookResult(state, skipped=True, ok=True, detail=no_maintenance_hook(state, target))
     started = time.monotonic()
     if hook.command:
         result = _run_command(hook.command, target=target, state=state, timeout=timeout)
@@ -59,9 +80,9 @@ def run_hook(
 def _run_command(command: str, *, target: str, state: str, timeout: float) -> HookResult:
     done = run_shell(command, env={"MAINTENANCE_STATE": state, "ROLLBACK_TARGET": target}, timeout=timeout)
     if done is None:
-        return HookResult(state, False, False, messages.hook_timed_out(timeout), "command")
+        return HookResult(state, False, False, hook_timed_out(timeout), "command")
     returncode, output = done
-    return HookResult(state, False, returncode == 0, messages.hook_exited(returncode, output), "command", returncode)
+    return HookResult(state, False, returncode == 0, hook_exited(returncode, output), "command", returncode)
 
 
 def _call_url(url: str, method: str, *, target: str, state: str, timeout: float) -> HookResult:
@@ -69,7 +90,7 @@ def _call_url(url: str, method: str, *, target: str, state: str, timeout: float)
     try:
         response = requests.request(method.upper(), url, json={"target": target, "state": state}, timeout=timeout)
     except requests.RequestException as exc:
-        return HookResult(state, False, False, messages.hook_call_failed(method, shown, type(exc).__name__), "url")
+        return HookResult(state, False, False, hook_call_failed(method, shown, type(exc).__name__), "url")
     ok = 200 <= response.status_code < 300
-    detail = messages.hook_answered(method, shown, response.status_code)
+    detail = hook_answered(method, shown, response.status_code)
     return HookResult(state, False, ok, detail, "url", response.status_code)

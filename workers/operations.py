@@ -1,4 +1,4 @@
-"""The standalone operations behind the slash commands: status, dry-run, backup, backups, verify, history, restore.
+"""The standalone operations behind the slash commands: status, dry-run, backup, backups, verify, history, maintenance.
 
 Each takes the process's Context and a Progress for the thread, posts its result there (rendered by
 workers.messages) and returns JSON-able data. Expected failures raise one-line errors; the job layer
@@ -7,32 +7,28 @@ decides whether they page.
 
 from __future__ import annotations
 
-import time
+import logging
 from datetime import UTC, datetime
-from typing import Any
 
 import psycopg
 
 from core.config import Target
-from core.requests import RequestStatus
-from workers import history, identity, messages
+from core.jobs import JsonObject
+from workers import errors, history, identity, messages, pipeline
+from workers.backup import list_backups
 from workers.context import Context
-from workers.engine import Engine
-from workers.errors import Refused, StepFailed
+from workers.digitalocean import DigitalOcean
+from workers.errors import StepFailed
+from workers.maintenance import STATES, run_hook
 from workers.progress import Progress
+from workers.verify import run_checks
+
+logger = logging.getLogger("workers.operations")
 
 
-def _engine(ctx: Context, target_name: str, actor: str) -> Engine:
+def status(ctx: Context, progress: Progress, target_name: str) -> JsonObject:
     target = ctx.target(target_name)
-    return Engine(
-        ctx.conninfo(target), target.migrations_dir, actor=actor, lock_timeout_ms=ctx.settings.lock_timeout_ms,
-        lock_retries=ctx.settings.lock_retries, statement_timeout_ms=ctx.settings.statement_timeout_ms,
-    )
-
-
-def status(ctx: Context, progress: Progress, target_name: str) -> dict[str, Any]:
-    target = ctx.target(target_name)
-    report = _engine(ctx, target_name, "status").status().to_dict()
+    report = ctx.engine(target, "status").status().to_dict()
     with ctx.connect(target) as conn:
         check = identity.observe(conn, ctx.redis, target.name).to_dict()
     active = ctx.store().active_for_target(target.name)
@@ -42,53 +38,41 @@ def status(ctx: Context, progress: Progress, target_name: str) -> dict[str, Any]
 
 
 def dry_run(ctx: Context, progress: Progress, target_name: str, version: str, requester: str,
-            channel: str | None) -> dict[str, Any]:
-    report = _engine(ctx, target_name, requester).dry_run_rollback(to=version).to_dict()
+            channel: str | None) -> JsonObject:
+    target = ctx.target(target_name)
+    try:
+        report = ctx.engine(target, requester).dry_run_rollback(to=version)
+    except Exception:
+        ctx.store().clear_plans(target.name)  # a failed dry run leaves no plan to approve
+        raise
+    plan = report.to_dict()
+    # Which net is under this rollback: the card shows it; `not escrowed` statements make the full backup mandatory.
+    plan["net"] = messages.safety_net(target, messages.not_escrowed_count(report.warnings))
     if channel:  # the channel's current plan: what `/rollback execute` asks approval for
-        ctx.store().save_plan(channel, target_name, report, ttl_seconds=ctx.settings.policy.plan_ttl_seconds)
-    progress.post(messages.dry_run_text(target_name, report))
-    return {"target": target_name, **report}
+        ctx.store().save_plan(channel, target_name, plan, ttl_seconds=ctx.settings.policy.plan_ttl_seconds)
+    progress.post(messages.dry_run_text(target_name, report) + f"\nSafety net: {plan['net']}")
+    return {"target": target_name, **plan}
 
 
-def dump(ctx: Context, progress: Progress, target: Target, reason: str, detail: str) -> tuple[float, dict[str, Any]]:
-    """The *Backup* step's pg_dump with its heartbeat: (when it started, the verified backup). An
-    unverified backup raises: no backup, no change."""
-    from workers.backup import take_backup  # the step modules load only in the work-horse that needs them
-
-    started = progress.start("backup", detail)
-    with progress.heartbeat("backup") as beat:
-        backup = take_backup(
-            ctx.conninfo(target), target=target.name, reason=reason, backup_dir=ctx.settings.backup_dir,
-            heartbeat=beat, pg_dump=ctx.options.pg_dump, pg_restore=ctx.options.pg_restore,
-        ).to_dict()
-    if not backup.get("verified"):
-        raise StepFailed(messages.no_backup())
-    return started, backup
-
-
-def backup(ctx: Context, progress: Progress, target_name: str, requester: str, reason: str) -> dict[str, Any]:
+def backup(ctx: Context, progress: Progress, target_name: str, requester: str, reason: str) -> JsonObject:
     target = ctx.target(target_name)
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=requester)
-    started, result = dump(ctx, progress, target, reason or "manual", messages.dump_of(target.name))
+    started, result = pipeline.dump(ctx, progress, target, reason or "manual", messages.dump_of(target.name))
     with ctx.connect(target) as conn:
         history.record(conn, operation="backup", status="completed", executed_by=requester,
-                       duration_ms=int(float(result.get("duration_s") or 0) * 1000), details=result)
+                       duration_ms=int(result.duration_s * 1000), details=result.to_dict())
     progress.finish("backup", started, messages.backup_figures(result))
-    return {"target": target.name, "backup": result}
+    return {"target": target.name, "backup": result.to_dict()}
 
 
-def backups(ctx: Context, progress: Progress, target_name: str) -> dict[str, Any]:
-    from workers.backup import list_backups
-
+def backups(ctx: Context, progress: Progress, target_name: str) -> JsonObject:
     target = ctx.target(target_name)
     local = list_backups(ctx.settings.backup_dir, target.name)
-    snapshots: list[dict[str, Any]] = []
-    managed: list[dict[str, Any]] = []
+    snapshots: list[JsonObject] = []
+    managed: list[JsonObject] = []
     notes: list[str] = []
     if (target.do_droplet_id or target.do_database_id) and ctx.settings.digitalocean_token:
-        from workers.digitalocean import DigitalOcean
-
         client = DigitalOcean(ctx.settings.digitalocean_token, ctx.settings.digitalocean_api_url)
         try:
             if target.do_droplet_id:
@@ -101,24 +85,22 @@ def backups(ctx: Context, progress: Progress, target_name: str) -> dict[str, Any
     return {"target": target.name, "local": local, "snapshots": snapshots, "managed": managed, "notes": notes}
 
 
-def verify(ctx: Context, progress: Progress, target_name: str, requester: str) -> dict[str, Any]:
+def verify(ctx: Context, progress: Progress, target_name: str, requester: str) -> JsonObject:
     """Standalone verification: no migration failed, running or drifted, and the row counts against
     those taken before the target's most recent rollback (when one is recorded)."""
-    from workers.verify import run_checks
-
     target = ctx.target(target_name)
-    status_report = _engine(ctx, target_name, requester).status().to_dict()
+    status_report = ctx.engine(target, requester).status().to_dict()
     baseline, source = last_baseline(ctx, target)
     started = progress.start("verify", f"{target.name}; {messages.baseline_from(**source)}")
     report = run_checks(ctx.conninfo(target), target, expected_status=None, baseline_counts=baseline,
-                        migrations_dir=target.migrations_dir, status_report=status_report).to_dict()
-    report["baseline"] = source
-    failed = report_checks(ctx, progress, target, report, executed_by=requester)
+                        migrations_dir=target.migrations_dir, status_report=status_report)
+    failed = pipeline.report_checks(ctx, progress, target, report, extra={"baseline": source},
+                                    executed_by=requester)
     if failed:
         progress.fail("verify", messages.verification_failed(failed), started)
     else:
-        progress.finish("verify", started, messages.checks_summary(report["checks"]))
-    return {"target": target.name, "verify": report, "passed": not failed}
+        progress.finish("verify", started, messages.checks_summary(report.checks))
+    return {"target": target.name, "verify": {**report.to_dict(), "baseline": source}, "passed": not failed}
 
 
 def last_baseline(ctx: Context, target: Target) -> tuple[dict[str, int] | None, dict[str, str | None]]:
@@ -141,67 +123,55 @@ def last_baseline(ctx: Context, target: Target) -> tuple[dict[str, int] | None, 
     return dict(counts), {"request_id": request_id, "when": shown}
 
 
-def report_checks(ctx: Context, progress: Progress, target: Target, report: dict[str, Any],
-                  **record: Any) -> list[str]:
-    """Post the checks, record the verification in migration_history; the names of the failed checks."""
-    checks = report.get("checks") or []
-    progress.post(messages.checks_block(checks))
-    failed = messages.failed_checks(checks)
-    with ctx.connect(target) as conn:
-        history.record(conn, operation="verify", status="failed" if failed else "completed", details=report,
-                       error_message=messages.verification_failed(failed) if failed else None, **record)
-    return failed
-
-
-def history_of(ctx: Context, progress: Progress, target_name: str) -> dict[str, Any]:
-    rows = _engine(ctx, target_name, "history").history(limit=30)
+def history_of(ctx: Context, progress: Progress, target_name: str) -> JsonObject:
+    rows = ctx.engine(ctx.target(target_name), "history").history(limit=30)
     plain = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()} for row in rows]
     progress.post(messages.history_text(target_name, plain))
     return {"target": target_name, "history": plain}
 
 
-def restore(ctx: Context, request_id: str, into: str = "target") -> dict[str, Any]:
-    """An approved restore request: fresh backup of the current state, restore, count rows, record."""
-    from workers.restore import restore_backup
+def maintenance(ctx: Context, progress: Progress, target_name: str, state: str, requester: str) -> JsonObject:
+    """Maintenance mode on or off by hand, through the target's hook (after a failed rollback left it
+    on): posted in the thread and recorded in migration_history. A failing hook raises."""
+    if state not in STATES:
+        raise StepFailed(errors.maintenance_state_invalid(state))
+    target = ctx.target(target_name)
+    step = f"maintenance_{state}"
+    hook = target.maintenance_on if state == "on" else target.maintenance_off
+    started = progress.start(step, target.name) if hook else None
+    result = run_hook(hook, target=target.name, state=state)
+    if result.skipped:
+        progress.skip(step, result.detail)
+        return {"target": target.name, "maintenance": result.to_dict()}
+    ctx.store().clear_plans(target.name)
+    try:  # the database may be the very thing that is down: the hook's outcome still counts
+        with ctx.connect(target) as conn:
+            history.record(conn, operation=step, status="completed" if result.ok else "failed",
+                           executed_by=requester, error_message=None if result.ok else result.detail,
+                           details=result.to_dict())
+    except psycopg.Error as exc:
+        logger.warning("could not record %s of %s in history: %s", step, target.name, type(exc).__name__)
+    if not result.ok:
+        raise StepFailed(errors.maintenance_failed(state, result.detail))
+    progress.finish(step, started, messages.maintenance_figures(result.detail))
+    return {"target": target.name, "maintenance": result.to_dict()}
 
-    store = ctx.store()
-    request = store.get(request_id)
-    if request is None:
-        raise Refused(messages.request_missing(request_id))
-    progress = ctx.progress(request.channel, request.thread_ts)
-    if not store.claim(request_id, "restore"):
-        progress.log(messages.duplicate_delivery(request_id, "restore"))
-        return {"request_id": request_id, "duplicate": True}
-    if request.status is not RequestStatus.APPROVED:
-        raise Refused(messages.not_approved(request_id, request.status.value))
-    waited = time.time() - (request.decided_at or request.created_at)
-    if waited > ctx.settings.policy.start_within_seconds:
-        raise Refused(messages.start_too_late(request_id, waited, ctx.settings.policy.start_within_seconds))
-    if not request.backup:
-        raise Refused(messages.restore_without_backup())
-    target = ctx.target(request.target)
-    if into == "target":
-        with ctx.connect(target) as conn:
-            identity.guard(conn, ctx.redis, target.name, by=request.requester)
-    store.set_status(request_id, RequestStatus.RUNNING, started_at=time.time())
-    fresh: dict[str, Any] | None = None
-    if into == "target":  # the state being replaced is kept too, so the restore itself can be undone
-        started, fresh = dump(ctx, progress, target, f"pre-restore-{request_id}",
-                              messages.dump_of(target.name, messages.BEFORE_RESTORE))
-        progress.finish("backup", started, messages.backup_figures(fresh))
-    started = progress.start("restore", messages.restore_of(str(request.backup), into, target.name))
-    with progress.heartbeat("restore") as beat:
-        result = restore_backup(
-            ctx.conninfo(target), request.backup, into=into, backup_dir=ctx.settings.backup_dir,
-            target=target.name, heartbeat=beat, pg_restore=ctx.options.pg_restore,
-        ).to_dict()
-    if into == "target":
-        with ctx.connect(target) as conn:
-            history.record(conn, operation="restore", status="completed", executed_by=request.requester,
-                           approved_by=request.approver, request_id=request_id,
-                           duration_ms=int(float(result.get("duration_s") or 0) * 1000),
-                           details={"restore": result, "pre_restore_backup": fresh})
-    progress.finish("restore", started, messages.restore_figures(result))
-    store.set_status(request_id, RequestStatus.SUCCEEDED, finished_at=time.time(), outcome="restored")
-    progress.post(messages.restore_succeeded(request_id, target.name, str(request.backup), into), broadcast=True)
-    return {"request_id": request_id, "restore": result, "pre_restore_backup": fresh}
+
+def escrow(ctx: Context, progress: Progress, target_name: str) -> JsonObject:
+    """What the target's escrow holds, after purging what is older than the retention period."""
+    target = ctx.target(target_name)
+    engine = ctx.engine(target, "rollback-bot")
+    purged = pipeline.purge_escrow(engine, ctx.settings.escrow_retention_days, progress)
+    held = engine.escrow_holdings()
+    progress.post(messages.escrow_list(target.name, held, ctx.settings.escrow_retention_days, purged))
+    return {"target": target.name, "held": held, "purged": [r for r, _ in purged]}
+
+
+def check_undo(ctx: Context, target_name: str, rollback_id: str) -> JsonObject:
+    """The dry run of an undo (always rolled back): what the approval card shows, and the hash it binds."""
+    target = ctx.target(target_name)
+    report = ctx.engine(target, "rollback-bot").undo(rollback_id, dry_run=True)
+    data = report.to_dict()
+    plan = data.get("plan") or {}
+    return {"ok": True, "error": None, "hash": plan.get("hash"), "versions": plan.get("versions") or [],
+            "to": plan.get("to"), "restored": data.get("restored") or [], "duration_ms": data.get("duration_ms")}

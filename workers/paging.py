@@ -17,12 +17,33 @@ from typing import Any
 import requests
 
 from core import defaults
+from core.jobs import JsonObject
 from workers import messages
 from workers.progress import Progress
 
 logger = logging.getLogger("workers.paging")
 
 SOURCE = "rollback-bot"
+
+
+def page_summary(target: str, version: str | None, step: str, error: str) -> str:
+    text = f"rollback-bot: {messages.step_name(step)} failed on {target}"
+    if version:
+        text += f" (rolling back to {version})"
+    text += f": {error}"
+    return text[:1000]  # PagerDuty truncates summaries at 1024 characters
+
+
+def paging_not_configured() -> str:
+    return "PAGERDUTY_ROUTING_KEY is not set"
+
+
+def paging_rejected(status: int, body: str) -> str:
+    return f"PagerDuty refused the event (HTTP {status}): {body[:200]}"
+
+
+def paging_gave_up(attempts: int, last: str) -> str:
+    return f"PagerDuty did not accept the event after {attempts} attempts ({last})"
 
 
 def dedup_key(request_id: str) -> str:
@@ -40,7 +61,7 @@ class PageResult:
     detail: str = ""
     skipped: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
 
@@ -63,12 +84,12 @@ class Pager:
         links: Sequence[Mapping[str, str]] = (),
         details: Mapping[str, Any] | None = None,
     ) -> PageResult:
-        payload: dict[str, Any] = {"summary": summary, "source": SOURCE, "severity": severity}
+        payload: JsonObject = {"summary": summary, "source": SOURCE, "severity": severity}
         if component:
             payload["component"] = component
         if details:
             payload["custom_details"] = dict(details)
-        event: dict[str, Any] = {"event_action": "trigger", "dedup_key": key, "payload": payload}
+        event: JsonObject = {"event_action": "trigger", "dedup_key": key, "payload": payload}
         if links:
             event["links"] = [dict(link) for link in links]
         return self._send(event)
@@ -76,10 +97,10 @@ class Pager:
     def resolve(self, key: str) -> PageResult:
         return self._send({"event_action": "resolve", "dedup_key": key})
 
-    def _send(self, event: dict[str, Any]) -> PageResult:
+    def _send(self, event: JsonObject) -> PageResult:
         action, key = event["event_action"], event["dedup_key"]
         if not self.routing_key:
-            return PageResult(False, action, key, skipped=True, detail=messages.paging_not_configured())
+            return PageResult(False, action, key, skipped=True, detail=paging_not_configured())
         event = {"routing_key": self.routing_key, **event}
         last = ""
         for attempt in range(1, self.max_attempts + 1):
@@ -91,13 +112,13 @@ class Pager:
                 if response.status_code in (200, 201, 202):
                     return PageResult(True, action, key, attempt, response.status_code)
                 if response.status_code != 429 and response.status_code < 500:
-                    detail = messages.paging_rejected(response.status_code, response.text)
+                    detail = paging_rejected(response.status_code, response.text)
                     logger.error(detail)
                     return PageResult(False, action, key, attempt, response.status_code, detail)
                 last = f"HTTP {response.status_code}"
             if attempt < self.max_attempts:
                 self.sleep(self.backoff_s * 2 ** (attempt - 1))
-        detail = messages.paging_gave_up(self.max_attempts, last)
+        detail = paging_gave_up(self.max_attempts, last)
         logger.error(detail)
         return PageResult(False, action, key, self.max_attempts, None, detail)
 
@@ -125,7 +146,7 @@ def escalate(
         links.append({"href": permalink, "text": "Slack incident thread"})
     result = pager.trigger(
         key,
-        messages.page_summary(target, version, step, error),
+        page_summary(target, version, step, error),
         component=target,
         links=links,
         details={"target": target, "version": version, "failed_step": step, "error": error, **(details or {})},

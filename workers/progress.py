@@ -15,6 +15,7 @@ from typing import Any
 from slack_sdk import WebClient
 
 from core import defaults
+from core.jobs import JsonObject
 from workers import messages
 from workers.engine.redact import redact
 
@@ -66,7 +67,7 @@ class Progress:
         if not self.enabled:
             return None
         assert self.client is not None
-        kwargs: dict[str, Any] = {"channel": self.channel, "text": text}
+        kwargs: JsonObject = {"channel": self.channel, "text": text}
         if self.thread_ts:
             kwargs["thread_ts"] = self.thread_ts
             if broadcast:

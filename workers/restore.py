@@ -11,6 +11,8 @@ Before anything, the archive's SHA-256 is checked against its manifest and pg_re
   back and the target stays as it was. THE CALLER TAKES A FRESH BACKUP OF THE TARGET FIRST
   (workers.backup.take_backup), so a restore can itself be undone.
   Objects other than tables created after the backup (functions, types, views) are left in place.
+  The bot's own bookkeeping (KEPT_TABLES: migration_history, the identity record) is left out of the
+  restore: the record of what happened, including rows written after the backup, survives it.
 
 Either way the result carries the row counts of all user tables in the restored database, to compare
 with the counts of the original.
@@ -34,13 +36,16 @@ from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
 from core import defaults
-from workers import messages
+from core.jobs import BackupCheck, JsonObject
+from workers import errors, messages, swap
 from workers.backup import (
     BackupError,
     Heartbeat,
     client_env,
+    connect,
     describe,
     last_line,
+    list_backups,
     read_manifest,
     redact,
     run_client,
@@ -48,15 +53,22 @@ from workers.backup import (
     split_password,
     verify_archive,
 )
+from workers.errors import RestoreError
 from workers.verify import VerifyError, count_all_rows, user_tables
 
 INTO = ("target", "scratch")
+# How a restore into the target runs (docs/backups.md): `swap` restores with pg_restore --jobs into a
+# new database and renames it into place in one transaction; `transaction` runs pg_restore's script
+# serially in one transaction on the target itself; `auto` swaps where it can and says why not.
+METHODS = ("auto", "swap", "transaction")
 DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-TOC_TABLE = re.compile(r"^\d+; \d+ \d+ TABLE (\S+) (\S+) ")
+TOC_TABLE = re.compile(r"^\d+; \d+ \d+ TABLE (?!DATA )(\S+) (\S+) ")
+# The bot's own tables in the target: never dropped, never replaced by a restore. Their sequences,
+# indexes and constraints carry the table's name as a prefix (workers/engine/store.py, identity.py).
+KEPT_TABLES = ("public.migration_history", "public.rollback_target_identity")
+NEWEST_SHOWN = 5
 
 
-class RestoreError(Exception):
-    """A restore could not run or failed; `str()` is one line saying what is wrong and what to do."""
 
 
 @dataclass(frozen=True)
@@ -70,9 +82,30 @@ class RestoreResult:
     duration_s: float
     row_counts: dict[str, int] = field(default_factory=dict)
     dropped_tables: list[str] = field(default_factory=list)
+    method: str = "scratch"  # swap / transaction for a restore into the target
+    jobs: int = 1
+    replaced_database: str | None = None  # after a swap: the database the target was, kept for an undo
+    method_note: str | None = None  # why `auto` did not swap
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
+
+
+def check_backup(backup: str, *, backup_dir: str, target: str, pg_restore: str = "pg_restore",
+                 any_target: bool = False) -> BackupCheck:
+    """Check `backup` (a name in `backup_dir`) before a restore is asked for or started; never raises
+    for a bad backup. A backup of another target is refused unless `any_target` (a scratch restore)."""
+    newest = tuple(str(b["name"]) for b in list_backups(backup_dir, target) if b.get("verified"))[:NEWEST_SHOWN]
+    try:
+        archive = resolve_archive(backup, backup_dir)
+        verify_archive(archive, pg_restore=pg_restore)
+    except (RestoreError, BackupError) as exc:
+        return BackupCheck(False, str(exc), newest)
+    manifest = {**(read_manifest(archive) or {}), "path": str(archive)}
+    if not any_target and manifest.get("target") != target:
+        return BackupCheck(False, errors.backup_of_other_target(archive.name, manifest.get("target"), target),
+                           newest, manifest)
+    return BackupCheck(True, None, newest, manifest)
 
 
 def resolve_archive(backup_path: str, backup_dir: str) -> Path:
@@ -83,9 +116,9 @@ def resolve_archive(backup_path: str, backup_dir: str) -> Path:
         candidate = root / candidate if not candidate.exists() else candidate
     resolved = candidate.resolve()
     if root != resolved.parent and root not in resolved.parents:
-        raise RestoreError(messages.backup_outside_dir(candidate.name, backup_dir))
+        raise RestoreError(errors.backup_outside_dir(candidate.name, backup_dir))
     if not resolved.exists():
-        raise RestoreError(messages.backup_not_in_dir(candidate.name, backup_dir))
+        raise RestoreError(errors.backup_not_in_dir(candidate.name, backup_dir))
     return resolved
 
 
@@ -94,43 +127,67 @@ def scratch_database_name(target: str, now: datetime) -> str:
     return f"{slug(target, 30).replace('-', '_')}_restore_{now.strftime('%Y%m%d%H%M%S')}_{secrets.token_hex(2)}"
 
 
-def archive_tables(archive: Path, pg_restore: str) -> set[str]:
-    """`schema.table` of every table the archive defines (from `pg_restore --list`)."""
+def read_toc(archive: Path, pg_restore: str) -> list[str]:
+    """The archive's table of contents (`pg_restore --list`), one entry per line."""
     done = subprocess.run([pg_restore, "--list", str(archive)], capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
-        raise RestoreError(messages.archive_unreadable(archive.name, last_line(done.stderr)))
+        raise RestoreError(errors.archive_unreadable(archive.name, last_line(done.stderr)))
+    return done.stdout.splitlines()
+
+
+def archive_tables(toc: list[str]) -> set[str]:
+    """`schema.table` of every table a table of contents defines."""
     tables = set()
-    for line in done.stdout.splitlines():
+    for line in toc:
         match = TOC_TABLE.match(line)
         if match:
             tables.add(f"{match.group(1)}.{match.group(2)}")
     return tables
 
 
+def is_kept(entry: str) -> bool:
+    """Whether a TOC entry belongs to one of KEPT_TABLES (the table, its data, sequence, indexes...)."""
+    if entry.startswith(";"):
+        return False
+    for kept in KEPT_TABLES:
+        schema, table = kept.split(".", 1)
+        words = entry.split()
+        if schema in words:
+            after = words[words.index(schema) + 1:]
+            if any(word == table or word.startswith(f"{table}_") for word in after[:2]):
+                return True
+    return False
+
+
+def restore_list(toc: list[str]) -> str:
+    """The TOC for `pg_restore --use-list`: KEPT_TABLES' entries commented out (neither dropped nor loaded)."""
+    return "".join(f";{line}\n" if is_kept(line) else f"{line}\n" for line in toc)
+
+
 def _db_error(exc: psycopg.Error, conninfo: str) -> str:
-    return redact((str(exc).strip().splitlines() or [messages.DATABASE_ERROR])[0], conninfo)
+    return redact((str(exc).strip().splitlines() or [errors.DATABASE_ERROR])[0], conninfo)
 
 
 def create_scratch_database(conninfo: str, name: str) -> str:
     """CREATE DATABASE `name` on the target's server; returns the new database's conninfo."""
     if not DATABASE_NAME.match(name):
-        raise RestoreError(messages.scratch_name_invalid(name))
+        raise RestoreError(errors.scratch_name_invalid(name))
     try:
-        with psycopg.connect(conninfo, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS, autocommit=True) as conn:
+        with connect(conninfo) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.errors.DuplicateDatabase:
-        raise RestoreError(messages.scratch_exists(name)) from None
-    except psycopg.errors.InsufficientPrivilege:
-        raise RestoreError(messages.no_createdb(describe(conninfo))) from None
+    except psycopg.errors.DuplicateDatabase as err:
+        raise RestoreError(errors.scratch_exists(name)) from err
+    except psycopg.errors.InsufficientPrivilege as err:
+        raise RestoreError(errors.no_createdb(describe(conninfo))) from err
     except psycopg.Error as exc:
-        raise RestoreError(messages.cannot_create_database(name, describe(conninfo), _db_error(exc, conninfo))) from None
+        raise RestoreError(errors.cannot_create_database(name, describe(conninfo), _db_error(exc, conninfo))) from None  # the cause may quote the DSN, password included
     return pg_conninfo.make_conninfo(conninfo, dbname=name)
 
 
 def drop_database(conninfo: str, name: str) -> None:
     """Best effort: remove a scratch database that a failed restore left half-filled."""
     try:
-        with psycopg.connect(conninfo, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS, autocommit=True) as conn:
+        with connect(conninfo) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     except psycopg.Error:
         pass
@@ -140,7 +197,7 @@ def _counts(conninfo: str) -> dict[str, int]:
     try:
         return count_all_rows(conninfo)
     except VerifyError as exc:
-        raise RestoreError(messages.rows_uncounted(exc)) from None
+        raise RestoreError(errors.rows_uncounted(exc)) from exc
 
 
 def restore_backup(
@@ -156,25 +213,36 @@ def restore_backup(
     allow_other_target: bool = False,
     lock_timeout_ms: int = defaults.RESTORE_LOCK_TIMEOUT_MS,
     pg_restore: str = "pg_restore",
+    pg_dump: str = "pg_dump",
     psql: str = "psql",
     progress_interval: float = defaults.PROGRESS_INTERVAL_SECONDS,
     now: datetime | None = None,
+    method: str = "auto",
+    end_sessions: bool = False,
+    maintenance_database: str = defaults.MAINTENANCE_DATABASE,
 ) -> RestoreResult:
-    """Restore `backup_path` (a name in `backup_dir`, or a path inside it); see the module docstring."""
+    """`jobs` > 1 runs pg_restore with `--jobs` where it loads a database of its own: a scratch
+    database, or the new database of a swap (workers/swap.py). The in-transaction method stays
+    serial: parallel jobs cannot share its transaction. `end_sessions`: the application is in
+    maintenance, so a swap may end the sessions still on the target."""
+    # Restore `backup_path` (a name in `backup_dir`, or a path inside it); see the module docstring.
     if into not in INTO:
-        raise RestoreError(messages.restore_into_invalid(into))
+        raise RestoreError(errors.restore_into_invalid(into))
+    if method not in METHODS:
+        raise RestoreError(errors.restore_method_invalid(method))
     archive = resolve_archive(backup_path, backup_dir)
     manifest = read_manifest(archive) or {}
     try:
         entries = verify_archive(archive, pg_restore=pg_restore)
     except BackupError as exc:
-        raise RestoreError(messages.nothing_restored(exc)) from None
+        raise RestoreError(errors.nothing_restored(exc)) from exc
     backup_target = manifest.get("target")
     if into == "target" and backup_target != target and not allow_other_target:
-        raise RestoreError(messages.backup_of_other_target(archive.name, backup_target, target))
+        raise RestoreError(errors.backup_of_other_target(archive.name, backup_target, target))
     started = time.monotonic()
     dbname, password = split_password(conninfo)
     env = client_env(password)
+    dropped: list[str] = []
 
     if into == "scratch":
         name = scratch_name or scratch_database_name(target, now or datetime.now(UTC))
@@ -192,18 +260,43 @@ def restore_backup(
                 progress=lambda elapsed: messages.restoring(archive.name, name, elapsed),
                 interval=progress_interval,
                 error=RestoreError,
-                what=messages.pg_restore_into(name),
+                what=errors.pg_restore_into(name),
             )
         except BaseException:
             drop_database(conninfo, name)
             raise
-        counts, dropped, database = _counts(scratch_conninfo), [], name
+        counts, database = _counts(scratch_conninfo), name
     else:
-        dropped = _restore_into_target(
-            conninfo, archive, env=env, dbname=dbname, pg_restore=pg_restore, psql=psql,
-            heartbeat=heartbeat, interval=progress_interval, lock_timeout_ms=lock_timeout_ms,
-        )
+        used, replaced, note = "transaction", None, None
+        if method != "transaction":
+            note = _swap_refused(conninfo)
+            if note is not None and method == "swap":
+                raise RestoreError(note)
+        if note is None and method != "transaction":
+            try:
+                dropped, replaced = _restore_by_swap(
+                    conninfo, archive, env=env, dbname=dbname, jobs=max(jobs or 1, 1), pg_restore=pg_restore,
+                    pg_dump=pg_dump, psql=psql, heartbeat=heartbeat, interval=progress_interval,
+                    end_sessions=end_sessions, wait_ms=lock_timeout_ms, maintenance_database=maintenance_database,
+                    now=now or datetime.now(UTC),
+                )
+                used = "swap"
+            except swap.SessionsStayed as stayed:
+                if method == "swap":
+                    raise
+                note = str(stayed)
+        if used == "transaction":
+            dropped = _restore_into_target(
+                conninfo, archive, env=env, dbname=dbname, pg_restore=pg_restore, psql=psql,
+                heartbeat=heartbeat, interval=progress_interval, lock_timeout_ms=lock_timeout_ms,
+            )
         counts, database = _counts(conninfo), str(pg_conninfo.conninfo_to_dict(conninfo).get("dbname") or "")
+        return RestoreResult(
+            into=into, database=database, target=target, backup=archive.name, sha256=str(manifest.get("sha256") or ""),
+            toc_entries=entries, duration_s=round(time.monotonic() - started, 3), row_counts=counts,
+            dropped_tables=dropped, method=used, jobs=max(jobs or 1, 1) if used == "swap" else 1,
+            replaced_database=replaced, method_note=note,
+        )
 
     return RestoreResult(
         into=into,
@@ -215,7 +308,117 @@ def restore_backup(
         duration_s=round(time.monotonic() - started, 3),
         row_counts=counts,
         dropped_tables=dropped,
+        jobs=max(jobs or 1, 1),
     )
+
+
+def _swap_refused(conninfo: str) -> str | None:
+    """Why a swap cannot run here (None: it can)."""
+    try:
+        with connect(conninfo) as conn:
+            return swap.cannot_swap(conn)
+    except psycopg.Error as exc:
+        raise RestoreError(errors.nothing_restored(_db_error(exc, conninfo))) from None  # may quote the DSN
+
+
+def _kept_present(conninfo: str) -> list[str]:
+    try:
+        present = set(user_tables(conninfo))
+    except VerifyError as exc:
+        raise RestoreError(errors.nothing_restored(exc)) from exc
+    return [table for table in KEPT_TABLES if table in present]
+
+
+def _copy_kept_rows(source: psycopg.Connection[Any], dest: psycopg.Connection[Any], tables: list[str]) -> None:
+    """Every row of the bot's own tables, and their sequences' positions, from the target (over the
+    session kept open for it) into the new database, in the new database's one transaction."""
+    with dest.transaction():
+        for table in tables:
+            name = sql.Identifier(*table.split(".", 1))
+            dest.execute(sql.SQL("TRUNCATE {}").format(name))
+            with source.cursor().copy(sql.SQL("COPY {} TO STDOUT (FORMAT BINARY)").format(name)) as out, \
+                    dest.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(name)) as into:
+                for chunk in out:
+                    into.write(chunk)
+            for (sequence,) in source.execute(
+                "SELECT pg_get_serial_sequence(%s, attname) FROM pg_attribute WHERE attrelid = %s::regclass "
+                "AND attnum > 0 AND NOT attisdropped AND pg_get_serial_sequence(%s, attname) IS NOT NULL",
+                (table, table, table),
+            ).fetchall():
+                row = source.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(
+                    sql.Identifier(*str(sequence).split(".", 1)))).fetchone()
+                if row is not None:
+                    dest.execute("SELECT setval(%s, %s, %s)", (sequence, row[0], row[1]))
+
+
+def _restore_by_swap(
+    conninfo: str,
+    archive: Path,
+    *,
+    env: dict[str, str],
+    dbname: str,
+    jobs: int,
+    pg_restore: str,
+    pg_dump: str,
+    psql: str,
+    heartbeat: Heartbeat | None,
+    interval: float,
+    end_sessions: bool,
+    wait_ms: int,
+    maintenance_database: str,
+    now: datetime,
+) -> tuple[list[str], str]:
+    """pg_restore --jobs into a new database, then switch it in (workers/swap.py). Returns the tables
+    the archive lacks (gone with the old database) and the name the old database is kept under."""
+    target_db = str(pg_conninfo.conninfo_to_dict(conninfo).get("dbname") or "")
+    toc = read_toc(archive, pg_restore)
+    try:
+        extra = sorted(set(user_tables(conninfo)) - archive_tables(toc) - set(KEPT_TABLES))
+    except VerifyError as exc:
+        raise RestoreError(errors.nothing_restored(exc)) from exc
+    kept = _kept_present(conninfo)
+    replacement, replaced = swap.side_name(target_db, "restoring", now), swap.side_name(target_db, "replaced", now)
+    where = describe(conninfo)
+    with swap.maintenance_connection(conninfo, maintenance_database) as admin:
+        if not end_sessions:  # sessions that will not leave: say so now, not after a whole restore
+            swap.empty(admin, target_db, end_sessions=False, wait_ms=wait_ms)
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(replacement)))
+        switched = False
+        try:
+            with tempfile.NamedTemporaryFile("w", prefix="restore-list-", suffix=".txt") as listing:
+                listing.write(restore_list(toc))
+                listing.flush()
+                run_client(
+                    [pg_restore, "--no-password", "--exit-on-error", f"--use-list={listing.name}", f"--jobs={jobs}",
+                     f"--dbname={swap.with_dbname(dbname, replacement)}", str(archive)],
+                    env=env, conninfo=conninfo, heartbeat=heartbeat,
+                    progress=lambda elapsed: messages.restoring(archive.name, replacement, elapsed),
+                    interval=interval, error=RestoreError, what=errors.pg_restore_into(replacement),
+                )
+            if kept:  # their definitions now; their rows at the switch, when nobody else writes
+                _relay_in_transaction(
+                    [pg_dump, "--no-password", "--schema-only", *(f"--table={t}" for t in kept), f"--dbname={dbname}"],
+                    [psql, "--no-password", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1",
+                     f"--dbname={swap.with_dbname(dbname, replacement)}"],
+                    prologue=b"", env=env, conninfo=conninfo, heartbeat=heartbeat, interval=interval,
+                    label=messages.KEPT_TABLES_LABEL,
+                )
+            swap.copy_database_settings(admin, target_db, replacement)
+            with connect(conninfo) as source, connect(swap.with_dbname(conninfo, replacement)) as dest:
+                with swap.connections_refused(admin, target_db):
+                    swap.empty(admin, target_db, end_sessions=end_sessions, wait_ms=wait_ms, keep={source.info.backend_pid})
+                    _copy_kept_rows(source, dest, kept)
+                    source.close()
+                    dest.close()
+                    swap.empty(admin, target_db, end_sessions=False, wait_ms=wait_ms)
+                    swap.switch(admin, target_db, replacement, replaced)
+                    switched = True
+        except psycopg.Error as exc:
+            raise RestoreError(errors.swap_failed(where, _db_error(exc, conninfo))) from None  # may quote the DSN
+        finally:
+            if not switched:
+                drop_database(swap.with_dbname(conninfo, maintenance_database), replacement)
+    return extra, replaced
 
 
 def _restore_into_target(
@@ -231,27 +434,31 @@ def _restore_into_target(
     lock_timeout_ms: int,
 ) -> list[str]:
     """pg_restore's clean script, after dropping tables the archive lacks, in one psql transaction."""
+    toc = read_toc(archive, pg_restore)
     try:
-        extra = sorted(set(user_tables(conninfo)) - archive_tables(archive, pg_restore))
+        extra = sorted(set(user_tables(conninfo)) - archive_tables(toc) - set(KEPT_TABLES))
     except VerifyError as exc:
-        raise RestoreError(messages.nothing_restored(exc)) from None
+        raise RestoreError(errors.nothing_restored(exc)) from exc
     # A bounded lock wait: behind the application's sessions the restore fails (and rolls back)
     # instead of hanging, and the application never queues behind a restore stuck waiting.
     prologue = f"SET lock_timeout = {int(lock_timeout_ms)};\n" + "".join(
         sql.SQL("DROP TABLE IF EXISTS {} CASCADE;\n").format(sql.Identifier(*table.split(".", 1))).as_string(None)
         for table in extra
     )
-    _relay_in_transaction(
-        [pg_restore, "--clean", "--if-exists", "--file=-", str(archive)],
-        [psql, "--no-password", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", f"--dbname={dbname}"],
-        prologue=prologue.encode(),
-        script_edits=((b"\nSET lock_timeout = 0;\n", f"\nSET lock_timeout = {int(lock_timeout_ms)};\n".encode()),),
-        env=env,
-        conninfo=conninfo,
-        heartbeat=heartbeat,
-        interval=interval,
-        label=archive.name,
-    )
+    with tempfile.NamedTemporaryFile("w", prefix="restore-list-", suffix=".txt") as listing:
+        listing.write(restore_list(toc))
+        listing.flush()
+        _relay_in_transaction(
+            [pg_restore, "--clean", "--if-exists", f"--use-list={listing.name}", "--file=-", str(archive)],
+            [psql, "--no-password", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", f"--dbname={dbname}"],
+            prologue=prologue.encode(),
+            script_edits=((b"\nSET lock_timeout = 0;\n", f"\nSET lock_timeout = {int(lock_timeout_ms)};\n".encode()),),
+            env=env,
+            conninfo=conninfo,
+            heartbeat=heartbeat,
+            interval=interval,
+            label=archive.name,
+        )
     return extra
 
 
@@ -275,13 +482,13 @@ def _relay_in_transaction(
         try:
             first = subprocess.Popen(producer, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=producer_err)
         except OSError as exc:
-            raise RestoreError(messages.cannot_run(producer[0], str(exc.strerror or exc), messages.INSTALL_PG_RESTORE)) from None
+            raise RestoreError(errors.cannot_run(producer[0], str(exc.strerror or exc), errors.INSTALL_PG_RESTORE)) from exc
         try:
             second = subprocess.Popen(consumer, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=consumer_err)
         except OSError as exc:
             first.kill()
             first.wait()
-            raise RestoreError(messages.cannot_run(consumer[0], str(exc.strerror or exc), messages.INSTALL_PSQL)) from None
+            raise RestoreError(errors.cannot_run(consumer[0], str(exc.strerror or exc), errors.INSTALL_PSQL)) from exc
 
         def relay() -> None:
             assert first.stdout is not None and second.stdin is not None
@@ -323,6 +530,6 @@ def _relay_in_transaction(
         consumer_text = consumer_err.read().decode(errors="replace")
     where = describe(conninfo)
     if second.returncode != 0:
-        raise RestoreError(messages.restore_rolled_back(where, last_line(redact(consumer_text, conninfo))))
+        raise RestoreError(errors.restore_rolled_back(where, last_line(redact(consumer_text, conninfo))))
     if first.returncode != 0:
-        raise RestoreError(messages.restore_unreadable(where, label, last_line(redact(producer_text, conninfo))))
+        raise RestoreError(errors.restore_unreadable(where, label, last_line(redact(producer_text, conninfo))))

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,57 +24,93 @@ from psycopg import sql
 
 from core import defaults
 from core.config import Target
-from workers import messages
+from workers import errors, messages
+from workers.backup import connect, describe, redact  # one redaction rule, one connect timeout
+from workers.checks import Check, CheckKind, VerifyReport
+from workers.errors import VerifyError
 
 PENDING = "pending"
 OUTPUT_TAIL_CHARS = 400
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
 
-class VerifyError(Exception):
-    """Verification could not run at all (e.g. the database is unreachable); one line, no secret."""
 
 
-@dataclass(frozen=True)
-class Check:
-    """One check: `figure` is the data (JSON-able), `detail` the sentence people read (workers.messages)."""
-
-    name: str
-    passed: bool
-    figure: Any = None
-    detail: str = ""
-    skipped: bool = False
-    kind: str = ""  # migrations, row_count, health, smoke, connections
-    subject: str = ""  # the table of a row count
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+# --- what the checks are called, and what they found as sentences people read ---------------------
 
 
-@dataclass(frozen=True)
-class VerifyReport:
-    target: str
-    checks: list[Check] = field(default_factory=list)
-    duration_s: float = 0.0
-
-    @property
-    def passed(self) -> bool:
-        return all(check.passed or check.skipped for check in self.checks)
-
-    @property
-    def failed(self) -> list[Check]:
-        return [check for check in self.checks if not check.passed and not check.skipped]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "passed": self.passed,
-            "duration_s": self.duration_s,
-            "checks": [check.to_dict() for check in self.checks],
-        }
+CHECK_MIGRATIONS = "migration status"
+CHECK_ROW_COUNTS = "row counts"
+CHECK_HEALTH = "health check"
+CHECK_SMOKE = "smoke test"
+CHECK_CONNECTIONS = "connections"
 
 
-def skipped(name: str, reason: str, figure: Any = None, kind: str = "", subject: str = "") -> Check:
+def row_count_check(table: str) -> str:
+    """A row count's check name, as failure lists say it (`checks failed: row count users`)."""
+    return f"row count {table}"
+
+
+NO_EXPECTED_STATUS = "no expected status given"
+NO_CRITICAL_TABLES = "no critical tables configured"
+NO_HEALTH_URL = "no health_url configured"
+NO_SMOKE_COMMAND = "no smoke_command configured"
+NO_MIGRATIONS_TABLE = "schema_migrations does not exist on this database"
+
+
+def migrations_as_expected(expected: int, matching: int, mismatches: Sequence[str], unknown: Sequence[str]) -> str:
+    text = f"{matching} of {expected} as expected"
+    if mismatches:
+        text += ": " + "; ".join(mismatches)
+    if unknown:
+        text += f" (not on disk: {', '.join(unknown)})"
+    return text
+
+
+def migration_mismatch(version: str, actual: str, expected: str) -> str:
+    return f"{version}: {actual} (expected {expected})"
+
+
+def migrations_healthy(total: int, problems: Sequence[str]) -> str:
+    if not problems:
+        return f"{total} migration(s), none failed, running or drifted"
+    return f"{len(problems)} problem(s) among {total} migration(s): " + "; ".join(problems)
+
+
+def migration_problem(version: str, status: str, drift: bool) -> str:
+    issues = [status] if status in ("failed", "running") else []
+    if drift:
+        issues.append("its file changed since it was applied (drift)")
+    return f"{version} {' and '.join(issues)}"
+
+
+def row_count(after: int | None, before: int | None, table: str) -> str:
+    if after is None:
+        return f"table {table} does not exist"
+    if before is None:
+        return f"{after} rows, {messages.check_skipped(messages.NO_EARLIER_COUNT)}"
+    if before == after:
+        return f"{after} rows ({before} before)"
+    return f"{after} rows ({before} before, {after - before:+d})"
+
+
+def health_answered(url: str, status: int) -> str:
+    return f"HTTP {status} from {url}"
+
+
+def health_no_answer(url: str, error: str) -> str:
+    return f"{url} did not answer ({error})"
+
+
+def smoke_exited(returncode: int, output: str) -> str:
+    return f"exit {returncode}" + (f": {output}" if output else "")
+
+
+def connections_counted(total: int, active: int) -> str:
+    return f"{total} to this database, {active} active"
+
+
+def skipped(name: str, reason: str, figure: Any = None, kind: CheckKind | None = None, subject: str = "") -> Check:
     return Check(name=name, passed=False, figure=figure, detail=messages.check_skipped(reason), skipped=True,
                  kind=kind, subject=subject)
 
@@ -87,13 +122,11 @@ def _table_identifier(name: str) -> sql.Identifier:
 
 
 def _connect(conninfo: str) -> psycopg.Connection[Any]:
-    from workers.backup import describe, redact  # one redaction rule for all the workers' steps
-
     try:
-        return psycopg.connect(conninfo, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS, autocommit=True)
+        return connect(conninfo)
     except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or [messages.CONNECTION_FAILED])[0]
-        raise VerifyError(messages.cannot_connect(describe(conninfo), redact(first, conninfo))) from None
+        first = (str(exc).strip().splitlines() or [errors.CONNECTION_FAILED])[0]
+        raise VerifyError(errors.cannot_connect(describe(conninfo), redact(first, conninfo))) from None  # the cause may quote the DSN, password included
 
 
 def count_rows(conninfo: str, tables: Sequence[str]) -> dict[str, int]:
@@ -103,8 +136,8 @@ def count_rows(conninfo: str, tables: Sequence[str]) -> dict[str, int]:
         for table in tables:
             try:
                 row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_table_identifier(table))).fetchone()
-            except psycopg.errors.UndefinedTable:
-                raise VerifyError(messages.row_count_missing_table(table)) from None
+            except psycopg.errors.UndefinedTable as err:
+                raise VerifyError(errors.row_count_missing_table(table)) from err
             counts[table] = int(row[0]) if row else 0
     return counts
 
@@ -137,16 +170,16 @@ def check_migration_status(
     conn: psycopg.Connection[Any], expected: dict[str, str] | None, migrations_dir: str
 ) -> Check:
     """The pipeline's check: each reverted version has the status the rollback should have left."""
-    name, kind = messages.CHECK_MIGRATIONS, "migrations"
+    name, kind = CHECK_MIGRATIONS, CheckKind.MIGRATIONS
     if not expected:
-        return skipped(name, messages.NO_EXPECTED_STATUS, kind=kind)
+        return skipped(name, NO_EXPECTED_STATUS, kind=kind)
     try:
         rows = conn.execute("SELECT version, status FROM schema_migrations").fetchall()
     except psycopg.errors.UndefinedTable:
-        return Check(name, False, None, messages.NO_MIGRATIONS_TABLE, kind=kind)
+        return Check(name, False, None, NO_MIGRATIONS_TABLE, kind=kind)
     actual = {str(version): str(status) for version, status in rows}
     mismatches = [
-        messages.migration_mismatch(version, actual.get(version, PENDING), status)
+        migration_mismatch(version, actual.get(version, PENDING), status)
         for version, status in sorted(expected.items())
         if actual.get(version, PENDING) != status
     ]
@@ -154,7 +187,7 @@ def check_migration_status(
     unknown = sorted(v for v in expected if on_disk and v not in on_disk)
     matching = len(expected) - len(mismatches)
     figure = {"expected": len(expected), "matching": matching}
-    detail = messages.migrations_as_expected(len(expected), matching, mismatches, unknown)
+    detail = migrations_as_expected(len(expected), matching, mismatches, unknown)
     return Check(name, not mismatches, figure, detail, kind=kind)
 
 
@@ -165,34 +198,34 @@ def check_migration_health(status_report: Mapping[str, Any]) -> Check:
     the engine compares."""
     migrations = list(status_report.get("migrations") or [])
     problems = [
-        messages.migration_problem(str(m.get("version")), str(m.get("status")), bool(m.get("drift")))
+        migration_problem(str(m.get("version")), str(m.get("status")), bool(m.get("drift")))
         for m in migrations
         if m.get("status") in ("failed", "running") or m.get("drift")
     ]
     figure = {"migrations": len(migrations), "problems": len(problems)}
-    return Check(messages.CHECK_MIGRATIONS, not problems, figure, messages.migrations_healthy(len(migrations), problems),
-                 kind="migrations")
+    return Check(CHECK_MIGRATIONS, not problems, figure, migrations_healthy(len(migrations), problems),
+                 kind=CheckKind.MIGRATIONS)
 
 
 def check_row_counts(
     conn: psycopg.Connection[Any], tables: Sequence[str], baseline: dict[str, int] | None
 ) -> list[Check]:
-    kind = "row_count"
+    kind = CheckKind.ROW_COUNT
     if not tables:
-        return [skipped(messages.CHECK_ROW_COUNTS, messages.NO_CRITICAL_TABLES, kind=kind)]
+        return [skipped(CHECK_ROW_COUNTS, NO_CRITICAL_TABLES, kind=kind)]
     checks: list[Check] = []
     for table in tables:
-        name = messages.row_count_check(table)
+        name = row_count_check(table)
         before = baseline.get(table) if baseline else None
         try:
             row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_table_identifier(table))).fetchone()
         except psycopg.errors.UndefinedTable:
             figure: dict[str, int | None] = {"before": before, "after": None}
-            checks.append(Check(name, False, figure, messages.row_count(None, before, table), kind=kind, subject=table))
+            checks.append(Check(name, False, figure, row_count(None, before, table), kind=kind, subject=table))
             continue
         after = int(row[0]) if row else 0
         figure = {"before": before, "after": after}
-        detail = messages.row_count(after, before, table)
+        detail = row_count(after, before, table)
         checks.append(Check(name, before == after, figure, detail, skipped=before is None, kind=kind, subject=table))
     return checks
 
@@ -204,16 +237,16 @@ def display_url(url: str) -> str:
 
 
 def check_health(url: str | None, timeout: float) -> Check:
-    name, kind = messages.CHECK_HEALTH, "health"
+    name, kind = CHECK_HEALTH, CheckKind.HEALTH
     if not url:
-        return skipped(name, messages.NO_HEALTH_URL, kind=kind)
+        return skipped(name, NO_HEALTH_URL, kind=kind)
     shown = display_url(url)
     try:
         response = requests.get(url, timeout=timeout)
     except requests.RequestException as exc:
-        return Check(name, False, None, messages.health_no_answer(shown, type(exc).__name__), kind=kind)
+        return Check(name, False, None, health_no_answer(shown, type(exc).__name__), kind=kind)
     ok = 200 <= response.status_code < 300
-    return Check(name, ok, response.status_code, messages.health_answered(shown, response.status_code), kind=kind)
+    return Check(name, ok, response.status_code, health_answered(shown, response.status_code), kind=kind)
 
 
 def tail(text: str, limit: int = OUTPUT_TAIL_CHARS) -> str:
@@ -222,14 +255,14 @@ def tail(text: str, limit: int = OUTPUT_TAIL_CHARS) -> str:
 
 
 def check_smoke(command: str | None, target: str, timeout: float) -> Check:
-    name, kind = messages.CHECK_SMOKE, "smoke"
+    name, kind = CHECK_SMOKE, CheckKind.SMOKE
     if not command:
-        return skipped(name, messages.NO_SMOKE_COMMAND, kind=kind)
+        return skipped(name, NO_SMOKE_COMMAND, kind=kind)
     done = run_shell(command, env={"ROLLBACK_TARGET": target}, timeout=timeout)
     if done is None:
         return Check(name, False, None, messages.command_timed_out(timeout), kind=kind)
     returncode, output = done
-    return Check(name, returncode == 0, returncode, messages.smoke_exited(returncode, output), kind=kind)
+    return Check(name, returncode == 0, returncode, smoke_exited(returncode, output), kind=kind)
 
 
 def run_shell(command: str, *, env: dict[str, str], timeout: float) -> tuple[int, str] | None:
@@ -254,7 +287,7 @@ def check_connections(conn: psycopg.Connection[Any]) -> Check:
         "SELECT count(*), count(*) FILTER (WHERE state = 'active') FROM pg_stat_activity WHERE datname = current_database()"
     ).fetchone()
     total, active = (int(row[0]), int(row[1])) if row else (0, 0)
-    return Check(messages.CHECK_CONNECTIONS, True, total, messages.connections_counted(total, active), kind="connections")
+    return Check(CHECK_CONNECTIONS, True, total, connections_counted(total, active), kind=CheckKind.CONNECTIONS)
 
 
 def run_checks(

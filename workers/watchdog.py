@@ -18,7 +18,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
-from workers import failures, messages
+from workers import errors, failures
 from workers.context import Context
 
 logger = logging.getLogger("workers.watchdog")
@@ -38,8 +38,8 @@ def scan(ctx: Context, connection: redis.Redis) -> list[str]:
         age = time.time() - job.started_at.timestamp()
         if age < ctx.options.lease_ttl_s or connection.exists(ctx.lease_key(job_id)):
             continue  # just started (lease not yet taken), or alive
-        failures.report(job, messages.job_crashed(failures._job_step(job) if not job.kwargs.get("step")
-                                                  else job.kwargs["step"], messages.abandoned()), crashed=True)
+        failures.report(job, errors.job_crashed(failures._job_step(job) if not job.kwargs.get("step")
+                                                  else job.kwargs["step"], errors.abandoned()), crashed=True)
         found.append(job_id)
     return found
 

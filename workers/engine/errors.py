@@ -1,6 +1,8 @@
 """The engine's errors: one base, each carrying its data and a one-line message (what is wrong, what to do).
 
-The wording lives in `messages.py`; callers (CLI, RQ jobs) print `str(error)` and nothing else.
+The wording lives in `messages.py`. `str(error)` is the command line's wording; a boundary that is
+not the command line (a Slack thread) calls `error.render(messages.SLACK)` so its advice names the
+Slack command or the config key instead of a flag.
 """
 
 from __future__ import annotations
@@ -8,17 +10,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from core.errors import RollbackError, one_line
 from workers.engine import messages
+from workers.engine.messages import CLI, Advice
 
 
-class EngineError(Exception):
+class EngineError(RollbackError):
     """Base of every expected engine failure. `str()` is one line and never holds a secret."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.split()))  # always one line
-
-    @property
-    def message(self) -> str:
+    def render(self, advice: Advice = CLI) -> str:
+        """The one line, with advice for where it is shown (the CLI's flags by default). Errors whose
+        advice names a flag override it."""
         return str(self)
 
 
@@ -63,13 +65,19 @@ class UnparseableScript(EngineError):
 class UnknownVersion(EngineError):
     def __init__(self, version: str, reason: str) -> None:
         self.version, self.reason = version, reason
-        super().__init__(messages.unknown_version(version, reason))
+        super().__init__(self.render(CLI))
+
+    def render(self, advice: Advice = CLI) -> str:
+        return one_line(messages.unknown_version(self.version, self.reason, advice))
 
 
 class NotCompleted(EngineError):
     def __init__(self, version: str, status: str) -> None:
         self.version, self.status = version, status
-        super().__init__(messages.not_completed(version, status))
+        super().__init__(self.render(CLI))
+
+    def render(self, advice: Advice = CLI) -> str:
+        return one_line(messages.not_completed(self.version, self.status, advice))
 
 
 class MissingDownScript(EngineError):
@@ -84,7 +92,10 @@ class LockBusy(EngineError):
 
     def __init__(self, dbname: str, holder: dict[str, Any] | None) -> None:
         self.dbname, self.holder = dbname, holder
-        super().__init__(messages.lock_busy(dbname, holder))
+        super().__init__(self.render(CLI))
+
+    def render(self, advice: Advice = CLI) -> str:
+        return one_line(messages.lock_busy(self.dbname, self.holder, advice))
 
 
 class LockTimeout(EngineError):
@@ -94,7 +105,10 @@ class LockTimeout(EngineError):
         self.attempts, self.lock_timeout_ms, self.statement = attempts, lock_timeout_ms, statement
         self.blockers = list(blockers)
         self.blocking_pids = [int(b["pid"]) for b in self.blockers]
-        super().__init__(messages.lock_timeout(attempts, lock_timeout_ms, statement, self.blockers))
+        super().__init__(self.render(CLI))
+
+    def render(self, advice: Advice = CLI) -> str:
+        return one_line(messages.lock_timeout(self.attempts, self.lock_timeout_ms, self.statement, self.blockers, advice))
 
 
 class MigrationFailed(EngineError):
@@ -127,7 +141,10 @@ class BookkeepingConflict(EngineError):
 
     def __init__(self, version: str, expected_status: str) -> None:
         self.version, self.expected_status = version, expected_status
-        super().__init__(messages.bookkeeping_conflict(version, expected_status))
+        super().__init__(self.render(CLI))
+
+    def render(self, advice: Advice = CLI) -> str:
+        return one_line(messages.bookkeeping_conflict(self.version, self.expected_status, advice))
 
 
 class DatabaseError(EngineError):
@@ -135,4 +152,33 @@ class DatabaseError(EngineError):
 
     def __init__(self, where: str, reason: str) -> None:
         self.where, self.reason = where, reason
-        super().__init__(messages.database_error(where, reason))
+        super().__init__(self.render(CLI))
+
+    def render(self, advice: Advice = CLI) -> str:
+        return one_line(messages.database_error(self.where, self.reason, advice))
+
+
+
+class EscrowIncomplete(EngineError):
+    """The data a statement destroys could not be escrowed where escrow is the only net, or its copy is not
+    the truth (the statement changed another number of rows than were copied). Nothing of the run remains."""
+
+    def __init__(self, request_id: str, reason: str) -> None:
+        self.request_id, self.reason = request_id, reason
+        super().__init__(reason)
+
+
+class UndoRefused(EngineError):
+    """An undo that cannot start: unknown escrow, already undone, the database moved on since the rollback."""
+
+    def __init__(self, request_id: str, problem: str, detail: str = "") -> None:
+        self.request_id, self.problem, self.detail = request_id, problem, detail
+        super().__init__(messages.undo_refused(request_id, problem, detail))
+
+
+class UndoFailed(EngineError):
+    """An escrowed copy could not be put back exactly; the undo's transaction was rolled back."""
+
+    def __init__(self, request_id: str, relation: str, reason: str) -> None:
+        self.request_id, self.relation, self.reason = request_id, relation, reason
+        super().__init__(messages.undo_failed(request_id, relation, reason))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import psycopg
+
 # postgresql://user:secret@host  ->  postgresql://user:***@host
 _URL_PASSWORD = re.compile(r"(?P<prefix>\b[a-z][a-z0-9+.-]*://[^/@\s:]*:)(?P<secret>[^@\s]*)(?P<at>@)", re.I)
 # password=secret / password='se cret'  (conninfo key=value form, also in URL query strings)
@@ -25,8 +27,6 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
 def password_of(conninfo: str) -> str | None:
     """The password in a DSN/conninfo (to redact it wherever it might be echoed), or None."""
     try:
-        import psycopg
-
         return psycopg.conninfo.conninfo_to_dict(conninfo).get("password") or None  # type: ignore[return-value]
     except Exception:  # a malformed DSN has nothing we can extract; the regexes still apply
         return None

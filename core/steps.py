@@ -1,0 +1,76 @@
+"""The steps of the workers' pipelines as pure data: name, label, and what a failure there means.
+
+The bot reads the labels and each pipeline's order from here (it never imports workers code);
+`workers/pipeline.py` binds each step to the function that runs it. Adding a step: a record here
+and its place in a pipeline, plus its function in workers/pipeline.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.requests import RequestKind
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    name: str  # the RQ job's `step` argument and the claim's key
+    label: str  # how the thread, the page and the card name it
+    # A failure here happens after "maintenance on" ran, so maintenance mode stays on.
+    leaves_maintenance_on: bool = False
+    # A failure here is written to migration_history (operation = name) unless the step recorded it.
+    recorded: bool = True
+
+
+BACKUP = StepInfo("backup", "Backup")
+MAINTENANCE_ON = StepInfo("maintenance_on", "Maintenance on")
+ROLLBACK = StepInfo("rollback", "Rollback", leaves_maintenance_on=True)
+RESTORE = StepInfo("restore", "Restore", leaves_maintenance_on=True)
+UNDO = StepInfo("undo", "Undo", leaves_maintenance_on=True)
+VERIFY = StepInfo("verify", "Verification", leaves_maintenance_on=True)
+MAINTENANCE_OFF = StepInfo("maintenance_off", "Maintenance off", leaves_maintenance_on=True)
+FINISH = StepInfo("finish", "Outcome", recorded=False)
+
+# Each approved request kind's pipeline, in order; `finish` is the bookkeeping, never announced as a step.
+PIPELINES: dict[RequestKind, tuple[StepInfo, ...]] = {
+    RequestKind.ROLLBACK: (BACKUP, MAINTENANCE_ON, ROLLBACK, VERIFY, MAINTENANCE_OFF, FINISH),
+    RequestKind.RESTORE: (BACKUP, MAINTENANCE_ON, RESTORE, VERIFY, MAINTENANCE_OFF, FINISH),
+    RequestKind.UNDO: (BACKUP, MAINTENANCE_ON, UNDO, VERIFY, MAINTENANCE_OFF, FINISH),
+}
+# A restore into a new scratch database leaves the target alone: nothing to back up, nothing to switch.
+RESTORE_INTO_SCRATCH: tuple[StepInfo, ...] = (RESTORE, FINISH)
+
+STEPS = {step.name: step for pipeline in (*PIPELINES.values(), RESTORE_INTO_SCRATCH) for step in pipeline}
+
+# Labels of the jobs that are not pipeline steps (what a thread line or a page calls them).
+JOB_LABELS = {
+    "execute": "Execute",
+    "snapshot": "Snapshot",
+    "status": "Status",
+    "dry_run": "Dry run",
+    "history": "History",
+    "backups": "Backups",
+    "report": "Report",
+    "check_backup": "Backup check",
+    "maintenance": "Maintenance",
+    "escrow": "Escrow",
+    "check_undo": "Undo check",
+}
+
+
+def label(name: str) -> str:
+    """A step's or job's label: `maintenance_on` -> `Maintenance on`."""
+    step = STEPS.get(name)
+    if step is not None:
+        return step.label
+    return JOB_LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+def announced(pipeline: tuple[StepInfo, ...]) -> tuple[StepInfo, ...]:
+    """The steps a thread announces (all but the bookkeeping `finish`)."""
+    return tuple(step for step in pipeline if step is not FINISH)
+
+
+def chain(kind: RequestKind) -> str:
+    """`Backup → Maintenance on → Rollback → Verification → Maintenance off`, for a request kind."""
+    return " → ".join(step.label for step in announced(PIPELINES[kind]))
