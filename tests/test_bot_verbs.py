@@ -43,6 +43,7 @@ from tests.fixtures.bot import (
 from tests.fixtures.bot import (
     jobs as queued,
 )
+from tests.fixtures.fakes import quiet
 
 pytestmark = pytest.mark.usefixtures("idle_worker")
 MAINTENANCE = verbs.verb("maintenance").job
@@ -240,7 +241,7 @@ def test_maintenance_by_anyone_else_is_refused_in_one_line(
     assert text.startswith("Refused: only the requester of the target's latest request or an approver")
     assert request.id in text and "<@U_ALICE>" in text and "\n" not in text
     assert "say which one" in answer(sender, slack_api, "maintenance off", user=ALICE)  # two targets: name one
-    time.sleep(0.2)
+    quiet(slack_api)
     assert bot_queue.count == 0 and len(thread_texts(slack_api, request)) == 1
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 import redis
 
 from sandbox.launcher import KNOWN_GOOD_VERSION, Sandbox, start_sandbox
+from tests.fixtures.isolation import PostgresRun
 
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "sandbox.png"
 BAD_VERSION = "2025_10_20_150000"
@@ -29,13 +29,13 @@ OUTER_PREFIXES = ("SLACK_", "PAGERDUTY_", "DIGITALOCEAN_", "ROLLBACK_", "BACKUP_
 
 
 @pytest.fixture
-def sandbox(postgres_admin_url: str, redis_url: str) -> Iterator[Sandbox]:
+def sandbox(postgres_admin_url: str, redis_url: str, postgres_run: PostgresRun) -> Iterator[Sandbox]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(OUTER_PREFIXES) and not k.endswith("_DATABASE_URL")}
     # redis_url is the tests' own database, flushed before and after: a target identity left by an earlier
     # run (another random database name) would (rightly) trip the wrong-database guard.
     started = start_sandbox(database_url=postgres_admin_url, redis_url=redis_url, env=env,
-                            database_name=f"rbt_sandbox_{uuid.uuid4().hex[:8]}")
+                            database_name=postgres_run.database_name("sandbox_"))
     yield started
     failed_logs = "\n".join(f"--- {name} log ---\n{started.log_tail(name, 60)}" for name in started.logs)
     started.close()

@@ -131,6 +131,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
     def show(data: dict[str, Any] | list[dict[str, Any]], text: str) -> None:
         _print_json(data, out) if args.json else out(text)
 
+    if args.dry_run and args.verbose:
+        log(messages.DRY_RUN_AHEAD)  # before the first statement scrolls by
+
     if args.status:
         report = engine.status()
         show(report.to_dict(), messages.render_status(report))

@@ -239,8 +239,16 @@ def out_of_order_warning(version: str, name: str, current: str | None) -> str:
             "the next apply runs it out of order; check it does not conflict with the newer migrations")
 
 
-def ignored_entry_warning(entry: str) -> str:
-    return f"ignored {entry!r} in the migrations folder: not named {VERSION_FORMAT}_<name>"
+IGNORED_NAMES_SHOWN = 3  # a folder of other files gets one line, not one per file
+
+
+def ignored_entries_warning(entries: Sequence[str]) -> str:
+    if len(entries) == 1:
+        return f"ignored {entries[0]!r} in the migrations folder: not named {VERSION_FORMAT}_<name>"
+    shown = ", ".join(repr(e) for e in entries[:IGNORED_NAMES_SHOWN])
+    more = f" and {len(entries) - IGNORED_NAMES_SHOWN} more" if len(entries) > IGNORED_NAMES_SHOWN else ""
+    return (f"ignored {len(entries)} entries in the migrations folder not named {VERSION_FORMAT}_<name>: "
+            f"{shown}{more}")
 
 
 def no_up_warning(version: str, name: str) -> str:
@@ -467,6 +475,10 @@ def render_plan(plan: Plan) -> str:
 def _statement_rows(statements: Sequence[Any]) -> list[list[str]]:
     return [[st.version, _short(st.sql, 70), st.tag, "" if st.rowcount is None or st.rowcount < 0
              else str(st.rowcount), f"{st.duration_ms:.1f}"] for st in statements]
+
+
+# Printed before a verbose dry run's statements, so that nobody reads them as changes being made.
+DRY_RUN_AHEAD = "DRY RUN — nothing will change: the statements below run in a transaction that is rolled back"
 
 
 def render_dry_run(report: DryRunReport) -> str:
