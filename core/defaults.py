@@ -100,3 +100,12 @@ WEB_GRACEFUL_TIMEOUT_SECONDS = 20
 MAX_DELIVERY_BYTES = 1024 * 1024
 # A Slack payload nests about ten levels deep; a deeper one is not Slack's and is ignored unparsed further.
 MAX_PAYLOAD_DEPTH = 64
+
+# Supabase point-in-time recovery (workers/supabase.py): the Management API is retried on 429/5xx and
+# dropped connections (never on another 4xx); the recovery point defaults to this long before the bad
+# migration was applied; a recovering project is polled this often, and paged past the bound.
+SUPABASE_MAX_ATTEMPTS = 4
+SUPABASE_BACKOFF_SECONDS = 1.0
+PITR_MARGIN_SECONDS = 60
+PITR_POLL_SECONDS = 10.0
+PITR_RESTORE_TIMEOUT_SECONDS = 30 * 60

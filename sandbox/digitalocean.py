@@ -2,14 +2,18 @@
 
 `pydo.Client(token=..., endpoint=server.url)` talks to it (pydo passes `endpoint` to its generated
 client as the base URL). Served: droplet snapshot actions and their polling, droplet and global
-snapshot lists, a droplet, and a managed database cluster's backups. A bearer token is required.
+snapshot lists and one snapshot, a droplet, a droplet restored from a snapshot (a `restore` action),
+a managed database cluster and its backups, and a new cluster created from a backup (`backup_restore`),
+which reports `creating` for `polls_until_complete` reads, then `online`. A bearer token is required.
+`on_droplet_restore(droplet_id, snapshot)`, when set, runs when a restore action completes, so a test
+can make the droplet's database really go back.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +38,7 @@ class Action:
     type: str
     snapshot_name: str | None
     polls_left: int
+    image: int | None = None  # a restore action's snapshot id
     status: str = "in-progress"
     started_at: str = field(default_factory=_now)
     completed_at: str | None = None
@@ -63,6 +68,12 @@ class DigitalOceanServer(JsonHttpServer):
         self.databases = dict(databases or {DEFAULT_DATABASE_ID: "db-prod"})
         self.polls_until_complete = polls_until_complete
         self.fail_snapshots = False  # set True: snapshot actions end "errored"
+        self.fail_restores = False  # set True: restore actions end "errored"
+        self.on_droplet_restore: Callable[[int, dict[str, Any]], None] | None = None
+        self.clusters: dict[str, dict[str, Any]] = {
+            uuid: _cluster(uuid, name, "online") for uuid, name in self.databases.items()
+        }
+        self.cluster_polls: dict[str, int] = {}
         self.actions: dict[int, Action] = {}
         self.snapshots: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str]] = []
@@ -94,15 +105,27 @@ class DigitalOceanServer(JsonHttpServer):
             (r"/v2/droplets/(\d+)/snapshots", "GET", self._droplet_snapshots),
             (r"/v2/droplets/(\d+)", "GET", self._droplet),
             (r"/v2/snapshots", "GET", self._snapshots),
+            (r"/v2/snapshots/(\d+)", "GET", self._snapshot),
             (r"/v2/databases/([0-9a-f-]+)/backups", "GET", self._database_backups),
+            (r"/v2/databases/([0-9a-f-]+)", "GET", self._cluster),
+            (r"/v2/databases", "POST", self._create_cluster),
         ]
 
     def _droplet_action(self, request: JsonRequest, droplet_id: str) -> tuple[int, Any]:
         if int(droplet_id) not in self.droplets:
             return 404, NOT_FOUND
         body = request.json() or {}
+        if body.get("type") == "restore":
+            image = body.get("image")
+            if not any(str(s["id"]) == str(image) and s["resource_id"] == droplet_id for s in self.snapshots):
+                return 422, {"id": "unprocessable_entity",
+                             "message": "You specified an invalid image for Droplet restore."}
+            action = Action(next(self._ids), int(droplet_id), "restore", None, self.polls_until_complete,
+                            image=int(str(image)))
+            self.actions[action.id] = action
+            return 201, {"action": action.to_api()}
         if body.get("type") != "snapshot":
-            return 422, {"id": "unprocessable_entity", "message": "Only snapshot actions are served here."}
+            return 422, {"id": "unprocessable_entity", "message": "Only snapshot and restore actions are served here."}
         action = Action(next(self._ids), int(droplet_id), "snapshot", body.get("name") or f"snapshot-{_now()}",
                         self.polls_until_complete)
         self.actions[action.id] = action
@@ -120,6 +143,12 @@ class DigitalOceanServer(JsonHttpServer):
 
     def _finish(self, action: Action) -> None:
         action.completed_at = _now()
+        if action.type == "restore":
+            action.status = "errored" if self.fail_restores else "completed"
+            snapshot = next(s for s in self.snapshots if str(s["id"]) == str(action.image))
+            if action.status == "completed" and self.on_droplet_restore is not None:
+                self.on_droplet_restore(action.droplet_id, snapshot)
+            return
         if self.fail_snapshots:
             action.status = "errored"
             return
@@ -142,6 +171,23 @@ class DigitalOceanServer(JsonHttpServer):
     def _snapshots(self, request: JsonRequest) -> tuple[int, Any]:
         return 200, {"snapshots": list(self.snapshots), "links": {}, "meta": {"total": len(self.snapshots)}}
 
+    def _snapshot(self, request: JsonRequest, snapshot_id: str) -> tuple[int, Any]:
+        found = next((s for s in self.snapshots if str(s["id"]) == snapshot_id), None)
+        if found is None:
+            return 404, NOT_FOUND
+        return 200, {"snapshot": {**found, "id": str(found["id"])}}
+
+    def add_snapshot(self, droplet_id: int, name: str) -> str:
+        """A snapshot of `droplet_id` taken earlier (outside any action); returns its id."""
+        snapshot_id = str(next(self._ids))
+        with self.lock:
+            self.snapshots.append({
+                "id": snapshot_id, "name": name, "created_at": _now(), "regions": ["nyc3"],
+                "resource_id": str(droplet_id), "resource_type": "droplet", "min_disk_size": 25,
+                "size_gigabytes": 1.5, "tags": [],
+            })
+        return snapshot_id
+
     def _droplet(self, request: JsonRequest, droplet_id: str) -> tuple[int, Any]:
         name = self.droplets.get(int(droplet_id))
         if name is None:
@@ -157,3 +203,38 @@ class DigitalOceanServer(JsonHttpServer):
         if database_id not in self.databases:
             return 404, NOT_FOUND
         return 200, {"backups": list(self.database_backups.get(database_id, []))}
+
+    def _cluster(self, request: JsonRequest, database_id: str) -> tuple[int, Any]:
+        cluster = self.clusters.get(database_id)
+        if cluster is None:
+            return 404, NOT_FOUND
+        if cluster["status"] == "creating":
+            self.cluster_polls[database_id] = self.cluster_polls.get(database_id, 0) - 1
+            if self.cluster_polls[database_id] <= 0:
+                cluster["status"] = "online"
+        return 200, {"database": cluster}
+
+    def _create_cluster(self, request: JsonRequest) -> tuple[int, Any]:
+        body = request.json() or {}
+        restore = body.get("backup_restore") or {}
+        source = next((c for c in self.clusters.values() if c["name"] == restore.get("database_name")), None)
+        if not body.get("name") or source is None:
+            return 422, {"id": "unprocessable_entity", "message": "backup_restore.database_name is not a cluster"}
+        created = str(restore.get("backup_created_at") or "")
+        if created and created not in {b["created_at"] for b in self.database_backups.get(source["id"], [])}:
+            return 422, {"id": "unprocessable_entity", "message": "No backup exists at backup_created_at"}
+        uuid = f"{next(self._ids):08d}-0000-4000-8000-000000000000"
+        self.clusters[uuid] = _cluster(uuid, str(body["name"]), "creating")
+        self.cluster_polls[uuid] = self.polls_until_complete
+        return 201, {"database": self.clusters[uuid]}
+
+
+def _cluster(uuid: str, name: str, status: str) -> dict[str, Any]:
+    host = f"{name}-do-user-1.db.ondigitalocean.com"
+    return {
+        "id": uuid, "name": name, "engine": "pg", "version": "16", "region": "nyc3", "size": "db-s-1vcpu-1gb",
+        "num_nodes": 1, "status": status, "created_at": _now(), "db_names": ["defaultdb"],
+        "connection": {"protocol": "postgresql", "host": host, "port": 25060, "user": "doadmin",
+                       "password": "stand-in-password", "database": "defaultdb", "ssl": True,
+                       "uri": f"postgresql://doadmin:stand-in-password@{host}:25060/defaultdb?sslmode=require"},
+    }
