@@ -29,6 +29,7 @@ class Command:
     backup: str | None = None
     request_id: str | None = None
     state: str | None = None
+    pid: str | None = None
 
 
 def closest(word: str, choices: Sequence[str]) -> str | None:

@@ -29,7 +29,7 @@ from bot.approval import Refusal
 from bot.commands import Command, CommandError
 from bot.plans import PlanSummary, summarize
 from bot.verbs import Action, Verb
-from core import defaults
+from core import assessments, defaults
 from core.config import Settings
 from core.jobs import BackupCheck
 from core.requests import (
@@ -80,6 +80,7 @@ class RequestDraft:
     plan: PlanSummary | None = None  # a rollback's plan, shown on the card
     saved: SavedPlan | None = None  # the saved plan the request uses up
     backup: str | None = None
+    subject: str | None = None  # what a terminate or repair request acts on
 
 
 class Handlers:
@@ -115,6 +116,7 @@ class Handlers:
         self.drafts: dict[RequestKind, Callable[[Verb, Command, str], RequestDraft | str]] = {
             RequestKind.ROLLBACK: self.rollback_draft,
             RequestKind.RESTORE: self.restore_draft,
+            RequestKind.TERMINATE: self.terminate_draft,
         }
 
     # -- plumbing -------------------------------------------------------------------------------------
@@ -230,6 +232,7 @@ class Handlers:
                 summary=draft.summary,
                 backup=draft.backup,
                 plan=draft.saved,
+                subject=draft.subject,
                 ttl_seconds=self.policy.request_ttl_seconds,
                 now=self.clock(),
             )
@@ -267,6 +270,15 @@ class Handlers:
             return checked
         return RequestDraft(summary=messages.restore_summary(cmd.target, cmd.backup, checked.backup),
                             backup=cmd.backup)
+
+    def terminate_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
+        """Only a session the channel's current assessment named (`/rollback status`) may be ended."""
+        assert cmd.target and cmd.pid
+        saved = assessments.current(self.store.redis, channel, cmd.target, prefix=self.store.prefix)
+        session = saved.session(int(cmd.pid)) if saved else None
+        if session is None:
+            return messages.pid_not_assessed(cmd.target, cmd.pid, saved is not None)
+        return RequestDraft(summary=messages.session_summary(session), subject=cmd.pid)
 
     def check_backup(self, verb: Verb, target: str, backup: str) -> BackupCheck | str:
         """Enqueue the verb's check job and wait for its result (RQ blocks on the result stream, bounded)."""

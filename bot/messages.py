@@ -351,10 +351,19 @@ def _decision_buttons(request: Request, confirm_text: str) -> dict[str, Any]:
     }
 
 
+def _what(request: Request) -> str:
+    """What a request asks to do, in its card's first line."""
+    if request.kind is RequestKind.TERMINATE:
+        return f"termination of session pid {code(request.subject)} on"
+    if request.kind is RequestKind.REPAIR:
+        return f"repair of migration {code(request.subject)} on"
+    return "rollback of" if request.kind is RequestKind.ROLLBACK else f"restore of backup {code(request.backup)} of"
+
+
 def _request_header(request: Request) -> str:
-    what = "rollback" if request.kind is RequestKind.ROLLBACK else f"restore of backup {code(request.backup)}"
+    what = _what(request)
     return (
-        f":rotating_light: *{request.id}*: {what} of {code(request.target)} requested by {mention(request.requester)}. "
+        f":rotating_light: *{request.id}*: {what} {code(request.target)} requested by {mention(request.requester)}. "
         f"Needs a second person's approval before {clock(request.expires_at)}."
     )
 
@@ -365,6 +374,8 @@ def request_text(request: Request, plan: PlanSummary | None = None) -> str:
         lines += _plan_lines(plan)
         if age := plan_age_line(request):
             lines.append(age)
+    elif request.kind in (RequestKind.TERMINATE, RequestKind.REPAIR):
+        lines.append(escape(request.summary))
     elif request.kind is RequestKind.RESTORE:
         if request.summary:
             lines.append(f"Backup: {escape(request.summary)}.")
@@ -380,6 +391,10 @@ def request_blocks(request: Request, plan: PlanSummary | None = None) -> list[di
             f"This runs: backup, maintenance on, rollback of {code(request.target)} to {code(request.to_version)}, "
             "verify, maintenance off."
         )
+    elif request.kind is RequestKind.TERMINATE:
+        confirm = f"This ends session pid {code(request.subject)} on {code(request.target)} (pg_terminate_backend)."
+    elif request.kind is RequestKind.REPAIR:
+        confirm = f"This runs: a fresh backup, then the repair of {code(request.subject)} on {code(request.target)}."
     else:
         confirm = (f"This runs: a fresh backup, maintenance on, restore of backup {code(request.backup)} into "
                    f"{code(request.target)} (replacing its contents), verify, maintenance off.")
@@ -394,6 +409,8 @@ _DECISION_ICONS = {RequestStatus.APPROVED: ":white_check_mark:", RequestStatus.R
 
 
 def _ask_again(request: Request) -> str:
+    if request.kind in (RequestKind.TERMINATE, RequestKind.REPAIR):
+        return f"ask again with `/rollback {request.kind.value}`"
     return "run a new dry-run" if request.kind is RequestKind.ROLLBACK else "ask again with `/rollback restore`"
 
 
@@ -442,3 +459,20 @@ def decided_thread_line(request: Request) -> str:
 
 def report_requested(user: str, request_id: str) -> str:
     return f":memo: Incident report for {request_id} requested by {mention(user)}; the file follows in this thread."
+
+
+# --- Step 1: terminate (bot/handlers.py terminate_draft) -------------------------------------------
+
+
+def pid_not_assessed(target: str, pid: str, assessed: bool) -> str:
+    if not assessed:
+        return (f"No current assessment of {code(target)} in this channel: run `/rollback status {target}` "
+                f"first; `terminate` acts only on a session it names.")
+    return (f"Refused: pid {code(pid)} is not among the sessions the current assessment of {code(target)} "
+            f"named; run `/rollback status {target}` again and pick one of those.")
+
+
+def session_summary(session: Mapping[str, Any]) -> str:
+    why = ", ".join(str(w).replace("_", " ") for w in session.get("why") or ())
+    return (f"Session pid {session.get('pid')}: {session.get('application') or '-'} as {session.get('user')}, "
+            f"{session.get('state')}, {session.get('age_s')} s ({why}): {session.get('query')}")

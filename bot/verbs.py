@@ -65,7 +65,11 @@ STATE = Argument(
     name="state", placeholder="on|off", matches=lambda w: w.lower() in STATES, what="maintenance state",
     hint="say `on` or `off`", normalize=str.lower,
 )
-ARGUMENTS = (VERSION, BACKUP, REQUEST_ID, STATE)
+PID = Argument(
+    name="pid", placeholder="<pid>", matches=lambda w: w.isdigit() and 0 < len(w) <= 10, what="session pid",
+    hint="pids are numbers; `/rollback status` lists the sessions in a rollback's way with theirs",
+)
+ARGUMENTS = (VERSION, BACKUP, REQUEST_ID, STATE, PID)
 
 
 class Action(StrEnum):
@@ -130,6 +134,9 @@ VERBS: tuple[Verb, ...] = (
     Verb("maintenance", "switch the target's maintenance mode (the latest request's requester or an approver)",
          Action.MAINTENANCE, arguments=(STATE,), writes=True, who=Who.REQUESTER_OR_APPROVER,
          job="workers.jobs.maintenance", job_kwargs=("target", "state", "channel", "thread_ts", "requester")),
+    Verb("terminate", "end a session that `status` named in a rollback's way (needs a second person's approval)",
+         Action.REQUEST, arguments=(PID,), aliases=("kill",), writes=True, approval=RequestKind.TERMINATE,
+         job="workers.jobs.terminate"),
     Verb("cancel", "cancel this channel's pending request",
          Action.CANCEL, arguments=(REQUEST_ID,), takes_target=False, who=Who.REQUESTER_OR_APPROVER,
          needs_worker=False),

@@ -66,6 +66,8 @@ class RequestKind(StrEnum):
 
     ROLLBACK = "rollback"
     RESTORE = "restore"
+    TERMINATE = "terminate"  # end one session named by the channel's current assessment (`subject`: its pid)
+    REPAIR = "repair"  # bring a failed or half-applied migration back to a clean state (`subject`: its version)
 
 
 KINDS = frozenset(RequestKind)
@@ -134,6 +136,7 @@ class Request:
     started_at: float | None = None
     finished_at: float | None = None
     outcome: str | None = None
+    subject: str | None = None  # what a terminate or repair request acts on: the pid, the version
 
     def __post_init__(self) -> None:
         # Records built by hand (tests, tools) may name the kind and status as plain strings.
@@ -353,6 +356,7 @@ class RequestStore:
         warnings: list[str] | tuple[str, ...] = (),
         now: float | None = None,
         plan: SavedPlan | None = None,
+        subject: str | None = None,
     ) -> Request:
         """A new pending request holding `target`. Raises TargetBusy while another one holds it.
 
@@ -382,6 +386,7 @@ class RequestStore:
                 warnings=list(warnings),
                 backup=backup,
                 plan_saved_at=plan.saved_at if plan else None,
+                subject=subject,
             )
             pairs = _pairs(request.to_dict())
             result = self._create(

@@ -29,11 +29,16 @@ RESTORE = StepInfo("restore", "Restore", leaves_maintenance_on=True)
 VERIFY = StepInfo("verify", "Verification", leaves_maintenance_on=True)
 MAINTENANCE_OFF = StepInfo("maintenance_off", "Maintenance off", leaves_maintenance_on=True)
 FINISH = StepInfo("finish", "Outcome", recorded=False)
+# Ending one blocking session (pg_terminate_backend): recorded by the step itself.
+TERMINATE = StepInfo("terminate", "Terminate session", recorded=False)
+# Scenario 1: a failed or half-applied migration brought back to a clean state (recorded by the step).
+REPAIR = StepInfo("repair", "Repair", recorded=False)
 
 # Each approved request kind's pipeline, in order; `finish` is the bookkeeping, never announced as a step.
 PIPELINES: dict[RequestKind, tuple[StepInfo, ...]] = {
     RequestKind.ROLLBACK: (BACKUP, MAINTENANCE_ON, ROLLBACK, VERIFY, MAINTENANCE_OFF, FINISH),
     RequestKind.RESTORE: (BACKUP, MAINTENANCE_ON, RESTORE, VERIFY, MAINTENANCE_OFF, FINISH),
+    RequestKind.TERMINATE: (TERMINATE,),
 }
 # A restore into a new scratch database leaves the target alone: nothing to back up, nothing to switch.
 RESTORE_INTO_SCRATCH: tuple[StepInfo, ...] = (RESTORE, FINISH)
@@ -51,6 +56,8 @@ JOB_LABELS = {
     "report": "Report",
     "check_backup": "Backup check",
     "maintenance": "Maintenance",
+    "diff": "Diff",
+    "watch": "Watch",
 }
 
 

@@ -55,7 +55,7 @@ def _changing(work: Callable[[Context], JsonObject]) -> JsonObject:
 
 
 def status(*, target: str, channel: str | None = None, thread_ts: str | None = None, **_: Any) -> JsonObject:
-    return _read_only("status", channel, thread_ts, lambda ctx, p: operations.status(ctx, p, target))
+    return _read_only("status", channel, thread_ts, lambda ctx, p: operations.status(ctx, p, target, channel))
 
 
 def dry_run(*, target: str, version: str, channel: str | None = None, thread_ts: str | None = None,
@@ -93,6 +93,11 @@ def execute(*, request_id: str, **_: Any) -> JsonObject:
 
 def pipeline_step(*, request_id: str, step: str, **_: Any) -> JsonObject:
     return _changing(lambda ctx: pipeline.run_step(ctx, request_id, step))
+
+
+def terminate(*, request_id: str, **_: Any) -> JsonObject:
+    """An approved `/rollback terminate <pid>`: the session ended, or the refusal, in the request's thread."""
+    return _changing(lambda ctx: pipeline.run_in_job(ctx, request_id))
 
 
 def restore(*, request_id: str, into: str = "target", **_: Any) -> JsonObject:

@@ -394,3 +394,62 @@ def do_snapshot_progress(name: str, droplet_id: Any, status: Any, elapsed_s: flo
     return f"snapshot {name} of droplet {droplet_id}: {status} after {seconds(elapsed_s)}"
 
 
+
+
+# --- Step 1, assess (workers/assessment.py) and terminate (workers/sessions.py) -------------------
+
+WHY_WORDS = {"long_running": "long-running", "idle_in_transaction": "idle in transaction",
+             "waiting_on_lock": "waiting on a lock", "holds_plan_locks": "holds locks the plan needs"}
+
+
+def _health_line(health: Mapping[str, Any]) -> str:
+    if not health.get("url"):
+        return f"{SKIPPED} health: no health_url configured"
+    latency = f"{health.get('latency_ms'):.0f} ms" if health.get("latency_ms") is not None else "?"
+    if health.get("status") is None:
+        return f"{FAILED} health {health.get('url')}: no answer ({health.get('error')}) after {latency}"
+    icon = DONE if health.get("ok") else FAILED
+    return f"{icon} health {health.get('url')}: HTTP {health.get('status')} in {latency}"
+
+
+def session_line(session: Mapping[str, Any]) -> str:
+    why = ", ".join(WHY_WORDS.get(w, w) for w in session.get("why") or ())
+    tables = f" on {', '.join(session.get('tables') or ())}" if session.get("tables") else ""
+    behind = f" (blocked by {', '.join(str(p) for p in session['blocked_by'])})" if session.get("blocked_by") else ""
+    return (f"pid {session.get('pid')} {session.get('application') or '-'} ({session.get('user')}), "
+            f"{session.get('age_s')} s, {why}{tables}{behind}: {session.get('query')}")
+
+
+def assessment_text(found: Mapping[str, Any]) -> str:
+    """Step 1's assessment under the migration table: one line per finding, nothing when all is quiet."""
+    lines = [_health_line(found.get("health") or {})]
+    sessions = found.get("sessions") or []
+    if sessions:
+        lines.append(f"{WARNING} {len(sessions)} session(s) in a rollback's way "
+                     "(`/rollback terminate <pid>` ends one, with a second person's approval):")
+        lines.append("```\n" + "\n".join(session_line(s) for s in sessions) + "\n```")
+    else:
+        lines.append(f"{DONE} no session in a rollback's way")
+    for index in found.get("invalid_indexes") or ():
+        lines.append(f"{WARNING} INVALID index {index} (a CREATE INDEX CONCURRENTLY that did not finish)")
+    for version in found.get("failed") or ():
+        lines.append(f"{WARNING} migration {version} failed: `/rollback repair {version}` brings it back to a clean state")
+    for version in found.get("stuck") or ():
+        lines.append(f"{WARNING} migration {version} is stuck `running` (no run holds the migration lock): "
+                     f"`/rollback repair {version}`")
+    for what in found.get("in_progress") or ():
+        lines.append(f"{STARTED} in progress: {what}")
+    return "\n".join(lines)
+
+
+def terminated(request_id: str, session: Mapping[str, Any], by: str, approver: str | None) -> str:
+    return (f"{DONE} {request_id}: session pid {session.get('pid')} ({session.get('application') or '-'}, "
+            f"{session.get('user')}) terminated, requested by <@{by}>, approved by <@{approver}>.")
+
+
+def terminate_refused(request_id: str, pid: int, why: str) -> str:
+    return f"{FAILED} {request_id}: session pid {pid} was not terminated: {why}"
+
+
+NOT_IN_ASSESSMENT = "it is not in this channel's current assessment; run `/rollback status` first"
+SESSION_GONE = "it has ended already (or the pid now belongs to another session)"

@@ -37,7 +37,7 @@ from core.config import Target
 from core.jobs import START_STEPS, JsonObject
 from core.requests import Request, RequestKind, RequestStatus
 from core.steps import StepInfo
-from workers import errors, history, identity, messages
+from workers import errors, history, identity, messages, sessions
 from workers.backup import BackupResult, take_backup
 from workers.context import Context
 from workers.digitalocean import DigitalOcean
@@ -114,10 +114,11 @@ def start_approved(ctx: Context, request: Request, progress: Progress, *, into: 
         check = inspect_backup(ctx, target, request.backup, into=into)
         if not check.ok:
             return refuse(ctx, request, progress, messages.refused(request.id, check.error or ""), "backup unusable")
-    else:
+    elif request.kind is RequestKind.ROLLBACK:
         plan = ctx.engine(target, request.requester).plan_rollback(to=request.to_version)
         if plan.hash != request.plan_hash:
             return refuse(ctx, request, progress, messages.plan_changed(request.id), "plan changed")
+    # terminate and repair check what they act on inside their own step (the session, the repair plan)
     return None
 
 
@@ -175,6 +176,26 @@ def restore(ctx: Context, request_id: str, into: str = "target") -> JsonObject:
         ctx.save_state(request_id, current_step=step.name)  # which step a failure report names
         results.update(_run(ctx, request, target, progress, step))
     return {"request_id": request_id, "restore": results.get("restore"), "pre_restore_backup": results.get("backup")}
+
+
+def run_in_job(ctx: Context, request_id: str) -> JsonObject:
+    """An approved request whose steps are short (terminate, repair): its pipeline, in this job.
+    Its last step records the outcome."""
+    request = load_request(ctx, request_id)
+    progress = ctx.progress(request.channel, request.thread_ts)
+    refused = start_approved(ctx, request, progress)
+    if refused is not None:
+        return refused
+    ctx.store().set_status(request_id, RequestStatus.RUNNING, started_at=time.time())
+    ctx.save_state(request_id, started=time.time())
+    results: JsonObject = {}
+    target = ctx.target(request.target)
+    for step in PIPELINES[request.kind]:
+        ctx.save_state(request_id, current_step=step.name)
+        results.update(_run(ctx, request, target, progress, step))
+        if results.get("refused"):
+            break
+    return {"request_id": request_id, **results}
 
 
 def run_step(ctx: Context, request_id: str, step_name: str) -> JsonObject:
@@ -391,6 +412,7 @@ FUNCTIONS: dict[str, StepFunction] = {
     steps.VERIFY.name: _verify,
     steps.MAINTENANCE_OFF.name: _maintenance("off"),
     steps.FINISH.name: _finish,
+    steps.TERMINATE.name: sessions.terminate_step,
 }
 
 
