@@ -476,3 +476,7 @@ def session_summary(session: Mapping[str, Any]) -> str:
     why = ", ".join(str(w).replace("_", " ") for w in session.get("why") or ())
     return (f"Session pid {session.get('pid')}: {session.get('application') or '-'} as {session.get('user')}, "
             f"{session.get('state')}, {session.get('age_s')} s ({why}): {session.get('query')}")
+
+
+def same_target_twice(verb_: Verb, target: str) -> str:
+    return f"{code(target)} twice: {code(verbs.usage(verb_))} compares two different targets."

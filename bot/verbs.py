@@ -69,6 +69,12 @@ PID = Argument(
     name="pid", placeholder="<pid>", matches=lambda w: w.isdigit() and 0 < len(w) <= 10, what="session pid",
     hint="pids are numbers; `/rollback status` lists the sessions in a rollback's way with theirs",
 )
+# The second target of `diff`: any configured target name after the first (bot/commands.py fills it;
+# never recognised by shape alone).
+OTHER_TARGET = Argument(
+    name="other", placeholder="<target>", matches=lambda w: False, what="second target",
+    hint="name two configured targets, e.g. `/rollback diff prod staging`", strict=False,
+)
 ARGUMENTS = (VERSION, BACKUP, REQUEST_ID, STATE, PID)
 
 
@@ -134,9 +140,12 @@ VERBS: tuple[Verb, ...] = (
     Verb("maintenance", "switch the target's maintenance mode (the latest request's requester or an approver)",
          Action.MAINTENANCE, arguments=(STATE,), writes=True, who=Who.REQUESTER_OR_APPROVER,
          job="workers.jobs.maintenance", job_kwargs=("target", "state", "channel", "thread_ts", "requester")),
-    Verb("terminate", "end a session that `status` named in a rollback's way (needs a second person's approval)",
+    Verb("terminate", "end a session that status named in a rollback's way (needs a second person's approval)",
          Action.REQUEST, arguments=(PID,), aliases=("kill",), writes=True, approval=RequestKind.TERMINATE,
          job="workers.jobs.terminate"),
+    Verb("diff", "compare two targets: versions on one and not the other, each table's schema; flags stray migrations",
+         Action.THREAD_JOB, arguments=(OTHER_TARGET,), job="workers.jobs.diff",
+         job_kwargs=("target", "other", "channel", "thread_ts")),
     Verb("cancel", "cancel this channel's pending request",
          Action.CANCEL, arguments=(REQUEST_ID,), takes_target=False, who=Who.REQUESTER_OR_APPROVER,
          needs_worker=False),

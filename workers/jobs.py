@@ -15,7 +15,7 @@ from typing import Any
 from rq import get_current_job
 
 from core.jobs import JsonObject
-from workers import failures, operations, pipeline
+from workers import failures, operations, pipeline, target_diff
 from workers import report as incident_report
 from workers.context import Context, context
 from workers.errors import describe
@@ -62,6 +62,12 @@ def dry_run(*, target: str, version: str, channel: str | None = None, thread_ts:
             requester: str = "unknown", **_: Any) -> JsonObject:
     return _read_only("dry_run", channel, thread_ts,
                       lambda ctx, p: operations.dry_run(ctx, p, target, version, requester, channel))
+
+
+def diff(*, target: str, other: str | None = None, channel: str | None = None, thread_ts: str | None = None,
+         **_: Any) -> JsonObject:
+    """`/rollback diff <target> <target>`: versions and schemas of two targets compared, in the thread."""
+    return _read_only("diff", channel, thread_ts, lambda ctx, p: target_diff.diff(ctx, p, target, other))
 
 
 def backups(*, target: str, channel: str | None = None, thread_ts: str | None = None, **_: Any) -> JsonObject:

@@ -453,3 +453,42 @@ def terminate_refused(request_id: str, pid: int, why: str) -> str:
 
 NOT_IN_ASSESSMENT = "it is not in this channel's current assessment; run `/rollback status` first"
 SESSION_GONE = "it has ended already (or the pid now belongs to another session)"
+
+
+# --- scenario 3, the wrong database (workers/target_diff.py) -------------------------------------
+
+
+def diff_needs_two(target: str) -> str:
+    return f"diff compares two different targets: name a second one beside {target}"
+
+
+def _stray_line(stray: Any, unknown_on_its_target: bool) -> str:
+    back_to = stray.roll_back_to or "before the first migration"
+    line = (f"{WARNING} {stray.version} is applied on *{stray.on}* but not on *{stray.missing_on}*: "
+            f"to take it off {stray.on}, `/rollback dry-run {stray.roll_back_to} {stray.on}` then `/rollback execute "
+            f"{stray.on}` (rolls {stray.on} back to {back_to})")
+    if stray.also_reverts:
+        line += f"; that also reverts {', '.join(stray.also_reverts)}"
+    if unknown_on_its_target:
+        line += (f". {stray.on}'s migrations folder does not know {stray.version}: its down script is in the "
+                 f"folder it came from (copy it there first)")
+    return line
+
+
+def diff_text(result: Any) -> str:
+    """A schema_diff.Comparison: stray versions with their way back, unknown versions, table differences."""
+    if result.same:
+        return f"{DONE} *{result.a}* and *{result.b}*: same applied versions and the same schema, table by table."
+    lines = [f"*Diff* of *{result.a}* and *{result.b}*:"]
+    for stray in result.stray:
+        lines.append(_stray_line(stray, stray.version in result.unknown.get(stray.on, ())))
+    for target, versions in result.unknown.items():
+        if versions:
+            lines.append(f"{WARNING} *{target}* has version(s) its migrations folder does not know: "
+                         f"{', '.join(versions)} (applied from another target's folder?)")
+    for table in result.tables:
+        if table.only_in:
+            lines.append(f"• table {table.table}: only on {table.only_in}")
+        else:
+            lines.append(f"• table {table.table}: " + "; ".join(table.details))
+    return "\n".join(lines)
