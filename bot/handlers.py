@@ -81,6 +81,7 @@ class RequestDraft:
     saved: SavedPlan | None = None  # the saved plan the request uses up
     backup: str | None = None
     subject: str | None = None  # what a terminate or repair request acts on
+    plan_hash: str | None = None  # a repair's plan hash (a rollback's is its plan's)
 
 
 class Handlers:
@@ -117,6 +118,7 @@ class Handlers:
             RequestKind.ROLLBACK: self.rollback_draft,
             RequestKind.RESTORE: self.restore_draft,
             RequestKind.TERMINATE: self.terminate_draft,
+            RequestKind.REPAIR: self.repair_draft,
         }
 
     # -- plumbing -------------------------------------------------------------------------------------
@@ -225,7 +227,7 @@ class Handlers:
                 channel=channel,
                 thread_ts="",
                 requester=user,
-                plan_hash=draft.plan.hash if draft.plan else None,
+                plan_hash=draft.plan.hash if draft.plan else draft.plan_hash,
                 to_version=draft.plan.to_version if draft.plan else None,
                 versions=draft.plan.versions if draft.plan else (),
                 warnings=draft.plan.warnings if draft.plan else (),
@@ -284,8 +286,22 @@ class Handlers:
         """Enqueue the verb's check job and wait for its result (RQ blocks on the result stream, bounded)."""
         assert verb.check_job
         timeout = max(1, int(self.policy.backup_check_timeout_seconds))
-        job = self.enqueue(verb.check_job, job_timeout=timeout + defaults.BACKUP_CHECK_GRACE_SECONDS,
-                           target=target, backup=backup)
+        result = self.ask_worker(verb.check_job, timeout, target=target, backup=backup)
+        if result is None:
+            log.warning("backup check %s of %s: no answer within %d s", backup, target, timeout)
+            return messages.backup_check_timed_out(target, backup, timeout)
+        if result.type is not Result.Type.SUCCESSFUL:
+            log.error("backup check %s of %s failed on the worker (%s)", backup, target, result.type.name)
+            return messages.backup_check_failed(target, backup)
+        check = BackupCheck.from_dict(result.return_value)
+        if not check.ok:
+            return messages.backup_refused(target, backup, check)
+        return check
+
+    def ask_worker(self, path: str, timeout: int, **kwargs: Any) -> Result | None:
+        """Enqueue a job and wait for its result, at most `timeout` seconds (None: no answer in time; the
+        job is then cancelled, so a worker that frees up later has nothing to answer)."""
+        job = self.enqueue(path, job_timeout=timeout + defaults.BACKUP_CHECK_GRACE_SECONDS, **kwargs)
         # The wait blocks on Redis (XREAD on the job's result stream) longer than the shared connection's
         # socket timeout allows (RQ sets it to a few seconds), so it has a connection of its own.
         shared = self.queue.connection.connection_pool
@@ -297,16 +313,22 @@ class Handlers:
             pool.disconnect()
         if result is None:
             with contextlib.suppress(InvalidJobOperation):
-                job.cancel()  # a worker that frees up later has nothing to answer
-            log.warning("backup check %s of %s: no answer within %d s", backup, target, timeout)
-            return messages.backup_check_timed_out(target, backup, timeout)
-        if result.type is not Result.Type.SUCCESSFUL:
-            log.error("backup check %s of %s failed on the worker (%s)", backup, target, result.type.name)
-            return messages.backup_check_failed(target, backup)
-        check = BackupCheck.from_dict(result.return_value)
-        if not check.ok:
-            return messages.backup_refused(target, backup, check)
-        return check
+                job.cancel()
+        return result
+
+    def repair_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
+        """The repair's dry run comes first: a worker plans it (which statements run, which are skipped)
+        and the card shows that plan; the approval runs exactly it (the worker compares its hash)."""
+        assert verb.check_job and cmd.target and cmd.version
+        timeout = max(1, int(self.policy.backup_check_timeout_seconds))
+        result = self.ask_worker(verb.check_job, timeout, target=cmd.target, version=cmd.version)
+        if result is None:
+            return messages.repair_plan_timed_out(cmd.target, cmd.version, timeout)
+        answer = result.return_value if result.type is Result.Type.SUCCESSFUL else None
+        if not isinstance(answer, dict) or not answer.get("ok"):
+            return messages.repair_refused(cmd.target, cmd.version, (answer or {}).get("error"))
+        return RequestDraft(summary=str(answer.get("text") or ""), subject=cmd.version,
+                            plan_hash=str(answer.get("hash") or ""))
 
     def find_request(self, cmd: Command, channel: str, *, pending: bool) -> Request | None:
         if cmd.request_id:

@@ -374,8 +374,10 @@ def request_text(request: Request, plan: PlanSummary | None = None) -> str:
         lines += _plan_lines(plan)
         if age := plan_age_line(request):
             lines.append(age)
-    elif request.kind in (RequestKind.TERMINATE, RequestKind.REPAIR):
+    elif request.kind is RequestKind.TERMINATE:
         lines.append(escape(request.summary))
+    elif request.kind is RequestKind.REPAIR:  # its dry run: each statement that runs or is skipped
+        lines.append(f"```\n{escape(request.summary)}\n```")
     elif request.kind is RequestKind.RESTORE:
         if request.summary:
             lines.append(f"Backup: {escape(request.summary)}.")
@@ -480,3 +482,15 @@ def session_summary(session: Mapping[str, Any]) -> str:
 
 def same_target_twice(verb_: Verb, target: str) -> str:
     return f"{code(target)} twice: {code(verbs.usage(verb_))} compares two different targets."
+
+
+# --- scenario 1: repair (bot/handlers.py repair_draft) ---------------------------------------------
+
+
+def repair_plan_timed_out(target: str, version: str, seconds: int) -> str:
+    return (f"No worker planned the repair of {code(version)} on {code(target)} within {seconds} s; "
+            "nothing was requested. Check the workers and try again.")
+
+
+def repair_refused(target: str, version: str, error: str | None) -> str:
+    return f"Cannot repair {code(version)} on {code(target)}: {escape(error or 'the worker could not plan it')}."

@@ -68,12 +68,13 @@ STATE = Argument(
 PID = Argument(
     name="pid", placeholder="<pid>", matches=lambda w: w.isdigit() and 0 < len(w) <= 10, what="session pid",
     hint="pids are numbers; `/rollback status` lists the sessions in a rollback's way with theirs",
+    strict=False,  # a number is a pid only for a verb that takes one (a bad version stays a bad version)
 )
 # The second target of `diff`: any configured target name after the first (bot/commands.py fills it;
 # never recognised by shape alone).
 OTHER_TARGET = Argument(
     name="other", placeholder="<target>", matches=lambda w: False, what="second target",
-    hint="name two configured targets, e.g. `/rollback diff prod staging`", strict=False,
+    hint="name two configured targets, e.g. `/rollback diff prod staging`", strict=False, required=False,
 )
 ARGUMENTS = (VERSION, BACKUP, REQUEST_ID, STATE, PID)
 
@@ -143,7 +144,10 @@ VERBS: tuple[Verb, ...] = (
     Verb("terminate", "end a session that status named in a rollback's way (needs a second person's approval)",
          Action.REQUEST, arguments=(PID,), aliases=("kill",), writes=True, approval=RequestKind.TERMINATE,
          job="workers.jobs.terminate"),
-    Verb("diff", "compare two targets: versions on one and not the other, each table's schema; flags stray migrations",
+    Verb("repair", "bring a failed or stuck migration back to a clean state: its dry run, then a second person's approval",
+         Action.REQUEST, arguments=(VERSION,), writes=True, approval=RequestKind.REPAIR,
+         job="workers.jobs.repair", check_job="workers.jobs.plan_repair"),
+    Verb("diff", "compare two targets (one named: with each other one): versions on one and not the other, each table's schema; flags stray migrations",
          Action.THREAD_JOB, arguments=(OTHER_TARGET,), job="workers.jobs.diff",
          job_kwargs=("target", "other", "channel", "thread_ts")),
     Verb("cancel", "cancel this channel's pending request",

@@ -39,6 +39,7 @@ PIPELINES: dict[RequestKind, tuple[StepInfo, ...]] = {
     RequestKind.ROLLBACK: (BACKUP, MAINTENANCE_ON, ROLLBACK, VERIFY, MAINTENANCE_OFF, FINISH),
     RequestKind.RESTORE: (BACKUP, MAINTENANCE_ON, RESTORE, VERIFY, MAINTENANCE_OFF, FINISH),
     RequestKind.TERMINATE: (TERMINATE,),
+    RequestKind.REPAIR: (BACKUP, REPAIR),
 }
 # A restore into a new scratch database leaves the target alone: nothing to back up, nothing to switch.
 RESTORE_INTO_SCRATCH: tuple[StepInfo, ...] = (RESTORE, FINISH)

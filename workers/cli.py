@@ -3,6 +3,7 @@
     run-migrations                                   apply all pending migrations
     run-migrations --status [--json]                 every migration and its state
     run-migrations --rollback [--to V] [--dry-run]   roll back to the last known-good version V
+    run-migrations --repair V [--dry-run]            bring a failed or stuck migration back to a clean state
 Exit status: 0 success, 1 failure (one line on stderr), 2 bad usage, 130 interrupted (Ctrl-C or SIGTERM).
 """
 
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--status", action="store_true", help="show every migration and its state")
     mode.add_argument("--rollback", action="store_true", help="revert completed migrations (newest first)")
     mode.add_argument("--history", action="store_true", help="show migration_history, newest first")
+    mode.add_argument("--repair", metavar="VERSION",
+                      help="a failed or stuck migration back to a clean state (with --dry-run: the plan only)")
+    p.add_argument("--reason", metavar="TEXT", default="", help="with --repair: why, recorded in migration_history")
     p.add_argument("--to", metavar="VERSION", help="with --rollback: the last known-good version to keep")
     p.add_argument("--dry-run", action="store_true", help="run the SQL in a transaction that is rolled back")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -114,6 +118,15 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
     elif args.history:
         rows = engine.history(args.limit)
         show(rows, messages.render_history(rows))
+    elif args.repair:
+        repair_plan = engine.plan_repair(args.repair)
+        if args.dry_run:
+            show(repair_plan.to_dict(), messages.render_repair_plan(repair_plan))
+            return EXIT_OK
+        if not args.json:
+            out(messages.render_repair_plan(repair_plan))
+        repaired = engine.repair(args.repair, expected_plan_hash=repair_plan.hash, reason=args.reason)
+        show(repaired.to_dict(), messages.render_repair(repaired))
     elif args.rollback and args.dry_run:
         dry = engine.dry_run_rollback(args.to)
         show(dry.to_dict(), messages.render_dry_run(dry))

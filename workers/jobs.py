@@ -15,7 +15,7 @@ from typing import Any
 from rq import get_current_job
 
 from core.jobs import JsonObject
-from workers import failures, operations, pipeline, target_diff
+from workers import failures, operations, pipeline, repairing, target_diff
 from workers import report as incident_report
 from workers.context import Context, context
 from workers.errors import describe
@@ -104,6 +104,19 @@ def pipeline_step(*, request_id: str, step: str, **_: Any) -> JsonObject:
 def terminate(*, request_id: str, **_: Any) -> JsonObject:
     """An approved `/rollback terminate <pid>`: the session ended, or the refusal, in the request's thread."""
     return _changing(lambda ctx: pipeline.run_in_job(ctx, request_id))
+
+
+def repair(*, request_id: str, **_: Any) -> JsonObject:
+    """An approved `/rollback repair <version>`: a verified backup, then the repair, in this job."""
+    return _changing(lambda ctx: pipeline.run_in_job(ctx, request_id))
+
+
+def plan_repair(*, target: str, version: str, **_: Any) -> JsonObject:
+    """The repair's dry run, asked by the bot before it creates the request. Posts nothing; answers
+    `{"ok", "error", "text", "hash", "plan"}`."""
+    ctx = context()
+    with ctx.lease(_job_id()):
+        return repairing.plan(ctx, target, version)
 
 
 def restore(*, request_id: str, into: str = "target", **_: Any) -> JsonObject:

@@ -492,3 +492,22 @@ def diff_text(result: Any) -> str:
         else:
             lines.append(f"• table {table.table}: " + "; ".join(table.details))
     return "\n".join(lines)
+
+
+# --- scenario 1: repair (workers/repairing.py) -----------------------------------------------------
+
+BEFORE_REPAIR = "before repairing a migration"
+
+
+def repair_of(version: str, target: str) -> str:
+    return f"migration {version} on {target}"
+
+
+def repair_reason(request_id: str, requester: str, approver: str | None) -> str:
+    return f"/rollback repair {request_id}: requested by {requester}, approved by {approver}"
+
+
+def repaired(request_id: str, version: str, target: str, new_status: str) -> str:
+    after = ("the next apply retries it" if new_status == "pending"
+             else "it is rolled_back; a rollback past it goes through again")
+    return f"{DONE} {request_id}: migration {version} on *{target}* repaired ({new_status}): {after}."

@@ -37,7 +37,7 @@ from core.config import Target
 from core.jobs import START_STEPS, JsonObject
 from core.requests import Request, RequestKind, RequestStatus
 from core.steps import StepInfo
-from workers import errors, history, identity, messages, sessions
+from workers import errors, history, identity, messages, repairing, sessions
 from workers.backup import BackupResult, take_backup
 from workers.context import Context
 from workers.digitalocean import DigitalOcean
@@ -228,7 +228,8 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
     """A fresh, verified backup of the target before anything changes (no backup, no change)."""
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
-    why = messages.BEFORE_ROLLBACK if request.kind is RequestKind.ROLLBACK else messages.BEFORE_RESTORE
+    why = {RequestKind.ROLLBACK: messages.BEFORE_ROLLBACK,
+           RequestKind.REPAIR: messages.BEFORE_REPAIR}.get(request.kind, messages.BEFORE_RESTORE)
     started, backup = dump(ctx, progress, target, f"pre-{request.kind}-{request.id}", messages.dump_of(target.name, why))
     result: JsonObject = {"backup": backup.to_dict()}
     if request.kind is RequestKind.ROLLBACK:  # a restore request's `backup` names the archive to restore
@@ -413,6 +414,7 @@ FUNCTIONS: dict[str, StepFunction] = {
     steps.MAINTENANCE_OFF.name: _maintenance("off"),
     steps.FINISH.name: _finish,
     steps.TERMINATE.name: sessions.terminate_step,
+    steps.REPAIR.name: repairing.repair_step,
 }
 
 

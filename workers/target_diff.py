@@ -23,8 +23,14 @@ def known_versions(migrations_dir: str) -> set[str] | None:
 
 
 def diff(ctx: Context, progress: Progress, target_name: str, other_name: str | None) -> JsonObject:
-    if not other_name or other_name == target_name:
+    """`target` against `other`; without `other`, against each other configured target."""
+    others = [other_name] if other_name else [n for n in sorted(ctx.settings.targets) if n != target_name]
+    if not others or target_name in others:
         raise Refused(messages.diff_needs_two(target_name))
+    return {"comparisons": [_diff_two(ctx, progress, target_name, other) for other in others]}
+
+
+def _diff_two(ctx: Context, progress: Progress, target_name: str, other_name: str) -> JsonObject:
     a, b = ctx.target(target_name), ctx.target(other_name)
     prints = []
     for target in (a, b):
