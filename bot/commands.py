@@ -31,6 +31,7 @@ class Command:
     state: str | None = None
     pid: str | None = None
     other: str | None = None  # diff: the second target
+    watch: str | None = None  # watch: `stop`
 
 
 def closest(word: str, choices: Sequence[str]) -> str | None:

@@ -112,6 +112,7 @@ class Handlers:
             Action.CANCEL: self.cancel,
             Action.REPORT: self.report,
             Action.MAINTENANCE: self.maintenance,
+            Action.WATCH: self.watch,
         }
         # What a REQUEST verb needs before its request exists, per request kind.
         self.drafts: dict[RequestKind, Callable[[Verb, Command, str], RequestDraft | str]] = {
@@ -376,6 +377,21 @@ class Handlers:
         else:
             ts = self.post(channel, line)
         self.enqueue(verb.job, **self.job_kwargs(verb, cmd, channel=channel, thread_ts=ts, requester=user))
+        return None
+
+    def watch(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:
+        """`watch stop`: the target's latest request, if it is being watched (still running after its
+        outcome), ends its window now; recorded in its thread by the worker."""
+        assert verb.job and cmd.target
+        latest = self.store.latest_for_target(cmd.target)
+        if latest is None or latest.status is not RequestStatus.RUNNING or not latest.outcome:
+            return messages.no_watch(cmd.target)
+        refused = approval.may_switch_maintenance(latest, user, self.policy, self.group_members(user))
+        if refused is not None:
+            return messages.refusal(refused, latest)
+        if latest.thread_ts:
+            self.post(latest.channel, messages.watch_stop_line(latest.id, user), thread_ts=latest.thread_ts)
+        self.enqueue(verb.job, **self.job_kwargs(verb, cmd, request_id=latest.id, requester=user))
         return None
 
     # -- the buttons ----------------------------------------------------------------------------------

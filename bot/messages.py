@@ -494,3 +494,14 @@ def repair_plan_timed_out(target: str, version: str, seconds: int) -> str:
 
 def repair_refused(target: str, version: str, error: str | None) -> str:
     return f"Cannot repair {code(version)} on {code(target)}: {escape(error or 'the worker could not plan it')}."
+
+
+# --- the watch window (bot/handlers.py watch) -------------------------------------------------------
+
+
+def no_watch(target: str) -> str:
+    return f"No watch is running on {code(target)}: nothing to stop."
+
+
+def watch_stop_line(request_id: str, user: str) -> str:
+    return f":stop_sign: {mention(user)} stops the watch of {request_id} early."

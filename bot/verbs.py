@@ -76,7 +76,11 @@ OTHER_TARGET = Argument(
     name="other", placeholder="<target>", matches=lambda w: False, what="second target",
     hint="name two configured targets, e.g. `/rollback diff prod staging`", strict=False, required=False,
 )
-ARGUMENTS = (VERSION, BACKUP, REQUEST_ID, STATE, PID)
+WATCH_ACTION = Argument(
+    name="watch", placeholder="stop", matches=lambda w: w.lower() == "stop", what="watch action",
+    hint="say `stop`", normalize=str.lower,
+)
+ARGUMENTS = (VERSION, BACKUP, REQUEST_ID, STATE, PID, WATCH_ACTION)
 
 
 class Action(StrEnum):
@@ -88,6 +92,7 @@ class Action(StrEnum):
     CANCEL = "cancel"  # the channel's pending request (or the one named) is cancelled
     REPORT = "report"  # its job, in the thread of the channel's latest request (or the one named)
     MAINTENANCE = "maintenance"  # its job, recorded in the thread of the target's latest request
+    WATCH = "watch"  # `watch stop`: its job on the target's latest request, recorded in that request's thread
 
 
 class Who(StrEnum):
@@ -147,6 +152,9 @@ VERBS: tuple[Verb, ...] = (
     Verb("repair", "bring a failed or stuck migration back to a clean state: its dry run, then a second person's approval",
          Action.REQUEST, arguments=(VERSION,), writes=True, approval=RequestKind.REPAIR,
          job="workers.jobs.repair", check_job="workers.jobs.plan_repair"),
+    Verb("watch", "stop: end the watch window after a rollback or restore early (its requester or an approver)",
+         Action.WATCH, arguments=(WATCH_ACTION,), writes=True, who=Who.REQUESTER_OR_APPROVER,
+         job="workers.jobs.watch_stop", job_kwargs=("request_id", "requester")),
     Verb("diff", "compare two targets (one named: with each other one): versions on one and not the other, each table's schema; flags stray migrations",
          Action.THREAD_JOB, arguments=(OTHER_TARGET,), job="workers.jobs.diff",
          job_kwargs=("target", "other", "channel", "thread_ts")),

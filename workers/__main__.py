@@ -73,7 +73,8 @@ def run_worker(ctx: Context) -> int:
     log.info(worker_started(worker.name, queue.name))
     stop = watchdog.start(ctx)
     try:
-        worker.work(logging_level="INFO")
+        # The scheduler moves jobs enqueued with `enqueue_in` (the watch window's ticks) onto the queue.
+        worker.work(logging_level="INFO", with_scheduler=True)
     finally:
         stop.set()
     return 0

@@ -15,7 +15,7 @@ from typing import Any
 from rq import get_current_job
 
 from core.jobs import JsonObject
-from workers import failures, operations, pipeline, repairing, target_diff
+from workers import failures, operations, pipeline, repairing, target_diff, watching
 from workers import report as incident_report
 from workers.context import Context, context
 from workers.errors import describe
@@ -117,6 +117,16 @@ def plan_repair(*, target: str, version: str, **_: Any) -> JsonObject:
     ctx = context()
     with ctx.lease(_job_id()):
         return repairing.plan(ctx, target, version)
+
+
+def watch_tick(*, request_id: str, tick: int = 0, **_: Any) -> JsonObject:
+    """One look of a request's watch window (workers/watching.py); schedules the next or closes the window."""
+    return _changing(lambda ctx: watching.tick(ctx, request_id, tick))
+
+
+def watch_stop(*, request_id: str, requester: str = "unknown", **_: Any) -> JsonObject:
+    """`/rollback watch stop`: the request's watch window ends now, recorded."""
+    return _changing(lambda ctx: watching.stop(ctx, request_id, requester))
 
 
 def restore(*, request_id: str, into: str = "target", **_: Any) -> JsonObject:

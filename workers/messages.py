@@ -511,3 +511,57 @@ def repaired(request_id: str, version: str, target: str, new_status: str) -> str
     after = ("the next apply retries it" if new_status == "pending"
              else "it is rolled_back; a rollback past it goes through again")
     return f"{DONE} {request_id}: migration {version} on *{target}* repaired ({new_status}): {after}."
+
+
+# --- the watch window (workers/watching.py) --------------------------------------------------------
+
+WATCH_WORDS = {"health": "health", "smoke": "smoke test", "error_rate": "error rate", "connections": "connections"}
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def watch_started(request_id: str, target: str, window: float, interval: float) -> str:
+    return (f":eyes: {request_id}: watching *{target}* for {_minutes(window)} (every {interval:g} s): health, "
+            "smoke test, connections, error rate. One line per change; `/rollback watch stop` ends it early.")
+
+
+def watch_change(change: Any) -> str:
+    icon = FAILED if change.regression else (DONE if change.after in ("ok",) else WARNING)
+    return f"{icon} watch: {WATCH_WORDS.get(change.signal.value, change.signal.value)} {change.before} → {change.after}"
+
+
+def watch_page_summary(target: str, request_id: str, what: str) -> str:
+    return f"rollback-bot: {target} regressed after {request_id}: {what}"
+
+
+def watch_paged(request_id: str, what: str, ok: bool, detail: str | None) -> str:
+    if ok:
+        return f"{PAGE} {request_id}: paged on-call (same incident as the request): {what}"
+    return f"{WARNING} {request_id}: could not page on-call ({detail}): {what}"
+
+
+def watch_outcome(clean: bool, failing: Sequence[str], stopped_by: str | None) -> str:
+    how = f"watch stopped early by {stopped_by}" if stopped_by else "watch window ended"
+    return f"{how}, clean" if clean else f"{how} with {', '.join(failing)} failing"
+
+
+def watch_ended(request_id: str, target: str, clean: bool, failing: Sequence[str], stopped_by: str | None, *,
+                resolved: bool) -> str:
+    how = f"stopped early by <@{stopped_by}>" if stopped_by else "ended"
+    if clean:
+        page = " The page is resolved." if resolved else ""
+        return f"{DONE} {request_id}: the watch of *{target}* {how}, clean; the request is done.{page}"
+    return (f"{WARNING} {request_id}: the watch of *{target}* {how} with {', '.join(failing)} failing; the page "
+            "stays open for on-call.")
+
+
+def watch_baseline(sample: Mapping[str, Any]) -> str:
+    health = "n/a" if sample.get("health_ok") is None else ("ok" if sample["health_ok"] else "failing")
+    if sample.get("health_ms") is not None and sample.get("health_ok") is not None:
+        health += f" ({sample['health_ms']:.0f} ms)"
+    smoke = "n/a" if sample.get("smoke_ok") is None else ("ok" if sample["smoke_ok"] else "failing")
+    connections = sample.get("connections")
+    return (f":eyes: watch, first look: health {health}, smoke test {smoke}, "
+            f"connections {connections if connections is not None else 'n/a'}")

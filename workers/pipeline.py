@@ -38,6 +38,7 @@ from core.jobs import START_STEPS, JsonObject
 from core.requests import Request, RequestKind, RequestStatus
 from core.steps import StepInfo
 from workers import errors, history, identity, messages, repairing, sessions
+from workers import watching as watching_
 from workers.backup import BackupResult, take_backup
 from workers.context import Context
 from workers.digitalocean import DigitalOcean
@@ -390,9 +391,13 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
     state = ctx.load_state(request.id)
     started = float(state.get("started") or request.started_at or time.time())
     outcome = "rolled back and verified" if request.kind is RequestKind.ROLLBACK else "restored"
-    ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(), outcome=outcome)
+    watching = ctx.options.watch_window_s > 0 and str(state.get("into") or "target") == "target"
+    if watching:  # the request is done only when the watch ends (workers/watching.py)
+        ctx.store().update(request.id, outcome=outcome)
+    else:
+        ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(), outcome=outcome)
     resolved = None
-    if state.get("paged"):
+    if state.get("paged") and not watching:
         resolved = ctx.pager().resolve(dedup_key(request.id)).to_dict()
         progress.post(messages.page_resolved(request.id))
     if request.kind is RequestKind.ROLLBACK:
@@ -402,6 +407,8 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
         text = messages.restore_succeeded(request.id, target.name, str(request.backup),
                                           str(state.get("into") or "target"))
     progress.post(text, broadcast=True)
+    if watching:
+        return {"outcome": "succeeded", "resolved": None, **watching_.start(ctx, request, target, progress)}
     return {"outcome": "succeeded", "resolved": resolved}
 
 
