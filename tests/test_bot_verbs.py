@@ -197,7 +197,8 @@ def test_restore_refused_when_the_check_fails(
 
 def test_each_kind_enqueues_the_job_of_its_verb_on_approval() -> None:
     assert {kind: verbs.approved_job(kind) for kind in RequestKind} == {
-        RequestKind.ROLLBACK: "workers.jobs.execute", RequestKind.RESTORE: "workers.jobs.restore"}
+        RequestKind.ROLLBACK: "workers.jobs.execute", RequestKind.RESTORE: "workers.jobs.restore",
+        RequestKind.TERMINATE: "workers.jobs.terminate", RequestKind.REPAIR: "workers.jobs.repair"}
     assert sorted(v.approval for v in verbs.VERBS if v.approval) == sorted(RequestKind)  # one verb per kind
 
 
