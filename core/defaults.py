@@ -118,3 +118,6 @@ ASSESSMENT_TTL_SECONDS = 15 * 60
 # (workers/watching.py).
 WATCH_WINDOW_SECONDS = 10 * 60.0
 WATCH_INTERVAL_SECONDS = 15.0
+# `report` gathers the incident's threads from at most this long before its request (and never from
+# before the target's previous request ended).
+INCIDENT_LOOKBACK_SECONDS = 3 * 60 * 60
