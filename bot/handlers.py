@@ -65,6 +65,17 @@ def versions_on_disk(migrations_dir: str) -> set[str] | None:
     return versions_in(names)
 
 
+def plan_sql(saved: Mapping[str, Any]) -> str | None:
+    """The SQL a saved dry run's plan runs, migration by migration (None when it holds none)."""
+    plan = saved.get("plan") if isinstance(saved.get("plan"), Mapping) else saved
+    steps = plan.get("steps") if isinstance(plan, Mapping) else None
+    if not isinstance(steps, list):
+        return None
+    parts = [f"-- {s.get('version')} {s.get('name')}\n{str(s.get('sql') or '').strip()}\n"
+             for s in steps if isinstance(s, Mapping)]
+    return "\n".join(parts) or None
+
+
 def plan_of(request: Request) -> PlanSummary | None:
     if request.kind is not RequestKind.ROLLBACK:
         return None
@@ -82,6 +93,8 @@ class RequestDraft:
     backup: str | None = None
     subject: str | None = None  # what a terminate or repair request acts on
     plan_hash: str | None = None  # a repair's plan hash (a rollback's is its plan's)
+    source_link: str | None = None  # a rollback's dry run, linked from the card
+    sql: str | None = None  # the SQL a rollback will run
 
 
 class Handlers:
@@ -236,6 +249,8 @@ class Handlers:
                 backup=draft.backup,
                 plan=draft.saved,
                 subject=draft.subject,
+                source_link=draft.source_link,
+                sql=draft.sql,
                 ttl_seconds=self.policy.request_ttl_seconds,
                 now=self.clock(),
             )
@@ -251,6 +266,12 @@ class Handlers:
                                   outcome="the request message could not be posted")
             raise
         self.store.update(request.id, thread_ts=ts)
+        if request.sql:  # the whole SQL as a file in the card's thread (the card shows its first lines)
+            try:
+                self.client.files_upload_v2(channel=channel, thread_ts=ts, content=request.sql,
+                                            filename=f"{request.id}-rollback.sql", title=messages.sql_file_title(request))
+            except Exception:  # a courtesy: the dry run's thread has the whole SQL too
+                log.warning("could not attach the SQL of %s", request.id)
         log.info("request %s (%s of %s) pending, by %s", request.id, request.kind, request.target, user)
         return None
 
@@ -263,7 +284,19 @@ class Handlers:
         plan = summarize(cmd.target, saved.plan)
         if plan.empty:
             return messages.empty_plan(cmd.target)
-        return RequestDraft(summary=plan.summary(), plan=plan, saved=saved)
+        return RequestDraft(summary=plan.summary(), plan=plan, saved=saved, source_link=self.source_link(saved),
+                            sql=plan_sql(saved.plan))
+
+    def source_link(self, saved: SavedPlan) -> str | None:
+        """A permalink to the thread the dry run was answered in (None: unknown, or Slack would not say)."""
+        source = saved.plan.get("source")
+        if not isinstance(source, dict) or not source.get("thread_ts"):
+            return None
+        try:
+            return str(self.client.chat_getPermalink(channel=str(source.get("channel") or ""),
+                                                     message_ts=source["thread_ts"])["permalink"])
+        except Exception:  # a link is a courtesy
+            return None
 
     def restore_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
         """Only a backup that exists and verifies may be requested: a worker checks it first."""

@@ -374,6 +374,7 @@ def request_text(request: Request, plan: PlanSummary | None = None) -> str:
         lines += _plan_lines(plan)
         if age := plan_age_line(request):
             lines.append(age)
+        lines += _source_lines(request)
     elif request.kind is RequestKind.TERMINATE:
         lines.append(escape(request.summary))
     elif request.kind is RequestKind.REPAIR:  # its dry run: each statement that runs or is skipped
@@ -505,3 +506,25 @@ def no_watch(target: str) -> str:
 
 def watch_stop_line(request_id: str, user: str) -> str:
     return f":stop_sign: {mention(user)} stops the watch of {request_id} early."
+
+
+# --- the execute card: its dry run and its SQL ----------------------------------------------------
+
+SQL_HEAD_LINES = 8
+
+
+def _source_lines(request: Request) -> list[str]:
+    lines = []
+    if request.source_link:
+        lines.append(f":link: <{request.source_link}|The dry run this plan comes from>")
+    if request.sql:
+        sql_lines = request.sql.strip().splitlines()
+        head = "\n".join(sql_lines[:SQL_HEAD_LINES])
+        more = (f"\n… {len(sql_lines) - SQL_HEAD_LINES} more line(s): the whole SQL is attached in this thread"
+                if len(sql_lines) > SQL_HEAD_LINES else "")
+        lines.append(f"SQL it will run:\n```\n{escape(head)}\n```{more}")
+    return lines
+
+
+def sql_file_title(request: Request) -> str:
+    return f"SQL of {request.id}: rollback of {request.target} to {request.to_version}"

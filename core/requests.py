@@ -137,6 +137,8 @@ class Request:
     finished_at: float | None = None
     outcome: str | None = None
     subject: str | None = None  # what a terminate or repair request acts on: the pid, the version
+    source_link: str | None = None  # a rollback's dry run (a permalink to its thread), shown on the card
+    sql: str | None = None  # the SQL a rollback will run (the card shows its first lines)
 
     def __post_init__(self) -> None:
         # Records built by hand (tests, tools) may name the kind and status as plain strings.
@@ -357,6 +359,8 @@ class RequestStore:
         now: float | None = None,
         plan: SavedPlan | None = None,
         subject: str | None = None,
+        source_link: str | None = None,
+        sql: str | None = None,
     ) -> Request:
         """A new pending request holding `target`. Raises TargetBusy while another one holds it.
 
@@ -387,6 +391,8 @@ class RequestStore:
                 backup=backup,
                 plan_saved_at=plan.saved_at if plan else None,
                 subject=subject,
+                source_link=source_link,
+                sql=sql,
             )
             pairs = _pairs(request.to_dict())
             result = self._create(

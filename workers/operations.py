@@ -56,7 +56,9 @@ def dry_run(ctx: Context, progress: Progress, target_name: str, version: str, re
         raise
     plan = report.to_dict()
     if channel:  # the channel's current plan: what `/rollback execute` asks approval for
-        ctx.store().save_plan(channel, target_name, plan, ttl_seconds=ctx.settings.policy.plan_ttl_seconds)
+        # where the dry run was answered: the execute card links it
+        saved = {**plan, "source": {"channel": channel, "thread_ts": progress.thread_ts}}
+        ctx.store().save_plan(channel, target_name, saved, ttl_seconds=ctx.settings.policy.plan_ttl_seconds)
     progress.post(messages.dry_run_text(target_name, report))
     return {"target": target_name, **plan}
 
