@@ -76,6 +76,9 @@ def build_bot(
         # right after the signature check, before bolt's own middleware and any listener
         before_authorize=IgnoreMalformed(),
         listener_executor=listeners,
+        # Each listener's ack part runs in the request's own thread and the response leaves as soon as
+        # it returns; the work (lazy listeners) runs on `listeners` afterwards. No polling for the ack.
+        process_before_response=True,
     )
     store = RequestStore(redis)
     grace = settings.worker_heartbeat_grace_seconds if heartbeat_grace_seconds is None else heartbeat_grace_seconds
@@ -83,9 +86,9 @@ def build_bot(
                         heartbeat_grace_seconds=grace)
     app.error(_log_error)
     app.use(once_per_delivery(redis, store.prefix))
-    app.command(SLASH_COMMAND)(handlers.command)
-    app.action(APPROVE_ACTION)(handlers.approve)
-    app.action(REJECT_ACTION)(handlers.reject)
+    app.command(SLASH_COMMAND)(ack=handlers.command_ack, lazy=[handlers.command_work])
+    app.action(APPROVE_ACTION)(ack=handlers.ack_click, lazy=[handlers.approve])
+    app.action(REJECT_ACTION)(ack=handlers.ack_click, lazy=[handlers.reject])
     sweeper = ExpirySweeper(store, handlers.announce_expiry, start_within_seconds=settings.policy.start_within_seconds,
                             clock=clock)
     return Bot(app=app, sweeper=sweeper, listeners=listeners)

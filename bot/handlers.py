@@ -170,24 +170,41 @@ class Handlers:
 
     # -- the slash command ----------------------------------------------------------------------------
 
-    def command(self, ack: Ack, command: Mapping[str, Any], respond: Respond) -> None:
+    # The slash command is two listeners (bolt's ack + lazy): `command_ack` answers Slack from the
+    # request's own thread with nothing but pure checks, and `command_work` does the Redis and Slack
+    # calls afterwards on the listener pool, so a burst of commands never holds up the next ack.
+
+    def accepted(self, command: Mapping[str, Any]) -> tuple[verbs.Verb, Command] | str:
+        """The verb and command to carry out, or the one-line answer that refuses it (pure but for
+        listing the migrations folder)."""
         user, channel = command["user_id"], command["channel_id"]
         text = command.get("text") or ""
         named = verbs.lookup(text.split()[0]) if text.split() else None
         refused = approval.may_request(user, channel, self.policy, named.who if named else verbs.Who.REQUESTERS)
         if refused is not None:
-            ack(text=messages.refusal(refused))
-            return
+            return messages.refusal(refused)
         try:
             parsed = commands.parse(text, self.target_names, self.versions_for)
         except CommandError as err:
-            ack(text=str(err))
-            return
+            return str(err)
         verb = verbs.verb(parsed.verb)
         if verb.action is Action.HELP:
-            ack(text=messages.help_text())
-            return
-        ack()
+            return messages.help_text()
+        return verb, parsed
+
+    def command_ack(self, ack: Ack, command: Mapping[str, Any]) -> None:
+        verdict = self.accepted(command)
+        if isinstance(verdict, str):
+            ack(text=verdict)
+        else:
+            ack()
+
+    def command_work(self, command: Mapping[str, Any], respond: Respond) -> None:
+        verdict = self.accepted(command)
+        if isinstance(verdict, str):
+            return  # answered in the ack
+        verb, parsed = verdict
+        user, channel = command["user_id"], command["channel_id"]
         log.info("command %s target=%s user=%s channel=%s", parsed.verb, parsed.target, user, channel)
         try:
             answer = self.run(verb, parsed, user, channel)
@@ -429,12 +446,16 @@ class Handlers:
 
     # -- the buttons ----------------------------------------------------------------------------------
 
-    def approve(self, ack: Ack, body: Mapping[str, Any]) -> None:
+    # Clicks are acked at once (`ack_click`); the decision is made on the listener pool.
+
+    @staticmethod
+    def ack_click(ack: Ack) -> None:
         ack()
+
+    def approve(self, body: Mapping[str, Any]) -> None:
         self.click(body, RequestStatus.APPROVED)
 
-    def reject(self, ack: Ack, body: Mapping[str, Any]) -> None:
-        ack()
+    def reject(self, body: Mapping[str, Any]) -> None:
         self.click(body, RequestStatus.REJECTED)
 
     def click(self, body: Mapping[str, Any], decision: RequestStatus) -> None:

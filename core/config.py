@@ -83,6 +83,9 @@ class WorkerSettings:
     connect_timeout_s: int = defaults.CONNECT_TIMEOUT_SECONDS
     job_timeout_s: int = defaults.JOB_TIMEOUT_SECONDS
     restore_jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # How a restore into the target runs (workers/restore.py METHODS) and where a swap renames from.
+    restore_method: str = defaults.RESTORE_METHOD
+    maintenance_database: str = defaults.MAINTENANCE_DATABASE
     pg_dump: str = "pg_dump"
     pg_restore: str = "pg_restore"
     psql: str = "psql"
@@ -104,6 +107,13 @@ def _number(env: Mapping[str, str], names: tuple[str, ...], default: float) -> f
     return default
 
 
+def _restore_method(value: Any) -> str:
+    method = str(value or defaults.RESTORE_METHOD)
+    if method not in ("auto", "swap", "transaction"):
+        raise ConfigError(f"workers.restore_method must be auto, swap or transaction, not {method!r}")
+    return method
+
+
 def _worker_settings(env: Mapping[str, str], raw: Mapping[str, Any]) -> WorkerSettings:
     watchdog = _number(env, ("ROLLBACK_WATCHDOG_INTERVAL_SECONDS", "ROLLBACK_WATCHDOG_INTERVAL"),
                        defaults.WORKER_WATCHDOG_INTERVAL_SECONDS)
@@ -119,6 +129,8 @@ def _worker_settings(env: Mapping[str, str], raw: Mapping[str, Any]) -> WorkerSe
         job_timeout_s=int(_number(env, ("ROLLBACK_JOB_TIMEOUT_SECONDS", "ROLLBACK_JOB_TIMEOUT"),
                                   defaults.JOB_TIMEOUT_SECONDS)),
         restore_jobs=max(1, int(jobs)) if jobs else max(1, os.cpu_count() or 1),
+        restore_method=_restore_method(env.get("ROLLBACK_RESTORE_METHOD") or raw.get("restore_method")),
+        maintenance_database=str(raw.get("maintenance_database") or defaults.MAINTENANCE_DATABASE),
         pg_dump=env.get("PG_DUMP") or "pg_dump",
         pg_restore=env.get("PG_RESTORE") or "pg_restore",
         psql=env.get("PSQL") or "psql",

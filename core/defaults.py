@@ -121,3 +121,9 @@ WATCH_INTERVAL_SECONDS = 15.0
 # `report` gathers the incident's threads from at most this long before its request (and never from
 # before the target's previous request ended).
 INCIDENT_LOOKBACK_SECONDS = 3 * 60 * 60
+
+# A restore into the target by swapping databases (workers/swap.py) renames databases from a session on
+# this database of the same server (a database cannot be renamed by a session connected to it).
+MAINTENANCE_DATABASE = "postgres"
+# How a restore into the target runs: auto (swap where the role may, else one transaction), swap, transaction.
+RESTORE_METHOD = "auto"

@@ -69,7 +69,8 @@ def test_restore_into_target_is_all_or_nothing(example_url: str, tmp_path: Path)
     changed = count_all_rows(example_url)
 
     with pytest.raises(RestoreError) as caught:
-        restore_backup(with_password(example_url), backup.path, into="target", backup_dir=str(tmp_path), target="prod")
+        restore_backup(with_password(example_url), backup.path, into="target", backup_dir=str(tmp_path), target="prod",
+                       method="transaction")
     message = str(caught.value)
     assert "rolled back" in message and "index creation refused" in message
     assert "\n" not in message and PASSWORD not in message
@@ -78,7 +79,9 @@ def test_restore_into_target_is_all_or_nothing(example_url: str, tmp_path: Path)
 
     with psycopg.connect(example_url, autocommit=True) as conn:
         conn.execute("DROP EVENT TRIGGER refuse_index")
-    result = restore_backup(example_url, backup.path, into="target", backup_dir=str(tmp_path), target="prod")
+    result = restore_backup(example_url, backup.path, into="target", backup_dir=str(tmp_path), target="prod",
+                            method="transaction")
+    assert result.method == "transaction"
     assert result.row_counts == original == count_all_rows(example_url)
     assert result.dropped_tables == ["public.created_after"] and result.database == psycopg.conninfo.conninfo_to_dict(
         example_url)["dbname"]
@@ -161,3 +164,120 @@ def test_the_bots_own_tables_are_left_out_of_a_restore() -> None:
     kept = [line for line in restore_list(toc).splitlines() if not line.startswith(";")]
     assert kept == toc[-4:]
     assert archive_tables(toc) == {"public.migration_history", "public.rollback_target_identity", "public.projects"}
+
+
+# -- restore by swapping databases (workers/swap.py) -------------------------------------------------
+
+
+def _databases(admin_url: str, prefix: str) -> dict[str, bool]:
+    """Databases whose name starts with `prefix`, and whether they accept connections."""
+    with psycopg.connect(admin_url) as conn:
+        rows = conn.execute("SELECT datname, datallowconn FROM pg_database WHERE starts_with(datname, %s)",
+                            (prefix,)).fetchall()
+    return {str(name): bool(allowed) for name, allowed in rows}
+
+
+@pytest.fixture
+def swapped(postgres_admin_url: str, example_url: str) -> Iterator[str]:
+    """The test database's name; the databases a swap leaves beside it are dropped at the end."""
+    name = str(psycopg.conninfo.conninfo_to_dict(example_url)["dbname"])
+    yield name
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        for other in _databases(postgres_admin_url, name + "_"):
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(other)))
+
+
+def _history_rows(url: str) -> list[tuple[str, str]]:
+    with psycopg.connect(url) as conn:
+        return [(str(a), str(b)) for a, b in conn.execute("SELECT operation, executed_by FROM migration_history ORDER BY id")]
+
+
+def test_restore_by_swap_is_parallel_keeps_history_and_database_settings(
+    example_url: str, tmp_path: Path, postgres_admin_url: str, swapped: str
+) -> None:
+    original = count_all_rows(example_url)
+    backup = take_backup(example_url, target="prod", reason="pre-rollback", backup_dir=str(tmp_path), jobs=2)
+    with psycopg.connect(example_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM projects")
+        conn.execute("CREATE TABLE created_after (id int)")
+        conn.execute("INSERT INTO migration_history (version, operation, status, executed_by) "
+                     "VALUES ('x', 'note', 'completed', 'after-the-backup')")
+        conn.execute(sql.SQL("ALTER DATABASE {} SET work_mem = '7MB'").format(sql.Identifier(swapped)))
+    history = _history_rows(example_url)
+    beats: list[str] = []
+
+    result = restore_backup(with_password(example_url), backup.path, into="target", backup_dir=str(tmp_path),
+                            target="prod", method="swap", jobs=2, heartbeat=beats.append, progress_interval=0.001)
+
+    assert (result.method, result.jobs, result.method_note) == ("swap", 2, None)
+    assert result.row_counts == count_all_rows(example_url)
+    assert {k: v for k, v in result.row_counts.items() if k != "public.migration_history"} == {
+        k: v for k, v in original.items() if k != "public.migration_history"}
+    assert result.dropped_tables == ["public.created_after"]
+    assert "public.created_after" not in user_tables(example_url)
+    assert _history_rows(example_url) == history  # every row up to the switch, the newest included
+    with psycopg.connect(example_url) as conn:
+        assert conn.execute("SHOW work_mem").fetchone() == ("7MB",)
+        conn.execute("INSERT INTO migration_history (version, operation, status) VALUES ('y', 'note', 'completed')")
+    assert result.replaced_database and result.replaced_database.startswith(swapped + "_replaced_")
+    around = _databases(postgres_admin_url, swapped + "_")
+    assert around == {result.replaced_database: True}  # the old one kept and readable, no leftover
+    old = psycopg.conninfo.make_conninfo(example_url, dbname=result.replaced_database)
+    assert "public.created_after" in user_tables(old)
+    assert PASSWORD not in json.dumps(result.to_dict()) and beats
+
+
+def test_a_session_that_stays_makes_auto_fall_back_and_swap_refuse(
+    example_url: str, tmp_path: Path, postgres_admin_url: str, swapped: str
+) -> None:
+    backup = take_backup(example_url, target="prod", reason="x", backup_dir=str(tmp_path), jobs=1)
+    with psycopg.connect(example_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM projects")
+    changed = count_all_rows(example_url)
+    with psycopg.connect(example_url, autocommit=True, application_name="app-pool") as app:
+        with pytest.raises(RestoreError, match=r"session\(s\) stayed connected.*app-pool.*maintenance on"):
+            restore_backup(example_url, backup.path, into="target", backup_dir=str(tmp_path), target="prod",
+                           method="swap", lock_timeout_ms=300)
+        assert count_all_rows(example_url) == changed
+        result = restore_backup(example_url, backup.path, into="target", backup_dir=str(tmp_path), target="prod",
+                                lock_timeout_ms=300)
+        assert result.method == "transaction" and "app-pool" in str(result.method_note)
+        assert app.execute("SELECT 1").fetchone() == (1,)  # never ended: nobody said the app is in maintenance
+    assert _databases(postgres_admin_url, swapped + "_") == {}
+
+
+def test_in_maintenance_a_swap_ends_the_sessions_left_on_the_target(
+    example_url: str, tmp_path: Path, postgres_admin_url: str, swapped: str
+) -> None:
+    original = count_all_rows(example_url)
+    backup = take_backup(example_url, target="prod", reason="x", backup_dir=str(tmp_path), jobs=1)
+    app = psycopg.connect(example_url, autocommit=True, application_name="app-pool")
+    try:
+        app.execute("DELETE FROM projects")
+        result = restore_backup(example_url, backup.path, into="target", backup_dir=str(tmp_path), target="prod",
+                                end_sessions=True, lock_timeout_ms=5000)
+        assert result.method == "swap"
+        with pytest.raises(psycopg.OperationalError):
+            app.execute("SELECT 1")
+    finally:
+        app.close()
+    counts = count_all_rows(example_url)
+    assert counts["public.projects"] == original["public.projects"] > 0
+
+
+def test_a_swap_that_fails_before_the_switch_leaves_the_target_as_it_was(
+    example_url: str, tmp_path: Path, postgres_admin_url: str, swapped: str
+) -> None:
+    backup = take_backup(example_url, target="prod", reason="x", backup_dir=str(tmp_path), jobs=1)
+    with psycopg.connect(example_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM projects")
+    changed = count_all_rows(example_url)
+    failing = tmp_path / "pg_restore"  # reads archives like the real one, fails when it loads one
+    failing.write_text('#!/bin/sh\ncase " $* " in *" --list "*) exec pg_restore "$@";; esac\n'
+                       'echo "pg_restore: error: could not execute query: ERROR:  disk full" >&2\nexit 1\n')
+    failing.chmod(0o755)
+    with pytest.raises(RestoreError, match="failed.*disk full"):
+        restore_backup(example_url, backup.path, into="target", backup_dir=str(tmp_path), target="prod",
+                       method="swap", pg_restore=str(failing))
+    assert count_all_rows(example_url) == changed
+    assert _databases(postgres_admin_url, swapped) == {swapped: True}  # no leftover, connections allowed

@@ -158,6 +158,13 @@ def test_restore_runs_backup_maintenance_restore_verify_maintenance_off_and_keep
     assert _store(stack_env).current_plan(CHANNEL, "prod") is None
     assert not pagerduty.events
 
+    # in maintenance, the restore ran in parallel and switched the new database in (workers/swap.py)
+    assert details["method"] == "swap" and "pg_restore -j" in text, text
+    replaced = details["replaced_database"]
+    assert f"kept as `{replaced}`" in text
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("DROP DATABASE {} WITH (FORCE)").format(psycopg.sql.Identifier(replaced)))
+
 
 def test_a_scratch_restore_runs_pg_restore_with_parallel_jobs(
     stack_env, database_url, postgres_admin_url, slack_api, start_worker, tmp_path
@@ -245,3 +252,27 @@ def test_slack_never_gets_command_line_only_advice(stack_env, database_url, slac
     assert "never been applied" in posted and "/rollback status" in posted
     for flag in ("--status", "--to", "--lock-timeout"):
         assert flag not in posted and flag not in result["error"]
+
+
+def test_a_restore_that_fails_verification_names_the_step_leaves_maintenance_on_and_pages(
+    stack_env, database_url, slack_api, pagerduty, start_worker, tmp_path
+):
+    marks = tmp_path / "maintenance.log"
+    write_config(stack_env["ROLLBACK_CONFIG"], target_extra=(
+        'health_url = "http://127.0.0.1:1/health"\n'
+        f'maintenance_on = "echo on >> {marks}"\nmaintenance_off = "echo off >> {marks}"\n'
+    ))
+    apply_example(database_url)
+    start_worker(stack_env)
+    backup = _take_backup(stack_env, slack_api)
+    ts = post_root(slack_api, "restore")
+    request = approved_request(stack_env, thread_ts=ts, plan={}, kind="restore", backup=backup["name"])
+    assert wait_job(enqueue(stack_env, "workers.jobs.restore", request_id=request.id)) is None  # the job failed
+    slack_api.wait_for(lambda: "left ON" in thread_text(slack_api, ts), timeout=30)
+    text = thread_text(slack_api, ts)
+    assert "Restore* finished" in text and "Verification* failed" in text and "Maintenance off* started" not in text
+    assert "`/rollback maintenance off prod`" in text
+    assert marks.read_text().split() == ["on"]
+    assert _store(stack_env).get(request.id).outcome.startswith("Verification failed")
+    pagerduty.wait_for(lambda: pagerduty.events)
+    assert "Verification failed on prod" in pagerduty.events[0]["payload"]["summary"]

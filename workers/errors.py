@@ -253,6 +253,29 @@ def restore_unreadable(where: str, label: str, line: str) -> str:
     return restore_rolled_back(where, f"pg_restore could not read {label}: {line}")
 
 
+def restore_method_invalid(method: str) -> str:
+    return f"restore method must be 'auto', 'swap' or 'transaction', not {method!r}"
+
+
+def swap_unknown_role() -> str:
+    return "cannot tell whether the target's user may create and rename databases"
+
+
+def swap_not_allowed(*, createdb: bool, owns: bool) -> str:
+    missing = [what for what, has in (("CREATEDB", createdb), ("ownership of the database", owns)) if not has]
+    return f"the target's user lacks {' and '.join(missing)}, needed to restore by swapping databases"
+
+
+def sessions_stayed(database: str, sessions: list[str], waited_ms: int) -> str:
+    shown = ", ".join(sessions[:5]) + (f" and {len(sessions) - 5} more" if len(sessions) > 5 else "")
+    return (f"{len(sessions)} session(s) stayed connected to {database} for {waited_ms / 1000:g} s ({shown}); "
+            "turn maintenance on first (a maintenance hook lets the restore end them)")
+
+
+def swap_failed(where: str, line: str) -> str:
+    return f"restore into {where} failed before the switch, the target is unchanged: {line}"
+
+
 def maintenance_state_invalid(state: str) -> str:
     return f"maintenance state must be 'on' or 'off', not {state!r}"
 

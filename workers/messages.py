@@ -102,17 +102,13 @@ def refused(request_id: str, reason: str) -> str:
 
 
 def plan_changed(request_id: str) -> str:
-    return (
-        f"{FAILED} Request {request_id} refused: the database changed since the dry run. "
-        "Run a new dry-run and ask for approval again."
-    )
+    return (f"{FAILED} Request {request_id} refused: the database changed since the dry run. "
+            "Run a new dry-run and ask for approval again.")
 
 
 def start_too_late(request_id: str, waited_s: float, bound_s: int) -> str:
-    return (
-        f"{FAILED} Request {request_id} refused: approved {seconds(waited_s)} ago, longer than the "
-        f"{seconds(bound_s)} allowed before it must start. Run a new dry-run and ask for approval again."
-    )
+    return (f"{FAILED} Request {request_id} refused: approved {seconds(waited_s)} ago, longer than the "
+            f"{seconds(bound_s)} allowed before it must start. Run a new dry-run and ask for approval again.")
 
 
 def not_approved(request_id: str, status: str) -> str:
@@ -128,13 +124,8 @@ def snapshot_of_droplet(droplet_id: int | str) -> str:
 
 
 def backup_figures(backup: BackupResult) -> dict[str, Any]:
-    return {
-        "path": f"`{backup.path}`",
-        "size": human_bytes(backup.size_bytes),
-        "sha256": f"`{backup.sha256}`",
-        "format": backup.format,
-        "verified": "yes" if backup.verified else "NO",
-    }
+    return {"path": f"`{backup.path}`", "size": human_bytes(backup.size_bytes), "sha256": f"`{backup.sha256}`",
+            "format": backup.format, "verified": "yes" if backup.verified else "NO"}
 
 
 def statements_lines(statements: Iterable[StatementResult]) -> str:
@@ -323,11 +314,17 @@ def history_text(target: str, rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def restore_figures(result: RestoreResult) -> dict[str, Any]:
-    return {
-        "into": f"{result.into} `{result.database}`",
-        "backup": f"`{result.backup}`",
-        "rows": ", ".join(f"{t} {n}" for t, n in sorted(result.row_counts.items())) or None,
-    }
+    return {"into": f"{result.into} `{result.database}`", "backup": f"`{result.backup}`",
+            "method": restore_method(result),
+            "rows": ", ".join(f"{t} {n}" for t, n in sorted(result.row_counts.items())) or None}
+
+
+def restore_method(result: RestoreResult) -> str | None:
+    if result.method == "swap":
+        return (f"pg_restore -j{result.jobs} into a new database, switched in at once; the replaced database "
+                f"is kept as `{result.replaced_database}` (rename it back to undo; drop it when satisfied)")
+    why = f" ({result.method_note})" if result.method_note else ""
+    return f"in one transaction on the target, serially{why}" if result.method == "transaction" else None
 
 
 def restore_succeeded(request_id: str, target: str, backup: str, into: str) -> str:
@@ -385,6 +382,7 @@ def restoring(label: str, into: str, elapsed_s: float) -> str:
 
 
 INTO_THE_TARGET = "the target"
+KEPT_TABLES_LABEL = "the bot's own tables"
 
 
 # --- DigitalOcean (workers/digitalocean.py) --------------------------------------------------------

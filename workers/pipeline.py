@@ -282,6 +282,12 @@ def _digitalocean_snapshot(ctx: Context, request: Request, target: Target, progr
     return found
 
 
+def _maintenance_ran(state: JsonObject) -> bool:
+    """Whether this request's `maintenance_on` step ran a hook (and it succeeded: else no later step runs)."""
+    result = (state.get("maintenance_on") or {}).get("maintenance") or {}
+    return bool(result) and not result.get("skipped")
+
+
 def _maintenance(state: str) -> StepFunction:
     def run(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
         step = f"maintenance_{state}"
@@ -334,7 +340,11 @@ def _restore(ctx: Context, request: Request, target: Target, progress: Progress)
             result = restore_backup(
                 ctx.conninfo(target), backup, into=into, backup_dir=ctx.settings.backup_dir,
                 target=target.name, heartbeat=beat, pg_restore=ctx.options.pg_restore, psql=ctx.options.psql,
-                jobs=ctx.options.restore_jobs, progress_interval=ctx.options.progress_interval_s,
+                pg_dump=ctx.options.pg_dump, jobs=ctx.options.restore_jobs,
+                progress_interval=ctx.options.progress_interval_s, method=ctx.options.restore_method,
+                # The application is in maintenance only when this pipeline's hook said so: only then
+                # may a swap end the sessions still on the target.
+                end_sessions=_maintenance_ran(state), maintenance_database=ctx.options.maintenance_database,
             )
     finally:
         if into == "target":
@@ -346,7 +356,8 @@ def _restore(ctx: Context, request: Request, target: Target, progress: Progress)
                            duration_ms=int(result.duration_s * 1000),
                            details={"backup": result.backup, "sha256": result.sha256,
                                     "pre_restore_backup": pre_restore.get("path"),
-                                    "dropped_tables": result.dropped_tables})
+                                    "dropped_tables": result.dropped_tables, "method": result.method,
+                                    "replaced_database": result.replaced_database})
     progress.finish("restore", started, messages.restore_figures(result))
     return {"restore": result.to_dict()}
 

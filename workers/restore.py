@@ -28,6 +28,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
@@ -35,7 +36,7 @@ from psycopg import sql
 
 from core import defaults
 from core.jobs import BackupCheck, JsonObject
-from workers import errors, messages
+from workers import errors, messages, swap
 from workers.backup import (
     BackupError,
     Heartbeat,
@@ -55,6 +56,10 @@ from workers.errors import RestoreError
 from workers.verify import VerifyError, count_all_rows, user_tables
 
 INTO = ("target", "scratch")
+# How a restore into the target runs (docs/backups.md): `swap` restores with pg_restore --jobs into a
+# new database and renames it into place in one transaction; `transaction` runs pg_restore's script
+# serially in one transaction on the target itself; `auto` swaps where it can and says why not.
+METHODS = ("auto", "swap", "transaction")
 DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 TOC_TABLE = re.compile(r"^\d+; \d+ \d+ TABLE (?!DATA )(\S+) (\S+) ")
 # The bot's own tables in the target: never dropped, never replaced by a restore. Their sequences,
@@ -76,6 +81,10 @@ class RestoreResult:
     duration_s: float
     row_counts: dict[str, int] = field(default_factory=dict)
     dropped_tables: list[str] = field(default_factory=list)
+    method: str = "scratch"  # swap / transaction for a restore into the target
+    jobs: int = 1
+    replaced_database: str | None = None  # after a swap: the database the target was, kept for an undo
+    method_note: str | None = None  # why `auto` did not swap
 
     def to_dict(self) -> JsonObject:
         return asdict(self)
@@ -202,16 +211,23 @@ def restore_backup(
     allow_other_target: bool = False,
     lock_timeout_ms: int = defaults.RESTORE_LOCK_TIMEOUT_MS,
     pg_restore: str = "pg_restore",
+    pg_dump: str = "pg_dump",
     psql: str = "psql",
     progress_interval: float = defaults.PROGRESS_INTERVAL_SECONDS,
     now: datetime | None = None,
+    method: str = "auto",
+    end_sessions: bool = False,
+    maintenance_database: str = defaults.MAINTENANCE_DATABASE,
 ) -> RestoreResult:
-    """`jobs` > 1 runs pg_restore with `--jobs` where it loads the database itself (a scratch
-    database). A restore into the target runs in one transaction, which parallel jobs cannot share,
-    so it stays serial: all or nothing weighs more than the time."""
+    """`jobs` > 1 runs pg_restore with `--jobs` where it loads a database of its own: a scratch
+    database, or the new database of a swap (workers/swap.py). The in-transaction method stays
+    serial: parallel jobs cannot share its transaction. `end_sessions`: the application is in
+    maintenance, so a swap may end the sessions still on the target."""
     # Restore `backup_path` (a name in `backup_dir`, or a path inside it); see the module docstring.
     if into not in INTO:
         raise RestoreError(errors.restore_into_invalid(into))
+    if method not in METHODS:
+        raise RestoreError(errors.restore_method_invalid(method))
     archive = resolve_archive(backup_path, backup_dir)
     manifest = read_manifest(archive) or {}
     try:
@@ -224,6 +240,7 @@ def restore_backup(
     started = time.monotonic()
     dbname, password = split_password(conninfo)
     env = client_env(password)
+    dropped: list[str] = []
 
     if into == "scratch":
         name = scratch_name or scratch_database_name(target, now or datetime.now(UTC))
@@ -246,13 +263,38 @@ def restore_backup(
         except BaseException:
             drop_database(conninfo, name)
             raise
-        counts, dropped, database = _counts(scratch_conninfo), [], name
+        counts, database = _counts(scratch_conninfo), name
     else:
-        dropped = _restore_into_target(
-            conninfo, archive, env=env, dbname=dbname, pg_restore=pg_restore, psql=psql,
-            heartbeat=heartbeat, interval=progress_interval, lock_timeout_ms=lock_timeout_ms,
-        )
+        used, replaced, note = "transaction", None, None
+        if method != "transaction":
+            note = _swap_refused(conninfo)
+            if note is not None and method == "swap":
+                raise RestoreError(note)
+        if note is None and method != "transaction":
+            try:
+                dropped, replaced = _restore_by_swap(
+                    conninfo, archive, env=env, dbname=dbname, jobs=max(jobs or 1, 1), pg_restore=pg_restore,
+                    pg_dump=pg_dump, psql=psql, heartbeat=heartbeat, interval=progress_interval,
+                    end_sessions=end_sessions, wait_ms=lock_timeout_ms, maintenance_database=maintenance_database,
+                    now=now or datetime.now(UTC),
+                )
+                used = "swap"
+            except swap.SessionsStayed as stayed:
+                if method == "swap":
+                    raise
+                note = str(stayed)
+        if used == "transaction":
+            dropped = _restore_into_target(
+                conninfo, archive, env=env, dbname=dbname, pg_restore=pg_restore, psql=psql,
+                heartbeat=heartbeat, interval=progress_interval, lock_timeout_ms=lock_timeout_ms,
+            )
         counts, database = _counts(conninfo), str(pg_conninfo.conninfo_to_dict(conninfo).get("dbname") or "")
+        return RestoreResult(
+            into=into, database=database, target=target, backup=archive.name, sha256=str(manifest.get("sha256") or ""),
+            toc_entries=entries, duration_s=round(time.monotonic() - started, 3), row_counts=counts,
+            dropped_tables=dropped, method=used, jobs=max(jobs or 1, 1) if used == "swap" else 1,
+            replaced_database=replaced, method_note=note,
+        )
 
     return RestoreResult(
         into=into,
@@ -264,7 +306,117 @@ def restore_backup(
         duration_s=round(time.monotonic() - started, 3),
         row_counts=counts,
         dropped_tables=dropped,
+        jobs=max(jobs or 1, 1),
     )
+
+
+def _swap_refused(conninfo: str) -> str | None:
+    """Why a swap cannot run here (None: it can)."""
+    try:
+        with connect(conninfo) as conn:
+            return swap.cannot_swap(conn)
+    except psycopg.Error as exc:
+        raise RestoreError(errors.nothing_restored(_db_error(exc, conninfo))) from None  # may quote the DSN
+
+
+def _kept_present(conninfo: str) -> list[str]:
+    try:
+        present = set(user_tables(conninfo))
+    except VerifyError as exc:
+        raise RestoreError(errors.nothing_restored(exc)) from exc
+    return [table for table in KEPT_TABLES if table in present]
+
+
+def _copy_kept_rows(source: psycopg.Connection[Any], dest: psycopg.Connection[Any], tables: list[str]) -> None:
+    """Every row of the bot's own tables, and their sequences' positions, from the target (over the
+    session kept open for it) into the new database, in the new database's one transaction."""
+    with dest.transaction():
+        for table in tables:
+            name = sql.Identifier(*table.split(".", 1))
+            dest.execute(sql.SQL("TRUNCATE {}").format(name))
+            with source.cursor().copy(sql.SQL("COPY {} TO STDOUT (FORMAT BINARY)").format(name)) as out, \
+                    dest.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(name)) as into:
+                for chunk in out:
+                    into.write(chunk)
+            for (sequence,) in source.execute(
+                "SELECT pg_get_serial_sequence(%s, attname) FROM pg_attribute WHERE attrelid = %s::regclass "
+                "AND attnum > 0 AND NOT attisdropped AND pg_get_serial_sequence(%s, attname) IS NOT NULL",
+                (table, table, table),
+            ).fetchall():
+                row = source.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(
+                    sql.Identifier(*str(sequence).split(".", 1)))).fetchone()
+                if row is not None:
+                    dest.execute("SELECT setval(%s, %s, %s)", (sequence, row[0], row[1]))
+
+
+def _restore_by_swap(
+    conninfo: str,
+    archive: Path,
+    *,
+    env: dict[str, str],
+    dbname: str,
+    jobs: int,
+    pg_restore: str,
+    pg_dump: str,
+    psql: str,
+    heartbeat: Heartbeat | None,
+    interval: float,
+    end_sessions: bool,
+    wait_ms: int,
+    maintenance_database: str,
+    now: datetime,
+) -> tuple[list[str], str]:
+    """pg_restore --jobs into a new database, then switch it in (workers/swap.py). Returns the tables
+    the archive lacks (gone with the old database) and the name the old database is kept under."""
+    target_db = str(pg_conninfo.conninfo_to_dict(conninfo).get("dbname") or "")
+    toc = read_toc(archive, pg_restore)
+    try:
+        extra = sorted(set(user_tables(conninfo)) - archive_tables(toc) - set(KEPT_TABLES))
+    except VerifyError as exc:
+        raise RestoreError(errors.nothing_restored(exc)) from exc
+    kept = _kept_present(conninfo)
+    replacement, replaced = swap.side_name(target_db, "restoring", now), swap.side_name(target_db, "replaced", now)
+    where = describe(conninfo)
+    with swap.maintenance_connection(conninfo, maintenance_database) as admin:
+        if not end_sessions:  # sessions that will not leave: say so now, not after a whole restore
+            swap.empty(admin, target_db, end_sessions=False, wait_ms=wait_ms)
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(replacement)))
+        switched = False
+        try:
+            with tempfile.NamedTemporaryFile("w", prefix="restore-list-", suffix=".txt") as listing:
+                listing.write(restore_list(toc))
+                listing.flush()
+                run_client(
+                    [pg_restore, "--no-password", "--exit-on-error", f"--use-list={listing.name}", f"--jobs={jobs}",
+                     f"--dbname={swap.with_dbname(dbname, replacement)}", str(archive)],
+                    env=env, conninfo=conninfo, heartbeat=heartbeat,
+                    progress=lambda elapsed: messages.restoring(archive.name, replacement, elapsed),
+                    interval=interval, error=RestoreError, what=errors.pg_restore_into(replacement),
+                )
+            if kept:  # their definitions now; their rows at the switch, when nobody else writes
+                _relay_in_transaction(
+                    [pg_dump, "--no-password", "--schema-only", *(f"--table={t}" for t in kept), f"--dbname={dbname}"],
+                    [psql, "--no-password", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1",
+                     f"--dbname={swap.with_dbname(dbname, replacement)}"],
+                    prologue=b"", env=env, conninfo=conninfo, heartbeat=heartbeat, interval=interval,
+                    label=messages.KEPT_TABLES_LABEL,
+                )
+            swap.copy_database_settings(admin, target_db, replacement)
+            with connect(conninfo) as source, connect(swap.with_dbname(conninfo, replacement)) as dest:
+                with swap.connections_refused(admin, target_db):
+                    swap.empty(admin, target_db, end_sessions=end_sessions, wait_ms=wait_ms, keep={source.info.backend_pid})
+                    _copy_kept_rows(source, dest, kept)
+                    source.close()
+                    dest.close()
+                    swap.empty(admin, target_db, end_sessions=False, wait_ms=wait_ms)
+                    swap.switch(admin, target_db, replacement, replaced)
+                    switched = True
+        except psycopg.Error as exc:
+            raise RestoreError(errors.swap_failed(where, _db_error(exc, conninfo))) from None  # may quote the DSN
+        finally:
+            if not switched:
+                drop_database(swap.with_dbname(conninfo, maintenance_database), replacement)
+    return extra, replaced
 
 
 def _restore_into_target(

@@ -132,9 +132,6 @@ class Engine:
             raise ConnectionFailed(self.where, self.redact(str(exc).strip().splitlines()[0] if str(exc) else
                                                            type(exc).__name__)) from None
         try:
-            if conn.info.server_version >= 140000:
-                conn.execute("SELECT set_config('client_connection_check_interval', %s, false)",
-                             (CLIENT_CHECK_INTERVAL,))
             yield conn, _server_info(conn)
         except EngineError:
             raise
@@ -172,7 +169,13 @@ def _server_info(conn: psycopg.Connection[Any]) -> ServerInfo:
         identifier = row[0] if row else None
     except psycopg.errors.InsufficientPrivilege:
         identifier = None  # not a superuser / pg_monitor: the dbname still identifies the target
-    row = conn.execute("SELECT current_setting('server_version'), current_user, current_database()").fetchone()
+    # One round trip for the identity and, on PostgreSQL 14+, the dead-client check of this session.
+    if conn.info.server_version >= 140000:
+        row = conn.execute("SELECT current_setting('server_version'), current_user, current_database(),"
+                           " set_config('client_connection_check_interval', %s, false)",
+                           (CLIENT_CHECK_INTERVAL,)).fetchone()
+    else:
+        row = conn.execute("SELECT current_setting('server_version'), current_user, current_database()").fetchone()
     assert row is not None
     info = conn.info
     return ServerInfo(host=info.host, port=str(info.port), dbname=row[2], system_identifier=identifier,

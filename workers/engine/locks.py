@@ -27,6 +27,8 @@ from workers.engine.errors import LockBusy, LockTimeout
 # it must never change, or an old and a new runner would not exclude each other.
 MIGRATION_LOCK_KEY = 0x5F3C_21A9_0D4E_7B16
 WATCH_INTERVAL_SECONDS = 0.01
+# How long `describe`/`holders` wait for the watcher's own connection (it connects in its thread).
+WATCH_CONNECT_WAIT_SECONDS = 10
 
 T = TypeVar("T")
 
@@ -75,7 +77,13 @@ def describe_sessions(conn: psycopg.Connection[Any], pids: list[int]) -> list[di
 
 @dataclass
 class BlockerWatch:
-    """Polls pg_blocking_pids(pid) from its own connection while an attempt runs."""
+    """Polls pg_blocking_pids(pid) from its own connection while an attempt runs.
+
+    The watcher connects in its own thread, so an attempt never waits for a second connection (TCP,
+    startup and authentication: several round trips to a remote database) before it starts. After a
+    failed attempt `__exit__` waits for the thread, so that `describe`/`holders` can use its connection;
+    after a successful one it does not wait, and the thread closes its connection itself.
+    """
 
     conninfo: str
     pid: int
@@ -83,29 +91,47 @@ class BlockerWatch:
     _stop: threading.Event = field(default_factory=threading.Event)
     _conn: psycopg.Connection[Any] | None = None
     _thread: threading.Thread | None = None
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+    _connected: threading.Event = field(default_factory=threading.Event)  # tried: with or without success
+    _finished: bool = False
+    _abandoned: bool = False
 
     def __enter__(self) -> BlockerWatch:
-        try:
-            self._conn = psycopg.connect(self.conninfo, autocommit=True, application_name="rollback-bot watcher")
-        except psycopg.Error:
-            return self  # no spare connection: run unwatched; a timeout then says "blocking session unknown"
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
 
     def _run(self) -> None:
-        assert self._conn is not None
-        while not self._stop.is_set():
+        try:
             try:
-                row = self._conn.execute("SELECT pg_blocking_pids(%s)", (self.pid,)).fetchone()
+                self._conn = psycopg.connect(self.conninfo, autocommit=True,
+                                             application_name="rollback-bot watcher",
+                                             connect_timeout=int(WATCH_CONNECT_WAIT_SECONDS))
             except psycopg.Error:
-                return
-            for pid in (row[0] if row else None) or []:
-                if pid not in self.seen:
-                    self.seen.append(int(pid))
-            self._stop.wait(WATCH_INTERVAL_SECONDS)
+                return  # no spare connection: run unwatched; a timeout then says "blocking session unknown"
+            finally:
+                self._connected.set()
+            while not self._stop.is_set():
+                try:
+                    row = self._conn.execute("SELECT pg_blocking_pids(%s)", (self.pid,)).fetchone()
+                except psycopg.Error:
+                    return
+                for pid in (row[0] if row else None) or []:
+                    if pid not in self.seen:
+                        self.seen.append(int(pid))
+                self._stop.wait(WATCH_INTERVAL_SECONDS)
+        finally:
+            with self._guard:
+                self._finished = True
+                if self._abandoned and self._conn is not None:
+                    self._conn.close()
+
+    def _wait_connected(self) -> None:
+        if self._thread is not None:
+            self._connected.wait(WATCH_CONNECT_WAIT_SECONDS)
 
     def describe(self) -> list[dict[str, Any]]:
+        self._wait_connected()
         if self._conn is None or not self.seen:
             return [{"pid": pid} for pid in self.seen]
         with contextlib.suppress(psycopg.Error):
@@ -115,6 +141,7 @@ class BlockerWatch:
     def holders(self, statement: str) -> list[dict[str, Any]]:
         """Fallback when the poll missed the wait: other sessions holding locks on the statement's tables."""
         names = sqltext.effects(statement).relations
+        self._wait_connected()
         if self._conn is None or not names:
             return []
         with contextlib.suppress(psycopg.Error):
@@ -129,12 +156,17 @@ class BlockerWatch:
             return describe_sessions(self._conn, [int(r[0]) for r in rows])
         return []
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        if exc_type is not None and self._thread is not None:
+            self._thread.join()  # the caller may ask who blocked us: that needs the watcher's connection
 
     def close(self) -> None:
+        """Close the watcher's connection now, or have its thread close it as it ends."""
+        with self._guard:
+            if not self._finished and self._thread is not None:
+                self._abandoned = True
+                return
         if self._conn is not None:
             self._conn.close()
 
@@ -187,8 +219,8 @@ def with_lock_retries(
 
 def local_timeouts(conn: psycopg.Connection[Any], lock_timeout_ms: int, statement_timeout_ms: int) -> None:
     """SET LOCAL both timeouts for the current transaction (values as parameters)."""
-    conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(lock_timeout_ms)}ms",))
-    conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(statement_timeout_ms)}ms",))
+    conn.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+                 (f"{int(lock_timeout_ms)}ms", f"{int(statement_timeout_ms)}ms"))
 
 
 def session_timeouts(conn: psycopg.Connection[Any], lock_timeout_ms: int, statement_timeout_ms: int) -> None:

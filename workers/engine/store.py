@@ -98,29 +98,28 @@ def ensure_tables(conn: psycopg.Connection[Any]) -> None:
 
 
 def _complete(conn: psycopg.Connection[Any]) -> bool:
-    """True when both tables, all our columns and the request_id index exist."""
+    """True when both tables, all our columns and the request_id index exist (one round trip)."""
     wanted = [("schema_migrations", c) for c, _ in _SCHEMA_MIGRATIONS_COLUMNS]
     wanted += [("migration_history", c) for c, _ in _MIGRATION_HISTORY_COLUMNS]
     row = conn.execute(
-        "SELECT count(*) FROM pg_attribute WHERE NOT attisdropped AND attnum > 0"
-        " AND (attrelid, attname) IN (SELECT to_regclass(t), c FROM unnest(%s::text[], %s::text[]) AS w(t, c))",
+        "SELECT (SELECT count(*) FROM pg_attribute WHERE NOT attisdropped AND attnum > 0"
+        " AND (attrelid, attname) IN (SELECT to_regclass(t), c FROM unnest(%s::text[], %s::text[]) AS w(t, c))),"
+        " to_regclass('migration_history_request_id_idx') IS NOT NULL",
         ([t for t, _ in wanted], [c for _, c in wanted]),
     ).fetchone()
-    index = conn.execute("SELECT to_regclass('migration_history_request_id_idx') IS NOT NULL").fetchone()
-    return bool(row and row[0] == len(wanted) and index and index[0])
+    return bool(row and row[0] == len(wanted) and row[1])
 
 
 def read_all(conn: psycopg.Connection[Any]) -> dict[str, Row]:
     """Every schema_migrations row by version; empty when the table does not exist yet."""
-    if not tables_exist(conn):
+    # Whether both tables exist and schema_migrations' columns, in one round trip.
+    found = conn.execute(
+        "SELECT to_regclass('migration_history') IS NOT NULL, ARRAY(SELECT attname::text FROM pg_attribute"
+        " WHERE attrelid = to_regclass('schema_migrations') AND attnum > 0 AND NOT attisdropped)"
+    ).fetchone()
+    if not found or not found[0] or not found[1]:
         return {}
-    columns = {
-        r[0]
-        for r in conn.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = 'schema_migrations'::regclass"
-            " AND attnum > 0 AND NOT attisdropped"
-        )
-    }
+    columns = set(found[1])
     wanted = ["version", *[c for c, _ in _SCHEMA_MIGRATIONS_COLUMNS]]
     select = sql.SQL("SELECT {} FROM schema_migrations").format(
         sql.SQL(", ").join(

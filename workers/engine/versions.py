@@ -105,11 +105,6 @@ def apply_versions(on_disk: Iterable[str], recorded: Mapping[str, Recorded]) -> 
     return pending
 
 
-def status_of(version: str, recorded: Mapping[str, Recorded]) -> str:
-    row = recorded.get(version)
-    return Status.PENDING.value if row is None else str(row.status)
-
-
 def newest_completed(recorded: Mapping[str, Recorded]) -> str | None:
     completed = [v for v, r in recorded.items() if r.status == Status.COMPLETED]
     return max(completed) if completed else None

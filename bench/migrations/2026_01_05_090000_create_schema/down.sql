@@ -1,0 +1,1 @@
+DROP TABLE attachments, audit_log, comments, events, projects, users;
