@@ -92,3 +92,7 @@ def logs_in(workdir: object) -> str:
 
 def stopped_because(err: object) -> str:
     return f"sandbox: {err}"
+
+
+def unknown_scenario(name: str, known: list[str]) -> str:
+    return f"unknown scenario {name!r}; known: {', '.join(known)}"

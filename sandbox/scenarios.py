@@ -8,6 +8,7 @@ statuses), so applying it leaves one index built, one INVALID and its last state
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 HALF_DONE_VERSION = "2025_10_21_110000"
@@ -32,3 +33,7 @@ def add_half_done_index(migrations: Path | str) -> str:
     (folder / "up.sql").write_text(_UP)
     (folder / "down.sql").write_text(_DOWN)
     return HALF_DONE_VERSION
+
+
+# `python -m sandbox --scenario NAME`: what each name prepares in the example migrations folder.
+SCENARIOS: dict[str, Callable[[Path | str], str]] = {"half-done": add_half_done_index}
