@@ -73,8 +73,7 @@ def run_worker(ctx: Context) -> int:
     log.info(worker_started(worker.name, queue.name))
     stop = watchdog.start(ctx)
     try:
-        # The scheduler moves jobs enqueued with `enqueue_in` (the watch window's ticks) onto the queue.
-        worker.work(logging_level="INFO", with_scheduler=True)
+        worker.work(logging_level="INFO")
     finally:
         stop.set()
     return 0

@@ -5,8 +5,8 @@ the request stays `running` (it holds its target) and one tick job is enqueued. 
 (health URL and latency, smoke command, the database's connection count and commit/rollback counters),
 feeds it to the pure rules of workers/watch.py, posts one compact line per change, pages on a
 regression (the request's own dedup key: one incident, however many regressions) and schedules the
-next tick with RQ's scheduler (`enqueue_in`; the workers run `with_scheduler=True`), so no worker is
-held for the window: a tick takes a second or two. The tick after the window's end closes it: clean,
+next tick with `enqueue_in` (RQ's scheduled-job registry; every worker's watchdog thread moves due jobs
+onto the queue, workers/watchdog.py), so no worker is held for the window: a tick takes a second or two. The tick after the window's end closes it: clean,
 the page (if any) is resolved and the request is `succeeded`; a signal still failing leaves the page
 open and says so. `/rollback watch stop` closes it early, recorded in the thread and in history.
 Each tick is claimed once (`watch-<n>`), so a redelivered tick is a no-op.
