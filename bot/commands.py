@@ -59,7 +59,8 @@ def parse(text: str, targets: Sequence[str], versions_for: VersionsFor | None = 
     target: str | None = None
     leftovers: list[str] = []
     for word in words[1:]:
-        strict = next((a for a in verbs.ARGUMENTS if a.strict and a.matches(word)), None)
+        # The verb's own argument first: a request id is also a rollback id (`undo RB-...`).
+        strict = next((a for a in (*verb.arguments, *verbs.ARGUMENTS) if a.strict and a.matches(word)), None)
         if strict is not None:
             if not verb.takes(strict) or strict.name in values:
                 raise CommandError(messages.unexpected_argument(verb, word))

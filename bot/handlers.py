@@ -92,9 +92,11 @@ class RequestDraft:
     saved: SavedPlan | None = None  # the saved plan the request uses up
     backup: str | None = None
     subject: str | None = None  # what a terminate or repair request acts on
-    plan_hash: str | None = None  # a repair's plan hash (a rollback's is its plan's)
+    plan_hash: str | None = None  # a repair's or an undo's plan hash (a rollback's is its plan's)
     source_link: str | None = None  # a rollback's dry run, linked from the card
     sql: str | None = None  # the SQL a rollback will run
+    undoes: str | None = None  # an undo: the rollback it reverses
+    versions: tuple[str, ...] = ()  # an undo: the migrations it re-applies
 
 
 class Handlers:
@@ -133,6 +135,7 @@ class Handlers:
             RequestKind.RESTORE: self.restore_draft,
             RequestKind.TERMINATE: self.terminate_draft,
             RequestKind.REPAIR: self.repair_draft,
+            RequestKind.UNDO: self.undo_draft,
         }
 
     # -- plumbing -------------------------------------------------------------------------------------
@@ -260,7 +263,7 @@ class Handlers:
                 requester=user,
                 plan_hash=draft.plan.hash if draft.plan else draft.plan_hash,
                 to_version=draft.plan.to_version if draft.plan else None,
-                versions=draft.plan.versions if draft.plan else (),
+                versions=draft.plan.versions if draft.plan else draft.versions,
                 warnings=draft.plan.warnings if draft.plan else (),
                 summary=draft.summary,
                 backup=draft.backup,
@@ -268,6 +271,7 @@ class Handlers:
                 subject=draft.subject,
                 source_link=draft.source_link,
                 sql=draft.sql,
+                undoes=draft.undoes,
                 ttl_seconds=self.policy.request_ttl_seconds,
                 now=self.clock(),
             )
@@ -332,6 +336,42 @@ class Handlers:
         if session is None:
             return messages.pid_not_assessed(cmd.target, cmd.pid, saved is not None)
         return RequestDraft(summary=messages.session_summary(session), subject=cmd.pid)
+    def undo_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
+        """An undo is asked for only after its dry run: a worker runs it (rolled back) and the card shows it."""
+        assert cmd.target and cmd.request_id
+        answer = self.wait_for_check(verb, cmd.target, request_id=cmd.request_id)
+        if answer is None:
+            return messages.undo_check_unanswered(cmd.target, cmd.request_id)
+        if not isinstance(answer, Mapping) or answer.get("ok") is not True:
+            error = answer.get("error") if isinstance(answer, Mapping) else None
+            return messages.undo_refused(cmd.target, cmd.request_id, str(error) if error else None)
+        versions = tuple(str(v) for v in answer.get("versions") or ())
+        return RequestDraft(summary=messages.undo_summary(cmd.target, cmd.request_id, versions,
+                                                          answer.get("restored") or []),
+                            undoes=cmd.request_id, plan_hash=str(answer.get("hash") or ""), versions=versions)
+
+    def wait_for_check(self, verb: Verb, target: str, **kwargs: Any) -> Any:
+        """The return value of the verb's check job, or None when no worker answered in time or it crashed."""
+        assert verb.check_job
+        timeout = max(1, int(self.policy.backup_check_timeout_seconds))
+        job = self.enqueue(verb.check_job, job_timeout=timeout + defaults.BACKUP_CHECK_GRACE_SECONDS,
+                           target=target, **kwargs)
+        shared = self.queue.connection.connection_pool
+        pool = ConnectionPool(connection_class=shared.connection_class, **{
+            **shared.connection_kwargs, "socket_timeout": timeout + defaults.BACKUP_CHECK_GRACE_SECONDS})
+        try:
+            result = Job.fetch(job.id, connection=Redis(connection_pool=pool)).latest_result(timeout=timeout)
+        finally:
+            pool.disconnect()
+        if result is None:
+            with contextlib.suppress(InvalidJobOperation):
+                job.cancel()
+            log.warning("%s of %s: no answer within %d s", verb.check_job, target, timeout)
+            return None
+        if result.type is not Result.Type.SUCCESSFUL:
+            log.error("%s of %s failed on the worker (%s)", verb.check_job, target, result.type.name)
+            return None
+        return result.return_value
 
     def check_backup(self, verb: Verb, target: str, backup: str) -> BackupCheck | str:
         """Enqueue the verb's check job and wait for its result (RQ blocks on the result stream, bounded)."""

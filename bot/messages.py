@@ -309,8 +309,12 @@ def job_reason(verb: str, user: str) -> str:
 def _plan_lines(plan: PlanSummary) -> list[str]:
     lines = [f"Target {code(plan.target)}: revert {len(plan.versions)} migration(s) to {code(plan.to_version or 'nothing')}:"]
     lines += [f"• {code(v)}" for v in plan.versions]
-    for warning in plan.warnings[:5]:
+    # Statements whose data escrow cannot hold are always named (they make the full backup mandatory).
+    held_back = [w for w in plan.warnings if w.startswith("not escrowed:")]
+    for warning in [*held_back, *[w for w in plan.warnings if w not in held_back][:5]]:
         lines.append(f":warning: {escape(warning)}")
+    if plan.net:
+        lines.append(f":shield: Safety net: {escape(plan.net)}")
     if plan.hash:
         lines.append(f"Plan hash `{plan.hash[:12]}`; the worker re-plans and refuses if the database changed.")
     return lines
@@ -351,13 +355,31 @@ def _decision_buttons(request: Request, confirm_text: str) -> dict[str, Any]:
     }
 
 
+def undo_summary(target: str, rollback_id: str, versions: Sequence[str], restored: Sequence[Mapping[str, Any]]) -> str:
+    """What an undo does, as its dry run measured it (kept on the request, shown on the card)."""
+    back = "; ".join(f"{r.get('relation')} ({r.get('kind')}) {r.get('rows')} row(s)" for r in restored) or "nothing"
+    return (f"undo rollback {rollback_id} of {target}: re-apply {', '.join(versions) or 'nothing'}, "
+            f"then put back {back} (measured by a dry run, rolled back)")
+
+
+def undo_check_unanswered(target: str, rollback_id: str) -> str:
+    return (f"Refused: no worker answered the undo dry run of {code(rollback_id)} on {code(target)} in time "
+            "(`[bot] backup_check_timeout_seconds`), or it failed (see the worker's log). Nothing was requested.")
+
+
+def undo_refused(target: str, rollback_id: str, error: str | None) -> str:
+    why = escape(error) if error else "its dry run failed"
+    return f"Refused: rollback {code(rollback_id)} of {code(target)} cannot be undone: {why}. Nothing was requested."
+
+
 def _what(request: Request) -> str:
     """What a request asks to do, in its card's first line."""
     if request.kind is RequestKind.TERMINATE:
         return f"termination of session pid {code(request.subject)} on"
     if request.kind is RequestKind.REPAIR:
         return f"repair of migration {code(request.subject)} on"
-    return "rollback of" if request.kind is RequestKind.ROLLBACK else f"restore of backup {code(request.backup)} of"
+    return {RequestKind.ROLLBACK: "rollback of", RequestKind.UNDO: f"undo of rollback {code(request.undoes)} of"}.get(
+        request.kind, f"restore of backup {code(request.backup)} of")
 
 
 def _request_header(request: Request) -> str:
@@ -379,6 +401,11 @@ def request_text(request: Request, plan: PlanSummary | None = None) -> str:
         lines.append(escape(request.summary))
     elif request.kind is RequestKind.REPAIR:  # its dry run: each statement that runs or is skipped
         lines.append(f"```\n{escape(request.summary)}\n```")
+    elif request.kind is RequestKind.UNDO:
+        if request.summary:
+            lines.append(f":leftwards_arrow_with_hook: {escape(request.summary)}.")
+        lines.append("In one transaction: the up scripts, then every escrowed value back by primary key, "
+                     "checked as it goes; then the post-rollback checks.")
     elif request.kind is RequestKind.RESTORE:
         if request.summary:
             lines.append(f"Backup: {escape(request.summary)}.")
@@ -389,7 +416,10 @@ def request_text(request: Request, plan: PlanSummary | None = None) -> str:
 
 
 def request_blocks(request: Request, plan: PlanSummary | None = None) -> list[dict[str, Any]]:
-    if request.kind is RequestKind.ROLLBACK:
+    if request.kind is RequestKind.UNDO:
+        confirm = (f"This runs: {steps.chain(request.kind).lower()} on {code(request.target)}, "
+                   f"reversing rollback {code(request.undoes)}.")
+    elif request.kind is RequestKind.ROLLBACK:
         confirm = (
             f"This runs: backup, maintenance on, rollback of {code(request.target)} to {code(request.to_version)}, "
             "verify, maintenance off."
@@ -414,6 +444,8 @@ _DECISION_ICONS = {RequestStatus.APPROVED: ":white_check_mark:", RequestStatus.R
 def _ask_again(request: Request) -> str:
     if request.kind in (RequestKind.TERMINATE, RequestKind.REPAIR):
         return f"ask again with `/rollback {request.kind.value}`"
+    if request.kind is RequestKind.UNDO:
+        return "ask again with `/rollback undo`"
     return "run a new dry-run" if request.kind is RequestKind.ROLLBACK else "ask again with `/rollback restore`"
 
 

@@ -18,6 +18,7 @@ class PlanSummary:
     to_version: str | None
     versions: tuple[str, ...]
     warnings: tuple[str, ...]
+    net: str | None = None  # which net is under the rollback (full backup, escrow, provider snapshot/PITR)
 
     @property
     def empty(self) -> bool:
@@ -41,4 +42,5 @@ def summarize(target: str, saved: Mapping[str, Any]) -> PlanSummary:
         to_version=plan.get("to") or plan.get("to_version"),
         versions=tuple(_version(v) for v in plan.get("versions") or []),
         warnings=tuple(str(w.get("message", w)) if isinstance(w, Mapping) else str(w) for w in warnings),
+        net=str(saved["net"]) if saved.get("net") else None,
     )

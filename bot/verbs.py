@@ -25,6 +25,7 @@ from core.versions import FORMAT as VERSION_FORMAT
 from core.versions import looks_like_version
 
 REQUEST_ID_PATTERN = re.compile(r"^RB-[0-9A-Z]{6}$", re.IGNORECASE)
+RUN_ID_PATTERN = re.compile(r"^run-[0-9]{8}-[0-9]{6}-[0-9a-f]{4}$", re.IGNORECASE)  # a run-migrations rollback
 BACKUP_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 STATES = ("on", "off")
 
@@ -61,6 +62,13 @@ REQUEST_ID = Argument(
     name="request_id", placeholder="RB-XXXXXX", matches=lambda w: REQUEST_ID_PATTERN.match(w) is not None,
     what="request id", hint="request ids look like RB-7K3F9Q", required=False, normalize=str.upper,
 )
+ROLLBACK_ID = Argument(
+    name="request_id", placeholder="<RB-XXXXXX|run-id>",
+    matches=lambda w: REQUEST_ID_PATTERN.match(w) is not None or RUN_ID_PATTERN.match(w) is not None,
+    what="rollback id", hint="name the rollback's request (RB-7K3F9Q) or a run-migrations run id "
+    "(run-20251020-150102-a1b2); `/rollback escrow` lists them",
+    normalize=lambda w: w.upper() if w.upper().startswith("RB-") else w.lower(),
+)
 STATE = Argument(
     name="state", placeholder="on|off", matches=lambda w: w.lower() in STATES, what="maintenance state",
     hint="say `on` or `off`", normalize=str.lower,
@@ -80,7 +88,7 @@ WATCH_ACTION = Argument(
     name="watch", placeholder="stop", matches=lambda w: w.lower() == "stop", what="watch action",
     hint="say `stop`", normalize=str.lower,
 )
-ARGUMENTS = (VERSION, BACKUP, REQUEST_ID, STATE, PID, WATCH_ACTION)
+ARGUMENTS = (VERSION, BACKUP, REQUEST_ID, ROLLBACK_ID, STATE, PID, WATCH_ACTION)
 
 
 class Action(StrEnum):
@@ -143,6 +151,11 @@ VERBS: tuple[Verb, ...] = (
     Verb("restore", "restore a backup that exists and verifies (needs a second person's approval)",
          Action.REQUEST, arguments=(BACKUP,), writes=True, approval=RequestKind.RESTORE,
          job="workers.jobs.restore", check_job="workers.jobs.check_backup"),
+    Verb("escrow", "what the data-loss escrow of past rollbacks holds (request, tables, rows, size, age)",
+         Action.THREAD_JOB, job="workers.jobs.escrow"),
+    Verb("undo", "reverse a rollback from its escrow: a dry run, then a second person's approval",
+         Action.REQUEST, arguments=(ROLLBACK_ID,), writes=True, approval=RequestKind.UNDO,
+         job="workers.jobs.undo", check_job="workers.jobs.check_undo"),
     Verb("maintenance", "switch the target's maintenance mode (the latest request's requester or an approver)",
          Action.MAINTENANCE, arguments=(STATE,), writes=True, who=Who.REQUESTER_OR_APPROVER,
          job="workers.jobs.maintenance", job_kwargs=("target", "state", "channel", "thread_ts", "requester")),

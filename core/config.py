@@ -51,7 +51,28 @@ class Target:
     maintenance_off: Hook | None = None
     do_droplet_id: int | None = None
     do_database_id: str | None = None
+    supabase_project_ref: str | None = None  # Supabase point-in-time recovery also protects this database
     escalation: tuple[str, ...] = ()
+    # What protects a rollback (docs/workers.md): a full pg_dump, the data-loss escrow, or both. `escrow` alone
+    # only where a DigitalOcean snapshot or Supabase PITR also protects the target (checked when loading).
+    backup_policy: str = defaults.BACKUP_POLICY
+
+    @property
+    def platform_net(self) -> str | None:
+        """The provider's own net under this target, if any (shown on the approval card)."""
+        if self.do_droplet_id or self.do_database_id:
+            return "DigitalOcean snapshot"
+        if self.supabase_project_ref:
+            return "Supabase PITR"
+        return None
+
+    @property
+    def full_backup(self) -> bool:
+        return self.backup_policy in ("full", "full+escrow")
+
+    @property
+    def escrow(self) -> bool:
+        return self.backup_policy in ("escrow", "full+escrow")
 
 
 @dataclass(frozen=True)
@@ -155,6 +176,7 @@ class Settings:
     lock_timeout_ms: int = defaults.LOCK_TIMEOUT_MS
     lock_retries: int = defaults.LOCK_RETRIES
     statement_timeout_ms: int = defaults.STATEMENT_TIMEOUT_MS
+    escrow_retention_days: float = defaults.ESCROW_RETENTION_DAYS
     redis_url: str = defaults.REDIS_URL
     queue_name: str = defaults.QUEUE_NAME
     slack_api_url: str | None = None
@@ -234,6 +256,12 @@ def _target(name: str, raw: Mapping[str, Any]) -> Target:
         raise ConfigError(f"target name {name!r} must be lower-case letters, digits, '-' or '_'")
     key = f"targets.{name}"
     droplet = raw.get("do_droplet_id")
+    policy = str(raw.get("backup_policy", defaults.BACKUP_POLICY))
+    if policy not in defaults.BACKUP_POLICIES:
+        raise ConfigError(f"{key}.backup_policy must be one of {', '.join(defaults.BACKUP_POLICIES)}, not {policy!r}")
+    if policy == "escrow" and not (droplet or raw.get("do_database_id") or raw.get("supabase_project_ref")):
+        raise ConfigError(f"{key}.backup_policy = \"escrow\" needs another net under the target: set do_droplet_id, "
+                          "do_database_id or supabase_project_ref, or use \"full+escrow\"")
     return Target(
         name=name,
         database_url_env=str(raw.get("database_url_env", f"{name.upper().replace('-', '_')}_DATABASE_URL")),
@@ -246,7 +274,19 @@ def _target(name: str, raw: Mapping[str, Any]) -> Target:
         do_droplet_id=int(droplet) if droplet is not None else None,
         do_database_id=raw.get("do_database_id"),
         escalation=_strings(raw.get("escalation"), f"{key}.escalation"),
+        supabase_project_ref=raw.get("supabase_project_ref"),
+        backup_policy=policy,
     )
+
+
+def _retention(raw: Any) -> float:
+    try:
+        days = float(raw)
+    except (TypeError, ValueError):
+        days = -1.0
+    if not (math.isfinite(days) and days > 0):
+        raise ConfigError(f"workers.escrow_retention_days must be a positive number of days, not {raw!r}")
+    return days
 
 
 def load_settings(env: Mapping[str, str] | None = None, path: str | os.PathLike[str] | None = None) -> Settings:
@@ -294,6 +334,7 @@ def load_settings(env: Mapping[str, str] | None = None, path: str | os.PathLike[
         lock_timeout_ms=int(workers.get("lock_timeout_ms", defaults.LOCK_TIMEOUT_MS)),
         lock_retries=int(workers.get("lock_retries", defaults.LOCK_RETRIES)),
         statement_timeout_ms=int(workers.get("statement_timeout_ms", defaults.STATEMENT_TIMEOUT_MS)),
+        escrow_retention_days=_retention(workers.get("escrow_retention_days", defaults.ESCROW_RETENTION_DAYS)),
         redis_url=env.get("REDIS_URL", defaults.REDIS_URL),
         queue_name=env.get("ROLLBACK_QUEUE", defaults.QUEUE_NAME),
         slack_api_url=env.get("SLACK_API_URL") or None,

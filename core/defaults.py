@@ -127,3 +127,9 @@ INCIDENT_LOOKBACK_SECONDS = 3 * 60 * 60
 MAINTENANCE_DATABASE = "postgres"
 # How a restore into the target runs: auto (swap where the role may, else one transaction), swap, transaction.
 RESTORE_METHOD = "auto"
+# What protects a rollback, per target (`backup_policy`): a full pg_dump, the data-loss escrow (the rows and
+# values each down statement destroys, copied in the rollback's own transaction), or both (the default).
+BACKUP_POLICIES = ("full", "escrow", "full+escrow")
+BACKUP_POLICY = "full+escrow"
+# Escrow older than this is purged by the workers (two weeks: long enough to notice a wrong rollback).
+ESCROW_RETENTION_DAYS = 14.0

@@ -21,7 +21,7 @@ JsonObject = dict[str, Any]
 # The step a worker claims (RequestStore.claim) when it starts an approved request, per request kind.
 # Whoever claims it first owns the start: the worker runs the request, or the bot's expiry sweeper
 # records that it never started in time (and a late job then finds the claim taken and does nothing).
-START_STEPS = {RequestKind.ROLLBACK: "execute", RequestKind.RESTORE: "restore",
+START_STEPS = {RequestKind.ROLLBACK: "execute", RequestKind.RESTORE: "restore", RequestKind.UNDO: "execute",
                RequestKind.TERMINATE: "terminate", RequestKind.REPAIR: "repair"}
 
 

@@ -68,6 +68,7 @@ class RequestKind(StrEnum):
     RESTORE = "restore"
     TERMINATE = "terminate"  # end one session named by the channel's current assessment (`subject`: its pid)
     REPAIR = "repair"  # bring a failed or half-applied migration back to a clean state (`subject`: its version)
+    UNDO = "undo"  # reverse an earlier rollback from its escrow (`undoes` names it)
 
 
 KINDS = frozenset(RequestKind)
@@ -139,6 +140,7 @@ class Request:
     subject: str | None = None  # what a terminate or repair request acts on: the pid, the version
     source_link: str | None = None  # a rollback's dry run (a permalink to its thread), shown on the card
     sql: str | None = None  # the SQL a rollback will run (the card shows its first lines)
+    undoes: str | None = None  # an undo request: the rollback (request id or CLI run id) it reverses
 
     def __post_init__(self) -> None:
         # Records built by hand (tests, tools) may name the kind and status as plain strings.
@@ -361,6 +363,7 @@ class RequestStore:
         subject: str | None = None,
         source_link: str | None = None,
         sql: str | None = None,
+        undoes: str | None = None,
     ) -> Request:
         """A new pending request holding `target`. Raises TargetBusy while another one holds it.
 
@@ -393,6 +396,7 @@ class RequestStore:
                 subject=subject,
                 source_link=source_link,
                 sql=sql,
+                undoes=undoes,
             )
             pairs = _pairs(request.to_dict())
             result = self._create(

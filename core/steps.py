@@ -26,6 +26,7 @@ BACKUP = StepInfo("backup", "Backup")
 MAINTENANCE_ON = StepInfo("maintenance_on", "Maintenance on")
 ROLLBACK = StepInfo("rollback", "Rollback", leaves_maintenance_on=True)
 RESTORE = StepInfo("restore", "Restore", leaves_maintenance_on=True)
+UNDO = StepInfo("undo", "Undo", leaves_maintenance_on=True)
 VERIFY = StepInfo("verify", "Verification", leaves_maintenance_on=True)
 MAINTENANCE_OFF = StepInfo("maintenance_off", "Maintenance off", leaves_maintenance_on=True)
 FINISH = StepInfo("finish", "Outcome", recorded=False)
@@ -40,6 +41,7 @@ PIPELINES: dict[RequestKind, tuple[StepInfo, ...]] = {
     RequestKind.RESTORE: (BACKUP, MAINTENANCE_ON, RESTORE, VERIFY, MAINTENANCE_OFF, FINISH),
     RequestKind.TERMINATE: (TERMINATE,),
     RequestKind.REPAIR: (BACKUP, REPAIR),
+    RequestKind.UNDO: (BACKUP, MAINTENANCE_ON, UNDO, VERIFY, MAINTENANCE_OFF, FINISH),
 }
 # A restore into a new scratch database leaves the target alone: nothing to back up, nothing to switch.
 RESTORE_INTO_SCRATCH: tuple[StepInfo, ...] = (RESTORE, FINISH)
@@ -59,6 +61,8 @@ JOB_LABELS = {
     "maintenance": "Maintenance",
     "diff": "Diff",
     "watch": "Watch",
+    "escrow": "Escrow",
+    "check_undo": "Undo check",
 }
 
 

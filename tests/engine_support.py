@@ -35,7 +35,8 @@ def copy_migrations(dest: Path, *, without: tuple[str, ...] = ()) -> Path:
 
 def pg_dump(conninfo: str, *, exclude: tuple[str, ...] = ()) -> str:
     """Schema and data, as text (sequence values included)."""
-    cmd = ["pg_dump", "--no-owner", "--no-privileges", "--dbname", conninfo]
+    # The escrow schema is the engine's own bookkeeping, like schema_migrations: never application data.
+    cmd = ["pg_dump", "--no-owner", "--no-privileges", "--exclude-schema", "rollback_escrow", "--dbname", conninfo]
     for table in exclude:
         cmd += ["--exclude-table", table]
     text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout

@@ -198,6 +198,7 @@ def test_restore_refused_when_the_check_fails(
 def test_each_kind_enqueues_the_job_of_its_verb_on_approval() -> None:
     assert {kind: verbs.approved_job(kind) for kind in RequestKind} == {
         RequestKind.ROLLBACK: "workers.jobs.execute", RequestKind.RESTORE: "workers.jobs.restore",
+        RequestKind.UNDO: "workers.jobs.undo",
         RequestKind.TERMINATE: "workers.jobs.terminate", RequestKind.REPAIR: "workers.jobs.repair"}
     assert sorted(v.approval for v in verbs.VERBS if v.approval) == sorted(RequestKind)  # one verb per kind
 
@@ -251,3 +252,15 @@ def test_maintenance_is_refused_while_a_pipeline_runs(
     text = answer(sender, slack_api, "maintenance off prod", user=BOB)
     assert f"rollback request {request.id} of `prod` is running" in text
     assert bot_queue.count == 0
+
+
+def test_undo_takes_a_request_id_or_a_cli_run_id_and_escrow_reads_every_target() -> None:
+    from bot.commands import CommandError, parse
+
+    assert parse("undo rb-7k3f9q prod", ["prod", "staging"]).request_id == "RB-7K3F9Q"
+    assert parse("undo RUN-20251020-150102-A1B2 prod", ["prod", "staging"]).request_id == "run-20251020-150102-a1b2"
+    assert parse("escrow", ["prod", "staging"]).target is None  # a reading verb asks about all targets
+    with pytest.raises(CommandError, match="run-migrations run id"):
+        parse("undo prod", ["prod", "staging"])
+    with pytest.raises(CommandError):
+        parse("undo RB-7K3F9Q", ["prod", "staging"])  # a writing verb names its target when several exist

@@ -59,3 +59,27 @@ def test_worker_settings_come_from_the_loader_with_unit_names_and_the_old_names_
     assert (old.progress_interval_s, old.job_timeout_s, old.restore_jobs) == (5, 60, 1)
     with pytest.raises(ConfigError, match="ROLLBACK_CONNECT_TIMEOUT_SECONDS must be a number of seconds"):
         load_settings({"ROLLBACK_CONNECT_TIMEOUT_SECONDS": "soon"}, config)
+
+
+def test_backup_policy_defaults_to_full_and_escrow_and_escrow_alone_needs_another_net(tmp_path: Path) -> None:
+    config = tmp_path / "rollback.toml"
+    config.write_text('[workers]\nescrow_retention_days = 3\n[targets.a]\n'
+                      '[targets.b]\nbackup_policy = "escrow"\ndo_droplet_id = 1\n'
+                      '[targets.c]\nbackup_policy = "escrow"\nsupabase_project_ref = "abcd"\n'
+                      '[targets.d]\nbackup_policy = "full"\n')
+    settings = load_settings({}, config)
+    policies = {n: (t.backup_policy, t.full_backup, t.escrow, t.platform_net) for n, t in settings.targets.items()}
+    assert policies == {"a": ("full+escrow", True, True, None), "b": ("escrow", False, True, "DigitalOcean snapshot"),
+                        "c": ("escrow", False, True, "Supabase PITR"), "d": ("full", True, False, None)}
+    assert settings.escrow_retention_days == 3
+    assert load_settings({}, REPO / "rollback.example.toml").escrow_retention_days == 14
+
+    config.write_text('[targets.a]\nbackup_policy = "escrow"\n')
+    with pytest.raises(ConfigError, match="needs another net under the target"):
+        load_settings({}, config)
+    config.write_text('[targets.a]\nbackup_policy = "snapshots"\n')
+    with pytest.raises(ConfigError, match="must be one of full, escrow, full\\+escrow"):
+        load_settings({}, config)
+    config.write_text('[workers]\nescrow_retention_days = 0\n')
+    with pytest.raises(ConfigError, match="escrow_retention_days must be a positive number of days"):
+        load_settings({}, config)

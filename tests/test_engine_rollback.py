@@ -70,7 +70,8 @@ def test_rollback_to_an_older_version_reverts_newest_first(applied: tuple[str, P
     assert report.versions == [NEW_FEATURE, KNOWN_GOOD]
     assert [ln for ln in lines if ln.startswith("reverting")] == [
         f"reverting {NEW_FEATURE_DIR}", "reverting 2025_10_20_120001_add_projects_archived_at"]
-    assert query(url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'archived_at'")[0][0] == 0
+    assert query(url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'archived_at'"
+                 " AND table_schema = 'public'")[0][0] == 0
 
 
 def test_rollback_without_to_reverts_only_the_newest(applied: tuple[str, Path]) -> None:

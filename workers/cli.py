@@ -7,6 +7,8 @@
     run-migrations --target NAME ...                 a target of rollback.toml: the wrong-database guard and a
                                                      verified backup before a real rollback or repair
                                                      (--no-backup skips it, recorded in history)
+    run-migrations --escrow                          what rollbacks' data-loss escrow holds
+    run-migrations --undo RUN_ID [--dry-run]         reverse a rollback from its escrow
 Exit status: 0 success, 1 failure (one line on stderr), 2 bad usage, 130 interrupted (Ctrl-C or SIGTERM).
 """
 
@@ -56,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-backup", action="store_true",
                    help="with --target: no backup before the change (written into migration_history)")
     p.add_argument("--reason", metavar="TEXT", default="", help="with --repair: why, recorded in migration_history")
+    mode.add_argument("--escrow", action="store_true", help="list the data-loss escrow rollbacks hold")
+    mode.add_argument("--undo", metavar="RUN_ID", help="reverse the rollback RUN_ID (printed by --rollback, or a "
+                      "request id): re-apply its migrations and put its escrowed data back, in one transaction")
+    mode.add_argument("--purge-escrow", metavar="DAYS", type=float,
+                      help="drop escrow older than DAYS (the workers do this on their own, escrow_retention_days)")
     p.add_argument("--to", metavar="VERSION", help="with --rollback: the last known-good version to keep")
     p.add_argument("--dry-run", action="store_true", help="run the SQL in a transaction that is rolled back")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -69,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--statement-timeout", metavar="MS", type=int, default=defaults.STATEMENT_TIMEOUT_MS,
                    help=f"longest run of one statement (default {defaults.STATEMENT_TIMEOUT_MS})")
     p.add_argument("--limit", type=int, default=50, help="with --history: how many rows")
+    p.add_argument("--no-escrow", action="store_true",
+                   help="with --rollback: do not copy what the down scripts destroy (a full backup is your only net)")
+    p.add_argument("--escrow-required", action="store_true",
+                   help="with --rollback: refuse it if any destroyed data cannot be escrowed (no full backup taken)")
     return p
 
 
@@ -77,8 +88,14 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(messages.usage_conflict("--no-backup goes with --target (plain DATABASE_URL takes no backup)"))
     if args.to is not None and not args.rollback:
         raise UsageError(messages.usage_conflict("--to needs --rollback"))
-    if args.dry_run and (args.status or args.history):
-        raise UsageError(messages.usage_conflict("--dry-run goes with apply or --rollback"))
+    if args.dry_run and (args.status or args.history or args.escrow or args.purge_escrow is not None):
+        raise UsageError(messages.usage_conflict("--dry-run goes with apply or --rollback, or --undo"))
+    if (args.no_escrow or args.escrow_required) and not args.rollback:
+        raise UsageError(messages.usage_conflict("--no-escrow and --escrow-required go with --rollback"))
+    if args.no_escrow and args.escrow_required:
+        raise UsageError(messages.usage_conflict("--no-escrow contradicts --escrow-required"))
+    if args.purge_escrow is not None and args.purge_escrow < 0:
+        raise UsageError(messages.usage_conflict("--purge-escrow must be 0 or more days"))
     for name in ("lock_timeout", "statement_timeout"):
         if getattr(args, name) <= 0:
             raise UsageError(messages.usage_conflict(f"--{name.replace('_', '-')} must be a positive number of ms"))
@@ -130,7 +147,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
     engine = Engine(
         conninfo, migrations_dir, actor=actor,
         lock_timeout_ms=args.lock_timeout, lock_retries=args.lock_retries,
-        statement_timeout_ms=args.statement_timeout, log=log,
+        statement_timeout_ms=args.statement_timeout, log=log, escrow=not args.no_escrow,
+        escrow_required=args.escrow_required,
     )
     def show(data: dict[str, Any] | list[dict[str, Any]], text: str) -> None:
         _print_json(data, out) if args.json else out(text)
@@ -152,6 +170,22 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
             breakglass.backup_first(target_run, actor, "repair", no_backup=args.no_backup, out=err)
         repaired = engine.repair(args.repair, expected_plan_hash=repair_plan.hash, reason=args.reason)
         show(repaired.to_dict(), messages.render_repair(repaired))
+    elif args.escrow:
+        held = engine.escrow_holdings()
+        show(held, messages.render_escrow(held))
+    elif args.purge_escrow is not None:
+        purged = engine.purge_escrow(args.purge_escrow)
+        show([{"request_id": r, "tables": n} for r, n in purged],
+             "\n".join(messages.escrow_purged(r, n) for r, n in purged) or "nothing to purge")
+    elif args.undo:
+        if not args.dry_run:  # like --rollback: the plan shown is the plan run (its hash is checked under the lock)
+            planned = engine.plan_undo(args.undo)
+            if not args.json:
+                out(messages.render_undo_plan(planned))
+            undone = engine.undo(args.undo, expected_plan_hash=planned.hash)
+        else:
+            undone = engine.undo(args.undo, dry_run=True)
+        show(undone.to_dict(), messages.render_undo(undone))
     elif args.rollback and args.dry_run:
         dry = engine.dry_run_rollback(args.to)
         show(dry.to_dict(), messages.render_dry_run(dry))

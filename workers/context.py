@@ -97,7 +97,7 @@ class Context:
         )
 
     def engine(self, target: Target, actor: str, *, request: Request | None = None,
-               log: Callable[[str], None] | None = None) -> Engine:
+               log: Callable[[str], None] | None = None, escrow_required: bool = False) -> Engine:
         """The engine on a target, with the workers' lock and statement bounds and connect timeout;
         with a request, its runs are recorded as that request's (approver, request id)."""
         return Engine(
@@ -106,6 +106,7 @@ class Context:
             lock_timeout_ms=self.settings.lock_timeout_ms, lock_retries=self.settings.lock_retries,
             statement_timeout_ms=self.settings.statement_timeout_ms,
             connect_timeout_s=self.options.connect_timeout_s, log=log,
+            escrow=target.escrow, escrow_required=escrow_required,
         )
 
     def connect(self, target: Target) -> psycopg.Connection[Any]:

@@ -140,6 +140,25 @@ def maintenance(*, target: str, state: str, channel: str | None = None, thread_t
                                                         requester))
 
 
+def escrow(*, target: str, channel: str | None = None, thread_ts: str | None = None, **_: Any) -> JsonObject:
+    return _read_only("escrow", channel, thread_ts, lambda ctx, p: operations.escrow(ctx, p, target))
+
+
+def check_undo(*, target: str, request_id: str, **_: Any) -> JsonObject:
+    """The undo's dry run, answered to the bot before it creates the undo request (like check_backup)."""
+    ctx = context()
+    with ctx.lease(_job_id()):
+        try:
+            return operations.check_undo(ctx, target, request_id)
+        except Exception as exc:  # every failure is an answer the bot shows, never a crash it waits on
+            return {"ok": False, "error": describe(exc, ctx.secrets())}
+
+
+def undo(*, request_id: str, **_: Any) -> JsonObject:
+    """An approved undo request: its chain (backup -> maintenance on -> undo -> verify -> maintenance off)."""
+    return _changing(lambda ctx: pipeline.execute(ctx, request_id))
+
+
 def check_backup(*, target: str, backup: str, **_: Any) -> JsonObject:
     """Whether `backup` may be restored into `target` (exists, checksum, `pg_restore --list`), asked by
     the bot before it creates a restore request. Posts nothing; answers

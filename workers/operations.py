@@ -55,11 +55,14 @@ def dry_run(ctx: Context, progress: Progress, target_name: str, version: str, re
         ctx.store().clear_plans(target.name)  # a failed dry run leaves no plan to approve
         raise
     plan = report.to_dict()
+    # Which net is under this rollback: the card shows it; `not escrowed` statements make the full backup mandatory.
+    plan["net"] = messages.safety_net(target, messages.not_escrowed_count(report.warnings))
     if channel:  # the channel's current plan: what `/rollback execute` asks approval for
         # where the dry run was answered: the execute card links it
         saved = {**plan, "source": {"channel": channel, "thread_ts": progress.thread_ts}}
         ctx.store().save_plan(channel, target_name, saved, ttl_seconds=ctx.settings.policy.plan_ttl_seconds)
-    progress.post(messages.dry_run_text(target_name, report))
+    progress.post(messages.dry_run_text(target_name, report) + f"
+Safety net: {plan['net']}")
     return {"target": target_name, **plan}
 
 
@@ -164,3 +167,23 @@ def maintenance(ctx: Context, progress: Progress, target_name: str, state: str, 
         raise StepFailed(errors.maintenance_failed(state, result.detail))
     progress.finish(step, started, messages.maintenance_figures(result.detail))
     return {"target": target.name, "maintenance": result.to_dict()}
+
+
+def escrow(ctx: Context, progress: Progress, target_name: str) -> JsonObject:
+    """What the target's escrow holds, after purging what is older than the retention period."""
+    target = ctx.target(target_name)
+    engine = ctx.engine(target, "rollback-bot")
+    purged = pipeline.purge_escrow(engine, ctx.settings.escrow_retention_days, progress)
+    held = engine.escrow_holdings()
+    progress.post(messages.escrow_list(target.name, held, ctx.settings.escrow_retention_days, purged))
+    return {"target": target.name, "held": held, "purged": [r for r, _ in purged]}
+
+
+def check_undo(ctx: Context, target_name: str, rollback_id: str) -> JsonObject:
+    """The dry run of an undo (always rolled back): what the approval card shows, and the hash it binds."""
+    target = ctx.target(target_name)
+    report = ctx.engine(target, "rollback-bot").undo(rollback_id, dry_run=True)
+    data = report.to_dict()
+    plan = data.get("plan") or {}
+    return {"ok": True, "error": None, "hash": plan.get("hash"), "versions": plan.get("versions") or [],
+            "to": plan.get("to"), "restored": data.get("restored") or [], "duration_ms": data.get("duration_ms")}

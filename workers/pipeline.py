@@ -1,6 +1,7 @@
 """The pipelines of approved requests, as data: a tuple of steps per request kind, run in order.
 
     rollback: backup -> maintenance on -> rollback -> verify -> maintenance off -> finish
+    undo:     backup -> maintenance on -> undo     -> verify -> maintenance off -> finish
     restore:  backup -> maintenance on -> restore  -> verify -> maintenance off -> finish
     restore into a scratch database: restore -> finish (the target is left alone)
 
@@ -42,6 +43,8 @@ from workers import watching as watching_
 from workers.backup import BackupResult, take_backup
 from workers.context import Context
 from workers.digitalocean import DigitalOcean
+from workers.engine import Engine
+from workers.engine.errors import EngineError, UndoRefused
 from workers.errors import Refused, StepFailed
 from workers.maintenance import run_hook
 from workers.paging import dedup_key
@@ -115,6 +118,13 @@ def start_approved(ctx: Context, request: Request, progress: Progress, *, into: 
         check = inspect_backup(ctx, target, request.backup, into=into)
         if not check.ok:
             return refuse(ctx, request, progress, messages.refused(request.id, check.error or ""), "backup unusable")
+    elif request.kind is RequestKind.UNDO:
+        try:
+            undo_plan = ctx.engine(target, request.requester).plan_undo(str(request.undoes))
+        except UndoRefused as exc:
+            return refuse(ctx, request, progress, messages.refused(request.id, str(exc)), "undo refused")
+        if undo_plan.hash != request.plan_hash:
+            return refuse(ctx, request, progress, messages.plan_changed(request.id), "plan changed")
     elif request.kind is RequestKind.ROLLBACK:
         plan = ctx.engine(target, request.requester).plan_rollback(to=request.to_version)
         if plan.hash != request.plan_hash:
@@ -229,10 +239,19 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
     """A fresh, verified backup of the target before anything changes (no backup, no change)."""
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
-    why = {RequestKind.ROLLBACK: messages.BEFORE_ROLLBACK,
+    if not _full_backup_needed(request, target):
+        # Backup policy `escrow`: the rollback escrows what it destroys in its own transaction (and refuses if it
+        # cannot), and the provider's snapshot or PITR is the other net. An undo is covered by that net alone.
+        progress.skip("backup", messages.backup_skipped_for_escrow(target.name, target.platform_net))
+        result: JsonObject = {"backup": None, "escrow_only": True}
+        snapshot = _digitalocean_snapshot(ctx, request, target, progress)
+        if snapshot:
+            result["snapshot"] = snapshot
+        return result
+    why = {RequestKind.ROLLBACK: messages.BEFORE_ROLLBACK, RequestKind.UNDO: messages.BEFORE_UNDO,
            RequestKind.REPAIR: messages.BEFORE_REPAIR}.get(request.kind, messages.BEFORE_RESTORE)
     started, backup = dump(ctx, progress, target, f"pre-{request.kind}-{request.id}", messages.dump_of(target.name, why))
-    result: JsonObject = {"backup": backup.to_dict()}
+    result = {"backup": backup.to_dict()}
     if request.kind is RequestKind.ROLLBACK:  # a restore request's `backup` names the archive to restore
         ctx.store().update(request.id, backup=backup.path)
     with ctx.connect(target) as conn:
@@ -246,6 +265,13 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
     if snapshot:
         result["snapshot"] = snapshot
     return result
+
+
+def _full_backup_needed(request: Request, target: Target) -> bool:
+    """A full pg_dump, unless the target's policy is `escrow` and the plan's every destroyed value is escrowed."""
+    if request.kind in (RequestKind.RESTORE, RequestKind.REPAIR) or target.full_backup:
+        return True  # a repair's down statements are not escrowed: it always takes a full backup
+    return messages.not_escrowed_count(request.warnings) > 0
 
 
 def dump(ctx: Context, progress: Progress, target: Target, reason: str, detail: str) -> tuple[float, BackupResult]:
@@ -309,7 +335,8 @@ def _maintenance(state: str) -> StepFunction:
 def _rollback(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
     state = ctx.load_state(request.id)
     backup = (state.get("backup") or {}).get("backup") or {}
-    if not backup.get("verified"):
+    escrow_only = bool((state.get("backup") or {}).get("escrow_only"))
+    if not backup.get("verified") and not escrow_only:
         raise StepFailed(errors.no_backup())  # never reached through the chain; a guard for hand-made jobs
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
@@ -318,15 +345,45 @@ def _rollback(ctx: Context, request: Request, target: Target, progress: Progress
     started = progress.start("rollback", messages.rollback_of(request.versions, request.to_version))
     try:
         with progress.heartbeat("rollback"):
-            run = ctx.engine(target, request.requester, request=request, log=progress.log).rollback(
-                to=request.to_version, expected_plan_hash=request.plan_hash)
+            engine = ctx.engine(target, request.requester, request=request, log=progress.log,
+                                escrow_required=not backup.get("verified"))  # no dump: escrow is the net
+            if target.escrow:
+                purge_escrow(engine, ctx.settings.escrow_retention_days, progress)
+            run = engine.rollback(to=request.to_version, expected_plan_hash=request.plan_hash)
     finally:
         ctx.store().clear_plans(target.name)  # whatever happened, no earlier plan is known to hold
     statements = messages.statements_lines(run.statements)
     if statements:
         progress.post(statements)
-    progress.finish("rollback", started, messages.rollback_figures(run))
+    progress.finish("rollback", started, {**messages.rollback_figures(run),
+                                          **(messages.escrow_figures(run.escrow) if not run.already_done else {})})
     return {"rollback": run.to_dict(), "baseline_counts": baseline}
+
+
+def purge_escrow(engine: Engine, retention_days: float, progress: Progress) -> list[tuple[str, int]]:
+    """Old escrow goes in the worker's own time; a purge that cannot run now (the migration lock is busy, the
+    database hiccups) is logged and left for the next time, never in the way of the job."""
+    try:
+        return engine.purge_escrow(retention_days)
+    except EngineError as exc:
+        progress.log(messages.escrow_purge_skipped(str(exc)))
+        return []
+
+
+def _undo(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+    """Re-apply the reverted migrations and put the escrow back, in one transaction (engine/undo.py)."""
+    with ctx.connect(target) as conn:
+        identity.guard(conn, ctx.redis, target.name, by=request.requester)
+    started = progress.start("undo", messages.undo_of(request.undoes, request.versions))
+    try:
+        with progress.heartbeat("undo"):
+            report = ctx.engine(target, request.requester, request=request, log=progress.log).undo(
+                str(request.undoes), expected_plan_hash=request.plan_hash)
+    finally:
+        ctx.store().clear_plans(target.name)
+    data = report.to_dict()
+    progress.finish("undo", started, messages.undo_figures(data))
+    return {"undo": data}
 
 
 def _restore(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
@@ -370,6 +427,11 @@ def _verify(ctx: Context, request: Request, target: Target, progress: Progress) 
             ctx.conninfo(target), target, expected_status={v: "rolled_back" for v in request.versions},
             baseline_counts=state.get("baseline_counts"), migrations_dir=target.migrations_dir,
         )
+    elif request.kind is RequestKind.UNDO:  # the re-applied migrations are completed again; rows may differ by design
+        report = run_checks(
+            ctx.conninfo(target), target, expected_status={v: "completed" for v in request.versions},
+            baseline_counts=None, migrations_dir=target.migrations_dir,
+        )
     else:  # after a restore: no migration failed, running or drifted; the rows as restored are still there
         restored = ((state.get("restore") or {}).get("restore") or {}).get("row_counts") or {}
         baseline = {t: restored.get(t, restored.get(f"public.{t}")) for t in target.critical_tables}
@@ -401,7 +463,8 @@ def report_checks(ctx: Context, progress: Progress, target: Target, report: Veri
 def _finish(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
     state = ctx.load_state(request.id)
     started = float(state.get("started") or request.started_at or time.time())
-    outcome = "rolled back and verified" if request.kind is RequestKind.ROLLBACK else "restored"
+    outcome = {RequestKind.ROLLBACK: "rolled back and verified", RequestKind.UNDO: "undone and verified"}.get(
+        request.kind, "restored")
     watching = ctx.options.watch_window_s > 0 and str(state.get("into") or "target") == "target"
     if watching:  # the request is done only when the watch ends (workers/watching.py)
         ctx.store().update(request.id, outcome=outcome)
@@ -411,7 +474,10 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
     if state.get("paged") and not watching:
         resolved = ctx.pager().resolve(dedup_key(request.id)).to_dict()
         progress.post(messages.page_resolved(request.id))
-    if request.kind is RequestKind.ROLLBACK:
+    if request.kind is RequestKind.UNDO:
+        text = messages.undo_succeeded(request.id, target.name, request.undoes, request.requester, request.approver,
+                                       time.time() - started)
+    elif request.kind is RequestKind.ROLLBACK:
         text = messages.outcome_succeeded(request.id, target.name, request.to_version, request.requester,
                                           request.approver, time.time() - started)
     else:
@@ -428,6 +494,7 @@ FUNCTIONS: dict[str, StepFunction] = {
     steps.MAINTENANCE_ON.name: _maintenance("on"),
     steps.ROLLBACK.name: _rollback,
     steps.RESTORE.name: _restore,
+    steps.UNDO.name: _undo,
     steps.VERIFY.name: _verify,
     steps.MAINTENANCE_OFF.name: _maintenance("off"),
     steps.FINISH.name: _finish,

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from core import defaults
-from workers.engine import locks, repair, runner, scripts, store
+from workers.engine import escrow, locks, repair, runner, scripts, store, undo
+from workers.engine import messages as escrow_messages
 from workers.engine.errors import ConnectionFailed, DatabaseError, EngineError, InvalidDatabaseUrl
 from workers.engine.planning import build_rollback_plan, build_status
 from workers.engine.redact import password_of, redact
 from workers.engine.repair import RepairPlan, RepairReport
 from workers.engine.reports import DryRunReport, Plan, RunReport, ServerInfo, StatusReport
+from workers.engine.undo import UndoPlan, UndoReport
 from workers.engine.versions import parse_version
 
 APPLICATION_NAME = "rollback-bot"
@@ -39,6 +43,9 @@ class Engine:
         dry_run_lock_timeout_ms: int = defaults.DRY_RUN_LOCK_TIMEOUT_MS,
         connect_timeout_s: int = defaults.CONNECT_TIMEOUT_SECONDS,
         log: Callable[[str], None] | None = None,
+        escrow: bool = True,
+        escrow_required: bool = False,
+        run_id: str | None = None,
     ) -> None:
         self.connect_timeout_s = connect_timeout_s
         self._conninfo = conninfo
@@ -51,6 +58,12 @@ class Engine:
         self.dry_run_lock_timeout_ms = dry_run_lock_timeout_ms
         self._password = password_of(conninfo)
         self._log = log or (lambda line: None)
+        # A rollback's data-loss escrow is named after the request, or this run id (the CLI's); escrow_required:
+        # no full backup protects the run, so a statement whose data cannot be escrowed refuses the rollback.
+        self.escrow = escrow
+        self.escrow_required = escrow_required
+        self._run_id = run_id
+        self.run_id: str | None = None  # set by each rollback: the id its escrow is held under
 
     def __repr__(self) -> str:  # never show the DSN
         return f"Engine(dbname={self.where!r}, migrations_dir={str(self.migrations_dir)!r})"
@@ -71,12 +84,39 @@ class Engine:
     def dry_run_rollback(self, to: str | None = None) -> DryRunReport:
         target = parse_version(to) if to is not None else None
         with self._run() as ctx:
+            ctx.assess_escrow = self.escrow
             return runner.dry_run(ctx, "rollback", target, self.dry_run_lock_timeout_ms)
 
     def rollback(self, to: str | None = None, *, expected_plan_hash: str | None = None) -> RunReport:
         target = parse_version(to) if to is not None else None
         with self._run() as ctx:
+            if self.escrow:
+                self.run_id = self.request_id or self._run_id or new_run_id()
+                ctx.escrow = escrow.Recorder(ctx.conn, self.run_id, required=self.escrow_required)
             return runner.rollback(ctx, target, expected_plan_hash)
+
+    def undo(self, rollback_id: str, *, dry_run: bool = False,
+             expected_plan_hash: str | None = None) -> UndoReport | RunReport:
+        """Reverse the rollback `rollback_id` (a request id or a CLI run id) from its escrow; see `undo.py`."""
+        with self._run() as ctx:
+            return undo.undo(ctx, rollback_id, dry_run=dry_run, expected_plan_hash=expected_plan_hash)
+
+    def plan_undo(self, rollback_id: str) -> UndoPlan:
+        """What `undo(rollback_id)` would do, read under the lock without running anything (raises UndoRefused)."""
+        with self._run() as ctx:
+            return undo.plan(ctx, rollback_id, undo_request_id=self.request_id)
+
+    def escrow_holdings(self) -> list[dict[str, Any]]:
+        with self._connect() as (conn, _server):
+            return escrow.holdings(conn)
+
+    def purge_escrow(self, retention_days: float) -> list[tuple[str, int]]:
+        """Drop escrow older than the retention period (under the migration lock: never during a run)."""
+        with self._run() as ctx:
+            purged = escrow.purge(ctx.conn, retention_days)
+        for request_id, tables in purged:
+            self._log(escrow_messages.escrow_purged(request_id, tables))
+        return purged
 
     def apply(self, *, dry_run: bool = False) -> RunReport | DryRunReport:
         with self._run() as ctx:
@@ -160,6 +200,11 @@ class Engine:
                         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                             conn.rollback()
                         locks.release_migration_lock(conn)
+
+
+def new_run_id() -> str:
+    """A CLI run's id, which names its escrow: run-YYYYMMDD-HHMMSS-xxxx (UTC)."""
+    return f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def _server_info(conn: psycopg.Connection[Any]) -> ServerInfo:

@@ -183,3 +183,27 @@ class NeedsRepair(EngineError):
 
     def render(self, advice: Advice = CLI) -> str:
         return one_line(messages.needs_repair(self.version, self.status, advice))
+
+class EscrowIncomplete(EngineError):
+    """The data a statement destroys could not be escrowed where escrow is the only net, or its copy is not
+    the truth (the statement changed another number of rows than were copied). Nothing of the run remains."""
+
+    def __init__(self, request_id: str, reason: str) -> None:
+        self.request_id, self.reason = request_id, reason
+        super().__init__(reason)
+
+
+class UndoRefused(EngineError):
+    """An undo that cannot start: unknown escrow, already undone, the database moved on since the rollback."""
+
+    def __init__(self, request_id: str, problem: str, detail: str = "") -> None:
+        self.request_id, self.problem, self.detail = request_id, problem, detail
+        super().__init__(messages.undo_refused(request_id, problem, detail))
+
+
+class UndoFailed(EngineError):
+    """An escrowed copy could not be put back exactly; the undo's transaction was rolled back."""
+
+    def __init__(self, request_id: str, relation: str, reason: str) -> None:
+        self.request_id, self.relation, self.reason = request_id, relation, reason
+        super().__init__(messages.undo_failed(request_id, relation, reason))

@@ -278,6 +278,87 @@ def no_transaction_dry_run(version: str, name: str) -> str:
             "(it cannot be rolled back); its statements are listed unmeasured")
 
 
+# --- escrow and undo -----------------------------------------------------------------------------
+
+
+def escrow_count_mismatch(table: str, copied: int, changed: int) -> str:
+    return (f"escrow of {table} is not exact: {copied} row(s) were copied but the statement changed {changed} "
+            "(a concurrent write or a trigger); the rollback was undone, nothing changed; retry it, "
+            "in maintenance mode if writes continue")
+
+
+def escrow_required(statement: str, reason: str) -> str:
+    return (f"not escrowed: {_short(statement, 100)} ({reason}), and no full backup protects this run; "
+            "nothing changed; take a full backup (backup policy full or full+escrow) and retry")
+
+
+def not_escrowed_line(statement: str, reason: str) -> str:
+    return f"not escrowed: {_short(statement, 100)} ({reason}); a full backup is mandatory for this rollback"
+
+
+def undo_refused(request_id: str, problem: str, detail: str) -> str:
+    if problem == "unknown":
+        return (f"no escrow is held for {request_id}; list what is held with `run-migrations --escrow` "
+                "or `/rollback escrow`")
+    if problem == "already_undone":
+        return f"the rollback {request_id} was already undone ({detail}); nothing to do"
+    if problem == "not_rolled_back":
+        return (f"migration {detail} of rollback {request_id} is no longer rolled back; "
+                "undo only reverses a rollback nothing has re-applied since")
+    if problem == "newer_applied":
+        return (f"migration {detail} was applied after rollback {request_id}; undoing would re-apply older "
+                "migrations out of order; roll that one back first, or restore a backup")
+    if problem == "no_up":
+        return f"migration {detail} has no up.sql on disk; undo needs it to rebuild the schema"
+    if problem == "drift":
+        return (f"up.sql of {detail} changed since it was applied (checksum differs); undo would build another "
+                "schema; restore the original file and retry")
+    if problem == "not_escrowed":
+        return (f"rollback {request_id} destroyed data that was not escrowed ({detail}); undo cannot put it back; "
+                "restore the full backup taken before it instead")
+    if problem == "no_transaction":
+        return f"migration {detail} must run outside a transaction; undo runs in one transaction and cannot include it"
+    return f"undo of {request_id} refused: {problem} {detail}".strip()
+
+
+def undo_failed(request_id: str, relation: str, reason: str) -> str:
+    return (f"undo of {request_id} could not put the escrow of {relation} back ({_short(reason)}); "
+            "its transaction was rolled back, nothing changed; the escrow is kept")
+
+
+def undo_restored(relation: str, kind: str, rows: int) -> str:
+    return f"put back {rows} row(s) of {relation} ({kind})"
+
+
+def escrow_purged(request_id: str, tables: int) -> str:
+    return f"escrow of {request_id} purged ({tables} table(s)): older than the retention period"
+
+
+def render_escrow(holdings: Sequence[dict[str, Any]]) -> str:
+    if not holdings:
+        return "no escrow held"
+    rows = [[h["request_id"], ", ".join(h["tables"]) or "-", str(h["rows"]), _size(h["bytes"]),
+             h["age"], "undone" if h.get("undone_at") else ("not escrowed: " + str(len(h["not_escrowed"]))
+                                                            if h["not_escrowed"] else "")]
+            for h in holdings]
+    return _table(["request", "tables", "rows", "size", "age", "notes"], rows)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n = n / 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def render_escrow_of_run(escrow: dict[str, Any]) -> list[str]:
+    lines = [f"escrow {escrow['request_id']}: {len(escrow['held'])} table(s), {escrow['rows']} row(s), "
+             f"{_size(escrow['bytes'])} in schema rollback_escrow (undo with --undo {escrow['request_id']})"]
+    lines += [f"  ! {not_escrowed_line(n['statement'], n['reason'])}" for n in escrow["not_escrowed"]]
+    return lines
+
+
 # --- CLI output ----------------------------------------------------------------------------------
 
 
@@ -356,6 +437,28 @@ def render_run(report: RunReport) -> str:
         parts.append(f"database is now at {report.to}")
     if report.warnings:
         parts += ["warnings:"] + [f"  ! {w}" for w in report.warnings]
+    if report.escrow:
+        parts += render_escrow_of_run(report.escrow)
+    if report.statements:
+        parts += ["", _table(["version", "statement", "tag", "rows", "ms"], _statement_rows(report.statements))]
+    return "\n".join(parts)
+
+
+def render_undo_plan(plan: Any) -> str:
+    """An UndoPlan: what --undo is about to do."""
+    return (f"plan: undo rollback {plan.request_id} on {plan.dbname}: re-apply {', '.join(plan.versions)}, then put "
+            f"back {len(plan.held)} escrowed cop(ies), {sum(h.rows for h in plan.held)} row(s), in ONE transaction "
+            f"(plan hash {plan.hash[:12]})")
+
+
+def render_undo(report: Any) -> str:
+    """An UndoReport (or the earlier result of the same undo request)."""
+    if getattr(report, "already_done", False) and not hasattr(report, "restored"):
+        return f"undo request {report.request_id} already ran; nothing done this time"
+    head = ("DRY RUN of undo — everything below was rolled back; nothing changed" if report.dry_run
+            else f"undid rollback {report.plan.request_id} in {report.duration_ms:.0f} ms")
+    parts = [head, f"re-applied: {', '.join(report.plan.versions)}"]
+    parts += [f"  {undo_restored(r['relation'], r['kind'], r['rows'])}" for r in report.restored]
     if report.statements:
         parts += ["", _table(["version", "statement", "tag", "rows", "ms"], _statement_rows(report.statements))]
     return "\n".join(parts)

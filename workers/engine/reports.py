@@ -140,9 +140,10 @@ class RunReport:
     already_done: bool = False
     warnings: list[str] = field(default_factory=list)
     dry_run: bool = False
+    escrow: dict[str, Any] | None = None  # a rollback's escrow: what it holds and what it could not hold
 
     def to_dict(self) -> dict[str, Any]:
         return {"operation": self.operation, "versions": list(self.versions), "to": self.to,
                 "statements": [s.to_dict() for s in self.statements], "duration_ms": self.duration_ms,
                 "plan_hash": self.plan_hash, "request_id": self.request_id, "already_done": self.already_done,
-                "warnings": list(self.warnings), "dry_run": False}
+                "warnings": list(self.warnings), "dry_run": False, "escrow": self.escrow}

@@ -16,8 +16,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from workers.engine import interrupts, messages, sqltext, store
-from workers.engine.errors import EngineError, LockTimeout, MigrationFailed, PlanChanged
+from workers.engine import escrow, interrupts, messages, sqltext, store
+from workers.engine.errors import EngineError, EscrowIncomplete, LockTimeout, MigrationFailed, PlanChanged
 from workers.engine.locks import RetryPolicy, local_timeouts, session_timeouts, with_lock_retries
 from workers.engine.planning import build_apply_plan, build_rollback_plan
 from workers.engine.reports import DryRunReport, Plan, PlanStep, RunReport, ServerInfo, StatementResult
@@ -44,6 +44,8 @@ class Context:
     log: Callable[[str], None]
     redact: Callable[[str], str]
     current: dict[str, str] = field(default_factory=dict)  # the statement running now, for errors
+    escrow: escrow.Recorder | None = None  # a rollback copies what each statement destroys (None: no escrow)
+    assess_escrow: bool = False  # a rollback's dry run names what its escrow could not hold
 
     @property
     def pid(self) -> int:
@@ -102,7 +104,15 @@ def _already_done(ctx: Context) -> RunReport | None:
 def _revert_step(ctx: Context, plan: Plan, step: PlanStep) -> list[StatementResult]:
     ctx.log(messages.step_start("rollback", step.version, step.name, step.transactional))
     start = time.perf_counter()
-    results = [_run_statement(ctx, step.version, s) for s in step.statements]
+    results = []
+    for index, statement in enumerate(step.statements):
+        if ctx.escrow is not None:
+            ctx.current.update(version=step.version, sql=statement)
+            ctx.escrow.before(step.version, index, statement)  # in this transaction, just before it runs
+        result = _run_statement(ctx, step.version, statement)
+        if ctx.escrow is not None:
+            ctx.escrow.after(result.rowcount)
+        results.append(result)
     ctx.current.update(sql="(bookkeeping)")
     store.mark_rolled_back(ctx.conn, step.version)
     store.record_history(
@@ -129,6 +139,12 @@ def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> Ru
             state["plan"] = plan
             if expected_plan_hash and plan.hash != expected_plan_hash:
                 raise PlanChanged(expected_plan_hash, plan.hash)
+            if ctx.escrow is not None and plan.steps:
+                ctx.escrow.begin(target_version=to, versions=plan.versions, plan_hash=plan.hash,
+                                 executed_by=ctx.actor, approved_by=ctx.approved_by)
+                for step in plan.steps:
+                    for statement in () if step.transactional else step.statements:
+                        ctx.escrow.outside_transaction(step.version, statement)
             results: list[StatementResult] = []
             for step in plan.steps:
                 if not step.transactional:
@@ -136,6 +152,8 @@ def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> Ru
                 state["step"] = step
                 results += _revert_step(ctx, plan, step)
                 state.setdefault("done", []).append(step.version)
+            if ctx.escrow is not None and plan.steps:
+                ctx.escrow.finish()
             state["results"] = results
             return RunReport("rollback", list(state.get("done", [])), results, 0.0, to=to, plan_hash=plan.hash,
                              request_id=ctx.request_id)
@@ -158,6 +176,8 @@ def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> Ru
                         for step in group:
                             state["step"] = step
                             out += _revert_step(ctx, plan, step)
+                        if ctx.escrow is not None:
+                            ctx.escrow.finish()
                     return out
                 results += ctx.retries(segment)
             else:
@@ -165,7 +185,7 @@ def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> Ru
                     state["step"] = step
                     results += _revert_outside_transaction(ctx, plan, step)
             done += [step.version for step in group]
-    except LockTimeout as exc:
+    except (LockTimeout, EscrowIncomplete) as exc:
         _record_failure(ctx, "rollback", state, to, exc.message)
         raise
     except psycopg.Error as exc:
@@ -183,7 +203,7 @@ def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> Ru
         _record_failure(ctx, "rollback", state, to, _interruption(ctx, "rollback", state.get("step"), exc))
         raise
     return RunReport("rollback", done, results, _elapsed_ms(started), to=to, plan_hash=plan.hash,
-                     request_id=ctx.request_id)
+                     request_id=ctx.request_id, escrow=ctx.escrow.to_dict() if ctx.escrow and done else None)
 
 
 def _segments(steps: list[PlanStep]) -> list[tuple[bool, list[PlanStep]]]:
@@ -453,10 +473,16 @@ def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_m
                 holder["step"] = step
                 if not step.transactional:
                     warnings.append(messages.no_transaction_dry_run(step.version, step.name))
+                    if ctx.assess_escrow and operation == "rollback":
+                        warnings += [messages.not_escrowed_line(n.statement, n.reason)
+                                     for s in step.statements for n in escrow.assess_outside(step.version, s)]
                     results += [StatementResult(step.version, s, "(not run)", None, 0.0) for s in step.statements]
                     continue
                 for statement in step.statements:
                     ctx.current.update(version=step.version, sql=statement)
+                    if ctx.assess_escrow and operation == "rollback":  # with the catalog as it is at this point
+                        warnings += [messages.not_escrowed_line(n.statement, n.reason)
+                                     for n in escrow.assess(ctx.conn, step.version, statement)]
                     eff, before = _measure_before(ctx.conn, statement)
                     result = _run_statement(ctx, step.version, statement)
                     results.append(result)
