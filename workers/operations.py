@@ -61,8 +61,7 @@ def dry_run(ctx: Context, progress: Progress, target_name: str, version: str, re
         # where the dry run was answered: the execute card links it
         saved = {**plan, "source": {"channel": channel, "thread_ts": progress.thread_ts}}
         ctx.store().save_plan(channel, target_name, saved, ttl_seconds=ctx.settings.policy.plan_ttl_seconds)
-    progress.post(messages.dry_run_text(target_name, report) + f"
-Safety net: {plan['net']}")
+    progress.post(messages.dry_run_text(target_name, report) + f"\nSafety net: {plan['net']}")
     return {"target": target_name, **plan}
 
 
