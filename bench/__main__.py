@@ -26,8 +26,9 @@ import psycopg
 
 from bench import dataset, report
 from bench.stats import Summary, Verdict, check_backup, check_end_to_end, check_restore, check_rollback, ratio
+from core import defaults
 
-FIGURES = ("p1", "p2", "restore", "p3", "p4", "p5", "fixed")
+FIGURES = ("p1", "p2", "restore", "p3", "p4", "forecast", "p5", "fixed")
 DEFAULT_REPS = {"tiny": 3, "0.3g": 3, "1g": 2, "4g": 1}
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # The stall timeline kept in the results: every slow query, and one in ten of the others (for the plot).
@@ -200,6 +201,17 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
             results["verdicts"].append(Verdict(
                 "P3 rollback", "≤ 1.1× psql + 100 ms",
                 f"{ratio(product, psql):.2f}× psql ({product - psql:+.2f} s)", check_rollback(product, psql)).to_dict())
+        forecast_s: float | None = None
+        if "forecast" in args.only:
+            from bench import bench_forecast
+
+            say("forecast: the dry run's lock-impact forecast against the real run's app stall (issue 12)")
+            rows, verdicts, runs = bench_forecast.measure(args.admin_url, template, size.users, reps, say,
+                                                          reader_seconds=args.reader_seconds)
+            results["figures"] += rows
+            results["verdicts"] += verdicts
+            results["forecast_runs"] = [r.to_dict() for r in runs]
+            forecast_s = Summary.of([r.forecast_s for r in runs]).median
         if "p4" in args.only:
             from bench import rollbacks
 
@@ -217,10 +229,15 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
                        "reader_seconds": args.reader_seconds}
                 for name, run in last.items()}
             m = {k: Summary.of(v).median for k, v in stall_times.items()}
+            product_stall = m["product run-migrations"]
+            lock_timeout_s = defaults.LOCK_TIMEOUT_MS / 1000
+            forecast_text = ("forecast not measured (add `forecast` to --only)" if forecast_s is None else
+                             f"forecast {forecast_s:.1f} s + lock_timeout {lock_timeout_s:g} s = "
+                             f"{forecast_s + lock_timeout_s:.1f} s")
             results["verdicts"].append(Verdict(
                 "P4 app stall", "worst wait ≤ lock_timeout + the forecast",
-                f"{m['product run-migrations']:.1f} s (naive psql {m['naive psql -1 -f down.sql']:.1f} s); "
-                "forecast n/a (issue 12)", None).to_dict())
+                f"{product_stall:.1f} s (naive psql {m['naive psql -1 -f down.sql']:.1f} s); {forecast_text}",
+                None if forecast_s is None else product_stall <= forecast_s + lock_timeout_s).to_dict())
         if "p5" in args.only:
             from bench import end_to_end
 

@@ -34,6 +34,9 @@ WHY = {
                    "psql starts in milliseconds. The fixed cost is measured separately below.",
     "P4 app stall": "the rollback holds ACCESS EXCLUSIVE on users (DROP TABLE with an FK to users) while its "
                     "two big UPDATEs run; lock_timeout bounds only the wait in the queue (issue 12).",
+    "forecast": "the forecast extrapolates the statements the bounded dry run did not finish from at most "
+                "2 s of each (EXPLAIN row counts and the rate measured so far); on 2 shared cores the rate of a "
+                "2 s sample and the real run's own duration both vary with the other work on the machine.",
     "P5 end to end": "the product's chain adds a verified backup (compression, checksum and read-back: P2), "
                      "row counts of the critical tables before and after, RQ hand-offs between steps and "
                      "Slack posts; see where its time goes below.",

@@ -32,6 +32,12 @@ class Command:
     pid: str | None = None
     other: str | None = None  # diff: the second target
     watch: str | None = None  # watch: `stop`
+    # the recovery verbs (issue 10)
+    tables: str | None = None  # comma-separated, as typed
+    overwrite: str | None = None  # "--overwrite" when given
+    before: str | None = None
+    point: str | None = None  # a UTC time
+    snapshot: str | None = None
 
 
 def closest(word: str, choices: Sequence[str]) -> str | None:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from redis import ConnectionPool, Redis
@@ -29,9 +29,9 @@ from bot.approval import Refusal
 from bot.commands import Command, CommandError
 from bot.plans import PlanSummary, summarize
 from bot.verbs import Action, Verb
-from core import assessments, defaults
-from core.config import Settings
-from core.jobs import BackupCheck
+from core import assessments, defaults, stall_policy
+from core.config import Settings, Target
+from core.jobs import BackupCheck, PreviewCheck
 from core.requests import (
     AlreadyDecided,
     PlanGone,
@@ -76,11 +76,12 @@ def plan_sql(saved: Mapping[str, Any]) -> str | None:
     return "\n".join(parts) or None
 
 
-def plan_of(request: Request) -> PlanSummary | None:
+def plan_of(request: Request, target: Target | None = None) -> PlanSummary | None:
     if request.kind is not RequestKind.ROLLBACK:
         return None
     return PlanSummary(request.target, request.plan_hash, request.to_version, tuple(request.versions),
-                       tuple(request.warnings))
+                       tuple(request.warnings), tuple(request.forecast), request.stall_ms,
+                       stall_policy.decide(target, request.stall_ms) if target else None)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,12 @@ class RequestDraft:
     plan_hash: str | None = None  # a repair's or an undo's plan hash (a rollback's is its plan's)
     source_link: str | None = None  # a rollback's dry run, linked from the card
     sql: str | None = None  # the SQL a rollback will run
+    # a recovery's: the preview's hash (the request's plan_hash), what the workers need, and the
+    # preview's detail posted in the request's thread (sample keys)
+    digest: str | None = None
+    params: Mapping[str, Any] | None = None
+    to_version: str | None = None
+    thread_note: str | None = None
     undoes: str | None = None  # an undo: the rollback it reverses
     versions: tuple[str, ...] = ()  # an undo: the migrations it re-applies
 
@@ -135,6 +142,10 @@ class Handlers:
             RequestKind.RESTORE: self.restore_draft,
             RequestKind.TERMINATE: self.terminate_draft,
             RequestKind.REPAIR: self.repair_draft,
+            RequestKind.RECOVER: self.recovery_draft,
+            RequestKind.PITR: self.recovery_draft,
+            RequestKind.SNAPSHOT_RESTORE: self.recovery_draft,
+            RequestKind.CLUSTER_RESTORE: self.recovery_draft,
             RequestKind.UNDO: self.undo_draft,
         }
 
@@ -261,16 +272,19 @@ class Handlers:
                 channel=channel,
                 thread_ts="",
                 requester=user,
-                plan_hash=draft.plan.hash if draft.plan else draft.plan_hash,
-                to_version=draft.plan.to_version if draft.plan else None,
+                plan_hash=draft.plan.hash if draft.plan else (draft.digest or draft.plan_hash),
+                to_version=draft.plan.to_version if draft.plan else draft.to_version,
                 versions=draft.plan.versions if draft.plan else draft.versions,
                 warnings=draft.plan.warnings if draft.plan else (),
+                forecast=draft.plan.forecast if draft.plan else (),
+                stall_ms=draft.plan.stall_ms if draft.plan else None,
                 summary=draft.summary,
                 backup=draft.backup,
                 plan=draft.saved,
                 subject=draft.subject,
                 source_link=draft.source_link,
                 sql=draft.sql,
+                params=draft.params,
                 undoes=draft.undoes,
                 ttl_seconds=self.policy.request_ttl_seconds,
                 now=self.clock(),
@@ -293,6 +307,8 @@ class Handlers:
                                             filename=f"{request.id}-rollback.sql", title=messages.sql_file_title(request))
             except Exception:  # a courtesy: the dry run's thread has the whole SQL too
                 log.warning("could not attach the SQL of %s", request.id)
+        if draft.thread_note:
+            self.post(channel, draft.thread_note, thread_ts=ts)
         log.info("request %s (%s of %s) pending, by %s", request.id, request.kind, request.target, user)
         return None
 
@@ -305,6 +321,9 @@ class Handlers:
         plan = summarize(cmd.target, saved.plan)
         if plan.empty:
             return messages.empty_plan(cmd.target)
+        plan = replace(plan, maintenance=stall_policy.decide(self.settings.targets[cmd.target], plan.stall_ms))
+        if plan.maintenance is not None and plan.maintenance.refused:
+            return messages.maintenance_required_without_hook(cmd.target, plan.maintenance)
         return RequestDraft(summary=plan.summary(), plan=plan, saved=saved, source_link=self.source_link(saved),
                             sql=plan_sql(saved.plan))
 
@@ -318,15 +337,16 @@ class Handlers:
                                                      message_ts=source["thread_ts"])["permalink"])
         except Exception:  # a link is a courtesy
             return None
-
     def restore_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
         """Only a backup that exists and verifies may be requested: a worker checks it first."""
         assert cmd.target and cmd.backup
         checked = self.check_backup(verb, cmd.target, cmd.backup)
         if isinstance(checked, str):
             return checked
+        shown = (messages.preview_summary(checked.preview, checked.digest) if checked.preview and checked.digest
+                 else messages.restore_preview_missing(checked.preview_error))
         return RequestDraft(summary=messages.restore_summary(cmd.target, cmd.backup, checked.backup),
-                            backup=cmd.backup)
+                            backup=cmd.backup, digest=checked.digest, params={"preview_text": shown})
 
     def terminate_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
         """Only a session the channel's current assessment named (`/rollback status`) may be ended."""
@@ -336,6 +356,7 @@ class Handlers:
         if session is None:
             return messages.pid_not_assessed(cmd.target, cmd.pid, saved is not None)
         return RequestDraft(summary=messages.session_summary(session), subject=cmd.pid)
+
     def undo_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
         """An undo is asked for only after its dry run: a worker runs it (rolled back) and the card shows it."""
         assert cmd.target and cmd.request_id
@@ -352,47 +373,51 @@ class Handlers:
 
     def wait_for_check(self, verb: Verb, target: str, **kwargs: Any) -> Any:
         """The return value of the verb's check job, or None when no worker answered in time or it crashed."""
-        assert verb.check_job
-        timeout = max(1, int(self.policy.backup_check_timeout_seconds))
-        job = self.enqueue(verb.check_job, job_timeout=timeout + defaults.BACKUP_CHECK_GRACE_SECONDS,
-                           target=target, **kwargs)
-        shared = self.queue.connection.connection_pool
-        pool = ConnectionPool(connection_class=shared.connection_class, **{
-            **shared.connection_kwargs, "socket_timeout": timeout + defaults.BACKUP_CHECK_GRACE_SECONDS})
-        try:
-            result = Job.fetch(job.id, connection=Redis(connection_pool=pool)).latest_result(timeout=timeout)
-        finally:
-            pool.disconnect()
+        result = self.wait_check(verb, target, **kwargs)
         if result is None:
-            with contextlib.suppress(InvalidJobOperation):
-                job.cancel()
-            log.warning("%s of %s: no answer within %d s", verb.check_job, target, timeout)
             return None
         if result.type is not Result.Type.SUCCESSFUL:
             log.error("%s of %s failed on the worker (%s)", verb.check_job, target, result.type.name)
             return None
         return result.return_value
 
-    def check_backup(self, verb: Verb, target: str, backup: str) -> BackupCheck | str:
-        """Enqueue the verb's check job and wait for its result (RQ blocks on the result stream, bounded)."""
-        assert verb.check_job
-        timeout = max(1, int(self.policy.backup_check_timeout_seconds))
-        result = self.ask_worker(verb.check_job, timeout, target=target, backup=backup)
+    def recovery_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
+        """A recovery (recover, pitr, snapshot-restore): a worker checks it and computes its restore
+        preview first; the card shows the preview and the request binds its hash."""
+        assert cmd.target and verb.approval
+        if verb.approval is RequestKind.PITR and cmd.version and cmd.point:
+            return messages.pitr_version_and_time(cmd.target)
+        per_kind: dict[RequestKind, dict[str, Any]] = {
+            RequestKind.RECOVER: {"backup": cmd.backup, "tables": cmd.tables, "overwrite": bool(cmd.overwrite)},
+            RequestKind.PITR: {"version": cmd.version, "point": cmd.point},
+            RequestKind.SNAPSHOT_RESTORE: {"snapshot": cmd.snapshot},
+            RequestKind.CLUSTER_RESTORE: {"point": cmd.point},
+        }
+        result = self.wait_check(verb, cmd.target, **per_kind[verb.approval])
         if result is None:
-            log.warning("backup check %s of %s: no answer within %d s", backup, target, timeout)
-            return messages.backup_check_timed_out(target, backup, timeout)
+            return messages.recovery_check_timed_out(verb.name, cmd.target, self.check_timeout())
         if result.type is not Result.Type.SUCCESSFUL:
-            log.error("backup check %s of %s failed on the worker (%s)", backup, target, result.type.name)
-            return messages.backup_check_failed(target, backup)
-        check = BackupCheck.from_dict(result.return_value)
-        if not check.ok:
-            return messages.backup_refused(target, backup, check)
-        return check
+            log.error("check of %s on %s failed on the worker (%s)", verb.name, cmd.target, result.type.name)
+            return messages.recovery_check_refused(verb.name, cmd.target, None)
+        check = PreviewCheck.from_dict(result.return_value)
+        if not check.ok or check.digest is None or check.preview is None:
+            return messages.recovery_check_refused(verb.name, cmd.target, check.error)
+        return RequestDraft(
+            summary=messages.preview_summary(check.preview, check.digest), digest=check.digest,
+            backup=cmd.backup, params=dict(check.params or {}), thread_note=messages.preview_samples(check.preview),
+            to_version=str(check.preview.get("bad_version") or "") or None,
+        )
 
-    def ask_worker(self, path: str, timeout: int, **kwargs: Any) -> Result | None:
-        """Enqueue a job and wait for its result, at most `timeout` seconds (None: no answer in time; the
-        job is then cancelled, so a worker that frees up later has nothing to answer)."""
-        job = self.enqueue(path, job_timeout=timeout + defaults.BACKUP_CHECK_GRACE_SECONDS, **kwargs)
+    def check_timeout(self) -> int:
+        return max(1, int(self.policy.backup_check_timeout_seconds))
+
+    def wait_check(self, verb: Verb, target: str, **kwargs: Any) -> Result | None:
+        """Enqueue the verb's check job and wait for its result (RQ blocks on the result stream, bounded);
+        None when no worker answered in time (the job is then cancelled)."""
+        assert verb.check_job
+        timeout = self.check_timeout()
+        job = self.enqueue(verb.check_job, job_timeout=timeout + defaults.BACKUP_CHECK_GRACE_SECONDS,
+                           target=target, **kwargs)
         # The wait blocks on Redis (XREAD on the job's result stream) longer than the shared connection's
         # socket timeout allows (RQ sets it to a few seconds), so it has a connection of its own.
         shared = self.queue.connection.connection_pool
@@ -404,22 +429,35 @@ class Handlers:
             pool.disconnect()
         if result is None:
             with contextlib.suppress(InvalidJobOperation):
-                job.cancel()
+                job.cancel()  # a worker that frees up later has nothing to answer
+            log.warning("check %s of %s: no answer within %d s", verb.name, target, timeout)
         return result
 
     def repair_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
         """The repair's dry run comes first: a worker plans it (which statements run, which are skipped)
         and the card shows that plan; the approval runs exactly it (the worker compares its hash)."""
         assert verb.check_job and cmd.target and cmd.version
-        timeout = max(1, int(self.policy.backup_check_timeout_seconds))
-        result = self.ask_worker(verb.check_job, timeout, target=cmd.target, version=cmd.version)
+        result = self.wait_check(verb, cmd.target, version=cmd.version)
         if result is None:
-            return messages.repair_plan_timed_out(cmd.target, cmd.version, timeout)
+            return messages.repair_plan_timed_out(cmd.target, cmd.version, self.check_timeout())
         answer = result.return_value if result.type is Result.Type.SUCCESSFUL else None
         if not isinstance(answer, dict) or not answer.get("ok"):
             return messages.repair_refused(cmd.target, cmd.version, (answer or {}).get("error"))
         return RequestDraft(summary=str(answer.get("text") or ""), subject=cmd.version,
                             plan_hash=str(answer.get("hash") or ""))
+
+    def check_backup(self, verb: Verb, target: str, backup: str) -> BackupCheck | str:
+        """The verb's check job's answer about `backup`, or the one-line refusal."""
+        result = self.wait_check(verb, target, backup=backup)
+        if result is None:
+            return messages.backup_check_timed_out(target, backup, self.check_timeout())
+        if result.type is not Result.Type.SUCCESSFUL:
+            log.error("backup check %s of %s failed on the worker (%s)", backup, target, result.type.name)
+            return messages.backup_check_failed(target, backup)
+        check = BackupCheck.from_dict(result.return_value)
+        if not check.ok:
+            return messages.backup_refused(target, backup, check)
+        return check
 
     def find_request(self, cmd: Command, channel: str, *, pending: bool) -> Request | None:
         if cmd.request_id:
@@ -590,7 +628,7 @@ class Handlers:
         """Replace the buttons by the decision (who, when)."""
         if not request.thread_ts:
             return
-        plan = plan_of(request)
+        plan = plan_of(request, self.settings.targets.get(request.target))
         self.client.chat_update(
             channel=request.channel,
             ts=request.thread_ts,

@@ -18,6 +18,7 @@ from bot.verbs import Argument, Verb
 from core import steps
 from core.jobs import BackupCheck
 from core.requests import Request, RequestKind, RequestStatus
+from core.stall_policy import MaintenanceChoice, MaintenanceDecision
 
 APPROVE_ACTION = "rollback_approve"
 REJECT_ACTION = "rollback_reject"
@@ -313,11 +314,58 @@ def _plan_lines(plan: PlanSummary) -> list[str]:
     held_back = [w for w in plan.warnings if w.startswith("not escrowed:")]
     for warning in [*held_back, *[w for w in plan.warnings if w not in held_back][:5]]:
         lines.append(f":warning: {escape(warning)}")
+    lines += forecast_lines(plan.forecast)
+    if plan.maintenance is not None and (note := maintenance_policy_line(plan.maintenance)):
+        lines.append(note)
     if plan.net:
         lines.append(f":shield: Safety net: {escape(plan.net)}")
     if plan.hash:
         lines.append(f"Plan hash `{plan.hash[:12]}`; the worker re-plans and refuses if the database changed.")
     return lines
+
+
+# Slack refuses a section longer than 3000 characters: the suggested script is cut well before that.
+SUGGESTION_MAX_CHARS = 1200
+
+
+def forecast_lines(forecast: Sequence[str]) -> list[str]:
+    """The dry run's lock-impact lines; a suggested order's statements (after its first line) as code."""
+    if not forecast:
+        return []
+    lines = [":hourglass_flowing_sand: *Lock impact* of the real run (the app waits this long, plus up to the "
+             "lock timeout):"]
+    for line in forecast[:8]:
+        head, _, script = line.partition("\n")
+        lines.append(f"• {escape(head)}")
+        if script:
+            shown = script if len(script) <= SUGGESTION_MAX_CHARS else script[:SUGGESTION_MAX_CHARS] + "\n…"
+            lines.append(f"```{shown.replace('```', '` ` `')}```")
+    return lines
+
+
+def _approx_seconds(ms: float) -> str:
+    return "<0.1 s" if ms < 100 else (f"≈{ms / 1000:.0f} s" if ms >= 10_000 else f"≈{ms / 1000:.1f} s")
+
+
+def maintenance_policy_line(decision: MaintenanceDecision) -> str:
+    """What the target's stall policy makes of the forecast, on the card ('' when it changes nothing)."""
+    if decision.stall_ms is None or decision.threshold_s is None:
+        return ""
+    forecast = _approx_seconds(decision.stall_ms)
+    if decision.choice is MaintenanceChoice.REQUIRED:
+        return (f":construction: Maintenance mode is *required* by this target's policy: the forecast stall "
+                f"{forecast} is at least {decision.threshold_s:g} s.")
+    if decision.choice is MaintenanceChoice.SKIP:
+        return (f":fast_forward: Maintenance mode will be *skipped* by this target's policy: the forecast stall "
+                f"{forecast} is under {decision.threshold_s:g} s.")
+    return ""
+
+
+def maintenance_required_without_hook(target: str, decision: MaintenanceDecision) -> str:
+    stall = _approx_seconds(decision.stall_ms or 0.0)
+    return (f"Refused: the dry run forecasts the application blocked {stall}, and {code(target)}'s policy requires "
+            f"maintenance mode from {decision.threshold_s or 0:g} s, but {code(target)} has no `maintenance_on` hook. "
+            "Configure one, or make the down script lighter (see the dry run's suggestion), then dry-run again.")
 
 
 def plan_age_line(request: Request) -> str:
@@ -378,6 +426,8 @@ def _what(request: Request) -> str:
         return f"termination of session pid {code(request.subject)} on"
     if request.kind is RequestKind.REPAIR:
         return f"repair of migration {code(request.subject)} on"
+    if request.kind in RECOVERY_WHAT:
+        return f"{RECOVERY_WHAT[request.kind]} of"
     return {RequestKind.ROLLBACK: "rollback of", RequestKind.UNDO: f"undo of rollback {code(request.undoes)} of"}.get(
         request.kind, f"restore of backup {code(request.backup)} of")
 
@@ -412,6 +462,10 @@ def request_text(request: Request, plan: PlanSummary | None = None) -> str:
         lines.append(
             f"The workers take a fresh backup of {code(request.target)} first, then restore {code(request.backup)} into it."
         )
+        if request.params.get("preview_text"):  # rendered (and escaped) when the request was made
+            lines.append(str(request.params["preview_text"]))
+    elif request.summary:  # a recovery: its preview, rendered (and escaped) when the request was made
+        lines.append(request.summary)
     return "\n".join(lines)
 
 
@@ -428,6 +482,8 @@ def request_blocks(request: Request, plan: PlanSummary | None = None) -> list[di
         confirm = f"This ends session pid {code(request.subject)} on {code(request.target)} (pg_terminate_backend)."
     elif request.kind is RequestKind.REPAIR:
         confirm = f"This runs: a fresh backup, then the repair of {code(request.subject)} on {code(request.target)}."
+    elif request.kind in RECOVERY_WHAT:
+        confirm = recovery_confirm(request)
     else:
         confirm = (f"This runs: a fresh backup, maintenance on, restore of backup {code(request.backup)} into "
                    f"{code(request.target)} (replacing its contents), verify, maintenance off.")
@@ -444,6 +500,8 @@ _DECISION_ICONS = {RequestStatus.APPROVED: ":white_check_mark:", RequestStatus.R
 def _ask_again(request: Request) -> str:
     if request.kind in (RequestKind.TERMINATE, RequestKind.REPAIR):
         return f"ask again with `/rollback {request.kind.value}`"
+    if request.kind in RECOVERY_WHAT:
+        return f"ask again with `/rollback {verbs.for_kind(request.kind).name}`"
     if request.kind is RequestKind.UNDO:
         return "ask again with `/rollback undo`"
     return "run a new dry-run" if request.kind is RequestKind.ROLLBACK else "ask again with `/rollback restore`"
@@ -560,3 +618,126 @@ def _source_lines(request: Request) -> list[str]:
 
 def sql_file_title(request: Request) -> str:
     return f"SQL of {request.id}: rollback of {request.target} to {request.to_version}"
+# -- the recovery paths (issue 10): the check, the restore preview on the card, the sample keys ----------
+
+RECOVERY_WHAT = {RequestKind.RECOVER: "table recovery", RequestKind.PITR: "point-in-time recovery",
+                 RequestKind.SNAPSHOT_RESTORE: "snapshot restore",
+                 RequestKind.CLUSTER_RESTORE: "restore into a new managed cluster"}
+SAMPLES_SHOWN = 5
+
+
+def recovery_check_refused(verb: str, target: str, error: str | None) -> str:
+    why = escape(error) if error else "the check failed (its error is in the worker's log)"
+    return f"Refused: `/rollback {verb}` on {code(target)} cannot run: {why}. Nothing was requested."
+
+
+def recovery_check_timed_out(verb: str, target: str, seconds: float) -> str:
+    return (f"Refused: no worker answered the check of `/rollback {verb}` on {code(target)} within {int(seconds)} s "
+            "(`[bot] backup_check_timeout_seconds`). Nothing was requested; try again.")
+
+
+def pitr_version_and_time(target: str) -> str:
+    return (f"Refused: name either a migration (`before <version>`) or a UTC time, not both. "
+            f"Usage: {code(verbs.usage(verbs.verb('pitr')))}. Nothing was requested for {code(target)}.")
+
+
+def _versions_line(preview: Mapping[str, Any]) -> str | None:
+    before = [str(v) for v in preview.get("versions_before") or []]
+    after = preview.get("versions_after")
+    now = f"{code(before[-1])} ({len(before)} applied)" if before else "none applied"
+    if not isinstance(after, list):
+        return f"• Versions: now {now}; after: as the snapshot holds them"
+    undone = [v for v in before if v not in after]
+    back = [str(v) for v in after if v not in before]
+    then = f"{code(after[-1])} ({len(after)} applied)" if after else "none applied"
+    changes = ([f"undone: {', '.join(code(v) for v in undone)}"] if undone else []) + \
+        ([f"applied again: {', '.join(code(v) for v in back)}"] if back else [])
+    return f"• Versions: now {now} → after {then}; {'; '.join(changes) or 'unchanged'}"
+
+
+def _table_line(table: Mapping[str, Any], overwrite: bool) -> str:
+    differing = int(table.get("differing") or 0)
+    fate = "overwritten (--overwrite)" if overwrite else "kept as they are in live; --overwrite replaces them"
+    return (f"• {code(table.get('table'))}: *{int(table.get('missing') or 0)}* missing from live (inserted), "
+            f"{differing} differing ({fate if differing else 'none'}), {int(table.get('only_live') or 0)} only in "
+            f"live (kept); rows live {table.get('live_rows')}, in the backup {table.get('restored_rows')}")
+
+
+def _lost_line(preview: Mapping[str, Any]) -> str | None:
+    point = preview.get("point_unix")
+    if point is None:
+        return None
+    since = ", ".join(f"{code(t)} {n}" for t, n in (preview.get("written_since") or {}).items() if n)
+    rows = f" Rows created or updated since then: {since}." if since else ""
+    return (f":warning: *Everything written after {clock(float(point))}"
+            f" ({duration(float(preview.get('lost_seconds') or 0))} ago) is lost.*{rows}")
+
+
+def preview_summary(preview: Mapping[str, Any], digest: str) -> str:
+    """The restore preview on a recovery's approval card (kept on the request as its summary)."""
+    kind = RequestKind(str(preview.get("kind")))
+    lines: list[str] = []
+    if kind is RequestKind.RECOVER:
+        overwrite = bool(preview.get("overwrite"))
+        taken = f" (taken {escape(preview['created_at'])})" if preview.get("created_at") else ""
+        lines.append(f"From backup {code(preview.get('backup'))}{taken}, rows matched by primary key; rows newer "
+                     "than the backup stay:")
+        lines += [_table_line(t, overwrite) for t in preview.get("tables") or []]
+    elif kind is RequestKind.RESTORE:
+        lines.append("Restore preview:")
+        lines += [f"• {code(t.get('table'))}: rows live {'none (no such table)' if t.get('live_rows') is None else t.get('live_rows')}, "
+                  f"in the backup {t.get('restored_rows')}" for t in preview.get("tables") or []]
+    elif kind is RequestKind.PITR:
+        bad = preview.get("bad_version")
+        before = f", just before {code(bad)} was applied" if bad else ""
+        lines.append(f"Supabase project {code(preview.get('project_ref'))} back to "
+                     f"{clock(float(preview.get('point_unix') or 0))}{before}.")
+    elif kind is RequestKind.CLUSTER_RESTORE:
+        lines.append(f"A new cluster {code(preview.get('new_name'))} from the backup of managed cluster "
+                     f"{code(preview.get('database_id'))} taken {escape(preview.get('backup_created_at'))}. The "
+                     f"live cluster is left as it is: nothing is lost until the application is switched to the new one.")
+    else:
+        lines.append(f"Droplet {code(preview.get('droplet_id'))} back to snapshot {code(preview.get('snapshot'))} "
+                     f"({escape(preview.get('snapshot_name') or 'unnamed')}).")
+    if versions := _versions_line(preview):
+        lines.append(versions)
+    if lost := _lost_line(preview):
+        lines.append(lost)
+    lines.append(f"Preview hash `{digest[:12]}` (with the database's identity); the worker recomputes it at start "
+                 "and refuses if the database moved on.")
+    return "\n".join(lines)
+
+
+def preview_samples(preview: Mapping[str, Any]) -> str | None:
+    """The sample keys of a table recovery, posted in the request's thread."""
+    lines = []
+    for table in preview.get("tables") or []:
+        parts = []
+        for key, label in (("missing_sample", "missing"), ("differing_sample", "differing"),
+                           ("only_live_sample", "only in live")):
+            keys = [str(k) for k in table.get(key) or []][:SAMPLES_SHOWN]
+            if keys:
+                parts.append(f"{label}: {', '.join(code(k) for k in keys)}")
+        if parts:
+            lines.append(f"• {code(table.get('table'))} {'; '.join(parts)}")
+    return ("Sample keys (primary key values):\n" + "\n".join(lines)) if lines else None
+
+
+def recovery_confirm(request: Request) -> str:
+    target = code(request.target)
+    if request.kind is RequestKind.RECOVER:
+        tables = ", ".join(code(t) for t in request.params.get("tables") or [])
+        change = "insert the missing rows and overwrite the differing ones" if request.params.get("overwrite") \
+            else "insert the missing rows (differing rows are kept)"
+        return (f"This runs: a backup of {tables}, then in one transaction on {target}: {change}, parents first, "
+                "and the counts verified.")
+    if request.kind is RequestKind.CLUSTER_RESTORE:
+        return (f"This runs: a new managed cluster {code(request.params.get('new_name'))} from the backup; "
+                f"{target} is not changed. The thread then says what to switch.")
+    what = "Supabase point-in-time recovery" if request.kind is RequestKind.PITR else "droplet restore from the snapshot"
+    return (f"This runs: a fresh backup, maintenance on, {what} of {target} (everything written after the point "
+            "is lost), verify, maintenance off.")
+
+
+def restore_preview_missing(error: str | None) -> str:
+    return f"No restore preview ({escape(error or 'not computed')}); the restore is bound to the backup's checksum only."

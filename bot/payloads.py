@@ -93,6 +93,8 @@ def problem(body: Any, *, max_depth: int = defaults.MAX_PAYLOAD_DEPTH) -> str | 
         return "body is not an object"
     if depth_exceeds(body, max_depth):
         return f"body nested deeper than {max_depth} levels"
+    if "event" in body:  # bolt's own middleware reads body["event"] as an object; ours carry none
+        return "a command or click carrying an event"
     if body.get("type") == "block_actions":
         return block_actions_problem(body)
     if "command" in body:

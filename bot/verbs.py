@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from core.requests import RequestKind
@@ -88,7 +88,34 @@ WATCH_ACTION = Argument(
     name="watch", placeholder="stop", matches=lambda w: w.lower() == "stop", what="watch action",
     hint="say `stop`", normalize=str.lower,
 )
-ARGUMENTS = (VERSION, BACKUP, REQUEST_ID, ROLLBACK_ID, STATE, PID, WATCH_ACTION)
+# The recovery verbs' arguments (issue 10).
+TABLE_NAME = r"[A-Za-z_][A-Za-z0-9_$]*(?:\.[A-Za-z_][A-Za-z0-9_$]*)?"
+TABLE_LIST_PATTERN = re.compile(rf"^{TABLE_NAME}(?:,{TABLE_NAME}){{0,19}},?$")
+UTC_TIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?Z?$", re.IGNORECASE)
+SNAPSHOT_ID_PATTERN = re.compile(r"^\d{1,19}$")
+TABLES = Argument(
+    name="tables", placeholder="<table>[,<table>…]", matches=lambda w: TABLE_LIST_PATTERN.match(w) is not None,
+    what="table list", hint="tables look like users or users,public.projects (commas, no spaces)", strict=False,
+)
+OVERWRITE = Argument(
+    name="overwrite", placeholder="--overwrite", matches=lambda w: w.lower() == "--overwrite", what="flag",
+    hint="the only flag is --overwrite", required=False, normalize=str.lower,
+)
+BEFORE = Argument(
+    name="before", placeholder="before", matches=lambda w: w.lower() == "before", what="word",
+    hint="say `before <version>`", required=False, normalize=str.lower,
+)
+POINT = Argument(
+    name="point", placeholder="<UTC time>", matches=lambda w: UTC_TIME_PATTERN.match(w) is not None,
+    what="UTC time", hint="UTC times look like 2025-10-20T14:59:00Z", required=False, normalize=str.upper,
+)
+SNAPSHOT = Argument(
+    name="snapshot", placeholder="<snapshot>", matches=lambda w: SNAPSHOT_ID_PATTERN.match(w) is not None,
+    what="snapshot id", hint="snapshot ids are numbers; `/rollback backups` lists them", strict=False,
+)
+OPTIONAL_VERSION = replace(VERSION, required=False)
+ARGUMENTS = (VERSION, BACKUP, REQUEST_ID, ROLLBACK_ID, STATE, PID, WATCH_ACTION, OVERWRITE, BEFORE, POINT, SNAPSHOT,
+             TABLES)
 
 
 class Action(StrEnum):
@@ -125,9 +152,10 @@ class Verb:
     job_kwargs: tuple[str, ...] = ("target", "channel", "thread_ts")  # what the job is given (THREAD_JOB)
     who: Who = Who.REQUESTERS
     needs_worker: bool = True  # refused at once when no worker is listening
+    usage_arguments: str | None = None  # the usage line's arguments, when the placeholders say it badly
 
     def takes(self, argument: Argument) -> bool:
-        return argument in self.arguments
+        return any(a.name == argument.name for a in self.arguments)
 
 
 VERBS: tuple[Verb, ...] = (
@@ -151,6 +179,25 @@ VERBS: tuple[Verb, ...] = (
     Verb("restore", "restore a backup that exists and verifies (needs a second person's approval)",
          Action.REQUEST, arguments=(BACKUP,), writes=True, approval=RequestKind.RESTORE,
          job="workers.jobs.restore", check_job="workers.jobs.check_backup"),
+    Verb("recover", "get the lost rows of <table>[,<table>…] back from a verified backup, newer rows kept "
+         "(--overwrite: differing rows replaced too; needs a second person's approval)",
+         Action.REQUEST, arguments=(BACKUP, TABLES, OVERWRITE), writes=True, approval=RequestKind.RECOVER,
+         job="workers.jobs.recover", check_job="workers.jobs.check_recover"),
+    Verb("pitr", "Supabase point-in-time recovery to just before a migration (default: the newest) or to a "
+         "UTC time; everything written after it is lost (needs a second person's approval)",
+         Action.REQUEST, arguments=(BEFORE, OPTIONAL_VERSION, POINT), writes=True, approval=RequestKind.PITR,
+         job="workers.jobs.pitr", check_job="workers.jobs.check_pitr",
+         usage_arguments="[before <version> | <UTC time>]"),
+    Verb("snapshot-restore", "restore the target's droplet from a DigitalOcean snapshot (needs a second "
+         "person's approval)",
+         Action.REQUEST, arguments=(SNAPSHOT,), aliases=("snapshot_restore",), writes=True,
+         approval=RequestKind.SNAPSHOT_RESTORE, job="workers.jobs.snapshot_restore",
+         check_job="workers.jobs.check_snapshot"),
+    Verb("cluster-restore", "a new managed DigitalOcean cluster from the target's newest backup (or the newest "
+         "before a UTC time); the target is left as it is (needs a second person's approval)",
+         Action.REQUEST, arguments=(POINT,), aliases=("cluster_restore",), writes=True,
+         approval=RequestKind.CLUSTER_RESTORE, job="workers.jobs.cluster_restore",
+         check_job="workers.jobs.check_cluster"),
     Verb("escrow", "what the data-loss escrow of past rollbacks holds (request, tables, rows, size, age)",
          Action.THREAD_JOB, job="workers.jobs.escrow"),
     Verb("undo", "reverse a rollback from its escrow: a dry run, then a second person's approval",
@@ -212,7 +259,10 @@ def approved_job(kind: RequestKind) -> str:
 def usage(verb_: Verb) -> str:
     """`/rollback dry-run <version> [target]` (unescaped: bot/messages.py escapes what it shows)."""
     words = ["/rollback", verb_.name]
-    words += [a.placeholder if a.required else f"[{a.placeholder}]" for a in verb_.arguments]
+    if verb_.usage_arguments is not None:
+        words.append(verb_.usage_arguments)
+    else:
+        words += [a.placeholder if a.required else f"[{a.placeholder}]" for a in verb_.arguments]
     if verb_.takes_target:
         words.append("[target]")
     return " ".join(words)

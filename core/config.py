@@ -49,9 +49,16 @@ class Target:
     smoke_command: str | None = None
     maintenance_on: Hook | None = None
     maintenance_off: Hook | None = None
+    # The dry run's stall forecast decides maintenance mode (core/stall_policy.py): required at or above,
+    # skipped below; None: the configured hooks run whatever the forecast.
+    maintenance_above_stall_s: float | None = None
+    skip_maintenance_below_stall_s: float | None = None
+    # Once the dry run holds a lock that blocks the application, it executes at most this long more.
+    dry_run_budget_ms: int = defaults.DRY_RUN_BUDGET_MS
     do_droplet_id: int | None = None
     do_database_id: str | None = None
-    supabase_project_ref: str | None = None  # Supabase point-in-time recovery also protects this database
+    # a Supabase project: `/rollback pitr` (Method 3A); its point-in-time recovery also protects this database
+    supabase_project_ref: str | None = None
     escalation: tuple[str, ...] = ()
     # What protects a rollback (docs/workers.md): a full pg_dump, the data-loss escrow, or both. `escrow` alone
     # only where a DigitalOcean snapshot or Supabase PITR also protects the target (checked when loading).
@@ -115,6 +122,13 @@ class WorkerSettings:
     # After a verified rollback or restore: how long the workers keep watching, and how often they look.
     watch_window_s: float = defaults.WATCH_WINDOW_SECONDS
     watch_interval_s: float = defaults.WATCH_INTERVAL_SECONDS
+    # The recovery paths (issue 10): how long a point-in-time recovery or a droplet restore is
+    # followed before the thread says so and someone is paged, and how often it is polled.
+    pitr_timeout_s: float = defaults.PITR_RESTORE_TIMEOUT_SECONDS
+    pitr_poll_s: float = defaults.PITR_POLL_SECONDS
+    do_action_timeout_s: float = defaults.DO_ACTION_TIMEOUT_SECONDS
+    do_poll_s: float = defaults.DO_ACTION_POLL_SECONDS
+    database_wait_s: float = defaults.DATABASE_WAIT_SECONDS
 
 
 def _number(env: Mapping[str, str], names: tuple[str, ...], default: float) -> float:
@@ -161,6 +175,11 @@ def _worker_settings(env: Mapping[str, str], raw: Mapping[str, Any]) -> WorkerSe
                                float(raw.get("watch_window_seconds", defaults.WATCH_WINDOW_SECONDS))),
         watch_interval_s=_number(env, ("ROLLBACK_WATCH_INTERVAL_SECONDS",),
                                  float(raw.get("watch_interval_seconds", defaults.WATCH_INTERVAL_SECONDS))),
+        pitr_timeout_s=_number(env, ("ROLLBACK_PITR_TIMEOUT_SECONDS",), defaults.PITR_RESTORE_TIMEOUT_SECONDS),
+        pitr_poll_s=_number(env, ("ROLLBACK_PITR_POLL_SECONDS",), defaults.PITR_POLL_SECONDS),
+        do_action_timeout_s=_number(env, ("ROLLBACK_DO_ACTION_TIMEOUT_SECONDS",), defaults.DO_ACTION_TIMEOUT_SECONDS),
+        do_poll_s=_number(env, ("ROLLBACK_DO_POLL_SECONDS",), defaults.DO_ACTION_POLL_SECONDS),
+        database_wait_s=_number(env, ("ROLLBACK_DATABASE_WAIT_SECONDS",), defaults.DATABASE_WAIT_SECONDS),
     )
 
 
@@ -185,6 +204,8 @@ class Settings:
     pagerduty_events_url: str = defaults.PAGERDUTY_EVENTS_URL
     digitalocean_token: str | None = field(default=None, repr=False)
     digitalocean_api_url: str | None = None
+    supabase_access_token: str | None = field(default=None, repr=False)
+    supabase_api_url: str | None = None
     workers: WorkerSettings = field(default_factory=WorkerSettings)
     # the bot (python -m bot): how Slack reaches it, and its web server
     slack_signing_secret: str | None = field(default=None, repr=False)
@@ -226,6 +247,15 @@ def _strings(value: Any, key: str) -> tuple[str, ...]:
     raise ConfigError(f"{key} must be a string or a list of strings")
 
 
+def _seconds(value: Any, key: str, unit: str = "seconds") -> float | None:
+    """An optional number of seconds (or of `unit`), 0 or more."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{key} must be a number of {unit}, 0 or more, not {value!r}")
+    return float(value)
+
+
 def _hook(value: Any, key: str) -> Hook | None:
     if value is None:
         return None
@@ -256,6 +286,12 @@ def _target(name: str, raw: Mapping[str, Any]) -> Target:
         raise ConfigError(f"target name {name!r} must be lower-case letters, digits, '-' or '_'")
     key = f"targets.{name}"
     droplet = raw.get("do_droplet_id")
+    above = _seconds(raw.get("maintenance_above_stall_s"), f"{key}.maintenance_above_stall_s")
+    below = _seconds(raw.get("skip_maintenance_below_stall_s"), f"{key}.skip_maintenance_below_stall_s")
+    budget = _seconds(raw.get("dry_run_budget_ms"), f"{key}.dry_run_budget_ms", unit="milliseconds")
+    if above is not None and below is not None and below > above:
+        raise ConfigError(f"{key}.skip_maintenance_below_stall_s ({below:g}) must not exceed "
+                          f"{key}.maintenance_above_stall_s ({above:g})")
     policy = str(raw.get("backup_policy", defaults.BACKUP_POLICY))
     if policy not in defaults.BACKUP_POLICIES:
         raise ConfigError(f"{key}.backup_policy must be one of {', '.join(defaults.BACKUP_POLICIES)}, not {policy!r}")
@@ -271,10 +307,13 @@ def _target(name: str, raw: Mapping[str, Any]) -> Target:
         smoke_command=raw.get("smoke_command"),
         maintenance_on=_hook(raw.get("maintenance_on"), f"{key}.maintenance_on"),
         maintenance_off=_hook(raw.get("maintenance_off"), f"{key}.maintenance_off"),
+        maintenance_above_stall_s=above,
+        skip_maintenance_below_stall_s=below,
+        dry_run_budget_ms=defaults.DRY_RUN_BUDGET_MS if budget is None else int(budget),
         do_droplet_id=int(droplet) if droplet is not None else None,
         do_database_id=raw.get("do_database_id"),
         escalation=_strings(raw.get("escalation"), f"{key}.escalation"),
-        supabase_project_ref=raw.get("supabase_project_ref"),
+        supabase_project_ref=str(raw["supabase_project_ref"]) if raw.get("supabase_project_ref") else None,
         backup_policy=policy,
     )
 
@@ -343,6 +382,8 @@ def load_settings(env: Mapping[str, str] | None = None, path: str | os.PathLike[
         pagerduty_events_url=env.get("PAGERDUTY_EVENTS_URL", defaults.PAGERDUTY_EVENTS_URL),
         digitalocean_token=env.get("DIGITALOCEAN_TOKEN") or None,
         digitalocean_api_url=env.get("DIGITALOCEAN_API_URL") or None,
+        supabase_access_token=env.get("SUPABASE_ACCESS_TOKEN") or None,
+        supabase_api_url=env.get("SUPABASE_API_URL") or None,
         workers=_worker_settings(env, workers),
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
         slack_app_token=env.get("SLACK_APP_TOKEN") or None,

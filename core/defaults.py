@@ -16,6 +16,10 @@ STATEMENT_TIMEOUT_MS = 600_000
 
 # A dry run always uses a short lock timeout: it must never stall production to produce a plan.
 DRY_RUN_LOCK_TIMEOUT_MS = 2_000
+# Once a dry run holds a lock that blocks the application's reads or writes, it executes for at most this
+# long more, then rolls back to before that lock and estimates the rest: its own worst stall of the
+# application stays within the lock timeout plus this budget, at any data size.
+DRY_RUN_BUDGET_MS = 2_000
 
 # Two-person approval: a pending request expires, and an approved one must start within a bound.
 REQUEST_TTL_SECONDS = 15 * 60
@@ -121,6 +125,8 @@ WATCH_INTERVAL_SECONDS = 15.0
 # `report` gathers the incident's threads from at most this long before its request (and never from
 # before the target's previous request ended).
 INCIDENT_LOOKBACK_SECONDS = 3 * 60 * 60
+# After a point-in-time recovery or a droplet restore, how long the workers wait for PostgreSQL to answer.
+DATABASE_WAIT_SECONDS = 5 * 60
 
 # A restore into the target by swapping databases (workers/swap.py) renames databases from a session on
 # this database of the same server (a database cannot be renamed by a session connected to it).

@@ -68,6 +68,10 @@ class RequestKind(StrEnum):
     RESTORE = "restore"
     TERMINATE = "terminate"  # end one session named by the channel's current assessment (`subject`: its pid)
     REPAIR = "repair"  # bring a failed or half-applied migration back to a clean state (`subject`: its version)
+    RECOVER = "recover"  # lost rows of chosen tables back from a backup (scenario 4)
+    PITR = "pitr"  # Supabase point-in-time recovery (playbook Method 3A)
+    SNAPSHOT_RESTORE = "snapshot_restore"  # a DigitalOcean droplet from a snapshot (Method 3B)
+    CLUSTER_RESTORE = "cluster_restore"  # a new managed DigitalOcean cluster from a backup (Method 3B)
     UNDO = "undo"  # reverse an earlier rollback from its escrow (`undoes` names it)
 
 
@@ -129,6 +133,8 @@ class Request:
     versions: list[str] = field(default_factory=list)
     summary: str = ""
     warnings: list[str] = field(default_factory=list)  # the plan's data-loss warnings, shown until the end
+    forecast: list[str] = field(default_factory=list)  # the dry run's lock-impact lines, shown on the card
+    stall_ms: float | None = None  # the dry run's forecast: longest time the app's reads or writes are blocked
     backup: str | None = None
     plan_saved_at: float | None = None  # when the dry run the request was made from was saved
     approver: str | None = None
@@ -140,6 +146,9 @@ class Request:
     subject: str | None = None  # what a terminate or repair request acts on: the pid, the version
     source_link: str | None = None  # a rollback's dry run (a permalink to its thread), shown on the card
     sql: str | None = None  # the SQL a rollback will run (the card shows its first lines)
+    # What a recovery request needs beyond the fields above (tables, --overwrite, the recovery point,
+    # the snapshot): JSON, written once when the request is made.
+    params: dict[str, Any] = field(default_factory=dict)
     undoes: str | None = None  # an undo request: the rollback (request id or CLI run id) it reverses
 
     def __post_init__(self) -> None:
@@ -166,6 +175,7 @@ class Request:
         values = {k: v for k, v in data.items() if k in known}
         for name in _LIST_FIELDS:
             values[name] = list(values.get(name) or [])
+        values["params"] = dict(values.get("params") or {})
         return cls(**values)
 
 
@@ -178,13 +188,17 @@ class SavedPlan:
     saved_at: float
 
 
-_FLOAT_FIELDS = frozenset({"created_at", "expires_at", "decided_at", "started_at", "finished_at", "plan_saved_at"})
-_LIST_FIELDS = frozenset({"versions", "warnings"})
+_FLOAT_FIELDS = frozenset({"created_at", "expires_at", "decided_at", "started_at", "finished_at", "plan_saved_at",
+                           "stall_ms"})
+_LIST_FIELDS = frozenset({"versions", "warnings", "forecast"})
+_JSON_FIELDS = frozenset({"params"})
 
 
 def _encode(name: str, value: Any) -> str:
     if name in _LIST_FIELDS:
         return json.dumps(list(value))
+    if name in _JSON_FIELDS:
+        return json.dumps(dict(value))
     if isinstance(value, Enum):
         return str(value.value)
     if name in _FLOAT_FIELDS:
@@ -206,7 +220,7 @@ def _decode_hash(raw: Mapping[Any, Any]) -> Request:
     for key, value in raw.items():
         name = key.decode() if isinstance(key, bytes) else str(key)
         text = value.decode() if isinstance(value, bytes) else str(value)
-        if name in _LIST_FIELDS:
+        if name in _LIST_FIELDS or name in _JSON_FIELDS:
             data[name] = json.loads(text)
         elif name in _FLOAT_FIELDS:
             data[name] = float(text)
@@ -358,11 +372,14 @@ class RequestStore:
         ttl_seconds: int,
         backup: str | None = None,
         warnings: list[str] | tuple[str, ...] = (),
+        forecast: list[str] | tuple[str, ...] = (),
+        stall_ms: float | None = None,
         now: float | None = None,
         plan: SavedPlan | None = None,
         subject: str | None = None,
         source_link: str | None = None,
         sql: str | None = None,
+        params: Mapping[str, Any] | None = None,
         undoes: str | None = None,
     ) -> Request:
         """A new pending request holding `target`. Raises TargetBusy while another one holds it.
@@ -391,11 +408,14 @@ class RequestStore:
                 versions=list(versions),
                 summary=summary,
                 warnings=list(warnings),
+                forecast=list(forecast),
+                stall_ms=stall_ms,
                 backup=backup,
                 plan_saved_at=plan.saved_at if plan else None,
                 subject=subject,
                 source_link=source_link,
                 sql=sql,
+                params=dict(params or {}),
                 undoes=undoes,
             )
             pairs = _pairs(request.to_dict())

@@ -34,6 +34,15 @@ FINISH = StepInfo("finish", "Outcome", recorded=False)
 TERMINATE = StepInfo("terminate", "Terminate session", recorded=False)
 # Scenario 1: a failed or half-applied migration brought back to a clean state (recorded by the step).
 REPAIR = StepInfo("repair", "Repair", recorded=False)
+# The recovery paths (issue 10): a backup of just the chosen tables, then their lost rows back in one
+# transaction (no maintenance: the rest of the database is untouched); a Supabase point-in-time
+# recovery and a droplet restored from its snapshot replace the whole database, like a restore.
+TABLE_BACKUP = StepInfo("table_backup", "Backup of the tables")
+RECOVER = StepInfo("recover", "Recovery")
+PITR = StepInfo("pitr", "Point-in-time recovery", leaves_maintenance_on=True)
+SNAPSHOT_RESTORE = StepInfo("snapshot_restore", "Snapshot restore", leaves_maintenance_on=True)
+# A managed cluster is restored into a new cluster: the target itself is left as it is.
+NEW_CLUSTER = StepInfo("new_cluster", "New cluster from a backup", recorded=False)
 
 # Each approved request kind's pipeline, in order; `finish` is the bookkeeping, never announced as a step.
 PIPELINES: dict[RequestKind, tuple[StepInfo, ...]] = {
@@ -41,6 +50,10 @@ PIPELINES: dict[RequestKind, tuple[StepInfo, ...]] = {
     RequestKind.RESTORE: (BACKUP, MAINTENANCE_ON, RESTORE, VERIFY, MAINTENANCE_OFF, FINISH),
     RequestKind.TERMINATE: (TERMINATE,),
     RequestKind.REPAIR: (BACKUP, REPAIR),
+    RequestKind.RECOVER: (TABLE_BACKUP, RECOVER, FINISH),
+    RequestKind.PITR: (BACKUP, MAINTENANCE_ON, PITR, VERIFY, MAINTENANCE_OFF, FINISH),
+    RequestKind.SNAPSHOT_RESTORE: (BACKUP, MAINTENANCE_ON, SNAPSHOT_RESTORE, VERIFY, MAINTENANCE_OFF, FINISH),
+    RequestKind.CLUSTER_RESTORE: (NEW_CLUSTER, FINISH),
     RequestKind.UNDO: (BACKUP, MAINTENANCE_ON, UNDO, VERIFY, MAINTENANCE_OFF, FINISH),
 }
 # A restore into a new scratch database leaves the target alone: nothing to back up, nothing to switch.
@@ -61,6 +74,10 @@ JOB_LABELS = {
     "maintenance": "Maintenance",
     "diff": "Diff",
     "watch": "Watch",
+    "check_recover": "Recovery check",
+    "check_pitr": "Point-in-time recovery check",
+    "check_snapshot": "Snapshot check",
+    "check_cluster": "Cluster restore check",
     "escrow": "Escrow",
     "check_undo": "Undo check",
 }

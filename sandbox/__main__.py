@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         print(messages.logs_in(sandbox.workdir), flush=True)
         while not stopping.wait(1.0):
             try:
-                sandbox.check_running()
+                for note in sandbox.check_running():  # a dead worker is reported, not fatal
+                    print(note, flush=True)
             except SandboxError as err:
                 print(messages.stopped_because(err), file=sys.stderr)
                 return 1

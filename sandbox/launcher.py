@@ -8,6 +8,7 @@ everything it started and drops the throwaway data.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -15,9 +16,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -89,6 +92,16 @@ class Sandbox:
     _queue_name: str = ""
     _forget_channel: str | None = None  # the page's channel: its requests are the sandbox's own
     _claim: psycopg.Connection[Any] | None = None  # holds the advisory lock on the example database's name
+    # The worker may die (or be killed to rehearse "no worker is listening") without ending the sandbox:
+    # it is reported on the page and in the terminal, and restarted from the page.
+    _worker_env: dict[str, str] = field(default_factory=dict)
+    _worker_stream: IO[bytes] | None = None
+    _worker_reported: int | None = None  # pid of the dead worker already reported
+    _page: ChannelPage | None = None
+    _started: bool = False
+    _spawner: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "sandbox-spawn"))
+    _worker_lock: threading.Lock = field(default_factory=threading.Lock)  # two clicks start one worker
+    worker_restarts: int = 0
 
     def forget_own_keys(self) -> None:
         """Remove this sandbox's requests and queue from Redis (a shared one is never flushed)."""
@@ -108,10 +121,69 @@ class Sandbox:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
-    def check_running(self) -> None:
+    def check_running(self) -> list[str]:
+        """Raise when the bot (or, while starting, the worker) has exited. A running sandbox survives its
+        worker: a dead worker is returned as a one-line note, once."""
+        notes = []
         for name, process in self.processes.items():
-            if process.poll() is not None:
-                raise SandboxError(messages.process_exited(name, process.returncode, self.log_tail(name)))
+            if process.poll() is None:
+                continue
+            if name == "worker" and self._started:
+                if self._worker_reported != process.pid:
+                    self._worker_reported = process.pid
+                    notes.append(messages.worker_stopped(describe_exit(process.returncode)))
+                continue
+            raise SandboxError(messages.process_exited(name, process.returncode, self.log_tail(name)))
+        return notes
+
+    def worker_status(self) -> dict[str, Any]:
+        """What the page shows about the worker."""
+        process = self.processes.get("worker")
+        code = None if process is None else process.poll()
+        return {"running": process is not None and code is None,
+                "exit": None if code is None else describe_exit(code), "restarts": self.worker_restarts}
+
+    def stop_worker(self) -> dict[str, Any]:
+        """Stop the worker as a deploy would (SIGTERM: it finishes its job's step and deregisters)."""
+        with self._worker_lock:
+            process = self.processes.get("worker")
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=STOP_TIMEOUT_SECONDS)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        self._worker_changed()
+        return self.worker_status()
+
+    def restart_worker(self) -> dict[str, Any]:
+        """Start a new worker with the first one's environment, when none runs."""
+        with self._worker_lock:
+            process = self.processes.get("worker")
+            if self._worker_env and (process is None or process.poll() is not None):
+                # Started from a thread that lives as long as the sandbox: the child's die-with-parent signal
+                # follows the thread that forked it, and a page request's thread ends with the request.
+                self._spawner.submit(_start_process, self, "worker", "workers", self._worker_env,
+                                     self._worker_stream, append=True).result()
+                self.worker_restarts += 1
+                self._watch_worker()
+        self._worker_changed()
+        return self.worker_status()
+
+    def _watch_worker(self) -> None:
+        """Wake the page when the worker exits (the page long-polls on Slack's changes)."""
+        process = self.processes["worker"]
+
+        def watch() -> None:
+            process.wait()
+            self._worker_changed()
+
+        threading.Thread(target=watch, name="sandbox-worker-watch", daemon=True).start()
+
+    def _worker_changed(self) -> None:
+        if self._page is not None:
+            self._page.changed()
 
     def close(self) -> None:
         """Stop processes and servers, drop the example database, remove throwaway files. Idempotent."""
@@ -125,6 +197,7 @@ class Sandbox:
                 process.kill()
                 process.wait()
         self.processes.clear()
+        self._spawner.shutdown(wait=False)
         for server in (self.slack, self.pagerduty, self.digitalocean):
             if server is not None:
                 server.stop()
@@ -263,12 +336,20 @@ def _redis_for_sandbox(url: str | None) -> tuple[LocalService, str, bool]:
     return service, f"{base}/{SANDBOX_REDIS_DB}", True
 
 
-def _start_process(sandbox: Sandbox, name: str, module: str, env: Mapping[str, str], stream: IO[bytes] | None) -> None:
+def describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return messages.killed_by(signal.Signals(-code).name)
+    return messages.exit_status(code)
+
+
+def _start_process(sandbox: Sandbox, name: str, module: str, env: Mapping[str, str], stream: IO[bytes] | None,
+                   *, append: bool = False) -> None:
     log_path = sandbox.workdir / f"{name}.log"
     sandbox.logs[name] = log_path
     output: IO[bytes] | int
     if stream is None:
-        output = log_path.open("wb")
+        output = log_path.open("ab" if append else "wb")
     else:
         output = stream
     sandbox.processes[name] = subprocess.Popen(
@@ -304,6 +385,17 @@ def _claim_database(admin_url: str, name: str) -> psycopg.Connection[Any]:
         conn.close()
         raise SandboxError(messages.another_sandbox(name))
     return conn
+
+
+# Scenario 4: the users the bad deploy deletes (their projects go by cascade).
+LOST_USER_IDS = (11, 20)
+
+
+def lose_rows(database_url: str) -> int:
+    """The example app's bad deploy of scenario 4: rows deleted by mistake; how many users went."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        cursor = conn.execute("DELETE FROM users WHERE id BETWEEN %s AND %s", LOST_USER_IDS)
+        return cursor.rowcount
 
 
 def start_sandbox(
@@ -373,6 +465,7 @@ def start_sandbox(
             sandbox.digitalocean = DigitalOceanServer(token=f"do-sandbox-{secrets.token_hex(8)}").start()
             sandbox.page_url = sandbox.slack.url + "/"
             health_url, maintenance_url = page.health_url, page.maintenance_url
+            page.lose_rows = functools.partial(lose_rows, sandbox.database_url)
             signing_secret = secrets.token_hex(16)
             for var in ("SLACK_APP_TOKEN", "DIGITALOCEAN_TOKEN", "DIGITALOCEAN_API_URL"):
                 common.pop(var, None)
@@ -392,6 +485,7 @@ def start_sandbox(
         worker_env = {**common, "PROD_DATABASE_URL": sandbox.database_url, "BACKUP_DIR": str(workdir / "backups")}
         for var in ("SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
             worker_env.pop(var, None)
+        sandbox._worker_env, sandbox._worker_stream = worker_env, stream_logs
         _start_process(sandbox, "worker", "workers", worker_env, stream_logs)
         connection = redis.Redis.from_url(redis_to_use)
         queue = Queue(queue_name, connection=connection)
@@ -401,6 +495,10 @@ def start_sandbox(
         if not real_slack:
             _wait(sandbox, "bot", lambda: port_open("127.0.0.1", port))
             page.connect(f"http://127.0.0.1:{port}/slack/events", signing_secret)
+            page.worker = sandbox
+            sandbox._page = page
+        sandbox._started = True
+        sandbox._watch_worker()
         return sandbox
     except BaseException:
         sandbox.close()

@@ -12,6 +12,7 @@ BOT_NOT_CONNECTED = "the bot is not connected to this page"
 BOT_DID_NOT_ANSWER = "the bot did not answer"
 BODY_NOT_JSON = f'the request body must be JSON, e.g. {{"user": "U_ALICE", "text": "{COMMAND_PREFIX} help"}}'
 BODY_NOT_OBJECT = "the request body must be a JSON object"
+NO_WORKER_CONTROL = "this page does not run the worker"
 SINCE_NOT_A_NUMBER = "since must be a whole number (the last state's version)"
 
 
@@ -37,6 +38,19 @@ def bot_refused(what: str, status: int) -> str:
 
 def process_exited(name: str, status: int | None, log_tail: str) -> str:
     return f"the {name} exited with status {status}:\n{log_tail}"
+
+
+def exit_status(code: int) -> str:
+    return f"exit status {code}"
+
+
+def killed_by(signal_name: str) -> str:
+    return f"killed by {signal_name}"
+
+
+def worker_stopped(how: str) -> str:
+    return (f"sandbox: the worker stopped ({how}); the bot and the page keep running. Requests now meet "
+            "\"no worker is listening\" (within a minute); restart the worker from the page's header.")
 
 
 def not_ready(what: str, timeout: float, workdir: object) -> str:
@@ -96,3 +110,7 @@ def stopped_because(err: object) -> str:
 
 def unknown_scenario(name: str, known: list[str]) -> str:
     return f"unknown scenario {name!r}; known: {', '.join(known)}"
+def rows_lost(users: int) -> str:
+    return (f"(scenario 4) The app's bad deploy just deleted {users} users and, by cascade, their projects. "
+            "Get them back without losing newer rows: `/rollback backups` names the backup, then "
+            "`/rollback recover <backup> users,projects`.")

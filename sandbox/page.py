@@ -13,7 +13,7 @@ import urllib.error
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from sandbox import messages
@@ -22,6 +22,16 @@ from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import BOT_USER_ID, SlackApiServer, SlackUser
 
 LONG_POLL_SECONDS = 20.0
+
+
+class WorkerControl(Protocol):
+    """The sandbox's worker as the page shows and drives it (sandbox.launcher.Sandbox)."""
+
+    def worker_status(self) -> dict[str, Any]: ...
+
+    def stop_worker(self) -> dict[str, Any]: ...
+
+    def restart_worker(self) -> dict[str, Any]: ...
 
 
 def _static(name: str) -> bytes:
@@ -39,6 +49,9 @@ class ChannelPage:
         self.group_handles = dict(group_handles or {})  # user group id -> handle, for `<!subteam^ID>` mentions
         self.sender: SlackRequestSender | None = None
         self.maintenance = False  # switched by the target's maintenance hook (an HTTP call here)
+        # Scenario 4 (lost rows): the example app's bad deploy deletes rows; returns how many users went.
+        self.lose_rows: Callable[[], int] | None = None
+        self.worker: WorkerControl | None = None  # stopped and restarted from the page's header
         self._notes: list[dict[str, Any]] = []  # per-person notes: commands typed, bot unreachable
         self._lock = threading.Lock()
         server.page = self
@@ -76,9 +89,23 @@ class ChannelPage:
             send_json(handler, 200, {"ok": True, "maintenance": self.maintenance})
         elif path in ("/sandbox/maintenance/on", "/sandbox/maintenance/off") and verb == "POST":
             self.maintenance = path.endswith("/on")
-            with self.server.workspace._lock:
-                self.server.workspace._changed()
+            self.changed()
             send_json(handler, 200, {"ok": True, "maintenance": self.maintenance})
+        elif path == "/sandbox/scenario/lose-rows" and verb == "POST" and self.lose_rows is not None:
+            try:
+                user = _form(body).get("user", "")
+            except BadRequest as err:
+                send_json(handler, 400, {"ok": False, "error": str(err)})
+                return
+            lost = self.lose_rows()
+            self.server.post_as_user(self.channel, user or "U_SANDBOX", messages.rows_lost(lost))
+            send_json(handler, 200, {"ok": True, "deleted": lost})
+        elif path in ("/sandbox/worker/stop", "/sandbox/worker/restart") and verb == "POST":
+            if self.worker is None:
+                send_json(handler, 404, {"ok": False, "error": messages.NO_WORKER_CONTROL})
+                return
+            status = self.worker.stop_worker() if path.endswith("/stop") else self.worker.restart_worker()
+            send_json(handler, 200, {"ok": True, "worker": status})
         elif path in ("/sandbox/command", "/sandbox/action") and verb == "POST":
             try:
                 fields = _form(body)
@@ -111,7 +138,13 @@ class ChannelPage:
             "ephemerals": ws.ephemerals(self.channel, user) + notes,
             "bot_connected": self.sender is not None and self._bot_listening(),
             "maintenance": self.maintenance,
+            "worker": self.worker.worker_status() if self.worker is not None else None,
         }
+
+    def changed(self) -> None:
+        """Wake the pages waiting for a change (something outside Slack's state changed)."""
+        with self.server.workspace._lock:
+            self.server.workspace._changed()
 
     def _bot_listening(self) -> bool:
         """Whether the bot's port takes connections: the page's header says so (the bot may have died)."""

@@ -7,7 +7,8 @@ restore the project reports `RESTORING` for `polls_until_healthy` status reads, 
 
 `on_restore(ref, unix_time)`, when set, is called when a restore is accepted, so a test can make the
 database really go back (e.g. load a dump taken at that moment). `fail_next` queues status codes that
-the next requests answer with (a 503 to exercise retries), and `stuck = True` keeps a restoring project
+the next requests answer with (a 503 to exercise retries), `fail_restores` the same for restore-pitr
+calls only, and `stuck = True` keeps a restoring project
 from ever becoming healthy (a poll that must time out).
 """
 
@@ -54,6 +55,7 @@ class SupabaseServer(JsonHttpServer):
         self.restores: list[tuple[str, int]] = []
         self.requests: list[tuple[str, str]] = []
         self.fail_next: list[int] = []
+        self.fail_restores: list[int] = []  # status codes the next restore-pitr calls answer with
         self.stuck = False
         self.on_restore: Callable[[str, int], None] | None = None
 
@@ -108,6 +110,8 @@ class SupabaseServer(JsonHttpServer):
         latest = project.latest_unix or int(time.time())
         if not project.earliest_unix <= target <= latest:
             return 400, {"message": "recovery_time_target_unix is outside the available PITR window"}
+        if self.fail_restores:
+            return self.fail_restores.pop(0), {"message": "Service temporarily unavailable"}
         if project.status != HEALTHY:
             return 409, {"message": f"Project is {project.status}"}
         self.restores.append((project.ref, target))

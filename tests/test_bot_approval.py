@@ -31,6 +31,7 @@ from tests.fixtures.bot import (
     settle,
     thread_texts,
 )
+from tests.fixtures.fakes import quiet
 
 pytestmark = pytest.mark.usefixtures("idle_worker")
 
@@ -138,7 +139,7 @@ def test_concurrent_approvers_start_one_pipeline(
         t.join()
     assert statuses == [200] * 8
     slack_api.wait_for(lambda: len(slack_api.ephemerals()) >= 7)
-    time.sleep(0.3)
+    quiet(slack_api)
     assert jobs(bot_queue) == [("workers.jobs.execute", {"request_id": request.id})]
     decided = store.get(request.id)
     assert decided is not None and decided.approver in (BOB, "U_DAVE")

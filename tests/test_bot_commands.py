@@ -143,7 +143,8 @@ def test_every_verb_and_alias_parses_from_the_table() -> None:
     for verb in verbs.VERBS:
         for word in (verb.name, *verb.aliases):
             args = " ".join({"version": V1, "backup": "x.dump", "state": "on", "request_id": "RB-7K3F9Q",
-                             "pid": "12345", "watch": "stop"}[a.name]
+                             "pid": "12345", "watch": "stop",
+                             "tables": "users", "snapshot": "1234"}[a.name]
                             for a in verb.arguments if a.required)
             assert parse(f"{word.upper()} {args}", ONE, versions_for).verb == verb.name
 

@@ -25,9 +25,12 @@ from tests.fixtures.bot import (
     settle,
     thread_texts,
 )
+from tests.fixtures.fakes import quiet
 
 NOW = 1_800_000_000.0
 START_WITHIN = 120.0
+SWEEP_INTERVAL = 0.2
+SWEEPS_SECONDS = 3 * SWEEP_INTERVAL  # Slack unchanged for three sweep intervals: the sweeps changed nothing
 
 
 def request(status: RequestStatus, **fields: object) -> Request:
@@ -62,7 +65,7 @@ def test_only_pending_and_approved_requests_stay_watched() -> None:
 def sweeping_bot(make_bot: Callable[..., BotServer], slack_api: SlackApiServer) -> SlackRequestSender:
     bot = make_bot(DEFAULT_BOT_CONFIG.replace("request_ttl_seconds = 900",
                                               f"request_ttl_seconds = 900\nstart_within_seconds = {int(START_WITHIN)}"),
-                   env={"ROLLBACK_SWEEP_INTERVAL_SECONDS": "0.2"})
+                   env={"ROLLBACK_SWEEP_INTERVAL_SECONDS": str(SWEEP_INTERVAL)})
     return SlackRequestSender(bot.events_url, SIGNING_SECRET, slack_api)
 
 
@@ -71,11 +74,11 @@ def test_unanswered_request_expires_without_a_click(
     sweeping_bot: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, bot_queue: Queue
 ) -> None:
     pending = ask(sweeping_bot, slack_api, store)
-    time.sleep(0.5)  # a few sweeps: a request within its time is left alone
+    quiet(slack_api, SWEEPS_SECONDS)  # a few sweeps go by: a request within its time is left alone
     assert has_buttons(slack_api, pending) and len(thread_texts(slack_api, pending)) == 1
     store.update(pending.id, expires_at=time.time() - 1)  # its 15 minutes are over; nobody clicked
     texts = settle(slack_api, pending, 1)
-    time.sleep(0.5)  # more sweeps add nothing
+    quiet(slack_api, SWEEPS_SECONDS)  # more sweeps add nothing
     assert thread_texts(slack_api, pending) == texts
     assert not has_buttons(slack_api, pending)
     assert "Expired* at" in texts[0] and "nobody approved; run a new dry-run" in texts[0]

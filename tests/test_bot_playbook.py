@@ -13,6 +13,7 @@ from psycopg.conninfo import make_conninfo
 from core.requests import Request, RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
+from tests.fixtures.fakes import WAIT_SECONDS
 from tests.fixtures.stack import EXAMPLE_MIGRATIONS, apply_example
 
 CHANNEL = "C_INCIDENT"
@@ -38,17 +39,22 @@ def command(sender: SlackRequestSender, slack_api: SlackApiServer, text: str, us
     return str(slack_api.wait_for(lambda: len(roots(slack_api)) > before and roots(slack_api)[-1]["ts"]))
 
 
-def replied(slack_api: SlackApiServer, ts: str, needle: str, timeout: float = 30.0) -> str:
+def replied(slack_api: SlackApiServer, ts: str, needle: str, timeout: float = WAIT_SECONDS) -> str:
     return slack_api.wait_for(lambda: needle in thread(slack_api, ts) and thread(slack_api, ts), timeout=timeout)
 
 
 def ask(sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore) -> Request:
     """dry-run, then execute: the pending request."""
     dry_ts = command(sender, slack_api, f"dry-run {GOOD}")
-    slack_api.wait_for(lambda: store.current_plan(CHANNEL, "prod"), timeout=30)
-    assert BAD in thread(slack_api, dry_ts)
+    slack_api.wait_for(lambda: store.current_plan(CHANNEL, "prod"), timeout=WAIT_SECONDS)
+    # the worker saves the plan, then posts it: wait for the post
+    assert BAD in replied(slack_api, dry_ts, BAD, timeout=WAIT_SECONDS)
     command(sender, slack_api, "execute")
     return slack_api.wait_for(lambda: [r for r in store.for_channel(CHANNEL) if r.thread_ts])[0]
+
+
+def outcome_broadcast(slack_api: SlackApiServer, request: Request) -> list[dict]:  # type: ignore[type-arg]
+    return [m for m in slack_api.messages(CHANNEL) if m.get("reply_broadcast") and m.get("thread_ts") == request.thread_ts]
 
 
 def approve(sender: SlackRequestSender, request: Request) -> None:
@@ -85,6 +91,8 @@ def test_full_playbook_from_status_to_verified_rollback(
     done = slack_api.wait_for(
         lambda: (r := store.get(request.id)) is not None and r.is_final and r, timeout=PIPELINE_TIMEOUT
     )
+    # The worker records the outcome first and then announces it: wait for the announcement (broadcast).
+    slack_api.wait_for(lambda: outcome_broadcast(slack_api, request), timeout=PIPELINE_TIMEOUT)
     record = thread(slack_api, request.thread_ts)
     assert done.status is RequestStatus.SUCCEEDED, record
     assert done.approver == BOB and done.requester == ALICE
@@ -104,7 +112,7 @@ def test_full_playbook_from_status_to_verified_rollback(
     # (the card's thread also holds the SQL file attached with the card: the report is the incident-*.md)
     report = slack_api.wait_for(lambda: [f for f in slack_api.files() if f.thread_ts == request.thread_ts
                                          and f.filename.startswith("incident-")],
-                                timeout=30)[0]
+                                timeout=WAIT_SECONDS)[0]
     assert request.id in report.text()
 
     everything = "\n".join([*(message_text(m) for m in slack_api.messages(CHANNEL)),
@@ -130,6 +138,8 @@ def test_failed_rollback_pages(
             lambda: (r := store.get(request.id)) is not None and r.is_final and r, timeout=PIPELINE_TIMEOUT
         )
         blocker.rollback()
+    # The failure is recorded, then paged, then the escalation contacts are called into the thread (last).
+    replied(slack_api, request.thread_ts, "needs a human", timeout=PIPELINE_TIMEOUT)
     record = thread(slack_api, request.thread_ts)
     assert done.status is RequestStatus.FAILED, record
     incidents = pagerduty.wait_for(lambda: list(pagerduty.incidents().values()))  # type: ignore[attr-defined]

@@ -4,9 +4,9 @@ WebSocket (sandbox/socket_mode.py), acks them there and enqueues the jobs as ove
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rq import Queue
@@ -14,13 +14,22 @@ from rq import Queue
 from sandbox.slack_api import SlackApiServer
 from sandbox.socket_mode import SocketModeServer
 from tests.fixtures.bot import ALICE, CHANNEL, DEFAULT_BOT_CONFIG, BotServer, launch_bot, roots, wait_jobs
+from tests.fixtures.fakes import WAIT_SECONDS, quiet
 
-CONNECT_TIMEOUT_SECONDS = 20.0
+CONNECT_TIMEOUT_SECONDS = WAIT_SECONDS
+
+
+class PatientSocketMode(SocketModeServer):
+    """The Socket Mode stand-in, waiting for acks as long as the tests wait for anything."""
+
+    def deliver(self, kind: str, payload: dict[str, Any], *, timeout: float = WAIT_SECONDS,
+                retry_attempt: int = 0) -> dict[str, Any]:
+        return super().deliver(kind, payload, timeout=timeout, retry_attempt=retry_attempt)
 
 
 @pytest.fixture
 def sockets(slack_api: SlackApiServer) -> Iterator[SocketModeServer]:
-    with SocketModeServer(slack_api) as server:
+    with PatientSocketMode(slack_api) as server:
         yield server
 
 
@@ -59,7 +68,7 @@ def test_a_slash_command_over_the_socket_is_acked_and_enqueued(
     first = sockets.sent[0]
     ack = sockets.deliver(first["type"], first["payload"], retry_attempt=1)
     assert ack["envelope_id"] != first["envelope_id"]
-    time.sleep(0.3)  # give a wrongly repeated command the chance to show up
+    quiet(slack_api)  # a wrongly repeated command would post a second root message
     assert bot_queue.count == 1 and len(roots(slack_api)) == 1
 
 

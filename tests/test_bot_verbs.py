@@ -43,6 +43,7 @@ from tests.fixtures.bot import (
 from tests.fixtures.bot import (
     jobs as queued,
 )
+from tests.fixtures.fakes import quiet
 
 pytestmark = pytest.mark.usefixtures("idle_worker")
 MAINTENANCE = verbs.verb("maintenance").job
@@ -199,7 +200,10 @@ def test_each_kind_enqueues_the_job_of_its_verb_on_approval() -> None:
     assert {kind: verbs.approved_job(kind) for kind in RequestKind} == {
         RequestKind.ROLLBACK: "workers.jobs.execute", RequestKind.RESTORE: "workers.jobs.restore",
         RequestKind.UNDO: "workers.jobs.undo",
-        RequestKind.TERMINATE: "workers.jobs.terminate", RequestKind.REPAIR: "workers.jobs.repair"}
+        RequestKind.TERMINATE: "workers.jobs.terminate", RequestKind.REPAIR: "workers.jobs.repair",
+        RequestKind.RECOVER: "workers.jobs.recover", RequestKind.PITR: "workers.jobs.pitr",
+        RequestKind.SNAPSHOT_RESTORE: "workers.jobs.snapshot_restore",
+        RequestKind.CLUSTER_RESTORE: "workers.jobs.cluster_restore"}
     assert sorted(v.approval for v in verbs.VERBS if v.approval) == sorted(RequestKind)  # one verb per kind
 
 
@@ -239,7 +243,7 @@ def test_maintenance_by_anyone_else_is_refused_in_one_line(
     assert text.startswith("Refused: only the requester of the target's latest request or an approver")
     assert request.id in text and "<@U_ALICE>" in text and "\n" not in text
     assert "say which one" in answer(sender, slack_api, "maintenance off", user=ALICE)  # two targets: name one
-    time.sleep(0.2)
+    quiet(slack_api)
     assert bot_queue.count == 0 and len(thread_texts(slack_api, request)) == 1
 
 

@@ -189,9 +189,12 @@ def test_stopping_a_rollback_mid_statement_rolls_it_back_and_says_so_in_one_line
     (Path(env["MIGRATIONS_DIR"]) / NEW_FEATURE_DIR / "down.sql").write_text(
         "DROP TABLE new_feature_table;\nSELECT pg_sleep(30);\n")
     before = pg_dump(url, exclude=BOOKKEEPING)
+    # A suite started in the background (`cmd &`) inherits SIGINT ignored, and so would the CLI: give it
+    # a terminal's default disposition, so that SIGINT is the Ctrl-C it stands for.
     proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "--rollback", "--to", KNOWN_GOOD, *FAST],
                             env=dict(os.environ, PYTHONPATH=str(REPO), **env), cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for_backend(url, "SELECT pg_sleep")
         proc.send_signal(stop)
@@ -271,3 +274,26 @@ def test_copy_from_stdin_is_refused_before_anything_runs(env: dict[str, str]) ->
         assert (f"{up}: `COPY imported (id) FROM stdin`: COPY FROM STDIN is not supported in migration scripts; "
                 "use INSERT or load data separately") in result.stderr
     assert query(env["DATABASE_URL"], "SELECT to_regclass('users')") == [(None,)]
+
+
+def test_a_verbose_dry_run_says_dry_run_before_any_statement(env: dict[str, str],
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*FAST], env) == 0
+    capsys.readouterr()
+    assert main(["--rollback", "--to", KNOWN_GOOD, "--dry-run", "--verbose", *FAST], env) == 0
+    lines = capsys.readouterr().out.splitlines()
+    first_statement = next(i for i, line in enumerate(lines) if line.startswith(f"[{NEW_FEATURE}]"))
+    assert lines[0].startswith("DRY RUN — nothing will change") and first_statement > 0
+    assert statuses(env["DATABASE_URL"])[NEW_FEATURE] == "completed"
+
+
+def test_a_folder_of_other_files_is_summarized_in_one_line(env: dict[str, str],
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    folder = Path(env["MIGRATIONS_DIR"])
+    for i in range(100):  # e.g. MIGRATIONS_DIR pointing at a project's root by mistake
+        (folder / f"notes-{i:03d}").mkdir()
+    assert main(["--status"], env) == 0
+    ignored = [line for line in capsys.readouterr().out.splitlines() if "ignored" in line]
+    assert len(ignored) == 1, ignored
+    assert "ignored 100 entries in the migrations folder" in ignored[0] and "'notes-000'" in ignored[0]
+    assert "and 97 more" in ignored[0]

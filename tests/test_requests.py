@@ -42,7 +42,6 @@ def make(store: RequestStore, target: str = "prod", now: float = NOW, ttl: int =
 
 @pytest.fixture
 def store(redis_conn: redis.Redis) -> RequestStore:
-    redis_conn.flushdb()  # the shared redis_url fixture flushes db 0, not TEST_REDIS_DB (reported)
     return RequestStore(redis_conn, prefix="test")
 
 
@@ -93,7 +92,6 @@ def test_unknown_request_and_bad_decision(store: RequestStore) -> None:
 
 def test_concurrent_decisions_have_exactly_one_winner(redis_url: str) -> None:
     setup = RequestStore(redis.Redis.from_url(redis_url), prefix="test")
-    setup.redis.flushdb()
     req = make(setup, now=0, ttl=10**10)
     winners: list[str] = []
     losers: list[str] = []
@@ -269,7 +267,6 @@ def test_a_busy_target_keeps_the_plan(store: RequestStore) -> None:
 
 def test_concurrent_requests_from_one_plan_make_one_request(redis_url: str) -> None:
     setup = RequestStore(redis.Redis.from_url(redis_url), prefix="test")
-    setup.redis.flushdb()
     setup.save_plan("C_INCIDENT", "prod", PLAN)
     saved = setup.saved_plan("C_INCIDENT", "prod")
     made: list[str] = []

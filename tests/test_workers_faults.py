@@ -11,6 +11,7 @@ import psycopg
 import redis
 
 from core.requests import RequestStore
+from tests.fixtures.fakes import WAIT_SECONDS
 from tests.fixtures.stack import (
     SLOW_VERSION,
     apply_example,
@@ -59,7 +60,7 @@ def _start_slow_rollback(tmp_path, stack_env, database_url, slack_api, start_wor
     request = approved_request(stack_env, thread_ts=ts, plan=dry)
     open_slow_gate(database_url)
     enqueue(stack_env, "workers.jobs.execute", request_id=request.id)
-    slack_api.wait_for(lambda: _sleeping_backend(database_url), timeout=30)  # the rollback is mid-flight
+    slack_api.wait_for(lambda: _sleeping_backend(database_url), timeout=WAIT_SECONDS)  # the rollback is mid-flight
     return worker, ts, request
 
 
@@ -81,8 +82,8 @@ def test_sigkilled_work_horse_leaves_database_unchanged_reports_and_pages(
     os.kill(worker.horse_pid(), signal.SIGKILL)
 
     store = _store(stack_env)
-    slack_api.wait_for(lambda: store.get(request.id).status.value == "failed", timeout=30)
-    pagerduty.wait_for(lambda: pagerduty.events, timeout=30)
+    slack_api.wait_for(lambda: store.get(request.id).status.value == "failed", timeout=WAIT_SECONDS)
+    pagerduty.wait_for(lambda: pagerduty.events, timeout=WAIT_SECONDS)
     _wait_gone(database_url)
 
     # the transaction never committed: the table the down script dropped is still there
@@ -113,8 +114,8 @@ def test_sigkilled_whole_worker_is_reported_by_another_worker(
     start_worker(stack_env)  # a live worker: its watchdog finds the lapsed lease
 
     store = _store(stack_env)
-    slack_api.wait_for(lambda: store.get(request.id).status.value == "failed", timeout=30)
-    pagerduty.wait_for(lambda: pagerduty.events, timeout=30)
+    slack_api.wait_for(lambda: store.get(request.id).status.value == "failed", timeout=WAIT_SECONDS)
+    pagerduty.wait_for(lambda: pagerduty.events, timeout=WAIT_SECONDS)
     _wait_gone(database_url)
     assert _regclass(database_url, "slow_marker") == "slow_marker"
     assert "stopped responding" in thread_text(slack_api, ts)
@@ -130,8 +131,8 @@ def test_database_going_away_mid_rollback_fails_clearly(
                      " AND state = 'active' AND datname = current_database() AND pid <> pg_backend_pid()",
                      ("%pg_sleep%",))
     store = _store(stack_env)
-    slack_api.wait_for(lambda: store.get(request.id).status.value == "failed", timeout=30)
-    pagerduty.wait_for(lambda: pagerduty.events, timeout=30)
+    slack_api.wait_for(lambda: store.get(request.id).status.value == "failed", timeout=WAIT_SECONDS)
+    pagerduty.wait_for(lambda: pagerduty.events, timeout=WAIT_SECONDS)
     assert _regclass(database_url, "slow_marker") == "slow_marker"
     text = thread_text(slack_api, ts)
     assert "Rollback* failed" in text
@@ -184,11 +185,11 @@ def test_redis_going_away_mid_step_is_reported_not_hung(
         request = approved_request(stack_env, thread_ts=ts, plan=dry)
         open_slow_gate(database_url, seconds=3)
         enqueue(env, "workers.jobs.execute", request_id=request.id)
-        slack_api.wait_for(lambda: _sleeping_backend(database_url), timeout=30)
+        slack_api.wait_for(lambda: _sleeping_backend(database_url), timeout=WAIT_SECONDS)
     finally:
         proxy.close()  # Redis goes away while the rollback runs
 
     text = slack_api.wait_for(lambda: (t := thread_text(slack_api, ts)) and "Rollback* failed" in t and t, timeout=60)
-    pagerduty.wait_for(lambda: pagerduty.events, timeout=30)
+    pagerduty.wait_for(lambda: pagerduty.events, timeout=WAIT_SECONDS)
     assert "Redis is unreachable" in text and "Traceback" not in text
     assert pagerduty.events[0]["dedup_key"].endswith(request.id)

@@ -9,6 +9,7 @@ import psycopg
 import redis
 
 from core.requests import RequestStore
+from tests.fixtures.fakes import WAIT_SECONDS
 from tests.fixtures.stack import (
     REPO_ROOT,
     REQUESTER,
@@ -53,7 +54,7 @@ def test_a_different_database_behind_the_target_is_refused_until_confirmed(
     request = approved_request(moved, thread_ts=ts, plan=dry)
     enqueue(moved, "workers.jobs.execute", request_id=request.id)
     store = RequestStore(redis.Redis.from_url(moved["REDIS_URL"]))
-    slack_api.wait_for(lambda: store.get(request.id).status.value == "failed", timeout=30)
+    slack_api.wait_for(lambda: store.get(request.id).status.value == "failed", timeout=WAIT_SECONDS)
     assert "wrong database?" in thread_text(slack_api, ts)
     with psycopg.connect(other) as conn:  # nothing was rolled back on the other database
         row = conn.execute("SELECT status FROM schema_migrations WHERE version = '2025_10_20_150000'").fetchone()

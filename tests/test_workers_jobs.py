@@ -8,6 +8,7 @@ import redis
 
 from core.requests import RequestStore
 from sandbox.digitalocean import DEFAULT_DATABASE_ID, DEFAULT_DROPLET_ID
+from tests.fixtures.fakes import WAIT_SECONDS
 from tests.fixtures.stack import (
     REQUESTER,
     apply_example,
@@ -124,7 +125,7 @@ def test_a_step_past_its_time_limit_is_stopped_and_paged(
     open_slow_gate(database_url, seconds=30)
     enqueue(stack_env, "workers.jobs.execute", request_id=request.id)
     store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
-    slack_api.wait_for(lambda: store.get(request.id).status.value == "failed", timeout=30)
+    slack_api.wait_for(lambda: store.get(request.id).status.value == "failed", timeout=WAIT_SECONDS)
     pagerduty.wait_for(lambda: pagerduty.events)
     text = thread_text(slack_api, ts)
     assert "Rollback* failed" in text and "timeout" in text.lower()

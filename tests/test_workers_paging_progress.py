@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
+import threading
 
 from slack_sdk import WebClient
 
-from tests.fixtures.fakes import SLACK_TOKEN
+from tests.fixtures.fakes import SLACK_TOKEN, WAIT_SECONDS
 from tests.fixtures.stack import CHANNEL, post_root, thread_text
 from workers.paging import Pager, dedup_key, escalate
 from workers.progress import Progress, make_client
@@ -81,10 +81,11 @@ def test_heartbeat_posts_while_a_long_step_runs(slack_api):
     progress = Progress(make_client(SLACK_TOKEN, slack_api.api_url), CHANNEL, ts, interval_s=0.2)
     with progress.heartbeat("rollback") as beat:
         beat("3 of 5 statements")
-        slack_api.wait_for(lambda: thread_text(slack_api, ts).count("still running") >= 2, timeout=10)
+        slack_api.wait_for(lambda: thread_text(slack_api, ts).count("still running") >= 2, timeout=WAIT_SECONDS)
     assert "3 of 5 statements" in thread_text(slack_api, ts)
     after = thread_text(slack_api, ts).count("still running")
-    time.sleep(0.5)
+    # the step's end stops and joins the heartbeat thread: nothing can post after this
+    assert not [t for t in threading.enumerate() if t.name == "heartbeat-rollback"]
     assert thread_text(slack_api, ts).count("still running") == after  # stopped with the step
 
 

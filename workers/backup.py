@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -373,14 +373,18 @@ def dump_command(
     jobs: int | None,
     compress: int,
     lock_wait_timeout_ms: int,
+    tables: Sequence[tuple[str, str]] = (),
 ) -> tuple[list[str], str]:
-    """pg_dump's argv and the archive format. Parallel (`jobs` > 1) means the directory format."""
+    """pg_dump's argv and the archive format. Parallel (`jobs` > 1) means the directory format.
+    `tables` ((schema, name) pairs) limits the dump to those tables (a table recovery's backup)."""
     common = [
         pg_dump,
         "--no-password",
         f"--lock-wait-timeout={lock_wait_timeout_ms}",
         f"--compress={compress}",
         f"--file={output}",
+        # quoted: the pattern names exactly that table, in its case
+        *(f'--table="{schema}"."{name}"' for schema, name in tables),
     ]
     if jobs is not None and jobs > 1:
         return [*common, "--format=directory", f"--jobs={jobs}", f"--dbname={dbname}"], DIRECTORY_FORMAT
@@ -401,6 +405,7 @@ def take_backup(
     lock_wait_timeout_ms: int = defaults.BACKUP_LOCK_WAIT_TIMEOUT_MS,
     progress_interval: float = defaults.PROGRESS_INTERVAL_SECONDS,
     now: datetime | None = None,
+    tables: Sequence[tuple[str, str]] = (),
 ) -> BackupResult:
     """Dump the target, record checksum and size in the manifest, and verify the archive.
 
@@ -429,6 +434,7 @@ def take_backup(
             jobs=effective_jobs,
             compress=compress,
             lock_wait_timeout_ms=lock_wait_timeout_ms,
+            tables=tables,
         )
 
         def progress(elapsed: float) -> str:

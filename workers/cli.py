@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"attempts after the first when a lock wait times out (default {defaults.LOCK_RETRIES})")
     p.add_argument("--statement-timeout", metavar="MS", type=int, default=defaults.STATEMENT_TIMEOUT_MS,
                    help=f"longest run of one statement (default {defaults.STATEMENT_TIMEOUT_MS})")
+    p.add_argument("--dry-run-budget", metavar="MS", type=int, default=defaults.DRY_RUN_BUDGET_MS,
+                   help="with --dry-run: longest time it may hold a lock that blocks the application, then it "
+                   f"stops and estimates the rest (default {defaults.DRY_RUN_BUDGET_MS})")
     p.add_argument("--limit", type=int, default=50, help="with --history: how many rows")
     p.add_argument("--no-escrow", action="store_true",
                    help="with --rollback: do not copy what the down scripts destroy (a full backup is your only net)")
@@ -99,6 +102,8 @@ def _check(args: argparse.Namespace) -> None:
     for name in ("lock_timeout", "statement_timeout"):
         if getattr(args, name) <= 0:
             raise UsageError(messages.usage_conflict(f"--{name.replace('_', '-')} must be a positive number of ms"))
+    if args.dry_run_budget < 0:
+        raise UsageError(messages.usage_conflict("--dry-run-budget must be 0 or more ms"))
     if args.limit <= 0:
         raise UsageError(messages.usage_conflict("--limit must be a positive number of rows"))
     if args.lock_retries < 0:
@@ -147,11 +152,14 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
     engine = Engine(
         conninfo, migrations_dir, actor=actor,
         lock_timeout_ms=args.lock_timeout, lock_retries=args.lock_retries,
-        statement_timeout_ms=args.statement_timeout, log=log, escrow=not args.no_escrow,
-        escrow_required=args.escrow_required,
+        statement_timeout_ms=args.statement_timeout, dry_run_budget_ms=args.dry_run_budget, log=log,
+        escrow=not args.no_escrow, escrow_required=args.escrow_required,
     )
     def show(data: dict[str, Any] | list[dict[str, Any]], text: str) -> None:
         _print_json(data, out) if args.json else out(text)
+
+    if args.dry_run and args.verbose:
+        log(messages.DRY_RUN_AHEAD)  # before the first statement scrolls by
 
     if args.status:
         report = engine.status()

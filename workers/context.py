@@ -73,7 +73,8 @@ class Context:
     def secrets(self) -> list[str]:
         """Every secret this process holds (tokens, each target's database password): what no line
         posted or logged may contain, whatever error text happened to echo it."""
-        found = [self.settings.slack_bot_token, self.settings.pagerduty_routing_key, self.settings.digitalocean_token]
+        found = [self.settings.slack_bot_token, self.settings.pagerduty_routing_key, self.settings.digitalocean_token,
+                 self.settings.supabase_access_token]
         for target in self.settings.targets.values():
             try:
                 url = self.settings.database_url(target)
@@ -104,7 +105,7 @@ class Context:
             self.conninfo(target), target.migrations_dir, actor=actor,
             approved_by=request.approver if request else None, request_id=request.id if request else None,
             lock_timeout_ms=self.settings.lock_timeout_ms, lock_retries=self.settings.lock_retries,
-            statement_timeout_ms=self.settings.statement_timeout_ms,
+            statement_timeout_ms=self.settings.statement_timeout_ms, dry_run_budget_ms=target.dry_run_budget_ms,
             connect_timeout_s=self.options.connect_timeout_s, log=log,
             escrow=target.escrow, escrow_required=escrow_required,
         )

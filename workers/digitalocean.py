@@ -22,8 +22,6 @@ Heartbeat = Callable[[str], None]
 DONE_STATUSES = ("completed", "errored")
 
 
-
-
 class DigitalOcean:
     def __init__(self, token: str, api_url: str | None = None, *, retries: int | None = None) -> None:
         if not token:
@@ -77,6 +75,30 @@ class DigitalOcean:
             errors.do_snapshot_droplet(droplet_id),
             lambda: self.client.droplet_actions.post(droplet_id, {"type": "snapshot", "name": name}),
         )
+        action = self._follow_action(
+            body, droplet_id, heartbeat=heartbeat, poll_seconds=poll_seconds, timeout_s=timeout_s,
+            beat=lambda status, elapsed: messages.do_snapshot_progress(name, droplet_id, status, elapsed),
+            slow=lambda action_id, status: errors.do_snapshot_slow(droplet_id, action_id, status, timeout_s),
+            errored=lambda action_id: errors.do_snapshot_errored(name, droplet_id, action_id),
+        )
+        return {
+            "action_id": action.get("id"),
+            "status": action.get("status"),
+            "name": name,
+            "droplet_id": droplet_id,
+            "started_at": action.get("started_at"),
+            "completed_at": action.get("completed_at"),
+            "duration_s": round(time.monotonic() - started, 3),
+        }
+
+    def _follow_action(
+        self, body: JsonObject, droplet_id: int, *, heartbeat: Heartbeat | None, poll_seconds: float,
+        timeout_s: float, beat: Callable[[Any, float], str], slow: Callable[[Any, Any], str],
+        errored: Callable[[Any], str],
+    ) -> JsonObject:
+        """Poll a droplet action (the one loop for snapshots and restores) until it completes; raises
+        past `timeout_s` or when it errors."""
+        started = time.monotonic()
         action = body.get("action") or {}
         action_id = action.get("id")
         if action_id is None:
@@ -85,24 +107,81 @@ class DigitalOcean:
         while action.get("status") not in DONE_STATUSES:
             elapsed = time.monotonic() - started
             if elapsed > timeout_s:
-                raise DigitalOceanError(errors.do_snapshot_slow(droplet_id, action_id, action.get("status"), timeout_s))
+                raise DigitalOceanError(slow(action_id, action.get("status")))
             if heartbeat is not None and time.monotonic() - last_beat >= defaults.PROGRESS_INTERVAL_SECONDS:
-                heartbeat(messages.do_snapshot_progress(name, droplet_id, action.get("status"), elapsed))
+                heartbeat(beat(action.get("status"), elapsed))
                 last_beat = time.monotonic()
             time.sleep(poll_seconds)
             action = self._call(errors.do_poll_action(action_id), lambda: self.client.actions.get(action_id)).get("action") or {}
-        duration = round(time.monotonic() - started, 3)
         if action.get("status") == "errored":
-            raise DigitalOceanError(errors.do_snapshot_errored(name, droplet_id, action_id))
-        return {
-            "action_id": action_id,
-            "status": action.get("status"),
-            "name": name,
-            "droplet_id": droplet_id,
-            "started_at": action.get("started_at"),
-            "completed_at": action.get("completed_at"),
-            "duration_s": duration,
-        }
+            raise DigitalOceanError(errored(action_id))
+        return action
+
+    def snapshot(self, snapshot_id: str) -> JsonObject:
+        """One snapshot by id: id, name, created_at, resource_id, resource_type. Raises (one line) when
+        DigitalOcean does not know it."""
+        wire_id: Any = snapshot_id  # pydo's stub types the id as a mapping; the API takes the id itself
+        body = self._call(errors.do_get_snapshot(snapshot_id), lambda: self.client.snapshots.get(wire_id))
+        found = body.get("snapshot") or {}
+        return {"id": str(found.get("id")), "name": found.get("name"), "created_at": found.get("created_at"),
+                "resource_id": str(found.get("resource_id")), "resource_type": found.get("resource_type"),
+                "size_gigabytes": found.get("size_gigabytes")}
+
+    def restore_droplet(
+        self, droplet_id: int, snapshot_id: str, heartbeat: Heartbeat | None = None,
+        poll_seconds: float = defaults.DO_ACTION_POLL_SECONDS, timeout_s: float = defaults.DO_ACTION_TIMEOUT_SECONDS,
+    ) -> JsonObject:
+        """Restore a droplet from one of its snapshots (a `restore` droplet action) and wait for it."""
+        started = time.monotonic()
+        body = self._call(
+            errors.do_restore_droplet(droplet_id, snapshot_id),
+            lambda: self.client.droplet_actions.post(droplet_id, {"type": "restore", "image": int(snapshot_id)}),
+        )
+        action = self._follow_action(
+            body, droplet_id, heartbeat=heartbeat, poll_seconds=poll_seconds, timeout_s=timeout_s,
+            beat=lambda status, elapsed: messages.do_restore_progress(snapshot_id, droplet_id, status, elapsed),
+            slow=lambda action_id, status: errors.do_restore_slow(droplet_id, action_id, status, timeout_s),
+            errored=lambda action_id: errors.do_restore_errored(snapshot_id, droplet_id, action_id),
+        )
+        return {"action_id": action.get("id"), "status": action.get("status"), "snapshot": snapshot_id,
+                "droplet_id": droplet_id, "completed_at": action.get("completed_at"),
+                "duration_s": round(time.monotonic() - started, 3)}
+
+    def restore_cluster(
+        self, database_id: str, new_name: str, backup_created_at: str | None, heartbeat: Heartbeat | None = None,
+        poll_seconds: float = defaults.DO_ACTION_POLL_SECONDS, timeout_s: float = defaults.DO_ACTION_TIMEOUT_SECONDS,
+    ) -> JsonObject:
+        """A new managed cluster from a backup of `database_id` (pydo `databases.create` with
+        `backup_restore`), followed until it is online. Returns its id, name, host, port and database,
+        never its password or URI."""
+        started = time.monotonic()
+        source = self._call(errors.do_get_cluster(database_id), lambda: self.client.databases.get_cluster(database_id))
+        cluster = source.get("database") or {}
+        restore: JsonObject = {"database_name": cluster.get("name")}
+        if backup_created_at:
+            restore["backup_created_at"] = backup_created_at
+        spec = {"name": new_name, "engine": cluster.get("engine") or "pg", "version": cluster.get("version"),
+                "region": cluster.get("region"), "size": cluster.get("size"),
+                "num_nodes": cluster.get("num_nodes") or 1, "backup_restore": restore}
+        created = self._call(errors.do_create_cluster(new_name), lambda: self.client.databases.create_cluster(spec))
+        new = created.get("database") or {}
+        new_id = str(new.get("id") or "")
+        if not new_id:
+            raise DigitalOceanError(errors.do_unexpected(errors.do_create_cluster(new_name)))
+        last_beat = started
+        while new.get("status") != "online":
+            elapsed = time.monotonic() - started
+            if elapsed > timeout_s:
+                raise DigitalOceanError(errors.do_cluster_slow(new_name, new.get("status"), timeout_s))
+            if heartbeat is not None and time.monotonic() - last_beat >= defaults.PROGRESS_INTERVAL_SECONDS:
+                heartbeat(messages.do_cluster_progress(new_name, new.get("status"), elapsed))
+                last_beat = time.monotonic()
+            time.sleep(poll_seconds)
+            new = self._call(errors.do_get_cluster(new_id), lambda: self.client.databases.get_cluster(new_id)).get("database") or {}
+        connection = new.get("connection") or {}
+        return {"id": new_id, "name": new.get("name"), "status": new.get("status"), "host": connection.get("host"),
+                "port": connection.get("port"), "database": connection.get("database"), "user": connection.get("user"),
+                "backup_created_at": backup_created_at, "duration_s": round(time.monotonic() - started, 3)}
 
     def list_snapshots(self, droplet_id: int | None = None) -> list[JsonObject]:
         """Droplet snapshots (of one droplet, or all), newest first: id, name, created_at, size_gigabytes."""

@@ -106,6 +106,10 @@ def unknown_step(step: str) -> str:
     return f"unknown pipeline step {step!r}"
 
 
+def wrong_kind(request_id: str, kind: str, expected: str) -> str:
+    return f"request {request_id} is a {kind} request, not a {expected} one; nothing was run"
+
+
 def restore_without_backup() -> str:
     return "the restore request names no backup; ask again with `/rollback restore <backup>`"
 
@@ -319,7 +323,40 @@ def do_snapshot_errored(name: str, droplet_id: Any, action_id: Any) -> str:
     return f"snapshot {name} of droplet {droplet_id} failed (action {action_id} errored); check the droplet"
 
 
+def do_restore_slow(droplet_id: Any, action_id: Any, status: Any, timeout_s: float) -> str:
+    return (
+        f"restore of droplet {droplet_id} (action {action_id}) still {status} after "
+        f"{messages.seconds(timeout_s)}; check it in the DigitalOcean console before anything else"
+    )
+
+
+def do_restore_errored(snapshot_id: Any, droplet_id: Any, action_id: Any) -> str:
+    return (f"restore of droplet {droplet_id} from snapshot {snapshot_id} failed (action {action_id} errored); "
+            "check the droplet in the DigitalOcean console")
+
+
+def do_cluster_slow(name: str, status: Any, timeout_s: float) -> str:
+    return (f"new cluster {name} still {status} after {messages.seconds(timeout_s)}; watch it in the "
+            "DigitalOcean console (Databases)")
+
+
 # what a DigitalOcean call was trying to do, for its error line
+def do_get_snapshot(snapshot_id: Any) -> str:
+    return f"look up snapshot {snapshot_id}"
+
+
+def do_restore_droplet(droplet_id: Any, snapshot_id: Any) -> str:
+    return f"restore droplet {droplet_id} from snapshot {snapshot_id}"
+
+
+def do_get_cluster(database_id: Any) -> str:
+    return f"read database cluster {database_id}"
+
+
+def do_create_cluster(name: str) -> str:
+    return f"create database cluster {name} from a backup"
+
+
 def do_snapshot_droplet(droplet_id: Any) -> str:
     return f"snapshot droplet {droplet_id}"
 

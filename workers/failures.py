@@ -31,7 +31,9 @@ logger = logging.getLogger("workers.failures")
 PIPELINE_JOB = "workers.jobs.pipeline_step"
 # Jobs that run (or start) an approved request; a restore runs its steps inside its one job, and
 # saves which one is running (`current_step`) so its failure names the step.
-REQUEST_JOBS = {"workers.jobs.execute": "execute", "workers.jobs.restore": "restore"}
+REQUEST_JOBS = {"workers.jobs.execute": "execute", "workers.jobs.restore": "restore",
+                "workers.jobs.recover": "recover", "workers.jobs.pitr": "pitr",
+                "workers.jobs.snapshot_restore": "snapshot_restore", "workers.jobs.cluster_restore": "cluster_restore"}
 # Standalone jobs whose failure pages (the read-only ones only report into the thread).
 PAGING_JOBS = {"workers.jobs.backup": "backup", "workers.jobs.verify": "verify"}
 # A request in one of these may still fail; any other status is someone else's final word.

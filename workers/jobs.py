@@ -10,12 +10,15 @@ pages. `check_backup` posts nothing: the bot asks it before creating a restore r
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from rq import get_current_job
 
-from core.jobs import JsonObject
-from workers import failures, operations, pipeline, repairing, target_diff, watching
+from core.jobs import JsonObject, PreviewCheck
+from core.requests import RequestKind
+from workers import failures, operations, pipeline, recovery, repairing, target_diff, watching
 from workers import report as incident_report
 from workers.context import Context, context
 from workers.errors import describe
@@ -166,6 +169,66 @@ def check_backup(*, target: str, backup: str, **_: Any) -> JsonObject:
     ctx = context()
     with ctx.lease(_job_id()):
         try:
-            return pipeline.inspect_backup(ctx, ctx.target(target), backup).to_dict()
+            checked = pipeline.inspect_backup(ctx, ctx.target(target), backup)
+            if not checked.ok or not checked.backup:
+                return checked.to_dict()
+            try:  # the restore preview the card shows and the request binds (issue 10)
+                shown = recovery.restore_preview(ctx, ctx.target(target), Path(str(checked.backup["path"])),
+                                                 checked.backup)
+            except Exception as exc:
+                return replace(checked, preview_error=describe(exc, ctx.secrets())).to_dict()
+            return replace(checked, digest=shown["digest"], preview=shown["preview"]).to_dict()
         except Exception as exc:
             return {"ok": False, "error": describe(exc, ctx.secrets()), "newest": [], "backup": None}
+
+
+# --- the recovery paths (issue 10): a check the bot waits for, then the approved request's job ------
+
+
+def _check(work: Callable[[Context], PreviewCheck]) -> JsonObject:
+    """A recovery verb's check: posts nothing, answers core.jobs.PreviewCheck (a refusal is one line)."""
+    ctx = context()
+    with ctx.lease(_job_id()):
+        try:
+            return work(ctx).to_dict()
+        except Exception as exc:
+            return PreviewCheck(ok=False, error=describe(exc, ctx.secrets())).to_dict()
+
+
+def check_recover(*, target: str, backup: str, tables: str, overwrite: bool = False, **_: Any) -> JsonObject:
+    """`/rollback recover`: the backup verifies, every table has a primary key, is in the backup and is
+    live; the per-table diff (restored into a scratch database, always dropped)."""
+    names = [t for t in tables.split(",") if t]
+    return _check(lambda ctx: recovery.recover_preview(ctx, ctx.target(target), backup, names, bool(overwrite)))
+
+
+def check_pitr(*, target: str, version: str | None = None, point: str | None = None, **_: Any) -> JsonObject:
+    """`/rollback pitr`: the recovery point (before `version`, at `point`, or before the newest migration)
+    inside the project's PITR window; what is lost after it."""
+    return _check(lambda ctx: recovery.pitr_preview(ctx, ctx.target(target), before=version, at=point))
+
+
+def check_snapshot(*, target: str, snapshot: str, **_: Any) -> JsonObject:
+    """`/rollback snapshot-restore`: the snapshot exists and is of the target's droplet; what is lost."""
+    return _check(lambda ctx: recovery.snapshot_preview(ctx, ctx.target(target), snapshot))
+
+
+def check_cluster(*, target: str, point: str | None = None, **_: Any) -> JsonObject:
+    """`/rollback cluster-restore`: the managed cluster's newest backup (before `point` when given)."""
+    return _check(lambda ctx: recovery.cluster_preview(ctx, ctx.target(target), point))
+
+
+def cluster_restore(*, request_id: str, **_: Any) -> JsonObject:
+    return _changing(lambda ctx: pipeline.recover_request(ctx, request_id, RequestKind.CLUSTER_RESTORE))
+
+
+def recover(*, request_id: str, **_: Any) -> JsonObject:
+    return _changing(lambda ctx: pipeline.recover_request(ctx, request_id, RequestKind.RECOVER))
+
+
+def pitr(*, request_id: str, **_: Any) -> JsonObject:
+    return _changing(lambda ctx: pipeline.recover_request(ctx, request_id, RequestKind.PITR))
+
+
+def snapshot_restore(*, request_id: str, **_: Any) -> JsonObject:
+    return _changing(lambda ctx: pipeline.recover_request(ctx, request_id, RequestKind.SNAPSHOT_RESTORE))

@@ -28,17 +28,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis
 from rq import Callback, Queue
 
-from core import steps
+from core import stall_policy, steps
 from core.config import Target
 from core.jobs import START_STEPS, JsonObject
 from core.requests import Request, RequestKind, RequestStatus
 from core.steps import StepInfo
-from workers import errors, history, identity, messages, repairing, sessions
+from workers import errors, history, identity, messages, recovery, repairing, sessions
 from workers import watching as watching_
 from workers.backup import BackupResult, take_backup
 from workers.context import Context
@@ -118,6 +119,14 @@ def start_approved(ctx: Context, request: Request, progress: Progress, *, into: 
         check = inspect_backup(ctx, target, request.backup, into=into)
         if not check.ok:
             return refuse(ctx, request, progress, messages.refused(request.id, check.error or ""), "backup unusable")
+        if into == "target" and check.backup:  # the restore preview the approval was bound to, recomputed
+            stale = recovery.recheck_restore(ctx, request, target, Path(str(check.backup["path"])), check.backup)
+            if stale is not None:
+                return refuse(ctx, request, progress, messages.refused(request.id, stale), "preview changed")
+    elif request.kind in recovery.PREVIEWS:
+        stale = recovery.recheck(ctx, request, target)  # the preview the approval was bound to, recomputed
+        if stale is not None:
+            return refuse(ctx, request, progress, messages.refused(request.id, stale), "preview changed")
     elif request.kind is RequestKind.UNDO:
         try:
             undo_plan = ctx.engine(target, request.requester).plan_undo(str(request.undoes))
@@ -209,6 +218,35 @@ def run_in_job(ctx: Context, request_id: str) -> JsonObject:
     return {"request_id": request_id, **results}
 
 
+# What a recovery request's thread calls it (the queued line and the outcome).
+RECOVERY_WHAT = {RequestKind.RECOVER: "table recovery", RequestKind.PITR: "point-in-time recovery",
+                 RequestKind.SNAPSHOT_RESTORE: "snapshot restore",
+                 RequestKind.CLUSTER_RESTORE: "restore into a new managed cluster"}
+
+
+def recover_request(ctx: Context, request_id: str, kind: RequestKind) -> JsonObject:
+    """An approved recovery request (recover, pitr, snapshot_restore): its pipeline, step after step, in
+    this job, after the one start check (which recomputes the approved preview)."""
+    request = load_request(ctx, request_id)
+    if request.kind is not kind:
+        raise Refused(errors.wrong_kind(request_id, request.kind.value, kind.value))
+    progress = ctx.progress(request.channel, request.thread_ts)
+    refused = start_approved(ctx, request, progress)
+    if refused is not None:
+        return refused
+    pipeline = PIPELINES[kind]
+    ctx.store().set_status(request_id, RequestStatus.RUNNING, started_at=time.time())
+    ctx.save_state(request_id, started=time.time())
+    progress.post(messages.recovery_queued(request_id, request.target, RECOVERY_WHAT[kind],
+                                           [s.info.label for s in pipeline if s.info is not steps.FINISH]))
+    results: JsonObject = {}
+    target = ctx.target(request.target)
+    for step in pipeline:
+        ctx.save_state(request_id, current_step=step.name)  # which step a failure report names
+        results.update(_run(ctx, request, target, progress, step))
+    return {"request_id": request_id, **{k: v for k, v in results.items() if k != "outcome"}}
+
+
 def run_step(ctx: Context, request_id: str, step_name: str) -> JsonObject:
     """One step of a chained pipeline, as its RQ job: claimed once, its result saved for the next."""
     request = load_request(ctx, request_id)
@@ -268,9 +306,10 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
 
 
 def _full_backup_needed(request: Request, target: Target) -> bool:
-    """A full pg_dump, unless the target's policy is `escrow` and the plan's every destroyed value is escrowed."""
-    if request.kind in (RequestKind.RESTORE, RequestKind.REPAIR) or target.full_backup:
-        return True  # a repair's down statements are not escrowed: it always takes a full backup
+    """A full pg_dump, unless the target's policy is `escrow` and the plan's every destroyed value is escrowed.
+    Only a rollback and an undo can go without: the escrow does not cover a restore, a repair or a recovery."""
+    if request.kind not in (RequestKind.ROLLBACK, RequestKind.UNDO) or target.full_backup:
+        return True
     return messages.not_escrowed_count(request.warnings) > 0
 
 
@@ -298,7 +337,8 @@ def _digitalocean_snapshot(ctx: Context, request: Request, target: Target, progr
         started = progress.start("snapshot", messages.snapshot_of_droplet(target.do_droplet_id))
         with progress.heartbeat("snapshot") as beat:
             found["droplet_snapshot"] = client.snapshot_droplet(
-                target.do_droplet_id, f"{target.name}-pre-{request.kind}-{request.id}", heartbeat=beat)
+                target.do_droplet_id, f"{target.name}-pre-{request.kind}-{request.id}", heartbeat=beat,
+                poll_seconds=ctx.options.do_poll_s, timeout_s=ctx.options.do_action_timeout_s)
         progress.finish("snapshot", started, messages.snapshot_figures(found["droplet_snapshot"]))
     if target.do_database_id:
         backups = client.database_backups(target.do_database_id)
@@ -317,6 +357,14 @@ def _maintenance_ran(state: JsonObject) -> bool:
 def _maintenance(state: str) -> StepFunction:
     def run(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
         step = f"maintenance_{state}"
+        policy = stall_policy.decide(target, request.stall_ms)
+        if policy.choice is stall_policy.MaintenanceChoice.SKIP:
+            detail = messages.maintenance_skipped_by_forecast(policy.stall_ms or 0.0, policy.threshold_s or 0.0)
+            progress.skip(step, detail)
+            return {"maintenance": {"skipped": True, "ok": True, "detail": detail, "policy": policy.choice.value}}
+        if policy.refused:
+            raise StepFailed(messages.maintenance_required_without_hook(policy.stall_ms or 0.0,
+                                                                         policy.threshold_s or 0.0))
         hook = target.maintenance_on if state == "on" else target.maintenance_off
         started = progress.start(step) if hook else None
         result = run_hook(hook, target=target.name, state=state)
@@ -463,9 +511,13 @@ def report_checks(ctx: Context, progress: Progress, target: Target, report: Veri
 def _finish(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
     state = ctx.load_state(request.id)
     started = float(state.get("started") or request.started_at or time.time())
-    outcome = {RequestKind.ROLLBACK: "rolled back and verified", RequestKind.UNDO: "undone and verified"}.get(
-        request.kind, "restored")
-    watching = ctx.options.watch_window_s > 0 and str(state.get("into") or "target") == "target"
+    outcome = {RequestKind.ROLLBACK: "rolled back and verified", RequestKind.UNDO: "undone and verified",
+               RequestKind.RECOVER: "rows recovered", RequestKind.PITR: "recovered to a point in time and verified",
+               RequestKind.SNAPSHOT_RESTORE: "restored from the snapshot and verified",
+               RequestKind.CLUSTER_RESTORE: "new cluster ready"}.get(request.kind, "restored")
+    # The watch follows a rollback, an undo or a restore into the target (the recovery paths are not watched).
+    watching = (ctx.options.watch_window_s > 0 and request.kind not in RECOVERY_WHAT
+                and str(state.get("into") or "target") == "target")
     if watching:  # the request is done only when the watch ends (workers/watching.py)
         ctx.store().update(request.id, outcome=outcome)
     else:
@@ -480,6 +532,8 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
     elif request.kind is RequestKind.ROLLBACK:
         text = messages.outcome_succeeded(request.id, target.name, request.to_version, request.requester,
                                           request.approver, time.time() - started)
+    elif request.kind in RECOVERY_WHAT:
+        text = messages.recovery_succeeded(request.id, target.name, RECOVERY_WHAT[request.kind])
     else:
         text = messages.restore_succeeded(request.id, target.name, str(request.backup),
                                           str(state.get("into") or "target"))
@@ -500,6 +554,11 @@ FUNCTIONS: dict[str, StepFunction] = {
     steps.FINISH.name: _finish,
     steps.TERMINATE.name: sessions.terminate_step,
     steps.REPAIR.name: repairing.repair_step,
+    steps.TABLE_BACKUP.name: recovery.table_backup,
+    steps.RECOVER.name: recovery.recover_rows,
+    steps.PITR.name: recovery.pitr,
+    steps.SNAPSHOT_RESTORE.name: recovery.snapshot_restore,
+    steps.NEW_CLUSTER.name: recovery.new_cluster,
 }
 
 

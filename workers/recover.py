@@ -33,6 +33,7 @@ from psycopg import sql
 
 from core import defaults
 from workers.backup import Heartbeat, client_env, run_client, split_password
+from workers.errors import WorkerError
 
 SAMPLE_SIZE = 5
 TABLE_NAME = re.compile(r"^(?:([A-Za-z_][A-Za-z0-9_$]*)\.)?([A-Za-z_][A-Za-z0-9_$]*)$")
@@ -42,7 +43,7 @@ TOC_ENTRY = re.compile(r"^\d+; \d+ \d+ (TABLE DATA|TABLE|TYPE|DOMAIN|SCHEMA|EXTE
 TOC_SUPPORT = frozenset({"TYPE", "DOMAIN", "SCHEMA", "EXTENSION"})
 
 
-class RecoverError(Exception):
+class RecoverError(WorkerError):
     """The recovery was refused or failed; `str()` is one line saying what is wrong and what to do."""
 
 

@@ -21,6 +21,7 @@ with the counts of the original.
 from __future__ import annotations
 
 import re
+import secrets
 import subprocess
 import tempfile
 import threading
@@ -122,7 +123,8 @@ def resolve_archive(backup_path: str, backup_dir: str) -> Path:
 
 
 def scratch_database_name(target: str, now: datetime) -> str:
-    return f"{slug(target, 30).replace('-', '_')}_restore_{now.strftime('%Y%m%d%H%M%S')}"
+    # A random tail: two restores within one second (two people, two test runs) never collide.
+    return f"{slug(target, 30).replace('-', '_')}_restore_{now.strftime('%Y%m%d%H%M%S')}_{secrets.token_hex(2)}"
 
 
 def read_toc(archive: Path, pg_restore: str) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 import requests
 
 from core import defaults
+from workers.errors import WorkerError
 
 DEFAULT_API_URL = "https://api.supabase.com"
 HEALTHY = "ACTIVE_HEALTHY"
@@ -32,7 +33,7 @@ def _when(unix: float) -> str:
     return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-class SupabaseError(Exception):
+class SupabaseError(WorkerError):
     """A Supabase call failed or was refused; `str()` is one line saying what to do."""
 
 
@@ -41,7 +42,7 @@ class SupabaseRefused(SupabaseError):
 
     def __init__(self, what: str, status: int, message: str) -> None:
         super().__init__(f"Supabase refused {what} (HTTP {status}: {message}); nothing was changed")
-        self.what, self.status, self.message = what, status, message
+        self.what, self.status, self.api_message = what, status, message
 
 
 class SupabaseUnavailable(SupabaseError):

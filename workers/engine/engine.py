@@ -41,6 +41,7 @@ class Engine:
         statement_timeout_ms: int = defaults.STATEMENT_TIMEOUT_MS,
         lock_retry_base_seconds: float = defaults.LOCK_RETRY_BASE_SECONDS,
         dry_run_lock_timeout_ms: int = defaults.DRY_RUN_LOCK_TIMEOUT_MS,
+        dry_run_budget_ms: int = defaults.DRY_RUN_BUDGET_MS,
         connect_timeout_s: int = defaults.CONNECT_TIMEOUT_SECONDS,
         log: Callable[[str], None] | None = None,
         escrow: bool = True,
@@ -56,6 +57,7 @@ class Engine:
         self.policy = locks.RetryPolicy(lock_timeout_ms, max(0, lock_retries), lock_retry_base_seconds)
         self.statement_timeout_ms = statement_timeout_ms
         self.dry_run_lock_timeout_ms = dry_run_lock_timeout_ms
+        self.dry_run_budget_ms = max(0, dry_run_budget_ms)
         self._password = password_of(conninfo)
         self._log = log or (lambda line: None)
         # A rollback's data-loss escrow is named after the request, or this run id (the CLI's); escrow_required:
@@ -192,6 +194,7 @@ class Engine:
                     conn=conn, conninfo=self._conninfo, server=server, disk=disk, actor=self.actor,
                     approved_by=self.approved_by, request_id=self.request_id, policy=self.policy,
                     statement_timeout_ms=self.statement_timeout_ms, log=self._log, redact=self.redact,
+                    dry_run_budget_ms=self.dry_run_budget_ms,
                 )
             finally:
                 # Closing the connection releases the lock anyway; this just frees it as early as possible.

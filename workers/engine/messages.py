@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from workers.engine.forecast import Forecast, TableStall
     from workers.engine.reports import DryRunReport, Plan, RunReport, StatusReport
 
 VERSION_FORMAT = "YYYY_MM_DD_HHMMSS"
@@ -240,8 +241,16 @@ def out_of_order_warning(version: str, name: str, current: str | None) -> str:
             "the next apply runs it out of order; check it does not conflict with the newer migrations")
 
 
-def ignored_entry_warning(entry: str) -> str:
-    return f"ignored {entry!r} in the migrations folder: not named {VERSION_FORMAT}_<name>"
+IGNORED_NAMES_SHOWN = 3  # a folder of other files gets one line, not one per file
+
+
+def ignored_entries_warning(entries: Sequence[str]) -> str:
+    if len(entries) == 1:
+        return f"ignored {entries[0]!r} in the migrations folder: not named {VERSION_FORMAT}_<name>"
+    shown = ", ".join(repr(e) for e in entries[:IGNORED_NAMES_SHOWN])
+    more = f" and {len(entries) - IGNORED_NAMES_SHOWN} more" if len(entries) > IGNORED_NAMES_SHOWN else ""
+    return (f"ignored {len(entries)} entries in the migrations folder not named {VERSION_FORMAT}_<name>: "
+            f"{shown}{more}")
 
 
 def no_up_warning(version: str, name: str) -> str:
@@ -276,6 +285,63 @@ def sequence_advanced(name: str) -> str:
 def no_transaction_dry_run(version: str, name: str) -> str:
     return (f"{version}_{name} runs outside a transaction and was NOT executed by the dry run "
             "(it cannot be rolled back); its statements are listed unmeasured")
+
+
+# --- lock-impact forecast ------------------------------------------------------------------------
+
+ESTIMATED_TAG = "(estimated)"
+
+
+def dry_run_budget_spent(budget_ms: int) -> str:
+    return (f"{NOTICE_PREFIX}the dry run held a lock that blocks the application for its budget of "
+            f"{budget_ms / 1000:g} s: rolled back to before that lock; the rest is estimated")
+
+
+def estimated_row_change(command: str, table: str, rows: int) -> str:
+    verb = "delete" if command == "DELETE" else "change"
+    return f"{command} would {verb} ≈{rows} row(s) of {table} (estimated: the dry run stopped before it finished)"
+
+
+def approx_seconds(ms: float) -> str:
+    """≈17 s, ≈2.4 s, <0.1 s: a forecast is not precise to the millisecond."""
+    if ms < 100:
+        return "<0.1 s"
+    seconds = ms / 1000
+    return f"≈{seconds:.0f} s" if seconds >= 10 else f"≈{seconds:.1f} s"
+
+
+def _how_known(estimated: bool) -> str:
+    return "estimated: the dry run stopped at its budget" if estimated else "measured in the dry run"
+
+
+def table_stall_line(stall: TableStall) -> str:
+    """'writes to users blocked ≈17 s, reads too (measured in the dry run)'."""
+    how = _how_known(stall.estimated)
+    if stall.reads_blocked_ms and abs(stall.reads_blocked_ms - stall.writes_blocked_ms) < 50:
+        return f"reads and writes of {stall.relation} blocked {approx_seconds(stall.writes_blocked_ms)} ({how})"
+    reads = (f", reads {approx_seconds(stall.reads_blocked_ms)}" if stall.reads_blocked_ms
+             else "; reads are not blocked")
+    return f"writes to {stall.relation} blocked {approx_seconds(stall.writes_blocked_ms)}{reads} ({how})"
+
+
+def forecast_lines(forecast: Forecast) -> list[str]:
+    """The forecast as the CLI and the approval card show it, worst table first."""
+    if not forecast.statements:
+        return []
+    if not forecast.tables:
+        return ["no application reads or writes of any table blocked by a table lock (measured in the dry run)"]
+    lines = [table_stall_line(t) for t in forecast.tables[:5]]
+    if len(forecast.tables) > 5:
+        lines.append(f"… and {len(forecast.tables) - 5} more table(s)")
+    if forecast.stopped is not None:
+        stop = forecast.stopped
+        lines.append(f"the dry run itself blocked the application {approx_seconds(stop.held_ms)} (budget "
+                     f"{stop.budget_ms / 1000:g} s) and stopped at `{_short(stop.sql, 60)}`; later figures are "
+                     "estimated from EXPLAIN row counts and the rate measured so far")
+    for version, statements in forecast.reordered:
+        lines.append(f"suggestion (not applied): run {version}'s long statements before its strong locks:\n"
+                     + ";\n".join(statements) + ";")
+    return lines
 
 
 # --- escrow and undo -----------------------------------------------------------------------------
@@ -413,6 +479,10 @@ def _statement_rows(statements: Sequence[Any]) -> list[list[str]]:
              else str(st.rowcount), f"{st.duration_ms:.1f}"] for st in statements]
 
 
+# Printed before a verbose dry run's statements, so that nobody reads them as changes being made.
+DRY_RUN_AHEAD = "DRY RUN — nothing will change: the statements below run in a transaction that is rolled back"
+
+
 def render_dry_run(report: DryRunReport) -> str:
     parts = ["DRY RUN — everything below was rolled back; nothing changed", render_plan(report.plan)]
     if report.statements:
@@ -421,6 +491,9 @@ def render_dry_run(report: DryRunReport) -> str:
         parts += ["", "warnings:"] + [f"  ! {w}" for w in report.warnings]
     elif not report.plan.empty:
         parts += ["", "no data-loss warnings"]
+    if report.forecast is not None and report.forecast.lines:
+        parts += ["", "lock impact of the real run (the application waits this long, plus up to lock_timeout):"]
+        parts += [f"  {line}" for line in report.forecast.lines]
     return "\n".join(parts)
 
 

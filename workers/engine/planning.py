@@ -56,7 +56,8 @@ def build_status(server: ServerInfo, disk: MigrationSet, rows: Mapping[str, Row]
             warnings.append(messages.failed_warning(version, name, row.error_message if row else None))
         if status == Status.RUNNING:
             warnings.append(messages.running_warning(version, name, lock_holder is not None))
-    warnings += [messages.ignored_entry_warning(e) for e in disk.ignored]
+    if disk.ignored:
+        warnings.append(messages.ignored_entries_warning(disk.ignored))
     recorded = {v: r.recorded() for v, r in rows.items()}
     current = newest_completed(recorded)
     # A never-applied migration older than the current version was merged late: apply will run it out of

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workers.engine.forecast import Forecast
 
 
 def _json(value: Any) -> Any:
@@ -122,10 +125,12 @@ class DryRunReport:
     statements: list[StatementResult]
     warnings: list[str]
     dry_run: bool = True
+    forecast: Forecast | None = None  # how long the real run would block the application, per table
 
     def to_dict(self) -> dict[str, Any]:
         return {"dry_run": True, "plan": self.plan.to_dict(),
-                "statements": [s.to_dict() for s in self.statements], "warnings": list(self.warnings)}
+                "statements": [s.to_dict() for s in self.statements], "warnings": list(self.warnings),
+                "forecast": self.forecast.to_dict() if self.forecast else None}
 
 
 @dataclass(frozen=True)

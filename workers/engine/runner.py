@@ -16,7 +16,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from workers.engine import escrow, interrupts, messages, sqltext, store
+from core import defaults
+from workers.engine import bounded, escrow, interrupts, messages, sqltext, store
 from workers.engine.errors import EngineError, EscrowIncomplete, LockTimeout, MigrationFailed, PlanChanged
 from workers.engine.locks import RetryPolicy, local_timeouts, session_timeouts, with_lock_retries
 from workers.engine.planning import build_apply_plan, build_rollback_plan
@@ -44,6 +45,7 @@ class Context:
     log: Callable[[str], None]
     redact: Callable[[str], str]
     current: dict[str, str] = field(default_factory=dict)  # the statement running now, for errors
+    dry_run_budget_ms: int = defaults.DRY_RUN_BUDGET_MS  # how long a dry run may block the application
     escrow: escrow.Recorder | None = None  # a rollback copies what each statement destroys (None: no escrow)
     assess_escrow: bool = False  # a rollback's dry run names what its escrow could not hold
 
@@ -450,12 +452,23 @@ def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_m
     """Run the plan's real SQL in a transaction that is always rolled back; report what would happen.
 
     Bookkeeping rows are not written at all (their id sequence would advance). Statements of a
-    no-transaction script are not run: they cannot be undone.
+    no-transaction script are not run: they cannot be undone. Once the run holds a lock that blocks the
+    application, it executes for at most `ctx.dry_run_budget_ms` more (see `bounded.py`); the rest is
+    estimated and the lock forecast says so.
     """
     policy = RetryPolicy(min(ctx.policy.lock_timeout_ms, dry_run_lock_timeout_ms), ctx.policy.retries,
                          ctx.policy.base_seconds)
     sequences_before = _sequence_values(ctx.conn)
     holder: dict[str, Any] = {}
+
+    def losses_of(version: str, statement: str) -> tuple[sqltext.Effects, list[str]]:
+        """What a statement would destroy, counted before it runs; for a rollback, what escrow could not hold
+        (with the catalog as it is at this point). Runs under the dry run's budget once that counts."""
+        eff, losses = _measure_before(ctx.conn, statement)
+        if ctx.assess_escrow and operation == "rollback":
+            losses = [*(messages.not_escrowed_line(n.statement, n.reason)
+                        for n in escrow.assess(ctx.conn, version, statement)), *losses]
+        return eff, losses
 
     def attempt() -> None:
         results: list[StatementResult] = []
@@ -469,6 +482,7 @@ def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_m
             holder["plan"] = plan
             if operation == "apply":
                 warnings += list(_out_of_order(plan).values())
+            run = bounded.BoundedRun(ctx.conn, ctx.dry_run_budget_ms, ctx.statement_timeout_ms)
             for step in plan.steps:
                 holder["step"] = step
                 if not step.transactional:
@@ -477,17 +491,32 @@ def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_m
                         warnings += [messages.not_escrowed_line(n.statement, n.reason)
                                      for s in step.statements for n in escrow.assess_outside(step.version, s)]
                     results += [StatementResult(step.version, s, "(not run)", None, 0.0) for s in step.statements]
+                    run.next_segment()
                     continue
                 for statement in step.statements:
                     ctx.current.update(version=step.version, sql=statement)
-                    if ctx.assess_escrow and operation == "rollback":  # with the catalog as it is at this point
-                        warnings += [messages.not_escrowed_line(n.statement, n.reason)
-                                     for n in escrow.assess(ctx.conn, step.version, statement)]
-                    eff, before = _measure_before(ctx.conn, statement)
-                    result = _run_statement(ctx, step.version, statement)
+                    if run.stopped:
+                        run.defer(step.version, statement)
+                        continue
+
+                    def count_losses(s: str = statement, v: str = step.version) -> tuple[sqltext.Effects, list[str]]:
+                        return losses_of(v, s)
+
+                    def execute(s: str = statement, v: str = step.version) -> StatementResult:
+                        return _run_statement(ctx, v, s)
+
+                    outcome = run.execute(step.version, statement, count_losses, execute)
+                    if outcome is None:
+                        continue  # the budget ran out: this statement and the rest are estimated below
+                    eff, losses, result = outcome
                     results.append(result)
-                    warnings += before + _measure_after(eff, result)
-            holder.update(results=results, warnings=warnings)
+                    warnings += losses + _measure_after(eff, result)
+            if run.stopped:
+                ctx.log(messages.dry_run_budget_spent(ctx.dry_run_budget_ms))
+                for estimate in run.estimate_rest(losses_of):
+                    results.append(estimate.result)
+                    warnings += estimate.warnings
+            holder.update(results=results, warnings=warnings, forecast=run.forecast(plan))
 
     try:
         ctx.retries(attempt, policy)
@@ -501,5 +530,4 @@ def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_m
     after = _sequence_values(ctx.conn)
     warnings += [messages.sequence_advanced(n) for n, v in sequences_before.items()
                  if n in after and after[n] != v]
-    return DryRunReport(holder["plan"], holder["results"], warnings)
-
+    return DryRunReport(holder["plan"], holder["results"], warnings, forecast=holder["forecast"])

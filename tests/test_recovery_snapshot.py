@@ -1,0 +1,169 @@
+"""`/rollback snapshot-restore` end to end in the thread (playbook Method 3B, self-hosted PostgreSQL on a
+droplet), and `/rollback cluster-restore` (managed PostgreSQL: a new cluster from a backup): real bot,
+worker, PostgreSQL and Redis, signed requests; the DigitalOcean API stand-in reached through the workers'
+real pydo client. The stand-in's `on_droplet_restore` hook makes the database go back to the snapshot
+(the engine reverts the migration applied after it)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+
+from core.requests import Request, RequestKind, RequestStatus, RequestStore
+from sandbox.digitalocean import DEFAULT_DATABASE_ID, DEFAULT_DROPLET_ID, DigitalOceanServer
+from sandbox.pagerduty import PagerDutyServer
+from sandbox.signing import SlackRequestSender
+from sandbox.slack_api import SlackApiServer, message_text
+from tests.fixtures.stack import EXAMPLE_MIGRATIONS, WorkerProcess, apply_example, write_config
+from workers.engine import Engine
+
+CHANNEL = "C_INCIDENT"
+ALICE, BOB = "U_ALICE", "U_BOB"
+GOOD, BAD = "2025_10_20_120001", "2025_10_20_150000"
+
+
+@pytest.fixture
+def droplet_worker(stack_env: dict[str, str], start_worker: Callable[[dict[str, str]], WorkerProcess]) -> WorkerProcess:
+    """The stack with target prod on a droplet; DigitalOcean polled quickly."""
+    write_config(stack_env["ROLLBACK_CONFIG"], target_extra=f"do_droplet_id = {DEFAULT_DROPLET_ID}")
+    return start_worker({**stack_env, "ROLLBACK_DO_POLL_SECONDS": "0.1", "ROLLBACK_PITR_POLL_SECONDS": "0.1"})
+
+
+@pytest.fixture
+def store(stack_env: dict[str, str]) -> RequestStore:
+    return RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
+
+
+def _rows(database_url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def _thread(slack_api: SlackApiServer, request: Request) -> str:
+    return "\n".join(message_text(m) for m in slack_api.thread(CHANNEL, request.thread_ts))
+
+
+def _ask(sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, text: str) -> Request:
+    sender.command(text, user_id=ALICE, channel_id=CHANNEL)
+    return slack_api.wait_for(lambda: [r for r in store.for_channel(CHANNEL) if r.thread_ts], timeout=120)[0]
+
+
+def _approve_and_wait(sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore,
+                      request: Request) -> Request:
+    sender.action("rollback_approve", request.id, user_id=BOB, channel_id=CHANNEL, message_ts=request.thread_ts)
+    slack_api.wait_for(lambda: store.get(request.id).status in (RequestStatus.SUCCEEDED, RequestStatus.FAILED),
+                       timeout=180)
+    done = store.get(request.id)
+    assert done is not None
+    return done
+
+
+@pytest.mark.usefixtures("droplet_worker")
+def test_the_droplet_is_restored_from_its_snapshot_then_checked_and_verified(
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, database_url: str,
+    digitalocean: DigitalOceanServer, pagerduty: PagerDutyServer,
+) -> None:
+    apply_example(database_url)
+    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly")
+    digitalocean.on_droplet_restore = lambda droplet, taken: Engine(
+        database_url, str(EXAMPLE_MIGRATIONS), actor="droplet").rollback(to=GOOD)
+
+    request = _ask(stack_sender, slack_api, store, f"snapshot-restore {snapshot} prod")
+    assert request.kind is RequestKind.SNAPSHOT_RESTORE and request.params == {"snapshot": snapshot}
+    card = message_text(slack_api.thread(CHANNEL, request.thread_ts)[0])
+    assert f"Droplet `{DEFAULT_DROPLET_ID}` back to snapshot `{snapshot}` (app-prod-1-nightly)" in card
+    assert "*Everything written after" in card and "is lost.*" in card and "Preview hash" in card
+
+    done = _approve_and_wait(stack_sender, slack_api, store, request)
+    thread = _thread(slack_api, request)
+    assert done.status is RequestStatus.SUCCEEDED, thread
+    assert ("POST", f"/v2/droplets/{DEFAULT_DROPLET_ID}/actions") in digitalocean.requests
+    restores = [a for a in digitalocean.actions.values() if a.type == "restore"]
+    assert [(a.image, a.status) for a in restores] == [(int(snapshot), "completed")]
+    assert "*Snapshot restore* finished" in thread and "*Verification* finished" in thread
+    assert "snapshot restore of *prod* done and verified" in thread
+    assert _rows(database_url, "SELECT status FROM schema_migrations WHERE version = %s", (BAD,)) == [("rolled_back",)]
+    assert pagerduty.events == []
+
+
+def test_an_escrow_only_target_still_gets_its_full_backup_before_a_snapshot_restore(
+    stack_env: dict[str, str], start_worker: Callable[[dict[str, str]], WorkerProcess],
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, database_url: str,
+    digitalocean: DigitalOceanServer,
+) -> None:
+    # Backup policy `escrow` lets a rollback go without a pg_dump; the escrow does not cover a restore.
+    write_config(stack_env["ROLLBACK_CONFIG"],
+                 target_extra=f'backup_policy = "escrow"\ndo_droplet_id = {DEFAULT_DROPLET_ID}')
+    start_worker({**stack_env, "ROLLBACK_DO_POLL_SECONDS": "0.1"})
+    apply_example(database_url)
+    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly")
+    digitalocean.on_droplet_restore = lambda droplet, taken: Engine(
+        database_url, str(EXAMPLE_MIGRATIONS), actor="droplet").rollback(to=GOOD)
+
+    request = _ask(stack_sender, slack_api, store, f"snapshot-restore {snapshot} prod")
+    done = _approve_and_wait(stack_sender, slack_api, store, request)
+    thread = _thread(slack_api, request)
+    assert done.status is RequestStatus.SUCCEEDED, thread
+    assert "no pg_dump" not in thread and "*Backup* finished" in thread
+    assert [f for f in os.listdir(stack_env["BACKUP_DIR"]) if f"pre-snapshot-restore-{request.id.lower()}" in f]
+
+
+@pytest.mark.usefixtures("droplet_worker")
+def test_an_unknown_snapshot_is_refused_before_approval(
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, database_url: str,
+    digitalocean: DigitalOceanServer,
+) -> None:
+    apply_example(database_url)
+    stack_sender.command("snapshot-restore 987654321 prod", user_id=ALICE, channel_id=CHANNEL)
+    refusal = slack_api.wait_for(lambda: [message_text(e) for e in slack_api.ephemerals(user=ALICE)], timeout=120)[0]
+    assert refusal.startswith("Refused: `/rollback snapshot-restore` on `prod` cannot run: snapshot 987654321 "
+                              "cannot be used"), refusal
+    assert "\n" not in refusal and "do-test-token" not in refusal
+    assert store.for_channel(CHANNEL) == [] and not [a for a in digitalocean.actions.values() if a.type == "restore"]
+
+
+@pytest.mark.usefixtures("droplet_worker")
+def test_a_failed_restore_action_is_paged(
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, database_url: str,
+    digitalocean: DigitalOceanServer, pagerduty: PagerDutyServer,
+) -> None:
+    apply_example(database_url)
+    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly")
+    digitalocean.fail_restores = True
+    request = _ask(stack_sender, slack_api, store, f"snapshot-restore {snapshot} prod")
+    done = _approve_and_wait(stack_sender, slack_api, store, request)
+    thread = _thread(slack_api, request)
+    assert done.status is RequestStatus.FAILED, thread
+    assert f"restore of droplet {DEFAULT_DROPLET_ID} from snapshot {snapshot} failed" in thread
+    pagerduty.wait_for(lambda: [e for e in pagerduty.events if e.get("event_action") == "trigger"], timeout=30)
+
+
+def test_a_managed_cluster_is_restored_into_a_new_cluster_and_the_thread_says_what_to_switch(
+    stack_env: dict[str, str], start_worker: Callable[[dict[str, str]], WorkerProcess],
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, database_url: str,
+    digitalocean: DigitalOceanServer, pagerduty: PagerDutyServer,
+) -> None:
+    write_config(stack_env["ROLLBACK_CONFIG"], target_extra=f'do_database_id = "{DEFAULT_DATABASE_ID}"')
+    start_worker({**stack_env, "ROLLBACK_DO_POLL_SECONDS": "0.1"})
+    apply_example(database_url)
+    backup = digitalocean.database_backups[DEFAULT_DATABASE_ID][0]["created_at"]
+
+    request = _ask(stack_sender, slack_api, store, "cluster-restore prod")
+    assert request.kind is RequestKind.CLUSTER_RESTORE and request.params["backup_created_at"] == backup
+    card = message_text(slack_api.thread(CHANNEL, request.thread_ts)[0])
+    assert f"from the backup of managed cluster `{DEFAULT_DATABASE_ID}` taken {backup}" in card
+    assert "The live cluster is left as it is" in card
+
+    done = _approve_and_wait(stack_sender, slack_api, store, request)
+    thread = _thread(slack_api, request)
+    assert done.status is RequestStatus.SUCCEEDED, thread
+    created = [c for c in digitalocean.clusters.values() if c["name"] == request.params["new_name"]]
+    assert len(created) == 1 and created[0]["status"] == "online"
+    assert f"host `{created[0]['connection']['host']}`" in thread and "/rollback verify prod-restored" in thread
+    assert "stand-in-password" not in thread and "postgresql://" not in thread  # never a secret
+    assert pagerduty.events == []

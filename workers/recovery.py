@@ -1,0 +1,517 @@
+"""The recovery paths of the playbook beyond the rollback (issue 10): their previews and their steps.
+
+- `recover` (scenario 4): lost rows of chosen tables back from a verified backup (workers/recover.py);
+- `pitr` (Method 3A): a Supabase project taken back to a point in time (workers/supabase.py);
+- `snapshot_restore` (Method 3B): a droplet restored from one of its snapshots (workers/digitalocean.py).
+
+Each has a check job the bot waits for before it creates the request: it refuses in one line what
+cannot run, or answers the restore preview the approval card shows (core.jobs.PreviewCheck). The
+preview's `digest` hashes what was shown with the database's identity; `recheck` recomputes it when
+the approved request starts, and a different one refuses the start, like a changed rollback plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from core import defaults
+from core.config import Target
+from core.jobs import JsonObject, PreviewCheck
+from core.requests import Request, RequestKind
+from workers import history, identity, messages, recover
+from workers.backup import take_backup
+from workers.context import Context
+from workers.digitalocean import DigitalOcean
+from workers.errors import StepFailed, WorkerError
+from workers.progress import Progress
+from workers.restore import check_backup
+from workers.supabase import Supabase, check_point, recovery_point
+
+# Bookkeeping tables are not the application's data: never counted as "written since".
+OWN_TABLES = frozenset({"schema_migrations", "migration_history", "rollback_target_identity"})
+WRITTEN_SINCE_TABLES = 20  # at most this many tables are counted on a card
+TIMESTAMP_COLUMNS = ("created_at", "updated_at")
+
+
+class RecoveryRefused(WorkerError):
+    """A recovery cannot be asked for or started as it stands; `str()` says why and what to do instead."""
+
+
+# --- what every preview holds ------------------------------------------------------------------------
+
+
+def digest_of(identity_: identity.Identity, facts: Mapping[str, Any]) -> str:
+    """The hash an approval binds: the preview's facts and the database's identity."""
+    canonical = json.dumps({"identity": identity_.to_dict(), **facts}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def applied_versions(conn: psycopg.Connection[Any]) -> list[tuple[str, float]]:
+    """Completed migrations with when they were applied (unix), oldest first; [] before the first one."""
+    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return []
+    rows = conn.execute(
+        "SELECT version, extract(epoch FROM applied_at)::float8 FROM schema_migrations"
+        " WHERE status = 'completed' AND applied_at IS NOT NULL ORDER BY applied_at, version"
+    ).fetchall()
+    return [(str(v), float(at)) for v, at in rows]
+
+
+def written_since(conn: psycopg.Connection[Any], point_unix: float) -> dict[str, int]:
+    """Rows of the application's tables created or updated after the point: what going back loses."""
+    found = conn.execute(
+        "SELECT c.table_schema, c.table_name, array_agg(c.column_name::text ORDER BY c.column_name)"
+        " FROM information_schema.columns c JOIN information_schema.tables t"
+        "   ON t.table_schema = c.table_schema AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE'"
+        " WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema')"
+        "   AND c.column_name = ANY(%s) AND c.data_type LIKE 'timestamp%%'"
+        " GROUP BY 1, 2 ORDER BY 1, 2",
+        (list(TIMESTAMP_COLUMNS),),
+    ).fetchall()
+    counts: dict[str, int] = {}
+    for schema, table, cols in found:
+        if table in OWN_TABLES or len(counts) >= WRITTEN_SINCE_TABLES:
+            continue
+        newest = sql.SQL("greatest({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in cols))
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE {} > to_timestamp(%s)").format(
+                sql.Identifier(schema, table), newest), (point_unix,)).fetchone()
+        name = table if schema == "public" else f"{schema}.{table}"
+        counts[name] = int(row[0]) if row else 0
+    return counts
+
+
+def _guarded_identity(ctx: Context, conn: psycopg.Connection[Any], target: Target) -> identity.Identity:
+    """The database's identity, refusing when the target now reaches another database."""
+    checked = identity.check(conn, ctx.redis, target.name)
+    if not checked.ok:
+        raise RecoveryRefused(checked.message())
+    return checked.current
+
+
+# --- recover: lost rows of chosen tables -------------------------------------------------------------
+
+
+def _archive(ctx: Context, target: Target, backup: str) -> tuple[Path, Mapping[str, Any]]:
+    """The backup's archive and manifest, when it exists and verifies (checksum, `pg_restore --list`)."""
+    checked = check_backup(backup, backup_dir=ctx.settings.backup_dir, target=target.name,
+                           pg_restore=ctx.options.pg_restore)
+    if not checked.ok or not checked.backup:
+        raise RecoveryRefused(checked.error or messages.backup_unusable(backup))
+    return Path(str(checked.backup["path"])), checked.backup
+
+
+def _session(ctx: Context, target: Target, archive: Path, tables: Sequence[str],
+             beat: Callable[[str], None] | None = None) -> Any:
+    conninfo = ctx.conninfo(target)
+    return recover.recovery_session(
+        conninfo, archive, tables, jobs=ctx.options.restore_jobs, pg_restore=ctx.options.pg_restore,
+        run=recover.client_runner(conninfo, beat, ctx.options.progress_interval_s),
+        lock_timeout_ms=ctx.settings.lock_timeout_ms, statement_timeout_ms=ctx.settings.statement_timeout_ms,
+    )
+
+
+def recover_preview(ctx: Context, target: Target, backup: str, tables: Sequence[str], overwrite: bool) -> PreviewCheck:
+    """Restore the tables into a scratch database, compare by primary key, try the inserts (rolled back)."""
+    names = [str(recover.parse_table(t)) for t in tables]  # InvalidTableName before anything runs
+    archive, manifest = _archive(ctx, target, backup)
+    with ctx.connect(target) as conn:
+        found = _guarded_identity(ctx, conn, target)
+        versions = [v for v, _ in applied_versions(conn)]
+    with _session(ctx, target, archive, names) as session:
+        shown = recover.preview(session, archive.name, overwrite, time.monotonic())
+    preview: JsonObject = {
+        "kind": RequestKind.RECOVER.value, "target": target.name, "backup": archive.name, "overwrite": overwrite,
+        "versions_before": versions, "versions_after": versions,
+        "tables": [{"table": t.table, "live_rows": t.live_rows, "restored_rows": t.restored_rows,
+                    "missing": t.missing, "differing": t.differing, "only_live": t.only_live,
+                    "missing_sample": list(t.missing_sample), "differing_sample": list(t.differing_sample),
+                    "only_live_sample": list(t.only_live_sample)} for t in shown.tables],
+        "created_at": manifest.get("created_at"),
+    }
+    digest = digest_of(found, {"kind": "recover", "recovery": shown.digest})
+    return PreviewCheck(ok=True, digest=digest, preview=preview,
+                        params={"tables": names, "overwrite": overwrite, "recovery_digest": shown.digest})
+
+
+def table_backup(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+    """A fresh, verified backup of just the tables about to change (pg_dump -t): no backup, no change."""
+    tables = [recover.parse_table(t) for t in request.params.get("tables") or []]
+    with ctx.connect(target) as conn:
+        identity.guard(conn, ctx.redis, target.name, by=request.requester)
+    started = progress.start("table_backup", messages.dump_of(", ".join(str(t) for t in tables), messages.BEFORE_RECOVERY))
+    with progress.heartbeat("table_backup") as beat:
+        backup = take_backup(
+            ctx.conninfo(target), target=target.name, reason=f"pre-recover-{request.id}",
+            backup_dir=ctx.settings.backup_dir, heartbeat=beat, pg_dump=ctx.options.pg_dump,
+            pg_restore=ctx.options.pg_restore, progress_interval=ctx.options.progress_interval_s,
+            tables=[(t.schema, t.name) for t in tables],
+        )
+    if not backup.verified:
+        raise StepFailed(messages.no_table_backup())
+    with ctx.connect(target) as conn:
+        history.record(conn, operation="backup", status="completed", executed_by=request.requester,
+                       approved_by=request.approver, request_id=request.id,
+                       duration_ms=int(backup.duration_s * 1000), details=backup.to_dict())
+    progress.finish("table_backup", started, messages.backup_figures(backup))
+    return {"table_backup": backup.to_dict()}
+
+
+def recover_rows(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+    """Insert the missing rows (overwrite the differing ones only if asked) in one transaction, parents
+    first; the diff is recomputed in that transaction and must be the one approved; counts verified."""
+    tables = list(request.params.get("tables") or [])
+    overwrite = bool(request.params.get("overwrite"))
+    archive, _ = _archive(ctx, target, str(request.backup))
+    started = progress.start("recover", messages.recover_of(archive.name, tables, overwrite))
+    with progress.heartbeat("recover") as beat, _session(ctx, target, archive, tables, beat) as session:
+        result = recover.apply(session, archive.name, overwrite, str(request.params.get("recovery_digest")),
+                               time.monotonic())
+    ctx.store().clear_plans(target.name)  # the target's rows changed
+    with ctx.connect(target) as conn:
+        history.record(conn, operation="recover", status="completed", executed_by=request.requester,
+                       approved_by=request.approver, request_id=request.id,
+                       duration_ms=int(result.duration_s * 1000),
+                       details={"backup": archive.name, "overwrite": overwrite, "inserted": result.inserted,
+                                "overwritten": result.overwritten, "counts_before": result.counts_before,
+                                "counts_after": result.counts_after})
+    progress.finish("recover", started, messages.recover_figures(result.inserted, result.overwritten,
+                                                                 result.counts_before, result.counts_after))
+    return {"recover": {"inserted": result.inserted, "overwritten": result.overwritten,
+                        "counts_before": result.counts_before, "counts_after": result.counts_after}}
+
+
+# --- pitr: Supabase point-in-time recovery ------------------------------------------------------------
+
+
+def supabase(ctx: Context) -> Supabase:
+    return Supabase(ctx.settings.supabase_access_token or "", ctx.settings.supabase_api_url)
+
+
+def _project_ref(target: Target) -> str:
+    if not target.supabase_project_ref:
+        raise RecoveryRefused(messages.not_supabase(target.name))
+    return target.supabase_project_ref
+
+
+def parse_utc(text: str) -> float:
+    """`2025-10-20T14:59:00Z` (seconds and the Z optional) as unix seconds, read as UTC."""
+    cleaned = text.strip().upper().removesuffix("Z").removesuffix("UTC").strip()
+    for shape in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"):
+        try:
+            return datetime.strptime(cleaned, shape).replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            continue
+    raise RecoveryRefused(messages.not_a_utc_time(text))
+
+
+def choose_point(versions: Sequence[tuple[str, float]], *, before: str | None, at: str | None,
+                 margin_seconds: int) -> tuple[int, str | None]:
+    """The recovery point (unix) and the migration it goes back before: an explicit UTC time, else just
+    before `before` (a version) was applied, else just before the newest applied migration, minus the margin."""
+    if at:
+        return int(parse_utc(at)), None
+    applied = dict(versions)
+    if before:
+        if before not in applied:
+            raise RecoveryRefused(messages.version_not_applied(before))
+        return recovery_point(applied[before], margin_seconds), before
+    if not versions:
+        raise RecoveryRefused(messages.no_migration_applied())
+    newest, applied_at = max(versions, key=lambda pair: (pair[1], pair[0]))
+    return recovery_point(applied_at, margin_seconds), newest
+
+
+def _point_facts(conn: psycopg.Connection[Any], point: int) -> JsonObject:
+    versions = applied_versions(conn)
+    return {"versions_before": [v for v, _ in versions],
+            "versions_after": [v for v, at in versions if at < point]}
+
+
+def pitr_preview(ctx: Context, target: Target, *, before: str | None, at: str | None) -> PreviewCheck:
+    ref = _project_ref(target)
+    with ctx.connect(target) as conn:
+        found = _guarded_identity(ctx, conn, target)
+        point, bad = choose_point(applied_versions(conn), before=before, at=at,
+                                  margin_seconds=defaults.PITR_MARGIN_SECONDS)
+        facts = _point_facts(conn, point)
+        lost = written_since(conn, point)
+    check_point(ref, supabase(ctx).pitr_window(ref), point)  # PITR off, outside the window, 4xx: refused
+    preview: JsonObject = {"kind": RequestKind.PITR.value, "target": target.name, "project_ref": ref,
+                           "point_unix": point, "bad_version": bad, "lost_seconds": round(time.time() - point),
+                           "written_since": lost, **facts}
+    digest = digest_of(found, {"kind": "pitr", "ref": ref, "point": point, **facts})
+    return PreviewCheck(ok=True, digest=digest, preview=preview, params={"point_unix": point, "bad_version": bad})
+
+
+def wait_for_database(ctx: Context, target: Target, beat: Callable[[str], None] | None = None) -> float:
+    """After the database was replaced: wait (bounded) until PostgreSQL answers again; seconds waited."""
+    started = time.monotonic()
+    while True:
+        try:
+            with ctx.connect(target) as conn:
+                conn.execute("SELECT 1")
+            return time.monotonic() - started
+        except psycopg.OperationalError as exc:
+            waited = time.monotonic() - started
+            if waited >= ctx.options.database_wait_s:
+                raise StepFailed(messages.database_did_not_answer(target.name, waited)) from exc
+            if beat is not None:
+                beat(messages.waiting_for_database(target.name, waited))
+            time.sleep(min(1.0, ctx.options.pitr_poll_s))
+
+
+def pitr(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+    """restore-pitr, followed to healthy (bounded: past it, the failure report pages), then the database
+    must answer and be the same one (the wrong-database guard)."""
+    ref = _project_ref(target)
+    point = int(request.params["point_unix"])
+    client = supabase(ctx)
+    check_point(ref, client.pitr_window(ref), point)  # the window moves on: still inside it?
+    started = progress.start("pitr", messages.pitr_of(ref, point))
+    try:
+        client.restore_pitr(ref, point)
+        with progress.heartbeat("pitr") as beat:
+            waited = client.wait_healthy(ref, timeout_seconds=ctx.options.pitr_timeout_s,
+                                         poll_seconds=ctx.options.pitr_poll_s, heartbeat=beat)
+            wait_for_database(ctx, target, beat)
+    finally:
+        ctx.store().clear_plans(target.name)
+    with ctx.connect(target) as conn:
+        identity.guard(conn, ctx.redis, target.name, by=request.requester)
+        versions = [v for v, _ in applied_versions(conn)]
+        history.record(conn, operation="pitr", status="completed", executed_by=request.requester,
+                       approved_by=request.approver, request_id=request.id, version=request.params.get("bad_version"),
+                       duration_ms=int(waited * 1000), details={"project_ref": ref, "point_unix": point})
+    progress.finish("pitr", started, messages.pitr_figures(point, waited, versions))
+    return {"pitr": {"project_ref": ref, "point_unix": point, "waited_s": round(waited, 3), "versions": versions}}
+
+
+# --- snapshot_restore: a droplet from its snapshot ----------------------------------------------------
+
+
+def digitalocean(ctx: Context) -> DigitalOcean:
+    return DigitalOcean(ctx.settings.digitalocean_token or "", ctx.settings.digitalocean_api_url)
+
+
+def _snapshot_of(ctx: Context, target: Target, snapshot_id: str) -> JsonObject:
+    if not target.do_droplet_id:
+        raise RecoveryRefused(messages.no_droplet(target.name))
+    try:
+        snapshot = digitalocean(ctx).snapshot(snapshot_id)
+    except WorkerError as exc:
+        raise RecoveryRefused(messages.unknown_snapshot(snapshot_id, str(exc))) from exc
+    if snapshot.get("resource_id") != str(target.do_droplet_id):
+        raise RecoveryRefused(messages.snapshot_of_other_droplet(snapshot_id, snapshot.get("resource_id"),
+                                                                 target.do_droplet_id))
+    return snapshot
+
+
+def snapshot_preview(ctx: Context, target: Target, snapshot_id: str) -> PreviewCheck:
+    snapshot = _snapshot_of(ctx, target, snapshot_id)
+    taken = _iso_unix(snapshot.get("created_at"))
+    with ctx.connect(target) as conn:
+        found = _guarded_identity(ctx, conn, target)
+        facts = _point_facts(conn, int(taken)) if taken else {"versions_before": [v for v, _ in applied_versions(conn)],
+                                                                  "versions_after": None}
+        lost = written_since(conn, taken) if taken else {}
+    preview: JsonObject = {"kind": RequestKind.SNAPSHOT_RESTORE.value, "target": target.name, "snapshot": snapshot_id,
+                           "snapshot_name": snapshot.get("name"), "droplet_id": target.do_droplet_id,
+                           "point_unix": int(taken) if taken else None,
+                           "lost_seconds": round(time.time() - taken) if taken else None,
+                           "written_since": lost, **facts}
+    digest = digest_of(found, {"kind": "snapshot_restore", "snapshot": snapshot_id,
+                               "created_at": snapshot.get("created_at"), **facts})
+    return PreviewCheck(ok=True, digest=digest, preview=preview, params={"snapshot": snapshot_id})
+
+
+def _iso_unix(text: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def snapshot_restore(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+    """The droplet's restore action, followed (bounded); then the database must answer and be the same one."""
+    snapshot_id = str(request.params["snapshot"])
+    assert target.do_droplet_id is not None
+    started = progress.start("snapshot_restore", messages.snapshot_restore_of(snapshot_id, target.do_droplet_id))
+    try:
+        with progress.heartbeat("snapshot_restore") as beat:
+            action = digitalocean(ctx).restore_droplet(
+                target.do_droplet_id, snapshot_id, heartbeat=beat, poll_seconds=ctx.options.do_poll_s,
+                timeout_s=ctx.options.do_action_timeout_s)
+            waited = wait_for_database(ctx, target, beat)
+    finally:
+        ctx.store().clear_plans(target.name)
+    with ctx.connect(target) as conn:
+        identity.guard(conn, ctx.redis, target.name, by=request.requester)
+        versions = [v for v, _ in applied_versions(conn)]
+        history.record(conn, operation="snapshot_restore", status="completed", executed_by=request.requester,
+                       approved_by=request.approver, request_id=request.id,
+                       duration_ms=int(float(action.get("duration_s") or 0) * 1000),
+                       details={"snapshot": snapshot_id, "droplet_id": target.do_droplet_id,
+                                "action_id": action.get("action_id")})
+    progress.finish("snapshot_restore", started, messages.snapshot_restore_figures(action, waited, versions))
+    return {"snapshot_restore": {**action, "versions": versions}}
+
+
+# --- cluster_restore: a new managed cluster from a backup ------------------------------------------
+
+
+def cluster_preview(ctx: Context, target: Target, point: str | None) -> PreviewCheck:
+    if not target.do_database_id:
+        raise RecoveryRefused(messages.no_managed_cluster(target.name))
+    backups = digitalocean(ctx).database_backups(target.do_database_id)  # newest first
+    limit = parse_utc(point) if point else None
+    chosen = next((b for b in backups if limit is None or (_iso_unix(b.get("created_at")) or 0) <= limit), None)
+    if chosen is None:
+        raise RecoveryRefused(messages.no_cluster_backup(target.do_database_id, point))
+    created = str(chosen.get("created_at"))
+    taken = _iso_unix(created)
+    stamp = datetime.fromtimestamp(taken or time.time(), UTC).strftime("%Y%m%d%H%M")
+    new_name = f"{target.name}-restored-{stamp}"
+    with ctx.connect(target) as conn:
+        found = _guarded_identity(ctx, conn, target)
+        versions = [v for v, _ in applied_versions(conn)]
+    preview: JsonObject = {"kind": RequestKind.CLUSTER_RESTORE.value, "target": target.name,
+                           "database_id": target.do_database_id, "backup_created_at": created, "new_name": new_name,
+                           "versions_before": versions, "versions_after": None, "point_unix": None}
+    digest = digest_of(found, {"kind": "cluster_restore", "database_id": target.do_database_id, "backup": created})
+    return PreviewCheck(ok=True, digest=digest, preview=preview,
+                        params={"backup_created_at": created, "new_name": new_name})
+
+
+def new_cluster(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+    """The new cluster, followed until online (bounded); the thread gets its host and what to switch,
+    never a password or a URI."""
+    assert target.do_database_id is not None
+    new_name = str(request.params["new_name"])
+    started = progress.start("new_cluster", messages.new_cluster_of(new_name, target.do_database_id))
+    with progress.heartbeat("new_cluster") as beat:
+        created = digitalocean(ctx).restore_cluster(
+            target.do_database_id, new_name, str(request.params.get("backup_created_at") or "") or None,
+            heartbeat=beat, poll_seconds=ctx.options.do_poll_s, timeout_s=ctx.options.do_action_timeout_s)
+    with ctx.connect(target) as conn:
+        history.record(conn, operation="cluster_restore", status="completed", executed_by=request.requester,
+                       approved_by=request.approver, request_id=request.id,
+                       duration_ms=int(float(created.get("duration_s") or 0) * 1000),
+                       details={k: created.get(k) for k in ("id", "name", "host", "port", "database",
+                                                            "backup_created_at")})
+    progress.finish("new_cluster", started, messages.new_cluster_figures(created))
+    progress.post(messages.cluster_switch(target.name, created))
+    return {"new_cluster": created}
+
+
+# --- the start check: is the preview that was approved still the one the database gives? ----------
+
+
+PREVIEWS: dict[RequestKind, Callable[[Context, Request, Target], PreviewCheck]] = {
+    RequestKind.RECOVER: lambda ctx, r, t: recover_preview(ctx, t, str(r.backup), list(r.params.get("tables") or []),
+                                                           bool(r.params.get("overwrite"))),
+    RequestKind.PITR: lambda ctx, r, t: pitr_preview(ctx, t, before=None, at=_utc(r.params.get("point_unix"))),
+    RequestKind.SNAPSHOT_RESTORE: lambda ctx, r, t: snapshot_preview(ctx, t, str(r.params.get("snapshot"))),
+    RequestKind.CLUSTER_RESTORE: lambda ctx, r, t: _same_backup(cluster_preview(ctx, t, None), r),
+}
+
+
+def _same_backup(check: PreviewCheck, request: Request) -> PreviewCheck:
+    """At start the chosen backup must still exist, whatever is newest now; its preview recomputed."""
+    if check.preview and check.preview.get("backup_created_at") == request.params.get("backup_created_at"):
+        return check
+    return PreviewCheck(ok=False, error=messages.preview_changed())
+
+
+def _utc(point: Any) -> str | None:
+    if point is None:
+        return None
+    return datetime.fromtimestamp(int(point), UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def recheck_restore(ctx: Context, request: Request, target: Target, archive: Path,
+                    manifest: Mapping[str, Any]) -> str | None:
+    """A whole-backup restore bound to a preview: None when it still holds, else the refusal."""
+    if not request.plan_hash:
+        return None  # asked for before restores had previews
+    try:
+        current = restore_preview(ctx, target, archive, manifest)
+    except (WorkerError, psycopg.Error) as exc:
+        return str(exc)
+    return None if current["digest"] == request.plan_hash else messages.preview_changed()
+
+
+def recheck(ctx: Context, request: Request, target: Target) -> str | None:
+    """None when the preview the request was approved on still holds; else the one line refusing it."""
+    try:
+        current = PREVIEWS[request.kind](ctx, request, target)
+    except WorkerError as exc:
+        return str(exc)
+    if current.digest != request.plan_hash:
+        return messages.preview_changed()
+    return None
+
+
+# --- restore: the preview of a whole-backup restore ---------------------------------------------------
+
+
+def archive_rows(archive: Path, table: str, pg_restore: str) -> Iterator[dict[str, str]]:
+    """The rows of one table of an archive, as column -> text (pg_restore's COPY output, streamed)."""
+    schema, _, name = table.rpartition(".")
+    argv = [pg_restore, "--data-only", f"--schema={schema or 'public'}", f"--table={name}", "--file=-", str(archive)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
+        assert proc.stdout is not None
+        columns: list[str] | None = None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            if columns is None:
+                if line.startswith("COPY ") and "(" in line:
+                    columns = [c.strip().strip('"') for c in line[line.index("(") + 1:line.rindex(")")].split(",")]
+                continue
+            if line == "\\.":
+                break
+            yield dict(zip(columns, line.split("\t"), strict=False))
+
+
+def restore_preview(ctx: Context, target: Target, archive: Path, manifest: Mapping[str, Any]) -> JsonObject:
+    """What restoring `archive` into the target changes: versions now and in the backup, the critical
+    tables' rows live and in the backup, and what was written since the backup was taken (lost)."""
+    pg_restore = ctx.options.pg_restore
+    after = sorted(r["version"] for r in archive_rows(archive, "public.schema_migrations", pg_restore)
+                   if r.get("status") == "completed")
+    taken = _iso_unix(manifest.get("created_at"))
+    with ctx.connect(target) as conn:
+        found = _guarded_identity(ctx, conn, target)
+        before = [v for v, _ in applied_versions(conn)]
+        tables = []
+        for table in target.critical_tables:
+            qualified = table if "." in table else f"public.{table}"
+            schema, _, name = qualified.partition(".")
+            live = None
+            exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (qualified,)).fetchone()
+            if exists and exists[0]:  # a bad migration may have dropped it
+                row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name))).fetchone()
+                live = int(row[0]) if row else 0
+            restored = sum(1 for _ in archive_rows(archive, qualified, pg_restore))
+            tables.append({"table": table, "live_rows": live, "restored_rows": restored})
+        lost = written_since(conn, taken) if taken else {}
+    preview: JsonObject = {
+        "kind": RequestKind.RESTORE.value, "target": target.name, "backup": archive.name,
+        "versions_before": before, "versions_after": after, "tables": tables,
+        "point_unix": int(taken) if taken else None, "lost_seconds": round(time.time() - taken) if taken else None,
+        "written_since": lost,
+    }
+    digest = digest_of(found, {"kind": "restore", "sha256": manifest.get("sha256"), "versions_before": before,
+                               "versions_after": after})
+    return {"digest": digest, "preview": preview}
