@@ -29,6 +29,9 @@ class Command:
     backup: str | None = None
     request_id: str | None = None
     state: str | None = None
+    pid: str | None = None
+    other: str | None = None  # diff: the second target
+    watch: str | None = None  # watch: `stop`
     # the recovery verbs (issue 10)
     tables: str | None = None  # comma-separated, as typed
     overwrite: str | None = None  # "--overwrite" when given
@@ -70,6 +73,10 @@ def parse(text: str, targets: Sequence[str], versions_for: VersionsFor | None = 
             values[strict.name] = strict.normalize(word)
         elif verb.takes_target and target is None and word in targets:
             target = word
+        elif verb.takes(verbs.OTHER_TARGET) and word in targets and verbs.OTHER_TARGET.name not in values:
+            if word == target:
+                raise CommandError(messages.same_target_twice(verb, word))
+            values[verbs.OTHER_TARGET.name] = word
         elif (loose := _loose_slot(verb, values, word, targets)) is not None:
             values[loose.name] = loose.normalize(word)
         else:

@@ -29,7 +29,7 @@ from bot.approval import Refusal
 from bot.commands import Command, CommandError
 from bot.plans import PlanSummary, summarize
 from bot.verbs import Action, Verb
-from core import defaults, stall_policy
+from core import assessments, defaults, stall_policy
 from core.config import Settings, Target
 from core.jobs import BackupCheck, PreviewCheck
 from core.requests import (
@@ -65,6 +65,17 @@ def versions_on_disk(migrations_dir: str) -> set[str] | None:
     return versions_in(names)
 
 
+def plan_sql(saved: Mapping[str, Any]) -> str | None:
+    """The SQL a saved dry run's plan runs, migration by migration (None when it holds none)."""
+    plan = saved.get("plan") if isinstance(saved.get("plan"), Mapping) else saved
+    steps = plan.get("steps") if isinstance(plan, Mapping) else None
+    if not isinstance(steps, list):
+        return None
+    parts = [f"-- {s.get('version')} {s.get('name')}\n{str(s.get('sql') or '').strip()}\n"
+             for s in steps if isinstance(s, Mapping)]
+    return "\n".join(parts) or None
+
+
 def plan_of(request: Request, target: Target | None = None) -> PlanSummary | None:
     if request.kind is not RequestKind.ROLLBACK:
         return None
@@ -81,6 +92,10 @@ class RequestDraft:
     plan: PlanSummary | None = None  # a rollback's plan, shown on the card
     saved: SavedPlan | None = None  # the saved plan the request uses up
     backup: str | None = None
+    subject: str | None = None  # what a terminate or repair request acts on
+    plan_hash: str | None = None  # a repair's or an undo's plan hash (a rollback's is its plan's)
+    source_link: str | None = None  # a rollback's dry run, linked from the card
+    sql: str | None = None  # the SQL a rollback will run
     # a recovery's: the preview's hash (the request's plan_hash), what the workers need, and the
     # preview's detail posted in the request's thread (sample keys)
     digest: str | None = None
@@ -88,7 +103,6 @@ class RequestDraft:
     to_version: str | None = None
     thread_note: str | None = None
     undoes: str | None = None  # an undo: the rollback it reverses
-    plan_hash: str | None = None  # an undo: the hash of its dry run (the worker refuses if it changed)
     versions: tuple[str, ...] = ()  # an undo: the migrations it re-applies
 
 
@@ -120,11 +134,14 @@ class Handlers:
             Action.CANCEL: self.cancel,
             Action.REPORT: self.report,
             Action.MAINTENANCE: self.maintenance,
+            Action.WATCH: self.watch,
         }
         # What a REQUEST verb needs before its request exists, per request kind.
         self.drafts: dict[RequestKind, Callable[[Verb, Command, str], RequestDraft | str]] = {
             RequestKind.ROLLBACK: self.rollback_draft,
             RequestKind.RESTORE: self.restore_draft,
+            RequestKind.TERMINATE: self.terminate_draft,
+            RequestKind.REPAIR: self.repair_draft,
             RequestKind.RECOVER: self.recovery_draft,
             RequestKind.PITR: self.recovery_draft,
             RequestKind.SNAPSHOT_RESTORE: self.recovery_draft,
@@ -264,6 +281,9 @@ class Handlers:
                 summary=draft.summary,
                 backup=draft.backup,
                 plan=draft.saved,
+                subject=draft.subject,
+                source_link=draft.source_link,
+                sql=draft.sql,
                 params=draft.params,
                 undoes=draft.undoes,
                 ttl_seconds=self.policy.request_ttl_seconds,
@@ -281,6 +301,12 @@ class Handlers:
                                   outcome="the request message could not be posted")
             raise
         self.store.update(request.id, thread_ts=ts)
+        if request.sql:  # the whole SQL as a file in the card's thread (the card shows its first lines)
+            try:
+                self.client.files_upload_v2(channel=channel, thread_ts=ts, content=request.sql,
+                                            filename=f"{request.id}-rollback.sql", title=messages.sql_file_title(request))
+            except Exception:  # a courtesy: the dry run's thread has the whole SQL too
+                log.warning("could not attach the SQL of %s", request.id)
         if draft.thread_note:
             self.post(channel, draft.thread_note, thread_ts=ts)
         log.info("request %s (%s of %s) pending, by %s", request.id, request.kind, request.target, user)
@@ -298,8 +324,19 @@ class Handlers:
         plan = replace(plan, maintenance=stall_policy.decide(self.settings.targets[cmd.target], plan.stall_ms))
         if plan.maintenance is not None and plan.maintenance.refused:
             return messages.maintenance_required_without_hook(cmd.target, plan.maintenance)
-        return RequestDraft(summary=plan.summary(), plan=plan, saved=saved)
+        return RequestDraft(summary=plan.summary(), plan=plan, saved=saved, source_link=self.source_link(saved),
+                            sql=plan_sql(saved.plan))
 
+    def source_link(self, saved: SavedPlan) -> str | None:
+        """A permalink to the thread the dry run was answered in (None: unknown, or Slack would not say)."""
+        source = saved.plan.get("source")
+        if not isinstance(source, dict) or not source.get("thread_ts"):
+            return None
+        try:
+            return str(self.client.chat_getPermalink(channel=str(source.get("channel") or ""),
+                                                     message_ts=source["thread_ts"])["permalink"])
+        except Exception:  # a link is a courtesy
+            return None
     def restore_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
         """Only a backup that exists and verifies may be requested: a worker checks it first."""
         assert cmd.target and cmd.backup
@@ -310,6 +347,15 @@ class Handlers:
                  else messages.restore_preview_missing(checked.preview_error))
         return RequestDraft(summary=messages.restore_summary(cmd.target, cmd.backup, checked.backup),
                             backup=cmd.backup, digest=checked.digest, params={"preview_text": shown})
+
+    def terminate_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
+        """Only a session the channel's current assessment named (`/rollback status`) may be ended."""
+        assert cmd.target and cmd.pid
+        saved = assessments.current(self.store.redis, channel, cmd.target, prefix=self.store.prefix)
+        session = saved.session(int(cmd.pid)) if saved else None
+        if session is None:
+            return messages.pid_not_assessed(cmd.target, cmd.pid, saved is not None)
+        return RequestDraft(summary=messages.session_summary(session), subject=cmd.pid)
 
     def undo_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
         """An undo is asked for only after its dry run: a worker runs it (rolled back) and the card shows it."""
@@ -387,6 +433,19 @@ class Handlers:
             log.warning("check %s of %s: no answer within %d s", verb.name, target, timeout)
         return result
 
+    def repair_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
+        """The repair's dry run comes first: a worker plans it (which statements run, which are skipped)
+        and the card shows that plan; the approval runs exactly it (the worker compares its hash)."""
+        assert verb.check_job and cmd.target and cmd.version
+        result = self.wait_check(verb, cmd.target, version=cmd.version)
+        if result is None:
+            return messages.repair_plan_timed_out(cmd.target, cmd.version, self.check_timeout())
+        answer = result.return_value if result.type is Result.Type.SUCCESSFUL else None
+        if not isinstance(answer, dict) or not answer.get("ok"):
+            return messages.repair_refused(cmd.target, cmd.version, (answer or {}).get("error"))
+        return RequestDraft(summary=str(answer.get("text") or ""), subject=cmd.version,
+                            plan_hash=str(answer.get("hash") or ""))
+
     def check_backup(self, verb: Verb, target: str, backup: str) -> BackupCheck | str:
         """The verb's check job's answer about `backup`, or the one-line refusal."""
         result = self.wait_check(verb, target, backup=backup)
@@ -446,6 +505,21 @@ class Handlers:
         else:
             ts = self.post(channel, line)
         self.enqueue(verb.job, **self.job_kwargs(verb, cmd, channel=channel, thread_ts=ts, requester=user))
+        return None
+
+    def watch(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:
+        """`watch stop`: the target's latest request, if it is being watched (still running after its
+        outcome), ends its window now; recorded in its thread by the worker."""
+        assert verb.job and cmd.target
+        latest = self.store.latest_for_target(cmd.target)
+        if latest is None or latest.status is not RequestStatus.RUNNING or not latest.outcome:
+            return messages.no_watch(cmd.target)
+        refused = approval.may_switch_maintenance(latest, user, self.policy, self.group_members(user))
+        if refused is not None:
+            return messages.refusal(refused, latest)
+        if latest.thread_ts:
+            self.post(latest.channel, messages.watch_stop_line(latest.id, user), thread_ts=latest.thread_ts)
+        self.enqueue(verb.job, **self.job_kwargs(verb, cmd, request_id=latest.id, requester=user))
         return None
 
     # -- the buttons ----------------------------------------------------------------------------------

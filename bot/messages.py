@@ -420,12 +420,22 @@ def undo_refused(target: str, rollback_id: str, error: str | None) -> str:
     return f"Refused: rollback {code(rollback_id)} of {code(target)} cannot be undone: {why}. Nothing was requested."
 
 
+def _what(request: Request) -> str:
+    """What a request asks to do, in its card's first line."""
+    if request.kind is RequestKind.TERMINATE:
+        return f"termination of session pid {code(request.subject)} on"
+    if request.kind is RequestKind.REPAIR:
+        return f"repair of migration {code(request.subject)} on"
+    if request.kind in RECOVERY_WHAT:
+        return f"{RECOVERY_WHAT[request.kind]} of"
+    return {RequestKind.ROLLBACK: "rollback of", RequestKind.UNDO: f"undo of rollback {code(request.undoes)} of"}.get(
+        request.kind, f"restore of backup {code(request.backup)} of")
+
+
 def _request_header(request: Request) -> str:
-    what = RECOVERY_WHAT.get(request.kind) or {
-        RequestKind.ROLLBACK: "rollback", RequestKind.UNDO: f"undo of rollback {code(request.undoes)}",
-    }.get(request.kind, f"restore of backup {code(request.backup)}")
+    what = _what(request)
     return (
-        f":rotating_light: *{request.id}*: {what} of {code(request.target)} requested by {mention(request.requester)}. "
+        f":rotating_light: *{request.id}*: {what} {code(request.target)} requested by {mention(request.requester)}. "
         f"Needs a second person's approval before {clock(request.expires_at)}."
     )
 
@@ -436,6 +446,11 @@ def request_text(request: Request, plan: PlanSummary | None = None) -> str:
         lines += _plan_lines(plan)
         if age := plan_age_line(request):
             lines.append(age)
+        lines += _source_lines(request)
+    elif request.kind is RequestKind.TERMINATE:
+        lines.append(escape(request.summary))
+    elif request.kind is RequestKind.REPAIR:  # its dry run: each statement that runs or is skipped
+        lines.append(f"```\n{escape(request.summary)}\n```")
     elif request.kind is RequestKind.UNDO:
         if request.summary:
             lines.append(f":leftwards_arrow_with_hook: {escape(request.summary)}.")
@@ -463,6 +478,10 @@ def request_blocks(request: Request, plan: PlanSummary | None = None) -> list[di
             f"This runs: backup, maintenance on, rollback of {code(request.target)} to {code(request.to_version)}, "
             "verify, maintenance off."
         )
+    elif request.kind is RequestKind.TERMINATE:
+        confirm = f"This ends session pid {code(request.subject)} on {code(request.target)} (pg_terminate_backend)."
+    elif request.kind is RequestKind.REPAIR:
+        confirm = f"This runs: a fresh backup, then the repair of {code(request.subject)} on {code(request.target)}."
     elif request.kind in RECOVERY_WHAT:
         confirm = recovery_confirm(request)
     else:
@@ -479,6 +498,8 @@ _DECISION_ICONS = {RequestStatus.APPROVED: ":white_check_mark:", RequestStatus.R
 
 
 def _ask_again(request: Request) -> str:
+    if request.kind in (RequestKind.TERMINATE, RequestKind.REPAIR):
+        return f"ask again with `/rollback {request.kind.value}`"
     if request.kind in RECOVERY_WHAT:
         return f"ask again with `/rollback {verbs.for_kind(request.kind).name}`"
     if request.kind is RequestKind.UNDO:
@@ -533,6 +554,70 @@ def report_requested(user: str, request_id: str) -> str:
     return f":memo: Incident report for {request_id} requested by {mention(user)}; the file follows in this thread."
 
 
+# --- Step 1: terminate (bot/handlers.py terminate_draft) -------------------------------------------
+
+
+def pid_not_assessed(target: str, pid: str, assessed: bool) -> str:
+    if not assessed:
+        return (f"No current assessment of {code(target)} in this channel: run `/rollback status {target}` "
+                f"first; `terminate` acts only on a session it names.")
+    return (f"Refused: pid {code(pid)} is not among the sessions the current assessment of {code(target)} "
+            f"named; run `/rollback status {target}` again and pick one of those.")
+
+
+def session_summary(session: Mapping[str, Any]) -> str:
+    why = ", ".join(str(w).replace("_", " ") for w in session.get("why") or ())
+    return (f"Session pid {session.get('pid')}: {session.get('application') or '-'} as {session.get('user')}, "
+            f"{session.get('state')}, {session.get('age_s')} s ({why}): {session.get('query')}")
+
+
+def same_target_twice(verb_: Verb, target: str) -> str:
+    return f"{code(target)} twice: {code(verbs.usage(verb_))} compares two different targets."
+
+
+# --- scenario 1: repair (bot/handlers.py repair_draft) ---------------------------------------------
+
+
+def repair_plan_timed_out(target: str, version: str, seconds: int) -> str:
+    return (f"No worker planned the repair of {code(version)} on {code(target)} within {seconds} s; "
+            "nothing was requested. Check the workers and try again.")
+
+
+def repair_refused(target: str, version: str, error: str | None) -> str:
+    return f"Cannot repair {code(version)} on {code(target)}: {escape(error or 'the worker could not plan it')}."
+
+
+# --- the watch window (bot/handlers.py watch) -------------------------------------------------------
+
+
+def no_watch(target: str) -> str:
+    return f"No watch is running on {code(target)}: nothing to stop."
+
+
+def watch_stop_line(request_id: str, user: str) -> str:
+    return f":stop_sign: {mention(user)} stops the watch of {request_id} early."
+
+
+# --- the execute card: its dry run and its SQL ----------------------------------------------------
+
+SQL_HEAD_LINES = 8
+
+
+def _source_lines(request: Request) -> list[str]:
+    lines = []
+    if request.source_link:
+        lines.append(f":link: <{request.source_link}|The dry run this plan comes from>")
+    if request.sql:
+        sql_lines = request.sql.strip().splitlines()
+        head = "\n".join(sql_lines[:SQL_HEAD_LINES])
+        more = (f"\n… {len(sql_lines) - SQL_HEAD_LINES} more line(s): the whole SQL is attached in this thread"
+                if len(sql_lines) > SQL_HEAD_LINES else "")
+        lines.append(f"SQL it will run:\n```\n{escape(head)}\n```{more}")
+    return lines
+
+
+def sql_file_title(request: Request) -> str:
+    return f"SQL of {request.id}: rollback of {request.target} to {request.to_version}"
 # -- the recovery paths (issue 10): the check, the restore preview on the card, the sample keys ----------
 
 RECOVERY_WHAT = {RequestKind.RECOVER: "table recovery", RequestKind.PITR: "point-in-time recovery",

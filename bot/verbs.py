@@ -73,6 +73,21 @@ STATE = Argument(
     name="state", placeholder="on|off", matches=lambda w: w.lower() in STATES, what="maintenance state",
     hint="say `on` or `off`", normalize=str.lower,
 )
+PID = Argument(
+    name="pid", placeholder="<pid>", matches=lambda w: w.isdigit() and 0 < len(w) <= 10, what="session pid",
+    hint="pids are numbers; `/rollback status` lists the sessions in a rollback's way with theirs",
+    strict=False,  # a number is a pid only for a verb that takes one (a bad version stays a bad version)
+)
+# The second target of `diff`: any configured target name after the first (bot/commands.py fills it;
+# never recognised by shape alone).
+OTHER_TARGET = Argument(
+    name="other", placeholder="<target>", matches=lambda w: False, what="second target",
+    hint="name two configured targets, e.g. `/rollback diff prod staging`", strict=False, required=False,
+)
+WATCH_ACTION = Argument(
+    name="watch", placeholder="stop", matches=lambda w: w.lower() == "stop", what="watch action",
+    hint="say `stop`", normalize=str.lower,
+)
 # The recovery verbs' arguments (issue 10).
 TABLE_NAME = r"[A-Za-z_][A-Za-z0-9_$]*(?:\.[A-Za-z_][A-Za-z0-9_$]*)?"
 TABLE_LIST_PATTERN = re.compile(rf"^{TABLE_NAME}(?:,{TABLE_NAME}){{0,19}},?$")
@@ -99,7 +114,8 @@ SNAPSHOT = Argument(
     what="snapshot id", hint="snapshot ids are numbers; `/rollback backups` lists them", strict=False,
 )
 OPTIONAL_VERSION = replace(VERSION, required=False)
-ARGUMENTS = (VERSION, BACKUP, REQUEST_ID, ROLLBACK_ID, STATE, OVERWRITE, BEFORE, POINT, SNAPSHOT, TABLES)
+ARGUMENTS = (VERSION, BACKUP, REQUEST_ID, ROLLBACK_ID, STATE, PID, WATCH_ACTION, OVERWRITE, BEFORE, POINT, SNAPSHOT,
+             TABLES)
 
 
 class Action(StrEnum):
@@ -111,6 +127,7 @@ class Action(StrEnum):
     CANCEL = "cancel"  # the channel's pending request (or the one named) is cancelled
     REPORT = "report"  # its job, in the thread of the channel's latest request (or the one named)
     MAINTENANCE = "maintenance"  # its job, recorded in the thread of the target's latest request
+    WATCH = "watch"  # `watch stop`: its job on the target's latest request, recorded in that request's thread
 
 
 class Who(StrEnum):
@@ -189,6 +206,18 @@ VERBS: tuple[Verb, ...] = (
     Verb("maintenance", "switch the target's maintenance mode (the latest request's requester or an approver)",
          Action.MAINTENANCE, arguments=(STATE,), writes=True, who=Who.REQUESTER_OR_APPROVER,
          job="workers.jobs.maintenance", job_kwargs=("target", "state", "channel", "thread_ts", "requester")),
+    Verb("terminate", "end a session that status named in a rollback's way (needs a second person's approval)",
+         Action.REQUEST, arguments=(PID,), aliases=("kill",), writes=True, approval=RequestKind.TERMINATE,
+         job="workers.jobs.terminate"),
+    Verb("repair", "bring a failed or stuck migration back to a clean state: its dry run, then a second person's approval",
+         Action.REQUEST, arguments=(VERSION,), writes=True, approval=RequestKind.REPAIR,
+         job="workers.jobs.repair", check_job="workers.jobs.plan_repair"),
+    Verb("watch", "stop: end the watch window after a rollback or restore early (its requester or an approver)",
+         Action.WATCH, arguments=(WATCH_ACTION,), writes=True, who=Who.REQUESTER_OR_APPROVER,
+         job="workers.jobs.watch_stop", job_kwargs=("request_id", "requester")),
+    Verb("diff", "compare two targets (one named: with each other one): versions on one and not the other, each table's schema; flags stray migrations",
+         Action.THREAD_JOB, arguments=(OTHER_TARGET,), job="workers.jobs.diff",
+         job_kwargs=("target", "other", "channel", "thread_ts")),
     Verb("cancel", "cancel this channel's pending request",
          Action.CANCEL, arguments=(REQUEST_ID,), takes_target=False, who=Who.REQUESTER_OR_APPROVER,
          needs_worker=False),

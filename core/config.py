@@ -117,6 +117,11 @@ class WorkerSettings:
     pg_dump: str = "pg_dump"
     pg_restore: str = "pg_restore"
     psql: str = "psql"
+    # Step 1, assess: an active session older than this is named as long-running.
+    long_running_s: float = defaults.LONG_RUNNING_SECONDS
+    # After a verified rollback or restore: how long the workers keep watching, and how often they look.
+    watch_window_s: float = defaults.WATCH_WINDOW_SECONDS
+    watch_interval_s: float = defaults.WATCH_INTERVAL_SECONDS
     # The recovery paths (issue 10): how long a point-in-time recovery or a droplet restore is
     # followed before the thread says so and someone is paged, and how often it is polled.
     pitr_timeout_s: float = defaults.PITR_RESTORE_TIMEOUT_SECONDS
@@ -164,6 +169,12 @@ def _worker_settings(env: Mapping[str, str], raw: Mapping[str, Any]) -> WorkerSe
         pg_dump=env.get("PG_DUMP") or "pg_dump",
         pg_restore=env.get("PG_RESTORE") or "pg_restore",
         psql=env.get("PSQL") or "psql",
+        long_running_s=_number(env, ("ROLLBACK_LONG_RUNNING_SECONDS",),
+                               float(raw.get("long_running_seconds", defaults.LONG_RUNNING_SECONDS))),
+        watch_window_s=_number(env, ("ROLLBACK_WATCH_WINDOW_SECONDS",),
+                               float(raw.get("watch_window_seconds", defaults.WATCH_WINDOW_SECONDS))),
+        watch_interval_s=_number(env, ("ROLLBACK_WATCH_INTERVAL_SECONDS",),
+                                 float(raw.get("watch_interval_seconds", defaults.WATCH_INTERVAL_SECONDS))),
         pitr_timeout_s=_number(env, ("ROLLBACK_PITR_TIMEOUT_SECONDS",), defaults.PITR_RESTORE_TIMEOUT_SECONDS),
         pitr_poll_s=_number(env, ("ROLLBACK_PITR_POLL_SECONDS",), defaults.PITR_POLL_SECONDS),
         do_action_timeout_s=_number(env, ("ROLLBACK_DO_ACTION_TIMEOUT_SECONDS",), defaults.DO_ACTION_TIMEOUT_SECONDS),

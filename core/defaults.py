@@ -113,6 +113,18 @@ SUPABASE_BACKOFF_SECONDS = 1.0
 PITR_MARGIN_SECONDS = 60
 PITR_POLL_SECONDS = 10.0
 PITR_RESTORE_TIMEOUT_SECONDS = 30 * 60
+
+# Step 1, assess (workers/assessment.py): an active session running longer than this is named; the
+# assessment `terminate` acts on is kept this long (like a plan).
+LONG_RUNNING_SECONDS = 30.0
+ASSESSMENT_TTL_SECONDS = 15 * 60
+# After a verified rollback or restore the workers watch the app this long, looking this often
+# (workers/watching.py).
+WATCH_WINDOW_SECONDS = 10 * 60.0
+WATCH_INTERVAL_SECONDS = 15.0
+# `report` gathers the incident's threads from at most this long before its request (and never from
+# before the target's previous request ended).
+INCIDENT_LOOKBACK_SECONDS = 3 * 60 * 60
 # After a point-in-time recovery or a droplet restore, how long the workers wait for PostgreSQL to answer.
 DATABASE_WAIT_SECONDS = 5 * 60
 

@@ -22,6 +22,7 @@ JsonObject = dict[str, Any]
 # Whoever claims it first owns the start: the worker runs the request, or the bot's expiry sweeper
 # records that it never started in time (and a late job then finds the claim taken and does nothing).
 START_STEPS = {RequestKind.ROLLBACK: "execute", RequestKind.RESTORE: "restore", RequestKind.UNDO: "execute",
+               RequestKind.TERMINATE: "terminate", RequestKind.REPAIR: "repair",
                RequestKind.RECOVER: "recover", RequestKind.PITR: "pitr", RequestKind.SNAPSHOT_RESTORE: "snapshot_restore",
                RequestKind.CLUSTER_RESTORE: "cluster_restore"}
 

@@ -66,6 +66,8 @@ class RequestKind(StrEnum):
 
     ROLLBACK = "rollback"
     RESTORE = "restore"
+    TERMINATE = "terminate"  # end one session named by the channel's current assessment (`subject`: its pid)
+    REPAIR = "repair"  # bring a failed or half-applied migration back to a clean state (`subject`: its version)
     RECOVER = "recover"  # lost rows of chosen tables back from a backup (scenario 4)
     PITR = "pitr"  # Supabase point-in-time recovery (playbook Method 3A)
     SNAPSHOT_RESTORE = "snapshot_restore"  # a DigitalOcean droplet from a snapshot (Method 3B)
@@ -141,6 +143,9 @@ class Request:
     started_at: float | None = None
     finished_at: float | None = None
     outcome: str | None = None
+    subject: str | None = None  # what a terminate or repair request acts on: the pid, the version
+    source_link: str | None = None  # a rollback's dry run (a permalink to its thread), shown on the card
+    sql: str | None = None  # the SQL a rollback will run (the card shows its first lines)
     # What a recovery request needs beyond the fields above (tables, --overwrite, the recovery point,
     # the snapshot): JSON, written once when the request is made.
     params: dict[str, Any] = field(default_factory=dict)
@@ -371,6 +376,9 @@ class RequestStore:
         stall_ms: float | None = None,
         now: float | None = None,
         plan: SavedPlan | None = None,
+        subject: str | None = None,
+        source_link: str | None = None,
+        sql: str | None = None,
         params: Mapping[str, Any] | None = None,
         undoes: str | None = None,
     ) -> Request:
@@ -404,6 +412,9 @@ class RequestStore:
                 stall_ms=stall_ms,
                 backup=backup,
                 plan_saved_at=plan.saved_at if plan else None,
+                subject=subject,
+                source_link=source_link,
+                sql=sql,
                 params=dict(params or {}),
                 undoes=undoes,
             )

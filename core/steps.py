@@ -30,6 +30,10 @@ UNDO = StepInfo("undo", "Undo", leaves_maintenance_on=True)
 VERIFY = StepInfo("verify", "Verification", leaves_maintenance_on=True)
 MAINTENANCE_OFF = StepInfo("maintenance_off", "Maintenance off", leaves_maintenance_on=True)
 FINISH = StepInfo("finish", "Outcome", recorded=False)
+# Ending one blocking session (pg_terminate_backend): recorded by the step itself.
+TERMINATE = StepInfo("terminate", "Terminate session", recorded=False)
+# Scenario 1: a failed or half-applied migration brought back to a clean state (recorded by the step).
+REPAIR = StepInfo("repair", "Repair", recorded=False)
 # The recovery paths (issue 10): a backup of just the chosen tables, then their lost rows back in one
 # transaction (no maintenance: the rest of the database is untouched); a Supabase point-in-time
 # recovery and a droplet restored from its snapshot replace the whole database, like a restore.
@@ -44,6 +48,8 @@ NEW_CLUSTER = StepInfo("new_cluster", "New cluster from a backup", recorded=Fals
 PIPELINES: dict[RequestKind, tuple[StepInfo, ...]] = {
     RequestKind.ROLLBACK: (BACKUP, MAINTENANCE_ON, ROLLBACK, VERIFY, MAINTENANCE_OFF, FINISH),
     RequestKind.RESTORE: (BACKUP, MAINTENANCE_ON, RESTORE, VERIFY, MAINTENANCE_OFF, FINISH),
+    RequestKind.TERMINATE: (TERMINATE,),
+    RequestKind.REPAIR: (BACKUP, REPAIR),
     RequestKind.RECOVER: (TABLE_BACKUP, RECOVER, FINISH),
     RequestKind.PITR: (BACKUP, MAINTENANCE_ON, PITR, VERIFY, MAINTENANCE_OFF, FINISH),
     RequestKind.SNAPSHOT_RESTORE: (BACKUP, MAINTENANCE_ON, SNAPSHOT_RESTORE, VERIFY, MAINTENANCE_OFF, FINISH),
@@ -66,6 +72,8 @@ JOB_LABELS = {
     "report": "Report",
     "check_backup": "Backup check",
     "maintenance": "Maintenance",
+    "diff": "Diff",
+    "watch": "Watch",
     "check_recover": "Recovery check",
     "check_pitr": "Point-in-time recovery check",
     "check_snapshot": "Snapshot check",

@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="port of the sandbox page (default 8400, or SANDBOX_PORT)")
     parser.add_argument("--bot-port", type=int, default=None, help="port of the bot (default: a free one)")
     parser.add_argument("--logs", action="store_true", help="show the bot's and the worker's logs here")
+    parser.add_argument("--scenario", choices=["half-done"], default=None,
+                        help="prepare a playbook scenario: half-done = scenario 1, a CREATE INDEX CONCURRENTLY "
+                        "migration failed halfway (try `/rollback status`, then `/rollback repair`)")
     args = parser.parse_args(argv)
 
     env = dict(os.environ)
@@ -47,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             env=env,
             real_slack=real_slack,
             stream_logs=sys.stdout.buffer if args.logs else None,
+            scenario=args.scenario,
         )
     except (SandboxError, ServiceUnavailable, OSError) as err:
         print(messages.could_not_start(err), file=sys.stderr)

@@ -30,7 +30,7 @@ import redis
 from psycopg import sql
 from rq import Queue, Worker
 
-from sandbox import messages
+from sandbox import messages, scenarios
 from sandbox.digitalocean import DEFAULT_DROPLET_ID, DigitalOceanServer
 from sandbox.own_keys import delete_queue, forget_sandbox_requests
 from sandbox.page import ChannelPage
@@ -253,6 +253,22 @@ def create_example_database(admin_url: str, name: str) -> str:
     return url
 
 
+def play_scenario(name: str, database_url: str, workdir: Path) -> Path:
+    """Prepare a playbook scenario on the example database; the migrations folder the target uses."""
+    from workers.engine import Engine, EngineError  # local, like create_example_database
+
+    if name not in scenarios.SCENARIOS:
+        raise SandboxError(messages.unknown_scenario(name, sorted(scenarios.SCENARIOS)))
+    folder = workdir / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, folder)
+    scenarios.SCENARIOS[name](folder)
+    try:  # expected to fail halfway: that is the scenario
+        Engine(database_url, folder, actor="sandbox").apply()
+    except EngineError:
+        pass
+    return folder
+
+
 @dataclass(frozen=True)
 class People:
     """Who may do what in the sandbox's config: the page's people, or real Slack ids from the environment."""
@@ -278,7 +294,8 @@ def _toml_list(values: tuple[str, ...]) -> str:
 
 
 def write_config(path: Path, *, backup_dir: Path, people: People, health_url: str | None,
-                 maintenance_url: str | None, droplet_id: int | None = None) -> None:
+                 maintenance_url: str | None, droplet_id: int | None = None,
+                 migrations_dir: Path = MIGRATIONS_DIR) -> None:
     """The sandbox's rollback.toml: one target `prod` (the example database) and who may approve."""
     lines = [
         "# Written by the sandbox launcher (sandbox/launcher.py) for this run only.",
@@ -296,7 +313,7 @@ def write_config(path: Path, *, backup_dir: Path, people: People, health_url: st
         f"contacts = {_toml_list(people.contacts)}",
         "",
         f"[targets.{SANDBOX_TARGET}]",
-        f'migrations_dir = "{MIGRATIONS_DIR}"',
+        f'migrations_dir = "{migrations_dir}"',
         'critical_tables = ["users", "projects"]',
         f"escalation = {_toml_list(people.target_contacts)}",
     ]
@@ -391,6 +408,7 @@ def start_sandbox(
     env: Mapping[str, str] | None = None,
     real_slack: bool = False,
     stream_logs: IO[bytes] | None = None,
+    scenario: str | None = None,
 ) -> Sandbox:
     """Bring up database, Redis, worker and bot (and the Slack stand-ins unless `real_slack`).
 
@@ -422,6 +440,9 @@ def start_sandbox(
             sandbox._forget_channel = INCIDENT_CHANNEL
             sandbox.forget_own_keys()
         sandbox.database_url = create_example_database(postgres.url, database_name)
+        migrations_dir = MIGRATIONS_DIR
+        if scenario is not None:  # a prepared incident on top of the example app (sandbox/scenarios.py)
+            migrations_dir = play_scenario(scenario, sandbox.database_url, workdir)
         queue_name = sandbox._queue_name = f"sandbox-{uuid.uuid4().hex[:8]}"
         common = {
             **base_env,
@@ -460,7 +481,7 @@ def start_sandbox(
         people = People.from_env(base_env) if real_slack else People()
         write_config(workdir / "rollback.toml", backup_dir=workdir / "backups", people=people,
                      health_url=health_url, maintenance_url=maintenance_url,
-                     droplet_id=None if real_slack else DEFAULT_DROPLET_ID)
+                     droplet_id=None if real_slack else DEFAULT_DROPLET_ID, migrations_dir=migrations_dir)
         worker_env = {**common, "PROD_DATABASE_URL": sandbox.database_url, "BACKUP_DIR": str(workdir / "backups")}
         for var in ("SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
             worker_env.pop(var, None)

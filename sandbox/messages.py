@@ -108,6 +108,8 @@ def stopped_because(err: object) -> str:
     return f"sandbox: {err}"
 
 
+def unknown_scenario(name: str, known: list[str]) -> str:
+    return f"unknown scenario {name!r}; known: {', '.join(known)}"
 def rows_lost(users: int) -> str:
     return (f"(scenario 4) The app's bad deploy just deleted {users} users and, by cascade, their projects. "
             "Get them back without losing newer rows: `/rollback backups` names the backup, then "

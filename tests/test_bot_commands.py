@@ -64,7 +64,7 @@ def test_several_targets_write_verbs_need_one_read_verbs_mean_all() -> None:
         ("stauts", "Did you mean `status`"),
         ("dry_runn 2025_10_20_120001", "Did you mean `dry-run`"),
         ("excute", "Did you mean `execute`"),
-        ("frobnicate", "/rollback help"),
+        ("xyzzy", "/rollback help"),
         ("dry-run", "needs a version"),
         ("dry-run 2025-10-20", "is not a migration version"),
         ("dry-run 2025_10_20_999999 prod", "Unknown version `2025_10_20_999999`"),
@@ -143,7 +143,8 @@ def test_every_verb_and_alias_parses_from_the_table() -> None:
     for verb in verbs.VERBS:
         for word in (verb.name, *verb.aliases):
             args = " ".join({"version": V1, "backup": "x.dump", "state": "on", "request_id": "RB-7K3F9Q",
-                     "tables": "users", "snapshot": "1234"}[a.name]
+                             "pid": "12345", "watch": "stop",
+                             "tables": "users", "snapshot": "1234"}[a.name]
                             for a in verb.arguments if a.required)
             assert parse(f"{word.upper()} {args}", ONE, versions_for).verb == verb.name
 

@@ -109,7 +109,9 @@ def test_full_playbook_from_status_to_verified_rollback(
 
     # the thread becomes the incident record, posted as a file into it
     stack_sender.command("report", user_id=ALICE, channel_id=CHANNEL)
-    report = slack_api.wait_for(lambda: [f for f in slack_api.files() if f.thread_ts == request.thread_ts],
+    # (the card's thread also holds the SQL file attached with the card: the report is the incident-*.md)
+    report = slack_api.wait_for(lambda: [f for f in slack_api.files() if f.thread_ts == request.thread_ts
+                                         and f.filename.startswith("incident-")],
                                 timeout=WAIT_SECONDS)[0]
     assert request.id in report.text()
 

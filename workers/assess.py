@@ -40,6 +40,12 @@ class Blocker:
     why: tuple[Why, ...]
     tables: tuple[str, ...] = ()  # plan tables it holds locks on
     blocked_by: tuple[int, ...] = ()
+    backend_start: float | None = None  # epoch: with the pid, tells this session from a later one reusing the pid
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pid": self.pid, "application": self.application, "user": self.user, "state": self.state,
+                "age_s": self.age_s, "query": self.query, "why": [w.value for w in self.why],
+                "tables": list(self.tables), "blocked_by": list(self.blocked_by), "backend_start": self.backend_start}
 
 
 def masked_first_line(query: str | None) -> str:
@@ -56,7 +62,7 @@ SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename, ''), coalesc
        coalesce((SELECT array_agg(DISTINCT n.nspname || '.' || c.relname ORDER BY n.nspname || '.' || c.relname)
                  FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
                  WHERE l.pid = a.pid AND l.granted AND (n.nspname || '.' || c.relname) = ANY(%(tables)s)), '{}'),
-       pg_blocking_pids(a.pid)
+       pg_blocking_pids(a.pid), extract(epoch FROM a.backend_start)::float8
 FROM pg_stat_activity a
 WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend'
 ORDER BY a.xact_start NULLS LAST, a.pid
@@ -67,7 +73,7 @@ def blockers(conn: psycopg.Connection[Any], *, long_running_s: float, plan_table
     """The sessions of this database that matter to a rollback (see the module docstring)."""
     tables = sorted(t if "." in t else f"public.{t}" for t in plan_tables)
     found = []
-    for pid, app, user, state, age, query, waiting, held, blocked_by in conn.execute(_SESSIONS, {"tables": tables}):
+    for pid, app, user, state, age, query, waiting, held, blocked_by, started in conn.execute(_SESSIONS, {"tables": tables}):
         why = []
         active = state not in ("idle", "")
         if active and age is not None and age >= long_running_s:
@@ -81,7 +87,8 @@ def blockers(conn: psycopg.Connection[Any], *, long_running_s: float, plan_table
         if why:
             found.append(Blocker(pid=int(pid), application=str(app), user=str(user), state=str(state),
                                  age_s=round(float(age or 0.0), 1), query=masked_first_line(query), why=tuple(why),
-                                 tables=tuple(held), blocked_by=tuple(int(p) for p in blocked_by or ())))
+                                 tables=tuple(held), blocked_by=tuple(int(p) for p in blocked_by or ()),
+                                 backend_start=float(started) if started is not None else None))
     return found
 
 

@@ -3,6 +3,10 @@
     run-migrations                                   apply all pending migrations
     run-migrations --status [--json]                 every migration and its state
     run-migrations --rollback [--to V] [--dry-run]   roll back to the last known-good version V
+    run-migrations --repair V [--dry-run]            bring a failed or stuck migration back to a clean state
+    run-migrations --target NAME ...                 a target of rollback.toml: the wrong-database guard and a
+                                                     verified backup before a real rollback or repair
+                                                     (--no-backup skips it, recorded in history)
     run-migrations --escrow                          what rollbacks' data-loss escrow holds
     run-migrations --undo RUN_ID [--dry-run]         reverse a rollback from its escrow
 Exit status: 0 success, 1 failure (one line on stderr), 2 bad usage, 130 interrupted (Ctrl-C or SIGTERM).
@@ -22,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 from core import defaults
+from core.errors import RollbackError
 from workers.engine import DryRunReport, Engine, EngineError, messages
 from workers.engine.redact import password_of, redact
 
@@ -45,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--status", action="store_true", help="show every migration and its state")
     mode.add_argument("--rollback", action="store_true", help="revert completed migrations (newest first)")
     mode.add_argument("--history", action="store_true", help="show migration_history, newest first")
+    mode.add_argument("--repair", metavar="VERSION",
+                      help="a failed or stuck migration back to a clean state (with --dry-run: the plan only)")
+    p.add_argument("--target", metavar="NAME",
+                   help="a target of rollback.toml (its <NAME>_DATABASE_URL and migrations folder): the bot's "
+                   "wrong-database guard and a verified backup before a real rollback or repair")
+    p.add_argument("--no-backup", action="store_true",
+                   help="with --target: no backup before the change (written into migration_history)")
+    p.add_argument("--reason", metavar="TEXT", default="", help="with --repair: why, recorded in migration_history")
     mode.add_argument("--escrow", action="store_true", help="list the data-loss escrow rollbacks hold")
     mode.add_argument("--undo", metavar="RUN_ID", help="reverse the rollback RUN_ID (printed by --rollback, or a "
                       "request id): re-apply its migrations and put its escrowed data back, in one transaction")
@@ -74,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
+    if args.no_backup and not args.target:
+        raise UsageError(messages.usage_conflict("--no-backup goes with --target (plain DATABASE_URL takes no backup)"))
     if args.to is not None and not args.rollback:
         raise UsageError(messages.usage_conflict("--to needs --rollback"))
     if args.dry_run and (args.status or args.history or args.escrow or args.purge_escrow is not None):
@@ -110,7 +125,14 @@ def _print_json(data: Any, out: Callable[[str], None]) -> None:
 
 def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], None],
         err: Callable[[str], None]) -> int:
-    conninfo = env.get("DATABASE_URL")
+    actor = _actor(args.actor)
+    target_run = None
+    if args.target:
+        # Imported only here: without --target the command needs (and imports) neither Redis nor the workers.
+        from workers import breakglass
+
+        target_run = breakglass.resolve(args.target, env)
+    conninfo = target_run.conninfo if target_run else env.get("DATABASE_URL")
     if not conninfo:
         raise UsageError("DATABASE_URL is not set; set it to the database to migrate, "
                          "e.g. DATABASE_URL=postgresql://user@host:5432/dbname run-migrations --status")
@@ -122,8 +144,13 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
         elif messages.is_notice(line):
             err(line)
 
+    migrations_dir = args.dir or (target_run.target.migrations_dir if target_run else None) \
+        or env.get("MIGRATIONS_DIR") or defaults.MIGRATIONS_DIR
+    changes = (args.rollback or args.repair) and not args.dry_run
+    if target_run is not None:  # the bot's safety nets on the break-glass path
+        breakglass.guard(target_run, actor, err)
     engine = Engine(
-        conninfo, args.dir or env.get("MIGRATIONS_DIR") or defaults.MIGRATIONS_DIR, actor=_actor(args.actor),
+        conninfo, migrations_dir, actor=actor,
         lock_timeout_ms=args.lock_timeout, lock_retries=args.lock_retries,
         statement_timeout_ms=args.statement_timeout, dry_run_budget_ms=args.dry_run_budget, log=log,
         escrow=not args.no_escrow, escrow_required=args.escrow_required,
@@ -140,6 +167,17 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
     elif args.history:
         rows = engine.history(args.limit)
         show(rows, messages.render_history(rows))
+    elif args.repair:
+        repair_plan = engine.plan_repair(args.repair)
+        if args.dry_run:
+            show(repair_plan.to_dict(), messages.render_repair_plan(repair_plan))
+            return EXIT_OK
+        if not args.json:
+            out(messages.render_repair_plan(repair_plan))
+        if target_run is not None and changes:
+            breakglass.backup_first(target_run, actor, "repair", no_backup=args.no_backup, out=err)
+        repaired = engine.repair(args.repair, expected_plan_hash=repair_plan.hash, reason=args.reason)
+        show(repaired.to_dict(), messages.render_repair(repaired))
     elif args.escrow:
         held = engine.escrow_holdings()
         show(held, messages.render_escrow(held))
@@ -166,6 +204,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
             return EXIT_OK
         if not args.json:
             out(messages.render_plan(plan))
+        if target_run is not None and changes:
+            breakglass.backup_first(target_run, actor, "rollback", no_backup=args.no_backup, out=err)
         # The plan shown is the plan run: its hash is checked again under the lock.
         done = engine.rollback(args.to, expected_plan_hash=plan.hash)
         show(done.to_dict(), messages.render_run(done))
@@ -199,6 +239,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """Entry point; returns the exit status (the console script passes it to sys.exit)."""
     env = os.environ if env is None else env
     secret = password_of(env.get("DATABASE_URL", ""))
+    # --target reads a target's <NAME>_DATABASE_URL: none of those passwords may be printed either.
+    secrets = [secret, *(password_of(v) for k, v in env.items() if k.endswith("_DATABASE_URL"))]
 
     def out(line: str) -> None:
         print(line, flush=True)
@@ -212,10 +254,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         with _terminate_like_ctrl_c():
             return run(args, env, out, err)
     except UsageError as exc:
-        err(messages.cli_error(redact(str(exc), [secret])))
+        err(messages.cli_error(redact(str(exc), secrets)))
         return EXIT_USAGE
-    except EngineError as exc:
-        err(messages.cli_error(redact(str(exc), [secret])))
+    except (EngineError, RollbackError) as exc:  # the engine's, and --target's guard and backup
+        err(messages.cli_error(redact(str(exc), secrets)))
         return EXIT_FAILED
     except KeyboardInterrupt:
         err(messages.cli_error(messages.interrupted()))

@@ -18,7 +18,7 @@ from rq import get_current_job
 
 from core.jobs import JsonObject, PreviewCheck
 from core.requests import RequestKind
-from workers import failures, operations, pipeline, recovery
+from workers import failures, operations, pipeline, recovery, repairing, target_diff, watching
 from workers import report as incident_report
 from workers.context import Context, context
 from workers.errors import describe
@@ -58,13 +58,19 @@ def _changing(work: Callable[[Context], JsonObject]) -> JsonObject:
 
 
 def status(*, target: str, channel: str | None = None, thread_ts: str | None = None, **_: Any) -> JsonObject:
-    return _read_only("status", channel, thread_ts, lambda ctx, p: operations.status(ctx, p, target))
+    return _read_only("status", channel, thread_ts, lambda ctx, p: operations.status(ctx, p, target, channel))
 
 
 def dry_run(*, target: str, version: str, channel: str | None = None, thread_ts: str | None = None,
             requester: str = "unknown", **_: Any) -> JsonObject:
     return _read_only("dry_run", channel, thread_ts,
                       lambda ctx, p: operations.dry_run(ctx, p, target, version, requester, channel))
+
+
+def diff(*, target: str, other: str | None = None, channel: str | None = None, thread_ts: str | None = None,
+         **_: Any) -> JsonObject:
+    """`/rollback diff <target> <target>`: versions and schemas of two targets compared, in the thread."""
+    return _read_only("diff", channel, thread_ts, lambda ctx, p: target_diff.diff(ctx, p, target, other))
 
 
 def backups(*, target: str, channel: str | None = None, thread_ts: str | None = None, **_: Any) -> JsonObject:
@@ -96,6 +102,34 @@ def execute(*, request_id: str, **_: Any) -> JsonObject:
 
 def pipeline_step(*, request_id: str, step: str, **_: Any) -> JsonObject:
     return _changing(lambda ctx: pipeline.run_step(ctx, request_id, step))
+
+
+def terminate(*, request_id: str, **_: Any) -> JsonObject:
+    """An approved `/rollback terminate <pid>`: the session ended, or the refusal, in the request's thread."""
+    return _changing(lambda ctx: pipeline.run_in_job(ctx, request_id))
+
+
+def repair(*, request_id: str, **_: Any) -> JsonObject:
+    """An approved `/rollback repair <version>`: a verified backup, then the repair, in this job."""
+    return _changing(lambda ctx: pipeline.run_in_job(ctx, request_id))
+
+
+def plan_repair(*, target: str, version: str, **_: Any) -> JsonObject:
+    """The repair's dry run, asked by the bot before it creates the request. Posts nothing; answers
+    `{"ok", "error", "text", "hash", "plan"}`."""
+    ctx = context()
+    with ctx.lease(_job_id()):
+        return repairing.plan(ctx, target, version)
+
+
+def watch_tick(*, request_id: str, tick: int = 0, **_: Any) -> JsonObject:
+    """One look of a request's watch window (workers/watching.py); schedules the next or closes the window."""
+    return _changing(lambda ctx: watching.tick(ctx, request_id, tick))
+
+
+def watch_stop(*, request_id: str, requester: str = "unknown", **_: Any) -> JsonObject:
+    """`/rollback watch stop`: the request's watch window ends now, recorded."""
+    return _changing(lambda ctx: watching.stop(ctx, request_id, requester))
 
 
 def restore(*, request_id: str, into: str = "target", **_: Any) -> JsonObject:

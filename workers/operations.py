@@ -14,9 +14,9 @@ import psycopg
 
 from core.config import Target
 from core.jobs import JsonObject
-from workers import errors, history, identity, messages, pipeline
+from workers import assessment, errors, history, identity, messages, pipeline
 from workers.backup import list_backups
-from workers.context import Context
+from workers.context import KEY_PREFIX, Context
 from workers.digitalocean import DigitalOcean
 from workers.errors import StepFailed
 from workers.maintenance import STATES, run_hook
@@ -26,15 +26,24 @@ from workers.verify import run_checks
 logger = logging.getLogger("workers.operations")
 
 
-def status(ctx: Context, progress: Progress, target_name: str) -> JsonObject:
+def status(ctx: Context, progress: Progress, target_name: str, channel: str | None = None) -> JsonObject:
+    """The migration table and Step 1's assessment (health, sessions, leftovers, work in progress);
+    the sessions become the channel's current assessment, which `terminate` may act on."""
     target = ctx.target(target_name)
     report = ctx.engine(target, "status").status().to_dict()
-    with ctx.connect(target) as conn:
-        check = identity.observe(conn, ctx.redis, target.name).to_dict()
     active = ctx.store().active_for_target(target.name)
     active_dict = active.to_dict() if active else None
-    progress.post(messages.status_text(target.name, report, check, active_dict))
-    return {"target": target.name, "status": report, "identity": check, "active_request": active_dict}
+    plan = ctx.store().current_plan(channel, target.name) if channel else None
+    with ctx.connect(target) as conn:
+        check = identity.observe(conn, ctx.redis, target.name).to_dict()
+        found = assessment.assess(conn, target, report, long_running_s=ctx.options.long_running_s, plan=plan,
+                                  active=active_dict)
+    if channel:
+        assessment.save(ctx.redis, channel, found, prefix=KEY_PREFIX, ttl_seconds=ctx.settings.policy.plan_ttl_seconds)
+    progress.post(messages.status_text(target.name, report, check, active_dict)
+                  + "\n" + messages.assessment_text(found.to_dict()))
+    return {"target": target.name, "status": report, "identity": check, "active_request": active_dict,
+            "assessment": found.to_dict()}
 
 
 def dry_run(ctx: Context, progress: Progress, target_name: str, version: str, requester: str,
@@ -49,7 +58,9 @@ def dry_run(ctx: Context, progress: Progress, target_name: str, version: str, re
     # Which net is under this rollback: the card shows it; `not escrowed` statements make the full backup mandatory.
     plan["net"] = messages.safety_net(target, messages.not_escrowed_count(report.warnings))
     if channel:  # the channel's current plan: what `/rollback execute` asks approval for
-        ctx.store().save_plan(channel, target_name, plan, ttl_seconds=ctx.settings.policy.plan_ttl_seconds)
+        # where the dry run was answered: the execute card links it
+        saved = {**plan, "source": {"channel": channel, "thread_ts": progress.thread_ts}}
+        ctx.store().save_plan(channel, target_name, saved, ttl_seconds=ctx.settings.policy.plan_ttl_seconds)
     progress.post(messages.dry_run_text(target_name, report) + f"\nSafety net: {plan['net']}")
     return {"target": target_name, **plan}
 

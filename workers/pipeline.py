@@ -39,7 +39,8 @@ from core.config import Target
 from core.jobs import START_STEPS, JsonObject
 from core.requests import Request, RequestKind, RequestStatus
 from core.steps import StepInfo
-from workers import errors, history, identity, messages, recovery
+from workers import errors, history, identity, messages, recovery, repairing, sessions
+from workers import watching as watching_
 from workers.backup import BackupResult, take_backup
 from workers.context import Context
 from workers.digitalocean import DigitalOcean
@@ -133,10 +134,11 @@ def start_approved(ctx: Context, request: Request, progress: Progress, *, into: 
             return refuse(ctx, request, progress, messages.refused(request.id, str(exc)), "undo refused")
         if undo_plan.hash != request.plan_hash:
             return refuse(ctx, request, progress, messages.plan_changed(request.id), "plan changed")
-    else:
+    elif request.kind is RequestKind.ROLLBACK:
         plan = ctx.engine(target, request.requester).plan_rollback(to=request.to_version)
         if plan.hash != request.plan_hash:
             return refuse(ctx, request, progress, messages.plan_changed(request.id), "plan changed")
+    # terminate and repair check what they act on inside their own step (the session, the repair plan)
     return None
 
 
@@ -194,6 +196,26 @@ def restore(ctx: Context, request_id: str, into: str = "target") -> JsonObject:
         ctx.save_state(request_id, current_step=step.name)  # which step a failure report names
         results.update(_run(ctx, request, target, progress, step))
     return {"request_id": request_id, "restore": results.get("restore"), "pre_restore_backup": results.get("backup")}
+
+
+def run_in_job(ctx: Context, request_id: str) -> JsonObject:
+    """An approved request whose steps are short (terminate, repair): its pipeline, in this job.
+    Its last step records the outcome."""
+    request = load_request(ctx, request_id)
+    progress = ctx.progress(request.channel, request.thread_ts)
+    refused = start_approved(ctx, request, progress)
+    if refused is not None:
+        return refused
+    ctx.store().set_status(request_id, RequestStatus.RUNNING, started_at=time.time())
+    ctx.save_state(request_id, started=time.time())
+    results: JsonObject = {}
+    target = ctx.target(request.target)
+    for step in PIPELINES[request.kind]:
+        ctx.save_state(request_id, current_step=step.name)
+        results.update(_run(ctx, request, target, progress, step))
+        if results.get("refused"):
+            break
+    return {"request_id": request_id, **results}
 
 
 # What a recovery request's thread calls it (the queued line and the outcome).
@@ -264,8 +286,8 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
         if snapshot:
             result["snapshot"] = snapshot
         return result
-    why = {RequestKind.ROLLBACK: messages.BEFORE_ROLLBACK, RequestKind.UNDO: messages.BEFORE_UNDO}.get(
-        request.kind, messages.BEFORE_RESTORE)
+    why = {RequestKind.ROLLBACK: messages.BEFORE_ROLLBACK, RequestKind.UNDO: messages.BEFORE_UNDO,
+           RequestKind.REPAIR: messages.BEFORE_REPAIR}.get(request.kind, messages.BEFORE_RESTORE)
     started, backup = dump(ctx, progress, target, f"pre-{request.kind}-{request.id}", messages.dump_of(target.name, why))
     result = {"backup": backup.to_dict()}
     if request.kind is RequestKind.ROLLBACK:  # a restore request's `backup` names the archive to restore
@@ -285,7 +307,7 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
 
 def _full_backup_needed(request: Request, target: Target) -> bool:
     """A full pg_dump, unless the target's policy is `escrow` and the plan's every destroyed value is escrowed.
-    Only a rollback and an undo can go without: the escrow does not cover a restore or a recovery."""
+    Only a rollback and an undo can go without: the escrow does not cover a restore, a repair or a recovery."""
     if request.kind not in (RequestKind.ROLLBACK, RequestKind.UNDO) or target.full_backup:
         return True
     return messages.not_escrowed_count(request.warnings) > 0
@@ -493,9 +515,15 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
                RequestKind.RECOVER: "rows recovered", RequestKind.PITR: "recovered to a point in time and verified",
                RequestKind.SNAPSHOT_RESTORE: "restored from the snapshot and verified",
                RequestKind.CLUSTER_RESTORE: "new cluster ready"}.get(request.kind, "restored")
-    ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(), outcome=outcome)
+    # The watch follows a rollback, an undo or a restore into the target (the recovery paths are not watched).
+    watching = (ctx.options.watch_window_s > 0 and request.kind not in RECOVERY_WHAT
+                and str(state.get("into") or "target") == "target")
+    if watching:  # the request is done only when the watch ends (workers/watching.py)
+        ctx.store().update(request.id, outcome=outcome)
+    else:
+        ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(), outcome=outcome)
     resolved = None
-    if state.get("paged"):
+    if state.get("paged") and not watching:
         resolved = ctx.pager().resolve(dedup_key(request.id)).to_dict()
         progress.post(messages.page_resolved(request.id))
     if request.kind is RequestKind.UNDO:
@@ -510,6 +538,8 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
         text = messages.restore_succeeded(request.id, target.name, str(request.backup),
                                           str(state.get("into") or "target"))
     progress.post(text, broadcast=True)
+    if watching:
+        return {"outcome": "succeeded", "resolved": None, **watching_.start(ctx, request, target, progress)}
     return {"outcome": "succeeded", "resolved": resolved}
 
 
@@ -522,6 +552,8 @@ FUNCTIONS: dict[str, StepFunction] = {
     steps.VERIFY.name: _verify,
     steps.MAINTENANCE_OFF.name: _maintenance("off"),
     steps.FINISH.name: _finish,
+    steps.TERMINATE.name: sessions.terminate_step,
+    steps.REPAIR.name: repairing.repair_step,
     steps.TABLE_BACKUP.name: recovery.table_backup,
     steps.RECOVER.name: recovery.recover_rows,
     steps.PITR.name: recovery.pitr,

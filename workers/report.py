@@ -15,7 +15,9 @@ from typing import Any
 
 from slack_sdk import WebClient
 
+from core import defaults
 from core.jobs import JsonObject
+from core.requests import Request
 from workers import messages
 from workers.checks import Check, VerifyReport
 from workers.context import Context
@@ -37,6 +39,53 @@ REPORT_TIMELINE_HEADING = "## Timeline"
 
 
 REPORT_TIMELINE_COLUMNS = "| time | +elapsed | who | message |"
+
+
+REPORT_THREADS_HEADING = "## Threads of this incident"
+MAINTENANCE_ON_DONE = re.compile(r"\*Maintenance on\* finished")
+MAINTENANCE_OFF_DONE = re.compile(r"\*Maintenance off\* finished")
+MAINTENANCE_SKIPPED = re.compile(r"\*Maintenance (on|off)\* skipped")
+WHAT_RAN = re.compile(r"(terminated|repaired|restored|rolled back to)", re.IGNORECASE)
+TO_FILL_IN = "_To be filled in by the people who handled the incident._"
+
+
+def _thread_label(thread: Sequence[Mapping[str, Any]]) -> str:
+    """A thread named by its root's first line (emoji codes and mentions left as they are: short)."""
+    if not thread:
+        return "thread"
+    first = EMOJI.sub("", str(thread[0].get("text") or "").splitlines()[0] if thread[0].get("text") else "")
+    first = first.replace("|", "/").strip()
+    return first if len(first) <= 80 else first[:79] + "…"
+
+
+def impact_lines(messages_: Sequence[Mapping[str, Any]], rollback: Mapping[str, Any]) -> list[str]:
+    """Downtime from maintenance on/off (as the threads recorded them) and the rows the run changed."""
+    on = next((float(m["ts"]) for m in messages_ if MAINTENANCE_ON_DONE.search(str(m.get("text") or ""))), None)
+    off = next((float(m["ts"]) for m in messages_
+                if MAINTENANCE_OFF_DONE.search(str(m.get("text") or "")) and (on is None or float(m["ts"]) >= on)), None)
+    if on is not None and off is not None:
+        downtime = f"maintenance mode for {messages.seconds(off - on)} ({_when(on)} to {_when(off)})"
+    elif on is not None:
+        downtime = f"maintenance mode on since {_when(on)}; not switched off within these threads"
+    elif any(MAINTENANCE_SKIPPED.search(str(m.get("text") or "")) for m in messages_):
+        downtime = "no maintenance window (no maintenance hooks configured): the app stayed up"
+    else:
+        downtime = "no maintenance window recorded"
+    counts = [s.get("rowcount") for s in rollback.get("statements") or () if isinstance(s.get("rowcount"), int)]
+    rows = f"{sum(counts)} row(s) changed by the statements run" if counts else "no rows counted"
+    return [f"- Downtime: {downtime}", f"- Rows affected: {rows}"]
+
+
+def post_mortem(messages_: Sequence[Mapping[str, Any]], rollback: Mapping[str, Any],
+                names: Mapping[str, str]) -> list[str]:
+    """The post-mortem sections: impact, what was run (besides the SQL above), and what people fill in."""
+    lines = ["", "## Impact", "", *impact_lines(messages_, rollback), "", "## What was run", ""]
+    ran = [_plain(str(m.get("text") or ""), names).replace("\n", " ") for m in messages_
+           if WHAT_RAN.search(str(m.get("text") or "")) and str(m.get("text") or "").startswith((":white_check_mark:",
+                                                                                                   ":x:"))]
+    lines += [f"- {text[:300]}" for text in ran] or ["- nothing changed the target in these threads"]
+    lines += ["", "## Root cause", "", TO_FILL_IN, "", "## Action items", "", f"- [ ] {TO_FILL_IN}"]
+    return lines
 
 
 REPORT_FIELDS = {
@@ -155,8 +204,10 @@ def _person(user_id: Any, names: Mapping[str, str]) -> str | None:
 
 
 def render(thread: Sequence[Mapping[str, Any]], request: Mapping[str, Any] | None,
-           state: Mapping[str, Any], generated_by: str, names: Mapping[str, str] | None = None) -> str:
-    """The incident record as markdown. Pure: data in, text out (`names`: Slack id -> name)."""
+           state: Mapping[str, Any], generated_by: str, names: Mapping[str, str] | None = None,
+           others: Sequence[tuple[str, Sequence[Mapping[str, Any]]]] = ()) -> str:
+    """The incident record as markdown. Pure: data in, text out (`names`: Slack id -> name; `others`:
+    the incident's other threads, each with its label, merged into one timeline)."""
     names = names or {}
     req = request or {}
     lines = [report_title(req.get("id") or report_thread(thread[0].get("ts") if thread else None)), ""]
@@ -190,20 +241,63 @@ def render(thread: Sequence[Mapping[str, Any]], request: Mapping[str, Any] | Non
     if verify.get("checks"):
         lines += ["", REPORT_CHECKS_HEADING, ""]
         lines += [report_check(check) for check in VerifyReport.from_dict(verify).checks]
+    labelled = [("", m) for m in thread]
+    if others:
+        main = _thread_label(thread)
+        labelled = sorted([(main, m) for m in thread] + [(label, m) for label, msgs in others for m in msgs],
+                          key=lambda pair: float(pair[1]["ts"]))
+        lines += ["", REPORT_THREADS_HEADING, ""]
+        lines += [f"- {_when(msgs[0]['ts'])}: {_plain(label, names)}" for label, msgs in
+                  sorted([(main, thread), *others], key=lambda pair: float(pair[1][0]["ts"])) if msgs]
     lines += ["", REPORT_TIMELINE_HEADING, "", REPORT_TIMELINE_COLUMNS, "|---|---|---|---|"]
-    first = float(thread[0]["ts"]) if thread else 0.0
-    for message in thread:
+    first = float(labelled[0][1]["ts"]) if labelled else 0.0
+    for label, message in labelled:
         text = _plain(str(message.get("text") or ""), names).replace("\n", " ").replace("|", "\\|")
         if len(text) > 400:
             text = text[:400] + "…"
+        if label:  # which thread, in a timeline merged from several
+            text = f"[{_plain(label, names)}] {text}"
         elapsed = messages.seconds(float(message["ts"]) - first)
         author = message.get("user")
         who = names.get(str(author), str(author)) if author else message.get("bot_id") or "?"
         lines.append(f"| {_when(message['ts'])} | {elapsed} | {who} | {text} |")
+    lines += post_mortem([m for _, m in labelled], rollback, names)
     generated = report_generated(_person(generated_by, names) or generated_by,
                                           _when(datetime.now(UTC).timestamp()))
     lines += ["", generated, ""]
     return "\n".join(lines)
+
+
+def incident_threads(ctx: Context, progress: Progress, request: Request) -> list[tuple[str, list[JsonObject]]]:
+    """The incident's other threads: the bot's root messages in the channel about the request's target
+    (any, with one target), from the end of the target's previous request (at most
+    INCIDENT_LOOKBACK_SECONDS before this one) until now: the assessment, the dry run, recoveries, diffs."""
+    assert progress.client is not None and progress.channel
+    start = request.created_at - defaults.INCIDENT_LOOKBACK_SECONDS
+    for earlier in ctx.store().for_channel(progress.channel, limit=200):
+        if (earlier.id != request.id and earlier.target == request.target and earlier.finished_at
+                and earlier.created_at < request.created_at):
+            start = max(start, earlier.finished_at)
+    bot_user = progress.client.auth_test().get("user_id")
+    about = re.compile(rf"(?<![\w-]){re.escape(request.target)}(?![\w-])")
+    single = len(ctx.settings.targets) <= 1
+    roots = []
+    cursor: str | None = None
+    while True:
+        response = progress.client.conversations_history(channel=progress.channel, oldest=f"{start:.6f}",
+                                                         cursor=cursor, limit=200)
+        roots += [m for m in response.get("messages") or []
+                  if m.get("thread_ts", m["ts"]) == m["ts"] and m["ts"] != progress.thread_ts
+                  and float(m["ts"]) >= start
+                  and m.get("user") == bot_user and (single or about.search(str(m.get("text") or "")))]
+        cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+        if not cursor:
+            break
+    found = []
+    for root in sorted(roots, key=lambda m: float(m["ts"])):
+        replies = read_thread(Progress(progress.client, progress.channel, str(root["ts"]), lambda _: None))
+        found.append((_thread_label(replies or [root]), replies or [root]))
+    return found
 
 
 def write_report(ctx: Context, progress: Progress, channel: str, thread_ts: str, requester: str) -> JsonObject:
@@ -212,8 +306,10 @@ def write_report(ctx: Context, progress: Progress, channel: str, thread_ts: str,
     state = ctx.load_state(request.id) if request else {}
     request_dict = request.to_dict() if request else None
     assert progress.client is not None
-    names = resolve_names(progress.client, user_ids(thread, request_dict, requester))  # one lookup per id
-    text = render(thread, request_dict, state, requester, names)
+    others = incident_threads(ctx, progress, request) if request else []
+    every = [*thread, *(m for _, msgs in others for m in msgs)]
+    names = resolve_names(progress.client, user_ids(every, request_dict, requester))  # one lookup per id
+    text = render(thread, request_dict, state, requester, names, others)
     name = f"incident-{request.id if request else thread_ts.replace('.', '-')}.md"
     folder = Path(ctx.settings.backup_dir) / "reports"
     folder.mkdir(parents=True, exist_ok=True)
@@ -222,4 +318,5 @@ def write_report(ctx: Context, progress: Progress, channel: str, thread_ts: str,
     progress.client.files_upload_v2(channel=channel, thread_ts=thread_ts, content=text, filename=name,
                                     title=report_file_title(request.id if request else None))
     progress.post(messages.report_uploaded(str(path)))
-    return {"path": str(path), "request_id": request.id if request else None, "messages": len(thread)}
+    return {"path": str(path), "request_id": request.id if request else None, "messages": len(every),
+            "threads": 1 + len(others)}

@@ -17,6 +17,7 @@ import redis
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from rq.scheduler import RQScheduler
 
 from workers import errors, failures
 from workers.context import Context
@@ -44,6 +45,21 @@ def scan(ctx: Context, connection: redis.Redis) -> list[str]:
     return found
 
 
+def release_due(ctx: Context, connection: redis.Redis) -> None:
+    """Move jobs scheduled with `enqueue_in` (the watch window's looks) onto the queue once due.
+
+    RQ's own scheduler (`with_scheduler=True`) forks a process per worker; this runs its one step in
+    the watchdog's thread instead, under the same per-queue lock, so any live worker releases them
+    within a watchdog interval."""
+    scheduler = RQScheduler([Queue(ctx.settings.queue_name, connection=connection)], connection=connection,
+                            interval=max(1, int(ctx.options.watchdog_interval_s)))
+    if scheduler.acquire_locks():
+        try:
+            scheduler.enqueue_scheduled_jobs()
+        finally:
+            scheduler.release_locks()
+
+
 def start(ctx: Context) -> threading.Event:
     """Run `scan` every watchdog interval in a daemon thread; set the returned event to stop it."""
     stop = threading.Event()
@@ -53,6 +69,7 @@ def start(ctx: Context) -> threading.Event:
         while not stop.wait(ctx.options.watchdog_interval_s):
             try:
                 scan(ctx, connection)
+                release_due(ctx, connection)
             except Exception as exc:  # Redis away: try again next round
                 logger.warning("watchdog scan failed: %s", type(exc).__name__)
 

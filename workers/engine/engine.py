@@ -12,11 +12,12 @@ from typing import Any
 import psycopg
 
 from core import defaults
-from workers.engine import escrow, locks, runner, scripts, store, undo
+from workers.engine import escrow, locks, repair, runner, scripts, store, undo
 from workers.engine import messages as escrow_messages
 from workers.engine.errors import ConnectionFailed, DatabaseError, EngineError, InvalidDatabaseUrl
 from workers.engine.planning import build_rollback_plan, build_status
 from workers.engine.redact import password_of, redact
+from workers.engine.repair import RepairPlan, RepairReport
 from workers.engine.reports import DryRunReport, Plan, RunReport, ServerInfo, StatusReport
 from workers.engine.undo import UndoPlan, UndoReport
 from workers.engine.versions import parse_version
@@ -124,6 +125,22 @@ class Engine:
             if dry_run:
                 return runner.dry_run(ctx, "apply", None, self.dry_run_lock_timeout_ms)
             return runner.apply(ctx)
+
+    def plan_repair(self, version: str) -> RepairPlan:
+        """Scenario 1: what `repair` would do to a failed or stuck migration (nothing is changed)."""
+        version = parse_version(version)
+        disk = scripts.load(self.migrations_dir)
+        with self._connect() as (conn, server):
+            return repair.plan_repair(conn, disk, version, server.dbname)
+
+    def repair(self, version: str, *, expected_plan_hash: str | None = None, reason: str = "") -> RepairReport:
+        """Run the repair under the migration lock (a live run holding it: LockBusy), re-planned and compared."""
+        version = parse_version(version)
+        with self._run() as ctx:
+            store.ensure_tables(ctx.conn)
+            return repair.run_repair(ctx.conn, ctx.disk, version, ctx.server.dbname,
+                                     expected_hash=expected_plan_hash, actor=self.actor, approved_by=self.approved_by,
+                                     request_id=self.request_id, reason=reason, log=self._log, redact=self.redact)
 
     def history(self, limit: int = 50) -> list[dict[str, Any]]:
         with self._connect() as (conn, _server):

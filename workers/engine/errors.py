@@ -158,6 +158,31 @@ class DatabaseError(EngineError):
         return one_line(messages.database_error(self.where, self.reason, advice))
 
 
+class NothingToRepair(EngineError):
+    """`repair` names a migration that is neither failed nor stuck running."""
+
+    def __init__(self, version: str, status: str) -> None:
+        self.version, self.status = version, status
+        super().__init__(messages.nothing_to_repair(version, status))
+
+
+class RepairFailed(EngineError):
+    """A statement of a repair failed; what ran before it stays (each ran on its own), the plan says which."""
+
+    def __init__(self, version: str, statement: str, pg_message: str) -> None:
+        self.version, self.statement, self.pg_message = version, statement, pg_message
+        super().__init__(messages.repair_failed(version, statement, pg_message))
+
+
+class NeedsRepair(EngineError):
+    """A rollback would go back past a migration that failed or is stuck running: repair it first."""
+
+    def __init__(self, version: str, status: str) -> None:
+        self.version, self.status = version, status
+        super().__init__(self.render(CLI))
+
+    def render(self, advice: Advice = CLI) -> str:
+        return one_line(messages.needs_repair(self.version, self.status, advice))
 
 class EscrowIncomplete(EngineError):
     """The data a statement destroys could not be escrowed where escrow is the only net, or its copy is not

@@ -68,6 +68,7 @@ class Advice:
     status: str  # how to see every migration's state
     pick_version: str  # how to choose the version to roll back to
     lock_timeout: str  # how to let DDL wait longer for its table locks
+    repair: str = "run-migrations --repair {version}"  # how to repair a failed or stuck migration
 
 
 CLI = Advice(
@@ -79,6 +80,7 @@ SLACK = Advice(
     status="`/rollback status`",
     pick_version="run `/rollback status` and dry-run to a completed version",
     lock_timeout="raise `workers.lock_timeout_ms` in rollback.toml",
+    repair="`/rollback repair {version}`",
 )
 
 
@@ -564,3 +566,41 @@ def render_history(rows: Sequence[dict[str, Any]]) -> str:
                       _short(str(r.get("error_message") or ""), 60)])
     return _table(["id", "version", "operation", "status", "executed_by", "executed_at", "approved_by", "error"],
                   table)
+
+
+# --- repair (scenario 1: a migration that failed halfway) ----------------------------------------
+
+
+def nothing_to_repair(version: str, status: str) -> str:
+    return f"migration {version} is {status}: only a failed or stuck running migration needs a repair"
+
+
+def repair_failed(version: str, statement: str, pg_message: str) -> str:
+    return (f"repair of {version} failed at `{_short(statement, 80)}`: {_short(pg_message, 200)}; the statements "
+            "before it ran (see migration_history); fix the cause and repair again")
+
+
+def needs_repair(version: str, status: str, advice: Advice = CLI) -> str:
+    return (f"migration {version} is {status}: rolling back past it is refused, its state is unknown; "
+            f"repair it first ({advice.repair.format(version=version)}), then roll back")
+
+
+def render_repair_plan(plan: Any) -> str:
+    """The repair plan: what it does, each statement that runs or is skipped (and why)."""
+    if plan.kind == "retry":
+        return (f"Repair of {plan.version}_{plan.name} ({plan.status}, transactional: it changed nothing): "
+                f"its failure is cleared so that the next apply retries it. Recorded error: "
+                f"{_short(plan.error_message or 'none', 200)}")
+    lines = [f"Repair of {plan.version}_{plan.name} ({plan.status}, ran outside a transaction): its down script, "
+             f"statement by statement, then status rolled_back (plan {plan.hash[:12]})"]
+    for s in plan.statements:
+        mark = "run " if s.run else "skip"
+        lines.append(f"  {mark}  {_short(' '.join(s.sql.split()), 120)}" + (f"   -- {s.why}" if s.why else ""))
+    for index in plan.invalid_indexes:
+        lines.append(f"  INVALID index {index} is dropped")
+    return "\n".join(lines)
+
+
+def render_repair(report: Any) -> str:
+    return (f"Repaired {report.plan.version}: {len(report.ran)} statement(s) ran in {report.duration_ms:.0f} ms; "
+            f"status now {report.new_status}")

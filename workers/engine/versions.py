@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from workers.engine.errors import InterruptedMigration, NotCompleted, UnknownVersion
+from workers.engine.errors import InterruptedMigration, NeedsRepair, NotCompleted, UnknownVersion
 
 VERSION_PATTERN = re.compile(r"^(\d{4})_(\d{2})_(\d{2})_(\d{6})$")
 DIRNAME_PATTERN = re.compile(r"^(\d{4}_\d{2}_\d{2}_\d{6})_([A-Za-z0-9][A-Za-z0-9_.-]*)$")
@@ -70,14 +70,23 @@ def rollback_versions(recorded: Mapping[str, Recorded], to: str | None) -> list[
     """
     completed = sorted((v for v, r in recorded.items() if r.status == Status.COMPLETED), reverse=True)
     if to is None:
-        return completed[:1]
-    target = parse_version(to)
-    row = recorded.get(target)
-    if row is None:
-        raise UnknownVersion(target, "not_applied")
-    if row.status != Status.COMPLETED:
-        raise NotCompleted(target, row.status)
-    return [v for v in completed if v > target]
+        reverted = completed[:1]
+        floor = completed[1] if len(completed) > 1 else None
+    else:
+        target = parse_version(to)
+        row = recorded.get(target)
+        if row is None:
+            raise UnknownVersion(target, "not_applied")
+        if row.status != Status.COMPLETED:
+            raise NotCompleted(target, row.status)
+        reverted, floor = [v for v in completed if v > target], target
+    if reverted:
+        # A failed or interrupted migration inside the range is in an unknown state: repair it first.
+        unclear = sorted(v for v, r in recorded.items() if r.status in (Status.FAILED, Status.RUNNING)
+                         and (floor is None or v > floor))
+        if unclear:
+            raise NeedsRepair(unclear[-1], str(recorded[unclear[-1]].status))
+    return reverted
 
 
 def apply_versions(on_disk: Iterable[str], recorded: Mapping[str, Recorded]) -> list[str]:

@@ -1,0 +1,86 @@
+"""Step 1 end to end: `/rollback status` names the session in a rollback's way, `terminate` refuses a pid
+the assessment did not name and ends a listed one after a second person's approval. Signed requests
+into the running bot, a real forking worker, real PostgreSQL and Redis, the Slack stand-in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+import redis
+
+from core.requests import RequestKind, RequestStatus, RequestStore
+from sandbox.signing import SlackRequestSender
+from sandbox.slack_api import SlackApiServer, message_text
+from tests.fixtures.stack import apply_example
+
+CHANNEL = "C_INCIDENT"
+ALICE, BOB = "U_ALICE", "U_BOB"
+
+
+def roots(slack_api: SlackApiServer) -> list[dict]:  # type: ignore[type-arg]
+    return [m for m in slack_api.messages(CHANNEL) if m.get("thread_ts", m["ts"]) == m["ts"]]
+
+
+def thread(slack_api: SlackApiServer, ts: str) -> str:
+    return "\n".join(message_text(m) for m in slack_api.thread(CHANNEL, ts))
+
+
+def command(sender: SlackRequestSender, slack_api: SlackApiServer, text: str, user: str = ALICE) -> str:
+    before = len(roots(slack_api))
+    status, body = sender.command(text, user_id=user, channel_id=CHANNEL)
+    assert status == 200, body
+    return str(slack_api.wait_for(lambda: len(roots(slack_api)) > before and roots(slack_api)[-1]["ts"]))
+
+
+@pytest.fixture
+def idle_holder(database_url: str) -> Iterator[psycopg.Connection]:  # type: ignore[type-arg]
+    """An application session idle inside a transaction that holds a lock on users (Step 1's classic)."""
+    apply_example(database_url)
+    conn = psycopg.connect(database_url, application_name="billing-cron")
+    conn.execute("SELECT count(*) FROM users WHERE email = 'someone-secret@example.com'")
+    yield conn
+    conn.close()
+
+
+def test_status_names_the_blocker_and_terminate_ends_only_a_listed_one(
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, stack_env: dict[str, str], database_url: str,
+    start_worker: Callable[[dict[str, str]], object], idle_holder: psycopg.Connection,  # type: ignore[type-arg]
+) -> None:
+    start_worker(stack_env)
+    store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
+    pid = idle_holder.info.backend_pid
+
+    status_ts = command(stack_sender, slack_api, "status")
+    text = slack_api.wait_for(lambda: "in a rollback's way" in thread(slack_api, status_ts)
+                              and thread(slack_api, status_ts), timeout=30)
+    assert f"pid {pid} billing-cron" in text and "idle in transaction" in text
+    assert "someone-secret" not in text  # literals are masked
+    assert "health: no health_url configured" in text
+
+    # a pid the assessment did not name: one line, no request
+    stack_sender.command("terminate 999999", user_id=ALICE, channel_id=CHANNEL)
+    refusal = slack_api.wait_for(lambda: [message_text(e) for e in slack_api.ephemerals(user=ALICE)
+                                          if "999999" in message_text(e)], timeout=15)[0]
+    assert "not among the sessions" in refusal and "\n" not in refusal
+    assert store.for_channel(CHANNEL) == []
+
+    # a listed pid: a request; the second person's approval ends the session, recorded
+    stack_sender.command(f"terminate {pid}", user_id=ALICE, channel_id=CHANNEL)
+    request = slack_api.wait_for(lambda: [r for r in store.for_channel(CHANNEL) if r.thread_ts], timeout=15)[0]
+    assert request.kind is RequestKind.TERMINATE and request.subject == str(pid)
+    card = message_text(slack_api.thread(CHANNEL, request.thread_ts)[0])
+    assert f"termination of session pid `{pid}`" in card and "billing-cron" in card
+    status, _ = stack_sender.action("rollback_approve", request.id, user_id=BOB, channel_id=CHANNEL,
+                                    message_ts=request.thread_ts)
+    assert status == 200
+    done = slack_api.wait_for(lambda: (r := store.get(request.id)) is not None and r.is_final and r, timeout=30)
+    assert done.status is RequestStatus.SUCCEEDED, thread(slack_api, request.thread_ts)
+    assert f"session pid {pid} (billing-cron" in thread(slack_api, request.thread_ts)
+    with pytest.raises(psycopg.OperationalError):
+        idle_holder.execute("SELECT 1")
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT status, executed_by, approved_by, details->>'pid' FROM migration_history"
+                           " WHERE operation = 'terminate'").fetchone()
+    assert row == ("completed", ALICE, BOB, str(pid))
