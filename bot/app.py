@@ -1,4 +1,4 @@
-"""The slack-bolt app: built by `build_app(settings, ...)`, never at import time."""
+"""The slack-bolt app: built by `build_bot(settings, ...)`, never at import time."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from redis import Redis
 from rq import Queue
@@ -40,11 +39,6 @@ class Bot:
     app: App
     sweeper: ExpirySweeper
     listeners: ThreadPoolExecutor  # where listeners run; shut down with wait=True to drain their work
-
-
-def build_app(settings: Settings, **options: Any) -> App:
-    """The slack-bolt app alone (see `build_bot`)."""
-    return build_bot(settings, **options).app
 
 
 def build_bot(

@@ -14,7 +14,17 @@ import psycopg
 
 from core.config import Target
 from core.jobs import JsonObject
-from workers import assessment, errors, history, identity, messages, pipeline
+from workers import (
+    assessment,
+    errors,
+    escrow_messages,
+    history,
+    identity,
+    incident_messages,
+    messages,
+    pipeline,
+    views,
+)
 from workers.backup import list_backups
 from workers.context import KEY_PREFIX, Context
 from workers.digitalocean import DigitalOcean
@@ -40,8 +50,8 @@ def status(ctx: Context, progress: Progress, target_name: str, channel: str | No
                                   active=active_dict)
     if channel:
         assessment.save(ctx.redis, channel, found, prefix=KEY_PREFIX, ttl_seconds=ctx.settings.policy.plan_ttl_seconds)
-    progress.post(messages.status_text(target.name, report, check, active_dict)
-                  + "\n" + messages.assessment_text(found.to_dict()))
+    progress.post(views.status_text(target.name, report, check, active_dict)
+                  + "\n" + incident_messages.assessment_text(found.to_dict()))
     return {"target": target.name, "status": report, "identity": check, "active_request": active_dict,
             "assessment": found.to_dict()}
 
@@ -56,12 +66,12 @@ def dry_run(ctx: Context, progress: Progress, target_name: str, version: str, re
         raise
     plan = report.to_dict()
     # Which net is under this rollback: the card shows it; `not escrowed` statements make the full backup mandatory.
-    plan["net"] = messages.safety_net(target, messages.not_escrowed_count(report.warnings))
+    plan["net"] = escrow_messages.safety_net(target, escrow_messages.not_escrowed_count(report.warnings))
     if channel:  # the channel's current plan: what `/rollback execute` asks approval for
         # where the dry run was answered: the execute card links it
         saved = {**plan, "source": {"channel": channel, "thread_ts": progress.thread_ts}}
         ctx.store().save_plan(channel, target_name, saved, ttl_seconds=ctx.settings.policy.plan_ttl_seconds)
-    progress.post(messages.dry_run_text(target_name, report) + f"\nSafety net: {plan['net']}")
+    progress.post(views.dry_run_text(target_name, report) + f"\nSafety net: {plan['net']}")
     return {"target": target_name, **plan}
 
 
@@ -92,7 +102,7 @@ def backups(ctx: Context, progress: Progress, target_name: str) -> JsonObject:
                 managed = client.database_backups(target.do_database_id)
         except Exception as exc:  # the local list is still worth showing
             notes.append(messages.digitalocean_note(exc))
-    progress.post(messages.backups_text(target.name, local, snapshots, managed, notes))
+    progress.post(views.backups_text(target.name, local, snapshots, managed, notes))
     return {"target": target.name, "local": local, "snapshots": snapshots, "managed": managed, "notes": notes}
 
 
@@ -137,7 +147,7 @@ def last_baseline(ctx: Context, target: Target) -> tuple[dict[str, int] | None, 
 def history_of(ctx: Context, progress: Progress, target_name: str) -> JsonObject:
     rows = ctx.engine(ctx.target(target_name), "history").history(limit=30)
     plain = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()} for row in rows]
-    progress.post(messages.history_text(target_name, plain))
+    progress.post(views.history_text(target_name, plain))
     return {"target": target_name, "history": plain}
 
 
@@ -174,7 +184,7 @@ def escrow(ctx: Context, progress: Progress, target_name: str) -> JsonObject:
     engine = ctx.engine(target, "rollback-bot")
     purged = pipeline.purge_escrow(engine, ctx.settings.escrow_retention_days, progress)
     held = engine.escrow_holdings()
-    progress.post(messages.escrow_list(target.name, held, ctx.settings.escrow_retention_days, purged))
+    progress.post(escrow_messages.escrow_list(target.name, held, ctx.settings.escrow_retention_days, purged))
     return {"target": target.name, "held": held, "purged": [r for r, _ in purged]}
 
 

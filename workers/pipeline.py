@@ -39,7 +39,19 @@ from core.config import Target
 from core.jobs import START_STEPS, JsonObject
 from core.requests import Request, RequestKind, RequestStatus
 from core.steps import StepInfo
-from workers import errors, history, identity, messages, recovery, repairing, sessions
+from workers import (
+    errors,
+    escrow_messages,
+    history,
+    identity,
+    incident_messages,
+    messages,
+    recovery,
+    recovery_messages,
+    repairing,
+    sessions,
+    views,
+)
 from workers import watching as watching_
 from workers.backup import BackupResult, take_backup
 from workers.context import Context
@@ -237,7 +249,7 @@ def recover_request(ctx: Context, request_id: str, kind: RequestKind) -> JsonObj
     pipeline = PIPELINES[kind]
     ctx.store().set_status(request_id, RequestStatus.RUNNING, started_at=time.time())
     ctx.save_state(request_id, started=time.time())
-    progress.post(messages.recovery_queued(request_id, request.target, RECOVERY_WHAT[kind],
+    progress.post(recovery_messages.recovery_queued(request_id, request.target, RECOVERY_WHAT[kind],
                                            [s.info.label for s in pipeline if s.info is not steps.FINISH]))
     results: JsonObject = {}
     target = ctx.target(request.target)
@@ -280,14 +292,14 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
     if not _full_backup_needed(request, target):
         # Backup policy `escrow`: the rollback escrows what it destroys in its own transaction (and refuses if it
         # cannot), and the provider's snapshot or PITR is the other net. An undo is covered by that net alone.
-        progress.skip("backup", messages.backup_skipped_for_escrow(target.name, target.platform_net))
+        progress.skip("backup", escrow_messages.backup_skipped_for_escrow(target.name, target.platform_net))
         result: JsonObject = {"backup": None, "escrow_only": True}
         snapshot = _digitalocean_snapshot(ctx, request, target, progress)
         if snapshot:
             result["snapshot"] = snapshot
         return result
     why = {RequestKind.ROLLBACK: messages.BEFORE_ROLLBACK, RequestKind.UNDO: messages.BEFORE_UNDO,
-           RequestKind.REPAIR: messages.BEFORE_REPAIR}.get(request.kind, messages.BEFORE_RESTORE)
+           RequestKind.REPAIR: incident_messages.BEFORE_REPAIR}.get(request.kind, messages.BEFORE_RESTORE)
     started, backup = dump(ctx, progress, target, f"pre-{request.kind}-{request.id}", messages.dump_of(target.name, why))
     result = {"backup": backup.to_dict()}
     if request.kind is RequestKind.ROLLBACK:  # a restore request's `backup` names the archive to restore
@@ -310,7 +322,7 @@ def _full_backup_needed(request: Request, target: Target) -> bool:
     Only a rollback and an undo can go without: the escrow does not cover a restore, a repair or a recovery."""
     if request.kind not in (RequestKind.ROLLBACK, RequestKind.UNDO) or target.full_backup:
         return True
-    return messages.not_escrowed_count(request.warnings) > 0
+    return escrow_messages.not_escrowed_count(request.warnings) > 0
 
 
 def dump(ctx: Context, progress: Progress, target: Target, reason: str, detail: str) -> tuple[float, BackupResult]:
@@ -404,7 +416,7 @@ def _rollback(ctx: Context, request: Request, target: Target, progress: Progress
     if statements:
         progress.post(statements)
     progress.finish("rollback", started, {**messages.rollback_figures(run),
-                                          **(messages.escrow_figures(run.escrow) if not run.already_done else {})})
+                                          **(escrow_messages.escrow_figures(run.escrow) if not run.already_done else {})})
     return {"rollback": run.to_dict(), "baseline_counts": baseline}
 
 
@@ -414,7 +426,7 @@ def purge_escrow(engine: Engine, retention_days: float, progress: Progress) -> l
     try:
         return engine.purge_escrow(retention_days)
     except EngineError as exc:
-        progress.log(messages.escrow_purge_skipped(str(exc)))
+        progress.log(escrow_messages.escrow_purge_skipped(str(exc)))
         return []
 
 
@@ -422,7 +434,7 @@ def _undo(ctx: Context, request: Request, target: Target, progress: Progress) ->
     """Re-apply the reverted migrations and put the escrow back, in one transaction (engine/undo.py)."""
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
-    started = progress.start("undo", messages.undo_of(request.undoes, request.versions))
+    started = progress.start("undo", escrow_messages.undo_of(request.undoes, request.versions))
     try:
         with progress.heartbeat("undo"):
             report = ctx.engine(target, request.requester, request=request, log=progress.log).undo(
@@ -430,7 +442,7 @@ def _undo(ctx: Context, request: Request, target: Target, progress: Progress) ->
     finally:
         ctx.store().clear_plans(target.name)
     data = report.to_dict()
-    progress.finish("undo", started, messages.undo_figures(data))
+    progress.finish("undo", started, escrow_messages.undo_figures(data))
     return {"undo": data}
 
 
@@ -463,7 +475,7 @@ def _restore(ctx: Context, request: Request, target: Target, progress: Progress)
                                     "pre_restore_backup": pre_restore.get("path"),
                                     "dropped_tables": result.dropped_tables, "method": result.method,
                                     "replaced_database": result.replaced_database})
-    progress.finish("restore", started, messages.restore_figures(result))
+    progress.finish("restore", started, views.restore_figures(result))
     return {"restore": result.to_dict()}
 
 
@@ -527,15 +539,15 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
         resolved = ctx.pager().resolve(dedup_key(request.id)).to_dict()
         progress.post(messages.page_resolved(request.id))
     if request.kind is RequestKind.UNDO:
-        text = messages.undo_succeeded(request.id, target.name, request.undoes, request.requester, request.approver,
+        text = escrow_messages.undo_succeeded(request.id, target.name, request.undoes, request.requester, request.approver,
                                        time.time() - started)
     elif request.kind is RequestKind.ROLLBACK:
         text = messages.outcome_succeeded(request.id, target.name, request.to_version, request.requester,
                                           request.approver, time.time() - started)
     elif request.kind in RECOVERY_WHAT:
-        text = messages.recovery_succeeded(request.id, target.name, RECOVERY_WHAT[request.kind])
+        text = recovery_messages.recovery_succeeded(request.id, target.name, RECOVERY_WHAT[request.kind])
     else:
-        text = messages.restore_succeeded(request.id, target.name, str(request.backup),
+        text = views.restore_succeeded(request.id, target.name, str(request.backup),
                                           str(state.get("into") or "target"))
     progress.post(text, broadcast=True)
     if watching:

@@ -28,7 +28,7 @@ from core import defaults
 from core.config import Target
 from core.jobs import JsonObject, PreviewCheck
 from core.requests import Request, RequestKind
-from workers import history, identity, messages, recover
+from workers import history, identity, messages, recover, recovery_messages
 from workers.backup import take_backup
 from workers.context import Context
 from workers.digitalocean import DigitalOcean
@@ -108,7 +108,7 @@ def _archive(ctx: Context, target: Target, backup: str) -> tuple[Path, Mapping[s
     checked = check_backup(backup, backup_dir=ctx.settings.backup_dir, target=target.name,
                            pg_restore=ctx.options.pg_restore)
     if not checked.ok or not checked.backup:
-        raise RecoveryRefused(checked.error or messages.backup_unusable(backup))
+        raise RecoveryRefused(checked.error or recovery_messages.backup_unusable(backup))
     return Path(str(checked.backup["path"])), checked.backup
 
 
@@ -150,7 +150,7 @@ def table_backup(ctx: Context, request: Request, target: Target, progress: Progr
     tables = [recover.parse_table(t) for t in request.params.get("tables") or []]
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
-    started = progress.start("table_backup", messages.dump_of(", ".join(str(t) for t in tables), messages.BEFORE_RECOVERY))
+    started = progress.start("table_backup", messages.dump_of(", ".join(str(t) for t in tables), recovery_messages.BEFORE_RECOVERY))
     with progress.heartbeat("table_backup") as beat:
         backup = take_backup(
             ctx.conninfo(target), target=target.name, reason=f"pre-recover-{request.id}",
@@ -159,7 +159,7 @@ def table_backup(ctx: Context, request: Request, target: Target, progress: Progr
             tables=[(t.schema, t.name) for t in tables],
         )
     if not backup.verified:
-        raise StepFailed(messages.no_table_backup())
+        raise StepFailed(recovery_messages.no_table_backup())
     with ctx.connect(target) as conn:
         history.record(conn, operation="backup", status="completed", executed_by=request.requester,
                        approved_by=request.approver, request_id=request.id,
@@ -174,7 +174,7 @@ def recover_rows(ctx: Context, request: Request, target: Target, progress: Progr
     tables = list(request.params.get("tables") or [])
     overwrite = bool(request.params.get("overwrite"))
     archive, _ = _archive(ctx, target, str(request.backup))
-    started = progress.start("recover", messages.recover_of(archive.name, tables, overwrite))
+    started = progress.start("recover", recovery_messages.recover_of(archive.name, tables, overwrite))
     with progress.heartbeat("recover") as beat, _session(ctx, target, archive, tables, beat) as session:
         result = recover.apply(session, archive.name, overwrite, str(request.params.get("recovery_digest")),
                                time.monotonic())
@@ -186,7 +186,7 @@ def recover_rows(ctx: Context, request: Request, target: Target, progress: Progr
                        details={"backup": archive.name, "overwrite": overwrite, "inserted": result.inserted,
                                 "overwritten": result.overwritten, "counts_before": result.counts_before,
                                 "counts_after": result.counts_after})
-    progress.finish("recover", started, messages.recover_figures(result.inserted, result.overwritten,
+    progress.finish("recover", started, recovery_messages.recover_figures(result.inserted, result.overwritten,
                                                                  result.counts_before, result.counts_after))
     return {"recover": {"inserted": result.inserted, "overwritten": result.overwritten,
                         "counts_before": result.counts_before, "counts_after": result.counts_after}}
@@ -201,7 +201,7 @@ def supabase(ctx: Context) -> Supabase:
 
 def _project_ref(target: Target) -> str:
     if not target.supabase_project_ref:
-        raise RecoveryRefused(messages.not_supabase(target.name))
+        raise RecoveryRefused(recovery_messages.not_supabase(target.name))
     return target.supabase_project_ref
 
 
@@ -213,7 +213,7 @@ def parse_utc(text: str) -> float:
             return datetime.strptime(cleaned, shape).replace(tzinfo=UTC).timestamp()
         except ValueError:
             continue
-    raise RecoveryRefused(messages.not_a_utc_time(text))
+    raise RecoveryRefused(recovery_messages.not_a_utc_time(text))
 
 
 def choose_point(versions: Sequence[tuple[str, float]], *, before: str | None, at: str | None,
@@ -225,10 +225,10 @@ def choose_point(versions: Sequence[tuple[str, float]], *, before: str | None, a
     applied = dict(versions)
     if before:
         if before not in applied:
-            raise RecoveryRefused(messages.version_not_applied(before))
+            raise RecoveryRefused(recovery_messages.version_not_applied(before))
         return recovery_point(applied[before], margin_seconds), before
     if not versions:
-        raise RecoveryRefused(messages.no_migration_applied())
+        raise RecoveryRefused(recovery_messages.no_migration_applied())
     newest, applied_at = max(versions, key=lambda pair: (pair[1], pair[0]))
     return recovery_point(applied_at, margin_seconds), newest
 
@@ -266,9 +266,9 @@ def wait_for_database(ctx: Context, target: Target, beat: Callable[[str], None] 
         except psycopg.OperationalError as exc:
             waited = time.monotonic() - started
             if waited >= ctx.options.database_wait_s:
-                raise StepFailed(messages.database_did_not_answer(target.name, waited)) from exc
+                raise StepFailed(recovery_messages.database_did_not_answer(target.name, waited)) from exc
             if beat is not None:
-                beat(messages.waiting_for_database(target.name, waited))
+                beat(recovery_messages.waiting_for_database(target.name, waited))
             time.sleep(min(1.0, ctx.options.pitr_poll_s))
 
 
@@ -279,7 +279,7 @@ def pitr(ctx: Context, request: Request, target: Target, progress: Progress) -> 
     point = int(request.params["point_unix"])
     client = supabase(ctx)
     check_point(ref, client.pitr_window(ref), point)  # the window moves on: still inside it?
-    started = progress.start("pitr", messages.pitr_of(ref, point))
+    started = progress.start("pitr", recovery_messages.pitr_of(ref, point))
     try:
         client.restore_pitr(ref, point)
         with progress.heartbeat("pitr") as beat:
@@ -294,7 +294,7 @@ def pitr(ctx: Context, request: Request, target: Target, progress: Progress) -> 
         history.record(conn, operation="pitr", status="completed", executed_by=request.requester,
                        approved_by=request.approver, request_id=request.id, version=request.params.get("bad_version"),
                        duration_ms=int(waited * 1000), details={"project_ref": ref, "point_unix": point})
-    progress.finish("pitr", started, messages.pitr_figures(point, waited, versions))
+    progress.finish("pitr", started, recovery_messages.pitr_figures(point, waited, versions))
     return {"pitr": {"project_ref": ref, "point_unix": point, "waited_s": round(waited, 3), "versions": versions}}
 
 
@@ -307,13 +307,13 @@ def digitalocean(ctx: Context) -> DigitalOcean:
 
 def _snapshot_of(ctx: Context, target: Target, snapshot_id: str) -> JsonObject:
     if not target.do_droplet_id:
-        raise RecoveryRefused(messages.no_droplet(target.name))
+        raise RecoveryRefused(recovery_messages.no_droplet(target.name))
     try:
         snapshot = digitalocean(ctx).snapshot(snapshot_id)
     except WorkerError as exc:
-        raise RecoveryRefused(messages.unknown_snapshot(snapshot_id, str(exc))) from exc
+        raise RecoveryRefused(recovery_messages.unknown_snapshot(snapshot_id, str(exc))) from exc
     if snapshot.get("resource_id") != str(target.do_droplet_id):
-        raise RecoveryRefused(messages.snapshot_of_other_droplet(snapshot_id, snapshot.get("resource_id"),
+        raise RecoveryRefused(recovery_messages.snapshot_of_other_droplet(snapshot_id, snapshot.get("resource_id"),
                                                                  target.do_droplet_id))
     return snapshot
 
@@ -347,7 +347,7 @@ def snapshot_restore(ctx: Context, request: Request, target: Target, progress: P
     """The droplet's restore action, followed (bounded); then the database must answer and be the same one."""
     snapshot_id = str(request.params["snapshot"])
     assert target.do_droplet_id is not None
-    started = progress.start("snapshot_restore", messages.snapshot_restore_of(snapshot_id, target.do_droplet_id))
+    started = progress.start("snapshot_restore", recovery_messages.snapshot_restore_of(snapshot_id, target.do_droplet_id))
     try:
         with progress.heartbeat("snapshot_restore") as beat:
             action = digitalocean(ctx).restore_droplet(
@@ -364,7 +364,7 @@ def snapshot_restore(ctx: Context, request: Request, target: Target, progress: P
                        duration_ms=int(float(action.get("duration_s") or 0) * 1000),
                        details={"snapshot": snapshot_id, "droplet_id": target.do_droplet_id,
                                 "action_id": action.get("action_id")})
-    progress.finish("snapshot_restore", started, messages.snapshot_restore_figures(action, waited, versions))
+    progress.finish("snapshot_restore", started, recovery_messages.snapshot_restore_figures(action, waited, versions))
     return {"snapshot_restore": {**action, "versions": versions}}
 
 
@@ -373,12 +373,12 @@ def snapshot_restore(ctx: Context, request: Request, target: Target, progress: P
 
 def cluster_preview(ctx: Context, target: Target, point: str | None) -> PreviewCheck:
     if not target.do_database_id:
-        raise RecoveryRefused(messages.no_managed_cluster(target.name))
+        raise RecoveryRefused(recovery_messages.no_managed_cluster(target.name))
     backups = digitalocean(ctx).database_backups(target.do_database_id)  # newest first
     limit = parse_utc(point) if point else None
     chosen = next((b for b in backups if limit is None or (_iso_unix(b.get("created_at")) or 0) <= limit), None)
     if chosen is None:
-        raise RecoveryRefused(messages.no_cluster_backup(target.do_database_id, point))
+        raise RecoveryRefused(recovery_messages.no_cluster_backup(target.do_database_id, point))
     created = str(chosen.get("created_at"))
     taken = _iso_unix(created)
     stamp = datetime.fromtimestamp(taken or time.time(), UTC).strftime("%Y%m%d%H%M")
@@ -399,7 +399,7 @@ def new_cluster(ctx: Context, request: Request, target: Target, progress: Progre
     never a password or a URI."""
     assert target.do_database_id is not None
     new_name = str(request.params["new_name"])
-    started = progress.start("new_cluster", messages.new_cluster_of(new_name, target.do_database_id))
+    started = progress.start("new_cluster", recovery_messages.new_cluster_of(new_name, target.do_database_id))
     with progress.heartbeat("new_cluster") as beat:
         created = digitalocean(ctx).restore_cluster(
             target.do_database_id, new_name, str(request.params.get("backup_created_at") or "") or None,
@@ -410,8 +410,8 @@ def new_cluster(ctx: Context, request: Request, target: Target, progress: Progre
                        duration_ms=int(float(created.get("duration_s") or 0) * 1000),
                        details={k: created.get(k) for k in ("id", "name", "host", "port", "database",
                                                             "backup_created_at")})
-    progress.finish("new_cluster", started, messages.new_cluster_figures(created))
-    progress.post(messages.cluster_switch(target.name, created))
+    progress.finish("new_cluster", started, recovery_messages.new_cluster_figures(created))
+    progress.post(recovery_messages.cluster_switch(target.name, created))
     return {"new_cluster": created}
 
 
@@ -431,7 +431,7 @@ def _same_backup(check: PreviewCheck, request: Request) -> PreviewCheck:
     """At start the chosen backup must still exist, whatever is newest now; its preview recomputed."""
     if check.preview and check.preview.get("backup_created_at") == request.params.get("backup_created_at"):
         return check
-    return PreviewCheck(ok=False, error=messages.preview_changed())
+    return PreviewCheck(ok=False, error=recovery_messages.preview_changed())
 
 
 def _utc(point: Any) -> str | None:
@@ -449,7 +449,7 @@ def recheck_restore(ctx: Context, request: Request, target: Target, archive: Pat
         current = restore_preview(ctx, target, archive, manifest)
     except (WorkerError, psycopg.Error) as exc:
         return str(exc)
-    return None if current["digest"] == request.plan_hash else messages.preview_changed()
+    return None if current["digest"] == request.plan_hash else recovery_messages.preview_changed()
 
 
 def recheck(ctx: Context, request: Request, target: Target) -> str | None:
@@ -459,7 +459,7 @@ def recheck(ctx: Context, request: Request, target: Target) -> str | None:
     except WorkerError as exc:
         return str(exc)
     if current.digest != request.plan_hash:
-        return messages.preview_changed()
+        return recovery_messages.preview_changed()
     return None
 
 

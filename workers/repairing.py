@@ -9,7 +9,7 @@ import time
 from core.config import Target
 from core.jobs import JsonObject
 from core.requests import Request, RequestStatus
-from workers import identity, messages
+from workers import identity, incident_messages
 from workers.context import Context
 from workers.engine import messages as engine_messages
 from workers.errors import describe
@@ -30,15 +30,15 @@ def repair_step(ctx: Context, request: Request, target: Target, progress: Progre
     version = str(request.subject)
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
-    started = progress.start("repair", messages.repair_of(version, target.name))
+    started = progress.start("repair", incident_messages.repair_of(version, target.name))
     try:
         report = ctx.engine(target, request.requester, request=request, log=progress.log).repair(
             version, expected_plan_hash=request.plan_hash,
-            reason=messages.repair_reason(request.id, request.requester, request.approver))
+            reason=incident_messages.repair_reason(request.id, request.requester, request.approver))
     finally:
         ctx.store().clear_plans(target.name)  # the target changed (or may have): no earlier plan holds
     progress.finish("repair", started, engine_messages.render_repair(report))
     ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(),
                            outcome=f"{version} repaired: {report.new_status}")
-    progress.post(messages.repaired(request.id, version, target.name, report.new_status), broadcast=True)
+    progress.post(incident_messages.repaired(request.id, version, target.name, report.new_status), broadcast=True)
     return {"repair": report.to_dict()}

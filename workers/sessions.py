@@ -18,7 +18,7 @@ from core import assessments
 from core.config import Target
 from core.jobs import JsonObject
 from core.requests import Request, RequestStatus
-from workers import history, messages
+from workers import history, incident_messages
 from workers.context import KEY_PREFIX, Context
 from workers.progress import Progress
 
@@ -41,10 +41,10 @@ def terminate_step(ctx: Context, request: Request, target: Target, progress: Pro
     saved = assessments.current(ctx.redis, request.channel, target.name, prefix=KEY_PREFIX)
     session = saved.session(pid) if saved else None
     if session is None:
-        return _refuse(ctx, request, progress, pid, messages.NOT_IN_ASSESSMENT)
+        return _refuse(ctx, request, progress, pid, incident_messages.NOT_IN_ASSESSMENT)
     with ctx.connect(target) as conn:
         if not still_the_same(conn, pid, session.get("backend_start")):
-            return _refuse(ctx, request, progress, pid, messages.SESSION_GONE)
+            return _refuse(ctx, request, progress, pid, incident_messages.SESSION_GONE)
         row = conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()
         ended = bool(row and row[0])
         history.record(conn, operation="terminate", status="completed" if ended else "failed",
@@ -52,14 +52,14 @@ def terminate_step(ctx: Context, request: Request, target: Target, progress: Pro
                        details={"pid": pid, **{k: session.get(k) for k in ("application", "user", "state", "query",
                                                                           "why", "tables")}})
     if not ended:
-        return _refuse(ctx, request, progress, pid, messages.SESSION_GONE)
-    progress.post(messages.terminated(request.id, session, request.requester, request.approver), broadcast=True)
+        return _refuse(ctx, request, progress, pid, incident_messages.SESSION_GONE)
+    progress.post(incident_messages.terminated(request.id, session, request.requester, request.approver), broadcast=True)
     ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(),
                            outcome=f"session {pid} terminated")
     return {"terminated": pid}
 
 
 def _refuse(ctx: Context, request: Request, progress: Progress, pid: int, why: str) -> JsonObject:
-    progress.post(messages.terminate_refused(request.id, pid, why), broadcast=True)
+    progress.post(incident_messages.terminate_refused(request.id, pid, why), broadcast=True)
     ctx.store().set_status(request.id, RequestStatus.FAILED, finished_at=time.time(), outcome=why)
     return {"refused": True, "reason": why}

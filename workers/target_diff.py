@@ -7,7 +7,7 @@ import os
 
 from core.jobs import JsonObject
 from core.versions import versions_in
-from workers import messages
+from workers import incident_messages
 from workers.context import Context
 from workers.errors import Refused
 from workers.progress import Progress
@@ -26,7 +26,7 @@ def diff(ctx: Context, progress: Progress, target_name: str, other_name: str | N
     """`target` against `other`; without `other`, against each other configured target."""
     others = [other_name] if other_name else [n for n in sorted(ctx.settings.targets) if n != target_name]
     if not others or target_name in others:
-        raise Refused(messages.diff_needs_two(target_name))
+        raise Refused(incident_messages.diff_needs_two(target_name))
     return {"comparisons": [_diff_two(ctx, progress, target_name, other) for other in others]}
 
 
@@ -38,7 +38,7 @@ def _diff_two(ctx: Context, progress: Progress, target_name: str, other_name: st
             prints.append(fingerprint(conn, target.name))
     known = {t.name: found for t in (a, b) if (found := known_versions(t.migrations_dir)) is not None}
     result = compare(prints[0], prints[1], known)
-    progress.post(messages.diff_text(result))
+    progress.post(incident_messages.diff_text(result))
     return {"a": a.name, "b": b.name, "same": result.same,
             "stray": [s.__dict__ for s in result.stray],
             "unknown": {k: list(v) for k, v in result.unknown.items()},

@@ -24,7 +24,7 @@ from rq import Queue
 from core.config import Target
 from core.jobs import JsonObject
 from core.requests import Request, RequestStatus
-from workers import assessment, history, messages
+from workers import assessment, history, incident_messages
 from workers.context import Context
 from workers.paging import dedup_key
 from workers.progress import Progress
@@ -69,7 +69,7 @@ def start(ctx: Context, request: Request, target: Target, progress: Progress) ->
     window, interval = ctx.options.watch_window_s, ctx.options.watch_interval_s
     now = time.time()
     ctx.save_state(request.id, watch={"started_at": now, "ends_at": now + window, "ticks": 0, "target": target.name})
-    progress.post(messages.watch_started(request.id, target.name, window, interval))
+    progress.post(incident_messages.watch_started(request.id, target.name, window, interval))
     _enqueue_tick(ctx, request.id, 0, delay=0.0)
     return {"watching": True, "ends_at": now + window}
 
@@ -101,9 +101,9 @@ def tick(ctx: Context, request_id: str, n: int) -> JsonObject:
     taken = sample(ctx, target)
     changes = watch.observe(taken)
     if first:  # the baseline every later line compares with
-        progress.post(messages.watch_baseline(asdict(taken)))
+        progress.post(incident_messages.watch_baseline(asdict(taken)))
     for change in changes:
-        progress.post(messages.watch_change(change))
+        progress.post(incident_messages.watch_change(change))
     paged = bool(ctx.load_state(request_id).get("paged"))
     regressions = [c for c in changes if c.regression]
     if regressions:
@@ -122,11 +122,11 @@ def _page(ctx: Context, request: Request, target: Target, progress: Progress, re
     permalink = progress.permalink()
     if permalink:
         links.append({"href": permalink, "text": "Slack incident thread"})
-    result = ctx.pager().trigger(dedup_key(request.id), messages.watch_page_summary(target.name, request.id, what),
+    result = ctx.pager().trigger(dedup_key(request.id), incident_messages.watch_page_summary(target.name, request.id, what),
                                  component=target.name, links=links,
                                  details={"request_id": request.id, "regressions": what})
     ctx.save_state(request.id, paged=True)
-    progress.post(messages.watch_paged(request.id, what, result.ok, result.detail))
+    progress.post(incident_messages.watch_paged(request.id, what, result.ok, result.detail))
 
 
 def finish(ctx: Context, request: Request, target: Target, progress: Progress, watch: Watch, *, paged: bool,
@@ -139,7 +139,7 @@ def finish(ctx: Context, request: Request, target: Target, progress: Progress, w
     if paged and clean:
         resolved = ctx.pager().resolve(dedup_key(request.id)).to_dict()
     failing = sorted(s.value for s in watch.failing)
-    outcome = messages.watch_outcome(clean, failing, stopped_by)
+    outcome = incident_messages.watch_outcome(clean, failing, stopped_by)
     ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(),
                            outcome=f"{request.outcome or 'done'}; {outcome}")
     try:
@@ -150,7 +150,7 @@ def finish(ctx: Context, request: Request, target: Target, progress: Progress, w
                                     "page_resolved": bool(resolved and resolved.get("ok"))})
     except Exception:  # noqa: BLE001 - the database may be what is failing: the thread still says it
         pass
-    progress.post(messages.watch_ended(request.id, target.name, clean, failing, stopped_by,
+    progress.post(incident_messages.watch_ended(request.id, target.name, clean, failing, stopped_by,
                                        resolved=bool(resolved and resolved.get("ok"))), broadcast=True)
     return {"request_id": request.id, "watch": "ended", "clean": clean, "failing": failing}
 

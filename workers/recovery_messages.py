@@ -1,0 +1,140 @@
+"""Thread lines of the recovery paths (issue 10): recover, PITR, snapshot and cluster restores.
+
+Functions take data and return text (Slack mrkdwn). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from workers.messages import DONE, STARTED, seconds
+
+# --- the recovery paths (workers/recovery.py) -----------------------------------------------------
+
+BEFORE_RECOVERY = "before the table recovery"
+
+
+def recovery_queued(request_id: str, target: str, what: str, labels: Sequence[str]) -> str:
+    return f"{STARTED} Request {request_id}: {what} of *{target}*: {' → '.join(labels)}"
+
+
+def recovery_succeeded(request_id: str, target: str, what: str) -> str:
+    return f"{DONE} Request {request_id}: {what} of *{target}* done and verified."
+
+
+def preview_changed() -> str:
+    return ("the database changed since the preview that was approved (its hash differs); nothing was changed. "
+            "Ask again to see the new preview")
+
+
+def backup_unusable(backup: str) -> str:
+    return f"backup {backup} does not exist or does not verify; `/rollback backups` lists the verified ones"
+
+
+def no_table_backup() -> str:
+    return "no verified backup of the tables, so nothing was recovered (no backup, no change)"
+
+
+def recover_of(backup: str, tables: Sequence[str], overwrite: bool) -> str:
+    mode = "missing rows inserted, differing rows overwritten" if overwrite else "missing rows inserted"
+    return f"{', '.join(tables)} from `{backup}` ({mode}, one transaction)"
+
+
+def recover_figures(inserted: Mapping[str, int], overwritten: Mapping[str, int], before: Mapping[str, int],
+                    after: Mapping[str, int]) -> dict[str, Any]:
+    return {
+        "inserted": ", ".join(f"{t} {n}" for t, n in inserted.items()) or "0",
+        "overwritten": ", ".join(f"{t} {n}" for t, n in overwritten.items() if n) or None,
+        "rows": ", ".join(f"{t} {before[t]} → {after.get(t)}" for t in before) or None,
+    }
+
+
+def not_supabase(target: str) -> str:
+    return (f"target {target} is not a Supabase project (no `supabase_project_ref` in rollback.toml): use "
+            "`/rollback restore <backup>`, `/rollback recover <backup> <tables>` or `/rollback snapshot-restore`")
+
+
+def not_a_utc_time(text: str) -> str:
+    return f"{text[:40]!r} is not a UTC time: write it like 2025-10-20T14:59:00Z"
+
+
+def version_not_applied(version: str) -> str:
+    return f"migration {version} was never applied here, so there is no moment before it; `/rollback status` lists them"
+
+
+def no_migration_applied() -> str:
+    return "no migration was applied here, so there is no moment before one: name a UTC time instead"
+
+
+def waiting_for_database(target: str, waited_s: float) -> str:
+    return f"waiting for PostgreSQL of {target} to answer ({seconds(waited_s)})"
+
+
+def database_did_not_answer(target: str, waited_s: float) -> str:
+    return (f"PostgreSQL of {target} did not answer within {seconds(waited_s)} after the recovery; check the "
+            "database, then run `/rollback verify`")
+
+
+def _utc(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def pitr_of(ref: str, point: float) -> str:
+    return f"project {ref} back to {_utc(point)}"
+
+
+def pitr_figures(point: float, waited_s: float, versions: Sequence[str]) -> dict[str, Any]:
+    return {"point": _utc(point), "healthy after": seconds(waited_s),
+            "version": versions[-1] if versions else "none"}
+
+
+def no_droplet(target: str) -> str:
+    return (f"target {target} names no droplet (`do_droplet_id` in rollback.toml), so it cannot be restored from "
+            "a snapshot: use `/rollback restore <backup>` or `/rollback recover <backup> <tables>`")
+
+
+def unknown_snapshot(snapshot_id: str, reason: str) -> str:
+    return f"snapshot {snapshot_id} cannot be used ({reason}); `/rollback backups` lists the droplet's snapshots"
+
+
+def snapshot_of_other_droplet(snapshot_id: str, other: Any, droplet_id: Any) -> str:
+    return (f"snapshot {snapshot_id} is of droplet {other}, not of this target's droplet {droplet_id}; "
+            "`/rollback backups` lists the right ones")
+
+
+def snapshot_restore_of(snapshot_id: str, droplet_id: Any) -> str:
+    return f"droplet {droplet_id} from snapshot {snapshot_id}"
+
+
+def snapshot_restore_figures(action: Mapping[str, Any], waited_s: float, versions: Sequence[str]) -> dict[str, Any]:
+    return {"action": action.get("action_id"), "database answered after": seconds(waited_s),
+            "version": versions[-1] if versions else "none"}
+
+
+def no_managed_cluster(target: str) -> str:
+    return (f"target {target} names no managed cluster (`do_database_id` in rollback.toml): use "
+            "`/rollback snapshot-restore` for a droplet, or `/rollback restore <backup>`")
+
+
+def no_cluster_backup(database_id: str, point: str | None) -> str:
+    when = f" taken before {point}" if point else ""
+    return f"managed cluster {database_id} has no backup{when}; the DigitalOcean console lists them"
+
+
+def new_cluster_of(name: str, database_id: str) -> str:
+    return f"{name} from the backup of cluster {database_id}"
+
+
+def new_cluster_figures(created: Mapping[str, Any]) -> dict[str, Any]:
+    return {"cluster": created.get("name"), "host": created.get("host"), "backup": created.get("backup_created_at")}
+
+
+def cluster_switch(target: str, created: Mapping[str, Any]) -> str:
+    return (f":information_source: New cluster *{created.get('name')}* is online: host `{created.get('host')}`, "
+            f"port {created.get('port')}, database `{created.get('database')}`, user `{created.get('user')}` (its "
+            "password is in the DigitalOcean console, never here). To switch: point the application's database "
+            f"URL (and {target.upper()}_DATABASE_URL) at it. To verify it first: add it as a target "
+            f"(`[targets.{target}-restored]` with `{target.upper()}_RESTORED_DATABASE_URL`) and run "
+            f"`/rollback verify {target}-restored`. Target *{target}* was not changed.")
