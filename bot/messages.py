@@ -16,7 +16,7 @@ from bot.approval import Refusal
 from bot.plans import PlanSummary
 from bot.verbs import Argument, Verb
 from core import steps
-from core.jobs import BackupCheck
+from core.jobs import BackupCheck, JsonObject
 from core.requests import Request, RequestKind, RequestStatus
 from core.stall_policy import MaintenanceChoice, MaintenanceDecision
 
@@ -375,7 +375,7 @@ def plan_age_line(request: Request) -> str:
     age = duration(request.created_at - request.plan_saved_at)
     return f":stopwatch: Dry run of {clock(request.plan_saved_at)}, {age} old when this request was made."
 
-def _decision_buttons(request: Request, confirm_text: str) -> dict[str, Any]:
+def _decision_buttons(request: Request, confirm_text: str) -> JsonObject:
     return {
         "type": "actions",
         "block_id": DECISION_BLOCK,
@@ -469,7 +469,7 @@ def request_text(request: Request, plan: PlanSummary | None = None) -> str:
     return "\n".join(lines)
 
 
-def request_blocks(request: Request, plan: PlanSummary | None = None) -> list[dict[str, Any]]:
+def request_blocks(request: Request, plan: PlanSummary | None = None) -> list[JsonObject]:
     if request.kind is RequestKind.UNDO:
         confirm = (f"This runs: {steps.chain(request.kind).lower()} on {code(request.target)}, "
                    f"reversing rollback {code(request.undoes)}.")
@@ -531,7 +531,7 @@ def expired_thread_line(request: Request) -> str:
     return f"{request.id}: {decision_line(request)}"
 
 
-def decided_blocks(request: Request, plan: PlanSummary | None = None) -> list[dict[str, Any]]:
+def decided_blocks(request: Request, plan: PlanSummary | None = None) -> list[JsonObject]:
     """The request message with its buttons replaced by the decision."""
     return [
         {"type": "section", "text": {"type": "mrkdwn", "text": request_text(request, plan)}},

@@ -17,6 +17,8 @@ from typing import Any
 
 import psycopg
 
+from core.jobs import JsonObject
+
 QUERY_CHARS = 120
 # '...' (with '' inside), E'...' and $tag$...$tag$ literals: replaced by a mask before a query is shown.
 _LITERAL = re.compile(r"(?:[Ee]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'|\$(?P<tag>[A-Za-z_]*)\$.*?\$(?P=tag)\$)", re.S)
@@ -42,7 +44,7 @@ class Blocker:
     blocked_by: tuple[int, ...] = ()
     backend_start: float | None = None  # epoch: with the pid, tells this session from a later one reusing the pid
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"pid": self.pid, "application": self.application, "user": self.user, "state": self.state,
                 "age_s": self.age_s, "query": self.query, "why": [w.value for w in self.why],
                 "tables": list(self.tables), "blocked_by": list(self.blocked_by), "backend_start": self.backend_start}

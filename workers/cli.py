@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 
 from core import defaults
 from core.errors import RollbackError
+from core.jobs import JsonObject
 from workers.engine import DryRunReport, Engine, EngineError, messages
 from workers.engine.redact import password_of, redact
 
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
         statement_timeout_ms=args.statement_timeout, dry_run_budget_ms=args.dry_run_budget, log=log,
         escrow=not args.no_escrow, escrow_required=args.escrow_required,
     )
-    def show(data: dict[str, Any] | list[dict[str, Any]], text: str) -> None:
+    def show(data: JsonObject | list[JsonObject], text: str) -> None:
         _print_json(data, out) if args.json else out(text)
 
     if args.dry_run and args.verbose:

@@ -32,6 +32,7 @@ from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
 from core import defaults
+from core.jobs import JsonObject
 from workers.backup import Heartbeat, client_env, run_client, split_password
 from workers.errors import WorkerError
 
@@ -155,7 +156,7 @@ class RecoveryPreview:
     def rows_to_overwrite(self) -> int:
         return sum(t.differing for t in self.tables) if self.overwrite else 0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {**asdict(self), "digest": self.digest}
 
 
@@ -168,7 +169,7 @@ class RecoveryResult:
     counts_after: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import requests
 
 from core import defaults
+from core.jobs import JsonObject
 from workers.errors import WorkerError
 
 DEFAULT_API_URL = "https://api.supabase.com"
@@ -124,7 +125,7 @@ class Supabase:
     def __repr__(self) -> str:
         return f"Supabase(api_url={self.api_url!r}, token=***)"
 
-    def _request(self, method: str, path: str, what: str, body: dict[str, Any] | None = None) -> Any:
+    def _request(self, method: str, path: str, what: str, body: JsonObject | None = None) -> Any:
         last = ""
         for attempt in range(self.attempts):
             if attempt:

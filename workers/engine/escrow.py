@@ -31,6 +31,7 @@ from pglast import ast
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from core.jobs import JsonObject
 from workers.engine import messages, sqltext
 from workers.engine.catalog import PgCatalog
 from workers.engine.errors import EscrowIncomplete
@@ -77,7 +78,7 @@ class NotEscrowed:
     relation: str
     reason: str  # a few words, shown after "not escrowed: "
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return dict(self.__dict__)
 
 
@@ -98,7 +99,7 @@ class Held:
     bytes: int
     sequences: dict[str, int | None] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"version": self.version, "statement_index": self.statement_index, "statement": self.statement,
                 "kind": self.kind, "relation": qualified(self.relation), "escrow_table": self.escrow_table,
                 "restore": self.restore, "key": list(self.key), "columns": list(self.columns),
@@ -415,7 +416,7 @@ class Recorder:
                     capture.key, capture.columns, rows, int(row[0]) if row else 0, seqs)
         return held
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"request_id": self.request_id, "held": [h.to_dict() for h in self.held],
                 "not_escrowed": [n.to_dict() for n in self.not_escrowed],
                 "rows": sum(h.rows for h in self.held), "bytes": sum(h.bytes for h in self.held)}

@@ -16,10 +16,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from pglast import ast, enums
 
+from core.jobs import JsonObject
 from workers.engine.sqleffects import DestroyKind, LockMode, qualified
 from workers.engine.sqltext import Statement
 
@@ -32,7 +32,7 @@ class HeldLock:
     relation: str  # as PostgreSQL prints the regclass: schema-qualified only off the search_path
     mode: LockMode
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"relation": self.relation, "mode": self.mode.sql}
 
 
@@ -48,7 +48,7 @@ class StatementImpact:
     rows: int | None = None  # rows it changed (measured, or estimated with it)
     segment: int = 0  # statements of one segment run in one transaction (a no-transaction step starts another)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"version": self.version, "sql": self.sql, "duration_ms": round(self.duration_ms, 3),
                 "locks": [lock.to_dict() for lock in self.locks], "estimated": self.estimated, "rows": self.rows,
                 "segment": self.segment}
@@ -69,7 +69,7 @@ class TableStall:
     def worst_ms(self) -> float:
         return max(self.reads_blocked_ms, self.writes_blocked_ms)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"relation": self.relation, "mode": self.mode.sql, "reads_blocked_ms": round(self.reads_blocked_ms, 1),
                 "writes_blocked_ms": round(self.writes_blocked_ms, 1), "first_statement": self.first_statement,
                 "estimated": self.estimated}
@@ -84,7 +84,7 @@ class DryRunStop:
     budget_ms: int
     held_ms: float  # how long it held a lock that blocks the application
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"version": self.version, "sql": self.sql, "budget_ms": self.budget_ms,
                 "held_ms": round(self.held_ms, 1)}
 
@@ -106,7 +106,7 @@ class Forecast:
         """The longest time any table's reads or writes would be blocked."""
         return max((t.worst_ms for t in self.tables), default=0.0)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"tables": [t.to_dict() for t in self.tables], "worst_ms": round(self.worst_ms, 1),
                 "estimated": self.estimated, "statements": [s.to_dict() for s in self.statements],
                 "stopped": self.stopped.to_dict() if self.stopped else None,

@@ -24,6 +24,7 @@ import psycopg
 from pglast import ast
 from psycopg import sql
 
+from core.jobs import JsonObject
 from workers.engine import store
 from workers.engine.catalog import PgCatalog
 from workers.engine.errors import (
@@ -48,7 +49,7 @@ class RepairStatement:
     run: bool
     why: str = ""  # why it is skipped ("index public.x is already gone") or what it drops
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"sql": self.sql, "run": self.run, "why": self.why}
 
 
@@ -67,7 +68,7 @@ class RepairPlan:
     def to_run(self) -> tuple[RepairStatement, ...]:
         return tuple(s for s in self.statements if s.run)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"version": self.version, "name": self.name, "status": self.status, "kind": self.kind,
                 "error_message": self.error_message, "statements": [s.to_dict() for s in self.statements],
                 "invalid_indexes": list(self.invalid_indexes), "hash": self.hash}
@@ -80,7 +81,7 @@ class RepairReport:
     duration_ms: float
     new_status: str  # pending (retry) or rolled_back (revert)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"plan": self.plan.to_dict(), "ran": list(self.ran), "duration_ms": self.duration_ms,
                 "new_status": self.new_status}
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from core.jobs import JsonObject
+
 if TYPE_CHECKING:
     from workers.engine.forecast import Forecast
 
@@ -25,7 +27,7 @@ class ServerInfo:
     server_version: str
     user: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return dict(self.__dict__)
 
 
@@ -41,7 +43,7 @@ class MigrationState:
     error_message: str | None
     transactional: bool = True
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {k: _json(v) for k, v in self.__dict__.items()}
 
 
@@ -53,7 +55,7 @@ class StatusReport:
     current_version: str | None
     lock_holder: dict[str, Any] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "server": self.server.to_dict(),
             "migrations": [m.to_dict() for m in self.migrations],
@@ -75,7 +77,7 @@ class PlanStep:
     def down_sql(self) -> str:
         return self.sql
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"version": self.version, "name": self.name, "sql": self.sql, "down_sql": self.sql,
                 "transactional": self.transactional, "statements": list(self.statements)}
 
@@ -101,7 +103,7 @@ class Plan:
     def transactional(self) -> bool:
         return all(s.transactional for s in self.steps)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"operation": self.operation, "to": self.to, "versions": self.versions,
                 "steps": [s.to_dict() for s in self.steps], "hash": self.hash, "dbname": self.dbname,
                 "current_version": self.current_version, "transactional": self.transactional}
@@ -115,7 +117,7 @@ class StatementResult:
     rowcount: int | None
     duration_ms: float
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return dict(self.__dict__)
 
 
@@ -127,7 +129,7 @@ class DryRunReport:
     dry_run: bool = True
     forecast: Forecast | None = None  # how long the real run would block the application, per table
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"dry_run": True, "plan": self.plan.to_dict(),
                 "statements": [s.to_dict() for s in self.statements], "warnings": list(self.warnings),
                 "forecast": self.forecast.to_dict() if self.forecast else None}
@@ -147,7 +149,7 @@ class RunReport:
     dry_run: bool = False
     escrow: dict[str, Any] | None = None  # a rollback's escrow: what it holds and what it could not hold
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"operation": self.operation, "versions": list(self.versions), "to": self.to,
                 "statements": [s.to_dict() for s in self.statements], "duration_ms": self.duration_ms,
                 "plan_hash": self.plan_hash, "request_id": self.request_id, "already_done": self.already_done,

@@ -14,6 +14,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from core.jobs import JsonObject
 from workers.engine.errors import BookkeepingConflict
 from workers.engine.versions import Recorded, Status
 
@@ -190,7 +191,7 @@ def mark_rolled_back(conn: psycopg.Connection[Any], version: str) -> None:
 def record_history(conn: psycopg.Connection[Any], *, version: str, operation: str, status: str,
                    executed_by: str, approved_by: str | None = None, request_id: str | None = None,
                    duration_ms: int | None = None, error_message: str | None = None,
-                   details: dict[str, Any] | None = None) -> None:
+                   details: JsonObject | None = None) -> None:
     conn.execute(
         "INSERT INTO migration_history (version, operation, status, executed_by, executed_at, approved_by,"
         " request_id, duration_ms, error_message, details) VALUES (%s, %s, %s, %s, now(), %s, %s, %s, %s, %s)",

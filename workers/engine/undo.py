@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from core.jobs import JsonObject
 from workers.engine import escrow, interrupts, messages, runner, store
 from workers.engine.errors import (
     EngineError,
@@ -48,7 +49,7 @@ class UndoPlan:
     def versions(self) -> list[str]:
         return [s.version for s in self.steps]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"operation": "undo", "request_id": self.request_id, "versions": self.versions,
                 "steps": [s.to_dict() for s in self.steps], "held": [h.to_dict() for h in self.held],
                 "hash": self.hash, "dbname": self.dbname, "to": self.to,
@@ -64,7 +65,7 @@ class UndoReport:
     dry_run: bool
     already_done: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"operation": "undo", "dry_run": self.dry_run, "plan": self.plan.to_dict(),
                 "statements": [s.to_dict() for s in self.statements], "restored": list(self.restored),
                 "duration_ms": self.duration_ms, "already_done": self.already_done,
