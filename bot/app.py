@@ -24,7 +24,6 @@ from core.requests import RequestStore
 SLASH_COMMAND = "/rollback"
 # Listener threads per web thread: a listener acks within microseconds, then keeps its thread for its
 # Redis and Slack calls; spare threads let the next delivery's listener ack without waiting for those.
-LISTENER_THREADS_PER_WEB_THREAD = 4
 log = logging.getLogger("rollback.bot")
 
 
@@ -59,7 +58,7 @@ def build_bot(
     client = web_client or WebClient(
         token=settings.slack_bot_token, base_url=settings.slack_api_url or WebClient.BASE_URL
     )
-    listeners = ThreadPoolExecutor(max_workers=LISTENER_THREADS_PER_WEB_THREAD * settings.web_threads,
+    listeners = ThreadPoolExecutor(max_workers=settings.web_listener_threads,
                                    thread_name_prefix="listener")
     app = App(
         signing_secret=signing_secret if signing_secret is not None else settings.slack_signing_secret or "",

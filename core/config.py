@@ -214,6 +214,7 @@ class Settings:
     web_port: int = defaults.WEB_PORT
     web_processes: int = defaults.WEB_PROCESSES
     web_threads: int = defaults.WEB_THREADS
+    web_listener_threads: int = defaults.WEB_LISTENER_THREADS
     web_backlog: int = defaults.WEB_BACKLOG
     web_graceful_timeout_seconds: float = defaults.WEB_GRACEFUL_TIMEOUT_SECONDS
     sweep_interval_seconds: float = defaults.EXPIRY_SWEEP_INTERVAL_SECONDS
@@ -391,6 +392,7 @@ def load_settings(env: Mapping[str, str] | None = None, path: str | os.PathLike[
         web_port=_env_number(env, "PORT", defaults.WEB_PORT, int),
         web_processes=_env_number(env, "ROLLBACK_WEB_PROCESSES", defaults.WEB_PROCESSES, int),
         web_threads=_env_number(env, "ROLLBACK_WEB_THREADS", defaults.WEB_THREADS, int),
+        web_listener_threads=_env_number(env, "ROLLBACK_WEB_LISTENER_THREADS", defaults.WEB_LISTENER_THREADS, int),
         web_backlog=_env_number(env, "ROLLBACK_WEB_BACKLOG", defaults.WEB_BACKLOG, int),
         web_graceful_timeout_seconds=_env_number(env, "ROLLBACK_WEB_GRACEFUL_TIMEOUT_SECONDS",
                                                  defaults.WEB_GRACEFUL_TIMEOUT_SECONDS, float),
