@@ -16,7 +16,8 @@ from bot.approval import Refusal
 from bot.plans import PlanSummary
 from bot.verbs import Argument, Verb
 from core import steps
-from core.jobs import BackupCheck, JsonObject
+from core.jobs import BackupCheck
+from core.jsontypes import JsonObject
 from core.requests import Request, RequestKind, RequestStatus
 from core.stall_policy import MaintenanceChoice, MaintenanceDecision
 

@@ -16,7 +16,6 @@ from core.requests import RequestKind
 # A JSON object: what a job returns (RQ stores it), what a request's pipeline state keeps in Redis,
 # what a result's `to_dict()` gives. Inside a process results travel as typed objects; they become
 # this only at those boundaries.
-JsonObject = dict[str, Any]
 
 # The step a worker claims (RequestStore.claim) when it starts an approved request, per request kind.
 # Whoever claims it first owns the start: the worker runs the request, or the bot's expiry sweeper

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -60,6 +61,11 @@ def _exec(database_url: str, statements: str) -> None:
         conn.execute(statements)
 
 
+def _label(database_url: str) -> str:
+    """The scratch databases of a recovery are named after the live database (workers/recover.py)."""
+    return "rb_recover_" + re.sub(r"[^a-z0-9_]", "_", str(psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]).lower())[:24]
+
+
 def _scratch_databases(database_url: str, label: str) -> list[str]:
     return [r[0] for r in _rows(database_url, "SELECT datname FROM pg_database") if label in r[0]]
 
@@ -112,7 +118,7 @@ def test_preview_counts_missing_differing_and_newer_rows_without_changing_anythi
     assert [t.table for t in shown.tables] == ["public.users", "public.projects", "public.memberships"]
     assert shown.rows_to_insert == 5 + 2 * deleted_projects[0][0]
     assert _rows(url, "SELECT * FROM users ORDER BY id") == before
-    assert _scratch_databases(url, archive.stem.lower()[:24]) == []
+    assert _scratch_databases(url, _label(url)) == []
 
 
 def test_apply_brings_lost_rows_back_and_keeps_newer_and_changed_rows(incident: tuple[str, Path]) -> None:
@@ -159,7 +165,7 @@ def test_children_without_their_parents_are_refused_in_the_preview(incident: tup
     url, archive = incident
     with pytest.raises(RowsRefused, match=r"projects.*foreign key.*add the parent table"):
         _preview(url, archive, ["projects"])
-    assert _scratch_databases(url, archive.stem.lower()[:24]) == []
+    assert _scratch_databases(url, _label(url)) == []
 
 
 @pytest.mark.parametrize(
@@ -175,7 +181,7 @@ def test_refusals_before_anything_runs(incident: tuple[str, Path], tables: list[
     url, archive = incident
     with pytest.raises(error, match=text):
         _preview(url, archive, tables)
-    assert _scratch_databases(url, archive.stem.lower()[:24]) == []
+    assert _scratch_databases(url, _label(url)) == []
 
 
 def test_a_table_the_backup_does_not_hold_is_refused(incident: tuple[str, Path]) -> None:
@@ -183,7 +189,7 @@ def test_a_table_the_backup_does_not_hold_is_refused(incident: tuple[str, Path])
     _exec(url, "CREATE TABLE later (id int PRIMARY KEY)")
     with pytest.raises(TableNotInBackup, match="table public.later is not in backup"):
         _preview(url, archive, ["later"])
-    assert _scratch_databases(url, archive.stem.lower()[:24]) == []
+    assert _scratch_databases(url, _label(url)) == []
 
 
 def test_the_scratch_database_is_dropped_when_the_restore_fails(incident: tuple[str, Path], tmp_path: Path) -> None:
@@ -204,7 +210,7 @@ def test_the_scratch_database_is_dropped_when_the_restore_fails(incident: tuple[
             statement_timeout_ms=10_000):
         pass
     assert calls and not any("password" in arg for arg in calls[0])
-    assert _scratch_databases(url, archive.stem.lower()[:24]) == []
+    assert _scratch_databases(url, _label(url)) == []
 
 
 # -- pure parts ----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ differing rows; refusals are one line before anything runs; a stale preview is r
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,10 @@ def _refusal(slack_api: SlackApiServer) -> str:
 
 
 def _scratch_left(database_url: str) -> list[str]:
-    return [r[0] for r in _rows(database_url, "SELECT datname FROM pg_database WHERE datname LIKE %s", ("rb_recover_%",))]
+    """This test's scratch databases: named after its live database (other runs may be recovering too)."""
+    live = re.sub(r"[^a-z0-9_]", "_", str(psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]).lower())[:24]
+    return [r[0] for r in _rows(database_url, "SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
+                                (f"rb_recover_{live}",))]
 
 
 @pytest.fixture

@@ -121,7 +121,7 @@ def test_playbook_scenario_in_the_browser(sandbox: Sandbox, chromium: Any, redis
     # The incident record: a file in the thread, readable on the page.
     _as(page, "alice")
     _command(page, "/rollback report")
-    report_file = page.locator("#feed button.file").first
+    report_file = page.locator('#feed button.file[data-name^="incident"]').first  # not the card's SQL file
     report_failed = page.locator("#feed").get_by_text(re.compile(r"Report failed")).first
     report_file.or_(report_failed).first.wait_for(timeout=STEP_TIMEOUT_MS)
     assert report_failed.count() == 0, page.locator("#feed .thread").last.inner_text()[-600:]

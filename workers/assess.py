@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 
 QUERY_CHARS = 120
 # '...' (with '' inside), E'...' and $tag$...$tag$ literals: replaced by a mask before a query is shown.

@@ -19,7 +19,7 @@ import requests
 
 from core import assessments
 from core.config import Target
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from workers.assess import Blocker, blockers, invalid_indexes
 from workers.engine.sqleffects import qualified
 from workers.engine.sqltext import effects

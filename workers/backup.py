@@ -31,7 +31,7 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 
 from core import defaults
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from workers import errors, messages
 from workers.engine.redact import MASK, password_of
 from workers.engine.redact import redact as redact_secrets

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 
 
 class CheckKind(StrEnum):

@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 from core import defaults
 from core.errors import RollbackError
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from workers.engine import DryRunReport, Engine, EngineError, messages
 from workers.engine.redact import password_of, redact
 

@@ -24,7 +24,7 @@ from psycopg import conninfo as pg_conninfo
 
 from core import defaults
 from core.config import ConfigError, Settings, Target, WorkerSettings, load_settings
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from core.requests import Request, RequestStore
 from workers.engine import Engine
 from workers.engine.redact import password_of

@@ -14,7 +14,7 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpRes
 from azure.core.pipeline.policies import HeadersPolicy
 
 from core import defaults
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from workers import errors, messages
 from workers.errors import DigitalOceanError
 

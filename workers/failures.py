@@ -19,7 +19,7 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 
 from core import steps
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from core.requests import RequestStatus
 from workers import errors, history, messages
 from workers.context import Context, context

@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from workers.checks import VerifyReport
 from workers.engine import store
 

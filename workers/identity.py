@@ -25,7 +25,7 @@ import psycopg
 import redis
 from psycopg import sql
 
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from workers.errors import WorkerError
 
 TABLE = "rollback_target_identity"

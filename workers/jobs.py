@@ -16,7 +16,8 @@ from typing import Any
 
 from rq import get_current_job
 
-from core.jobs import JsonObject, PreviewCheck
+from core.jobs import PreviewCheck
+from core.jsontypes import JsonObject
 from core.requests import RequestKind
 from workers import failures, operations, pipeline, recovery, repairing, target_diff, watching
 from workers import report as incident_report

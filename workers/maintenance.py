@@ -15,7 +15,7 @@ import requests
 
 from core import defaults
 from core.config import Hook
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from workers import errors, messages
 from workers.verify import display_url, run_shell
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from core.config import Target
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from workers import (
     assessment,
     errors,

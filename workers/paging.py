@@ -17,7 +17,7 @@ from typing import Any
 import requests
 
 from core import defaults
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from workers import messages
 from workers.progress import Progress
 

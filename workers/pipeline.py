@@ -36,7 +36,8 @@ from rq import Callback, Queue
 
 from core import stall_policy, steps
 from core.config import Target
-from core.jobs import START_STEPS, JsonObject
+from core.jobs import START_STEPS
+from core.jsontypes import JsonObject
 from core.requests import Request, RequestKind, RequestStatus
 from core.steps import StepInfo
 from workers import (

@@ -15,7 +15,7 @@ from typing import Any
 from slack_sdk import WebClient
 
 from core import defaults
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from workers import messages
 from workers.engine.redact import redact
 

@@ -32,7 +32,7 @@ from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
 from core import defaults
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from workers.backup import Heartbeat, client_env, run_client, split_password
 from workers.errors import WorkerError
 
@@ -491,7 +491,8 @@ def recovery_session(
         order = insert_order([str(t) for t in tables], foreign_keys(live))
         live.rollback()
         by_name = {str(t): t for t in tables}
-        with scratch_database(live_dsn, archive.stem) as scratch_dsn:
+        # named after the live database: an operator (or a test run) can tell whose leftover it is
+        with scratch_database(live_dsn, str(live.info.dbname)) as scratch_dsn:
             restore_tables(archive, scratch_dsn, tables, jobs=jobs, pg_restore=pg_restore, run=run)
             with psycopg.connect(scratch_dsn, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS) as scratch:
                 live.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{lock_timeout_ms}ms")))

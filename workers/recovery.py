@@ -26,7 +26,8 @@ from psycopg import sql
 
 from core import defaults
 from core.config import Target
-from core.jobs import JsonObject, PreviewCheck
+from core.jobs import PreviewCheck
+from core.jsontypes import JsonObject
 from core.requests import Request, RequestKind
 from workers import history, identity, messages, recover, recovery_messages
 from workers.backup import take_backup

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from core.config import Target
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from core.requests import Request, RequestStatus
 from workers import identity, incident_messages
 from workers.context import Context

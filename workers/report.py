@@ -16,7 +16,7 @@ from typing import Any
 from slack_sdk import WebClient
 
 from core import defaults
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from core.requests import Request
 from workers import messages
 from workers.checks import Check, VerifyReport

@@ -36,7 +36,8 @@ from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
 from core import defaults
-from core.jobs import BackupCheck, JsonObject
+from core.jobs import BackupCheck
+from core.jsontypes import JsonObject
 from workers import errors, messages, swap
 from workers.backup import (
     BackupError,

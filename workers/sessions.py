@@ -16,7 +16,7 @@ import psycopg
 
 from core import assessments
 from core.config import Target
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from core.requests import Request, RequestStatus
 from workers import history, incident_messages
 from workers.context import KEY_PREFIX, Context

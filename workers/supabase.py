@@ -16,7 +16,7 @@ from typing import Any
 import requests
 
 from core import defaults
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from workers.errors import WorkerError
 
 DEFAULT_API_URL = "https://api.supabase.com"

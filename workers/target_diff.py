@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from core.versions import versions_in
 from workers import incident_messages
 from workers.context import Context

@@ -22,7 +22,7 @@ from typing import Any
 from rq import Queue
 
 from core.config import Target
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from core.requests import Request, RequestStatus
 from workers import assessment, history, incident_messages
 from workers.context import Context

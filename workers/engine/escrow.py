@@ -31,7 +31,7 @@ from pglast import ast
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from workers.engine import messages, sqltext
 from workers.engine.catalog import PgCatalog
 from workers.engine.errors import EscrowIncomplete

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from pglast import ast, enums
 
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from workers.engine.sqleffects import DestroyKind, LockMode, qualified
 from workers.engine.sqltext import Statement
 

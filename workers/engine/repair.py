@@ -24,7 +24,7 @@ import psycopg
 from pglast import ast
 from psycopg import sql
 
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from workers.engine import store
 from workers.engine.catalog import PgCatalog
 from workers.engine.errors import (

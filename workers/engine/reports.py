@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 
 if TYPE_CHECKING:
     from workers.engine.forecast import Forecast

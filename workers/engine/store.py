@@ -14,7 +14,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from workers.engine.errors import BookkeepingConflict
 from workers.engine.versions import Recorded, Status
 

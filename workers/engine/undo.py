@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from core.jobs import JsonObject
+from core.jsontypes import JsonObject
 from workers.engine import escrow, interrupts, messages, runner, store
 from workers.engine.errors import (
     EngineError,
