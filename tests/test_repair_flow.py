@@ -84,8 +84,10 @@ def test_a_half_applied_concurrent_index_migration_is_flagged_refused_and_repair
                                     message_ts=request.thread_ts)
     assert status == 200
     done = slack_api.wait_for(lambda: (r := store.get(request.id)) is not None and r.is_final and r, timeout=60)
-    record = thread(slack_api, request.thread_ts)
-    assert done.status is RequestStatus.SUCCEEDED, record
+    assert done.status is RequestStatus.SUCCEEDED, thread(slack_api, request.thread_ts)
+    # the outcome line is posted after the record is final: wait for it, not for a moment
+    record = slack_api.wait_for(lambda: "repaired (rolled_back)" in (t := thread(slack_api, request.thread_ts)) and t,
+                                timeout=60)
     assert "repaired (rolled_back)" in record
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT status FROM schema_migrations WHERE version = %s",

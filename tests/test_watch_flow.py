@@ -82,8 +82,11 @@ def test_a_health_regression_pages_and_the_recovery_resolves_it_when_the_window_
     slack_api.wait_for(lambda: "watch: health failing → ok" in thread_text(slack_api, ts), timeout=30)
 
     done = slack_api.wait_for(lambda: (r := store.get(request.id)).is_final and r, timeout=WINDOW_SECONDS + 30)
-    text = thread_text(slack_api, ts)
-    assert done.status is RequestStatus.SUCCEEDED and "watch window ended, clean" in (done.outcome or ""), text
+    assert done.status is RequestStatus.SUCCEEDED and "watch window ended, clean" in (done.outcome or ""), \
+        thread_text(slack_api, ts)
+    # the closing line is posted after the record is final: wait for it, not for a moment
+    text = slack_api.wait_for(lambda: "the request is done. The page is resolved." in (t := thread_text(slack_api, ts))
+                              and t, timeout=60)
     assert "the request is done. The page is resolved." in text
     assert not pagerduty.incidents()[dedup_key(request.id)].open
     triggers = [e for e in pagerduty.incidents()[dedup_key(request.id)].events if e["event_action"] == "trigger"]
