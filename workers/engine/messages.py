@@ -324,6 +324,14 @@ def table_stall_line(stall: TableStall) -> str:
     return f"writes to {stall.relation} blocked {approx_seconds(stall.writes_blocked_ms)}{reads} ({how})"
 
 
+def dry_run_vacuumed(tables: list[str], ms: float) -> str:
+    return f"dry run: VACUUM {', '.join(tables)} cleared the rows its undone writes left ({ms / 1000:.1f} s)"
+
+
+def dry_run_vacuum_failed(error: str) -> str:
+    return f"dry run: VACUUM of the tables it wrote to failed ({error}); autovacuum will clear them later"
+
+
 def forecast_lines(forecast: Forecast) -> list[str]:
     """The forecast as the CLI and the approval card show it, worst table first."""
     if not forecast.statements:
@@ -333,6 +341,9 @@ def forecast_lines(forecast: Forecast) -> list[str]:
     lines = [table_stall_line(t) for t in forecast.tables[:5]]
     if len(forecast.tables) > 5:
         lines.append(f"… and {len(forecast.tables) - 5} more table(s)")
+    if copies_ms := sum(s.escrow_ms for s in forecast.statements):
+        lines.append(f"these include the escrow copies the rollback makes before each destructive statement "
+                     f"({approx_seconds(copies_ms)} in all)")
     if forecast.stopped is not None:
         stop = forecast.stopped
         lines.append(f"the dry run itself blocked the application {approx_seconds(stop.held_ms)} (budget "
