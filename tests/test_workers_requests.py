@@ -4,6 +4,7 @@ what a failure leaves behind. Real forking workers, PostgreSQL, Redis, local Sla
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -29,6 +30,18 @@ from tests.fixtures.stack import (
 )
 
 GOOD = "2025_10_20_120001"
+UNANSWERED_HEALTH = 'health_url = "http://127.0.0.1:1/health"\n'  # nothing listens there: verification fails
+
+
+def _worker_with_hooks(env: dict[str, str], database_url: str, start_worker: Callable[[dict[str, str]], object],
+                       tmp_path: Path, extra: str = "") -> Path:
+    """Maintenance hooks that append on/off to the returned file (and `extra` lines for the target), the
+    example migrations applied, and a worker started on that config."""
+    marks = tmp_path / "maintenance.log"
+    write_config(env["ROLLBACK_CONFIG"], target_extra=extra + maintenance_hooks(marks))
+    apply_example(database_url)
+    start_worker(env)
+    return marks
 
 
 def _history_rows(url: str) -> list[tuple]:
@@ -100,10 +113,7 @@ def test_a_restore_job_for_a_rejected_request_leaves_it_rejected_and_pages_nobod
 def test_restore_runs_backup_maintenance_restore_verify_maintenance_off_and_keeps_history(
     stack_env, database_url, slack_api, pagerduty, start_worker, tmp_path
 ):
-    marks = tmp_path / "maintenance.log"
-    write_config(stack_env["ROLLBACK_CONFIG"], target_extra=maintenance_hooks(marks))
-    apply_example(database_url)
-    start_worker(stack_env)
+    marks = _worker_with_hooks(stack_env, database_url, start_worker, tmp_path)
     _, backup = take_backup(stack_env, slack_api)
     ts, _dry = dry_run_plan(stack_env, slack_api, GOOD)  # a later record in history, and a current plan
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -197,11 +207,7 @@ def test_a_rollback_and_a_failed_dry_run_clear_the_targets_plans(stack_env, data
 def test_a_failure_that_leaves_maintenance_on_says_how_to_turn_it_off_and_the_job_does(
     stack_env, database_url, slack_api, pagerduty, start_worker, tmp_path
 ):
-    marks = tmp_path / "maintenance.log"
-    write_config(stack_env["ROLLBACK_CONFIG"], target_extra='health_url = "http://127.0.0.1:1/health"\n'
-                 + maintenance_hooks(marks))
-    apply_example(database_url)
-    start_worker(stack_env)
+    marks = _worker_with_hooks(stack_env, database_url, start_worker, tmp_path, extra=UNANSWERED_HEALTH)
     ts, dry = dry_run_plan(stack_env, slack_api, GOOD)
     request = approved_request(stack_env, thread_ts=ts, plan=dry)
     assert run_request(stack_env, slack_api, request.id) == "failed"  # the health check cannot answer
@@ -237,11 +243,7 @@ def test_slack_never_gets_command_line_only_advice(stack_env, database_url, slac
 def test_a_restore_that_fails_verification_names_the_step_leaves_maintenance_on_and_pages(
     stack_env, database_url, slack_api, pagerduty, start_worker, tmp_path
 ):
-    marks = tmp_path / "maintenance.log"
-    write_config(stack_env["ROLLBACK_CONFIG"], target_extra='health_url = "http://127.0.0.1:1/health"\n'
-                 + maintenance_hooks(marks))
-    apply_example(database_url)
-    start_worker(stack_env)
+    marks = _worker_with_hooks(stack_env, database_url, start_worker, tmp_path, extra=UNANSWERED_HEALTH)
     _, backup = take_backup(stack_env, slack_api)
     ts = post_root(slack_api, "restore")
     request = approved_request(stack_env, thread_ts=ts, plan={}, kind="restore", backup=backup["name"])
