@@ -17,6 +17,7 @@ import psycopg
 from psycopg import pq, sql
 
 from core import defaults
+from core.errors import first_line
 from workers.engine import bounded, escrow, interrupts, messages, sqltext, store
 from workers.engine.errors import EngineError, EscrowIncomplete, LockTimeout, MigrationFailed, PlanChanged
 from workers.engine.locks import RetryPolicy, local_timeouts, session_timeouts, with_lock_retries
@@ -80,8 +81,8 @@ def _run_statement(ctx: Context, version: str, statement: str) -> StatementResul
 
 
 def _pg_message(exc: psycopg.Error) -> str:
-    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    text = exc.diag.message_primary or first_line
+    first = first_line(exc, type(exc).__name__)
+    text = exc.diag.message_primary or first
     return f"{text} (SQLSTATE {exc.sqlstate})" if exc.sqlstate else text
 
 
