@@ -147,7 +147,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
 
     migrations_dir = args.dir or (target_run.target.migrations_dir if target_run else None) \
         or env.get("MIGRATIONS_DIR") or defaults.MIGRATIONS_DIR
-    changes = (args.rollback or args.repair) and not args.dry_run
+    changes = (args.rollback or args.repair or args.undo) and not args.dry_run
     if target_run is not None:  # the bot's safety nets on the break-glass path
         breakglass.guard(target_run, actor, err)
     engine = Engine(
@@ -193,8 +193,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
     elif args.undo:
         if not args.dry_run:  # like --rollback: the plan shown is the plan run (its hash is checked under the lock)
             planned = engine.plan_undo(args.undo)
-            if not args.json:
-                out(messages.render_undo_plan(planned))
+            before_change(messages.render_undo_plan(planned), "undo")
             undone = engine.undo(args.undo, expected_plan_hash=planned.hash)
         else:
             undone = engine.undo(args.undo, dry_run=True)
