@@ -68,7 +68,7 @@ def test_an_undo_with_target_takes_a_verified_backup_first(target_env: dict[str,
     with psycopg.connect(url) as conn:
         [(run_id,)] = conn.execute("SELECT request_id FROM rollback_escrow.runs").fetchall()
     assert main(["--target", "prod", "--undo", run_id, "--actor", "bob"], target_env) == 0
-    assert status_of(url, BAD) == "applied"
+    assert status_of(url, BAD) == "completed"  # re-applied
     (skipped, _), (status, details) = history(url, "backup")
     assert skipped == "skipped" and status == "completed" and details["verified"] is True
     assert Path(details["path"]).exists() and "pre-undo" in Path(details["path"]).name
