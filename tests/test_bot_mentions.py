@@ -109,10 +109,10 @@ def test_a_mention_outside_a_thread_behaves_like_the_slash_command(
 
 @pytest.mark.usefixtures("idle_worker")
 def test_an_unauthorised_mention_is_refused_in_its_thread(
-    make_bot: Callable[..., BotServer], slack_api: SlackApiServer, bot_queue: Queue
+    make_sender: Callable[..., SlackRequestSender], slack_api: SlackApiServer, bot_queue: Queue
 ) -> None:
     config = DEFAULT_BOT_CONFIG.replace('channels = ["C_INCIDENT"]', 'channels = ["C_INCIDENT"]\nrequesters = ["U_ALICE"]')
-    sender = SlackRequestSender(make_bot(config).events_url, SIGNING_SECRET, slack_api)
+    sender = make_sender(config)
     thread = incident_thread(slack_api)
     mention(sender, f"dry-run {V1} prod", CAROL, thread)
     refusal = slack_api.wait_for(lambda: whispered(slack_api, CAROL, thread))
