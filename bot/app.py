@@ -16,7 +16,7 @@ from slack_sdk import WebClient
 from bot.deliveries import once_per_delivery
 from bot.handlers import Handlers
 from bot.messages import APPROVE_ACTION, REJECT_ACTION
-from bot.payloads import IgnoreMalformed
+from bot.payloads import MENTION_EVENT, IgnoreMalformed
 from bot.sweeper import ExpirySweeper
 from core.config import Settings
 from core.requests import RequestStore
@@ -80,6 +80,8 @@ def build_bot(
     app.error(_log_error)
     app.use(once_per_delivery(redis, store.prefix))
     app.command(SLASH_COMMAND)(ack=handlers.command_ack, lazy=[handlers.command_work])
+    # Slack takes no slash command in a thread: there the bot is mentioned, with the same words
+    app.event(MENTION_EVENT)(ack=handlers.ack_mention, lazy=[handlers.mention_work])
     app.action(APPROVE_ACTION)(ack=handlers.ack_click, lazy=[handlers.approve])
     app.action(REJECT_ACTION)(ack=handlers.ack_click, lazy=[handlers.reject])
     sweeper = ExpirySweeper(store, handlers.announce_expiry, start_within_seconds=settings.policy.start_within_seconds,

@@ -150,6 +150,10 @@ class Request:
     # the snapshot): JSON, written once when the request is made.
     params: dict[str, Any] = field(default_factory=dict)
     undoes: str | None = None  # an undo request: the rollback (request id or CLI run id) it reverses
+    # Where the request's card (the message with Approve / Reject) is. None: it is the root of `thread_ts`
+    # (asked with the slash command). A request asked in an incident thread (a mention of the bot) posts
+    # its card as a reply there: `thread_ts` is that thread, and this is the card's own ts ("" until posted).
+    card_ts: str | None = None
 
     def __post_init__(self) -> None:
         # Records built by hand (tests, tools) may name the kind and status as plain strings.
@@ -159,6 +163,13 @@ class Request:
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def card(self) -> str | None:
+        """The ts of the request's card (to update its buttons), None until it is posted."""
+        if self.card_ts is None:
+            return self.thread_ts or None
+        return self.card_ts or None
 
     def expired_at(self, now: float) -> bool:
         return self.status is RequestStatus.PENDING and now >= self.expires_at
@@ -381,6 +392,7 @@ class RequestStore:
         sql: str | None = None,
         params: Mapping[str, Any] | None = None,
         undoes: str | None = None,
+        card_ts: str | None = None,
     ) -> Request:
         """A new pending request holding `target`. Raises TargetBusy while another one holds it.
 
@@ -417,6 +429,7 @@ class RequestStore:
                 sql=sql,
                 params=dict(params or {}),
                 undoes=undoes,
+                card_ts=card_ts,
             )
             pairs = _pairs(request.to_dict())
             result = self._create(
