@@ -6,7 +6,7 @@ snapshot lists and one snapshot, a droplet, a droplet restored from a snapshot (
 a managed database cluster and its backups, and a new cluster created from a backup (`backup_restore`),
 which reports `creating` for `polls_until_complete` reads, then `online`. A bearer token is required.
 `on_droplet_restore(droplet_id, snapshot)`, when set, runs when a restore action completes, so a test
-can make the droplet's database really go back.
+can make the droplet's database really go back; `stuck_restores = True` keeps restore actions in-progress.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ class DigitalOceanServer(JsonHttpServer):
         self.polls_until_complete = polls_until_complete
         self.fail_snapshots = False  # set True: snapshot actions end "errored"
         self.fail_restores = False  # set True: restore actions end "errored"
+        self.stuck_restores = False  # set True: restore actions never leave "in-progress" (a poll that must time out)
         self.on_droplet_restore: Callable[[int, dict[str, Any]], None] | None = None
         self.clusters: dict[str, dict[str, Any]] = {
             uuid: _cluster(uuid, name, "online") for uuid, name in self.databases.items()
@@ -135,7 +136,7 @@ class DigitalOceanServer(JsonHttpServer):
         action = self.actions.get(int(action_id))
         if action is None:
             return 404, NOT_FOUND
-        if action.status == "in-progress":
+        if action.status == "in-progress" and not (action.type == "restore" and self.stuck_restores):
             action.polls_left -= 1
             if action.polls_left <= 0:
                 self._finish(action)

@@ -167,3 +167,28 @@ def test_a_managed_cluster_is_restored_into_a_new_cluster_and_the_thread_says_wh
     assert f"host `{created[0]['connection']['host']}`" in thread and "/rollback verify prod-restored" in thread
     assert "stand-in-password" not in thread and "postgresql://" not in thread  # never a secret
     assert pagerduty.events == []
+
+
+def test_a_restore_action_that_stays_in_progress_past_its_bound_fails_says_so_and_pages(
+    stack_env: dict[str, str], start_worker: Callable[[dict[str, str]], WorkerProcess],
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, database_url: str,
+    digitalocean: DigitalOceanServer, pagerduty: PagerDutyServer,
+) -> None:
+    write_config(stack_env["ROLLBACK_CONFIG"], target_extra=f"do_droplet_id = {DEFAULT_DROPLET_ID}")
+    start_worker({**stack_env, "ROLLBACK_DO_POLL_SECONDS": "0.1", "ROLLBACK_DO_ACTION_TIMEOUT_SECONDS": "1"})
+    apply_example(database_url)
+    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly")
+    request = _ask(stack_sender, slack_api, store, f"snapshot-restore {snapshot} prod")
+    digitalocean.stuck_restores = True  # the restore action it starts never leaves in-progress
+
+    done = _approve_and_wait(stack_sender, slack_api, store, request)
+    thread = _thread(slack_api, request)
+    assert done.status is RequestStatus.FAILED, thread
+    (action,) = [a for a in digitalocean.actions.values() if a.type == "restore"]
+    assert action.status == "in-progress"
+    assert (f"restore of droplet {DEFAULT_DROPLET_ID} (action {action.id}) still in-progress after 1.0s; "
+            "check it in the DigitalOcean console") in thread, thread
+    assert "*Verification*" not in thread.split("*Snapshot restore* failed")[-1]  # nothing ran after it
+    triggers = pagerduty.wait_for(lambda: [e for e in pagerduty.events if e.get("event_action") == "trigger"],
+                                  timeout=30)
+    assert "still in-progress" in triggers[0]["payload"]["summary"] and "do-test-token" not in str(triggers)
