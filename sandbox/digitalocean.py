@@ -6,7 +6,8 @@ snapshot lists and one snapshot, a droplet, a droplet restored from a snapshot (
 a managed database cluster and its backups, and a new cluster created from a backup (`backup_restore`),
 which reports `creating` for `polls_until_complete` reads, then `online`. A bearer token is required.
 `on_droplet_restore(droplet_id, snapshot)`, when set, runs when a restore action completes, so a test
-can make the droplet's database really go back; `stuck_restores = True` keeps restore actions in-progress.
+can make the droplet's database really go back; `stuck_restores = True` keeps restore actions in-progress,
+and `fail_next` queues status codes the next requests answer with (a 503 to exercise failing calls).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class DigitalOceanServer(JsonHttpServer):
         self.fail_snapshots = False  # set True: snapshot actions end "errored"
         self.fail_restores = False  # set True: restore actions end "errored"
         self.stuck_restores = False  # set True: restore actions never leave "in-progress" (a poll that must time out)
+        self.fail_next: list[int] = []  # status codes the next requests answer with (a 503: DigitalOcean failing)
         self.on_droplet_restore: Callable[[int, dict[str, Any]], None] | None = None
         self.clusters: dict[str, dict[str, Any]] = {
             uuid: _cluster(uuid, name, "online") for uuid, name in self.databases.items()
@@ -93,6 +95,8 @@ class DigitalOceanServer(JsonHttpServer):
             self.requests.append((request.verb, request.path))
             if request.headers.get("Authorization") != f"Bearer {self.token}":
                 return 401, {"id": "unauthorized", "message": "Unable to authenticate you."}
+            if self.fail_next:
+                return self.fail_next.pop(0), {"id": "service_unavailable", "message": "Service temporarily unavailable"}
             for pattern, verb, handler in self._routes():
                 match = re.fullmatch(pattern, request.path)
                 if match and verb == request.verb:

@@ -6,6 +6,7 @@ real pydo client. The stand-in's `on_droplet_restore` hook makes the database go
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -192,3 +193,39 @@ def test_a_restore_action_that_stays_in_progress_past_its_bound_fails_says_so_an
     triggers = pagerduty.wait_for(lambda: [e for e in pagerduty.events if e.get("event_action") == "trigger"],
                                   timeout=30)
     assert "still in-progress" in triggers[0]["payload"]["summary"] and "do-test-token" not in str(triggers)
+
+
+def test_digitalocean_failing_while_checking_is_answered_in_one_line_and_paged(
+    stack_env: dict[str, str], start_worker: Callable[[dict[str, str]], WorkerProcess],
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, database_url: str,
+    digitalocean: DigitalOceanServer, pagerduty: PagerDutyServer,
+) -> None:
+    write_config(stack_env["ROLLBACK_CONFIG"],
+                 target_extra=f'do_droplet_id = {DEFAULT_DROPLET_ID}\ndo_database_id = "{DEFAULT_DATABASE_ID}"')
+    start_worker({**stack_env, "ROLLBACK_DO_POLL_SECONDS": "0.1"})
+    apply_example(database_url)
+    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly")
+
+    digitalocean.fail_next = [503] * 4  # pydo's call and its three retries
+    stack_sender.command(f"snapshot-restore {snapshot} prod", user_id=ALICE, channel_id=CHANNEL)
+    first = slack_api.wait_for(lambda: [message_text(e) for e in slack_api.ephemerals(user=ALICE)], timeout=120)[0]
+    assert first.startswith("Refused: `/rollback snapshot-restore` on `prod` cannot run: the API is failing: "
+                            f"DigitalOcean answered 503 while trying to look up snapshot {snapshot}: Service temporarily "
+                            "unavailable"), first
+    assert "cannot be used" not in first and "on-call has been paged (PagerDuty)" in first and "\n" not in first
+    assert [p for _, p in digitalocean.requests].count(f"/v2/snapshots/{snapshot}") == 4
+
+    digitalocean.fail_next = [503] * 4
+    stack_sender.command("cluster-restore prod", user_id=ALICE, channel_id=CHANNEL)
+    second = slack_api.wait_for(lambda: [message_text(e) for e in slack_api.ephemerals(user=ALICE)][1:], timeout=120)[0]
+    assert second.startswith("Refused: `/rollback cluster-restore` on `prod` cannot run: the API is failing: "
+                             f"DigitalOcean answered 503 while trying to list backups of database "
+                             f"{DEFAULT_DATABASE_ID}"), second
+    assert "on-call has been paged (PagerDuty)" in second
+
+    assert store.for_channel(CHANNEL) == [] and digitalocean.fail_next == []
+    assert not [a for a in digitalocean.actions.values() if a.type == "restore"] and len(digitalocean.clusters) == 1
+    triggers = [e for e in pagerduty.events if e.get("event_action") == "trigger"]  # paged before each answer
+    assert [e["dedup_key"] for e in triggers] == ["rollback-bot/check/snapshot_restore/prod",
+                                                  "rollback-bot/check/cluster_restore/prod"]
+    assert "do-test-token" not in json.dumps(triggers)

@@ -231,10 +231,7 @@ def run_in_job(ctx: Context, request_id: str) -> JsonObject:
     return {"request_id": request_id, **results}
 
 
-# What a recovery request's thread calls it (the queued line and the outcome).
-RECOVERY_WHAT = {RequestKind.RECOVER: "table recovery", RequestKind.PITR: "point-in-time recovery",
-                 RequestKind.SNAPSHOT_RESTORE: "snapshot restore",
-                 RequestKind.CLUSTER_RESTORE: "restore into a new managed cluster"}
+RECOVERY_WHAT = recovery_messages.RECOVERY_WHAT
 
 
 def recover_request(ctx: Context, request_id: str, kind: RequestKind) -> JsonObject:

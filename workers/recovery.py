@@ -29,14 +29,14 @@ from core.config import Target
 from core.jobs import PreviewCheck
 from core.jsontypes import JsonObject
 from core.requests import Request, RequestKind
-from workers import history, identity, messages, recover, recovery_messages
+from workers import history, identity, messages, paging, recover, recovery_messages
 from workers.backup import take_backup
 from workers.context import Context
 from workers.digitalocean import DigitalOcean
-from workers.errors import StepFailed, WorkerError
+from workers.errors import ServiceUnavailable, StepFailed, WorkerError
 from workers.progress import Progress
 from workers.restore import check_backup
-from workers.supabase import Supabase, check_point, recovery_point
+from workers.supabase import Supabase, SupabaseRefused, check_point, recovery_point
 
 # Bookkeeping tables are not the application's data: never counted as "written since".
 OWN_TABLES = frozenset({"schema_migrations", "migration_history", "rollback_target_identity"})
@@ -248,7 +248,11 @@ def pitr_preview(ctx: Context, target: Target, *, before: str | None, at: str | 
                                   margin_seconds=defaults.PITR_MARGIN_SECONDS)
         facts = _point_facts(conn, point)
         lost = written_since(conn, point)
-    check_point(ref, supabase(ctx).pitr_window(ref), point)  # PITR off, outside the window, 4xx: refused
+    try:
+        window = supabase(ctx).pitr_window(ref)  # a 5xx: retried, then ServiceUnavailable (paged by the check)
+    except SupabaseRefused as exc:
+        raise RecoveryRefused(recovery_messages.api_refused(str(exc))) from exc
+    check_point(ref, window, point)  # PITR off, outside the window: refused naming the other options
     preview: JsonObject = {"kind": RequestKind.PITR.value, "target": target.name, "project_ref": ref,
                            "point_unix": point, "bad_version": bad, "lost_seconds": round(time.time() - point),
                            "written_since": lost, **facts}
@@ -311,6 +315,8 @@ def _snapshot_of(ctx: Context, target: Target, snapshot_id: str) -> JsonObject:
         raise RecoveryRefused(recovery_messages.no_droplet(target.name))
     try:
         snapshot = digitalocean(ctx).snapshot(snapshot_id)
+    except ServiceUnavailable:
+        raise  # DigitalOcean failing is not an unknown snapshot: paged by the check
     except WorkerError as exc:
         raise RecoveryRefused(recovery_messages.unknown_snapshot(snapshot_id, str(exc))) from exc
     if snapshot.get("resource_id") != str(target.do_droplet_id):
@@ -416,6 +422,20 @@ def new_cluster(ctx: Context, request: Request, target: Target, progress: Progre
     return {"new_cluster": created}
 
 
+# --- a provider's API failing during a check: the one line for whoever asked, a page for on-call -----
+
+
+def unavailable_during_check(ctx: Context, kind: RequestKind, target: str, channel: str | None, error: str) -> str:
+    """Supabase or DigitalOcean failed on its side (after the client's retries) while a recovery was being
+    checked: nothing is requested, on-call is paged (one incident per target and kind, however often it is
+    asked again), and the answer says both. `error` is already one redacted line."""
+    result = ctx.pager().trigger(
+        paging.check_key(target, kind.value),
+        paging.check_page_summary(recovery_messages.RECOVERY_WHAT[kind], target, error),
+        component=target, details={"target": target, "recovery": kind.value, "channel": channel, "error": error})
+    return recovery_messages.api_failing(error, result.ok, result.detail)
+
+
 # --- the start check: is the preview that was approved still the one the database gives? ----------
 
 
@@ -454,9 +474,12 @@ def recheck_restore(ctx: Context, request: Request, target: Target, archive: Pat
 
 
 def recheck(ctx: Context, request: Request, target: Target) -> str | None:
-    """None when the preview the request was approved on still holds; else the one line refusing it."""
+    """None when the preview the request was approved on still holds; else the one line refusing it. A
+    provider's API failing raises: the approved request fails, reported and paged."""
     try:
         current = PREVIEWS[request.kind](ctx, request, target)
+    except ServiceUnavailable:
+        raise
     except WorkerError as exc:
         return str(exc)
     if current.digest != request.plan_hash:

@@ -9,7 +9,14 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from core.requests import RequestKind
 from workers.messages import DONE, STARTED, seconds
+from workers.supabase import OTHER_OPTIONS
+
+# What a recovery request is called (its thread's queued line and outcome, a page about its check).
+RECOVERY_WHAT = {RequestKind.RECOVER: "table recovery", RequestKind.PITR: "point-in-time recovery",
+                 RequestKind.SNAPSHOT_RESTORE: "snapshot restore",
+                 RequestKind.CLUSTER_RESTORE: "restore into a new managed cluster"}
 
 # --- the recovery paths (workers/recovery.py) -----------------------------------------------------
 
@@ -49,6 +56,18 @@ def recover_figures(inserted: Mapping[str, int], overwritten: Mapping[str, int],
         "overwritten": ", ".join(f"{t} {n}" for t, n in overwritten.items() if n) or None,
         "rows": ", ".join(f"{t} {before[t]} → {after.get(t)}" for t in before) or None,
     }
+
+
+def api_failing(error: str, paged: bool, paging_problem: str) -> str:
+    """The check could not finish because the provider's API is failing (5xx, unreachable) after retries."""
+    who = ("on-call has been paged (PagerDuty)" if paged
+           else f"paging on-call failed too ({paging_problem}): call them yourself")
+    return f"the API is failing: {error}; {who}. Meanwhile: {OTHER_OPTIONS}"
+
+
+def api_refused(error: str) -> str:
+    """A 4xx from the provider's API while checking: its answer, so no page; the other options named."""
+    return f"{error}. Instead: {OTHER_OPTIONS}"
 
 
 def not_supabase(target: str) -> str:
