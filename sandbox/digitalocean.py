@@ -8,6 +8,9 @@ which reports `creating` for `polls_until_complete` reads, then `online`. A bear
 `on_droplet_restore(droplet_id, snapshot)`, when set, runs when a restore action completes, so a test
 can make the droplet's database really go back; `stuck_restores = True` keeps restore actions in-progress,
 and `fail_next` queues status codes the next requests answer with (a 503 to exercise failing calls).
+`on_cluster_restore(name, backup_created_at)`, when set, runs when a cluster is created from a backup and
+may return connection fields (host, port, user, password, database, ssl) that the new cluster reports, so
+a test can make it a real database.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class DigitalOceanServer(JsonHttpServer):
         self.stuck_restores = False  # set True: restore actions never leave "in-progress" (a poll that must time out)
         self.fail_next: list[int] = []  # status codes the next requests answer with (a 503: DigitalOcean failing)
         self.on_droplet_restore: Callable[[int, dict[str, Any]], None] | None = None
+        self.on_cluster_restore: Callable[[str, str], Mapping[str, Any] | None] | None = None
         self.clusters: dict[str, dict[str, Any]] = {
             uuid: _cluster(uuid, name, "online") for uuid, name in self.databases.items()
         }
@@ -219,6 +223,10 @@ class DigitalOceanServer(JsonHttpServer):
                 cluster["status"] = "online"
         return 200, {"database": cluster}
 
+    def clusters_named(self, name: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(c) for c in self.clusters.values() if c["name"] == name]
+
     def _create_cluster(self, request: JsonRequest) -> tuple[int, Any]:
         body = request.json() or {}
         restore = body.get("backup_restore") or {}
@@ -230,6 +238,9 @@ class DigitalOceanServer(JsonHttpServer):
             return 422, {"id": "unprocessable_entity", "message": "No backup exists at backup_created_at"}
         uuid = f"{next(self._ids):08d}-0000-4000-8000-000000000000"
         self.clusters[uuid] = _cluster(uuid, str(body["name"]), "creating")
+        if self.on_cluster_restore is not None:  # e.g. a real local database restored from the backup
+            where = self.on_cluster_restore(str(body["name"]), created)
+            self.clusters[uuid]["connection"].update(where or {})
         self.cluster_polls[uuid] = self.polls_until_complete
         return 201, {"database": self.clusters[uuid]}
 

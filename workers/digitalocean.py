@@ -161,8 +161,8 @@ class DigitalOcean:
         poll_seconds: float = defaults.DO_ACTION_POLL_SECONDS, timeout_s: float = defaults.DO_ACTION_TIMEOUT_SECONDS,
     ) -> JsonObject:
         """A new managed cluster from a backup of `database_id` (pydo `databases.create` with
-        `backup_restore`), followed until it is online. Returns its id, name, host, port and database,
-        never its password or URI."""
+        `backup_restore`), followed until it is online. Returns its id, name, host, port, database, user
+        and whether it requires TLS, never its password or URI."""
         started = time.monotonic()
         source = self._call(errors.do_get_cluster(database_id), lambda: self.client.databases.get_cluster(database_id))
         cluster = source.get("database") or {}
@@ -190,6 +190,7 @@ class DigitalOcean:
         connection = new.get("connection") or {}
         return {"id": new_id, "name": new.get("name"), "status": new.get("status"), "host": connection.get("host"),
                 "port": connection.get("port"), "database": connection.get("database"), "user": connection.get("user"),
+                "ssl": connection.get("ssl"),
                 "backup_created_at": backup_created_at, "duration_s": round(time.monotonic() - started, 3)}
 
     def list_snapshots(self, droplet_id: int | None = None) -> list[JsonObject]:

@@ -543,7 +543,8 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
         text = messages.outcome_succeeded(request.id, target.name, request.to_version, request.requester,
                                           request.approver, time.time() - started)
     elif request.kind in RECOVERY_WHAT:
-        text = recovery_messages.recovery_succeeded(request.id, target.name, RECOVERY_WHAT[request.kind])
+        new_target = recovery.restored_target_name(target.name) if request.kind is RequestKind.CLUSTER_RESTORE else None
+        text = recovery_messages.recovery_succeeded(request.id, target.name, RECOVERY_WHAT[request.kind], new_target)
     else:
         text = views.restore_succeeded(request.id, target.name, str(request.backup),
                                           str(state.get("into") or "target"))

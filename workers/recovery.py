@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from core import defaults
-from core.config import Target
+from core.config import Target, database_url_env_for
 from core.jobs import PreviewCheck
 from core.jsontypes import JsonObject
 from core.requests import Request, RequestKind
@@ -418,8 +418,47 @@ def new_cluster(ctx: Context, request: Request, target: Target, progress: Progre
                        details={k: created.get(k) for k in ("id", "name", "host", "port", "database",
                                                             "backup_created_at")})
     progress.finish("new_cluster", started, recovery_messages.new_cluster_figures(created))
+    new_target = restored_target_name(target.name)
     progress.post(recovery_messages.cluster_switch(target.name, created))
-    return {"new_cluster": created}
+    progress.post(recovery_messages.cluster_as_target(
+        new_target, restored_target_toml(target, new_target, created), database_url_env_for(new_target),
+        cluster_url_template(created)))
+    return {"new_cluster": created, "new_target": new_target}
+
+
+RESTORED_SUFFIX = "-restored"
+
+
+def restored_target_name(name: str) -> str:
+    """The target name the thread suggests for a cluster restored from `name`'s backup (a valid name:
+    at most 40 characters)."""
+    return name[:40 - len(RESTORED_SUFFIX)] + RESTORED_SUFFIX
+
+
+def _toml_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string is a TOML basic string
+
+
+def restored_target_toml(target: Target, new_target: str, created: Mapping[str, Any]) -> str:
+    """The rollback.toml section that makes the new cluster a target: the same migrations and critical
+    tables as the target it was restored from, its own cluster id; never the live application's health
+    URL, smoke test or maintenance hooks, which act on what the application uses now."""
+    lines = [f"[targets.{new_target}]",
+             f"database_url_env = {_toml_string(database_url_env_for(new_target))}",
+             f"migrations_dir = {_toml_string(target.migrations_dir)}"]
+    if target.critical_tables:
+        lines.append(f"critical_tables = [{', '.join(_toml_string(t) for t in target.critical_tables)}]")
+    if created.get("id"):
+        lines.append(f"do_database_id = {_toml_string(str(created['id']))}")
+    return "\n".join(lines)
+
+
+def cluster_url_template(created: Mapping[str, Any]) -> str:
+    """The new cluster's database URL with the password left for the operator to fill in from the
+    DigitalOcean console (the API's answer holds it; it never leaves the worker)."""
+    url = (f"postgresql://{created.get('user')}:{recovery_messages.PASSWORD_PLACEHOLDER}@{created.get('host')}:"
+           f"{created.get('port')}/{created.get('database')}")
+    return url + ("?sslmode=require" if created.get("ssl") else "")
 
 
 # --- a provider's API failing during a check: the one line for whoever asked, a page for on-call -----
