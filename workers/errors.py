@@ -11,7 +11,7 @@ from rq.exceptions import AbandonedJobError
 from rq.timeouts import JobTimeoutException
 
 from core.config import ConfigError
-from core.errors import RollbackError
+from core.errors import RollbackError, first_line
 from core.requests import RequestError
 from workers import messages
 from workers.engine import EngineError
@@ -409,9 +409,9 @@ def describe(error: BaseException | None, secrets: Iterable[str | None] = (), ad
     elif isinstance(error, JobTimeoutException):
         text = timed_out(str(error))
     elif isinstance(error, psycopg.OperationalError):
-        text = database_unavailable("the target", str(error).strip().splitlines()[0] if str(error) else "")
+        text = database_unavailable("the target", first_line(error, type(error).__name__))
     elif isinstance(error, psycopg.Error):
-        text = f"PostgreSQL error: {str(error).strip().splitlines()[0] if str(error) else type(error).__name__}"
+        text = f"PostgreSQL error: {first_line(error, type(error).__name__)}"
     elif isinstance(error, redis.RedisError):
         text = redis_unavailable(type(error).__name__)
     else:
