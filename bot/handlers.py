@@ -439,7 +439,8 @@ class Handlers:
             RequestKind.SNAPSHOT_RESTORE: {"snapshot": cmd.snapshot},
             RequestKind.CLUSTER_RESTORE: {"point": cmd.point},
         }
-        result = self.wait_check(verb, cmd.target, **per_kind[verb.approval])
+        # the channel rides along for the page a provider's API failing triggers (no thread exists yet)
+        result = self.wait_check(verb, cmd.target, channel=channel, **per_kind[verb.approval])
         if result is None:
             return messages.recovery_check_timed_out(verb.name, cmd.target, self.check_timeout())
         if result.type is not Result.Type.SUCCESSFUL:

@@ -47,6 +47,15 @@ class DigitalOceanError(WorkerError):
     """A DigitalOcean call failed; `str()` is one line saying what and what to do, never the token."""
 
 
+class ServiceUnavailable(WorkerError):
+    """An outside API (Supabase, DigitalOcean) failed on its side or could not be reached, after its
+    retries: not an answer about what was asked, so besides the one line someone is paged."""
+
+
+class DigitalOceanUnavailable(DigitalOceanError, ServiceUnavailable):
+    """DigitalOcean answered 5xx or 429, or could not be reached, after pydo's retries."""
+
+
 def request_missing(request_id: str) -> str:
     return f"request {request_id} does not exist (expired or never created); start again with a dry-run"
 

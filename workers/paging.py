@@ -34,6 +34,10 @@ def page_summary(target: str, version: str | None, step: str, error: str) -> str
     return text[:1000]  # PagerDuty truncates summaries at 1024 characters
 
 
+def check_page_summary(what: str, target: str, error: str) -> str:
+    return f"rollback-bot: {what} of {target} cannot even be asked for, its provider's API is failing: {error}"[:1000]
+
+
 def paging_not_configured() -> str:
     return "PAGERDUTY_ROUTING_KEY is not set"
 
@@ -49,6 +53,11 @@ def paging_gave_up(attempts: int, last: str) -> str:
 def dedup_key(request_id: str) -> str:
     """Stable per request: every trigger and the resolve of one request meet one incident."""
     return f"rollback-bot/{request_id}"
+
+
+def check_key(target: str, kind: str) -> str:
+    """Per target and recovery kind: everyone who asks again while the provider's API is down meets one incident."""
+    return f"rollback-bot/check/{kind}/{target}"
 
 
 @dataclass(frozen=True)

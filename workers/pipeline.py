@@ -227,10 +227,7 @@ def run_in_job(ctx: Context, request_id: str) -> JsonObject:
     return {"request_id": request_id, **results}
 
 
-# What a recovery request's thread calls it (the queued line and the outcome).
-RECOVERY_WHAT = {RequestKind.RECOVER: "table recovery", RequestKind.PITR: "point-in-time recovery",
-                 RequestKind.SNAPSHOT_RESTORE: "snapshot restore",
-                 RequestKind.CLUSTER_RESTORE: "restore into a new managed cluster"}
+RECOVERY_WHAT = recovery_messages.RECOVERY_WHAT
 
 
 def recover_request(ctx: Context, request_id: str, kind: RequestKind) -> JsonObject:
@@ -548,7 +545,8 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
         text = messages.outcome_succeeded(request.id, target.name, request.to_version, request.requester,
                                           request.approver, time.time() - started)
     elif request.kind in RECOVERY_WHAT:
-        text = recovery_messages.recovery_succeeded(request.id, target.name, RECOVERY_WHAT[request.kind])
+        new_target = recovery.restored_target_name(target.name) if request.kind is RequestKind.CLUSTER_RESTORE else None
+        text = recovery_messages.recovery_succeeded(request.id, target.name, RECOVERY_WHAT[request.kind], new_target)
     else:
         text = views.restore_succeeded(request.id, target.name, str(request.backup),
                                           str(state.get("into") or "target"))
