@@ -33,6 +33,7 @@ from core import assessments, defaults, stall_policy
 from core.config import Settings, Target
 from core.jobs import BackupCheck, PreviewCheck
 from core.requests import (
+    BESIDE_TARGET,
     AlreadyDecided,
     PlanGone,
     Request,
@@ -259,7 +260,9 @@ class Handlers:
     def ask(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:
         """A two-person verb: record a pending request and post it with Approve and Reject buttons."""
         assert cmd.target and verb.approval
-        active = self.store.active_for_target(cmd.target, now=self.clock())
+        # A terminate runs beside the target's request (it changes no schema), one per session at a time.
+        subject = cmd.pid if verb.approval in BESIDE_TARGET else None
+        active = self.store.active_for(verb.approval, cmd.target, subject, now=self.clock())
         if active is not None:  # said first: who holds the target matters more than what this one lacks
             return messages.target_busy(active, self.permalink(active))
         draft = self.drafts[verb.approval](verb, cmd, channel)

@@ -183,6 +183,10 @@ def empty_plan(target: str) -> str:
 
 def target_busy(active: Request, permalink: str | None) -> str:
     where = f" <{permalink}|thread>" if permalink else ""
+    if active.kind is RequestKind.TERMINATE:  # runs beside the target's request: busy only for its own session
+        return (f"Session pid {code(active.subject or '?')} on {code(active.target)} already has terminate request "
+                f"{active.id} ({active.status.value}) started by {mention(active.requester)}{where}. One per session: "
+                f"approve that one, or `/rollback cancel {active.id}`.")
     return (
         f"{code(active.target)} already has {active.kind.value} request {active.id} ({active.status.value}) "
         f"started by {mention(active.requester)}{where}. One at a time: wait for it, or `/rollback cancel {active.id}`."
