@@ -20,8 +20,14 @@ def recovery_queued(request_id: str, target: str, what: str, labels: Sequence[st
     return f"{STARTED} Request {request_id}: {what} of *{target}*: {' → '.join(labels)}"
 
 
-def recovery_succeeded(request_id: str, target: str, what: str) -> str:
+def recovery_succeeded(request_id: str, target: str, what: str, *, watched: bool = True) -> str:
+    if not watched:
+        return (f"{DONE} Request {request_id}: {what} of *{target}* done. Not watched: the application does not "
+                f"use the new cluster yet; after the switch, `/rollback verify {target}` and watch it yourself.")
     return f"{DONE} Request {request_id}: {what} of *{target}* done and verified."
+
+
+NEW_CLUSTER_OUTCOME = "new cluster ready; not watched (the application does not use it yet)"
 
 
 def preview_changed() -> str:
