@@ -511,11 +511,11 @@ class Handlers:
         return None
 
     def watch(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:
-        """`watch stop`: the target's latest request, if it is being watched (still running after its
-        outcome), ends its window now; recorded in its thread by the worker."""
+        """`watch stop`: the target's latest request, if it is being watched (still running, its watch
+        started), ends its window now; recorded in its thread by the worker."""
         assert verb.job and cmd.target
         latest = self.store.latest_for_target(cmd.target)
-        if latest is None or latest.status is not RequestStatus.RUNNING or not latest.outcome:
+        if latest is None or latest.status is not RequestStatus.RUNNING or not latest.watch:
             return messages.no_watch(cmd.target)
         refused = approval.may_switch_maintenance(latest, user, self.policy, self.group_members(user))
         if refused is not None:

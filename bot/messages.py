@@ -603,6 +603,51 @@ def watch_stop_line(request_id: str, user: str) -> str:
     return f":stop_sign: {mention(user)} stops the watch of {request_id} early."
 
 
+# --- a watch window nobody finished (bot/lapsed.py) ----------------------------------------------------
+
+
+def _contact(contact: str) -> str:
+    return f"<!subteam^{contact}>" if contact.startswith(("S", "subteam")) else mention(contact)
+
+
+def watch_lapsed_reason(watch: Mapping[str, Any]) -> str:
+    """Why the sweeper ends the watch: since when nobody looked (the workers' record of the watch)."""
+    since = watch.get("seen_at") if watch.get("looks") else watch.get("started_at")
+    when = clock(float(since)) if isinstance(since, int | float) else "its start"
+    return f"no look since {when} (no worker ran the watch; a worker died, or none is running)"
+
+
+def watch_last_seen(watch: Mapping[str, Any]) -> str:
+    last = watch.get("last")
+    if not isinstance(last, Mapping) or not last:
+        return "nothing (no look finished)"
+    health = "n/a" if last.get("health_ok") is None else ("ok" if last["health_ok"] else "failing")
+    smoke = "n/a" if last.get("smoke_ok") is None else ("ok" if last["smoke_ok"] else "failing")
+    connections = last.get("connections")
+    seen = f"health {health}, smoke test {smoke}, connections {connections if connections is not None else 'n/a'}"
+    failing = [str(f) for f in watch.get("failing") or ()]
+    return f"{seen}; failing: {', '.join(failing)}" if failing else seen
+
+
+def watch_lapsed_summary(request: Request, reason: str) -> str:
+    return (f"rollback-bot: the watch of {request.target} after {request.id} was interrupted, nobody watches it: "
+            f"{reason}")[:1000]
+
+
+def watch_lapsed_line(request: Request, reason: str, seen: str, contacts: Sequence[str], paged: bool,
+                      page_detail: str) -> str:
+    who = " ".join(_contact(c) for c in contacts) or "(no escalation contacts configured)"
+    page = "PagerDuty paged" if paged else f"PagerDuty NOT paged: {escape(page_detail)}"
+    ends = request.watch.get("ends_at")
+    until = f" (it was to end at {clock(float(ends))})" if isinstance(ends, int | float) else ""
+    return (f":rotating_light: {request.id}: watch interrupted: {reason}. Last seen: {seen}. Nobody watches the rest "
+            f"of the window on {code(request.target)}{until}; the request is done. {who} — {page}.")
+
+
+def watch_lapsed_outcome(reason: str) -> str:
+    return f"watch interrupted: {reason}"
+
+
 # --- the execute card: its dry run and its SQL ----------------------------------------------------
 
 SQL_HEAD_LINES = 8

@@ -127,6 +127,15 @@ ASSESSMENT_TTL_SECONDS = 15 * 60
 # (workers/watching.py).
 WATCH_WINDOW_SECONDS = 10 * 60.0
 WATCH_INTERVAL_SECONDS = 15.0
+# A look of the watch that has not happened (or not finished) this long past its time means nobody is
+# watching: the bot's sweeper ends the watch as interrupted and pages (bot/lapsed.py). A look takes at
+# most its health probe, smoke command and database query; a worker busy with a long job delays it.
+WATCH_GRACE_SECONDS = 120.0
+# Looks that fail in a row (their process crashed or raised) before the watch ends as interrupted.
+WATCH_MAX_FAILED_LOOKS = 3
+# Closing a watch window is claimed this long: if the process closing it dies half-way, the sweeper may
+# close it after that (as interrupted: nobody finished it).
+WATCH_CLOSE_CLAIM_SECONDS = 120
 # `report` gathers the incident's threads from at most this long before its request (and never from
 # before the target's previous request ended).
 INCIDENT_LOOKBACK_SECONDS = 3 * 60 * 60

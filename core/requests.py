@@ -158,6 +158,11 @@ class Request:
     # the snapshot): JSON, written once when the request is made.
     params: dict[str, Any] = field(default_factory=dict)
     undoes: str | None = None  # an undo request: the rollback (request id or CLI run id) it reverses
+    # The watch window after a verified change (JSON, written by the workers at each look, read by the bot's
+    # sweeper): `started_at`, `ends_at`, `interval`, `next`/`due_at` (the next look), `deadline` (past it
+    # nobody is watching: the sweeper ends the watch as interrupted and pages), `looks`, `seen_at`, `last`
+    # (the last look's figures), `failing`, `regressed`, `failed_looks`, `unwatched_s`, `stopped`.
+    watch: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Records built by hand (tests, tools) may name the kind and status as plain strings.
@@ -184,6 +189,7 @@ class Request:
         for name in _LIST_FIELDS:
             values[name] = list(values.get(name) or [])
         values["params"] = dict(values.get("params") or {})
+        values["watch"] = dict(values.get("watch") or {})
         return cls(**values)
 
 
@@ -199,7 +205,7 @@ class SavedPlan:
 _FLOAT_FIELDS = frozenset({"created_at", "expires_at", "decided_at", "started_at", "finished_at", "plan_saved_at",
                            "stall_ms"})
 _LIST_FIELDS = frozenset({"versions", "warnings", "forecast"})
-_JSON_FIELDS = frozenset({"params"})
+_JSON_FIELDS = frozenset({"params", "watch"})
 
 
 def _encode(name: str, value: Any) -> str:
@@ -526,10 +532,11 @@ class RequestStore:
                 raise ValueError(f"unknown request field {name!r}")
         return fields_
 
-    def claim(self, request_id: str, step: str) -> bool:
-        """True the first time a step of a request is claimed, False ever after."""
+    def claim(self, request_id: str, step: str, ttl_seconds: int | None = None) -> bool:
+        """True the first time a step of a request is claimed, False ever after (or, with `ttl_seconds`, until
+        the claim lapses: a step whose process may die half-way and that someone else must then finish)."""
         key = f"{self.prefix}:claim:{request_id}:{step}"
-        return bool(self.redis.set(key, "1", nx=True, ex=self.claim_ttl_seconds))
+        return bool(self.redis.set(key, "1", nx=True, ex=ttl_seconds or self.claim_ttl_seconds))
 
     def active_for_target(self, target: str, now: float | None = None) -> Request | None:
         """The request holding `target` (pending, approved or running), if any."""

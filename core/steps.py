@@ -78,6 +78,7 @@ JOB_LABELS = {
     "maintenance": "Maintenance",
     "diff": "Diff",
     "watch": "Watch",
+    "watch_tick": "Watch look",
     "check_recover": "Recovery check",
     "check_pitr": "Point-in-time recovery check",
     "check_snapshot": "Snapshot check",
