@@ -112,7 +112,7 @@ def once(admin_url: str, template: str, users: int, budget_ms: int, *,
         with AppLoad(url, users, t0) as load:
             time.sleep(1.0)
             ready = threading.Event()
-            reader = threading.Thread(target=_hold_users, args=(url, reader_seconds, ready), daemon=True)
+            reader = threading.Thread(target=_hold_users, args=(url, reader_seconds, ready, []), daemon=True)
             reader.start()
             ready.wait(30)
             time.sleep(0.5)

@@ -17,7 +17,7 @@ from bot.deliveries import once_per_delivery
 from bot.handlers import Handlers
 from bot.lapsed import LapsedWatches
 from bot.messages import APPROVE_ACTION, REJECT_ACTION
-from bot.payloads import IgnoreMalformed
+from bot.payloads import MENTION_EVENT, IgnoreMalformed
 from bot.sweeper import ExpirySweeper
 from core.config import Settings
 from core.paging import pager_from
@@ -82,6 +82,8 @@ def build_bot(
     app.error(_log_error)
     app.use(once_per_delivery(redis, store.prefix))
     app.command(SLASH_COMMAND)(ack=handlers.command_ack, lazy=[handlers.command_work])
+    # Slack takes no slash command in a thread: there the bot is mentioned, with the same words
+    app.event(MENTION_EVENT)(ack=handlers.ack_mention, lazy=[handlers.mention_work])
     app.action(APPROVE_ACTION)(ack=handlers.ack_click, lazy=[handlers.approve])
     app.action(REJECT_ACTION)(ack=handlers.ack_click, lazy=[handlers.reject])
     # A watch window no worker finished is ended by the sweeper, which pages: no worker may be left to.

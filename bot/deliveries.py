@@ -4,7 +4,8 @@ same signed body within the signature's window runs nothing a second time.
 A bolt middleware, after bolt's signature check: the body's digest (the envelope's payload in Socket
 Mode, where Slack redelivers with `retry_attempt`) is recorded with SET NX; a body
 seen before is acked and dropped. Two clicks are two bodies (each has its own trigger_id and
-action_ts), so only true redeliveries are dropped.
+action_ts), so only true redeliveries are dropped. An Events API delivery (a mention of the bot) is
+recorded by its `event_id` instead, which Slack keeps across its retries of the event, whatever the bytes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ log = logging.getLogger("rollback.bot")
 
 
 def delivery_key(prefix: str, req: BoltRequest) -> str:
+    event_id = req.body.get("event_id") if req.body.get("type") == "event_callback" else None
+    if isinstance(event_id, str) and event_id:
+        return f"{prefix}:delivery:event:{hashlib.sha256(event_id.encode('utf-8')).hexdigest()}"
     # HTTP: the signed body as sent. Socket Mode hands over the parsed payload only (raw_body is empty).
     body = req.raw_body or json.dumps(req.body, sort_keys=True)
     return f"{prefix}:delivery:{hashlib.sha256(body.encode('utf-8')).hexdigest()}"

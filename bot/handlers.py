@@ -1,7 +1,10 @@
-"""The slash command and the Approve/Reject clicks: ack, check, record, enqueue by dotted path.
+"""The slash command, a mention of the bot and the Approve/Reject clicks: ack, check, record, enqueue by
+dotted path.
 
-Every handler acks first (bad input is answered in the ack itself: parsing is pure and takes
-microseconds), then does its Redis and Slack calls; the workers answer in the request's thread.
+Every handler acks first (a slash command's bad input is answered in the ack itself: parsing is pure and
+takes microseconds), then does its Redis and Slack calls; the workers answer in the request's thread. A
+mention (bot/invocations.py) goes through exactly the slash command's path; typed in a thread, everything
+it posts goes into that thread and its answers are ephemeral there.
 Nothing here touches a database: the plan-changed check happens in the worker's `execute` job,
 which re-plans and compares the approved plan hash before anything runs.
 """
@@ -24,9 +27,10 @@ from rq.job import Job
 from rq.results import Result
 from slack_sdk import WebClient
 
-from bot import approval, commands, liveness, messages, verbs
+from bot import approval, commands, invocations, liveness, messages, verbs
 from bot.approval import Refusal
 from bot.commands import Command, CommandError
+from bot.invocations import Ignored, Invocation, NotAddressed
 from bot.plans import PlanSummary, summarize
 from bot.verbs import Action, Verb
 from core import assessments, defaults, stall_policy
@@ -55,6 +59,7 @@ DECISION_WORDS = {RequestStatus.APPROVED: "approve", RequestStatus.REJECTED: "re
 Ack = Callable[..., Any]
 Respond = Callable[..., Any]
 Answer = str | None  # the ephemeral answer to the person who typed the command, if any
+Reply = Callable[[str], None]  # how that answer reaches them (the slash command's response_url, an ephemeral)
 
 
 def versions_on_disk(migrations_dir: str) -> set[str] | None:
@@ -129,7 +134,7 @@ class Handlers:
         self.clock = clock
         self.target_names = sorted(settings.targets)
         # One method per action of the verb table (bot/verbs.py); HELP is answered in the ack.
-        self.actions: dict[Action, Callable[[Verb, Command, str, str], Answer]] = {
+        self.actions: dict[Action, Callable[[Verb, Command, Invocation], Answer]] = {
             Action.THREAD_JOB: self.thread_job,
             Action.REQUEST: self.ask,
             Action.CANCEL: self.cancel,
@@ -164,8 +169,20 @@ class Handlers:
         response = self.client.chat_postMessage(channel=channel, text=text, thread_ts=thread_ts, **extra)
         return str(response["ts"])
 
-    def ephemeral(self, channel: str, user: str, text: str) -> None:
-        self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+    def ephemeral(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> None:
+        self.client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread_ts)
+
+    def whisper(self, asked: Invocation, text: str) -> None:
+        """An answer to the person who asked alone, in the thread they asked in."""
+        self.ephemeral(asked.channel, asked.user, text, thread_ts=asked.thread_ts)
+
+    def open_thread(self, asked: Invocation, text: str) -> str:
+        """The thread a verb is answered in: a new root message `text`, or, asked inside a thread, that
+        thread (with `text` as a reply, so the record says who asked what). Returns the thread's ts."""
+        if asked.thread_ts:
+            self.post(asked.channel, text, thread_ts=asked.thread_ts)
+            return asked.thread_ts
+        return self.post(asked.channel, text)
 
     def permalink(self, request: Request) -> str | None:
         if not request.thread_ts:
@@ -183,23 +200,23 @@ class Handlers:
         response = self.client.usergroups_users_list(usergroup=group)
         return tuple(response.get("users") or ())
 
-    # -- the slash command ----------------------------------------------------------------------------
+    # -- the slash command and a mention of the bot ----------------------------------------------------
 
-    # The slash command is two listeners (bolt's ack + lazy): `command_ack` answers Slack from the
-    # request's own thread with nothing but pure checks, and `command_work` does the Redis and Slack
-    # calls afterwards on the listener pool, so a burst of commands never holds up the next ack.
+    # Each is two listeners (bolt's ack + lazy): the ack answers Slack from the request's own thread with
+    # nothing but pure checks, and the work does the Redis and Slack calls afterwards on the listener
+    # pool, so a burst of commands never holds up the next ack. Both carry out an `Invocation` the same way.
 
-    def accepted(self, command: Mapping[str, Any]) -> tuple[verbs.Verb, Command] | str:
+    def accepted(self, asked: Invocation) -> tuple[verbs.Verb, Command] | str:
         """The verb and command to carry out, or the one-line answer that refuses it (pure but for
         listing the migrations folder)."""
-        user, channel = command["user_id"], command["channel_id"]
-        text = command.get("text") or ""
-        named = verbs.lookup(text.split()[0]) if text.split() else None
-        refused = approval.may_request(user, channel, self.policy, named.who if named else verbs.Who.REQUESTERS)
+        words = asked.text.split()
+        named = verbs.lookup(words[0]) if words else None
+        refused = approval.may_request(asked.user, asked.channel, self.policy,
+                                       named.who if named else verbs.Who.REQUESTERS)
         if refused is not None:
             return messages.refusal(refused)
         try:
-            parsed = commands.parse(text, self.target_names, self.versions_for)
+            parsed = commands.parse(asked.text, self.target_names, self.versions_for)
         except CommandError as err:
             return str(err)
         verb = verbs.verb(parsed.verb)
@@ -208,21 +225,43 @@ class Handlers:
         return verb, parsed
 
     def command_ack(self, ack: Ack, command: Mapping[str, Any]) -> None:
-        verdict = self.accepted(command)
+        verdict = self.accepted(invocations.from_command(command))
         if isinstance(verdict, str):
             ack(text=verdict)
         else:
             ack()
 
     def command_work(self, command: Mapping[str, Any], respond: Respond) -> None:
-        verdict = self.accepted(command)
+        asked = invocations.from_command(command)
+        verdict = self.accepted(asked)
         if isinstance(verdict, str):
             return  # answered in the ack
-        verb, parsed = verdict
-        user, channel = command["user_id"], command["channel_id"]
-        log.info("command %s target=%s user=%s channel=%s", parsed.verb, parsed.target, user, channel)
+        self.carry_out(asked, *verdict, reply=lambda text: respond(text=text, response_type="ephemeral"))
+
+    @staticmethod
+    def ack_mention(ack: Ack) -> None:
+        ack()  # an event's ack carries no answer: the work answers with an ephemeral in the thread
+
+    def mention_work(self, event: Mapping[str, Any], context: Mapping[str, Any]) -> None:
+        asked = invocations.from_mention(event, context.get("bot_user_id"))
+        if isinstance(asked, Ignored):
+            log.info("mention ignored: %s", asked.why)
+            return
+        if isinstance(asked, NotAddressed):
+            self.ephemeral(asked.channel, asked.user, messages.mention_first(), thread_ts=asked.thread_ts)
+            return
+        verdict = self.accepted(asked)
+        if isinstance(verdict, str):
+            self.whisper(asked, verdict)
+            return
+        self.carry_out(asked, *verdict, reply=lambda text: self.whisper(asked, text))
+
+    def carry_out(self, asked: Invocation, verb: Verb, parsed: Command, *, reply: Reply) -> None:
+        """Run an accepted command; its answer, if any, goes to the person alone (`reply`)."""
+        log.info("command %s target=%s user=%s channel=%s%s", parsed.verb, parsed.target, asked.user, asked.channel,
+                 f" thread={asked.thread_ts}" if asked.thread_ts else "")
         try:
-            answer = self.run(verb, parsed, user, channel)
+            answer = self.run(verb, parsed, asked)
         except (RedisConnectionError, RedisTimeoutError) as err:
             log.error("command %s: Redis unreachable: %s", parsed.verb, type(err).__name__)
             answer = messages.queue_unreachable()
@@ -230,16 +269,16 @@ class Handlers:
             log.exception("command %s failed", parsed.verb)
             answer = messages.internal_error()
         if answer:
-            respond(text=answer, response_type="ephemeral")
+            reply(answer)
 
     def versions_for(self, target: str) -> set[str] | None:
         return versions_on_disk(self.settings.targets[target].migrations_dir)
 
-    def run(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:
+    def run(self, verb: Verb, cmd: Command, asked: Invocation) -> Answer:
         """Carry out a parsed command by its verb's action; returns the ephemeral answer, if any."""
         if verb.needs_worker and not self.worker_listening():
             return messages.no_worker(self.queue.name)
-        return self.actions[verb.action](verb, cmd, user, channel)
+        return self.actions[verb.action](verb, cmd, asked)
 
     @staticmethod
     def job_kwargs(verb: Verb, cmd: Command, **context: Any) -> dict[str, Any]:
@@ -247,19 +286,24 @@ class Handlers:
         values = {**asdict(cmd), "reason": messages.job_reason(verb.name, context.get("requester", "")), **context}
         return {name: values[name] for name in verb.job_kwargs}
 
-    def thread_job(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:
-        """A root message, then the verb's job for each target (read verbs without one: every target)."""
+    def thread_job(self, verb: Verb, cmd: Command, asked: Invocation) -> Answer:
+        """A root message (asked in a thread: a line there), then the verb's job for each target (read
+        verbs without one: every target), answered in that thread."""
         assert verb.job
+        user, channel = asked.user, asked.channel
         targets = [cmd.target] if cmd.target else self.target_names
-        ts = self.post(channel, messages.thread_root(verb.name, targets, cmd.version, user))
+        ts = self.open_thread(asked, messages.thread_root(verb.name, targets, cmd.version, user))
         for target in targets:
             self.enqueue(verb.job, **self.job_kwargs(verb, cmd, target=target, channel=channel, thread_ts=ts,
                                                      requester=user))
         return None
 
-    def ask(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:
-        """A two-person verb: record a pending request and post it with Approve and Reject buttons."""
+    def ask(self, verb: Verb, cmd: Command, asked: Invocation) -> Answer:
+        """A two-person verb: record a pending request and post it with Approve and Reject buttons (its
+        card): a new root message, whose thread is the request's, or, asked in a thread, a reply there, and
+        that thread is the request's (its pipeline and outcome are posted there)."""
         assert cmd.target and verb.approval
+        user, channel, in_thread = asked.user, asked.channel, asked.thread_ts
         # A terminate runs beside the target's request (it changes no schema), one per session at a time.
         subject = cmd.pid if verb.approval in BESIDE_TARGET else None
         active = self.store.active_for(verb.approval, cmd.target, subject, now=self.clock())
@@ -273,7 +317,8 @@ class Handlers:
                 kind=verb.approval,
                 target=cmd.target,
                 channel=channel,
-                thread_ts="",
+                thread_ts=in_thread or "",
+                card_ts="" if in_thread else None,  # "": the card is a reply in the thread, not posted yet
                 requester=user,
                 plan_hash=draft.plan.hash if draft.plan else (draft.digest or draft.plan_hash),
                 to_version=draft.plan.to_version if draft.plan else draft.to_version,
@@ -297,13 +342,14 @@ class Handlers:
         except PlanGone:  # another request used the plan up, or a change cleared it, since it was read
             return messages.no_plan(cmd.target)
         try:
-            ts = self.post(channel, messages.request_text(request, draft.plan),
-                           blocks=messages.request_blocks(request, draft.plan))
+            card = self.post(channel, messages.request_text(request, draft.plan),
+                             blocks=messages.request_blocks(request, draft.plan), thread_ts=in_thread)
         except Exception:
             self.store.set_status(request.id, RequestStatus.CANCELLED,
                                   outcome="the request message could not be posted")
             raise
-        self.store.update(request.id, thread_ts=ts)
+        self.store.update(request.id, **({"card_ts": card} if in_thread else {"thread_ts": card}))
+        ts = in_thread or card
         if request.sql:  # the whole SQL as a file in the card's thread (the card shows its first lines)
             try:
                 self.client.files_upload_v2(channel=channel, thread_ts=ts, content=request.sql,
@@ -396,7 +442,8 @@ class Handlers:
             RequestKind.SNAPSHOT_RESTORE: {"snapshot": cmd.snapshot},
             RequestKind.CLUSTER_RESTORE: {"point": cmd.point},
         }
-        result = self.wait_check(verb, cmd.target, **per_kind[verb.approval])
+        # the channel rides along for the page a provider's API failing triggers (no thread exists yet)
+        result = self.wait_check(verb, cmd.target, channel=channel, **per_kind[verb.approval])
         if result is None:
             return messages.recovery_check_timed_out(verb.name, cmd.target, self.check_timeout())
         if result.type is not Result.Type.SUCCESSFUL:
@@ -468,7 +515,8 @@ class Handlers:
         found = self.store.pending_for_channel(channel, now=self.clock()) if pending else self.store.for_channel(channel, 1)
         return found[0] if found else None
 
-    def cancel(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:
+    def cancel(self, verb: Verb, cmd: Command, asked: Invocation) -> Answer:
+        user, channel = asked.user, asked.channel
         request = self.find_request(cmd, channel, pending=True)
         if request is None:
             return messages.unknown_request(cmd.request_id) if cmd.request_id else messages.nothing_to_cancel()
@@ -478,8 +526,14 @@ class Handlers:
         self.record_refusal(request, user, DECISION_WORDS[RequestStatus.CANCELLED], refused)
         return messages.refusal(refused, request)
 
-    def report(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:
+    def report(self, verb: Verb, cmd: Command, asked: Invocation) -> Answer:
         assert verb.job
+        user, channel = asked.user, asked.channel
+        if asked.thread_ts and not cmd.request_id:  # asked in a thread: the record of that very thread
+            self.post(channel, messages.thread_report_requested(user), thread_ts=asked.thread_ts)
+            self.enqueue(verb.job, **self.job_kwargs(verb, cmd, channel=channel, thread_ts=asked.thread_ts,
+                                                     requester=user))
+            return None
         request = self.find_request(cmd, channel, pending=False)
         if request is None or not request.thread_ts:
             return messages.unknown_request(cmd.request_id) if cmd.request_id else messages.nothing_to_report()
@@ -490,10 +544,11 @@ class Handlers:
                                                  requester=user))
         return None
 
-    def maintenance(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:
-        """Switch a target's maintenance: recorded in the thread of its latest request (made here), else in
-        a new message, and answered there by the worker."""
+    def maintenance(self, verb: Verb, cmd: Command, asked: Invocation) -> Answer:
+        """Switch a target's maintenance: recorded in the thread it was asked in, else in the thread of the
+        target's latest request (made here), else in a new message, and answered there by the worker."""
         assert verb.job and cmd.target and cmd.state
+        user, channel = asked.user, asked.channel
         latest = self.store.latest_for_target(cmd.target)
         refused = approval.may_switch_maintenance(latest, user, self.policy, self.group_members(user))
         if refused is not None:
@@ -502,18 +557,17 @@ class Handlers:
         if active is not None and active.status in (RequestStatus.APPROVED, RequestStatus.RUNNING):
             return messages.maintenance_while_running(active)  # its pipeline switches maintenance itself
         line = messages.maintenance_line(cmd.target, cmd.state, user)
-        if latest is not None and latest.channel == channel and latest.thread_ts:
-            ts = latest.thread_ts
-            self.post(channel, line, thread_ts=ts)
-        else:
-            ts = self.post(channel, line)
+        if not asked.thread_ts and latest is not None and latest.channel == channel and latest.thread_ts:
+            asked = replace(asked, thread_ts=latest.thread_ts)
+        ts = self.open_thread(asked, line)
         self.enqueue(verb.job, **self.job_kwargs(verb, cmd, channel=channel, thread_ts=ts, requester=user))
         return None
 
-    def watch(self, verb: Verb, cmd: Command, user: str, channel: str) -> Answer:
+    def watch(self, verb: Verb, cmd: Command, asked: Invocation) -> Answer:
         """`watch stop`: the target's latest request, if it is being watched (still running, its watch
         started), ends its window now; recorded in its thread by the worker."""
         assert verb.job and cmd.target
+        user = asked.user
         latest = self.store.latest_for_target(cmd.target)
         if latest is None or latest.status is not RequestStatus.RUNNING or not latest.watch:
             return messages.no_watch(cmd.target)
@@ -544,6 +598,8 @@ class Handlers:
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
         request_id = str(body["actions"][0].get("value") or "")
         message_ts = (body.get("container") or {}).get("message_ts") or (body.get("message") or {}).get("ts")
+        # a card that is a reply in an incident thread: the clicker's answer goes into that thread too
+        thread_ts = (body.get("container") or {}).get("thread_ts") or (body.get("message") or {}).get("thread_ts")
         log.info("click %s on %s by %s in %s", decision, request_id, user, channel)
         try:
             answer = self.click_checked(request_id, user, channel, decision, message_ts)
@@ -554,7 +610,7 @@ class Handlers:
             log.exception("click %s on %s failed", decision, request_id)
             answer = messages.internal_error()
         if answer:
-            self.ephemeral(channel, user, answer)
+            self.ephemeral(channel, user, answer, thread_ts=thread_ts or None)
 
     def click_checked(
         self, request_id: str, user: str, channel: str, decision: RequestStatus, message_ts: str | None
@@ -562,9 +618,10 @@ class Handlers:
         request = self.store.get(request_id)
         if request is None:
             return messages.unknown_request(request_id)
-        if not request.thread_ts and message_ts and channel == request.channel:
-            # clicked in the instant between posting the request and recording its message
-            request = self.store.update(request.id, thread_ts=message_ts)
+        if request.card is None and message_ts and channel == request.channel:
+            # clicked in the instant between posting the request's card and recording it
+            request = self.store.update(request.id, **({"thread_ts": message_ts} if request.card_ts is None
+                                                       else {"card_ts": message_ts}))
         approving = decision is RequestStatus.APPROVED
         rule = approval.may_approve if approving else approval.may_reject
         refused = rule(request, user, channel, self.clock(), self.policy, self.group_members(user))
@@ -629,12 +686,12 @@ class Handlers:
 
     def show_decision(self, request: Request) -> None:
         """Replace the buttons by the decision (who, when)."""
-        if not request.thread_ts:
+        if request.card is None:
             return
         plan = plan_of(request, self.settings.targets.get(request.target))
         self.client.chat_update(
             channel=request.channel,
-            ts=request.thread_ts,
+            ts=request.card,
             text=f"{messages.request_text(request, plan)}\n{messages.decision_line(request)}",
             blocks=messages.decided_blocks(request, plan),
         )

@@ -115,10 +115,21 @@ def target_required(verb: Verb, targets: Sequence[str]) -> str:
     return f"Several targets are configured; say which one: {code(bare + ' <target>')} with one of {_targets(targets)}."
 
 
+# Slack takes no slash command inside a thread: there the bot is mentioned (bot/invocations.py).
+IN_A_THREAD = ("In an incident thread, mention the bot instead, with the same words (`@rollback-bot status`): "
+               "everything is answered in that thread.")
+
+
 def help_text() -> str:
     """One line per verb, from the verb table; everything escaped, so no placeholder becomes a link."""
     lines = [f"{code(verbs.usage(verb))} - {escape(verb.help)}" for verb in verbs.VERBS]
-    return "\n".join([HELP_TITLE, *lines])
+    return "\n".join([f"{HELP_TITLE} {IN_A_THREAD}", *lines])
+
+
+def mention_first() -> str:
+    """To a person who mentioned the bot other than at the start of the message."""
+    return ("To ask rollback-bot, start the message with its mention and say what after it, as after `/rollback`: "
+            "`@rollback-bot status`, `@rollback-bot help`.")
 
 
 # -- refusals ---------------------------------------------------------------------------------------
@@ -557,6 +568,10 @@ def decided_thread_line(request: Request) -> str:
 
 def report_requested(user: str, request_id: str) -> str:
     return f":memo: Incident report for {request_id} requested by {mention(user)}; the file follows in this thread."
+
+
+def thread_report_requested(user: str) -> str:
+    return f":memo: Incident report of this thread requested by {mention(user)}; the file follows in this thread."
 
 
 # --- Step 1: terminate (bot/handlers.py terminate_draft) -------------------------------------------

@@ -1,9 +1,11 @@
 """What a delivery must look like before any listener sees it.
 
-The bot handles two kinds of delivery: the `/rollback` slash command and a click on its buttons
-(`block_actions`). `problem(body)` says, in a few words naming fields but never their values, why a parsed
-body is not one of them, or returns None when every field the listeners and bolt's matchers read is there
-with the right type. `IgnoreMalformed` runs it as bolt middleware right after the signature check
+The bot handles three kinds of delivery: the `/rollback` slash command, a click on its buttons
+(`block_actions`) and, from the Events API, a mention of the bot (`event_callback` carrying an
+`app_mention`; plus Slack's `url_verification` of the request URL). `problem(body)` says, in a few words
+naming fields but never their values, why a parsed body is not one of them, or returns None when every
+field the listeners and bolt's matchers and middleware read is there with the right type. Any other event
+is refused the same way: acked, so that Slack does not deliver it again, and ignored. `IgnoreMalformed` runs it as bolt middleware right after the signature check
 (`App(before_authorize=...)`, so before authorization, bolt's own middleware and the listeners): a
 malformed delivery is acked with an empty 200, logged once at warning, and nothing else happens (no
 request, no job, no Slack call). A body that cannot even be parsed is answered in the web layer
@@ -23,6 +25,8 @@ from slack_bolt import BoltRequest, BoltResponse
 from slack_bolt.middleware import Middleware
 
 from core import defaults
+
+MENTION_EVENT = "app_mention"  # the one event the bot subscribes to (slack-app-manifest.yaml)
 
 log = logging.getLogger("rollback.bot")
 
@@ -81,9 +85,48 @@ def block_actions_problem(body: dict[str, Any]) -> str | None:
     if "id" in channel and not _text(channel["id"]):
         return "click whose channel.id is not a string"
     for where, field, name in ((container, "container", "message_ts"), (container, "container", "channel_id"),
-                               (message, "message", "ts")):
+                               (container, "container", "thread_ts"), (message, "message", "ts"),
+                               (message, "message", "thread_ts")):
         if name in where and not _text(where[name], empty=True):
             return f"click whose {field}.{name} is not a string"
+    return None
+
+
+def url_verification_problem(body: dict[str, Any]) -> str | None:
+    if "event" in body:  # bolt's self-event middleware, before the URL check, reads it as an object
+        return "url_verification carrying an event"
+    if not _text(body.get("challenge")):
+        return "url_verification without a challenge"
+    return None
+
+
+def event_callback_problem(body: dict[str, Any]) -> str | None:
+    if "command" in body:  # bolt would match it to the slash command's listener
+        return "event_callback carrying a command"
+    if not _text(body.get("event_id")):
+        return "event without event_id"
+    for name in ("team_id", "api_app_id", "enterprise_id"):
+        if body.get(name) is not None and not _text(body[name], empty=True):
+            return f"event whose {name} is not a string"
+    authorizations = body.get("authorizations")
+    if authorizations is not None and not (isinstance(authorizations, list)
+                                           and all(isinstance(a, dict) for a in authorizations)):
+        return "event whose authorizations are not a list of objects"
+    event = body.get("event")
+    if not isinstance(event, dict):
+        return "event_callback whose event is not an object"
+    if event.get("type") != MENTION_EVENT:
+        return "an event other than app_mention"
+    for name in ("channel", "ts"):
+        if not _text(event.get(name)):
+            return f"mention without {name}"
+    if not (_text(event.get("user")) or _text(event.get("bot_id"))):
+        return "mention without user"  # a bot's message may come without one; its bot_id then
+    if not _text(event.get("text"), empty=True):
+        return "mention whose text is not a string"
+    for name in ("user", "thread_ts", "event_ts", "bot_id", "subtype", "team", "user_team"):
+        if name in event and event[name] is not None and not _text(event[name], empty=True):
+            return f"mention whose {name} is not a string"
     return None
 
 
@@ -93,13 +136,17 @@ def problem(body: Any, *, max_depth: int = defaults.MAX_PAYLOAD_DEPTH) -> str | 
         return "body is not an object"
     if depth_exceeds(body, max_depth):
         return f"body nested deeper than {max_depth} levels"
-    if "event" in body:  # bolt's own middleware reads body["event"] as an object; ours carry none
+    if body.get("type") == "event_callback":
+        return event_callback_problem(body)
+    if body.get("type") == "url_verification":
+        return url_verification_problem(body)
+    if "event" in body:  # bolt's own middleware reads body["event"] as an object; commands and clicks carry none
         return "a command or click carrying an event"
     if body.get("type") == "block_actions":
         return block_actions_problem(body)
     if "command" in body:
         return slash_command_problem(body)
-    return "neither a slash command nor a button click"
+    return "neither a slash command, a button click nor an event"
 
 
 class IgnoreMalformed(Middleware):

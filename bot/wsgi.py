@@ -5,7 +5,9 @@ raises on bodies that Slack never sends (a `payload` that is not JSON or not an 
 not UTF-8, JSON nested past the interpreter's limit, odd types where bolt expects an object). Uncaught,
 that is a 500 from the server. `GuardedSlackRequestHandler` reads the body itself (at most
 `MAX_DELIVERY_BYTES`: 413 beyond) and answers a body bolt cannot parse with 400 when it is signed with
-our secret (logged once at warning, without the body) and 401 when it is not, as bolt would. A
+our secret (logged once at warning, without the body) and 401 when it is not, as bolt would; a signed
+Events API delivery (a JSON object of type `event_callback`) that bolt cannot take is acked with a 200
+instead, as `bot/payloads.py` acks a malformed one, since Slack delivers an event again until it is. A
 timestamp or signature header that would make the verifier itself raise (not digits, not ASCII) is
 answered 401 before bolt sees it.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -75,6 +78,15 @@ def signed_by(secret: str, raw: bytes, timestamp: str, signature: str, now: floa
     return hmac.compare_digest(f"v0={expected}", signature)
 
 
+def is_event_callback(raw: bytes) -> bool:
+    """Whether a body is an Events API delivery (its `type`), however malformed the rest."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(body, dict) and body.get("type") == "event_callback"
+
+
 def _text_response(status: int, text: str) -> BoltResponse:
     return BoltResponse(status=status, body=text, headers={"content-type": "text/plain;charset=utf-8"})
 
@@ -110,6 +122,9 @@ class GuardedSlackRequestHandler(SlackRequestHandler):
         if not (isinstance(timestamp, str) and isinstance(signature, str)
                 and signed_by(self.signing_secret, raw, timestamp, signature, time.time())):  # usable: checked above
             return _text_response(401, "invalid request")
+        if is_event_callback(raw):
+            log.warning("ignored a signed event that bolt cannot take (%s)", type(err).__name__)
+            return BoltResponse(status=200, body="")
         log.warning("refused a signed delivery whose body cannot be parsed (%s)", type(err).__name__)
         return _text_response(400, "malformed request body")
 

@@ -286,6 +286,11 @@ def _env_number(env: Mapping[str, str], name: str, default: float, kind: type[in
     return value
 
 
+def database_url_env_for(name: str) -> str:
+    """The environment variable a target's database URL is read from unless it names another."""
+    return f"{name.upper().replace('-', '_')}_DATABASE_URL"
+
+
 def _target(name: str, raw: Mapping[str, Any]) -> Target:
     if not TARGET_NAME.match(name):
         raise ConfigError(f"target name {name!r} must be lower-case letters, digits, '-' or '_'")
@@ -305,7 +310,7 @@ def _target(name: str, raw: Mapping[str, Any]) -> Target:
                           "do_database_id or supabase_project_ref, or use \"full+escrow\"")
     return Target(
         name=name,
-        database_url_env=str(raw.get("database_url_env", f"{name.upper().replace('-', '_')}_DATABASE_URL")),
+        database_url_env=str(raw.get("database_url_env", database_url_env_for(name))),
         migrations_dir=str(raw.get("migrations_dir", defaults.MIGRATIONS_DIR)),
         critical_tables=_strings(raw.get("critical_tables"), f"{key}.critical_tables"),
         health_url=raw.get("health_url"),

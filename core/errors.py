@@ -22,3 +22,8 @@ class RollbackError(Exception):
 def one_line(text: str) -> str:
     """Any text as one line: newlines and runs of spaces become one space."""
     return " ".join(text.split())
+
+
+def first_line(error: object, default: str = "") -> str:
+    """The first non-blank line of an error's text (PostgreSQL adds DETAIL and HINT lines), else `default`."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), default)

@@ -163,6 +163,10 @@ class Request:
     # nobody is watching: the sweeper ends the watch as interrupted and pages), `looks`, `seen_at`, `last`
     # (the last look's figures), `failing`, `regressed`, `failed_looks`, `unwatched_s`, `stopped`.
     watch: dict[str, Any] = field(default_factory=dict)
+    # Where the request's card (the message with Approve / Reject) is. None: it is the root of `thread_ts`
+    # (asked with the slash command). A request asked in an incident thread (a mention of the bot) posts
+    # its card as a reply there: `thread_ts` is that thread, and this is the card's own ts ("" until posted).
+    card_ts: str | None = None
 
     def __post_init__(self) -> None:
         # Records built by hand (tests, tools) may name the kind and status as plain strings.
@@ -172,6 +176,13 @@ class Request:
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def card(self) -> str | None:
+        """The ts of the request's card (to update its buttons), None until it is posted."""
+        if self.card_ts is None:
+            return self.thread_ts or None
+        return self.card_ts or None
 
     def expired_at(self, now: float) -> bool:
         return self.status is RequestStatus.PENDING and now >= self.expires_at
@@ -407,6 +418,7 @@ class RequestStore:
         sql: str | None = None,
         params: Mapping[str, Any] | None = None,
         undoes: str | None = None,
+        card_ts: str | None = None,
     ) -> Request:
         """A new pending request holding `target` (a kind in BESIDE_TARGET: holding its `subject` on the
         target). Raises TargetBusy while another one holds it.
@@ -444,6 +456,7 @@ class RequestStore:
                 sql=sql,
                 params=dict(params or {}),
                 undoes=undoes,
+                card_ts=card_ts,
             )
             pairs = _pairs(request.to_dict())
             result = self._create(

@@ -6,7 +6,11 @@ snapshot lists and one snapshot, a droplet, a droplet restored from a snapshot (
 a managed database cluster and its backups, and a new cluster created from a backup (`backup_restore`),
 which reports `creating` for `polls_until_complete` reads, then `online`. A bearer token is required.
 `on_droplet_restore(droplet_id, snapshot)`, when set, runs when a restore action completes, so a test
-can make the droplet's database really go back.
+can make the droplet's database really go back; `stuck_restores = True` keeps restore actions in-progress,
+and `fail_next` queues status codes the next requests answer with (a 503 to exercise failing calls).
+`on_cluster_restore(name, backup_created_at)`, when set, runs when a cluster is created from a backup and
+may return connection fields (host, port, user, password, database, ssl) that the new cluster reports, so
+a test can make it a real database.
 """
 
 from __future__ import annotations
@@ -69,7 +73,10 @@ class DigitalOceanServer(JsonHttpServer):
         self.polls_until_complete = polls_until_complete
         self.fail_snapshots = False  # set True: snapshot actions end "errored"
         self.fail_restores = False  # set True: restore actions end "errored"
+        self.stuck_restores = False  # set True: restore actions never leave "in-progress" (a poll that must time out)
+        self.fail_next: list[int] = []  # status codes the next requests answer with (a 503: DigitalOcean failing)
         self.on_droplet_restore: Callable[[int, dict[str, Any]], None] | None = None
+        self.on_cluster_restore: Callable[[str, str], Mapping[str, Any] | None] | None = None
         self.clusters: dict[str, dict[str, Any]] = {
             uuid: _cluster(uuid, name, "online") for uuid, name in self.databases.items()
         }
@@ -92,6 +99,8 @@ class DigitalOceanServer(JsonHttpServer):
             self.requests.append((request.verb, request.path))
             if request.headers.get("Authorization") != f"Bearer {self.token}":
                 return 401, {"id": "unauthorized", "message": "Unable to authenticate you."}
+            if self.fail_next:
+                return self.fail_next.pop(0), {"id": "service_unavailable", "message": "Service temporarily unavailable"}
             for pattern, verb, handler in self._routes():
                 match = re.fullmatch(pattern, request.path)
                 if match and verb == request.verb:
@@ -135,7 +144,7 @@ class DigitalOceanServer(JsonHttpServer):
         action = self.actions.get(int(action_id))
         if action is None:
             return 404, NOT_FOUND
-        if action.status == "in-progress":
+        if action.status == "in-progress" and not (action.type == "restore" and self.stuck_restores):
             action.polls_left -= 1
             if action.polls_left <= 0:
                 self._finish(action)
@@ -214,6 +223,10 @@ class DigitalOceanServer(JsonHttpServer):
                 cluster["status"] = "online"
         return 200, {"database": cluster}
 
+    def clusters_named(self, name: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(c) for c in self.clusters.values() if c["name"] == name]
+
     def _create_cluster(self, request: JsonRequest) -> tuple[int, Any]:
         body = request.json() or {}
         restore = body.get("backup_restore") or {}
@@ -225,6 +238,9 @@ class DigitalOceanServer(JsonHttpServer):
             return 422, {"id": "unprocessable_entity", "message": "No backup exists at backup_created_at"}
         uuid = f"{next(self._ids):08d}-0000-4000-8000-000000000000"
         self.clusters[uuid] = _cluster(uuid, str(body["name"]), "creating")
+        if self.on_cluster_restore is not None:  # e.g. a real local database restored from the backup
+            where = self.on_cluster_restore(str(body["name"]), created)
+            self.clusters[uuid]["connection"].update(where or {})
         self.cluster_polls[uuid] = self.polls_until_complete
         return 201, {"database": self.clusters[uuid]}
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 COMMAND_PREFIX = "/rollback"
+MENTION_PREFIX = "@rollback"  # `@rollback …` (or `@rollback-bot …`) typed on the page mentions the bot
 
 # -- the page's answers (one line each; shown under the composer) ------------------------------------
 
 PICK_A_PERSON = "pick who you are first"
-ONLY_ROLLBACK_COMMANDS = f"only {COMMAND_PREFIX} commands reach the bot here, e.g. {COMMAND_PREFIX} help"
+ONLY_ROLLBACK_COMMANDS = (f"only {COMMAND_PREFIX} commands reach the bot here, e.g. {COMMAND_PREFIX} help "
+                          f"(in a thread: {MENTION_PREFIX} help)")
+NO_SUCH_THREAD = "that thread is gone; pick another message to reply to"
 BOT_NOT_CONNECTED = "the bot is not connected to this page"
 BOT_DID_NOT_ANSWER = "the bot did not answer"
 BODY_NOT_JSON = f'the request body must be JSON, e.g. {{"user": "U_ALICE", "text": "{COMMAND_PREFIX} help"}}'
@@ -18,6 +21,11 @@ SINCE_NOT_A_NUMBER = "since must be a whole number (the last state's version)"
 
 def http_status(status: int) -> str:
     return f"HTTP {status}"
+
+
+def not_in_threads(command: str) -> str:
+    """Slack's own answer to a slash command typed in a thread, and what to do instead."""
+    return f"{command} is not supported in threads: mention the bot instead, e.g. {MENTION_PREFIX} status"
 
 
 # -- notes only the person sees, in the channel ------------------------------------------------------

@@ -1,12 +1,15 @@
 """The sandbox's channel page: the static page, its live state, and its commands and clicks.
 
 Served by the SlackApiServer next to the Web API. What a person does on the page reaches the bot
-exactly as Slack would deliver it: a signed slash command or a signed `block_actions` payload.
+exactly as Slack would deliver it: a signed slash command, a signed `block_actions` payload, or, for a
+message starting with `@rollback` (in the channel, or replying in a thread, where Slack takes no slash
+command), the message itself and its signed `app_mention` event.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import urllib.error
@@ -19,9 +22,11 @@ from urllib.parse import parse_qs, urlsplit
 from sandbox import messages
 from sandbox.http_stub import send_bytes, send_json
 from sandbox.signing import SlackRequestSender
-from sandbox.slack_api import BOT_USER_ID, SlackApiServer, SlackUser
+from sandbox.slack_api import BOT_MENTION, BOT_USER_ID, SlackApiError, SlackApiServer, SlackUser
 
 LONG_POLL_SECONDS = 20.0
+# `@rollback status` or `@rollback-bot status`: the words after it are the command
+TYPED_MENTION = re.compile(rf"^{re.escape(messages.MENTION_PREFIX)}(?:-bot)?(?=\s|$)\s*(.*)$", re.IGNORECASE | re.DOTALL)
 
 
 class WorkerControl(Protocol):
@@ -166,11 +171,19 @@ class ChannelPage:
 
     # -- what the person does --------------------------------------------------------------------------
 
-    def command(self, *, user: str = "", text: str = "", **_: Any) -> dict[str, Any]:
+    def command(self, *, user: str = "", text: str = "", thread_ts: str = "", **_: Any) -> dict[str, Any]:
+        """What the person typed in the composer: in the channel, or replying in the thread `thread_ts`."""
         text = text.strip()
+        typed_mention = TYPED_MENTION.match(text)
+        if typed_mention is not None:
+            words = typed_mention.group(1).strip()
+            return self._deliver(user, "mention", lambda sender: sender.app_mention(
+                f"{BOT_MENTION} {words}".strip(), user_id=user, channel_id=self.channel, thread_ts=thread_ts or None))
         if not text.startswith(messages.COMMAND_PREFIX):
             return {"ok": False, "error": messages.ONLY_ROLLBACK_COMMANDS}
         command, _space, rest = text.partition(" ")
+        if thread_ts:  # as Slack: no slash command inside a thread
+            return {"ok": False, "error": messages.not_in_threads(command)}
         return self._deliver(user, "request", lambda sender: sender.command(
             rest.strip(), user_id=user, channel_id=self.channel, command=command), typed=text)
 
@@ -191,6 +204,8 @@ class ChannelPage:
             self._note(user, messages.you_ran(typed))
         try:
             status, body = send(self.sender)
+        except SlackApiError:  # the message could not be posted: its thread is gone
+            return {"ok": False, "error": messages.NO_SUCH_THREAD}
         except (urllib.error.URLError, OSError) as err:
             self._note(user, messages.bot_did_not_answer(err))
             return {"ok": False, "error": messages.BOT_DID_NOT_ANSWER}

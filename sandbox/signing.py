@@ -1,4 +1,5 @@
-"""Slash commands and button clicks delivered to the bot as Slack delivers them: really signed HTTP.
+"""Slash commands, button clicks and Events API deliveries (a mention of the bot, the URL check) sent to the
+bot as Slack sends them: really signed HTTP.
 
 The signature is made with slack_sdk's own `SignatureVerifier.generate_signature`, so the bot's
 verification is exercised exactly as in production. Timestamp and secret can be overridden to
@@ -20,6 +21,8 @@ from slack_sdk.signature import SignatureVerifier
 from sandbox.slack_api import TEAM_ID, SlackApiServer
 
 SEND_TIMEOUT_SECONDS = 10.0
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"  # the Events API's bodies
 
 
 class SlackRequestSender:
@@ -104,8 +107,30 @@ class SlackRequestSender:
         }
         return self.send(urlencode({"payload": json.dumps(payload)}), timestamp=timestamp, secret=secret)
 
-    def send(self, body: str, *, timestamp: int | None = None, secret: str | None = None) -> tuple[int, str]:
-        """POST a form body to the bot, signed with `secret` (default: the right one) at `timestamp`."""
+    def app_mention(
+        self,
+        text: str,
+        *,
+        user_id: str,
+        channel_id: str,
+        thread_ts: str | None = None,
+        bot_id: str | None = None,
+        subtype: str | None = None,
+    ) -> tuple[int, str]:
+        """Post a message mentioning the bot (`text` as Slack spells it: `<@U_ROLLBACKBOT> status prod`) as
+        `user_id`, in the thread `thread_ts` if given, then deliver its `app_mention` event as the Events API
+        does (a signed JSON `event_callback`); returns (HTTP status, response body)."""
+        body = self.api_server.mention(channel_id, user_id, text, thread_ts=thread_ts, bot_id=bot_id, subtype=subtype)
+        return self.send(json.dumps(body), content_type=JSON)
+
+    def url_verification(self, challenge: str) -> tuple[int, str]:
+        """The Events API's check of the request URL when it is saved in the app's settings."""
+        body = {"token": "deprecated-verification-token", "challenge": challenge, "type": "url_verification"}
+        return self.send(json.dumps(body), content_type=JSON)
+
+    def send(self, body: str, *, timestamp: int | None = None, secret: str | None = None,
+             content_type: str = FORM) -> tuple[int, str]:
+        """POST a body to the bot, signed with `secret` (default: the right one) at `timestamp`."""
         ts = str(int(time.time()) if timestamp is None else timestamp)
         signature = SignatureVerifier(secret or self.signing_secret).generate_signature(timestamp=ts, body=body)
         request = urllib.request.Request(
@@ -113,7 +138,7 @@ class SlackRequestSender:
             data=body.encode("utf-8"),
             method="POST",
             headers={
-                "Content-Type": "application/x-www-form-urlencoded",
+                "Content-Type": content_type,
                 "X-Slack-Request-Timestamp": ts,
                 "X-Slack-Signature": signature or "",
             },

@@ -12,6 +12,7 @@ import itertools
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -22,7 +23,9 @@ from sandbox.http_stub import QuietHTTPServer, one_line, read_body, send_bytes, 
 
 BOT_USER_ID = "U_ROLLBACKBOT"
 BOT_ID = "B_ROLLBACKBOT"
+BOT_MENTION = f"<@{BOT_USER_ID}>"  # how a message that mentions the bot spells it
 TEAM_ID = "T_SANDBOX"
+APP_ID = "A_ROLLBACK"
 
 T = TypeVar("T")
 
@@ -153,7 +156,8 @@ class SlackWorkspace:
 
     # -- operations behind the API -----------------------------------------------------------------
 
-    def post_message(self, channel: str, args: Mapping[str, Any], *, user: str = BOT_USER_ID) -> dict[str, Any]:
+    def post_message(self, channel: str, args: Mapping[str, Any], *, user: str = BOT_USER_ID,
+                     bot_id: str | None = None) -> dict[str, Any]:
         with self._lock:
             thread_ts = args.get("thread_ts") or None
             message: dict[str, Any] = {
@@ -164,8 +168,8 @@ class SlackWorkspace:
                 "text": args.get("text") or "",
                 "blocks": _as_list(args.get("blocks")) or [],
             }
-            if user == BOT_USER_ID:
-                message["bot_id"] = BOT_ID
+            if user == BOT_USER_ID or bot_id:
+                message["bot_id"] = bot_id or BOT_ID
             if args.get("attachments"):
                 message["attachments"] = _as_list(args["attachments"])
             if args.get("files"):
@@ -520,9 +524,32 @@ class SlackApiServer:
     def files(self) -> list[StoredFile]:
         return self.workspace.files()
 
-    def post_as_user(self, channel: str, user: str, text: str) -> dict[str, Any]:
-        """A message typed by a person (the page's plain chat, or a test's setup)."""
-        return self.workspace.post_message(channel, {"text": text}, user=user)
+    def post_as_user(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> dict[str, Any]:
+        """A message typed by a person (the page's plain chat, or a test's setup), in a thread if given."""
+        return self.workspace.post_message(channel, {"text": text, "thread_ts": thread_ts}, user=user)
+
+    def mention(self, channel: str, user: str, text: str, *, thread_ts: str | None = None,
+                bot_id: str | None = None, subtype: str | None = None) -> dict[str, Any]:
+        """A message mentioning the bot, posted by `user` (a bot's when `bot_id` is given) in the channel or
+        in the thread `thread_ts`; returns the Events API body Slack delivers for it (`event_callback` with
+        an `app_mention` event, its own `event_id`)."""
+        message = self.workspace.post_message(channel, {"text": text, "thread_ts": thread_ts}, user=user,
+                                              bot_id=bot_id)
+        event: dict[str, Any] = {"type": "app_mention", "user": user, "text": text, "ts": message["ts"],
+                                 "channel": channel, "event_ts": message["ts"], "team": TEAM_ID}
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        if bot_id:
+            event["bot_id"] = bot_id
+        if subtype:
+            event["subtype"] = subtype
+        return {
+            "token": "deprecated-verification-token", "team_id": TEAM_ID, "api_app_id": APP_ID, "event": event,
+            "type": "event_callback", "event_id": f"Ev{uuid.uuid4().hex[:12].upper()}", "event_time": int(time.time()),
+            "authorizations": [{"enterprise_id": None, "team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True,
+                                "is_enterprise_install": False}],
+            "is_ext_shared_channel": False, "event_context": f"4-{uuid.uuid4().hex}",
+        }
 
     def wait_for(self, predicate: Callable[[], T], timeout: float = 10.0, *, channel: str | None = None) -> T:
         """Poll `predicate` until it returns something truthy; fail with a dump of the channel(s)."""

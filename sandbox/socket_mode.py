@@ -1,5 +1,5 @@
 """Slack's Socket Mode, locally: `apps.connections.open` (through the Web API stand-in) hands out a
-`ws://` URL served here; envelopes (slash commands, block actions) are delivered over that WebSocket
+`ws://` URL served here; envelopes (slash commands, block actions, events) are delivered over that WebSocket
 and the app's acks come back, as with Slack's own servers. Standard library only (RFC 6455 framing).
 
     with SlackApiServer(...) as slack_api, SocketModeServer(slack_api) as sockets:
@@ -217,3 +217,8 @@ class SocketModeServer:
         }
         return self.deliver("slash_commands", payload)
 
+
+    def app_mention(self, text: str, *, user_id: str, channel_id: str, thread_ts: str | None = None) -> dict[str, Any]:
+        """A message mentioning the bot, posted by `user_id` (in the thread `thread_ts`), delivered as its
+        `events_api` envelope."""
+        return self.deliver("events_api", self.slack_api.mention(channel_id, user_id, text, thread_ts=thread_ts))

@@ -36,6 +36,7 @@ def test_the_forecast_harness_prints_forecast_measured_and_dry_run_stall(
         cwd=REPO, capture_output=True, text=True, timeout=240, check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]  # a dead helper thread is a broken figure
     assert "forecast" in done.stdout and "measured" in done.stdout and "dry-run stall" in done.stdout
     saved = json.loads(out.read_text())
     (run,) = saved["runs"]

@@ -20,8 +20,6 @@ from tests.fixtures.bot import (
     CAROL,
     CHANNEL,
     DEFAULT_BOT_CONFIG,
-    SIGNING_SECRET,
-    BotServer,
     ask,
     click,
     ephemeral_texts,
@@ -119,11 +117,10 @@ def test_double_click_starts_one_pipeline(
 
 
 def test_concurrent_approvers_start_one_pipeline(
-    make_bot: Callable[..., BotServer], slack_api: SlackApiServer, bot_queue: Queue, store: RequestStore
+    make_sender: Callable[..., SlackRequestSender], slack_api: SlackApiServer, bot_queue: Queue, store: RequestStore
 ) -> None:
     config = DEFAULT_BOT_CONFIG.replace('approver_group = "S_DBA"', 'approver_group = "S_DBA"\napprovers = ["U_DAVE"]')
-    bot = make_bot(config)
-    sender = SlackRequestSender(bot.events_url, SIGNING_SECRET, slack_api)
+    sender = make_sender(config)
     request = ask(sender, slack_api, store)
     barrier = threading.Barrier(8)
     statuses: list[int] = []

@@ -17,8 +17,6 @@ from tests.fixtures.bot import (
     BOB,
     CHANNEL,
     DEFAULT_BOT_CONFIG,
-    SIGNING_SECRET,
-    BotServer,
     ask,
     click,
     has_buttons,
@@ -66,11 +64,10 @@ def test_only_pending_approved_and_running_requests_stay_watched() -> None:
 
 
 @pytest.fixture
-def sweeping_bot(make_bot: Callable[..., BotServer], slack_api: SlackApiServer) -> SlackRequestSender:
-    bot = make_bot(DEFAULT_BOT_CONFIG.replace("request_ttl_seconds = 900",
-                                              f"request_ttl_seconds = 900\nstart_within_seconds = {int(START_WITHIN)}"),
-                   env={"ROLLBACK_SWEEP_INTERVAL_SECONDS": str(SWEEP_INTERVAL)})
-    return SlackRequestSender(bot.events_url, SIGNING_SECRET, slack_api)
+def sweeping_bot(make_sender: Callable[..., SlackRequestSender]) -> SlackRequestSender:
+    return make_sender(DEFAULT_BOT_CONFIG.replace("request_ttl_seconds = 900",
+                                                  f"request_ttl_seconds = 900\nstart_within_seconds = {int(START_WITHIN)}"),
+                       env={"ROLLBACK_SWEEP_INTERVAL_SECONDS": str(SWEEP_INTERVAL)})
 
 
 @pytest.mark.usefixtures("idle_worker")

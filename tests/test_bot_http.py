@@ -25,10 +25,8 @@ from tests.fixtures.bot import (
     DEFAULT_BOT_CONFIG,
     PLAN,
     REPO,
-    SIGNING_SECRET,
     V1,
     V2,
-    BotServer,
     ask,
     ephemeral_texts,
     free_port,
@@ -138,10 +136,9 @@ def test_bad_input_gets_one_line_and_nothing_is_queued(
 
 @pytest.mark.usefixtures("idle_worker")
 def test_single_target_needs_no_name(
-    make_bot: Callable[..., BotServer], slack_api: SlackApiServer, bot_queue: Queue
+    make_sender: Callable[..., SlackRequestSender], slack_api: SlackApiServer, bot_queue: Queue
 ) -> None:
-    bot = make_bot(single_target_config())
-    sender = SlackRequestSender(bot.events_url, SIGNING_SECRET, slack_api)
+    sender = make_sender(single_target_config())
     sender.command(f"dry-run {V1}", user_id=ALICE, channel_id=CHANNEL)
     name, kwargs = wait_jobs(slack_api, bot_queue, 1)[0]
     assert name == "workers.jobs.dry_run" and kwargs["target"] == "prod"
@@ -149,11 +146,10 @@ def test_single_target_needs_no_name(
 
 @pytest.mark.usefixtures("idle_worker")
 def test_access_outside_incident_channels_and_requesters_is_refused(
-    make_bot: Callable[..., BotServer], slack_api: SlackApiServer, bot_queue: Queue
+    make_sender: Callable[..., SlackRequestSender], slack_api: SlackApiServer, bot_queue: Queue
 ) -> None:
     config = DEFAULT_BOT_CONFIG.replace('channels = ["C_INCIDENT"]', 'channels = ["C_INCIDENT"]\nrequesters = ["U_ALICE"]')
-    bot = make_bot(config)
-    sender = SlackRequestSender(bot.events_url, SIGNING_SECRET, slack_api)
+    sender = make_sender(config)
     status, body = sender.command("status prod", user_id=ALICE, channel_id="C_RANDOM")
     assert status == 200 and "only takes requests in the incident channels" in body
     status, body = sender.command("status prod", user_id=CAROL, channel_id=CHANNEL)
@@ -261,10 +257,9 @@ def test_report_enqueues_for_the_latest_request_thread(
 
 
 def test_redis_unreachable_is_one_line_not_a_traceback(
-    make_bot: Callable[..., BotServer], slack_api: SlackApiServer
+    make_sender: Callable[..., SlackRequestSender], slack_api: SlackApiServer
 ) -> None:
-    bot = make_bot(env={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
-    sender = SlackRequestSender(bot.events_url, SIGNING_SECRET, slack_api)
+    sender = make_sender(env={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
     status, _ = sender.command("status prod", user_id=ALICE, channel_id=CHANNEL)
     assert status == 200
     answer = slack_api.wait_for(lambda: ephemeral_texts(slack_api, ALICE))[0]

@@ -1,4 +1,4 @@
-"""The Slack app manifest creates the app the bot expects: command, interactivity, scopes."""
+"""The Slack app manifest creates the app the bot expects: command, interactivity, mentions, scopes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import yaml
 
 from bot.app import SLASH_COMMAND
 from bot.messages import APPROVE_ACTION, REJECT_ACTION
+from bot.payloads import MENTION_EVENT
 
 MANIFEST = Path(__file__).resolve().parents[1] / "slack-app-manifest.yaml"
 
@@ -20,5 +21,8 @@ def test_manifest_matches_the_bot() -> None:
     assert manifest["settings"]["interactivity"]["request_url"].endswith("/slack/events")
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert {"chat:write", "commands", "files:write", "channels:history", "groups:history", "usergroups:read",
-            "users:read"} <= scopes
+            "users:read", "app_mentions:read"} <= scopes
+    # a command typed in a thread is a mention of the bot (Slack refuses slash commands in threads)
+    events = manifest["settings"]["event_subscriptions"]
+    assert events["bot_events"] == [MENTION_EVENT] and events["request_url"].endswith("/slack/events")
     assert APPROVE_ACTION == "rollback_approve" and REJECT_ACTION == "rollback_reject"

@@ -1,6 +1,6 @@
 """Socket Mode (`SLACK_APP_TOKEN`, no signing secret, no public URL): `python -m bot` opens the socket
-through `apps.connections.open` on the Slack stand-in, receives slash commands as envelopes on the
-WebSocket (sandbox/socket_mode.py), acks them there and enqueues the jobs as over HTTP."""
+through `apps.connections.open` on the Slack stand-in, receives slash commands and mentions (Events API) as
+envelopes on the WebSocket (sandbox/socket_mode.py), acks them there and enqueues the jobs as over HTTP."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from rq import Queue
 
-from sandbox.slack_api import SlackApiServer
+from sandbox.slack_api import BOT_MENTION, SlackApiServer
 from sandbox.socket_mode import SocketModeServer
 from tests.fixtures.bot import ALICE, CHANNEL, DEFAULT_BOT_CONFIG, BotServer, launch_bot, roots, wait_jobs
 from tests.fixtures.fakes import WAIT_SECONDS, quiet
@@ -70,6 +70,22 @@ def test_a_slash_command_over_the_socket_is_acked_and_enqueued(
     assert ack["envelope_id"] != first["envelope_id"]
     quiet(slack_api)  # a wrongly repeated command would post a second root message
     assert bot_queue.count == 1 and len(roots(slack_api)) == 1
+
+
+@pytest.mark.usefixtures("idle_worker", "socket_bot")
+def test_a_mention_in_a_thread_over_the_socket_is_answered_in_that_thread(
+    sockets: SocketModeServer, slack_api: SlackApiServer, bot_queue: Queue
+) -> None:
+    thread = str(slack_api.post_as_user(CHANNEL, "U_CAROL", "checkout is failing")["ts"])
+    sockets.app_mention(f"{BOT_MENTION} status prod", user_id=ALICE, channel_id=CHANNEL, thread_ts=thread)
+    name, kwargs = wait_jobs(slack_api, bot_queue, 1)[0]
+    assert (name, kwargs) == ("workers.jobs.status", {"target": "prod", "channel": CHANNEL, "thread_ts": thread})
+    assert [m["user"] for m in roots(slack_api)] == ["U_CAROL"]  # answered in the thread, no root of its own
+    # Slack redelivers an event it saw no ack for: nothing runs twice
+    first = sockets.sent[0]
+    sockets.deliver(first["type"], first["payload"], retry_attempt=1)
+    quiet(slack_api)
+    assert bot_queue.count == 1
 
 
 def test_a_wrong_app_token_gets_no_socket(sockets: SocketModeServer, slack_api: SlackApiServer) -> None:

@@ -31,8 +31,6 @@ from tests.fixtures.bot import (
     CHANNEL,
     DEFAULT_BOT_CONFIG,
     PLAN,
-    SIGNING_SECRET,
-    BotServer,
     ask,
     ephemeral_texts,
     pending_request,
@@ -172,12 +170,11 @@ def test_restore_of_a_verified_backup_asks_for_approval_and_says_what_was_checke
 
 
 def test_restore_refused_when_no_worker_answers_the_check_in_time(
-    make_bot: Callable[..., BotServer], slack_api: SlackApiServer, bot_queue: Queue, store: RequestStore
+    make_sender: Callable[..., SlackRequestSender], slack_api: SlackApiServer, bot_queue: Queue, store: RequestStore
 ) -> None:
     config = DEFAULT_BOT_CONFIG.replace("request_ttl_seconds = 900",
                                         "request_ttl_seconds = 900\nbackup_check_timeout_seconds = 1")
-    bot = make_bot(config)
-    sender = SlackRequestSender(bot.events_url, SIGNING_SECRET, slack_api)
+    sender = make_sender(config)
     sender.command(f"restore {GOOD_BACKUP} prod", user_id=ALICE, channel_id=CHANNEL)  # the idle worker takes nothing
     text = slack_api.wait_for(lambda: ephemeral_texts(slack_api, ALICE))[0]
     assert "no worker answered the check" in text and "within 1 s" in text

@@ -62,6 +62,18 @@ def test_no_backup_is_written_into_history(target_env: dict[str, str]) -> None:
     assert list(Path(target_env["BACKUP_DIR"]).iterdir()) == []
 
 
+def test_an_undo_with_target_takes_a_verified_backup_first(target_env: dict[str, str]) -> None:
+    url = target_env["PROD_DATABASE_URL"]
+    assert main(["--target", "prod", "--rollback", "--to", GOOD, "--no-backup", "--actor", "alice"], target_env) == 0
+    with psycopg.connect(url) as conn:
+        [(run_id,)] = conn.execute("SELECT request_id FROM rollback_escrow.runs").fetchall()
+    assert main(["--target", "prod", "--undo", run_id, "--actor", "bob"], target_env) == 0
+    assert status_of(url, BAD) == "completed"  # re-applied
+    (skipped, _), (status, details) = history(url, "backup")
+    assert skipped == "skipped" and status == "completed" and details["verified"] is True
+    assert Path(details["path"]).exists() and "pre-undo" in Path(details["path"]).name
+
+
 def test_the_wrong_database_is_refused_before_anything_runs(
     target_env: dict[str, str], make_database: Callable[[], str], redis_url: str, capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from sandbox.digitalocean import DEFAULT_DATABASE_ID, DEFAULT_DROPLET_ID, DigitalOceanServer
 from workers.digitalocean import DigitalOcean, DigitalOceanError
+from workers.errors import DigitalOceanUnavailable
 
 TOKEN = "do-test-token"
 
@@ -44,10 +45,19 @@ def test_errors_are_one_line_without_the_token(digitalocean: DigitalOceanServer)
         DigitalOcean(wrong, digitalocean.url).list_snapshots(DEFAULT_DROPLET_ID)
     assert "refused the token" in str(caught.value) and wrong not in str(caught.value)
     client = DigitalOcean(TOKEN, digitalocean.url)
-    with pytest.raises(DigitalOceanError, match="not_found"):
+    with pytest.raises(DigitalOceanError, match="not_found") as not_found:
         client.snapshot_droplet(999, "x")
-    with pytest.raises(DigitalOceanError, match="could not be reached"):
+    assert not isinstance(not_found.value, DigitalOceanUnavailable)  # DigitalOcean's answer, not an outage
+    with pytest.raises(DigitalOceanUnavailable, match="could not be reached"):  # paged when it stops a check
         DigitalOcean(TOKEN, "http://127.0.0.1:1", retries=0).database_backups(DEFAULT_DATABASE_ID)
     with pytest.raises(DigitalOceanError, match="DIGITALOCEAN_TOKEN"):
         DigitalOcean("")
     assert TOKEN not in repr(client)
+
+
+def test_a_5xx_after_the_retries_is_digitalocean_failing(digitalocean: DigitalOceanServer) -> None:
+    digitalocean.fail_next = [503, 503]
+    with pytest.raises(DigitalOceanUnavailable, match="answered 503 while trying to list backups"):
+        DigitalOcean(TOKEN, digitalocean.url, retries=1).database_backups(DEFAULT_DATABASE_ID)
+    assert digitalocean.fail_next == [] and [p for _, p in digitalocean.requests].count(
+        f"/v2/databases/{DEFAULT_DATABASE_ID}/backups") == 2

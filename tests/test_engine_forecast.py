@@ -32,9 +32,10 @@ SLEEP_SECONDS = 8  # what the bad down script sleeps under its strong lock: far 
 # --- pure ----------------------------------------------------------------------------------------
 
 
-def impact(sql: str, ms: float, *locks: tuple[str, LockMode], estimated: bool = False, segment: int = 0
-           ) -> StatementImpact:
-    return StatementImpact("v", sql, ms, tuple(HeldLock(r, m) for r, m in locks), estimated, segment=segment)
+def impact(sql: str, ms: float, *locks: tuple[str, LockMode], estimated: bool = False, segment: int = 0,
+           escrow_ms: float = 0.0) -> StatementImpact:
+    return StatementImpact("v", sql, ms, tuple(HeldLock(r, m) for r, m in locks), estimated, segment=segment,
+                           escrow_ms=escrow_ms)
 
 
 def test_writes_are_blocked_from_share_and_reads_from_access_exclusive_until_commit() -> None:
@@ -47,6 +48,16 @@ def test_writes_are_blocked_from_share_and_reads_from_access_exclusive_until_com
     assert [(s.relation, s.writes_blocked_ms, s.reads_blocked_ms, s.mode) for s in stalls] == [
         ("t", 2010, 510, LockMode.ACCESS_EXCLUSIVE)]  # u's ROW EXCLUSIVE blocks neither
     assert stalls[0].first_statement == "CREATE INDEX ON t (a)" and not stalls[0].estimated
+
+
+def test_escrow_copies_count_under_the_locks_taken_before_them() -> None:
+    # The real run copies what each statement destroys just before it runs: the first blocking statement's
+    # copy is made before it takes its lock, every later copy while the lock is held.
+    stalls = table_stalls([
+        impact("DROP TABLE badges", 5, ("t", LockMode.ACCESS_EXCLUSIVE), escrow_ms=700),
+        impact("UPDATE t SET a = 1", 1000, ("t", LockMode.ACCESS_EXCLUSIVE), escrow_ms=300),
+    ], commit_ms=10)
+    assert [(s.relation, s.reads_blocked_ms) for s in stalls] == [("t", 1315)]
 
 
 def test_each_transaction_is_its_own_window_and_estimates_are_marked() -> None:
@@ -199,8 +210,12 @@ def test_a_dry_run_within_budget_measures_every_statement(database_url: str, tmp
     assert forecast is not None and forecast.stopped is None and not forecast.estimated
     assert [s.tag for s in report.statements] == ["DROP TABLE", f"UPDATE {ROWS}", "ALTER TABLE"]
     (items,) = [t for t in forecast.tables if t.relation == "items"]
-    total = sum(s.duration_ms for s in report.statements)
+    # The real run escrows (the engine's default): its copies of items' rows run under the lock too.
+    copies = [s.escrow_ms for s in forecast.statements]
+    assert copies[0] > 0 and copies[1] > 0 and copies[2] > 0, copies
+    total = sum(s.duration_ms for s in report.statements) + copies[1] + copies[2]
     assert items.reads_blocked_ms == pytest.approx(total) and items.first_statement == "DROP TABLE badges"
+    assert any(line.startswith("these include the escrow copies") for line in forecast.lines)
     assert forecast.lines[0].startswith("reads and writes of items blocked ")
     assert forecast.lines[0].endswith("(measured in the dry run)")
     # Each statement's locks come from pg_locks of the dry run's own backend.
@@ -244,3 +259,46 @@ def test_rows_an_update_will_change_are_counted_exactly_or_not_at_all_within_the
         assert measure.count_matching(conn, ("items",), None, "pg_sleep(0.01) IS NOT NULL", 50, 0) is None
         assert conn.execute("SELECT current_setting('statement_timeout')").fetchone() == ("0",)
         assert measure.explain_rows(conn, "UPDATE items SET v = 0 WHERE id <= 1234") is not None
+
+
+def test_the_dry_run_rehearses_escrow_without_keeping_or_recording_anything(database_url: str,
+                                                                           tmp_path: Path) -> None:
+    migrations = write_migrations(tmp_path, "DROP TABLE badges;\nUPDATE items SET v = v + 1;\n"
+                                            "ALTER TABLE items DROP COLUMN extra;\n")
+    make_engine(database_url, migrations).apply()
+    make_engine(database_url, migrations).rollback(BASE)  # a real run: the escrow schema and its manifest exist
+    make_engine(database_url, migrations).apply()
+    before = pg_dump(database_url)
+    report = make_engine(database_url, migrations, dry_run_budget_ms=600_000).dry_run_rollback(BASE)
+    assert report.forecast is not None and all(s.escrow_ms > 0 for s in report.forecast.statements)
+    assert [t.relation for t in report.forecast.tables] == ["items"]  # the copies' own tables block nobody
+    assert pg_dump(database_url) == before  # no copy kept, no manifest or run row written
+    assert not [w for w in report.warnings if "sequence" in w], report.warnings  # the manifest id did not move
+    no_escrow = make_engine(database_url, migrations, escrow=False).dry_run_rollback(BASE)
+    assert no_escrow.forecast is not None and not any(s.escrow_ms for s in no_escrow.forecast.statements)
+
+
+def test_a_statement_the_dry_run_did_not_reach_gets_its_escrow_copy_estimated(
+        database_url: str, tmp_path: Path) -> None:
+    migrations = write_migrations(tmp_path, f"DROP TABLE badges;\nSELECT pg_sleep({SLEEP_SECONDS});\n"
+                                            "UPDATE items SET v = v + 1;\n")
+    make_engine(database_url, migrations).apply()
+    report = make_engine(database_url, migrations, dry_run_budget_ms=300).dry_run_rollback(BASE)
+    forecast = report.forecast
+    assert forecast is not None and forecast.stopped is not None
+    update = forecast.statements[-1]
+    assert update.sql.startswith("UPDATE items") and update.estimated and update.escrow_ms > 0
+
+
+def test_the_dry_run_vacuums_the_tables_its_undone_writes_touched(database_url: str, tmp_path: Path) -> None:
+    migrations = write_migrations(tmp_path, "DROP TABLE badges;\nUPDATE items SET v = v + 1;\n")
+    make_engine(database_url, migrations).apply()
+
+    def vacuumed() -> int:
+        return int(query(database_url, "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'items'")[0][0])
+
+    before = vacuumed()
+    lines: list[str] = []
+    make_engine(database_url, migrations, log=lines.append).dry_run_rollback(BASE)
+    assert vacuumed() == before + 1
+    assert any(line.startswith("dry run: VACUUM items cleared") for line in lines), lines

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from workers.engine import InterruptedMigration, NotCompleted, UnknownVersion
+from workers.engine import InterruptedMigration, NotCompleted, UnknownVersion, is_version
 from workers.engine.versions import (
     Recorded,
     apply_versions,
-    is_version,
     parse_version,
     rollback_versions,
-    split_dirname,
 )
 
 A, B, C, D = "2025_10_01_090000", "2025_10_01_090500", "2025_10_20_120001", "2025_10_20_150000"
@@ -30,13 +28,6 @@ def test_malformed_versions_are_refused_with_the_expected_format(text: str) -> N
     assert not is_version(text.strip())
     with pytest.raises(UnknownVersion, match="YYYY_MM_DD_HHMMSS"):
         parse_version(text)
-
-
-def test_folder_names_split_into_version_and_name() -> None:
-    assert split_dirname("2025_10_20_150000_add_new_feature") == ("2025_10_20_150000", "add_new_feature")
-    assert split_dirname("README") is None
-    assert split_dirname("2025_10_20_150000") is None
-    assert split_dirname("2025_99_20_150000_bad_date") is None
 
 
 def test_rollback_to_known_good_reverts_every_newer_completed_newest_first() -> None:

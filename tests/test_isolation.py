@@ -11,6 +11,7 @@ from tests.fixtures.isolation import (
     REGISTRY_DB,
     PostgresRun,
     RedisDatabaseLease,
+    default_candidates,
     lease_key,
     looks_unused,
     new_run_id,
@@ -99,3 +100,10 @@ def test_only_crashed_runs_databases_are_dropped(postgres_run: PostgresRun, post
         alive.close()
         for name in (alive_db, other_scheme, crashed_db):
             _drop(postgres_admin_url, name)
+
+
+def test_a_run_never_leases_the_registry_or_the_sandboxs_redis_database(redis_server_url: str) -> None:
+    from sandbox.launcher import SANDBOX_REDIS_DB
+
+    numbers = default_candidates(redis_server_url)
+    assert SANDBOX_REDIS_DB not in numbers and REGISTRY_DB not in numbers and len(numbers) >= 2

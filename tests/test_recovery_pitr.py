@@ -6,6 +6,7 @@ applied after the point), so verification after the recovery checks a database t
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -160,16 +161,54 @@ def test_a_point_outside_the_window_is_refused(
     assert "/rollback restore" in refusal and store.for_channel(CHANNEL) == [] and supabase.restores == []
 
 
-def test_a_4xx_from_the_api_is_refused_in_one_line(
+def test_a_4xx_from_the_api_is_refused_in_one_line_naming_the_other_options(
     start: Callable[..., None], stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore,
-    database_url: str, supabase: SupabaseServer,
+    database_url: str, supabase: SupabaseServer, pagerduty: PagerDutyServer,
 ) -> None:
     apply_example(database_url)
     start(SUPABASE_ACCESS_TOKEN="sbp_revoked_token")
     stack_sender.command("pitr prod", user_id=ALICE, channel_id=CHANNEL)
     refusal = _refusal(slack_api)
     assert "Supabase refused the backups of project" in refusal and "HTTP 401" in refusal, refusal
+    assert "/rollback restore" in refusal and "/rollback recover" in refusal and "\n" not in refusal
     assert "sbp_revoked_token" not in refusal and store.for_channel(CHANNEL) == []
+    assert pagerduty.events == []  # the API's answer, not an outage: nobody is paged (sent before the answer)
+
+
+def test_a_5xx_while_checking_is_retried_then_answered_in_one_line_and_paged(
+    start: Callable[..., None], stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore,
+    database_url: str, supabase: SupabaseServer, pagerduty: PagerDutyServer,
+) -> None:
+    apply_example(database_url)
+    start()
+    supabase.fail_next = [503] * 4  # every attempt at the window
+    stack_sender.command("pitr prod", user_id=ALICE, channel_id=CHANNEL)
+    refusal = _refusal(slack_api)
+    assert refusal.startswith("Refused: `/rollback pitr` on `prod` cannot run: the API is failing: Supabase did not "
+                              f"answer the backups of project {DEFAULT_REF} after 4 attempts (HTTP 503)"), refusal
+    assert "on-call has been paged (PagerDuty)" in refusal and "/rollback restore" in refusal and "\n" not in refusal
+    assert store.for_channel(CHANNEL) == [] and supabase.fail_next == [] and supabase.restores == []
+    assert [p for _, p in supabase.requests].count(f"/v1/projects/{DEFAULT_REF}/database/backups") == 4
+    (page,) = [e for e in pagerduty.events if e.get("event_action") == "trigger"]  # paged before the answer
+    assert page["dedup_key"] == "rollback-bot/check/pitr/prod" and page["payload"]["component"] == "prod"
+    assert "point-in-time recovery of prod cannot even be asked for" in page["payload"]["summary"]
+    assert page["payload"]["custom_details"]["channel"] == CHANNEL and TOKEN not in json.dumps(page)
+
+
+def test_a_5xx_when_the_approved_recovery_starts_fails_it_and_pages(
+    start: Callable[..., None], stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore,
+    database_url: str, supabase: SupabaseServer, pagerduty: PagerDutyServer,
+) -> None:
+    apply_example(database_url)
+    start()
+    request = _ask(stack_sender, slack_api, store, "pitr prod")
+    supabase.fail_next = [503] * 4  # the start check's look at the window
+    done = _approve_and_wait(stack_sender, slack_api, store, request)
+    thread = _thread(slack_api, request)
+    assert done.status is RequestStatus.FAILED, thread
+    assert f"Supabase did not answer the backups of project {DEFAULT_REF} after 4 attempts" in thread
+    assert supabase.restores == [] and TOKEN not in thread
+    pagerduty.wait_for(lambda: [e for e in pagerduty.events if e.get("event_action") == "trigger"], timeout=30)
 
 
 def test_a_5xx_is_retried_then_reported_and_paged(

@@ -192,3 +192,21 @@ def test_a_stale_preview_is_refused_at_start(
     assert "refused: the database changed since the preview that was approved" in thread
     assert _rows(database_url, "SELECT count(*) FROM users")[0][0] == count  # nothing was changed
     assert pagerduty.events == []  # a refusal is an outcome, not an incident
+
+
+def test_a_table_that_is_not_in_the_backup_is_refused_before_anything_runs(
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, stack_env: dict[str, str], database_url: str,
+    store: RequestStore,
+) -> None:
+    apply_example(database_url)
+    name = _backup(stack_env)
+    _exec(database_url, "CREATE TABLE invoices (id bigint PRIMARY KEY, total numeric);"  # created after the backup
+                        "INSERT INTO invoices VALUES (1, 10), (2, 20);")
+    stack_sender.command(f"recover {name} users,invoices prod", user_id=ALICE, channel_id=CHANNEL)
+    refusal = _refusal(slack_api)
+    assert refusal.startswith("Refused: `/rollback recover` on `prod` cannot run: table public.invoices is not "
+                              f"in backup {name}"), refusal
+    assert "\n" not in refusal and "Nothing was requested" in refusal
+    assert store.for_channel(CHANNEL) == [] and slack_api.messages(CHANNEL) == []
+    assert _scratch_left(database_url) == []
+    assert _rows(database_url, "SELECT count(*) FROM invoices") == [(2,)]

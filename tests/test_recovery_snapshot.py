@@ -6,8 +6,12 @@ real pydo client. The stand-in's `on_droplet_restore` hook makes the database go
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable
+import re
+import subprocess
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,6 +23,7 @@ from sandbox.digitalocean import DEFAULT_DATABASE_ID, DEFAULT_DROPLET_ID, Digita
 from sandbox.pagerduty import PagerDutyServer
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
+from tests.fixtures.bot import SIGNING_SECRET, BotServer, start_bot
 from tests.fixtures.stack import EXAMPLE_MIGRATIONS, WorkerProcess, apply_example, write_config
 from workers.engine import Engine
 
@@ -165,5 +170,132 @@ def test_a_managed_cluster_is_restored_into_a_new_cluster_and_the_thread_says_wh
     created = [c for c in digitalocean.clusters.values() if c["name"] == request.params["new_name"]]
     assert len(created) == 1 and created[0]["status"] == "online"
     assert f"host `{created[0]['connection']['host']}`" in thread and "/rollback verify prod-restored" in thread
-    assert "stand-in-password" not in thread and "postgresql://" not in thread  # never a secret
+    assert "stand-in-password" not in thread  # never a secret: the URL to add it as a target has the password masked
+    urls = re.findall(r"postgresql://\S+", thread)
+    assert urls and all(":***@" in u for u in urls), urls
+    assert pagerduty.events == []
+
+
+def test_a_restore_action_that_stays_in_progress_past_its_bound_fails_says_so_and_pages(
+    stack_env: dict[str, str], start_worker: Callable[[dict[str, str]], WorkerProcess],
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, database_url: str,
+    digitalocean: DigitalOceanServer, pagerduty: PagerDutyServer,
+) -> None:
+    write_config(stack_env["ROLLBACK_CONFIG"], target_extra=f"do_droplet_id = {DEFAULT_DROPLET_ID}")
+    start_worker({**stack_env, "ROLLBACK_DO_POLL_SECONDS": "0.1", "ROLLBACK_DO_ACTION_TIMEOUT_SECONDS": "1"})
+    apply_example(database_url)
+    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly")
+    request = _ask(stack_sender, slack_api, store, f"snapshot-restore {snapshot} prod")
+    digitalocean.stuck_restores = True  # the restore action it starts never leaves in-progress
+
+    done = _approve_and_wait(stack_sender, slack_api, store, request)
+    thread = _thread(slack_api, request)
+    assert done.status is RequestStatus.FAILED, thread
+    (action,) = [a for a in digitalocean.actions.values() if a.type == "restore"]
+    assert action.status == "in-progress"
+    assert (f"restore of droplet {DEFAULT_DROPLET_ID} (action {action.id}) still in-progress after 1.0s; "
+            "check it in the DigitalOcean console") in thread, thread
+    assert "*Verification*" not in thread.split("*Snapshot restore* failed")[-1]  # nothing ran after it
+    triggers = pagerduty.wait_for(lambda: [e for e in pagerduty.events if e.get("event_action") == "trigger"],
+                                  timeout=30)
+    assert "still in-progress" in triggers[0]["payload"]["summary"] and "do-test-token" not in str(triggers)
+
+
+def test_digitalocean_failing_while_checking_is_answered_in_one_line_and_paged(
+    stack_env: dict[str, str], start_worker: Callable[[dict[str, str]], WorkerProcess],
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, database_url: str,
+    digitalocean: DigitalOceanServer, pagerduty: PagerDutyServer,
+) -> None:
+    write_config(stack_env["ROLLBACK_CONFIG"],
+                 target_extra=f'do_droplet_id = {DEFAULT_DROPLET_ID}\ndo_database_id = "{DEFAULT_DATABASE_ID}"')
+    start_worker({**stack_env, "ROLLBACK_DO_POLL_SECONDS": "0.1"})
+    apply_example(database_url)
+    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly")
+
+    digitalocean.fail_next = [503] * 4  # pydo's call and its three retries
+    stack_sender.command(f"snapshot-restore {snapshot} prod", user_id=ALICE, channel_id=CHANNEL)
+    first = slack_api.wait_for(lambda: [message_text(e) for e in slack_api.ephemerals(user=ALICE)], timeout=120)[0]
+    assert first.startswith("Refused: `/rollback snapshot-restore` on `prod` cannot run: the API is failing: "
+                            f"DigitalOcean answered 503 while trying to look up snapshot {snapshot}: Service temporarily "
+                            "unavailable"), first
+    assert "cannot be used" not in first and "on-call has been paged (PagerDuty)" in first and "\n" not in first
+    assert [p for _, p in digitalocean.requests].count(f"/v2/snapshots/{snapshot}") == 4
+
+    digitalocean.fail_next = [503] * 4
+    stack_sender.command("cluster-restore prod", user_id=ALICE, channel_id=CHANNEL)
+    second = slack_api.wait_for(lambda: [message_text(e) for e in slack_api.ephemerals(user=ALICE)][1:], timeout=120)[0]
+    assert second.startswith("Refused: `/rollback cluster-restore` on `prod` cannot run: the API is failing: "
+                             f"DigitalOcean answered 503 while trying to list backups of database "
+                             f"{DEFAULT_DATABASE_ID}"), second
+    assert "on-call has been paged (PagerDuty)" in second
+
+    assert store.for_channel(CHANNEL) == [] and digitalocean.fail_next == []
+    assert not [a for a in digitalocean.actions.values() if a.type == "restore"] and len(digitalocean.clusters) == 1
+    triggers = [e for e in pagerduty.events if e.get("event_action") == "trigger"]  # paged before each answer
+    assert [e["dedup_key"] for e in triggers] == ["rollback-bot/check/snapshot_restore/prod",
+                                                  "rollback-bot/check/cluster_restore/prod"]
+    assert "do-test-token" not in json.dumps(triggers)
+
+
+def _copy_database(source_url: str, into_url: str) -> None:
+    """What DigitalOcean's restore does for the stand-in: the source's contents in another database."""
+    dump = subprocess.Popen(["pg_dump", "--format=custom", f"--dbname={source_url}"], stdout=subprocess.PIPE)
+    subprocess.run(["pg_restore", "--no-owner", "--exit-on-error", f"--dbname={into_url}"], stdin=dump.stdout,
+                   check=True)
+    assert dump.wait() == 0
+
+
+def test_a_restored_cluster_becomes_a_target_as_the_thread_says_and_verifies(
+    stack_env: dict[str, str], start_worker: Callable[[dict[str, str]], WorkerProcess], stack_bot: BotServer,
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, database_url: str,
+    make_database: Callable[[], str], digitalocean: DigitalOceanServer, pagerduty: PagerDutyServer, tmp_path: Path,
+) -> None:
+    write_config(stack_env["ROLLBACK_CONFIG"], target_extra=f'do_database_id = "{DEFAULT_DATABASE_ID}"')
+    worker_env = {**stack_env, "ROLLBACK_DO_POLL_SECONDS": "0.1"}
+    first_worker = start_worker(worker_env)
+    apply_example(database_url)
+    copy_url = make_database()
+    live, copy = psycopg.conninfo.conninfo_to_dict(database_url), psycopg.conninfo.conninfo_to_dict(copy_url)
+    console_password = "console-only-password"
+
+    def restored(name: str, backup: str) -> Mapping[str, Any]:  # the new cluster is a real local database
+        _copy_database(database_url, copy_url)
+        return {"host": live["host"], "port": int(str(live["port"])), "user": live["user"],
+                "password": console_password, "database": copy["dbname"], "ssl": False}
+
+    digitalocean.on_cluster_restore = restored
+    request = _ask(stack_sender, slack_api, store, "cluster-restore prod")
+    done = _approve_and_wait(stack_sender, slack_api, store, request)
+    thread = _thread(slack_api, request)
+    assert done.status is RequestStatus.SUCCEEDED, thread
+    section = re.search(r"```(\[targets\.prod-restored\]\n[^`]*)```", thread)
+    url_line = re.search(r"```(PROD_RESTORED_DATABASE_URL)=(postgresql://\S+:\*\*\*@\S+)```", thread)
+    assert section and url_line, thread
+    assert f'do_database_id = "{digitalocean.clusters_named(request.params["new_name"])[0]["id"]}"' in section[1]
+    assert "maintenance" not in section[1] and "not verified yet" in thread and "/rollback verify prod-restored" in thread
+    assert console_password not in thread and "stand-in-password" not in thread
+
+    # The operator, as the thread says: the section into rollback.toml, the URL with the password from the
+    # console into the workers' environment, then the bot and the workers restarted.
+    config = Path(stack_env["ROLLBACK_CONFIG"])
+    config.write_text(config.read_text() + "\n" + section[1] + "\n")
+    first_worker.stop()
+    start_worker({**worker_env, url_line[1]: url_line[2].replace("***", console_password)})
+    stack_bot.stop()
+    bot = start_bot({k: v for k, v in stack_bot.env.items() if k != "PORT"}, tmp_path)
+    try:
+        sender = SlackRequestSender(bot.events_url, SIGNING_SECRET, slack_api)
+        sender.command("verify prod-restored", user_id=ALICE, channel_id=CHANNEL)
+        slack_api.wait_for(lambda: [t for t in map(message_text, slack_api.messages(CHANNEL))
+                                    if re.search(r"\*Verification\* (finished|failed)", t)], timeout=120)
+    finally:
+        bot.stop()
+    root = next(m for m in slack_api.messages(CHANNEL) if "*verify* of `prod-restored`" in message_text(m))
+    verified = "\n".join(message_text(m) for m in slack_api.thread(CHANNEL, root["ts"]))
+    assert "*Verification* finished" in verified and ", 0 failed" in verified, verified
+    assert "migration status: 4 migration(s), none failed, running or drifted" in verified
+    assert "users: 20 rows" in verified and "projects: 10 rows" in verified
+    # the checks ran on the new cluster's database, and only there
+    assert _rows(copy_url, "SELECT status FROM migration_history WHERE operation = 'verify'") == [("completed",)]
+    assert _rows(database_url, "SELECT count(*) FROM migration_history WHERE operation = 'verify'") == [(0,)]
     assert pagerduty.events == []

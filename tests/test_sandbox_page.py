@@ -86,6 +86,11 @@ def page_server() -> Iterator[SlackApiServer]:
             else:
                 respond(f"Unknown verb `{command['text']}`: try `/rollback help`")
 
+        @app.event("app_mention")
+        def mentioned(event: dict[str, Any], client: WebClient) -> None:
+            client.chat_postMessage(channel=event["channel"], thread_ts=event.get("thread_ts"),
+                                    text=f"heard `{event['text']}` from <@{event['user']}>")
+
         @app.action("rollback_approve")
         def approve(ack: Any, body: dict[str, Any], client: WebClient) -> None:
             ack()
@@ -148,6 +153,37 @@ def test_page_renders_the_channel_and_delivers_signed_commands_and_clicks(page_s
     assert report.locator(".md li").all_inner_texts() == ["first", "second"]
     assert report.locator(".md p i").inner_text() == "Generated for alice (U_ALICE)."
     assert report.locator(".md td b").count() == 0  # HTML in the file is shown, never interpreted
+    page.close()
+
+
+def test_page_mentions_the_bot_in_a_thread(page_server: SlackApiServer, chromium: Any) -> None:
+    """Replying in a thread, `@rollback …` is the person's message there and its `app_mention` event (with
+    the thread's ts); a slash command there is refused as Slack refuses it."""
+    page = chromium.new_page()
+    page.goto(page_server.url + "/")
+    page.get_by_label("alice").check()
+    page.fill("#command", "/rollback plan")
+    page.press("#command", "Enter")
+    page.get_by_text("Rollback approval needed").wait_for()
+    root = page_server.messages(INCIDENT_CHANNEL)[0]["ts"]
+    page.locator(f'.reply-toggle[data-reply="{root}"]').click()
+    page.get_by_text("Replying in the thread of").wait_for()
+
+    page.fill("#command", "/rollback status")
+    page.press("#command", "Enter")
+    page.get_by_text("/rollback is not supported in threads").wait_for()
+    page.fill("#command", "@rollback status prod")
+    page.press("#command", "Enter")
+    page.locator(".thread").get_by_text("heard @rollback-bot status prod from @alice").wait_for()
+    mine, heard = page_server.thread(INCIDENT_CHANNEL, root)[-2:]
+    assert (mine["user"], mine["text"]) == ("U_ALICE", "<@U_ROLLBACKBOT> status prod")
+    assert heard["text"] == "heard `<@U_ROLLBACKBOT> status prod` from <@U_ALICE>" and heard["thread_ts"] == root
+
+    page.get_by_role("button", name="Stop replying in the thread").click()
+    page.fill("#command", "@rollback-bot help")  # in the channel: a new message, its event without a thread
+    page.press("#command", "Enter")
+    page.get_by_text("heard @rollback-bot help from @alice").wait_for()
+    assert page_server.messages(INCIDENT_CHANNEL)[-1].get("thread_ts") is None
     page.close()
 
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 
-import redis
-
 from core.config import load_settings
-from core.requests import RequestStore
 from tests.engine_support import BOOKKEEPING, pg_dump, rows_sorted
 from tests.fixtures.stack import (
     CHANNEL,
@@ -18,6 +15,8 @@ from tests.fixtures.stack import (
     dry_run_plan,
     enqueue,
     post_root,
+    request_ended,
+    request_store,
     run_request,
     thread_text,
     wait_job,
@@ -34,7 +33,7 @@ def _undo_request(env: dict[str, str], slack_api, target: str, rollback_id: str)
     """What the bot does for `/rollback undo <id>`: the worker's dry run first, then the request, approved."""
     check = wait_job(enqueue(env, "workers.jobs.check_undo", target=target, request_id=rollback_id))
     assert check and check["ok"], check
-    store = RequestStore(redis.Redis.from_url(env["REDIS_URL"]))
+    store = request_store(env)
     ts = post_root(slack_api, f"undo {rollback_id}")
     request = store.create(kind="undo", target=target, channel=CHANNEL, thread_ts=ts, requester=REQUESTER,
                            plan_hash=check["hash"], to_version=None, versions=check["versions"],
@@ -59,10 +58,9 @@ def test_rollback_escrows_escrow_lists_it_and_an_approved_undo_gives_the_databas
 
     check, undo = _undo_request(stack_env, slack_api, "prod", rollback.id)
     assert check["versions"] == [BAD] and [r["rows"] for r in check["restored"]] == [16, 20, 16]
-    store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
     enqueue(stack_env, "workers.jobs.undo", request_id=undo.id)
-    slack_api.wait_for(lambda: store.get(undo.id).status.value in ("succeeded", "failed"), timeout=90)
-    assert store.get(undo.id).status.value == "succeeded", store.get(undo.id).outcome
+    status = request_ended(stack_env, slack_api, undo.id, timeout=90)
+    assert status == "succeeded", request_store(stack_env).get(undo.id).outcome
     assert rows_sorted(pg_dump(database_url, exclude=NOT_APP)) == before
 
     # A second undo of the same rollback is refused by its dry run: nothing to approve.
@@ -84,7 +82,7 @@ def test_policy_escrow_skips_the_dump_but_not_when_a_statement_is_not_escrowed(
     assert not os.listdir(stack_env["BACKUP_DIR"])
 
     # The same policy with a statement escrow cannot hold: the full backup is taken after all.
-    store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
+    store = request_store(stack_env)
     Engine(database_url, load_settings(stack_env).target("prod").migrations_dir, actor="setup").apply()
     ts2, dry2 = dry_run_plan(stack_env, slack_api, GOOD)
     request = store.create(kind="rollback", target="prod", channel=CHANNEL, thread_ts=ts2, requester=REQUESTER,

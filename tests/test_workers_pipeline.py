@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 
 import psycopg
-import redis
 from psycopg import sql
 
-from core.requests import RequestStore
 from tests.fixtures.stack import (
     APPROVER,
     REQUESTER,
@@ -17,9 +15,13 @@ from tests.fixtures.stack import (
     decide,
     dry_run_plan,
     enqueue,
+    maintenance_hooks,
     pending_request,
     post_root,
+    request_ended,
+    request_store,
     run_request,
+    take_backup,
     thread_text,
     wait_job,
     write_config,
@@ -50,11 +52,8 @@ def test_whole_pipeline_rolls_back_verifies_and_records(stack_env, database_url,
     assert dry["plan"]["versions"] == [BAD]
     request = approved_request(stack_env, thread_ts=ts, plan=dry)
 
-    enqueue(stack_env, "workers.jobs.execute", request_id=request.id)
-    store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
-    slack_api.wait_for(lambda: store.get(request.id).status.value in ("succeeded", "failed"), timeout=60)
+    assert run_request(stack_env, slack_api, request.id) == "succeeded", thread_text(slack_api, ts)
     text = thread_text(slack_api, ts)
-    assert store.get(request.id).status.value == "succeeded", text
 
     # the thread holds the record: backup figures, statements, every check, the outcome
     assert "Backup* finished" in text and "sha256" in text and stack_env["BACKUP_DIR"] in text
@@ -134,8 +133,7 @@ def test_verification_failure_pages_and_leaves_maintenance_on(
     threading.Thread(target=health.serve_forever, daemon=True).start()
     marks = tmp_path / "maintenance.log"
     write_config(stack_env["ROLLBACK_CONFIG"], target_extra=(
-        f'health_url = "http://127.0.0.1:{health.server_address[1]}/api/health"\n'
-        f'maintenance_on = "echo on >> {marks}"\nmaintenance_off = "echo off >> {marks}"\n'
+        f'health_url = "http://127.0.0.1:{health.server_address[1]}/api/health"\n' + maintenance_hooks(marks)
     ))
     try:
         apply_example(database_url)
@@ -158,18 +156,14 @@ def test_verification_failure_pages_and_leaves_maintenance_on(
 def test_restored_backup_matches_the_original_row_counts(stack_env, database_url, slack_api, worker):
     apply_example(database_url)
     counts = {t: _scalar(database_url, f"SELECT count(*) FROM {t}") for t in ("users", "projects")}  # noqa: S608
-    ts = post_root(slack_api, "backup")
-    taken = wait_job(enqueue(stack_env, "workers.jobs.backup", target="prod", channel="C_INCIDENT",
-                             thread_ts=ts, requester=REQUESTER, reason="before-test"))
-    path = taken["backup"]["path"]
+    ts, backup = take_backup(stack_env, slack_api)
+    path = backup["path"]
     with psycopg.connect(database_url, autocommit=True) as conn:  # the damage the restore must undo
         conn.execute("DELETE FROM projects")
         conn.execute("DELETE FROM users WHERE id > 5")
     request = approved_request(stack_env, thread_ts=ts, plan={}, kind="restore", backup=path)
     enqueue(stack_env, "workers.jobs.restore", request_id=request.id)
-    store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
-    slack_api.wait_for(lambda: store.get(request.id).status.value in ("succeeded", "failed"), timeout=60)
-    assert store.get(request.id).status.value == "succeeded", thread_text(slack_api, ts)
+    assert request_ended(stack_env, slack_api, request.id) == "succeeded", thread_text(slack_api, ts)
     assert {t: _scalar(database_url, f"SELECT count(*) FROM {t}") for t in counts} == counts  # noqa: S608
     text = thread_text(slack_api, ts)
     assert "Restore* finished" in text and "pre-restore" in text
@@ -212,8 +206,7 @@ def test_execute_of_a_rejected_request_changes_nothing(stack_env, database_url, 
     pending = pending_request(stack_env, thread_ts=ts, plan=dry)
     decide(stack_env, pending.id, "rejected")
     result = wait_job(enqueue(stack_env, "workers.jobs.execute", request_id=pending.id))
-    store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
-    assert result["refused"] and store.get(pending.id).status.value == "rejected"
+    assert result["refused"] and request_store(stack_env).get(pending.id).status.value == "rejected"
     assert "cannot run: it is rejected" in thread_text(slack_api, ts)
     assert _scalar(database_url, "SELECT status FROM schema_migrations WHERE version = %s", BAD) == "completed"
 
@@ -222,12 +215,10 @@ def test_restore_into_a_scratch_database_leaves_the_target_alone(
     stack_env, database_url, postgres_admin_url, slack_api, worker
 ):
     apply_example(database_url)
-    ts = post_root(slack_api, "backup")
-    taken = wait_job(enqueue(stack_env, "workers.jobs.backup", target="prod", channel="C_INCIDENT",
-                             thread_ts=ts, requester=REQUESTER, reason="scratch-test"))
+    ts, backup = take_backup(stack_env, slack_api, "scratch-test")
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("DELETE FROM projects")
-    request = approved_request(stack_env, thread_ts=ts, plan={}, kind="restore", backup=taken["backup"]["path"])
+    request = approved_request(stack_env, thread_ts=ts, plan={}, kind="restore", backup=backup["path"])
     result = wait_job(enqueue(stack_env, "workers.jobs.restore", request_id=request.id, into="scratch"))
     assert result and result["ok"], thread_text(slack_api, ts)
     scratch = result["restore"]["database"]

@@ -4,12 +4,11 @@ what a failure leaves behind. Real forking workers, PostgreSQL, Redis, local Sla
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
-import redis
 
-from core.requests import RequestStore
 from tests.fixtures.stack import (
     APPROVER,
     CHANNEL,
@@ -19,27 +18,30 @@ from tests.fixtures.stack import (
     decide,
     dry_run_plan,
     enqueue,
+    maintenance_hooks,
     pending_request,
     post_root,
+    request_store,
     run_request,
+    take_backup,
     thread_text,
     wait_job,
     write_config,
 )
 
 GOOD = "2025_10_20_120001"
+UNANSWERED_HEALTH = 'health_url = "http://127.0.0.1:1/health"\n'  # nothing listens there: verification fails
 
 
-def _store(env: dict[str, str]) -> RequestStore:
-    return RequestStore(redis.Redis.from_url(env["REDIS_URL"]))
-
-
-def _take_backup(env: dict[str, str], slack_api, reason: str = "before-test") -> dict:
-    ts = post_root(slack_api, "backup")
-    taken = wait_job(enqueue(env, "workers.jobs.backup", target="prod", channel=CHANNEL, thread_ts=ts,
-                             requester=REQUESTER, reason=reason))
-    assert taken and taken["ok"], thread_text(slack_api, ts)
-    return dict(taken["backup"])
+def _worker_with_hooks(env: dict[str, str], database_url: str, start_worker: Callable[[dict[str, str]], object],
+                       tmp_path: Path, extra: str = "") -> Path:
+    """Maintenance hooks that append on/off to the returned file (and `extra` lines for the target), the
+    example migrations applied, and a worker started on that config."""
+    marks = tmp_path / "maintenance.log"
+    write_config(env["ROLLBACK_CONFIG"], target_extra=extra + maintenance_hooks(marks))
+    apply_example(database_url)
+    start_worker(env)
+    return marks
 
 
 def _history_rows(url: str) -> list[tuple]:
@@ -49,13 +51,6 @@ def _history_rows(url: str) -> list[tuple]:
             " ORDER BY id").fetchall()
 
 
-def _maintenance_hooks(env: dict[str, str], marks: Path, *, off: str | None = None) -> None:
-    write_config(env["ROLLBACK_CONFIG"], target_extra=(
-        f'maintenance_on = "echo on >> {marks}"\n'
-        f'maintenance_off = "{off or f"echo off >> {marks}"}"\n'
-    ))
-
-
 # --- restore: only a backup that exists and verifies --------------------------------------------
 
 
@@ -63,8 +58,8 @@ def test_check_backup_refuses_a_missing_or_corrupted_backup_and_lists_the_newest
     stack_env, database_url, slack_api, worker
 ):
     apply_example(database_url)
-    first = _take_backup(stack_env, slack_api, "first")
-    second = _take_backup(stack_env, slack_api, "second")
+    _, first = take_backup(stack_env, slack_api, "first")
+    _, second = take_backup(stack_env, slack_api, "second")
 
     good = wait_job(enqueue(stack_env, "workers.jobs.check_backup", target="prod", backup=first["name"]))
     assert good["ok"] and good["error"] is None and good["backup"]["sha256"] == first["sha256"]
@@ -93,7 +88,7 @@ def test_a_restore_of_a_missing_backup_is_refused_at_the_start_without_a_page(
     assert result["refused"], result
     text = thread_text(slack_api, ts)
     assert "does not exist" in text and "Backup* started" not in text  # no fresh backup, nothing changed
-    assert _store(stack_env).get(request.id).status.value == "failed"
+    assert request_store(stack_env).get(request.id).status.value == "failed"
     assert not pagerduty.events
 
 
@@ -101,13 +96,13 @@ def test_a_restore_job_for_a_rejected_request_leaves_it_rejected_and_pages_nobod
     stack_env, database_url, slack_api, pagerduty, worker
 ):
     apply_example(database_url)
-    backup = _take_backup(stack_env, slack_api)
+    _, backup = take_backup(stack_env, slack_api)
     ts = post_root(slack_api, "restore")
     pending = pending_request(stack_env, thread_ts=ts, plan={}, kind="restore", backup=backup["path"])
     decide(stack_env, pending.id, "rejected")
     result = wait_job(enqueue(stack_env, "workers.jobs.restore", request_id=pending.id))
     assert result and result["refused"]
-    assert _store(stack_env).get(pending.id).status.value == "rejected"
+    assert request_store(stack_env).get(pending.id).status.value == "rejected"
     assert "cannot run: it is rejected" in thread_text(slack_api, ts)
     assert not pagerduty.events
 
@@ -118,11 +113,8 @@ def test_a_restore_job_for_a_rejected_request_leaves_it_rejected_and_pages_nobod
 def test_restore_runs_backup_maintenance_restore_verify_maintenance_off_and_keeps_history(
     stack_env, database_url, slack_api, pagerduty, start_worker, tmp_path
 ):
-    marks = tmp_path / "maintenance.log"
-    _maintenance_hooks(stack_env, marks)
-    apply_example(database_url)
-    start_worker(stack_env)
-    backup = _take_backup(stack_env, slack_api)
+    marks = _worker_with_hooks(stack_env, database_url, start_worker, tmp_path)
+    _, backup = take_backup(stack_env, slack_api)
     ts, _dry = dry_run_plan(stack_env, slack_api, GOOD)  # a later record in history, and a current plan
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("DELETE FROM projects")
@@ -133,7 +125,7 @@ def test_restore_runs_backup_maintenance_restore_verify_maintenance_off_and_keep
     result = wait_job(enqueue(stack_env, "workers.jobs.restore", request_id=request.id))
     text = thread_text(slack_api, ts)
     assert result and result["ok"], text
-    assert _store(stack_env).get(request.id).status.value == "succeeded", text
+    assert request_store(stack_env).get(request.id).status.value == "succeeded", text
 
     # the thread names exactly the steps that run, and each of them ran (verification too)
     assert "Backup → Maintenance on → Restore → Verification → Maintenance off" in text
@@ -155,7 +147,7 @@ def test_restore_runs_backup_maintenance_restore_verify_maintenance_off_and_keep
     assert ("verify", "completed") in {(row[1], row[2]) for row in after if row[5] == request.id}
 
     # a restore changes the target: no earlier plan holds
-    assert _store(stack_env).current_plan(CHANNEL, "prod") is None
+    assert request_store(stack_env).current_plan(CHANNEL, "prod") is None
     assert not pagerduty.events
 
     # in maintenance, the restore ran in parallel and switched the new database in (workers/swap.py)
@@ -175,7 +167,7 @@ def test_a_scratch_restore_runs_pg_restore_with_parallel_jobs(
     wrapper.chmod(0o755)
     apply_example(database_url)
     start_worker({**stack_env, "PG_RESTORE": str(wrapper), "ROLLBACK_RESTORE_JOBS": "2"})
-    backup = _take_backup(stack_env, slack_api)
+    _, backup = take_backup(stack_env, slack_api)
     ts = post_root(slack_api, "restore")
     request = approved_request(stack_env, thread_ts=ts, plan={}, kind="restore", backup=backup["name"])
     result = wait_job(enqueue(stack_env, "workers.jobs.restore", request_id=request.id, into="scratch"))
@@ -196,7 +188,7 @@ def test_a_scratch_restore_runs_pg_restore_with_parallel_jobs(
 def test_a_rollback_and_a_failed_dry_run_clear_the_targets_plans(stack_env, database_url, slack_api, worker):
     apply_example(database_url)
     ts, dry = dry_run_plan(stack_env, slack_api, GOOD)
-    store = _store(stack_env)
+    store = request_store(stack_env)
     assert store.current_plan(CHANNEL, "prod") is not None
     request = approved_request(stack_env, thread_ts=ts, plan=dry)
     assert run_request(stack_env, slack_api, request.id) == "succeeded"
@@ -215,13 +207,7 @@ def test_a_rollback_and_a_failed_dry_run_clear_the_targets_plans(stack_env, data
 def test_a_failure_that_leaves_maintenance_on_says_how_to_turn_it_off_and_the_job_does(
     stack_env, database_url, slack_api, pagerduty, start_worker, tmp_path
 ):
-    marks = tmp_path / "maintenance.log"
-    write_config(stack_env["ROLLBACK_CONFIG"], target_extra=(
-        f'health_url = "http://127.0.0.1:1/health"\n'
-        f'maintenance_on = "echo on >> {marks}"\nmaintenance_off = "echo off >> {marks}"\n'
-    ))
-    apply_example(database_url)
-    start_worker(stack_env)
+    marks = _worker_with_hooks(stack_env, database_url, start_worker, tmp_path, extra=UNANSWERED_HEALTH)
     ts, dry = dry_run_plan(stack_env, slack_api, GOOD)
     request = approved_request(stack_env, thread_ts=ts, plan=dry)
     assert run_request(stack_env, slack_api, request.id) == "failed"  # the health check cannot answer
@@ -230,7 +216,7 @@ def test_a_failure_that_leaves_maintenance_on_says_how_to_turn_it_off_and_the_jo
     assert "Maintenance mode was left ON" in text and "`/rollback maintenance off prod`" in text
     assert marks.read_text().split() == ["on"]
 
-    store = _store(stack_env)
+    store = request_store(stack_env)
     store.save_plan(CHANNEL, "prod", dry)
     result = wait_job(enqueue(stack_env, "workers.jobs.maintenance", target="prod", state="off", channel=CHANNEL,
                               thread_ts=ts, requester=APPROVER))
@@ -257,14 +243,8 @@ def test_slack_never_gets_command_line_only_advice(stack_env, database_url, slac
 def test_a_restore_that_fails_verification_names_the_step_leaves_maintenance_on_and_pages(
     stack_env, database_url, slack_api, pagerduty, start_worker, tmp_path
 ):
-    marks = tmp_path / "maintenance.log"
-    write_config(stack_env["ROLLBACK_CONFIG"], target_extra=(
-        'health_url = "http://127.0.0.1:1/health"\n'
-        f'maintenance_on = "echo on >> {marks}"\nmaintenance_off = "echo off >> {marks}"\n'
-    ))
-    apply_example(database_url)
-    start_worker(stack_env)
-    backup = _take_backup(stack_env, slack_api)
+    marks = _worker_with_hooks(stack_env, database_url, start_worker, tmp_path, extra=UNANSWERED_HEALTH)
+    _, backup = take_backup(stack_env, slack_api)
     ts = post_root(slack_api, "restore")
     request = approved_request(stack_env, thread_ts=ts, plan={}, kind="restore", backup=backup["name"])
     assert wait_job(enqueue(stack_env, "workers.jobs.restore", request_id=request.id)) is None  # the job failed
@@ -273,6 +253,6 @@ def test_a_restore_that_fails_verification_names_the_step_leaves_maintenance_on_
     assert "Restore* finished" in text and "Verification* failed" in text and "Maintenance off* started" not in text
     assert "`/rollback maintenance off prod`" in text
     assert marks.read_text().split() == ["on"]
-    assert _store(stack_env).get(request.id).outcome.startswith("Verification failed")
+    assert request_store(stack_env).get(request.id).outcome.startswith("Verification failed")
     pagerduty.wait_for(lambda: pagerduty.events)
     assert "Verification failed on prod" in pagerduty.events[0]["payload"]["summary"]

@@ -147,7 +147,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
 
     migrations_dir = args.dir or (target_run.target.migrations_dir if target_run else None) \
         or env.get("MIGRATIONS_DIR") or defaults.MIGRATIONS_DIR
-    changes = (args.rollback or args.repair) and not args.dry_run
+    changes = (args.rollback or args.repair or args.undo) and not args.dry_run
     if target_run is not None:  # the bot's safety nets on the break-glass path
         breakglass.guard(target_run, actor, err)
     engine = Engine(
@@ -158,6 +158,13 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
     )
     def show(data: JsonObject | list[JsonObject], text: str) -> None:
         _print_json(data, out) if args.json else out(text)
+
+    def before_change(plan_text: str, operation: str) -> None:
+        """The plan about to run, then on a --target the fresh backup the bot would take first."""
+        if not args.json:
+            out(plan_text)
+        if target_run is not None and changes:
+            breakglass.backup_first(target_run, actor, operation, no_backup=args.no_backup, out=err)
 
     if args.dry_run and args.verbose:
         log(messages.DRY_RUN_AHEAD)  # before the first statement scrolls by
@@ -173,10 +180,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
         if args.dry_run:
             show(repair_plan.to_dict(), messages.render_repair_plan(repair_plan))
             return EXIT_OK
-        if not args.json:
-            out(messages.render_repair_plan(repair_plan))
-        if target_run is not None and changes:
-            breakglass.backup_first(target_run, actor, "repair", no_backup=args.no_backup, out=err)
+        before_change(messages.render_repair_plan(repair_plan), "repair")
         repaired = engine.repair(args.repair, expected_plan_hash=repair_plan.hash, reason=args.reason)
         show(repaired.to_dict(), messages.render_repair(repaired))
     elif args.escrow:
@@ -189,8 +193,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
     elif args.undo:
         if not args.dry_run:  # like --rollback: the plan shown is the plan run (its hash is checked under the lock)
             planned = engine.plan_undo(args.undo)
-            if not args.json:
-                out(messages.render_undo_plan(planned))
+            before_change(messages.render_undo_plan(planned), "undo")
             undone = engine.undo(args.undo, expected_plan_hash=planned.hash)
         else:
             undone = engine.undo(args.undo, dry_run=True)
@@ -203,10 +206,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
         if plan.empty:
             show(plan.to_dict(), messages.render_plan(plan))
             return EXIT_OK
-        if not args.json:
-            out(messages.render_plan(plan))
-        if target_run is not None and changes:
-            breakglass.backup_first(target_run, actor, "rollback", no_backup=args.no_backup, out=err)
+        before_change(messages.render_plan(plan), "rollback")
         # The plan shown is the plan run: its hash is checked again under the lock.
         done = engine.rollback(args.to, expected_plan_hash=plan.hash)
         show(done.to_dict(), messages.render_run(done))

@@ -1,6 +1,7 @@
 """DigitalOcean through pydo: droplet snapshots (playbook Step 2 / Method 3 B) and managed-database backups.
 
-Every failure is a one-line DigitalOceanError; the token never appears in it.
+Every failure is a one-line DigitalOceanError (DigitalOceanUnavailable when the API failed on its side or
+could not be reached); the token never appears in it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ from azure.core.pipeline.policies import HeadersPolicy
 from core import defaults
 from core.jsontypes import JsonObject
 from workers import errors, messages
-from workers.errors import DigitalOceanError
+from workers.errors import DigitalOceanError, DigitalOceanUnavailable
 
 Heartbeat = Callable[[str], None]
 DONE_STATUSES = ("completed", "errored")
+
+
+def on_their_side(status: int | None) -> bool:
+    """A 5xx or 429 (after pydo's own retries: azure-core's, 3 for a status, with backoff) is DigitalOcean
+    failing, paged when it stops a check; any other 4xx is its answer to what was asked."""
+    return status is not None and (status >= 500 or status == 429)
 
 
 class DigitalOcean:
@@ -47,9 +54,11 @@ class DigitalOcean:
         except ClientAuthenticationError:
             raise DigitalOceanError(errors.do_token_refused(what)) from None  # the client's error may quote the request
         except HttpResponseError as exc:
-            raise DigitalOceanError(errors.do_answered(exc.status_code, what, self._clean(exc.message))) from None  # the client's error may quote the request
+            failed = DigitalOceanUnavailable if on_their_side(exc.status_code) else DigitalOceanError
+            message = str(exc.message or "").removeprefix("(None) ")  # azure-core's "(code)" when the body has none
+            raise failed(errors.do_answered(exc.status_code, what, self._clean(message))) from None  # the client's error may quote the request
         except AzureError as exc:
-            raise DigitalOceanError(errors.do_unreachable(what, type(exc).__name__)) from None  # the client's error may quote the request
+            raise DigitalOceanUnavailable(errors.do_unreachable(what, type(exc).__name__)) from None  # the client's error may quote the request
         if not isinstance(body, dict):
             raise DigitalOceanError(errors.do_unexpected(what))
         # pydo returns 4xx error bodies ({"id": "not_found", "message": ...}) instead of raising.
@@ -152,8 +161,8 @@ class DigitalOcean:
         poll_seconds: float = defaults.DO_ACTION_POLL_SECONDS, timeout_s: float = defaults.DO_ACTION_TIMEOUT_SECONDS,
     ) -> JsonObject:
         """A new managed cluster from a backup of `database_id` (pydo `databases.create` with
-        `backup_restore`), followed until it is online. Returns its id, name, host, port and database,
-        never its password or URI."""
+        `backup_restore`), followed until it is online. Returns its id, name, host, port, database, user
+        and whether it requires TLS, never its password or URI."""
         started = time.monotonic()
         source = self._call(errors.do_get_cluster(database_id), lambda: self.client.databases.get_cluster(database_id))
         cluster = source.get("database") or {}
@@ -181,6 +190,7 @@ class DigitalOcean:
         connection = new.get("connection") or {}
         return {"id": new_id, "name": new.get("name"), "status": new.get("status"), "host": connection.get("host"),
                 "port": connection.get("port"), "database": connection.get("database"), "user": connection.get("user"),
+                "ssl": connection.get("ssl"),
                 "backup_created_at": backup_created_at, "duration_s": round(time.monotonic() - started, 3)}
 
     def list_snapshots(self, droplet_id: int | None = None) -> list[JsonObject]:

@@ -11,7 +11,7 @@ from rq.exceptions import AbandonedJobError
 from rq.timeouts import JobTimeoutException
 
 from core.config import ConfigError
-from core.errors import RollbackError
+from core.errors import RollbackError, first_line
 from core.requests import RequestError
 from workers import messages
 from workers.engine import EngineError
@@ -45,6 +45,15 @@ class RestoreError(WorkerError):
 
 class DigitalOceanError(WorkerError):
     """A DigitalOcean call failed; `str()` is one line saying what and what to do, never the token."""
+
+
+class ServiceUnavailable(WorkerError):
+    """An outside API (Supabase, DigitalOcean) failed on its side or could not be reached, after its
+    retries: not an answer about what was asked, so besides the one line someone is paged."""
+
+
+class DigitalOceanUnavailable(DigitalOceanError, ServiceUnavailable):
+    """DigitalOcean answered 5xx or 429, or could not be reached, after pydo's retries."""
 
 
 def request_missing(request_id: str) -> str:
@@ -400,9 +409,9 @@ def describe(error: BaseException | None, secrets: Iterable[str | None] = (), ad
     elif isinstance(error, JobTimeoutException):
         text = timed_out(str(error))
     elif isinstance(error, psycopg.OperationalError):
-        text = database_unavailable("the target", str(error).strip().splitlines()[0] if str(error) else "")
+        text = database_unavailable("the target", first_line(error, type(error).__name__))
     elif isinstance(error, psycopg.Error):
-        text = f"PostgreSQL error: {str(error).strip().splitlines()[0] if str(error) else type(error).__name__}"
+        text = f"PostgreSQL error: {first_line(error, type(error).__name__)}"
     elif isinstance(error, redis.RedisError):
         text = redis_unavailable(type(error).__name__)
     else:

@@ -22,7 +22,7 @@ from core.requests import RequestKind
 from workers import failures, operations, pipeline, recovery, repairing, target_diff, watching
 from workers import report as incident_report
 from workers.context import Context, context
-from workers.errors import describe
+from workers.errors import ServiceUnavailable, describe
 from workers.progress import Progress
 
 
@@ -186,37 +186,47 @@ def check_backup(*, target: str, backup: str, **_: Any) -> JsonObject:
 # --- the recovery paths (issue 10): a check the bot waits for, then the approved request's job ------
 
 
-def _check(work: Callable[[Context], PreviewCheck]) -> JsonObject:
-    """A recovery verb's check: posts nothing, answers core.jobs.PreviewCheck (a refusal is one line)."""
+def _check(kind: RequestKind, target: str, channel: str | None, work: Callable[[Context], PreviewCheck]) -> JsonObject:
+    """A recovery verb's check: posts nothing, answers core.jobs.PreviewCheck (a refusal is one line).
+    The provider's API failing (after its retries) is also paged: nobody else would hear of it."""
     ctx = context()
     with ctx.lease(_job_id()):
         try:
             return work(ctx).to_dict()
+        except ServiceUnavailable as exc:
+            error = recovery.unavailable_during_check(ctx, kind, target, channel, describe(exc, ctx.secrets()))
+            return PreviewCheck(ok=False, error=error).to_dict()
         except Exception as exc:
             return PreviewCheck(ok=False, error=describe(exc, ctx.secrets())).to_dict()
 
 
-def check_recover(*, target: str, backup: str, tables: str, overwrite: bool = False, **_: Any) -> JsonObject:
+def check_recover(*, target: str, backup: str, tables: str, overwrite: bool = False, channel: str | None = None,
+                  **_: Any) -> JsonObject:
     """`/rollback recover`: the backup verifies, every table has a primary key, is in the backup and is
     live; the per-table diff (restored into a scratch database, always dropped)."""
     names = [t for t in tables.split(",") if t]
-    return _check(lambda ctx: recovery.recover_preview(ctx, ctx.target(target), backup, names, bool(overwrite)))
+    return _check(RequestKind.RECOVER, target, channel,
+                  lambda ctx: recovery.recover_preview(ctx, ctx.target(target), backup, names, bool(overwrite)))
 
 
-def check_pitr(*, target: str, version: str | None = None, point: str | None = None, **_: Any) -> JsonObject:
+def check_pitr(*, target: str, version: str | None = None, point: str | None = None, channel: str | None = None,
+               **_: Any) -> JsonObject:
     """`/rollback pitr`: the recovery point (before `version`, at `point`, or before the newest migration)
     inside the project's PITR window; what is lost after it."""
-    return _check(lambda ctx: recovery.pitr_preview(ctx, ctx.target(target), before=version, at=point))
+    return _check(RequestKind.PITR, target, channel,
+                  lambda ctx: recovery.pitr_preview(ctx, ctx.target(target), before=version, at=point))
 
 
-def check_snapshot(*, target: str, snapshot: str, **_: Any) -> JsonObject:
+def check_snapshot(*, target: str, snapshot: str, channel: str | None = None, **_: Any) -> JsonObject:
     """`/rollback snapshot-restore`: the snapshot exists and is of the target's droplet; what is lost."""
-    return _check(lambda ctx: recovery.snapshot_preview(ctx, ctx.target(target), snapshot))
+    return _check(RequestKind.SNAPSHOT_RESTORE, target, channel,
+                  lambda ctx: recovery.snapshot_preview(ctx, ctx.target(target), snapshot))
 
 
-def check_cluster(*, target: str, point: str | None = None, **_: Any) -> JsonObject:
+def check_cluster(*, target: str, point: str | None = None, channel: str | None = None, **_: Any) -> JsonObject:
     """`/rollback cluster-restore`: the managed cluster's newest backup (before `point` when given)."""
-    return _check(lambda ctx: recovery.cluster_preview(ctx, ctx.target(target), point))
+    return _check(RequestKind.CLUSTER_RESTORE, target, channel,
+                  lambda ctx: recovery.cluster_preview(ctx, ctx.target(target), point))
 
 
 def cluster_restore(*, request_id: str, **_: Any) -> JsonObject:

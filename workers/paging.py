@@ -11,7 +11,7 @@ from core.paging import Pager, PageResult, dedup_key, pager_from
 from workers import messages
 from workers.progress import Progress
 
-__all__ = ["Pager", "PageResult", "dedup_key", "escalate", "page_summary", "pager_from"]
+__all__ = ["Pager", "PageResult", "check_key", "check_page_summary", "dedup_key", "escalate", "page_summary", "pager_from"]
 
 
 def page_summary(target: str, version: str | None, step: str, error: str) -> str:
@@ -20,6 +20,15 @@ def page_summary(target: str, version: str | None, step: str, error: str) -> str
         text += f" (rolling back to {version})"
     text += f": {error}"
     return text[:1000]  # PagerDuty truncates summaries at 1024 characters
+
+
+def check_page_summary(what: str, target: str, error: str) -> str:
+    return f"rollback-bot: {what} of {target} cannot even be asked for, its provider's API is failing: {error}"[:1000]
+
+
+def check_key(target: str, kind: str) -> str:
+    """Per target and recovery kind: everyone who asks again while the provider's API is down meets one incident."""
+    return f"rollback-bot/check/{kind}/{target}"
 
 
 def escalate(

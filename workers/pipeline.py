@@ -203,11 +203,7 @@ def restore(ctx: Context, request_id: str, into: str = "target") -> JsonObject:
     ctx.save_state(request_id, started=time.time(), into=into)
     progress.post(messages.restore_queued(request_id, request.target, str(request.backup), into,
                                           [s.info.label for s in pipeline if s.info is not steps.FINISH]))
-    results: JsonObject = {}
-    target = ctx.target(request.target)
-    for step in pipeline:
-        ctx.save_state(request_id, current_step=step.name)  # which step a failure report names
-        results.update(_run(ctx, request, target, progress, step))
+    results = _run_in_order(ctx, request, progress, pipeline)
     return {"request_id": request_id, "restore": results.get("restore"), "pre_restore_backup": results.get("backup")}
 
 
@@ -231,10 +227,7 @@ def run_in_job(ctx: Context, request_id: str) -> JsonObject:
     return {"request_id": request_id, **results}
 
 
-# What a recovery request's thread calls it (the queued line and the outcome).
-RECOVERY_WHAT = {RequestKind.RECOVER: "table recovery", RequestKind.PITR: "point-in-time recovery",
-                 RequestKind.SNAPSHOT_RESTORE: "snapshot restore",
-                 RequestKind.CLUSTER_RESTORE: "restore into a new managed cluster"}
+RECOVERY_WHAT = recovery_messages.RECOVERY_WHAT
 
 
 def recover_request(ctx: Context, request_id: str, kind: RequestKind) -> JsonObject:
@@ -252,11 +245,7 @@ def recover_request(ctx: Context, request_id: str, kind: RequestKind) -> JsonObj
     ctx.save_state(request_id, started=time.time())
     progress.post(recovery_messages.recovery_queued(request_id, request.target, RECOVERY_WHAT[kind],
                                            [s.info.label for s in pipeline if s.info is not steps.FINISH]))
-    results: JsonObject = {}
-    target = ctx.target(request.target)
-    for step in pipeline:
-        ctx.save_state(request_id, current_step=step.name)  # which step a failure report names
-        results.update(_run(ctx, request, target, progress, step))
+    results = _run_in_order(ctx, request, progress, pipeline)
     return {"request_id": request_id, **{k: v for k, v in results.items() if k != "outcome"}}
 
 
@@ -272,6 +261,16 @@ def run_step(ctx: Context, request_id: str, step_name: str) -> JsonObject:
         return {"request_id": request_id, "step": step_name, "duplicate": True}
     result = _run(ctx, request, ctx.target(request.target), progress, step)
     return {"request_id": request_id, "step": step_name, **result}
+
+
+def _run_in_order(ctx: Context, request: Request, progress: Progress, pipeline: tuple[Step, ...]) -> JsonObject:
+    """A pipeline's steps one after the other in this job; what they return, merged in their order."""
+    results: JsonObject = {}
+    target = ctx.target(request.target)
+    for step in pipeline:
+        ctx.save_state(request.id, current_step=step.name)  # which step a failure report names
+        results.update(_run(ctx, request, target, progress, step))
+    return results
 
 
 def _run(ctx: Context, request: Request, target: Target, progress: Progress, step: Step) -> JsonObject:
@@ -547,7 +546,8 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
         text = messages.outcome_succeeded(request.id, target.name, request.to_version, request.requester,
                                           request.approver, time.time() - started)
     elif request.kind in RECOVERY_WHAT:
-        text = recovery_messages.recovery_succeeded(request.id, target.name, RECOVERY_WHAT[request.kind],
+        new_target = recovery.restored_target_name(target.name) if request.kind is RequestKind.CLUSTER_RESTORE else None
+        text = recovery_messages.recovery_succeeded(request.id, target.name, RECOVERY_WHAT[request.kind], new_target,
                                                     watched=request.kind not in steps.UNWATCHED)
     else:
         text = views.restore_succeeded(request.id, target.name, str(request.backup),

@@ -317,16 +317,20 @@ def client_runner(live_dsn: str, heartbeat: Heartbeat | None = None,
     return run
 
 
-def restore_tables(
-    archive: Path, scratch_dsn: str, tables: Sequence[QualifiedName], *, jobs: int, pg_restore: str,
-    run: RunClient,
-) -> None:
-    """Restore exactly `tables` of `archive` into the scratch database (`run(argv, what)` runs the client)."""
+def archive_toc(archive: Path, tables: Sequence[QualifiedName], *, pg_restore: str) -> list[str]:
+    """The archive's table of contents cut down to `tables` (`pg_restore --list`, reads the archive
+    only). Raises TableNotInBackup before anything is created."""
     listed = subprocess.run([pg_restore, "--list", str(archive)], capture_output=True, text=True, timeout=300,
                             check=False)
     if listed.returncode != 0:
         raise RecoverError(f"backup {archive.name} cannot be read: {listed.stderr.strip().splitlines()[-1:]}")
-    keep = select_toc(listed.stdout, tables, archive.name)
+    return select_toc(listed.stdout, tables, archive.name)
+
+
+def restore_tables(archive: Path, scratch_dsn: str, keep: Sequence[str], *, jobs: int, pg_restore: str,
+                   run: RunClient) -> None:
+    """Restore the entries `keep` (from archive_toc) of `archive` into the scratch database (`run` runs
+    the client)."""
     dsn, password = split_password(scratch_dsn)  # never on a command line, where `ps` shows it
     with tempfile.NamedTemporaryFile("w", suffix=".toc", delete=False) as toc:
         toc.write("\n".join(keep) + "\n")
@@ -479,9 +483,10 @@ def recovery_session(
     live_dsn: str, archive: Path, names: Sequence[str], *, jobs: int, pg_restore: str, run: RunClient,
     lock_timeout_ms: int, statement_timeout_ms: int,
 ) -> Iterator[Session]:
-    """Check the tables, restore them into a scratch database, and open a transaction on the live
-    database with each restored table loaded; the caller commits or it is rolled back. The scratch
-    database is dropped before this returns, whatever happens."""
+    """Check the tables (live, with a primary key, in the backup) before anything is created, restore
+    them into a scratch database, and open a transaction on the live database with each restored table
+    loaded; the caller commits or it is rolled back. The scratch database is dropped before this
+    returns, whatever happens."""
     tables = [parse_table(n) for n in names]
     with psycopg.connect(live_dsn, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS) as live:
         # One snapshot from comparison to commit: a row the application writes meanwhile cannot slip
@@ -490,10 +495,11 @@ def recovery_session(
         keys = {str(t): primary_key(live, t) for t in tables}  # refusals before anything runs
         order = insert_order([str(t) for t in tables], foreign_keys(live))
         live.rollback()
+        keep = archive_toc(archive, tables, pg_restore=pg_restore)  # a table not in the backup: refused here
         by_name = {str(t): t for t in tables}
         # named after the live database: an operator (or a test run) can tell whose leftover it is
         with scratch_database(live_dsn, str(live.info.dbname)) as scratch_dsn:
-            restore_tables(archive, scratch_dsn, tables, jobs=jobs, pg_restore=pg_restore, run=run)
+            restore_tables(archive, scratch_dsn, keep, jobs=jobs, pg_restore=pg_restore, run=run)
             with psycopg.connect(scratch_dsn, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS) as scratch:
                 live.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{lock_timeout_ms}ms")))
                 live.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(

@@ -25,18 +25,18 @@ import psycopg
 from psycopg import sql
 
 from core import defaults
-from core.config import Target
+from core.config import Target, database_url_env_for
 from core.jobs import PreviewCheck
 from core.jsontypes import JsonObject
 from core.requests import Request, RequestKind
-from workers import history, identity, messages, recover, recovery_messages
+from workers import history, identity, messages, paging, recover, recovery_messages
 from workers.backup import take_backup
 from workers.context import Context
 from workers.digitalocean import DigitalOcean
-from workers.errors import StepFailed, WorkerError
+from workers.errors import ServiceUnavailable, StepFailed, WorkerError
 from workers.progress import Progress
 from workers.restore import check_backup
-from workers.supabase import Supabase, check_point, recovery_point
+from workers.supabase import Supabase, SupabaseRefused, check_point, recovery_point
 
 # Bookkeeping tables are not the application's data: never counted as "written since".
 OWN_TABLES = frozenset({"schema_migrations", "migration_history", "rollback_target_identity"})
@@ -248,7 +248,11 @@ def pitr_preview(ctx: Context, target: Target, *, before: str | None, at: str | 
                                   margin_seconds=defaults.PITR_MARGIN_SECONDS)
         facts = _point_facts(conn, point)
         lost = written_since(conn, point)
-    check_point(ref, supabase(ctx).pitr_window(ref), point)  # PITR off, outside the window, 4xx: refused
+    try:
+        window = supabase(ctx).pitr_window(ref)  # a 5xx: retried, then ServiceUnavailable (paged by the check)
+    except SupabaseRefused as exc:
+        raise RecoveryRefused(recovery_messages.api_refused(str(exc))) from exc
+    check_point(ref, window, point)  # PITR off, outside the window: refused naming the other options
     preview: JsonObject = {"kind": RequestKind.PITR.value, "target": target.name, "project_ref": ref,
                            "point_unix": point, "bad_version": bad, "lost_seconds": round(time.time() - point),
                            "written_since": lost, **facts}
@@ -311,6 +315,8 @@ def _snapshot_of(ctx: Context, target: Target, snapshot_id: str) -> JsonObject:
         raise RecoveryRefused(recovery_messages.no_droplet(target.name))
     try:
         snapshot = digitalocean(ctx).snapshot(snapshot_id)
+    except ServiceUnavailable:
+        raise  # DigitalOcean failing is not an unknown snapshot: paged by the check
     except WorkerError as exc:
         raise RecoveryRefused(recovery_messages.unknown_snapshot(snapshot_id, str(exc))) from exc
     if snapshot.get("resource_id") != str(target.do_droplet_id):
@@ -412,8 +418,61 @@ def new_cluster(ctx: Context, request: Request, target: Target, progress: Progre
                        details={k: created.get(k) for k in ("id", "name", "host", "port", "database",
                                                             "backup_created_at")})
     progress.finish("new_cluster", started, recovery_messages.new_cluster_figures(created))
+    new_target = restored_target_name(target.name)
     progress.post(recovery_messages.cluster_switch(target.name, created))
-    return {"new_cluster": created}
+    progress.post(recovery_messages.cluster_as_target(
+        new_target, restored_target_toml(target, new_target, created), database_url_env_for(new_target),
+        cluster_url_template(created)))
+    return {"new_cluster": created, "new_target": new_target}
+
+
+RESTORED_SUFFIX = "-restored"
+
+
+def restored_target_name(name: str) -> str:
+    """The target name the thread suggests for a cluster restored from `name`'s backup (a valid name:
+    at most 40 characters)."""
+    return name[:40 - len(RESTORED_SUFFIX)] + RESTORED_SUFFIX
+
+
+def _toml_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string is a TOML basic string
+
+
+def restored_target_toml(target: Target, new_target: str, created: Mapping[str, Any]) -> str:
+    """The rollback.toml section that makes the new cluster a target: the same migrations and critical
+    tables as the target it was restored from, its own cluster id; never the live application's health
+    URL, smoke test or maintenance hooks, which act on what the application uses now."""
+    lines = [f"[targets.{new_target}]",
+             f"database_url_env = {_toml_string(database_url_env_for(new_target))}",
+             f"migrations_dir = {_toml_string(target.migrations_dir)}"]
+    if target.critical_tables:
+        lines.append(f"critical_tables = [{', '.join(_toml_string(t) for t in target.critical_tables)}]")
+    if created.get("id"):
+        lines.append(f"do_database_id = {_toml_string(str(created['id']))}")
+    return "\n".join(lines)
+
+
+def cluster_url_template(created: Mapping[str, Any]) -> str:
+    """The new cluster's database URL with the password left for the operator to fill in from the
+    DigitalOcean console (the API's answer holds it; it never leaves the worker)."""
+    url = (f"postgresql://{created.get('user')}:{recovery_messages.PASSWORD_PLACEHOLDER}@{created.get('host')}:"
+           f"{created.get('port')}/{created.get('database')}")
+    return url + ("?sslmode=require" if created.get("ssl") else "")
+
+
+# --- a provider's API failing during a check: the one line for whoever asked, a page for on-call -----
+
+
+def unavailable_during_check(ctx: Context, kind: RequestKind, target: str, channel: str | None, error: str) -> str:
+    """Supabase or DigitalOcean failed on its side (after the client's retries) while a recovery was being
+    checked: nothing is requested, on-call is paged (one incident per target and kind, however often it is
+    asked again), and the answer says both. `error` is already one redacted line."""
+    result = ctx.pager().trigger(
+        paging.check_key(target, kind.value),
+        paging.check_page_summary(recovery_messages.RECOVERY_WHAT[kind], target, error),
+        component=target, details={"target": target, "recovery": kind.value, "channel": channel, "error": error})
+    return recovery_messages.api_failing(error, result.ok, result.detail)
 
 
 # --- the start check: is the preview that was approved still the one the database gives? ----------
@@ -454,9 +513,12 @@ def recheck_restore(ctx: Context, request: Request, target: Target, archive: Pat
 
 
 def recheck(ctx: Context, request: Request, target: Target) -> str | None:
-    """None when the preview the request was approved on still holds; else the one line refusing it."""
+    """None when the preview the request was approved on still holds; else the one line refusing it. A
+    provider's API failing raises: the approved request fails, reported and paged."""
     try:
         current = PREVIEWS[request.kind](ctx, request, target)
+    except ServiceUnavailable:
+        raise
     except WorkerError as exc:
         return str(exc)
     if current.digest != request.plan_hash:

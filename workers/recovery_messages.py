@@ -9,7 +9,16 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from core.config import database_url_env_for
+from core.requests import RequestKind
+from workers.engine.redact import MASK
 from workers.messages import DONE, STARTED, seconds
+from workers.supabase import OTHER_OPTIONS
+
+# What a recovery request is called (its thread's queued line and outcome, a page about its check).
+RECOVERY_WHAT = {RequestKind.RECOVER: "table recovery", RequestKind.PITR: "point-in-time recovery",
+                 RequestKind.SNAPSHOT_RESTORE: "snapshot restore",
+                 RequestKind.CLUSTER_RESTORE: "restore into a new managed cluster"}
 
 # --- the recovery paths (workers/recovery.py) -----------------------------------------------------
 
@@ -20,10 +29,17 @@ def recovery_queued(request_id: str, target: str, what: str, labels: Sequence[st
     return f"{STARTED} Request {request_id}: {what} of *{target}*: {' → '.join(labels)}"
 
 
-def recovery_succeeded(request_id: str, target: str, what: str, *, watched: bool = True) -> str:
+def recovery_succeeded(request_id: str, target: str, what: str, unverified: str | None = None, *,
+                       watched: bool = True) -> str:
+    """`unverified`: the target name the result becomes once added (a new cluster, not checked by the request);
+    `watched`: whether the watch window follows (not for a new cluster the application does not use yet)."""
+    unwatched = (" Not watched: the application does not use the new cluster yet; once it is switched over, watch "
+                 "it yourself." if not watched else "")
+    if unverified:
+        return (f"{DONE} Request {request_id}: {what} of *{target}* done; the new cluster is not verified yet: add "
+                f"it as target *{unverified}* as above and run `/rollback verify {unverified}`.{unwatched}")
     if not watched:
-        return (f"{DONE} Request {request_id}: {what} of *{target}* done. Not watched: the application does not "
-                f"use the new cluster yet; after the switch, `/rollback verify {target}` and watch it yourself.")
+        return f"{DONE} Request {request_id}: {what} of *{target}* done.{unwatched}"
     return f"{DONE} Request {request_id}: {what} of *{target}* done and verified."
 
 
@@ -55,6 +71,18 @@ def recover_figures(inserted: Mapping[str, int], overwritten: Mapping[str, int],
         "overwritten": ", ".join(f"{t} {n}" for t, n in overwritten.items() if n) or None,
         "rows": ", ".join(f"{t} {before[t]} → {after.get(t)}" for t in before) or None,
     }
+
+
+def api_failing(error: str, paged: bool, paging_problem: str) -> str:
+    """The check could not finish because the provider's API is failing (5xx, unreachable) after retries."""
+    who = ("on-call has been paged (PagerDuty)" if paged
+           else f"paging on-call failed too ({paging_problem}): call them yourself")
+    return f"the API is failing: {error}; {who}. Meanwhile: {OTHER_OPTIONS}"
+
+
+def api_refused(error: str) -> str:
+    """A 4xx from the provider's API while checking: its answer, so no page; the other options named."""
+    return f"{error}. Instead: {OTHER_OPTIONS}"
 
 
 def not_supabase(target: str) -> str:
@@ -140,7 +168,18 @@ def new_cluster_figures(created: Mapping[str, Any]) -> dict[str, Any]:
 def cluster_switch(target: str, created: Mapping[str, Any]) -> str:
     return (f":information_source: New cluster *{created.get('name')}* is online: host `{created.get('host')}`, "
             f"port {created.get('port')}, database `{created.get('database')}`, user `{created.get('user')}` (its "
-            "password is in the DigitalOcean console, never here). To switch: point the application's database "
-            f"URL (and {target.upper()}_DATABASE_URL) at it. To verify it first: add it as a target "
-            f"(`[targets.{target}-restored]` with `{target.upper()}_RESTORED_DATABASE_URL`) and run "
-            f"`/rollback verify {target}-restored`. Target *{target}* was not changed.")
+            f"password is in the DigitalOcean console, never here). Target *{target}* was not changed. *To switch*: "
+            f"point the application's database URL and {database_url_env_for(target)} at it, restart the workers, "
+            f"then run `python -m workers confirm-identity {target}` (until then the wrong-database guard refuses "
+            f"writes to {target}: its database changed).")
+
+
+PASSWORD_PLACEHOLDER = MASK  # what the thread shows in place of any password anyway
+
+
+def cluster_as_target(new_target: str, toml: str, url_env: str, url: str) -> str:
+    """How to verify the new cluster before switching: the target's section and its URL, exactly."""
+    return (f":mag: *To verify it first*, make it target *{new_target}*: add this to rollback.toml (the bot's "
+            f"and the workers'),\n```{toml}```\nset this in the workers' environment, with the password from the "
+            f"DigitalOcean console in place of `{PASSWORD_PLACEHOLDER}`,\n```{url_env}={url}```\nrestart the bot "
+            f"and the workers, then run `/rollback verify {new_target}`.")

@@ -17,7 +17,7 @@ import requests
 
 from core import defaults
 from core.jsontypes import JsonObject
-from workers.errors import WorkerError
+from workers.errors import ServiceUnavailable, WorkerError
 
 DEFAULT_API_URL = "https://api.supabase.com"
 HEALTHY = "ACTIVE_HEALTHY"
@@ -46,7 +46,9 @@ class SupabaseRefused(SupabaseError):
         self.what, self.status, self.api_message = what, status, message
 
 
-class SupabaseUnavailable(SupabaseError):
+class SupabaseUnavailable(SupabaseError, ServiceUnavailable):
+    """5xx, 429 or no connection, after our retries."""
+
     def __init__(self, what: str, attempts: int, last: str) -> None:
         super().__init__(f"Supabase did not answer {what} after {attempts} attempts ({last}); "
                          f"check https://status.supabase.com, then try again")

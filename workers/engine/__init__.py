@@ -5,6 +5,7 @@
     engine.status(); engine.plan_rollback(to="2025_10_20_120001"); engine.rollback(to=...)
 """
 
+from core.versions import is_version
 from workers.engine.engine import Engine
 from workers.engine.errors import (
     BookkeepingConflict,
@@ -35,7 +36,7 @@ from workers.engine.reports import (
     StatementResult,
     StatusReport,
 )
-from workers.engine.versions import Status, is_version, parse_version
+from workers.engine.versions import Status, parse_version
 
 __all__ = [
     "BookkeepingConflict", "ConnectionFailed", "DatabaseError", "DryRunReport", "Engine", "EngineError",

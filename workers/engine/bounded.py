@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg import errors, sql
 
-from workers.engine import measure, messages, sqltext
+from workers.engine import escrow, measure, messages, sqltext
 from workers.engine.catalog import PgCatalog
 from workers.engine.forecast import (
     DryRunStop,
@@ -68,6 +68,7 @@ class _Deferred:
     segment: int
     elapsed_ms: float = 0.0  # the statement that was cut: how long it ran
     processed: int | None = None  # and how many rows it had changed by then
+    escrow_ms: float | None = None  # its escrow copy, when that was made before the cut
 
 
 @dataclass
@@ -75,7 +76,9 @@ class BoundedRun:
     conn: psycopg.Connection[Any]
     budget_ms: int
     statement_timeout_ms: int
+    escrow: escrow.Recorder | None = None  # the real run escrows: its copies are made here too (a rehearsal)
     impacts: list[StatementImpact] = field(default_factory=list)
+    written: dict[tuple[str, ...], None] = field(default_factory=dict)  # tables whose rows it changed (undone)
     stop: DryRunStop | None = None
     _segment: int = 0
     _window_started: float | None = None
@@ -112,9 +115,12 @@ class BoundedRun:
         started = time.perf_counter()
         running_since: float | None = None
         touched: int | None = None
+        copy_ms: float | None = None
+        self.written.update(dict.fromkeys(changed))
         try:
             self._arm()
             effects, warnings = before()
+            copy_ms = self._copy(version, statement)
             if strong and self._window_started is None:
                 measure.lock_now(self.conn, strong)
                 self._open(savepoint, time.perf_counter())
@@ -123,23 +129,33 @@ class BoundedRun:
                 touched = measure.rows_touched(self.conn, changed)
             running_since = time.perf_counter()
             result = run()
-            self._held = measure.held_locks(self.conn)  # under the same budget: it may be what runs out
+            # Under the same budget: it may be what runs out. The escrow's own new tables block nobody.
+            self._held = tuple(lock for lock in measure.held_locks(self.conn)
+                               if not lock.relation.startswith(f"{escrow.SCHEMA}."))
         except errors.QueryCanceled:
             if not self._armed:
                 raise  # the configured statement_timeout, not the budget: a real failure
-            self._cut(version, statement, running_since, touched, changed)
+            self._cut(version, statement, running_since, touched, changed, copy_ms)
             return None
         except _BudgetSpent:
-            self._cut(version, statement, None, None, changed)
+            self._cut(version, statement, None, None, changed, copy_ms)
             return None
         if self._window_started is None and any(lock.mode.blocks_writes for lock in self._held):
             self._open(savepoint, started)  # the parser did not foresee it: count from the statement's start
         elif self._window_savepoint != savepoint:
             self.conn.execute(sql.SQL("RELEASE SAVEPOINT {}").format(sql.Identifier(savepoint)))
         self.impacts.append(StatementImpact(version, statement, result.duration_ms, self._held,
-                                            rows=result.rowcount, segment=self._segment))
+                                            rows=result.rowcount, segment=self._segment, escrow_ms=copy_ms or 0.0))
         self._learn(changed, result.duration_ms, result.rowcount)
         return effects, warnings, result
+
+    def _copy(self, version: str, statement: str) -> float:
+        """The escrow copy the real run makes just before `statement` (ms; 0 without escrow)."""
+        if self.escrow is None:
+            return 0.0
+        started = time.perf_counter()
+        self.escrow.before(version, len(self.impacts) + 1, statement)
+        return (time.perf_counter() - started) * 1000
 
     def _parse(self, version: str, statement: str) -> sqltext.Statement | None:
         parsed = sqltext.parse_statement(statement, PgCatalog(self.conn))
@@ -169,7 +185,7 @@ class BoundedRun:
         self.conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(ms)}ms",))
 
     def _cut(self, version: str, statement: str, running_since: float | None, touched: int | None,
-             changed: list[tuple[str, ...]]) -> None:
+             changed: list[tuple[str, ...]], copy_ms: float | None) -> None:
         now = time.perf_counter()
         assert self._window_started is not None and self._window_savepoint is not None
         held_ms = (now - self._window_started) * 1000
@@ -179,7 +195,7 @@ class BoundedRun:
         processed = measure.rows_touched(self.conn, changed) - touched if touched is not None else None
         elapsed = (now - running_since) * 1000 if running_since is not None else 0.0
         self.stop = DryRunStop(version, statement, self.budget_ms, held_ms)
-        self._deferred.append(_Deferred(version, statement, self._segment, elapsed, processed))
+        self._deferred.append(_Deferred(version, statement, self._segment, elapsed, processed, copy_ms))
 
     def _learn(self, tables: list[tuple[str, ...]], duration_ms: float, rows: int | None) -> None:
         if rows and rows > 0 and tables:
@@ -205,9 +221,10 @@ class BoundedRun:
                 held[name] = max(held.get(name, target.mode), target.mode)
             warnings = self._warnings(before, item.version, item.sql)
             duration, rows = self._estimate(item, parsed)
+            copy_ms = item.escrow_ms if item.escrow_ms is not None else self._estimate_copy(parsed, rows)
             locks = tuple(HeldLock(r, m) for r, m in sorted(held.items()))
             self.impacts.append(StatementImpact(item.version, item.sql, duration, locks, estimated=True, rows=rows,
-                                                segment=item.segment))
+                                                segment=item.segment, escrow_ms=copy_ms))
             if rows is not None and parsed is not None and parsed.kind.startswith(("UPDATE", "DELETE")):
                 warnings.append(messages.estimated_row_change(parsed.kind.split()[0], _target_name(parsed), rows))
             out.append(Estimate(StatementResult(item.version, item.sql, messages.ESTIMATED_TAG, rows,
@@ -262,6 +279,24 @@ class BoundedRun:
             return max(item.elapsed_ms, measure.table_rows(self.conn, rewritten) * rate), None
         return item.elapsed_ms, None  # catalog-only DDL: as long as it ran, if it ran at all
 
+    def _estimate_copy(self, parsed: sqltext.Statement | None, rows: int | None) -> float:
+        """The escrow copy of a statement that was not run: each copy timed alone for at most the budget (a
+        read of the source and a write of a table of its own: it blocks nobody), scaled to the rows it will hold."""
+        if self.escrow is None or parsed is None:
+            return 0.0
+        self.conn.execute(sql.SQL("SAVEPOINT {}").format(sql.Identifier(_PROBE)))
+        try:
+            captures = [c for c in escrow.plan(self.conn, parsed) if isinstance(c, escrow.Capture)]
+        except psycopg.Error:
+            captures = []  # not plannable in this state (an object an earlier, undone statement made)
+        self.conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(sql.Identifier(_PROBE)))
+        total = 0.0
+        for capture in captures:
+            expected = rows if capture.counted and rows is not None else measure.table_rows(self.conn, capture.relation)
+            total += measure.copy_ms(self.conn, escrow.SCHEMA, capture.query, expected, self.budget_ms,
+                                     self.statement_timeout_ms)
+        return total
+
     def _matching_rows(self, parsed: sqltext.Statement | None) -> int | None:
         """How many rows a DML statement will change: its WHERE counted exactly when that takes at most the
         budget (a read, blocking nobody), else EXPLAIN's row estimate."""
@@ -279,6 +314,7 @@ class BoundedRun:
         """Run a lock-light statement alone for at most the budget, then undo it: (ms, rows, finished)."""
         self.conn.execute(sql.SQL("SAVEPOINT {}").format(sql.Identifier(_PROBE)))
         self._set_timeout(self.budget_ms)
+        self.written.update(dict.fromkeys(changed))
         before = measure.rows_touched(self.conn, changed)
         started = time.perf_counter()
         outcome: tuple[float, int | None, bool] | None

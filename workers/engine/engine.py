@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 
 from core import defaults
+from core.errors import first_line
 from workers.engine import escrow, locks, repair, runner, scripts, store, undo
 from workers.engine import messages as escrow_messages
 from workers.engine.errors import ConnectionFailed, DatabaseError, EngineError, InvalidDatabaseUrl
@@ -171,15 +172,13 @@ class Engine:
             conn = psycopg.connect(self._conninfo, autocommit=True, application_name=APPLICATION_NAME,
                                    connect_timeout=self.connect_timeout_s)
         except psycopg.Error as exc:
-            raise ConnectionFailed(self.where, self.redact(str(exc).strip().splitlines()[0] if str(exc) else
-                                                           type(exc).__name__)) from None
+            raise ConnectionFailed(self.where, self.redact(first_line(exc, type(exc).__name__))) from None
         try:
             yield conn, _server_info(conn)
         except EngineError:
             raise
         except psycopg.Error as exc:
-            raise DatabaseError(self.where, self.redact(str(exc).strip().splitlines()[0] if str(exc) else
-                                                        type(exc).__name__)) from None
+            raise DatabaseError(self.where, self.redact(first_line(exc, type(exc).__name__))) from None
         finally:
             conn.close()
 

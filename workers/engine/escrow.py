@@ -341,10 +341,14 @@ def escrow_table_name(request_id: str, index: int, relation: Name) -> str:
 class Recorder:
     """Makes the copies of one rollback run, statement by statement, in the run's transaction."""
 
-    def __init__(self, conn: psycopg.Connection[Any], request_id: str, *, required: bool) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], request_id: str, *, required: bool,
+                 rehearsal: bool = False) -> None:
         self.conn = conn
         self.request_id = request_id
         self.required = required  # no full backup protects this run: anything not escrowed refuses it
+        # A dry run's copies: the same tables made the same way in its transaction (so that the lock forecast
+        # holds their time), never recorded: no manifest or run row, whose id sequence would advance.
+        self.rehearsal = rehearsal
         self.held: list[Held] = []
         self.not_escrowed: list[NotEscrowed] = []
         self._counted: list[Held] = []
@@ -354,6 +358,8 @@ class Recorder:
         """Start afresh (a retried attempt's transaction lost the earlier copies) and record the run."""
         self.held, self.not_escrowed, self._counted = [], [], []
         ensure_schema(self.conn)
+        if self.rehearsal:
+            return
         self.conn.execute(sql.SQL(
             "INSERT INTO {} (request_id, target_version, versions, plan_hash, executed_by, approved_by)"
             " VALUES (%s, %s, %s, %s, %s, %s)").format(sql.Identifier(SCHEMA, RUNS)),
@@ -389,6 +395,8 @@ class Recorder:
             self._refuse(item)
 
     def finish(self) -> None:
+        if self.rehearsal:
+            return
         self.conn.execute(sql.SQL("UPDATE {} SET not_escrowed = %s WHERE request_id = %s").format(
             sql.Identifier(SCHEMA, RUNS)), (Jsonb([n.to_dict() for n in self.not_escrowed]), self.request_id))
 
@@ -403,6 +411,9 @@ class Recorder:
         with self.conn.cursor() as cur:
             cur.execute(sql.SQL("CREATE TABLE {} AS {}").format(target, capture.query))
             rows = max(cur.rowcount, 0)
+        if self.rehearsal:
+            return Held(version, index, text, str(capture.kind), capture.relation, name, str(capture.restore),
+                        capture.key, capture.columns, rows, 0)
         seqs = sequences(self.conn, capture.relation) if capture.restore == Restore.REPLACE else {}
         row = self.conn.execute(sql.SQL(
             "INSERT INTO {} (request_id, version, statement_index, statement, kind, source_relation, escrow_table,"

@@ -1,10 +1,10 @@
 """Pure: how long the application's reads and writes of each table would be blocked by the real run.
 
-The dry run records, per statement, how long it took and which table locks its backend held after it
-(`StatementImpact`). A lock is held until commit, so a table's reads are blocked from the first
-statement after which it holds ACCESS EXCLUSIVE on it, and its writes from the first one after which it
-holds SHARE or stronger (PostgreSQL's lock conflict table, `LockMode.blocks_reads` / `blocks_writes`),
-until the end of that transaction. Time spent waiting in the lock queue is not in the forecast: it is
+The dry run records, per statement, how long it took (and its escrow copy, when the real run makes one)
+and which table locks its backend held after it (`StatementImpact`). A lock is held until commit, so a
+table's reads are blocked from the first statement after which it holds ACCESS EXCLUSIVE on it, and its
+writes from the first one after which it holds SHARE or stronger (PostgreSQL's lock conflict table,
+`LockMode.blocks_reads` / `blocks_writes`), until the end of that transaction. Time spent waiting in the lock queue is not in the forecast: it is
 bounded by lock_timeout separately.
 
 `suggest_reorder` proposes (never applies) an order of a down script that takes the strong locks last,
@@ -47,11 +47,12 @@ class StatementImpact:
     estimated: bool = False  # not (fully) executed: duration from EXPLAIN rows and a measured rate
     rows: int | None = None  # rows it changed (measured, or estimated with it)
     segment: int = 0  # statements of one segment run in one transaction (a no-transaction step starts another)
+    escrow_ms: float = 0.0  # the escrow copy made just before it runs (before it takes its own locks)
 
     def to_dict(self) -> JsonObject:
         return {"version": self.version, "sql": self.sql, "duration_ms": round(self.duration_ms, 3),
                 "locks": [lock.to_dict() for lock in self.locks], "estimated": self.estimated, "rows": self.rows,
-                "segment": self.segment}
+                "segment": self.segment, "escrow_ms": round(self.escrow_ms, 3)}
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,10 @@ def _stall(relation: str, run: Sequence[StatementImpact], commit_ms: float) -> T
         return None
 
     def until_commit(start: int | None) -> float:
-        return 0.0 if start is None else sum(s.duration_ms for s in run[start:]) + commit_ms
+        # The first blocking statement's own escrow copy ran before it took its locks; every later one's under them.
+        if start is None:
+            return 0.0
+        return (sum(s.duration_ms for s in run[start:]) + sum(s.escrow_ms for s in run[start + 1:]) + commit_ms)
 
     strongest = max(m for m in (mode_after(s) for s in run) if m is not None)
     return TableStall(relation, strongest, until_commit(reads_from), until_commit(writes_from),

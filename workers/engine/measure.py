@@ -8,6 +8,7 @@ are granted is known (the dry run's budget counts from then).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -120,3 +121,33 @@ def count_matching(conn: psycopg.Connection[Any], table: tuple[str, ...], alias:
 def table_rows(conn: psycopg.Connection[Any], table: tuple[str, ...]) -> int:
     row = conn.execute(_RELTUPLES, (_regclass(conn, table),)).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
+
+
+def copy_ms(conn: psycopg.Connection[Any], schema: str, query: sql.Composable, expected_rows: int,
+            timeout_ms: int, restore_timeout_ms: int) -> float:
+    """How long copying `query`'s rows into a new table of `schema` takes (an escrow copy), timed for at most
+    `timeout_ms` and scaled to `expected_rows` when cut. It reads the source (ACCESS SHARE: it blocks nobody)
+    and writes only a table of its own, created and dropped under a savepoint."""
+    probe = sql.Identifier(schema, "rollback_bot_copy_probe")
+    conn.execute("SAVEPOINT rollback_bot_copy")
+    try:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("CREATE TABLE {} AS {} WITH NO DATA").format(probe, query))
+        conn.execute("SAVEPOINT rollback_bot_copy_run")
+        conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{max(1, int(timeout_ms))}ms",))
+        started = time.perf_counter()
+        try:
+            conn.execute(sql.SQL("INSERT INTO {} {}").format(probe, query))
+            return (time.perf_counter() - started) * 1000
+        except psycopg.errors.QueryCanceled:
+            elapsed = (time.perf_counter() - started) * 1000
+            conn.execute("ROLLBACK TO SAVEPOINT rollback_bot_copy_run")
+        row = conn.execute("SELECT pg_stat_get_xact_tuples_inserted(%s::regclass)",
+                           (probe.as_string(conn),)).fetchone()
+        copied = int(row[0]) if row and row[0] else 0
+        return elapsed * max(expected_rows, copied) / copied if copied else elapsed
+    except psycopg.Error:
+        return 0.0  # not measurable now (the source is gone in this state): the forecast leaves it out
+    finally:
+        conn.execute("ROLLBACK TO SAVEPOINT rollback_bot_copy")
+        conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(restore_timeout_ms)}ms",))

@@ -324,6 +324,14 @@ def table_stall_line(stall: TableStall) -> str:
     return f"writes to {stall.relation} blocked {approx_seconds(stall.writes_blocked_ms)}{reads} ({how})"
 
 
+def dry_run_vacuumed(tables: list[str], ms: float) -> str:
+    return f"dry run: VACUUM {', '.join(tables)} cleared the rows its undone writes left ({ms / 1000:.1f} s)"
+
+
+def dry_run_vacuum_failed(error: str) -> str:
+    return f"dry run: VACUUM of the tables it wrote to failed ({error}); autovacuum will clear them later"
+
+
 def forecast_lines(forecast: Forecast) -> list[str]:
     """The forecast as the CLI and the approval card show it, worst table first."""
     if not forecast.statements:
@@ -333,6 +341,9 @@ def forecast_lines(forecast: Forecast) -> list[str]:
     lines = [table_stall_line(t) for t in forecast.tables[:5]]
     if len(forecast.tables) > 5:
         lines.append(f"… and {len(forecast.tables) - 5} more table(s)")
+    if copies_ms := sum(s.escrow_ms for s in forecast.statements):
+        lines.append(f"these include the escrow copies the rollback makes before each destructive statement "
+                     f"({approx_seconds(copies_ms)} in all)")
     if forecast.stopped is not None:
         stop = forecast.stopped
         lines.append(f"the dry run itself blocked the application {approx_seconds(stop.held_ms)} (budget "
@@ -362,29 +373,29 @@ def not_escrowed_line(statement: str, reason: str) -> str:
     return f"not escrowed: {_short(statement, 100)} ({reason}); a full backup is mandatory for this rollback"
 
 
+UNDO_REFUSALS = {
+    "unknown": ("no escrow is held for {request_id}; list what is held with `run-migrations --escrow` "
+                "or `/rollback escrow`"),
+    "already_undone": "the rollback {request_id} was already undone ({detail}); nothing to do",
+    "not_rolled_back": ("migration {detail} of rollback {request_id} is no longer rolled back; "
+                        "undo only reverses a rollback nothing has re-applied since"),
+    "newer_applied": ("migration {detail} was applied after rollback {request_id}; undoing would re-apply older "
+                      "migrations out of order; roll that one back first, or restore a backup"),
+    "no_up": "migration {detail} has no up.sql on disk; undo needs it to rebuild the schema",
+    "drift": ("up.sql of {detail} changed since it was applied (checksum differs); undo would build another "
+              "schema; restore the original file and retry"),
+    "not_escrowed": ("rollback {request_id} destroyed data that was not escrowed ({detail}); undo cannot put it "
+                     "back; restore the full backup taken before it instead"),
+    "no_transaction": ("migration {detail} must run outside a transaction; undo runs in one transaction and "
+                       "cannot include it"),
+}
+
+
 def undo_refused(request_id: str, problem: str, detail: str) -> str:
-    if problem == "unknown":
-        return (f"no escrow is held for {request_id}; list what is held with `run-migrations --escrow` "
-                "or `/rollback escrow`")
-    if problem == "already_undone":
-        return f"the rollback {request_id} was already undone ({detail}); nothing to do"
-    if problem == "not_rolled_back":
-        return (f"migration {detail} of rollback {request_id} is no longer rolled back; "
-                "undo only reverses a rollback nothing has re-applied since")
-    if problem == "newer_applied":
-        return (f"migration {detail} was applied after rollback {request_id}; undoing would re-apply older "
-                "migrations out of order; roll that one back first, or restore a backup")
-    if problem == "no_up":
-        return f"migration {detail} has no up.sql on disk; undo needs it to rebuild the schema"
-    if problem == "drift":
-        return (f"up.sql of {detail} changed since it was applied (checksum differs); undo would build another "
-                "schema; restore the original file and retry")
-    if problem == "not_escrowed":
-        return (f"rollback {request_id} destroyed data that was not escrowed ({detail}); undo cannot put it back; "
-                "restore the full backup taken before it instead")
-    if problem == "no_transaction":
-        return f"migration {detail} must run outside a transaction; undo runs in one transaction and cannot include it"
-    return f"undo of {request_id} refused: {problem} {detail}".strip()
+    text = UNDO_REFUSALS.get(problem)
+    if text is None:
+        return f"undo of {request_id} refused: {problem} {detail}".strip()
+    return text.format(request_id=request_id, detail=detail)
 
 
 def undo_failed(request_id: str, relation: str, reason: str) -> str:

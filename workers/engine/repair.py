@@ -24,6 +24,7 @@ import psycopg
 from pglast import ast
 from psycopg import sql
 
+from core.errors import first_line
 from core.jsontypes import JsonObject
 from workers.engine import store
 from workers.engine.catalog import PgCatalog
@@ -188,7 +189,7 @@ def run_repair(conn: psycopg.Connection[Any], disk: MigrationSet, version: str, 
             conn.execute(statement.sql.encode())
             ran.append(statement.sql)
     except psycopg.Error as exc:
-        message = redact(str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__)
+        message = redact(first_line(exc, type(exc).__name__))
         failure = RepairFailed(version, statement.sql, message)
         store.record_history(conn, version=version, operation="repair", status="failed", executed_by=actor,
                              approved_by=approved_by, request_id=request_id, error_message=failure.message,

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from core.versions import split_folder
 from workers.engine import sqltext
 from workers.engine.errors import MigrationsDirError, UnparseableScript, UnsupportedStatement
-from workers.engine.versions import split_dirname
 
 UP_FILE = "up.sql"
 DOWN_FILES = ("down.sql", "rollback.sql")  # the playbook allows either name
@@ -89,7 +89,7 @@ def load(directory: str | Path) -> MigrationSet:
     for entry in sorted(root.iterdir()):
         if entry.name.startswith(".") or not entry.is_dir():
             continue
-        parsed = split_dirname(entry.name)
+        parsed = split_folder(entry.name)
         if parsed is None:
             ignored.append(entry.name)
             continue

@@ -5,16 +5,12 @@ No files and no database here (alembic's `script/revision.py` split): everything
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 
+from core import versions as core_versions
 from workers.engine.errors import InterruptedMigration, NeedsRepair, NotCompleted, UnknownVersion
-
-VERSION_PATTERN = re.compile(r"^(\d{4})_(\d{2})_(\d{2})_(\d{6})$")
-DIRNAME_PATTERN = re.compile(r"^(\d{4}_\d{2}_\d{2}_\d{6})_([A-Za-z0-9][A-Za-z0-9_.-]*)$")
 
 
 class Status(StrEnum):
@@ -25,31 +21,12 @@ class Status(StrEnum):
     ROLLED_BACK = "rolled_back"
 
 
-def is_version(text: str) -> bool:
-    match = VERSION_PATTERN.match(text)
-    if not match:
-        return False
-    try:
-        datetime.strptime(text, "%Y_%m_%d_%H%M%S")
-    except ValueError:
-        return False
-    return True
-
-
 def parse_version(text: str) -> str:
-    """`text` if it is a valid YYYY_MM_DD_HHMMSS version, else UnknownVersion saying so."""
-    cleaned = text.strip()
-    if not is_version(cleaned):
-        raise UnknownVersion(text, "malformed")
-    return cleaned
-
-
-def split_dirname(dirname: str) -> tuple[str, str] | None:
-    """('2025_10_20_120001', 'add_x') for '2025_10_20_120001_add_x'; None for anything else."""
-    match = DIRNAME_PATTERN.match(dirname)
-    if not match or not is_version(match.group(1)):
-        return None
-    return match.group(1), match.group(2)
+    """`text` if it is a valid YYYY_MM_DD_HHMMSS version (core/versions.py), else UnknownVersion saying so."""
+    try:
+        return core_versions.parse_version(text)
+    except core_versions.InvalidVersion:
+        raise UnknownVersion(text, "malformed") from None
 
 
 @dataclass(frozen=True)
