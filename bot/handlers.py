@@ -404,6 +404,9 @@ class Handlers:
         session = saved.session(int(cmd.pid)) if saved else None
         if session is None:
             return messages.pid_not_assessed(cmd.target, cmd.pid, saved is not None)
+        if session.get("application") == defaults.WORKER_APPLICATION_NAME:
+            # rollback-bot's own work (the very rollback a terminate runs beside): it ends with its job
+            return messages.own_session(cmd.target, cmd.pid)
         return RequestDraft(summary=messages.session_summary(session), subject=cmd.pid)
 
     def undo_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:

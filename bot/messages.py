@@ -585,6 +585,11 @@ def pid_not_assessed(target: str, pid: str, assessed: bool) -> str:
             f"named; run `/rollback status {target}` again and pick one of those.")
 
 
+def own_session(target: str, pid: str) -> str:
+    return (f"Refused: pid {code(pid)} on {code(target)} is rollback-bot's own session (a worker's running job); it "
+            f"ends with its job. Terminate the sessions in its way, or `/rollback cancel` a request not yet started.")
+
+
 def session_summary(session: Mapping[str, Any]) -> str:
     why = ", ".join(str(w).replace("_", " ") for w in session.get("why") or ())
     return (f"Session pid {session.get('pid')}: {session.get('application') or '-'} as {session.get('user')}, "

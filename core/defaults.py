@@ -70,6 +70,9 @@ WORKER_HEARTBEAT_GRACE_SECONDS = 15
 DELIVERY_MEMORY_SECONDS = 10 * 60
 # The workers' connections to a target: give up connecting after this long instead of hanging.
 CONNECT_TIMEOUT_SECONDS = 10
+# The application_name of every connection the workers open to a target: how the assessment's sessions
+# show rollback-bot's own work (a rollback, a backup), which `terminate` never ends (bot/handlers.py).
+WORKER_APPLICATION_NAME = "rollback-bot-worker"
 
 # Backups (workers/backup.py; figures behind these choices in docs/backups.md).
 # gzip level 1: 10% larger than the default level 6 at half the time. BACKUP_JOBS > 1 means the
