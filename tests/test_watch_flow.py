@@ -167,3 +167,28 @@ def ask(sender: SlackRequestSender, slack_api: Any, store: RequestStore, text: s
     """A two-person request asked in the channel, once its card is posted."""
     sender.command(text, user_id=ALICE, channel_id=CHANNEL)
     return slack_api.wait_for(lambda: [r for r in store.for_channel(CHANNEL) if r.thread_ts], timeout=120)[0]
+
+
+def test_watch_stop_ends_the_window_early_recorded(
+    stack_env: dict[str, str], health: Health, slack_api: Any, pagerduty: Any, database_url: str,
+    start_worker: Callable[[dict[str, str]], object], stack_sender: SlackRequestSender,
+) -> None:
+    env = {**watch_env(stack_env, health), "ROLLBACK_WATCH_WINDOW_SECONDS": "600"}
+    start_worker(env)
+    apply_example(database_url)
+    store = RequestStore(redis.Redis.from_url(env["REDIS_URL"]))
+    ts, dry = dry_run_plan(env, slack_api, GOOD)
+    request = approved_request(env, thread_ts=ts, plan=dry)
+    enqueue(env, "workers.jobs.execute", request_id=request.id)
+    slack_api.wait_for(lambda: "watch, first look: health ok" in thread_text(slack_api, ts), timeout=90)
+
+    stack_sender.command("watch stop prod", user_id=ALICE, channel_id=CHANNEL)
+    done = slack_api.wait_for(lambda: (r := store.get(request.id)).is_final and r, timeout=60)
+    assert done.status is RequestStatus.SUCCEEDED
+    assert (done.outcome or "").endswith(f"watch stopped early by {ALICE}, clean"), done.outcome
+    text = slack_api.wait_for(lambda: "stopped early by" in (t := thread_text(slack_api, ts)) and t, timeout=30)
+    assert f"<@{ALICE}> stops the watch of {request.id} early" in text
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT status, executed_by FROM migration_history WHERE operation = 'watch'"
+                           " AND request_id = %s", (request.id,)).fetchone()
+    assert row == ("stopped", ALICE)
