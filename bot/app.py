@@ -15,10 +15,12 @@ from slack_sdk import WebClient
 
 from bot.deliveries import once_per_delivery
 from bot.handlers import Handlers
+from bot.lapsed import LapsedWatches
 from bot.messages import APPROVE_ACTION, REJECT_ACTION
 from bot.payloads import MENTION_EVENT, IgnoreMalformed
 from bot.sweeper import ExpirySweeper
 from core.config import Settings
+from core.paging import pager_from
 from core.requests import RequestStore
 
 SLASH_COMMAND = "/rollback"
@@ -84,6 +86,8 @@ def build_bot(
     app.event(MENTION_EVENT)(ack=handlers.ack_mention, lazy=[handlers.mention_work])
     app.action(APPROVE_ACTION)(ack=handlers.ack_click, lazy=[handlers.approve])
     app.action(REJECT_ACTION)(ack=handlers.ack_click, lazy=[handlers.reject])
+    # A watch window no worker finished is ended by the sweeper, which pages: no worker may be left to.
+    lapsed = LapsedWatches(settings, store, client, pager_from(settings), clock)
     sweeper = ExpirySweeper(store, handlers.announce_expiry, start_within_seconds=settings.policy.start_within_seconds,
-                            clock=clock)
+                            clock=clock, close_watch=lapsed.close)
     return Bot(app=app, sweeper=sweeper, listeners=listeners)

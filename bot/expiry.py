@@ -1,13 +1,17 @@
 """Which requests are due for the expiry sweeper: pure rules over a request and the time.
 
-Two ways a request ends without anyone acting: nobody approved it before `expires_at`, or it was
-approved but no worker started it within `start_within_seconds`. Both are announced the same way
-(buttons replaced, a line in the thread, the target freed); the I/O lives in bot/sweeper.py.
+Three ways a request ends without anyone acting: nobody approved it before `expires_at`, or it was
+approved but no worker started it within `start_within_seconds` (both announced the same way: buttons
+replaced, a line in the thread, the target freed), or its watch window lapsed: no look happened (or
+finished) by the deadline the workers wrote on the request, so nobody is watching and the sweeper ends the
+watch as interrupted and pages (bot/lapsed.py). The I/O lives in bot/sweeper.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 from core.requests import Request, RequestStatus
 
@@ -15,6 +19,7 @@ from core.requests import Request, RequestStatus
 class Due(StrEnum):
     UNANSWERED = "unanswered"  # pending past its expiry (or already marked expired while pending)
     NOT_STARTED = "not_started"  # approved, but no worker started it in time
+    WATCH_LAPSED = "watch_lapsed"  # running in its watch window, and no worker looked by the watch's deadline
 
 
 def due(request: Request, now: float, start_within_seconds: float) -> Due | None:
@@ -29,9 +34,18 @@ def due(request: Request, now: float, start_within_seconds: float) -> Due | None
         and now >= (request.decided_at or request.created_at) + start_within_seconds
     ):
         return Due.NOT_STARTED
+    if request.status is RequestStatus.RUNNING and watch_lapsed(request.watch, now):
+        return Due.WATCH_LAPSED
     return None
 
 
+def watch_lapsed(watch: Mapping[str, Any], now: float) -> bool:
+    """A watch whose deadline passed: its next look never came, or the look under way never finished."""
+    deadline = watch.get("deadline")
+    return isinstance(deadline, int | float) and now >= deadline
+
+
 def watched(request: Request) -> bool:
-    """Pending and approved requests may still become due; any other status is settled."""
-    return request.status in (RequestStatus.PENDING, RequestStatus.APPROVED)
+    """Pending, approved and running requests may still become due (a running one: its watch may lapse);
+    any other status is settled."""
+    return request.status in (RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.RUNNING)

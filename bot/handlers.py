@@ -37,6 +37,7 @@ from core import assessments, defaults, stall_policy
 from core.config import Settings, Target
 from core.jobs import BackupCheck, PreviewCheck
 from core.requests import (
+    BESIDE_TARGET,
     AlreadyDecided,
     PlanGone,
     Request,
@@ -303,7 +304,9 @@ class Handlers:
         that thread is the request's (its pipeline and outcome are posted there)."""
         assert cmd.target and verb.approval
         user, channel, in_thread = asked.user, asked.channel, asked.thread_ts
-        active = self.store.active_for_target(cmd.target, now=self.clock())
+        # A terminate runs beside the target's request (it changes no schema), one per session at a time.
+        subject = cmd.pid if verb.approval in BESIDE_TARGET else None
+        active = self.store.active_for(verb.approval, cmd.target, subject, now=self.clock())
         if active is not None:  # said first: who holds the target matters more than what this one lacks
             return messages.target_busy(active, self.permalink(active))
         draft = self.drafts[verb.approval](verb, cmd, channel)
@@ -401,6 +404,9 @@ class Handlers:
         session = saved.session(int(cmd.pid)) if saved else None
         if session is None:
             return messages.pid_not_assessed(cmd.target, cmd.pid, saved is not None)
+        if session.get("application") == defaults.WORKER_APPLICATION_NAME:
+            # rollback-bot's own work (the very rollback a terminate runs beside): it ends with its job
+            return messages.own_session(cmd.target, cmd.pid)
         return RequestDraft(summary=messages.session_summary(session), subject=cmd.pid)
 
     def undo_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
@@ -561,12 +567,12 @@ class Handlers:
         return None
 
     def watch(self, verb: Verb, cmd: Command, asked: Invocation) -> Answer:
-        """`watch stop`: the target's latest request, if it is being watched (still running after its
-        outcome), ends its window now; recorded in its thread by the worker."""
+        """`watch stop`: the target's latest request, if it is being watched (still running, its watch
+        started), ends its window now; recorded in its thread by the worker."""
         assert verb.job and cmd.target
         user = asked.user
         latest = self.store.latest_for_target(cmd.target)
-        if latest is None or latest.status is not RequestStatus.RUNNING or not latest.outcome:
+        if latest is None or latest.status is not RequestStatus.RUNNING or not latest.watch:
             return messages.no_watch(cmd.target)
         refused = approval.may_switch_maintenance(latest, user, self.policy, self.group_members(user))
         if refused is not None:

@@ -194,6 +194,10 @@ def empty_plan(target: str) -> str:
 
 def target_busy(active: Request, permalink: str | None) -> str:
     where = f" <{permalink}|thread>" if permalink else ""
+    if active.kind is RequestKind.TERMINATE:  # runs beside the target's request: busy only for its own session
+        return (f"Session pid {code(active.subject or '?')} on {code(active.target)} already has terminate request "
+                f"{active.id} ({active.status.value}) started by {mention(active.requester)}{where}. One per session: "
+                f"approve that one, or `/rollback cancel {active.id}`.")
     return (
         f"{code(active.target)} already has {active.kind.value} request {active.id} ({active.status.value}) "
         f"started by {mention(active.requester)}{where}. One at a time: wait for it, or `/rollback cancel {active.id}`."
@@ -581,6 +585,11 @@ def pid_not_assessed(target: str, pid: str, assessed: bool) -> str:
             f"named; run `/rollback status {target}` again and pick one of those.")
 
 
+def own_session(target: str, pid: str) -> str:
+    return (f"Refused: pid {code(pid)} on {code(target)} is rollback-bot's own session (a worker's running job); it "
+            f"ends with its job. Terminate the sessions in its way, or `/rollback cancel` a request not yet started.")
+
+
 def session_summary(session: Mapping[str, Any]) -> str:
     why = ", ".join(str(w).replace("_", " ") for w in session.get("why") or ())
     return (f"Session pid {session.get('pid')}: {session.get('application') or '-'} as {session.get('user')}, "
@@ -612,6 +621,51 @@ def no_watch(target: str) -> str:
 
 def watch_stop_line(request_id: str, user: str) -> str:
     return f":stop_sign: {mention(user)} stops the watch of {request_id} early."
+
+
+# --- a watch window nobody finished (bot/lapsed.py) ----------------------------------------------------
+
+
+def _contact(contact: str) -> str:
+    return f"<!subteam^{contact}>" if contact.startswith(("S", "subteam")) else mention(contact)
+
+
+def watch_lapsed_reason(watch: Mapping[str, Any]) -> str:
+    """Why the sweeper ends the watch: since when nobody looked (the workers' record of the watch)."""
+    since = watch.get("seen_at") if watch.get("looks") else watch.get("started_at")
+    when = clock(float(since)) if isinstance(since, int | float) else "its start"
+    return f"no look since {when} (no worker ran the watch; a worker died, or none is running)"
+
+
+def watch_last_seen(watch: Mapping[str, Any]) -> str:
+    last = watch.get("last")
+    if not isinstance(last, Mapping) or not last:
+        return "nothing (no look finished)"
+    health = "n/a" if last.get("health_ok") is None else ("ok" if last["health_ok"] else "failing")
+    smoke = "n/a" if last.get("smoke_ok") is None else ("ok" if last["smoke_ok"] else "failing")
+    connections = last.get("connections")
+    seen = f"health {health}, smoke test {smoke}, connections {connections if connections is not None else 'n/a'}"
+    failing = [str(f) for f in watch.get("failing") or ()]
+    return f"{seen}; failing: {', '.join(failing)}" if failing else seen
+
+
+def watch_lapsed_summary(request: Request, reason: str) -> str:
+    return (f"rollback-bot: the watch of {request.target} after {request.id} was interrupted, nobody watches it: "
+            f"{reason}")[:1000]
+
+
+def watch_lapsed_line(request: Request, reason: str, seen: str, contacts: Sequence[str], paged: bool,
+                      page_detail: str) -> str:
+    who = " ".join(_contact(c) for c in contacts) or "(no escalation contacts configured)"
+    page = "PagerDuty paged" if paged else f"PagerDuty NOT paged: {escape(page_detail)}"
+    ends = request.watch.get("ends_at")
+    until = f" (it was to end at {clock(float(ends))})" if isinstance(ends, int | float) else ""
+    return (f":rotating_light: {request.id}: watch interrupted: {reason}. Last seen: {seen}. Nobody watches the rest "
+            f"of the window on {code(request.target)}{until}; the request is done. {who} — {page}.")
+
+
+def watch_lapsed_outcome(reason: str) -> str:
+    return f"watch interrupted: {reason}"
 
 
 # --- the execute card: its dry run and its SQL ----------------------------------------------------

@@ -1,5 +1,6 @@
 """The expiry sweeper: a daemon thread in `python -m bot` that ends due requests (bot/expiry.py says
-which) and has them announced, so that no expired request keeps its buttons until the next click."""
+which) and has them announced, so that no expired request keeps its buttons until the next click, and
+ends a watch window nobody finished (bot/lapsed.py), so that no request stays `running` for ever."""
 
 from __future__ import annotations
 
@@ -23,14 +24,17 @@ class ExpirySweeper:
         *,
         start_within_seconds: float,
         clock: Callable[[], float],
+        close_watch: Callable[[Request], Request] | None = None,
     ) -> None:
         self.store = store
         self.announce = announce
         self.start_within_seconds = start_within_seconds
         self.clock = clock
+        self.close_watch = close_watch
 
     def sweep(self) -> list[Request]:
-        """One pass: every due request is marked expired (atomically) and announced; returns them."""
+        """One pass: every due request is marked expired (atomically) and announced, every lapsed watch
+        ended; returns them."""
         ended = []
         for request in self.store.open_requests():
             try:
@@ -44,12 +48,17 @@ class ExpirySweeper:
 
     def settle(self, request: Request) -> Request | None:
         verdict = expiry.due(request, self.clock(), self.start_within_seconds)
-        current = self.end(request, verdict) if verdict else request
-        if current.status is RequestStatus.EXPIRED:
-            self.announce(current)
+        if verdict is Due.WATCH_LAPSED:
+            current = self.close_watch(request) if self.close_watch else request
+            ended = current.is_final
+        else:
+            current = self.end(request, verdict) if verdict else request
+            ended = current.status is RequestStatus.EXPIRED
+            if ended:
+                self.announce(current)
         if not expiry.watched(current):
             self.store.forget(current.id)
-        return current if current.status is RequestStatus.EXPIRED else None
+        return current if ended else None
 
     def end(self, request: Request, verdict: Due) -> Request:
         now = self.clock()

@@ -122,6 +122,8 @@ class WorkerSettings:
     # After a verified rollback or restore: how long the workers keep watching, and how often they look.
     watch_window_s: float = defaults.WATCH_WINDOW_SECONDS
     watch_interval_s: float = defaults.WATCH_INTERVAL_SECONDS
+    # A look this late (or this long unfinished) means nobody is watching (the bot's sweeper ends the watch).
+    watch_grace_s: float = defaults.WATCH_GRACE_SECONDS
     # The recovery paths (issue 10): how long a point-in-time recovery or a droplet restore is
     # followed before the thread says so and someone is paged, and how often it is polled.
     pitr_timeout_s: float = defaults.PITR_RESTORE_TIMEOUT_SECONDS
@@ -175,6 +177,8 @@ def _worker_settings(env: Mapping[str, str], raw: Mapping[str, Any]) -> WorkerSe
                                float(raw.get("watch_window_seconds", defaults.WATCH_WINDOW_SECONDS))),
         watch_interval_s=_number(env, ("ROLLBACK_WATCH_INTERVAL_SECONDS",),
                                  float(raw.get("watch_interval_seconds", defaults.WATCH_INTERVAL_SECONDS))),
+        watch_grace_s=_number(env, ("ROLLBACK_WATCH_GRACE_SECONDS",),
+                              float(raw.get("watch_grace_seconds", defaults.WATCH_GRACE_SECONDS))),
         pitr_timeout_s=_number(env, ("ROLLBACK_PITR_TIMEOUT_SECONDS",), defaults.PITR_RESTORE_TIMEOUT_SECONDS),
         pitr_poll_s=_number(env, ("ROLLBACK_PITR_POLL_SECONDS",), defaults.PITR_POLL_SECONDS),
         do_action_timeout_s=_number(env, ("ROLLBACK_DO_ACTION_TIMEOUT_SECONDS",), defaults.DO_ACTION_TIMEOUT_SECONDS),

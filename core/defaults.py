@@ -70,6 +70,9 @@ WORKER_HEARTBEAT_GRACE_SECONDS = 15
 DELIVERY_MEMORY_SECONDS = 10 * 60
 # The workers' connections to a target: give up connecting after this long instead of hanging.
 CONNECT_TIMEOUT_SECONDS = 10
+# The application_name of every connection the workers open to a target: how the assessment's sessions
+# show rollback-bot's own work (a rollback, a backup), which `terminate` never ends (bot/handlers.py).
+WORKER_APPLICATION_NAME = "rollback-bot-worker"
 
 # Backups (workers/backup.py; figures behind these choices in docs/backups.md).
 # gzip level 1: 10% larger than the default level 6 at half the time. BACKUP_JOBS > 1 means the
@@ -127,6 +130,15 @@ ASSESSMENT_TTL_SECONDS = 15 * 60
 # (workers/watching.py).
 WATCH_WINDOW_SECONDS = 10 * 60.0
 WATCH_INTERVAL_SECONDS = 15.0
+# A look of the watch that has not happened (or not finished) this long past its time means nobody is
+# watching: the bot's sweeper ends the watch as interrupted and pages (bot/lapsed.py). A look takes at
+# most its health probe, smoke command and database query; a worker busy with a long job delays it.
+WATCH_GRACE_SECONDS = 120.0
+# Looks that fail in a row (their process crashed or raised) before the watch ends as interrupted.
+WATCH_MAX_FAILED_LOOKS = 3
+# Closing a watch window is claimed this long: if the process closing it dies half-way, the sweeper may
+# close it after that (as interrupted: nobody finished it).
+WATCH_CLOSE_CLAIM_SECONDS = 120
 # `report` gathers the incident's threads from at most this long before its request (and never from
 # before the target's previous request ended).
 INCIDENT_LOOKBACK_SECONDS = 3 * 60 * 60

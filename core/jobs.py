@@ -25,6 +25,10 @@ START_STEPS = {RequestKind.ROLLBACK: "execute", RequestKind.RESTORE: "restore", 
                RequestKind.RECOVER: "recover", RequestKind.PITR: "pitr", RequestKind.SNAPSHOT_RESTORE: "snapshot_restore",
                RequestKind.CLUSTER_RESTORE: "cluster_restore"}
 
+# The step claimed (for WATCH_CLOSE_CLAIM_SECONDS) by whoever ends a watch window: a worker's last look, a
+# `watch stop`, a worker ending it as interrupted, or the bot's sweeper when its deadline passed. One closes it.
+WATCH_CLOSE_STEP = "watch-end"
+
 
 @dataclass(frozen=True)
 class BackupCheck:

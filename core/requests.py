@@ -8,7 +8,9 @@ clicking at once, a double click and a Slack retry all meet the same single `pen
 Keys (under `prefix`):
 - `<prefix>:request:<id>`        hash: the record's fields (strings; lists as JSON)
 - `<prefix>:active:<target>`     the id of the target's one active request (one rollback per target)
-- `<prefix>:latest:<target>`     the id of the target's latest request, whatever its status
+- `<prefix>:active:<target>:<kind>:<subject>`  the id of the one active request of a kind that runs beside
+                                 the target's request (`BESIDE_TARGET`: a terminate, per pid)
+- `<prefix>:latest:<target>`     the id of the target's latest request, whatever its status (not a terminate)
 - `<prefix>:channel:<channel>`   sorted set of the channel's request ids by creation time
 - `<prefix>:claim:<id>:<step>`   a step of a request that has started (SET NX: runs at most once)
 - `<prefix>:plan:<channel>:<target>`  hash: the channel's current dry-run plan (`plan` JSON, `id`,
@@ -76,6 +78,10 @@ class RequestKind(StrEnum):
 
 
 KINDS = frozenset(RequestKind)
+# Kinds that change no schema and may run beside the target's one active request (a terminate ends the very
+# session a pending or running rollback waits behind): one active request per subject (the pid) instead of
+# one per target. They are not the target's latest request either (`watch stop`, maintenance rights).
+BESIDE_TARGET = frozenset({RequestKind.TERMINATE})
 
 
 class RequestError(Exception):
@@ -110,10 +116,12 @@ class PlanGone(RequestError):
 
 
 class TargetBusy(RequestError):
-    """Another request holds the target (pending, approved or running)."""
+    """Another request holds the target (pending, approved or running), or, for a kind that runs beside the
+    target's request, another request of that kind holds the same subject."""
 
     def __init__(self, active: Request) -> None:
-        super().__init__(f"target {active.target} already has request {active.id} ({active.status.value})")
+        what = f"{active.kind.value} {active.subject} on" if active.kind in BESIDE_TARGET else "target"
+        super().__init__(f"{what} {active.target} already has request {active.id} ({active.status.value})")
         self.active = active
 
 
@@ -150,6 +158,11 @@ class Request:
     # the snapshot): JSON, written once when the request is made.
     params: dict[str, Any] = field(default_factory=dict)
     undoes: str | None = None  # an undo request: the rollback (request id or CLI run id) it reverses
+    # The watch window after a verified change (JSON, written by the workers at each look, read by the bot's
+    # sweeper): `started_at`, `ends_at`, `interval`, `next`/`due_at` (the next look), `deadline` (past it
+    # nobody is watching: the sweeper ends the watch as interrupted and pages), `looks`, `seen_at`, `last`
+    # (the last look's figures), `failing`, `regressed`, `failed_looks`, `unwatched_s`, `stopped`.
+    watch: dict[str, Any] = field(default_factory=dict)
     # Where the request's card (the message with Approve / Reject) is. None: it is the root of `thread_ts`
     # (asked with the slash command). A request asked in an incident thread (a mention of the bot) posts
     # its card as a reply there: `thread_ts` is that thread, and this is the card's own ts ("" until posted).
@@ -187,6 +200,7 @@ class Request:
         for name in _LIST_FIELDS:
             values[name] = list(values.get(name) or [])
         values["params"] = dict(values.get("params") or {})
+        values["watch"] = dict(values.get("watch") or {})
         return cls(**values)
 
 
@@ -202,7 +216,7 @@ class SavedPlan:
 _FLOAT_FIELDS = frozenset({"created_at", "expires_at", "decided_at", "started_at", "finished_at", "plan_saved_at",
                            "stall_ms"})
 _LIST_FIELDS = frozenset({"versions", "warnings", "forecast"})
-_JSON_FIELDS = frozenset({"params"})
+_JSON_FIELDS = frozenset({"params", "watch"})
 
 
 def _encode(name: str, value: Any) -> str:
@@ -244,7 +258,8 @@ def _decode_hash(raw: Mapping[Any, Any]) -> Request:
 # has passed is treated as expired wherever it is met (and marked so), so expiry needs no timer.
 _CREATE = """
 -- KEYS: request, active lock, channel index, open index, latest, plan, plan index
--- ARGV: id, now, lock ttl, record ttl, prefix, plan id ('' = none to consume), channel, field/value...
+-- ARGV: id, now, lock ttl, record ttl, prefix, plan id ('' = none to consume), channel,
+--       becomes the target's latest (1/0), field/value...
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'collision'} end
 local holder = redis.call('GET', KEYS[2])
 if holder then
@@ -266,11 +281,11 @@ if ARGV[6] ~= '' then
   redis.call('SREM', KEYS[7], ARGV[7])
 end
 local values = {}
-for i = 8, #ARGV do values[#values + 1] = ARGV[i] end
+for i = 9, #ARGV do values[#values + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(values))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 redis.call('SET', KEYS[2], ARGV[1], 'EX', tonumber(ARGV[3]))
-redis.call('SET', KEYS[5], ARGV[1], 'EX', tonumber(ARGV[4]))
+if ARGV[8] == '1' then redis.call('SET', KEYS[5], ARGV[1], 'EX', tonumber(ARGV[4])) end
 redis.call('ZADD', KEYS[3], tonumber(ARGV[2]), ARGV[1])
 redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
 redis.call('ZADD', KEYS[4], tonumber(ARGV[2]), ARGV[1])
@@ -349,6 +364,17 @@ class RequestStore:
     def _active_key(self, target: str) -> str:
         return f"{self.prefix}:active:{target}"
 
+    def _lock_key(self, kind: str | RequestKind, target: str, subject: str | None) -> str:
+        """What a request of this kind holds while it is active: its target, or (a kind that runs beside
+        the target's request) its subject on that target."""
+        kind = RequestKind(kind)
+        if kind in BESIDE_TARGET:
+            return f"{self._active_key(target)}:{kind.value}:{subject}"
+        return self._active_key(target)
+
+    def _held_key(self, request: Request) -> str:
+        return self._lock_key(request.kind, request.target, request.subject)
+
     def _channel_key(self, channel: str) -> str:
         return f"{self.prefix}:channel:{channel}"
 
@@ -394,7 +420,8 @@ class RequestStore:
         undoes: str | None = None,
         card_ts: str | None = None,
     ) -> Request:
-        """A new pending request holding `target`. Raises TargetBusy while another one holds it.
+        """A new pending request holding `target` (a kind in BESIDE_TARGET: holding its `subject` on the
+        target). Raises TargetBusy while another one holds it.
 
         With `plan` (the channel's current plan for the target, as `saved_plan` returned it), the
         request consumes that plan atomically: it is created only if the plan is still the current one
@@ -433,11 +460,11 @@ class RequestStore:
             )
             pairs = _pairs(request.to_dict())
             result = self._create(
-                keys=[self._request_key(request.id), self._active_key(target), self._channel_key(channel),
-                      self._open_key(), self._latest_key(target), self._plan_key(channel, target),
-                      self._plans_key(target)],
+                keys=[self._request_key(request.id), self._lock_key(kind, target, subject),
+                      self._channel_key(channel), self._open_key(), self._latest_key(target),
+                      self._plan_key(channel, target), self._plans_key(target)],
                 args=[request.id, repr(now), self.active_lock_ttl_seconds, self.record_ttl_seconds, self.prefix,
-                      plan.id if plan else "", channel, *pairs],
+                      plan.id if plan else "", channel, "0" if kind in BESIDE_TARGET else "1", *pairs],
             )
             outcome = _text(result[0])
             if outcome == "ok":
@@ -474,7 +501,7 @@ class RequestStore:
         if request is None:
             raise RequestNotFound(request_id)
         result = self._decide(
-            keys=[self._request_key(request_id), self._active_key(request.target)],
+            keys=[self._request_key(request_id), self._held_key(request)],
             args=[request_id, status.value, by, repr(now)],
         )
         outcome = _text(result[0])
@@ -496,7 +523,7 @@ class RequestStore:
         request = self._require(request_id)
         pairs = _pairs(self._checked(fields_))
         result = self._set_status(
-            keys=[self._request_key(request_id), self._active_key(request.target)],
+            keys=[self._request_key(request_id), self._held_key(request)],
             args=[request_id, status.value, "1" if status in FINAL_STATUSES else "0", *pairs],
         )
         if _text(result[0]) == "missing":
@@ -518,15 +545,25 @@ class RequestStore:
                 raise ValueError(f"unknown request field {name!r}")
         return fields_
 
-    def claim(self, request_id: str, step: str) -> bool:
-        """True the first time a step of a request is claimed, False ever after."""
+    def claim(self, request_id: str, step: str, ttl_seconds: int | None = None) -> bool:
+        """True the first time a step of a request is claimed, False ever after (or, with `ttl_seconds`, until
+        the claim lapses: a step whose process may die half-way and that someone else must then finish)."""
         key = f"{self.prefix}:claim:{request_id}:{step}"
-        return bool(self.redis.set(key, "1", nx=True, ex=self.claim_ttl_seconds))
+        return bool(self.redis.set(key, "1", nx=True, ex=ttl_seconds or self.claim_ttl_seconds))
 
     def active_for_target(self, target: str, now: float | None = None) -> Request | None:
         """The request holding `target` (pending, approved or running), if any."""
+        return self._holder(self._active_key(target), now)
+
+    def active_for(self, kind: str | RequestKind, target: str, subject: str | None = None,
+                   now: float | None = None) -> Request | None:
+        """The active request a new one of `kind` would have to wait for: the target's, or (a kind that
+        runs beside it) the one of that kind acting on the same subject."""
+        return self._holder(self._lock_key(kind, target, subject), now)
+
+    def _holder(self, key: str, now: float | None) -> Request | None:
         now = time.time() if now is None else now
-        holder = self.redis.get(self._active_key(target))
+        holder = self.redis.get(key)
         if holder is None:
             return None
         request = self.get(_text(holder))
@@ -549,7 +586,7 @@ class RequestStore:
         if request.expired_at(now):
             # The decide script checks expiry first: past it, it records `expired`, never the decision.
             self._decide(
-                keys=[self._request_key(request_id), self._active_key(request.target)],
+                keys=[self._request_key(request_id), self._held_key(request)],
                 args=[request_id, RequestStatus.CANCELLED.value, "", repr(now)],
             )
         return self._require(request_id)

@@ -56,6 +56,10 @@ PIPELINES: dict[RequestKind, tuple[StepInfo, ...]] = {
     RequestKind.CLUSTER_RESTORE: (NEW_CLUSTER, FINISH),
     RequestKind.UNDO: (BACKUP, MAINTENANCE_ON, UNDO, VERIFY, MAINTENANCE_OFF, FINISH),
 }
+# After a verified change of the live target the workers watch it (workers/watching.py): a rollback, an undo, a
+# restore, and the recovery paths that change it (recover, pitr, snapshot_restore). A cluster restore makes a
+# NEW cluster the application does not use yet: nothing it changed is live, so nothing is watched.
+UNWATCHED: frozenset[RequestKind] = frozenset({RequestKind.CLUSTER_RESTORE})
 # A restore into a new scratch database leaves the target alone: nothing to back up, nothing to switch.
 RESTORE_INTO_SCRATCH: tuple[StepInfo, ...] = (RESTORE, FINISH)
 
@@ -74,6 +78,7 @@ JOB_LABELS = {
     "maintenance": "Maintenance",
     "diff": "Diff",
     "watch": "Watch",
+    "watch_tick": "Watch look",
     "check_recover": "Recovery check",
     "check_pitr": "Point-in-time recovery check",
     "check_snapshot": "Snapshot check",

@@ -10,13 +10,13 @@ import psycopg
 import pytest
 import redis
 
-from core.requests import RequestKind, RequestStatus, RequestStore
+from core.requests import Request, RequestKind, RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
 from tests.fixtures.stack import apply_example
 
 CHANNEL = "C_INCIDENT"
-ALICE, BOB = "U_ALICE", "U_BOB"
+ALICE, BOB, CAROL = "U_ALICE", "U_BOB", "U_CAROL"
 
 
 def roots(slack_api: SlackApiServer) -> list[dict]:  # type: ignore[type-arg]
@@ -84,3 +84,67 @@ def test_status_names_the_blocker_and_terminate_ends_only_a_listed_one(
         row = conn.execute("SELECT status, executed_by, approved_by, details->>'pid' FROM migration_history"
                            " WHERE operation = 'terminate'").fetchone()
     assert row == ("completed", ALICE, BOB, str(pid))
+
+
+GOOD = "2025_10_20_120001"
+
+
+def test_terminate_runs_beside_a_pending_execute_which_then_runs(
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, stack_env: dict[str, str], database_url: str,
+    start_worker: Callable[[dict[str, str]], object],
+) -> None:
+    """The rollback is asked for and waits for its approval when a session starts blocking it: ending that
+    session must not be refused as "target busy" (it changes no schema); still two people, still only a
+    session the assessment named, one terminate per session at a time."""
+    apply_example(database_url)
+    start_worker(stack_env)
+    store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
+    command(stack_sender, slack_api, f"dry-run {GOOD}")
+    slack_api.wait_for(lambda: store.saved_plan(CHANNEL, "prod") is not None, timeout=60)
+    stack_sender.command("execute", user_id=ALICE, channel_id=CHANNEL)
+    execute = slack_api.wait_for(lambda: [r for r in store.for_channel(CHANNEL)
+                                          if r.kind is RequestKind.ROLLBACK and r.thread_ts], timeout=30)[0]
+    assert execute.status is RequestStatus.PENDING
+
+    with psycopg.connect(database_url, application_name="billing-cron") as idle_holder:
+        idle_holder.execute("SELECT count(*) FROM users")  # idle in a transaction that holds a lock on users
+        pid = idle_holder.info.backend_pid
+        status_ts = command(stack_sender, slack_api, "status")
+        slack_api.wait_for(lambda: f"pid {pid} billing-cron" in thread(slack_api, status_ts), timeout=30)
+        _terminate_beside(stack_sender, slack_api, store, database_url, idle_holder, execute)
+
+    stack_sender.action("rollback_approve", execute.id, user_id=BOB, channel_id=CHANNEL, message_ts=execute.thread_ts)
+    rolled = slack_api.wait_for(lambda: (r := store.get(execute.id)) is not None and r.is_final and r, timeout=120)
+    assert rolled.status is RequestStatus.SUCCEEDED, thread(slack_api, execute.thread_ts)
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT status FROM schema_migrations WHERE version = '2025_10_20_150000'").fetchone()
+    assert row == ("rolled_back",)
+
+
+def _terminate_beside(stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore,
+                      database_url: str, idle_holder: psycopg.Connection, execute: Request) -> None:  # type: ignore[type-arg]
+    """`terminate <pid>` while `execute` waits for its approval: accepted, approved by a second person, done."""
+    pid = idle_holder.info.backend_pid
+    stack_sender.command(f"terminate {pid}", user_id=ALICE, channel_id=CHANNEL)
+    ended = slack_api.wait_for(lambda: [r for r in store.for_channel(CHANNEL)
+                                        if r.kind is RequestKind.TERMINATE and r.thread_ts], timeout=30)[0]
+    assert ended.subject == str(pid)
+    # a second terminate of the same session while the first is open: one line, nothing created
+    stack_sender.command(f"terminate {pid}", user_id=CAROL, channel_id=CHANNEL)
+    refusal = slack_api.wait_for(lambda: [message_text(e) for e in slack_api.ephemerals(user=CAROL)], timeout=30)[0]
+    assert ended.id in refusal and f"Session pid `{pid}`" in refusal and "\n" not in refusal, refusal
+    assert len([r for r in store.for_channel(CHANNEL) if r.kind is RequestKind.TERMINATE]) == 1
+
+    # the requester cannot approve their own terminate; the second person can
+    stack_sender.action("rollback_approve", ended.id, user_id=ALICE, channel_id=CHANNEL, message_ts=ended.thread_ts)
+    stack_sender.action("rollback_approve", ended.id, user_id=BOB, channel_id=CHANNEL, message_ts=ended.thread_ts)
+    done = slack_api.wait_for(lambda: (r := store.get(ended.id)) is not None and r.is_final and r, timeout=60)
+    assert done.status is RequestStatus.SUCCEEDED and done.approver == BOB, thread(slack_api, ended.thread_ts)
+    with pytest.raises(psycopg.OperationalError):
+        idle_holder.execute("SELECT 1")
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT status, executed_by, approved_by FROM migration_history"
+                           " WHERE operation = 'terminate' AND request_id = %s", (ended.id,)).fetchone()
+    assert row == ("completed", ALICE, BOB)
+
+    assert store.get(execute.id).status is RequestStatus.PENDING  # type: ignore[union-attr]  # untouched

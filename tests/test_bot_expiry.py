@@ -49,14 +49,18 @@ def request(status: RequestStatus, **fields: object) -> Request:
         (request(RequestStatus.RUNNING, approver="U_BOB", decided_at=NOW - 500, started_at=NOW - 490), None),
         (request(RequestStatus.EXPIRED, approver="U_BOB", decided_at=NOW - 500), None),  # the sweeper's own
         (request(RequestStatus.REJECTED, decided_by="U_BOB", decided_at=NOW - 500), None),
+        # in its watch window: due once the deadline the workers wrote has passed (nobody looked by then)
+        (request(RequestStatus.RUNNING, started_at=NOW - 490, watch={"deadline": NOW + 1}), None),
+        (request(RequestStatus.RUNNING, started_at=NOW - 490, watch={"deadline": NOW}), Due.WATCH_LAPSED),
+        (request(RequestStatus.SUCCEEDED, started_at=NOW - 490, watch={"deadline": NOW - 9}), None),
     ],
 )
 def test_which_requests_are_due(record: Request, expected: Due | None) -> None:
     assert due(record, NOW, START_WITHIN) == expected
 
 
-def test_only_pending_and_approved_requests_stay_watched() -> None:
-    assert [s.value for s in RequestStatus if watched(request(s))] == ["pending", "approved"]
+def test_only_pending_approved_and_running_requests_stay_watched() -> None:
+    assert [s.value for s in RequestStatus if watched(request(s))] == ["pending", "approved", "running"]
 
 
 @pytest.fixture

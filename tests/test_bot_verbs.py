@@ -13,6 +13,7 @@ from rq import Queue
 from rq.job import Job
 
 from bot import verbs
+from core import assessments, defaults
 from core.requests import RequestKind, RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
@@ -265,3 +266,26 @@ def test_undo_takes_a_request_id_or_a_cli_run_id_and_escrow_reads_every_target()
         parse("undo prod", ["prod", "staging"])
     with pytest.raises(CommandError):
         parse("undo RB-7K3F9Q", ["prod", "staging"])  # a writing verb names its target when several exist
+
+
+def test_terminate_runs_beside_a_pending_rollback_never_ends_rollback_bots_own_session(
+    sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore
+) -> None:
+    assessments.save(store.redis, CHANNEL, "prod", [
+        {"pid": 4242, "application": defaults.WORKER_APPLICATION_NAME, "user": "app", "state": "active",
+         "why": ["waiting_on_lock"], "backend_start": 1.0},
+        {"pid": 4343, "application": "billing-cron", "user": "app", "state": "idle in transaction",
+         "why": ["idle_in_transaction"], "backend_start": 2.0},
+    ])
+    rollback = ask(sender, slack_api, store)  # a pending rollback holds prod
+    text = answer(sender, slack_api, "terminate 4242 prod")
+    assert "rollback-bot's own session" in text and "\n" not in text, text
+    assert [r.id for r in store.for_channel(CHANNEL)] == [rollback.id]  # nothing created
+
+    sender.command("terminate 4343 prod", user_id=ALICE, channel_id=CHANNEL)  # beside the pending rollback
+    ended = slack_api.wait_for(lambda: [r for r in store.for_channel(CHANNEL)
+                                        if r.kind is RequestKind.TERMINATE and r.thread_ts])[0]
+    assert ended.subject == "4343" and ended.status is RequestStatus.PENDING
+    assert store.get(rollback.id).status is RequestStatus.PENDING  # type: ignore[union-attr]
+    text = answer(sender, slack_api, "terminate 4343 prod", user=CAROL)  # one per session at a time
+    assert f"already has terminate request {ended.id}" in text, text

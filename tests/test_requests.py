@@ -320,3 +320,42 @@ def test_latest_request_of_a_target_whatever_its_status(store: RequestStore) -> 
     second = make(store, requester="U_CAROL", now=NOW + 2)
     assert store.latest_for_target("prod").id == second.id  # type: ignore[union-attr]
     assert store.latest_for_target("staging") is None
+
+
+def test_a_terminate_runs_beside_the_targets_request_one_per_session(store: RequestStore) -> None:
+    """Ending a blocking session changes no schema: it may be asked while the target's rollback is pending
+    or running, but only one terminate per pid at a time; every other kind keeps one request per target."""
+    rollback = make(store)
+    ended = make(store, kind="terminate", subject="4242", plan_hash=None, now=NOW + 1)
+    with pytest.raises(TargetBusy) as err:
+        make(store, kind="terminate", subject="4242", requester="U_CAROL", now=NOW + 2)
+    assert err.value.active.id == ended.id
+    other = make(store, kind="terminate", subject="4343", now=NOW + 2)  # another session: a request of its own
+    assert store.active_for_target("prod", now=NOW + 3).id == rollback.id  # type: ignore[union-attr]
+    assert store.active_for("terminate", "prod", "4242", now=NOW + 3).id == ended.id  # type: ignore[union-attr]
+    with pytest.raises(TargetBusy) as err:
+        make(store, kind="restore", now=NOW + 3)  # the one-request rule of every other kind is unchanged
+    assert err.value.active.id == rollback.id
+    # a terminate is not the target's latest request (what `watch stop` and maintenance rights read)
+    assert store.latest_for_target("prod").id == rollback.id  # type: ignore[union-attr]
+
+    store.decide(ended.id, "approved", by="U_BOB", now=NOW + 4)
+    store.set_status(ended.id, RequestStatus.RUNNING, started_at=NOW + 5)
+    with pytest.raises(TargetBusy):
+        make(store, kind="terminate", subject="4242", now=NOW + 6)  # still held while running
+    store.set_status(ended.id, RequestStatus.SUCCEEDED, finished_at=NOW + 7)
+    assert store.active_for_target("prod", now=NOW + 8).id == rollback.id  # type: ignore[union-attr]
+    again = make(store, kind="terminate", subject="4242", now=NOW + 8)  # the session's lock is free again
+    store.decide(again.id, "cancelled", by="U_ALICE", now=NOW + 9)
+    assert store.active_for("terminate", "prod", "4242", now=NOW + 9) is None
+
+    store.decide(rollback.id, "rejected", by="U_BOB", now=NOW + 10)  # the target is free; terminate 4343 waits on
+    assert store.active_for_target("prod", now=NOW + 11) is None
+    assert store.active_for("terminate", "prod", "4343", now=NOW + 11).id == other.id  # type: ignore[union-attr]
+    assert make(store, now=NOW + 11).status is RequestStatus.PENDING
+
+
+def test_an_expired_terminate_frees_its_session(store: RequestStore) -> None:
+    old = make(store, kind="terminate", subject="4242", ttl=60)
+    new = make(store, kind="terminate", subject="4242", now=NOW + 61)  # the stale one is marked expired on the way
+    assert new.id != old.id and store.get(old.id).status is RequestStatus.EXPIRED  # type: ignore[union-attr]

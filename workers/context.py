@@ -94,7 +94,7 @@ class Context:
             self.settings.database_url(target),
             connect_timeout=self.options.connect_timeout_s,
             keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3,
-            application_name="rollback-bot-worker",
+            application_name=defaults.WORKER_APPLICATION_NAME,
         )
 
     def engine(self, target: Target, actor: str, *, request: Request | None = None,

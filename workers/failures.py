@@ -5,6 +5,8 @@ Three ways a job can fail, one report (claimed once per job id, whichever path g
 - the work-horse was killed (SIGKILL, OOM): the worker's `work_horse_killed_handler` calls `on_horse_killed`;
 - the whole worker died with its horse: the watchdog of any live worker finds the job's lease lapsed
   (workers/watchdog.py), and RQ's own abandoned-job cleanup later runs `on_job_failure` too.
+A failed look of a watch window is not a failed request: workers/watching.py `look_failed` carries on or ends
+the watch as interrupted.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from rq.job import Job
 from core import steps
 from core.jsontypes import JsonObject
 from core.requests import RequestStatus
-from workers import errors, history, messages
+from workers import errors, history, messages, watching
 from workers.context import Context, context
 from workers.errors import describe, timeout_in_chain
 from workers.paging import dedup_key, escalate
@@ -29,6 +31,7 @@ from workers.paging import dedup_key, escalate
 logger = logging.getLogger("workers.failures")
 
 PIPELINE_JOB = "workers.jobs.pipeline_step"
+WATCH_LOOK_JOB = watching.TICK_JOB
 # Jobs that run (or start) an approved request; a restore runs its steps inside its one job, and
 # saves which one is running (`current_step`) so its failure names the step.
 REQUEST_JOBS = {"workers.jobs.execute": "execute", "workers.jobs.restore": "restore",
@@ -86,6 +89,8 @@ def report(job: Job, error: str, *, crashed: bool = False) -> None:
         elif job.func_name in REQUEST_JOBS:
             request_failed(ctx, kwargs["request_id"], REQUEST_JOBS[job.func_name], error, crashed=crashed,
                            job_kwargs=kwargs, inline=True)
+        elif job.func_name == WATCH_LOOK_JOB:  # one look of a watch window: the watch goes on, or ends as interrupted
+            watching.look_failed(ctx, str(kwargs["request_id"]), int(kwargs.get("tick") or 0), error)
         else:
             standalone_failed(ctx, job, kwargs, error)
     except Exception:

@@ -6,10 +6,11 @@ Functions take data and return text (Slack mrkdwn). Nothing here does I/O.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from workers.messages import DONE, FAILED, PAGE, SKIPPED, STARTED, WARNING
+from workers.messages import DONE, FAILED, PAGE, SKIPPED, STARTED, WARNING, contacts_mention
 
 # --- Step 1, assess (workers/assessment.py) and terminate (workers/sessions.py) -------------------
 
@@ -157,26 +158,77 @@ def watch_paged(request_id: str, what: str, ok: bool, detail: str | None) -> str
     return f"{WARNING} {request_id}: could not page on-call ({detail}): {what}"
 
 
-def watch_outcome(clean: bool, failing: Sequence[str], stopped_by: str | None) -> str:
+def _unwatched(seconds_: float) -> str:
+    return f" ({seconds_:.0f} s unwatched)" if seconds_ >= 1 else ""
+
+
+def watch_outcome(clean: bool, failing: Sequence[str], stopped_by: str | None, unwatched_s: float = 0.0) -> str:
     how = f"watch stopped early by {stopped_by}" if stopped_by else "watch window ended"
-    return f"{how}, clean" if clean else f"{how} with {', '.join(failing)} failing"
+    state = ", clean" if clean else f" with {', '.join(failing)} failing"
+    return f"{how}{state}{_unwatched(unwatched_s)}"
 
 
 def watch_ended(request_id: str, target: str, clean: bool, failing: Sequence[str], stopped_by: str | None, *,
-                resolved: bool) -> str:
+                resolved: bool, unwatched_s: float = 0.0) -> str:
     how = f"stopped early by <@{stopped_by}>" if stopped_by else "ended"
+    gaps = f" Nobody looked for {unwatched_s:.0f} s of it (see above)." if unwatched_s >= 1 else ""
     if clean:
         page = " The page is resolved." if resolved else ""
-        return f"{DONE} {request_id}: the watch of *{target}* {how}, clean; the request is done.{page}"
+        return f"{DONE} {request_id}: the watch of *{target}* {how}, clean; the request is done.{page}{gaps}"
     return (f"{WARNING} {request_id}: the watch of *{target}* {how} with {', '.join(failing)} failing; the page "
-            "stays open for on-call.")
+            f"stays open for on-call.{gaps}")
 
 
-def watch_baseline(sample: Mapping[str, Any]) -> str:
+def _utc_clock(unix: float) -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime(unix))
+
+
+def watch_gap(unseen_s: float, since: float) -> str:
+    return (f"{WARNING} watch: no look for {unseen_s:.0f} s (since {_utc_clock(since)}): no worker ran the watch in "
+            "that time; watching on")
+
+
+def watch_look_failed(n: int, error: str, interval: float) -> str:
+    return f"{WARNING} watch: look {n + 1} did not finish ({error}); watching on, next look in {interval:g} s"
+
+
+def looks_failed(count: int, error: str) -> str:
+    return f"{count} looks in a row did not finish (last: {error})"
+
+
+def watch_seen(last: Mapping[str, Any], failing: Sequence[str]) -> str:
+    """What the last look saw, for the line that says the watch stopped before its end."""
+    if not last:
+        return "nothing (no look finished)"
+    seen = _sample_text(last)
+    return f"{seen}; failing: {', '.join(failing)}" if failing else seen
+
+
+def watch_interrupted_summary(target: str, request_id: str, reason: str) -> str:
+    return f"rollback-bot: the watch of {target} after {request_id} was interrupted, nobody watches it: {reason}"[:1000]
+
+
+def watch_interrupted(request_id: str, target: str, reason: str, seen: str, seen_at: float, contacts: Sequence[str],
+                      paged: bool, page_detail: str) -> str:
+    page = "PagerDuty paged" if paged else f"PagerDuty NOT paged: {page_detail}"
+    when = f" at {_utc_clock(seen_at)}" if seen_at else ""
+    return (f"{PAGE} {request_id}: watch interrupted: {reason}. Last seen{when}: {seen}. Nobody watches the rest of "
+            f"the window on *{target}*; the request is done. {contacts_mention(contacts)} — "
+            f"{page}.")
+
+
+def watch_interrupted_outcome(reason: str) -> str:
+    return f"watch interrupted: {reason}"
+
+
+def _sample_text(sample: Mapping[str, Any]) -> str:
     health = "n/a" if sample.get("health_ok") is None else ("ok" if sample["health_ok"] else "failing")
     if sample.get("health_ms") is not None and sample.get("health_ok") is not None:
         health += f" ({sample['health_ms']:.0f} ms)"
     smoke = "n/a" if sample.get("smoke_ok") is None else ("ok" if sample["smoke_ok"] else "failing")
     connections = sample.get("connections")
-    return (f":eyes: watch, first look: health {health}, smoke test {smoke}, "
-            f"connections {connections if connections is not None else 'n/a'}")
+    return f"health {health}, smoke test {smoke}, connections {connections if connections is not None else 'n/a'}"
+
+
+def watch_baseline(sample: Mapping[str, Any]) -> str:
+    return f":eyes: watch, first look: {_sample_text(sample)}"

@@ -208,9 +208,13 @@ def outcome_failed(request_id: str, target: str, step: str, error: str, maintena
 
 
 def escalation_mention(contacts: Sequence[str], step: str, paged: bool, page_detail: str) -> str:
-    who = " ".join(_mention(c) for c in contacts) or "(no escalation contacts configured)"
+    who = contacts_mention(contacts)
     page = "PagerDuty paged" if paged else f"PagerDuty NOT paged: {page_detail}"
     return f"{PAGE} {who} — {step_name(step)} failed and needs a human. {page}."
+
+
+def contacts_mention(contacts: Sequence[str]) -> str:
+    return " ".join(_mention(c) for c in contacts) or "(no escalation contacts configured)"
 
 
 def _mention(contact: str) -> str:

@@ -526,9 +526,10 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
     outcome = {RequestKind.ROLLBACK: "rolled back and verified", RequestKind.UNDO: "undone and verified",
                RequestKind.RECOVER: "rows recovered", RequestKind.PITR: "recovered to a point in time and verified",
                RequestKind.SNAPSHOT_RESTORE: "restored from the snapshot and verified",
-               RequestKind.CLUSTER_RESTORE: "new cluster ready"}.get(request.kind, "restored")
-    # The watch follows a rollback, an undo or a restore into the target (the recovery paths are not watched).
-    watching = (ctx.options.watch_window_s > 0 and request.kind not in RECOVERY_WHAT
+               RequestKind.CLUSTER_RESTORE: recovery_messages.NEW_CLUSTER_OUTCOME}.get(request.kind, "restored")
+    # The watch follows every verified change of the live target (core/steps.py UNWATCHED: a new cluster is
+    # not live yet; a restore into a scratch database leaves the target alone).
+    watching = (ctx.options.watch_window_s > 0 and request.kind not in steps.UNWATCHED
                 and str(state.get("into") or "target") == "target")
     if watching:  # the request is done only when the watch ends (workers/watching.py)
         ctx.store().update(request.id, outcome=outcome)
@@ -546,7 +547,8 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
                                           request.approver, time.time() - started)
     elif request.kind in RECOVERY_WHAT:
         new_target = recovery.restored_target_name(target.name) if request.kind is RequestKind.CLUSTER_RESTORE else None
-        text = recovery_messages.recovery_succeeded(request.id, target.name, RECOVERY_WHAT[request.kind], new_target)
+        text = recovery_messages.recovery_succeeded(request.id, target.name, RECOVERY_WHAT[request.kind], new_target,
+                                                    watched=request.kind not in steps.UNWATCHED)
     else:
         text = views.restore_succeeded(request.id, target.name, str(request.backup),
                                           str(state.get("into") or "target"))

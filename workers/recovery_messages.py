@@ -29,12 +29,21 @@ def recovery_queued(request_id: str, target: str, what: str, labels: Sequence[st
     return f"{STARTED} Request {request_id}: {what} of *{target}*: {' → '.join(labels)}"
 
 
-def recovery_succeeded(request_id: str, target: str, what: str, unverified: str | None = None) -> str:
-    """`unverified`: the target name the result becomes once added (a new cluster, not checked by the request)."""
+def recovery_succeeded(request_id: str, target: str, what: str, unverified: str | None = None, *,
+                       watched: bool = True) -> str:
+    """`unverified`: the target name the result becomes once added (a new cluster, not checked by the request);
+    `watched`: whether the watch window follows (not for a new cluster the application does not use yet)."""
+    unwatched = (" Not watched: the application does not use the new cluster yet; once it is switched over, watch "
+                 "it yourself." if not watched else "")
     if unverified:
         return (f"{DONE} Request {request_id}: {what} of *{target}* done; the new cluster is not verified yet: add "
-                f"it as target *{unverified}* as above and run `/rollback verify {unverified}`.")
+                f"it as target *{unverified}* as above and run `/rollback verify {unverified}`.{unwatched}")
+    if not watched:
+        return f"{DONE} Request {request_id}: {what} of *{target}* done.{unwatched}"
     return f"{DONE} Request {request_id}: {what} of *{target}* done and verified."
+
+
+NEW_CLUSTER_OUTCOME = "new cluster ready; not watched (the application does not use it yet)"
 
 
 def preview_changed() -> str:

@@ -1,15 +1,27 @@
-"""After a verified rollback or restore: the watch window (playbook step 7), run by the workers.
+"""After a verified change of the live target: the watch window (playbook step 7), run by the workers.
 
-The pipeline's `finish` step starts it when `workers.watch_window_seconds` > 0: the outcome is posted,
-the request stays `running` (it holds its target) and one tick job is enqueued. Each tick takes a sample
-(health URL and latency, smoke command, the database's connection count and commit/rollback counters),
-feeds it to the pure rules of workers/watch.py, posts one compact line per change, pages on a
-regression (the request's own dedup key: one incident, however many regressions) and schedules the
-next tick with `enqueue_in` (RQ's scheduled-job registry; every worker's watchdog thread moves due jobs
-onto the queue, workers/watchdog.py), so no worker is held for the window: a tick takes a second or two. The tick after the window's end closes it: clean,
-the page (if any) is resolved and the request is `succeeded`; a signal still failing leaves the page
-open and says so. `/rollback watch stop` closes it early, recorded in the thread and in history.
-Each tick is claimed once (`watch-<n>`), so a redelivered tick is a no-op.
+The pipeline's `finish` step starts it when `workers.watch_window_seconds` > 0 (core/steps.py UNWATCHED
+says which kinds are not watched): the outcome is posted, the request stays `running` (it holds its
+target) and one look is enqueued. Each look (`watch_tick`) takes a sample (health URL and latency, smoke
+command, the database's connection count and commit/rollback counters), feeds it to the pure rules of
+workers/watch.py, posts one compact line per change, pages on a regression (the request's own dedup key:
+one incident, however many regressions) and schedules the next look with `enqueue_in` (RQ's
+scheduled-job registry; every worker's watchdog thread moves due jobs onto the queue, workers/watchdog.py),
+so no worker is held for the window. The look after the window's end closes it: clean, the page (if any)
+is resolved and the request is `succeeded`; a signal still failing leaves the page open and says so.
+`/rollback watch stop` closes it early, recorded in the thread and in history.
+
+The watch's state is on the request record (`Request.watch`), so that the bot can see it too. Nothing is
+lost when a process dies:
+- each look is claimed once (`watch-<n>`), so a redelivered look is a no-op;
+- a look that crashes (its work-horse or whole worker killed, or it raised) is reported through
+  workers/failures.py like any job: `look_failed` says so in the thread and schedules the next look if the
+  dead one had not; `WATCH_MAX_FAILED_LOOKS` failures in a row end the watch as interrupted (paged);
+- a look that comes much later than due (no worker ran it) says how long nobody looked;
+- every look writes a `deadline`: if no look has happened (or finished) by then, nobody is watching, and
+  the bot's expiry sweeper ends the watch as interrupted and pages (bot/lapsed.py), even with no worker left;
+- closing is claimed for `WATCH_CLOSE_CLAIM_SECONDS` (`watch-end`): a tick, a stop and the sweeper meeting
+  at the end close it once, and a closer that dies half-way leaves it to the sweeper.
 """
 
 from __future__ import annotations
@@ -21,7 +33,9 @@ from typing import Any
 
 from rq import Queue
 
+from core import defaults
 from core.config import Target
+from core.jobs import WATCH_CLOSE_STEP
 from core.jsontypes import JsonObject
 from core.requests import Request, RequestStatus
 from workers import assessment, history, incident_messages
@@ -33,6 +47,7 @@ from workers.watch import Change, Sample, Signal, Thresholds, Watch
 
 TICK_JOB = "workers.jobs.watch_tick"
 SMOKE_TIMEOUT_SECONDS = 30.0
+LOOK_QUERY_TIMEOUT_MS = 5_000  # the look's one query of pg_stat_database: a database that hangs shows as no figures
 
 
 def sample(ctx: Context, target: Target) -> Sample:
@@ -41,6 +56,7 @@ def sample(ctx: Context, target: Target) -> Sample:
     connections = commits = rollbacks = None
     try:
         with ctx.connect(target) as conn:
+            conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(LOOK_QUERY_TIMEOUT_MS),))
             row = conn.execute("SELECT numbackends, xact_commit, xact_rollback FROM pg_stat_database"
                                " WHERE datname = current_database()").fetchone()
         if row:
@@ -52,29 +68,48 @@ def sample(ctx: Context, target: Target) -> Sample:
                   rollbacks=rollbacks)
 
 
+def look_budget(ctx: Context, target: Target) -> float:
+    """The longest one look may take: its health probe, smoke command and database query."""
+    return (assessment.HEALTH_TIMEOUT_SECONDS + (SMOKE_TIMEOUT_SECONDS if target.smoke_command else 0.0)
+            + ctx.options.connect_timeout_s + LOOK_QUERY_TIMEOUT_MS / 1000)
+
+
+def late_after(ctx: Context) -> float:
+    """A look later than this past its time was not merely waiting for the watchdog to release it."""
+    return max(ctx.options.watch_interval_s, ctx.options.watchdog_interval_s) + ctx.options.watchdog_interval_s
+
+
 def _restore(saved: JsonObject) -> Watch:
     last = saved.get("last")
     return Watch(Thresholds(), last=Sample(**last) if last else None,
                  failing={Signal(s) for s in saved.get("failing") or ()}, regressed=bool(saved.get("regressed")))
 
 
-def _save(ctx: Context, request_id: str, watch: Watch, **fields: Any) -> None:
-    state = ctx.load_state(request_id).get("watch") or {}
-    state.update(fields, last=asdict(watch.last) if watch.last else None, failing=sorted(watch.failing),
-                 regressed=watch.regressed)
-    ctx.save_state(request_id, watch=state)
+def _write(ctx: Context, request_id: str, state: JsonObject, **fields: Any) -> JsonObject:
+    """The watch's state, on the request record (the bot's sweeper reads its deadline)."""
+    state.update(fields)
+    ctx.store().update(request_id, watch=state)
+    return state
+
+
+def _observed(watch: Watch) -> JsonObject:
+    return {"last": asdict(watch.last) if watch.last else None, "failing": sorted(watch.failing),
+            "regressed": watch.regressed}
 
 
 def start(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
     window, interval = ctx.options.watch_window_s, ctx.options.watch_interval_s
     now = time.time()
-    ctx.save_state(request.id, watch={"started_at": now, "ends_at": now + window, "ticks": 0, "target": target.name})
+    state: JsonObject = {"started_at": now, "ends_at": now + window, "interval": interval, "target": target.name,
+                         "looks": 0, "seen_at": now, "failed_looks": 0, "unwatched_s": 0.0}
     progress.post(incident_messages.watch_started(request.id, target.name, window, interval))
-    _enqueue_tick(ctx, request.id, 0, delay=0.0)
+    _schedule(ctx, request.id, state, 0, now, delay=0.0)
     return {"watching": True, "ends_at": now + window}
 
 
-def _enqueue_tick(ctx: Context, request_id: str, n: int, *, delay: float) -> None:
+def _schedule(ctx: Context, request_id: str, state: JsonObject, n: int, now: float, *, delay: float) -> None:
+    """Enqueue look `n` (after `delay`), then record it: a process that dies in between leaves the job, and a
+    second enqueue of the same look is a no-op by its claim."""
     queue = Queue(ctx.settings.queue_name, connection=ctx.redis)
     kwargs = {"request_id": request_id, "tick": n}
     job_id = f"{request_id}-watch-{n}"
@@ -83,19 +118,29 @@ def _enqueue_tick(ctx: Context, request_id: str, n: int, *, delay: float) -> Non
     else:
         queue.enqueue_in(timedelta(seconds=delay), TICK_JOB, kwargs=kwargs, job_id=job_id,
                          description=f"{request_id} watch {n}")
+    due = now + max(delay, 0.0)
+    _write(ctx, request_id, state, next=n, due_at=due, deadline=due + late_after(ctx) + ctx.options.watch_grace_s)
 
 
 def tick(ctx: Context, request_id: str, n: int) -> JsonObject:
     request = ctx.store().get(request_id)
-    if request is None or request.status is not RequestStatus.RUNNING:
+    if request is None or request.status is not RequestStatus.RUNNING or not request.watch:
         return {"request_id": request_id, "watching": False}
     if not ctx.store().claim(request_id, f"watch-{n}"):
         return {"request_id": request_id, "duplicate": True}
-    state = ctx.load_state(request_id).get("watch") or {}
-    if not state or state.get("stopped"):
+    state: JsonObject = dict(request.watch)
+    if state.get("stopped"):
         return {"request_id": request_id, "watching": False}
     target = ctx.target(request.target)
     progress = ctx.progress(request.channel, request.thread_ts)
+    now = time.time()
+    # This look is under way: if it has not finished by then, its process died and nobody is watching.
+    _write(ctx, request_id, state, deadline=now + look_budget(ctx, target) + ctx.options.watch_grace_s)
+    unseen = now - float(state.get("looked_at") or state.get("started_at") or now)
+    interval = float(state.get("interval") or ctx.options.watch_interval_s)
+    if n > 0 and unseen > interval + late_after(ctx):  # nobody looked for longer than the schedule explains
+        progress.post(incident_messages.watch_gap(unseen, float(state.get("looked_at") or now)))
+        state["unwatched_s"] = float(state.get("unwatched_s") or 0.0) + unseen - interval
     watch = _restore(state)
     first = watch.last is None
     taken = sample(ctx, target)
@@ -104,16 +149,37 @@ def tick(ctx: Context, request_id: str, n: int) -> JsonObject:
         progress.post(incident_messages.watch_baseline(asdict(taken)))
     for change in changes:
         progress.post(incident_messages.watch_change(change))
-    paged = bool(ctx.load_state(request_id).get("paged"))
     regressions = [c for c in changes if c.regression]
     if regressions:
         _page(ctx, request, target, progress, regressions)
-        paged = True
-    _save(ctx, request_id, watch, ticks=n + 1)
-    if time.time() >= float(state.get("ends_at") or 0):
-        return finish(ctx, request, target, progress, watch, paged=paged)
-    _enqueue_tick(ctx, request_id, n + 1, delay=ctx.options.watch_interval_s)
+    done_at = time.time()
+    state.update(_observed(watch), looks=n + 1, seen_at=taken.at, looked_at=done_at, failed_looks=0)
+    paged = bool(ctx.load_state(request_id).get("paged"))
+    if done_at >= float(state.get("ends_at") or 0):
+        _write(ctx, request_id, state)
+        return finish(ctx, request, target, progress, watch, paged=paged, state=state)
+    _schedule(ctx, request_id, state, n + 1, done_at, delay=interval)
     return {"request_id": request_id, "tick": n, "changes": [asdict(c) for c in changes]}
+
+
+def look_failed(ctx: Context, request_id: str, n: int, error: str) -> JsonObject:
+    """Look `n` crashed or raised (reported by workers/failures.py): said in the thread; the next look is
+    scheduled if the dead one had not done it; too many failed looks in a row end the watch as interrupted."""
+    request = ctx.store().get(request_id)
+    if request is None or request.status is not RequestStatus.RUNNING or not request.watch:
+        return {"request_id": request_id, "watching": False}
+    state: JsonObject = dict(request.watch)
+    if state.get("stopped") or int(state.get("next") or 0) > n:  # stopped, or the look had done all its work
+        return {"request_id": request_id, "watching": bool(not state.get("stopped"))}
+    progress = ctx.progress(request.channel, request.thread_ts)
+    failed = int(state.get("failed_looks") or 0) + 1
+    state["failed_looks"] = failed
+    if failed >= defaults.WATCH_MAX_FAILED_LOOKS:
+        return interrupt(ctx, request, progress, state, incident_messages.looks_failed(failed, error))
+    interval = float(state.get("interval") or ctx.options.watch_interval_s)
+    progress.post(incident_messages.watch_look_failed(n, error, interval))
+    _schedule(ctx, request_id, state, n + 1, time.time(), delay=interval)  # it died before scheduling its successor
+    return {"request_id": request_id, "look_failed": n, "failed_looks": failed}
 
 
 def _page(ctx: Context, request: Request, target: Target, progress: Progress, regressions: list[Change]) -> None:
@@ -130,39 +196,72 @@ def _page(ctx: Context, request: Request, target: Target, progress: Progress, re
 
 
 def finish(ctx: Context, request: Request, target: Target, progress: Progress, watch: Watch, *, paged: bool,
-           stopped_by: str | None = None) -> JsonObject:
+           state: JsonObject, stopped_by: str | None = None) -> JsonObject:
     """The window's end (or `watch stop`): the page resolved when clean, the request done, recorded."""
-    if not ctx.store().claim(request.id, "watch-end"):  # a tick and a stop meeting at the end: one closes it
-        return {"request_id": request.id, "duplicate": True}
+    if not ctx.store().claim(request.id, WATCH_CLOSE_STEP, defaults.WATCH_CLOSE_CLAIM_SECONDS):
+        return {"request_id": request.id, "duplicate": True}  # a tick and a stop meeting at the end: one closes it
     clean = watch.clean
     resolved = None
     if paged and clean:
         resolved = ctx.pager().resolve(dedup_key(request.id)).to_dict()
     failing = sorted(s.value for s in watch.failing)
-    outcome = incident_messages.watch_outcome(clean, failing, stopped_by)
+    unwatched = float(state.get("unwatched_s") or 0.0)
+    outcome = incident_messages.watch_outcome(clean, failing, stopped_by, unwatched)
     ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(),
                            outcome=f"{request.outcome or 'done'}; {outcome}")
+    _record(ctx, target, request, "stopped" if stopped_by else "completed", stopped_by or request.requester,
+            {"clean": clean, "failing": failing, "regressed": watch.regressed, "unwatched_s": round(unwatched, 1),
+             "page_resolved": bool(resolved and resolved.get("ok"))})
+    progress.post(incident_messages.watch_ended(request.id, target.name, clean, failing, stopped_by,
+                                                resolved=bool(resolved and resolved.get("ok")), unwatched_s=unwatched),
+                  broadcast=True)
+    return {"request_id": request.id, "watch": "ended", "clean": clean, "failing": failing}
+
+
+def interrupt(ctx: Context, request: Request, progress: Progress, state: JsonObject, reason: str) -> JsonObject:
+    """The watch cannot go on (its looks keep failing): ended truthfully, what was last seen, and paged, since
+    nobody watches the rest of the window. The request is done (its change succeeded and was verified)."""
+    if not ctx.store().claim(request.id, WATCH_CLOSE_STEP, defaults.WATCH_CLOSE_CLAIM_SECONDS):
+        return {"request_id": request.id, "duplicate": True}
+    target = ctx.target(request.target)
+    seen = incident_messages.watch_seen(state.get("last") or {}, state.get("failing") or ())
+    links = []
+    permalink = progress.permalink()
+    if permalink:
+        links.append({"href": permalink, "text": "Slack incident thread"})
+    # Paged first and the record made final last: a closer that dies half-way leaves it to the bot's sweeper.
+    result = ctx.pager().trigger(dedup_key(request.id), incident_messages.watch_interrupted_summary(target.name, request.id, reason),
+                                 component=target.name, links=links,
+                                 details={"request_id": request.id, "reason": reason, "last_seen": seen})
+    ctx.save_state(request.id, paged=True)
+    progress.post(incident_messages.watch_interrupted(request.id, target.name, reason, seen,
+                                                      float(state.get("seen_at") or 0.0),
+                                                      ctx.settings.contacts_for(target), result.ok, result.detail),
+                  broadcast=True)
+    _record(ctx, target, request, "interrupted", request.requester,
+            {"reason": reason, "last_seen": seen, "failing": list(state.get("failing") or ()), "paged": result.ok})
+    ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(),
+                           outcome=f"{request.outcome or 'done'}; {incident_messages.watch_interrupted_outcome(reason)}")
+    return {"request_id": request.id, "watch": "interrupted", "reason": reason}
+
+
+def _record(ctx: Context, target: Target, request: Request, status: str, by: str, details: JsonObject) -> None:
     try:
         with ctx.connect(target) as conn:
-            history.record(conn, operation="watch", status="stopped" if stopped_by else "completed",
-                           executed_by=stopped_by or request.requester, request_id=request.id,
-                           details={"clean": clean, "failing": failing, "regressed": watch.regressed,
-                                    "page_resolved": bool(resolved and resolved.get("ok"))})
+            history.record(conn, operation="watch", status=status, executed_by=by, request_id=request.id,
+                           details=details)
     except Exception:  # noqa: BLE001 - the database may be what is failing: the thread still says it
         pass
-    progress.post(incident_messages.watch_ended(request.id, target.name, clean, failing, stopped_by,
-                                       resolved=bool(resolved and resolved.get("ok"))), broadcast=True)
-    return {"request_id": request.id, "watch": "ended", "clean": clean, "failing": failing}
 
 
 def stop(ctx: Context, request_id: str, by: str) -> JsonObject:
     """`/rollback watch stop`: the window ends now (the next tick finds the request done)."""
     request = ctx.store().get(request_id)
-    state = ctx.load_state(request_id).get("watch") if request else None
+    state: JsonObject = dict(request.watch) if request else {}
     if request is None or not state or request.status is not RequestStatus.RUNNING or state.get("stopped"):
         return {"request_id": request_id, "stopped": False}
     if not ctx.store().claim(request_id, "watch-stop"):
         return {"request_id": request_id, "duplicate": True}
-    _save(ctx, request_id, _restore(state), stopped={"by": by, "at": time.time()})
+    _write(ctx, request_id, state, stopped={"by": by, "at": time.time()})
     return finish(ctx, request, ctx.target(request.target), ctx.progress(request.channel, request.thread_ts),
-                  _restore(state), paged=bool(ctx.load_state(request_id).get("paged")), stopped_by=by)
+                  _restore(state), paged=bool(ctx.load_state(request_id).get("paged")), state=state, stopped_by=by)
