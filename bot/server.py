@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import threading
 from typing import Any
 
@@ -36,6 +37,8 @@ log = logging.getLogger("rollback.bot")
 FORK_WAIT_SECONDS = 5.0
 # On exit, a sweep pass under way gets this long to finish.
 SWEEPER_STOP_SECONDS = 10.0
+# The signals that stop gunicorn's master and its workers (graceful and not).
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
 
 
 def bind_address(host: str, port: int) -> str:
@@ -70,6 +73,7 @@ class BotServer(BaseApplication):
             # no runtime control socket: one per host path, and nothing here needs it
             "control_socket_disable": True,
             "when_ready": self.when_ready,
+            "post_worker_init": self.post_worker_init,
             "worker_exit": self.worker_exit,
             "on_exit": self.on_exit,
         }
@@ -94,6 +98,10 @@ class BotServer(BaseApplication):
                  self.settings.queue_name, self.settings.web_processes, self.settings.web_threads,
                  self.settings.sweep_interval_seconds, os.getpid())
 
+    def post_worker_init(self, worker: Any) -> None:
+        """In a new worker, once its own signal handlers are in: the stop signals held since the fork arrive now."""
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
     def worker_exit(self, arbiter: Any, worker: Any) -> None:
         """In a worker that stops: its requests are answered; let its listeners finish what follows the ack."""
         if self.bot is not None:
@@ -110,9 +118,14 @@ class BotServer(BaseApplication):
         self.sweeping = None
 
     def _before_fork(self) -> None:
+        # Held across the fork: until the child has its own handlers it runs the master's, which would queue
+        # a SIGTERM in the child's copy of the master's queue, lost (the worker would serve on). Blocked,
+        # it stays pending: the master gets it after the fork, the child in `post_worker_init`.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         self._fork_holds_lock = self.sweep_lock.acquire(timeout=FORK_WAIT_SECONDS)
 
     def _after_fork_in_parent(self) -> None:
         if self._fork_holds_lock:
             self._fork_holds_lock = False
             self.sweep_lock.release()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

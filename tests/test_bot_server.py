@@ -4,6 +4,7 @@ of simultaneous signed deliveries, SIGTERM with a request in flight, and one exp
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import threading
@@ -11,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,10 +27,12 @@ from tests.fixtures.bot import (
     BOB,
     CAROL,
     CHANNEL,
+    DEFAULT_BOT_CONFIG,
     SIGNING_SECRET,
     BotServer,
     ask,
     jobs,
+    launch_bot,
 )
 from tests.fixtures.fakes import quiet
 
@@ -192,3 +196,38 @@ def test_the_server_settings_are_typed_and_checked() -> None:
                         ("ROLLBACK_SWEEP_INTERVAL_SECONDS", "nan"), ("ROLLBACK_WEB_GRACEFUL_TIMEOUT_SECONDS", "-1")]:
         with pytest.raises(ConfigError, match=name):
             load_settings({name: value}, path=os.devnull)
+
+
+# Widens a window every fork has (under load it lasts long enough to be hit, as it was in a CI round):
+# between fork and the worker's own signal handlers, the child runs the master's inherited handler, which
+# queued a SIGTERM in the child's copy of the master's queue, so the worker never saw it and served on.
+SLOW_WORKER_START = '''
+import time
+import gunicorn.workers.base as base
+_init_process = base.Worker.init_process
+def init_process(self):
+    time.sleep(1.0)
+    _init_process(self)
+base.Worker.init_process = init_process
+'''
+
+
+def test_a_sigterm_while_a_worker_is_being_forked_still_stops_that_worker(
+    bot_env: dict[str, str], tmp_path: Path, slack_api: SlackApiServer
+) -> None:
+    hooks = tmp_path / "slow_worker_start"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SLOW_WORKER_START)
+    config = tmp_path / "rollback.toml"
+    config.write_text(DEFAULT_BOT_CONFIG)
+    bot = launch_bot({**bot_env, "ROLLBACK_CONFIG": str(config), "PYTHONPATH": str(hooks),
+                      "ROLLBACK_WEB_PROCESSES": "1", "ROLLBACK_WEB_GRACEFUL_TIMEOUT_SECONDS": "15"}, tmp_path)
+    try:
+        booted = slack_api.wait_for(lambda: re.search(r"Booting worker with pid: (\d+)", bot.log()), timeout=60)
+        bot.process.send_signal(signal.SIGTERM)  # the worker is forked, its own handlers not yet installed
+        assert bot.process.wait(timeout=60) == 0, bot.log()[-3000:]
+        log = bot.log()
+        assert f"Worker exiting (pid: {booted.group(1)})" in log, log[-3000:]  # it stopped, not killed
+        assert "SIGKILL" not in log and "Traceback" not in log, log[-3000:]
+    finally:
+        bot.stop()
