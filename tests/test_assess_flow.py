@@ -13,25 +13,11 @@ import redis
 from core.requests import Request, RequestKind, RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
+from tests.fixtures.bot import command_root, thread_text
 from tests.fixtures.stack import apply_example
 
 CHANNEL = "C_INCIDENT"
 ALICE, BOB, CAROL = "U_ALICE", "U_BOB", "U_CAROL"
-
-
-def roots(slack_api: SlackApiServer) -> list[dict]:  # type: ignore[type-arg]
-    return [m for m in slack_api.messages(CHANNEL) if m.get("thread_ts", m["ts"]) == m["ts"]]
-
-
-def thread(slack_api: SlackApiServer, ts: str) -> str:
-    return "\n".join(message_text(m) for m in slack_api.thread(CHANNEL, ts))
-
-
-def command(sender: SlackRequestSender, slack_api: SlackApiServer, text: str, user: str = ALICE) -> str:
-    before = len(roots(slack_api))
-    status, body = sender.command(text, user_id=user, channel_id=CHANNEL)
-    assert status == 200, body
-    return str(slack_api.wait_for(lambda: len(roots(slack_api)) > before and roots(slack_api)[-1]["ts"]))
 
 
 @pytest.fixture
@@ -52,9 +38,9 @@ def test_status_names_the_blocker_and_terminate_ends_only_a_listed_one(
     store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
     pid = idle_holder.info.backend_pid
 
-    status_ts = command(stack_sender, slack_api, "status")
-    text = slack_api.wait_for(lambda: "in a rollback's way" in thread(slack_api, status_ts)
-                              and thread(slack_api, status_ts), timeout=30)
+    status_ts = command_root(stack_sender, slack_api, "status")
+    text = slack_api.wait_for(lambda: "in a rollback's way" in thread_text(slack_api, status_ts)
+                              and thread_text(slack_api, status_ts), timeout=30)
     assert f"pid {pid} billing-cron" in text and "idle in transaction" in text
     assert "someone-secret" not in text  # literals are masked
     assert "health: no health_url configured" in text
@@ -76,8 +62,8 @@ def test_status_names_the_blocker_and_terminate_ends_only_a_listed_one(
                                     message_ts=request.thread_ts)
     assert status == 200
     done = slack_api.wait_for(lambda: (r := store.get(request.id)) is not None and r.is_final and r, timeout=30)
-    assert done.status is RequestStatus.SUCCEEDED, thread(slack_api, request.thread_ts)
-    assert f"session pid {pid} (billing-cron" in thread(slack_api, request.thread_ts)
+    assert done.status is RequestStatus.SUCCEEDED, thread_text(slack_api, request.thread_ts)
+    assert f"session pid {pid} (billing-cron" in thread_text(slack_api, request.thread_ts)
     with pytest.raises(psycopg.OperationalError):
         idle_holder.execute("SELECT 1")
     with psycopg.connect(database_url) as conn:
@@ -99,7 +85,7 @@ def test_terminate_runs_beside_a_pending_execute_which_then_runs(
     apply_example(database_url)
     start_worker(stack_env)
     store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
-    command(stack_sender, slack_api, f"dry-run {GOOD}")
+    command_root(stack_sender, slack_api, f"dry-run {GOOD}")
     slack_api.wait_for(lambda: store.saved_plan(CHANNEL, "prod") is not None, timeout=60)
     stack_sender.command("execute", user_id=ALICE, channel_id=CHANNEL)
     execute = slack_api.wait_for(lambda: [r for r in store.for_channel(CHANNEL)
@@ -109,13 +95,13 @@ def test_terminate_runs_beside_a_pending_execute_which_then_runs(
     with psycopg.connect(database_url, application_name="billing-cron") as idle_holder:
         idle_holder.execute("SELECT count(*) FROM users")  # idle in a transaction that holds a lock on users
         pid = idle_holder.info.backend_pid
-        status_ts = command(stack_sender, slack_api, "status")
-        slack_api.wait_for(lambda: f"pid {pid} billing-cron" in thread(slack_api, status_ts), timeout=30)
+        status_ts = command_root(stack_sender, slack_api, "status")
+        slack_api.wait_for(lambda: f"pid {pid} billing-cron" in thread_text(slack_api, status_ts), timeout=30)
         _terminate_beside(stack_sender, slack_api, store, database_url, idle_holder, execute)
 
     stack_sender.action("rollback_approve", execute.id, user_id=BOB, channel_id=CHANNEL, message_ts=execute.thread_ts)
     rolled = slack_api.wait_for(lambda: (r := store.get(execute.id)) is not None and r.is_final and r, timeout=120)
-    assert rolled.status is RequestStatus.SUCCEEDED, thread(slack_api, execute.thread_ts)
+    assert rolled.status is RequestStatus.SUCCEEDED, thread_text(slack_api, execute.thread_ts)
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT status FROM schema_migrations WHERE version = '2025_10_20_150000'").fetchone()
     assert row == ("rolled_back",)
@@ -139,7 +125,7 @@ def _terminate_beside(stack_sender: SlackRequestSender, slack_api: SlackApiServe
     stack_sender.action("rollback_approve", ended.id, user_id=ALICE, channel_id=CHANNEL, message_ts=ended.thread_ts)
     stack_sender.action("rollback_approve", ended.id, user_id=BOB, channel_id=CHANNEL, message_ts=ended.thread_ts)
     done = slack_api.wait_for(lambda: (r := store.get(ended.id)) is not None and r.is_final and r, timeout=60)
-    assert done.status is RequestStatus.SUCCEEDED and done.approver == BOB, thread(slack_api, ended.thread_ts)
+    assert done.status is RequestStatus.SUCCEEDED and done.approver == BOB, thread_text(slack_api, ended.thread_ts)
     with pytest.raises(psycopg.OperationalError):
         idle_holder.execute("SELECT 1")
     with psycopg.connect(database_url) as conn:

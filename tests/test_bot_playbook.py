@@ -13,6 +13,7 @@ from psycopg.conninfo import make_conninfo
 from core.requests import Request, RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
+from tests.fixtures.bot import command_root, thread_text
 from tests.fixtures.fakes import WAIT_SECONDS
 from tests.fixtures.stack import EXAMPLE_MIGRATIONS, apply_example
 
@@ -23,33 +24,17 @@ PIPELINE_TIMEOUT = 90.0
 
 
 
-def roots(slack_api: SlackApiServer) -> list[dict]:  # type: ignore[type-arg]
-    return [m for m in slack_api.messages(CHANNEL) if m.get("thread_ts", m["ts"]) == m["ts"]]
-
-
-def thread(slack_api: SlackApiServer, ts: str) -> str:
-    return "\n".join(message_text(m) for m in slack_api.thread(CHANNEL, ts))
-
-
-def command(sender: SlackRequestSender, slack_api: SlackApiServer, text: str, user: str = ALICE) -> str:
-    """Send a command; returns the ts of the root message it creates."""
-    before = len(roots(slack_api))
-    status, body = sender.command(text, user_id=user, channel_id=CHANNEL)
-    assert status == 200, body
-    return str(slack_api.wait_for(lambda: len(roots(slack_api)) > before and roots(slack_api)[-1]["ts"]))
-
-
 def replied(slack_api: SlackApiServer, ts: str, needle: str, timeout: float = WAIT_SECONDS) -> str:
-    return slack_api.wait_for(lambda: needle in thread(slack_api, ts) and thread(slack_api, ts), timeout=timeout)
+    return slack_api.wait_for(lambda: needle in thread_text(slack_api, ts) and thread_text(slack_api, ts), timeout=timeout)
 
 
 def ask(sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore) -> Request:
     """dry-run, then execute: the pending request."""
-    dry_ts = command(sender, slack_api, f"dry-run {GOOD}")
+    dry_ts = command_root(sender, slack_api, f"dry-run {GOOD}")
     slack_api.wait_for(lambda: store.current_plan(CHANNEL, "prod"), timeout=WAIT_SECONDS)
     # the worker saves the plan, then posts it: wait for the post
     assert BAD in replied(slack_api, dry_ts, BAD, timeout=WAIT_SECONDS)
-    command(sender, slack_api, "execute")
+    command_root(sender, slack_api, "execute")
     return slack_api.wait_for(lambda: [r for r in store.for_channel(CHANNEL) if r.thread_ts])[0]
 
 
@@ -83,7 +68,7 @@ def test_full_playbook_from_status_to_verified_rollback(
     start_worker({**stack_env, "PROD_DATABASE_URL": make_conninfo(database_url, password=SECRET_PASSWORD)})
     store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
 
-    status_ts = command(stack_sender, slack_api, "status")
+    status_ts = command_root(stack_sender, slack_api, "status")
     assert BAD in replied(slack_api, status_ts, BAD)
 
     request = ask(stack_sender, slack_api, store)
@@ -93,7 +78,7 @@ def test_full_playbook_from_status_to_verified_rollback(
     )
     # The worker records the outcome first and then announces it: wait for the announcement (broadcast).
     slack_api.wait_for(lambda: outcome_broadcast(slack_api, request), timeout=PIPELINE_TIMEOUT)
-    record = thread(slack_api, request.thread_ts)
+    record = thread_text(slack_api, request.thread_ts)
     assert done.status is RequestStatus.SUCCEEDED, record
     assert done.approver == BOB and done.requester == ALICE
     lowered = record.lower()
@@ -140,7 +125,7 @@ def test_failed_rollback_pages(
         blocker.rollback()
     # The failure is recorded, then paged, then the escalation contacts are called into the thread (last).
     replied(slack_api, request.thread_ts, "needs a human", timeout=PIPELINE_TIMEOUT)
-    record = thread(slack_api, request.thread_ts)
+    record = thread_text(slack_api, request.thread_ts)
     assert done.status is RequestStatus.FAILED, record
     incidents = pagerduty.wait_for(lambda: list(pagerduty.incidents().values()))  # type: ignore[attr-defined]
     assert len(incidents) == 1 and "prod" in incidents[0].summary
@@ -163,7 +148,7 @@ def test_approval_of_a_changed_plan_is_refused(
     done = slack_api.wait_for(
         lambda: (r := store.get(request.id)) is not None and r.is_final and r, timeout=PIPELINE_TIMEOUT
     )
-    record = thread(slack_api, request.thread_ts)
+    record = thread_text(slack_api, request.thread_ts)
     assert done.status is not RequestStatus.SUCCEEDED, record
     assert "dry run" in record.lower() or "dry-run" in record.lower(), record
     assert "Backup* started" not in record  # refused before anything ran

@@ -17,27 +17,13 @@ from core.requests import RequestKind, RequestStatus, RequestStore
 from sandbox.scenarios import HALF_DONE_INVALID_INDEX, HALF_DONE_VERSION, add_half_done_index
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
+from tests.fixtures.bot import command_root, thread_text
 from tests.fixtures.stack import EXAMPLE_MIGRATIONS, apply_all, apply_example, write_config
 from workers.engine import EngineError
 
 CHANNEL = "C_INCIDENT"
 ALICE, BOB = "U_ALICE", "U_BOB"
 GOOD = "2025_10_20_120001"
-
-
-def roots(slack_api: SlackApiServer) -> list[dict]:  # type: ignore[type-arg]
-    return [m for m in slack_api.messages(CHANNEL) if m.get("thread_ts", m["ts"]) == m["ts"]]
-
-
-def thread(slack_api: SlackApiServer, ts: str) -> str:
-    return "\n".join(message_text(m) for m in slack_api.thread(CHANNEL, ts))
-
-
-def command(sender: SlackRequestSender, slack_api: SlackApiServer, text: str) -> str:
-    before = len(roots(slack_api))
-    status, body = sender.command(text, user_id=ALICE, channel_id=CHANNEL)
-    assert status == 200, body
-    return str(slack_api.wait_for(lambda: len(roots(slack_api)) > before and roots(slack_api)[-1]["ts"]))
 
 
 @pytest.fixture
@@ -60,14 +46,14 @@ def test_a_half_applied_concurrent_index_migration_is_flagged_refused_and_repair
     start_worker(stack_env)
     store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
 
-    status_ts = command(stack_sender, slack_api, "status")
-    text = slack_api.wait_for(lambda: "INVALID index" in thread(slack_api, status_ts) and thread(slack_api, status_ts),
+    status_ts = command_root(stack_sender, slack_api, "status")
+    text = slack_api.wait_for(lambda: "INVALID index" in thread_text(slack_api, status_ts) and thread_text(slack_api, status_ts),
                               timeout=30)
     assert f"INVALID index public.{HALF_DONE_INVALID_INDEX}" in text
     assert f"migration {HALF_DONE_VERSION} failed: `/rollback repair {HALF_DONE_VERSION}`" in text
 
-    dry_ts = command(stack_sender, slack_api, f"dry-run {GOOD}")
-    refused = slack_api.wait_for(lambda: "repair" in thread(slack_api, dry_ts) and thread(slack_api, dry_ts),
+    dry_ts = command_root(stack_sender, slack_api, f"dry-run {GOOD}")
+    refused = slack_api.wait_for(lambda: "repair" in thread_text(slack_api, dry_ts) and thread_text(slack_api, dry_ts),
                                  timeout=30)
     assert "rolling back past it is refused" in refused and f"`/rollback repair {HALF_DONE_VERSION}`" in refused
     assert store.current_plan(CHANNEL, "prod") is None
@@ -84,9 +70,9 @@ def test_a_half_applied_concurrent_index_migration_is_flagged_refused_and_repair
                                     message_ts=request.thread_ts)
     assert status == 200
     done = slack_api.wait_for(lambda: (r := store.get(request.id)) is not None and r.is_final and r, timeout=60)
-    assert done.status is RequestStatus.SUCCEEDED, thread(slack_api, request.thread_ts)
+    assert done.status is RequestStatus.SUCCEEDED, thread_text(slack_api, request.thread_ts)
     # the outcome line is posted after the record is final: wait for it, not for a moment
-    record = slack_api.wait_for(lambda: "repaired (rolled_back)" in (t := thread(slack_api, request.thread_ts)) and t,
+    record = slack_api.wait_for(lambda: "repaired (rolled_back)" in (t := thread_text(slack_api, request.thread_ts)) and t,
                                 timeout=60)
     assert "repaired (rolled_back)" in record
     with psycopg.connect(database_url) as conn:

@@ -11,16 +11,13 @@ import pytest
 
 from bot.commands import CommandError, parse
 from sandbox.signing import SlackRequestSender
-from sandbox.slack_api import SlackApiServer, message_text
+from sandbox.slack_api import SlackApiServer
+from tests.fixtures.bot import thread_text
 from tests.fixtures.stack import EXAMPLE_MIGRATIONS, apply_all, apply_example
 
 CHANNEL = "C_INCIDENT"
 STRAY = "2025_10_22_090000"
 NEWEST_EXAMPLE = "2025_10_20_150000"
-
-
-def thread(slack_api: SlackApiServer, ts: str) -> str:
-    return "\n".join(message_text(m) for m in slack_api.thread(CHANNEL, ts))
 
 
 @pytest.fixture
@@ -50,7 +47,7 @@ def test_diff_flags_the_stray_migration_and_how_to_take_it_off(
     status, body = stack_sender.command("diff prod staging", user_id="U_ALICE", channel_id=CHANNEL)
     assert status == 200, body
     root = slack_api.wait_for(lambda: slack_api.messages(CHANNEL) and slack_api.messages(CHANNEL)[0]["ts"])
-    text = slack_api.wait_for(lambda: "Diff" in thread(slack_api, root) and thread(slack_api, root), timeout=30)
+    text = slack_api.wait_for(lambda: "Diff" in thread_text(slack_api, root) and thread_text(slack_api, root), timeout=30)
     assert f"{STRAY} is applied on *prod* but not on *staging*" in text
     assert f"`/rollback dry-run {NEWEST_EXAMPLE} prod`" in text
     assert "prod's migrations folder does not know" in text
