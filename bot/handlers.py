@@ -27,7 +27,7 @@ from rq.job import Job
 from rq.results import Result
 from slack_sdk import WebClient
 
-from bot import approval, commands, invocations, liveness, messages, verbs
+from bot import approval, commands, invocations, links, liveness, messages, verbs
 from bot.approval import Refusal
 from bot.commands import Command, CommandError
 from bot.invocations import Ignored, Invocation, NotAddressed
@@ -185,13 +185,7 @@ class Handlers:
         return self.post(asked.channel, text)
 
     def permalink(self, request: Request) -> str | None:
-        if not request.thread_ts:
-            return None
-        try:
-            return str(self.client.chat_getPermalink(channel=request.channel, message_ts=request.thread_ts)["permalink"])
-        except Exception:  # a link is a courtesy: the refusal is answered without it
-            log.warning("no permalink for %s", request.id)
-            return None
+        return links.permalink(self.client, request.channel, request.thread_ts)
 
     def group_members(self, user: str) -> Collection[str]:
         group = self.policy.approver_group
@@ -379,13 +373,10 @@ class Handlers:
     def source_link(self, saved: SavedPlan) -> str | None:
         """A permalink to the thread the dry run was answered in (None: unknown, or Slack would not say)."""
         source = saved.plan.get("source")
-        if not isinstance(source, dict) or not source.get("thread_ts"):
+        if not isinstance(source, dict):
             return None
-        try:
-            return str(self.client.chat_getPermalink(channel=str(source.get("channel") or ""),
-                                                     message_ts=source["thread_ts"])["permalink"])
-        except Exception:  # a link is a courtesy
-            return None
+        return links.permalink(self.client, str(source.get("channel") or ""), source.get("thread_ts"))
+
     def restore_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
         """Only a backup that exists and verifies may be requested: a worker checks it first."""
         assert cmd.target and cmd.backup

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from slack_sdk import WebClient
 
-from bot import messages
+from bot import links, messages
 from core import defaults
 from core.config import Settings
 from core.jobs import WATCH_CLOSE_STEP
@@ -50,7 +50,7 @@ class LapsedWatches:
         contacts = self.settings.contacts_for(target) if target else self.settings.escalation
         reason = messages.watch_lapsed_reason(watch)
         seen = messages.watch_last_seen(watch)
-        link = self.permalink(current)
+        link = links.permalink(self.client, current.channel, current.thread_ts)
         result = self.pager.trigger(
             dedup_key(current.id), messages.watch_lapsed_summary(current, reason), component=current.target,
             links=[{"href": link, "text": "Slack incident thread"}] if link else [],
@@ -64,10 +64,3 @@ class LapsedWatches:
         return self.store.set_status(current.id, RequestStatus.SUCCEEDED, finished_at=self.clock(),
                                      outcome=f"{current.outcome or 'done'}; {messages.watch_lapsed_outcome(reason)}")
 
-    def permalink(self, request: Request) -> str | None:
-        if not request.thread_ts:
-            return None
-        try:
-            return str(self.client.chat_getPermalink(channel=request.channel, message_ts=request.thread_ts)["permalink"])
-        except Exception:  # a link is a courtesy: the page goes out without it
-            return None
