@@ -262,7 +262,7 @@ def main() -> int:
             while queue.count < expected and time.monotonic() < deadline:
                 time.sleep(0.1)
             time.sleep(1.0)
-            approvals = [j.func_name for j in queue.jobs].count("workers.jobs.execute")
+            approvals = [j.func_name for j in queue.jobs].count("workers.jobs.run_request")
             if approvals != (1 if args.clicks else 0):
                 print(f"bench: round {round_number}: {approvals} approvals enqueued, expected exactly 1", file=sys.stderr)
                 return 1

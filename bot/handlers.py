@@ -33,16 +33,15 @@ from bot.commands import Command, CommandError
 from bot.invocations import Ignored, Invocation, NotAddressed
 from bot.plans import PlanSummary, summarize
 from bot.verbs import Action, Verb
-from core import assessments, defaults, stall_policy
+from core import assessments, defaults, kinds, stall_policy
 from core.config import Settings, Target
 from core.jobs import BackupCheck, PreviewCheck
+from core.kinds import Draft
 from core.requests import (
-    BESIDE_TARGET,
     AlreadyDecided,
     PlanGone,
     Request,
     RequestExpired,
-    RequestKind,
     RequestStatus,
     RequestStore,
     SavedPlan,
@@ -83,7 +82,7 @@ def plan_sql(saved: Mapping[str, Any]) -> str | None:
 
 
 def plan_of(request: Request, target: Target | None = None) -> PlanSummary | None:
-    if request.kind is not RequestKind.ROLLBACK:
+    if kinds.of(request.kind).draft is not Draft.PLAN:  # only a plan's request shows its plan
         return None
     return PlanSummary(request.target, request.plan_hash, request.to_version, tuple(request.versions),
                        tuple(request.warnings), tuple(request.forecast), request.stall_ms,
@@ -142,17 +141,14 @@ class Handlers:
             Action.MAINTENANCE: self.maintenance,
             Action.WATCH: self.watch,
         }
-        # What a REQUEST verb needs before its request exists, per request kind.
-        self.drafts: dict[RequestKind, Callable[[Verb, Command, str], RequestDraft | str]] = {
-            RequestKind.ROLLBACK: self.rollback_draft,
-            RequestKind.RESTORE: self.restore_draft,
-            RequestKind.TERMINATE: self.terminate_draft,
-            RequestKind.REPAIR: self.repair_draft,
-            RequestKind.RECOVER: self.recovery_draft,
-            RequestKind.PITR: self.recovery_draft,
-            RequestKind.SNAPSHOT_RESTORE: self.recovery_draft,
-            RequestKind.CLUSTER_RESTORE: self.recovery_draft,
-            RequestKind.UNDO: self.undo_draft,
+        # What a REQUEST verb needs before its request exists, by its kind's draft (core/kinds.py).
+        self.drafts: dict[Draft, Callable[[Verb, Command, str], RequestDraft | str]] = {
+            Draft.PLAN: self.rollback_draft,
+            Draft.BACKUP_CHECK: self.restore_draft,
+            Draft.ASSESSED_SESSION: self.terminate_draft,
+            Draft.REPAIR_PLAN: self.repair_draft,
+            Draft.PREVIEW_CHECK: self.recovery_draft,
+            Draft.UNDO_CHECK: self.undo_draft,
         }
 
     # -- plumbing -------------------------------------------------------------------------------------
@@ -299,11 +295,11 @@ class Handlers:
         assert cmd.target and verb.approval
         user, channel, in_thread = asked.user, asked.channel, asked.thread_ts
         # A terminate runs beside the target's request (it changes no schema), one per session at a time.
-        subject = cmd.pid if verb.approval in BESIDE_TARGET else None
+        subject = cmd.pid if kinds.of(verb.approval).beside_target else None
         active = self.store.active_for(verb.approval, cmd.target, subject, now=self.clock())
         if active is not None:  # said first: who holds the target matters more than what this one lacks
             return messages.target_busy(active, self.permalink(active))
-        draft = self.drafts[verb.approval](verb, cmd, channel)
+        draft = self.drafts[kinds.of(verb.approval).draft](verb, cmd, channel)
         if isinstance(draft, str):
             return draft
         try:
@@ -428,16 +424,11 @@ class Handlers:
         """A recovery (recover, pitr, snapshot-restore): a worker checks it and computes its restore
         preview first; the card shows the preview and the request binds its hash."""
         assert cmd.target and verb.approval
-        if verb.approval is RequestKind.PITR and cmd.version and cmd.point:
+        if cmd.version and cmd.point:  # `pitr`: a migration or a time, not both
             return messages.pitr_version_and_time(cmd.target)
-        per_kind: dict[RequestKind, dict[str, Any]] = {
-            RequestKind.RECOVER: {"backup": cmd.backup, "tables": cmd.tables, "overwrite": bool(cmd.overwrite)},
-            RequestKind.PITR: {"version": cmd.version, "point": cmd.point},
-            RequestKind.SNAPSHOT_RESTORE: {"snapshot": cmd.snapshot},
-            RequestKind.CLUSTER_RESTORE: {"point": cmd.point},
-        }
+        asked = {name: getattr(cmd, name) for name in verb.check_kwargs}
         # the channel rides along for the page a provider's API failing triggers (no thread exists yet)
-        result = self.wait_check(verb, cmd.target, channel=channel, **per_kind[verb.approval])
+        result = self.wait_check(verb, cmd.target, channel=channel, **asked)
         if result is None:
             return messages.recovery_check_timed_out(verb.name, cmd.target, self.check_timeout())
         if result.type is not Result.Type.SUCCESSFUL:
@@ -643,7 +634,7 @@ class Handlers:
             self.record_refusal(err.request, user, DECISION_WORDS[decision], Refusal.EXPIRED)
             return messages.refusal(Refusal.EXPIRED)
         if decided.status is RequestStatus.APPROVED:
-            path = verbs.approved_job(decided.kind)  # the job of the verb that asked for this kind
+            path = kinds.of(decided.kind).job  # the one runner of every kind
             try:
                 self.enqueue(path, request_id=decided.id)
             except Exception:

@@ -15,10 +15,10 @@ from bot import verbs
 from bot.approval import Refusal
 from bot.plans import PlanSummary
 from bot.verbs import Argument, Verb
-from core import steps
+from core import kinds
 from core.jobs import BackupCheck
 from core.jsontypes import JsonObject
-from core.requests import Request, RequestKind, RequestStatus
+from core.requests import Request, RequestStatus
 from core.stall_policy import MaintenanceChoice, MaintenanceDecision
 
 APPROVE_ACTION = "rollback_approve"
@@ -194,7 +194,7 @@ def empty_plan(target: str) -> str:
 
 def target_busy(active: Request, permalink: str | None) -> str:
     where = f" <{permalink}|thread>" if permalink else ""
-    if active.kind is RequestKind.TERMINATE:  # runs beside the target's request: busy only for its own session
+    if kinds.of(active.kind).beside_target:  # runs beside the target's request: busy only for its own subject
         return (f"Session pid {code(active.subject or '?')} on {code(active.target)} already has terminate request "
                 f"{active.id} ({active.status.value}) started by {mention(active.requester)}{where}. One per session: "
                 f"approve that one, or `/rollback cancel {active.id}`.")
@@ -436,24 +436,25 @@ def undo_refused(target: str, rollback_id: str, error: str | None) -> str:
     return f"Refused: rollback {code(rollback_id)} of {code(target)} cannot be undone: {why}. Nothing was requested."
 
 
-def _what(request: Request) -> str:
-    """What a request asks to do, in its card's first line."""
-    if request.kind is RequestKind.TERMINATE:
-        return f"termination of session pid {code(request.subject)} on"
-    if request.kind is RequestKind.REPAIR:
-        return f"repair of migration {code(request.subject)} on"
-    if request.kind in RECOVERY_WHAT:
-        return f"{RECOVERY_WHAT[request.kind]} of"
-    return {RequestKind.ROLLBACK: "rollback of", RequestKind.UNDO: f"undo of rollback {code(request.undoes)} of"}.get(
-        request.kind, f"restore of backup {code(request.backup)} of")
-
-
 def _request_header(request: Request) -> str:
-    what = _what(request)
+    what = kinds.words(kinds.of(request.kind).what, request, code)
     return (
-        f":rotating_light: *{request.id}*: {what} {code(request.target)} requested by {mention(request.requester)}. "
+        f":rotating_light: *{request.id}*: {what} requested by {mention(request.requester)}. "
         f"Needs a second person's approval before {clock(request.expires_at)}."
     )
+
+
+def card_details(request: Request) -> list[str]:
+    """A request's card below its header, by its kind's words (core/kinds.py)."""
+    kind = kinds.of(request.kind)
+    lines = []
+    if request.summary:
+        lines.append(kind.card_summary.format(summary=request.summary, escaped=escape(request.summary)))
+    if kind.card_note:
+        lines.append(kinds.words(kind.card_note, request, code))
+    if request.params.get("preview_text"):  # rendered (and escaped) when the request was made
+        lines.append(str(request.params["preview_text"]))
+    return lines
 
 
 def request_text(request: Request, plan: PlanSummary | None = None) -> str:
@@ -463,46 +464,13 @@ def request_text(request: Request, plan: PlanSummary | None = None) -> str:
         if age := plan_age_line(request):
             lines.append(age)
         lines += _source_lines(request)
-    elif request.kind is RequestKind.TERMINATE:
-        lines.append(escape(request.summary))
-    elif request.kind is RequestKind.REPAIR:  # its dry run: each statement that runs or is skipped
-        lines.append(f"```\n{escape(request.summary)}\n```")
-    elif request.kind is RequestKind.UNDO:
-        if request.summary:
-            lines.append(f":leftwards_arrow_with_hook: {escape(request.summary)}.")
-        lines.append("In one transaction: the up scripts, then every escrowed value back by primary key, "
-                     "checked as it goes; then the post-rollback checks.")
-    elif request.kind is RequestKind.RESTORE:
-        if request.summary:
-            lines.append(f"Backup: {escape(request.summary)}.")
-        lines.append(
-            f"The workers take a fresh backup of {code(request.target)} first, then restore {code(request.backup)} into it."
-        )
-        if request.params.get("preview_text"):  # rendered (and escaped) when the request was made
-            lines.append(str(request.params["preview_text"]))
-    elif request.summary:  # a recovery: its preview, rendered (and escaped) when the request was made
-        lines.append(request.summary)
+    else:
+        lines += card_details(request)
     return "\n".join(lines)
 
 
 def request_blocks(request: Request, plan: PlanSummary | None = None) -> list[JsonObject]:
-    if request.kind is RequestKind.UNDO:
-        confirm = (f"This runs: {steps.chain(request.kind).lower()} on {code(request.target)}, "
-                   f"reversing rollback {code(request.undoes)}.")
-    elif request.kind is RequestKind.ROLLBACK:
-        confirm = (
-            f"This runs: backup, maintenance on, rollback of {code(request.target)} to {code(request.to_version)}, "
-            "verify, maintenance off."
-        )
-    elif request.kind is RequestKind.TERMINATE:
-        confirm = f"This ends session pid {code(request.subject)} on {code(request.target)} (pg_terminate_backend)."
-    elif request.kind is RequestKind.REPAIR:
-        confirm = f"This runs: a fresh backup, then the repair of {code(request.subject)} on {code(request.target)}."
-    elif request.kind in RECOVERY_WHAT:
-        confirm = recovery_confirm(request)
-    else:
-        confirm = (f"This runs: a fresh backup, maintenance on, restore of backup {code(request.backup)} into "
-                   f"{code(request.target)} (replacing its contents), verify, maintenance off.")
+    confirm = kinds.words(kinds.of(request.kind).confirm, request, code)
     return [
         {"type": "section", "text": {"type": "mrkdwn", "text": request_text(request, plan)}},
         _decision_buttons(request, confirm),
@@ -513,25 +481,15 @@ _DECISION_ICONS = {RequestStatus.APPROVED: ":white_check_mark:", RequestStatus.R
                    RequestStatus.CANCELLED: ":heavy_minus_sign:", RequestStatus.EXPIRED: ":hourglass:"}
 
 
-def _ask_again(request: Request) -> str:
-    if request.kind in (RequestKind.TERMINATE, RequestKind.REPAIR):
-        return f"ask again with `/rollback {request.kind.value}`"
-    if request.kind in RECOVERY_WHAT:
-        return f"ask again with `/rollback {verbs.for_kind(request.kind).name}`"
-    if request.kind is RequestKind.UNDO:
-        return "ask again with `/rollback undo`"
-    return "run a new dry-run" if request.kind is RequestKind.ROLLBACK else "ask again with `/rollback restore`"
-
-
 def decision_line(request: Request) -> str:
     by = f" by {mention(request.decided_by)}" if request.decided_by else ""
     if request.status is RequestStatus.EXPIRED:
         if request.approver:  # approved, but no worker started it within the bound
             return (
                 f":hourglass: *Expired* at {clock(request.finished_at)}: approved{by} at {clock(request.decided_at)} "
-                f"but no worker started it in time ({escape(request.outcome)}); nothing ran — {_ask_again(request)}."
+                f"but no worker started it in time ({escape(request.outcome)}); nothing ran — {kinds.of(request.kind).ask_again}."
             )
-        return f":hourglass: *Expired* at {clock(request.expires_at)} — nobody approved; {_ask_again(request)}."
+        return f":hourglass: *Expired* at {clock(request.expires_at)} — nobody approved; {kinds.of(request.kind).ask_again}."
     if request.status not in _DECISION_ICONS:  # running / succeeded / failed: it was approved
         return (f"{_DECISION_ICONS[RequestStatus.APPROVED]} *Approved*{by} at {clock(request.decided_at)}; "
                 f"now {request.status.value}.")
@@ -558,7 +516,7 @@ def decided_blocks(request: Request, plan: PlanSummary | None = None) -> list[Js
 def approved_thread_line(request: Request) -> str:
     return (
         f":white_check_mark: {request.id} approved by {mention(request.approver)} at {clock(request.decided_at)} "
-        f"(requested by {mention(request.requester)}). Queued for the workers: {steps.chain(request.kind)}."
+        f"(requested by {mention(request.requester)}). Queued for the workers: {kinds.of(request.kind).chain}."
     )
 
 
@@ -690,9 +648,6 @@ def sql_file_title(request: Request) -> str:
     return f"SQL of {request.id}: rollback of {request.target} to {request.to_version}"
 # -- the recovery paths (issue 10): the check, the restore preview on the card, the sample keys ----------
 
-RECOVERY_WHAT = {RequestKind.RECOVER: "table recovery", RequestKind.PITR: "point-in-time recovery",
-                 RequestKind.SNAPSHOT_RESTORE: "snapshot restore",
-                 RequestKind.CLUSTER_RESTORE: "restore into a new managed cluster"}
 SAMPLES_SHOWN = 5
 
 
@@ -743,32 +698,26 @@ def _lost_line(preview: Mapping[str, Any]) -> str | None:
             f" ({duration(float(preview.get('lost_seconds') or 0))} ago) is lost.*{rows}")
 
 
+class _Blank(dict[str, str]):
+    """A template's field the preview does not hold reads as empty (a snapshot without a name)."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
 def preview_summary(preview: Mapping[str, Any], digest: str) -> str:
     """The restore preview on a recovery's approval card (kept on the request as its summary)."""
-    kind = RequestKind(str(preview.get("kind")))
-    lines: list[str] = []
-    if kind is RequestKind.RECOVER:
-        overwrite = bool(preview.get("overwrite"))
-        taken = f" (taken {escape(preview['created_at'])})" if preview.get("created_at") else ""
-        lines.append(f"From backup {code(preview.get('backup'))}{taken}, rows matched by primary key; rows newer "
-                     "than the backup stay:")
-        lines += [_table_line(t, overwrite) for t in preview.get("tables") or []]
-    elif kind is RequestKind.RESTORE:
-        lines.append("Restore preview:")
-        lines += [f"• {code(t.get('table'))}: rows live {'none (no such table)' if t.get('live_rows') is None else t.get('live_rows')}, "
-                  f"in the backup {t.get('restored_rows')}" for t in preview.get("tables") or []]
-    elif kind is RequestKind.PITR:
-        bad = preview.get("bad_version")
-        before = f", just before {code(bad)} was applied" if bad else ""
-        lines.append(f"Supabase project {code(preview.get('project_ref'))} back to "
-                     f"{clock(float(preview.get('point_unix') or 0))}{before}.")
-    elif kind is RequestKind.CLUSTER_RESTORE:
-        lines.append(f"A new cluster {code(preview.get('new_name'))} from the backup of managed cluster "
-                     f"{code(preview.get('database_id'))} taken {escape(preview.get('backup_created_at'))}. The "
-                     f"live cluster is left as it is: nothing is lost until the application is switched to the new one.")
+    fields = {k: code(v) for k, v in preview.items() if not isinstance(v, (list, dict))}
+    bad, point = preview.get("bad_version"), preview.get("point_unix")
+    fields.update(point=clock(float(point or 0)), before=f", just before {code(bad)} was applied" if bad else "",
+                  taken=f" (taken {escape(preview['created_at'])})" if preview.get("created_at") else "")
+    lines = [kinds.of(str(preview.get("kind"))).preview_headline.format_map(_Blank(fields))]
+    tables = preview.get("tables") or []
+    if "overwrite" in preview:  # a table recovery: what happens to each table's rows
+        lines += [_table_line(t, bool(preview.get("overwrite"))) for t in tables]
     else:
-        lines.append(f"Droplet {code(preview.get('droplet_id'))} back to snapshot {code(preview.get('snapshot'))} "
-                     f"({escape(preview.get('snapshot_name') or 'unnamed')}).")
+        lines += [f"• {code(t.get('table'))}: rows live {'none (no such table)' if t.get('live_rows') is None else t.get('live_rows')}, "
+                  f"in the backup {t.get('restored_rows')}" for t in tables]
     if versions := _versions_line(preview):
         lines.append(versions)
     if lost := _lost_line(preview):
@@ -791,22 +740,6 @@ def preview_samples(preview: Mapping[str, Any]) -> str | None:
         if parts:
             lines.append(f"• {code(table.get('table'))} {'; '.join(parts)}")
     return ("Sample keys (primary key values):\n" + "\n".join(lines)) if lines else None
-
-
-def recovery_confirm(request: Request) -> str:
-    target = code(request.target)
-    if request.kind is RequestKind.RECOVER:
-        tables = ", ".join(code(t) for t in request.params.get("tables") or [])
-        change = "insert the missing rows and overwrite the differing ones" if request.params.get("overwrite") \
-            else "insert the missing rows (differing rows are kept)"
-        return (f"This runs: a backup of {tables}, then in one transaction on {target}: {change}, parents first, "
-                "and the counts verified.")
-    if request.kind is RequestKind.CLUSTER_RESTORE:
-        return (f"This runs: a new managed cluster {code(request.params.get('new_name'))} from the backup; "
-                f"{target} is not changed. The thread then says what to switch.")
-    what = "Supabase point-in-time recovery" if request.kind is RequestKind.PITR else "droplet restore from the snapshot"
-    return (f"This runs: a fresh backup, maintenance on, {what} of {target} (everything written after the point "
-            "is lost), verify, maintenance off.")
 
 
 def restore_preview_missing(error: str | None) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from bot import expiry, messages
 from bot.expiry import Due
-from core import jobs
+from core.kinds import START_STEP
 from core.requests import Request, RequestStatus, RequestStore
 
 log = logging.getLogger("rollback.bot")
@@ -67,7 +67,7 @@ class ExpirySweeper:
             return self.store.expire_if_due(request.id, now=now)
         # Claim the worker's start step: from now on a late job finds it taken and runs nothing;
         # if the worker claimed it first, it owns the request (it refuses a late start itself).
-        if not self.store.claim(request.id, jobs.START_STEPS[request.kind]):
+        if not self.store.claim(request.id, START_STEP):
             return request
         return self.store.set_status(request.id, RequestStatus.EXPIRED, finished_at=now,
                                      outcome=messages.not_started_outcome(self.start_within_seconds))

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from core.requests import RequestKind
+from core import kinds
+from core.kinds import RequestKind
 from core.versions import EXAMPLE as VERSION_EXAMPLE
 from core.versions import FORMAT as VERSION_FORMAT
 from core.versions import looks_like_version
@@ -147,8 +148,9 @@ class Verb:
     takes_target: bool = True  # False: acts on the channel's requests, never on a target by name
     writes: bool = False  # changes (or plans to change) a database: must name its target when several exist
     approval: RequestKind | None = None  # needs a second person's approval: the kind of request it creates
-    job: str | None = None  # dotted path of the worker job (REQUEST: the one its approval enqueues)
+    job: str | None = None  # dotted path of the worker job (a REQUEST's approval runs core/kinds.py's one runner)
     check_job: str | None = None  # a job whose answer the bot waits for before it creates the request
+    check_kwargs: tuple[str, ...] = ()  # what that check is given from the command (besides target and channel)
     job_kwargs: tuple[str, ...] = ("target", "channel", "thread_ts")  # what the job is given (THREAD_JOB)
     who: Who = Who.REQUESTERS
     needs_worker: bool = True  # refused at once when no worker is listening
@@ -165,8 +167,7 @@ VERBS: tuple[Verb, ...] = (
          Action.THREAD_JOB, arguments=(VERSION,), aliases=("dryrun", "dry_run", "plan"), writes=True,
          job="workers.jobs.dry_run", job_kwargs=("target", "version", "channel", "thread_ts", "requester")),
     Verb("execute", "ask a second person to approve running the current plan (the request uses it up)",
-         Action.REQUEST, aliases=("rollback",), writes=True, approval=RequestKind.ROLLBACK,
-         job="workers.jobs.execute"),
+         Action.REQUEST, aliases=("rollback",), writes=True, approval=RequestKind.ROLLBACK),
     Verb("backup", "take a verified backup now",
          Action.THREAD_JOB, writes=True,
          job="workers.jobs.backup", job_kwargs=("target", "channel", "thread_ts", "requester", "reason")),
@@ -177,41 +178,36 @@ VERBS: tuple[Verb, ...] = (
     Verb("history", "recent migration history",
          Action.THREAD_JOB, job="workers.jobs.history"),
     Verb("restore", "restore a backup that exists and verifies (needs a second person's approval)",
-         Action.REQUEST, arguments=(BACKUP,), writes=True, approval=RequestKind.RESTORE,
-         job="workers.jobs.restore", check_job="workers.jobs.check_backup"),
+         Action.REQUEST, arguments=(BACKUP,), writes=True, approval=RequestKind.RESTORE, check_job="workers.jobs.check_backup"),
     Verb("recover", "get the lost rows of <table>[,<table>…] back from a verified backup, newer rows kept "
          "(--overwrite: differing rows replaced too; needs a second person's approval)",
-         Action.REQUEST, arguments=(BACKUP, TABLES, OVERWRITE), writes=True, approval=RequestKind.RECOVER,
-         job="workers.jobs.recover", check_job="workers.jobs.check_recover"),
+         Action.REQUEST, arguments=(BACKUP, TABLES, OVERWRITE), writes=True, approval=RequestKind.RECOVER, check_job="workers.jobs.check_recover",
+         check_kwargs=("backup", "tables", "overwrite")),
     Verb("pitr", "Supabase point-in-time recovery to just before a migration (default: the newest) or to a "
          "UTC time; everything written after it is lost (needs a second person's approval)",
-         Action.REQUEST, arguments=(BEFORE, OPTIONAL_VERSION, POINT), writes=True, approval=RequestKind.PITR,
-         job="workers.jobs.pitr", check_job="workers.jobs.check_pitr",
+         Action.REQUEST, arguments=(BEFORE, OPTIONAL_VERSION, POINT), writes=True, approval=RequestKind.PITR, check_job="workers.jobs.check_pitr", check_kwargs=("version", "point"),
          usage_arguments="[before <version> | <UTC time>]"),
     Verb("snapshot-restore", "restore the target's droplet from a DigitalOcean snapshot (needs a second "
          "person's approval)",
          Action.REQUEST, arguments=(SNAPSHOT,), aliases=("snapshot_restore",), writes=True,
-         approval=RequestKind.SNAPSHOT_RESTORE, job="workers.jobs.snapshot_restore",
-         check_job="workers.jobs.check_snapshot"),
+         approval=RequestKind.SNAPSHOT_RESTORE,
+         check_job="workers.jobs.check_snapshot", check_kwargs=("snapshot",)),
     Verb("cluster-restore", "a new managed DigitalOcean cluster from the target's newest backup (or the newest "
          "before a UTC time); the target is left as it is (needs a second person's approval)",
          Action.REQUEST, arguments=(POINT,), aliases=("cluster_restore",), writes=True,
-         approval=RequestKind.CLUSTER_RESTORE, job="workers.jobs.cluster_restore",
-         check_job="workers.jobs.check_cluster"),
+         approval=RequestKind.CLUSTER_RESTORE,
+         check_job="workers.jobs.check_cluster", check_kwargs=("point",)),
     Verb("escrow", "what the data-loss escrow of past rollbacks holds (request, tables, rows, size, age)",
          Action.THREAD_JOB, job="workers.jobs.escrow"),
     Verb("undo", "reverse a rollback from its escrow: a dry run, then a second person's approval",
-         Action.REQUEST, arguments=(ROLLBACK_ID,), writes=True, approval=RequestKind.UNDO,
-         job="workers.jobs.undo", check_job="workers.jobs.check_undo"),
+         Action.REQUEST, arguments=(ROLLBACK_ID,), writes=True, approval=RequestKind.UNDO, check_job="workers.jobs.check_undo"),
     Verb("maintenance", "switch the target's maintenance mode (the latest request's requester or an approver)",
          Action.MAINTENANCE, arguments=(STATE,), writes=True, who=Who.REQUESTER_OR_APPROVER,
          job="workers.jobs.maintenance", job_kwargs=("target", "state", "channel", "thread_ts", "requester")),
     Verb("terminate", "end a session that status named in a rollback's way (needs a second person's approval)",
-         Action.REQUEST, arguments=(PID,), aliases=("kill",), writes=True, approval=RequestKind.TERMINATE,
-         job="workers.jobs.terminate"),
+         Action.REQUEST, arguments=(PID,), aliases=("kill",), writes=True, approval=RequestKind.TERMINATE),
     Verb("repair", "bring a failed or stuck migration back to a clean state: its dry run, then a second person's approval",
-         Action.REQUEST, arguments=(VERSION,), writes=True, approval=RequestKind.REPAIR,
-         job="workers.jobs.repair", check_job="workers.jobs.plan_repair"),
+         Action.REQUEST, arguments=(VERSION,), writes=True, approval=RequestKind.REPAIR, check_job="workers.jobs.plan_repair"),
     Verb("watch", "stop: end the watch window after a rollback or restore early (its requester or an approver)",
          Action.WATCH, arguments=(WATCH_ACTION,), writes=True, who=Who.REQUESTER_OR_APPROVER,
          job="workers.jobs.watch_stop", job_kwargs=("request_id", "requester")),
@@ -243,17 +239,8 @@ def lookup(word: str) -> Verb | None:
 
 
 def for_kind(kind: RequestKind) -> Verb:
-    """The verb that asks for requests of this kind: its `job` is what an approval enqueues."""
-    for candidate in VERBS:
-        if candidate.approval is kind:
-            return candidate
-    raise LookupError(f"no verb asks for {kind} requests")
-
-
-def approved_job(kind: RequestKind) -> str:
-    job = for_kind(kind).job
-    assert job is not None, f"the verb for {kind} requests names no job"
-    return job
+    """The verb that asks for requests of this kind."""
+    return BY_NAME[kinds.of(kind).verb]
 
 
 def usage(verb_: Verb) -> str:

@@ -11,19 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.requests import RequestKind
-
 # A JSON object: what a job returns (RQ stores it), what a request's pipeline state keeps in Redis,
 # what a result's `to_dict()` gives. Inside a process results travel as typed objects; they become
 # this only at those boundaries.
-
-# The step a worker claims (RequestStore.claim) when it starts an approved request, per request kind.
-# Whoever claims it first owns the start: the worker runs the request, or the bot's expiry sweeper
-# records that it never started in time (and a late job then finds the claim taken and does nothing).
-START_STEPS = {RequestKind.ROLLBACK: "execute", RequestKind.RESTORE: "restore", RequestKind.UNDO: "execute",
-               RequestKind.TERMINATE: "terminate", RequestKind.REPAIR: "repair",
-               RequestKind.RECOVER: "recover", RequestKind.PITR: "pitr", RequestKind.SNAPSHOT_RESTORE: "snapshot_restore",
-               RequestKind.CLUSTER_RESTORE: "cluster_restore"}
 
 # The step claimed (for WATCH_CLOSE_CLAIM_SECONDS) by whoever ends a watch window: a worker's last look, a
 # `watch stop`, a worker ending it as interrupted, or the bot's sweeper when its deadline passed. One closes it.

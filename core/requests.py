@@ -1,6 +1,6 @@
 """Request records in Redis: the shared state of a rollback request, used by the bot and the workers.
 
-A request (a RequestKind: `rollback` or `restore`) is created pending by the bot, decided once
+A request (a RequestKind, core/kinds.py) is created pending by the bot, decided once
 (approved, rejected or cancelled) by a click, then driven to an outcome by the workers. Every transition that
 must happen at most once is a Lua script, so it is atomic on the Redis server: two approvers
 clicking at once, a double click and a Slack retry all meet the same single `pending -> approved`.
@@ -9,7 +9,7 @@ Keys (under `prefix`):
 - `<prefix>:request:<id>`        hash: the record's fields (strings; lists as JSON)
 - `<prefix>:active:<target>`     the id of the target's one active request (one rollback per target)
 - `<prefix>:active:<target>:<kind>:<subject>`  the id of the one active request of a kind that runs beside
-                                 the target's request (`BESIDE_TARGET`: a terminate, per pid)
+                                 the target's request (`Kind.beside_target`: a terminate, per pid)
 - `<prefix>:latest:<target>`     the id of the target's latest request, whatever its status (not a terminate)
 - `<prefix>:channel:<channel>`   sorted set of the channel's request ids by creation time
 - `<prefix>:claim:<id>:<step>`   a step of a request that has started (SET NX: runs at most once)
@@ -31,7 +31,8 @@ from typing import Any
 
 import redis
 
-from core import defaults
+from core import defaults, kinds
+from core.kinds import RequestKind
 
 # Crockford's base32 without look-alikes (no I, L, O, U): ids people can read out in a call.
 ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -63,25 +64,7 @@ FINAL_STATUSES = frozenset(
 )
 
 
-class RequestKind(StrEnum):
-    """What an approved request runs (bot/verbs.py says which verb asks for which kind and which job runs it)."""
-
-    ROLLBACK = "rollback"
-    RESTORE = "restore"
-    TERMINATE = "terminate"  # end one session named by the channel's current assessment (`subject`: its pid)
-    REPAIR = "repair"  # bring a failed or half-applied migration back to a clean state (`subject`: its version)
-    RECOVER = "recover"  # lost rows of chosen tables back from a backup (scenario 4)
-    PITR = "pitr"  # Supabase point-in-time recovery (playbook Method 3A)
-    SNAPSHOT_RESTORE = "snapshot_restore"  # a DigitalOcean droplet from a snapshot (Method 3B)
-    CLUSTER_RESTORE = "cluster_restore"  # a new managed DigitalOcean cluster from a backup (Method 3B)
-    UNDO = "undo"  # reverse an earlier rollback from its escrow (`undoes` names it)
-
-
 KINDS = frozenset(RequestKind)
-# Kinds that change no schema and may run beside the target's one active request (a terminate ends the very
-# session a pending or running rollback waits behind): one active request per subject (the pid) instead of
-# one per target. They are not the target's latest request either (`watch stop`, maintenance rights).
-BESIDE_TARGET = frozenset({RequestKind.TERMINATE})
 
 
 class RequestError(Exception):
@@ -120,7 +103,7 @@ class TargetBusy(RequestError):
     target's request, another request of that kind holds the same subject."""
 
     def __init__(self, active: Request) -> None:
-        what = f"{active.kind.value} {active.subject} on" if active.kind in BESIDE_TARGET else "target"
+        what = f"{active.kind.value} {active.subject} on" if kinds.of(active.kind).beside_target else "target"
         super().__init__(f"{what} {active.target} already has request {active.id} ({active.status.value})")
         self.active = active
 
@@ -368,7 +351,7 @@ class RequestStore:
         """What a request of this kind holds while it is active: its target, or (a kind that runs beside
         the target's request) its subject on that target."""
         kind = RequestKind(kind)
-        if kind in BESIDE_TARGET:
+        if kinds.of(kind).beside_target:
             return f"{self._active_key(target)}:{kind.value}:{subject}"
         return self._active_key(target)
 
@@ -420,7 +403,7 @@ class RequestStore:
         undoes: str | None = None,
         card_ts: str | None = None,
     ) -> Request:
-        """A new pending request holding `target` (a kind in BESIDE_TARGET: holding its `subject` on the
+        """A new pending request holding `target` (a kind beside the target: holding its `subject` on the
         target). Raises TargetBusy while another one holds it.
 
         With `plan` (the channel's current plan for the target, as `saved_plan` returned it), the
@@ -464,7 +447,7 @@ class RequestStore:
                       self._channel_key(channel), self._open_key(), self._latest_key(target),
                       self._plan_key(channel, target), self._plans_key(target)],
                 args=[request.id, repr(now), self.active_lock_ttl_seconds, self.record_ttl_seconds, self.prefix,
-                      plan.id if plan else "", channel, "0" if kind in BESIDE_TARGET else "1", *pairs],
+                      plan.id if plan else "", channel, "0" if kinds.of(kind).beside_target else "1", *pairs],
             )
             outcome = _text(result[0])
             if outcome == "ok":

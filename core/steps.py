@@ -1,15 +1,14 @@
 """The steps of the workers' pipelines as pure data: name, label, and what a failure there means.
 
-The bot reads the labels and each pipeline's order from here (it never imports workers code);
-`workers/pipeline.py` binds each step to the function that runs it. Adding a step: a record here
-and its place in a pipeline, plus its function in workers/pipeline.py.
+The bot reads the labels from here (it never imports workers code); each kind's pipeline is a tuple of
+these in its record (core/kinds.py), and the workers bind each step to the function that runs it (the
+shared ones in workers/pipeline.py, a kind's own in workers/verbs/<kind>.py). Adding a step: a record
+here (and in ALL) and its place in a kind's pipeline, plus its function.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from core.requests import RequestKind
 
 
 @dataclass(frozen=True)
@@ -44,30 +43,14 @@ SNAPSHOT_RESTORE = StepInfo("snapshot_restore", "Snapshot restore", leaves_maint
 # A managed cluster is restored into a new cluster: the target itself is left as it is.
 NEW_CLUSTER = StepInfo("new_cluster", "New cluster from a backup", recorded=False)
 
-# Each approved request kind's pipeline, in order; `finish` is the bookkeeping, never announced as a step.
-PIPELINES: dict[RequestKind, tuple[StepInfo, ...]] = {
-    RequestKind.ROLLBACK: (BACKUP, MAINTENANCE_ON, ROLLBACK, VERIFY, MAINTENANCE_OFF, FINISH),
-    RequestKind.RESTORE: (BACKUP, MAINTENANCE_ON, RESTORE, VERIFY, MAINTENANCE_OFF, FINISH),
-    RequestKind.TERMINATE: (TERMINATE,),
-    RequestKind.REPAIR: (BACKUP, REPAIR),
-    RequestKind.RECOVER: (TABLE_BACKUP, RECOVER, FINISH),
-    RequestKind.PITR: (BACKUP, MAINTENANCE_ON, PITR, VERIFY, MAINTENANCE_OFF, FINISH),
-    RequestKind.SNAPSHOT_RESTORE: (BACKUP, MAINTENANCE_ON, SNAPSHOT_RESTORE, VERIFY, MAINTENANCE_OFF, FINISH),
-    RequestKind.CLUSTER_RESTORE: (NEW_CLUSTER, FINISH),
-    RequestKind.UNDO: (BACKUP, MAINTENANCE_ON, UNDO, VERIFY, MAINTENANCE_OFF, FINISH),
-}
-# After a verified change of the live target the workers watch it (workers/watching.py): a rollback, an undo, a
-# restore, and the recovery paths that change it (recover, pitr, snapshot_restore). A cluster restore makes a
-# NEW cluster the application does not use yet: nothing it changed is live, so nothing is watched.
-UNWATCHED: frozenset[RequestKind] = frozenset({RequestKind.CLUSTER_RESTORE})
-# A restore into a new scratch database leaves the target alone: nothing to back up, nothing to switch.
-RESTORE_INTO_SCRATCH: tuple[StepInfo, ...] = (RESTORE, FINISH)
-
-STEPS = {step.name: step for pipeline in (*PIPELINES.values(), RESTORE_INTO_SCRATCH) for step in pipeline}
+# Every step (a kind's pipeline, core/kinds.py, is a tuple of these).
+ALL: tuple[StepInfo, ...] = (BACKUP, MAINTENANCE_ON, ROLLBACK, RESTORE, UNDO, VERIFY, MAINTENANCE_OFF, FINISH, TERMINATE,
+                             REPAIR, TABLE_BACKUP, RECOVER, PITR, SNAPSHOT_RESTORE, NEW_CLUSTER)
+STEPS = {step.name: step for step in ALL}
 
 # Labels of the jobs that are not pipeline steps (what a thread line or a page calls them).
 JOB_LABELS = {
-    "execute": "Execute",
+    "start": "Start",
     "snapshot": "Snapshot",
     "status": "Status",
     "dry_run": "Dry run",
@@ -99,8 +82,3 @@ def label(name: str) -> str:
 def announced(pipeline: tuple[StepInfo, ...]) -> tuple[StepInfo, ...]:
     """The steps a thread announces (all but the bookkeeping `finish`)."""
     return tuple(step for step in pipeline if step is not FINISH)
-
-
-def chain(kind: RequestKind) -> str:
-    """`Backup → Maintenance on → Rollback → Verification → Maintenance off`, for a request kind."""
-    return " → ".join(step.label for step in announced(PIPELINES[kind]))

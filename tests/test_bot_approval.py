@@ -40,7 +40,7 @@ def test_approval_by_the_group_member_enqueues_execute_once(
     request = ask(sender, slack_api, store)
     assert click(sender, request, BOB) == 200
     slack_api.wait_for(lambda: bot_queue.count == 1)
-    assert jobs(bot_queue) == [("workers.jobs.execute", {"request_id": request.id})]
+    assert jobs(bot_queue) == [("workers.jobs.run_request", {"request_id": request.id})]
     decided = store.get(request.id)
     assert decided is not None and decided.status is RequestStatus.APPROVED and decided.approver == BOB
     texts = settle(slack_api, request, 1)
@@ -113,7 +113,7 @@ def test_double_click_starts_one_pipeline(
     assert "already approved" in slack_api.wait_for(lambda: ephemeral_texts(slack_api, BOB))[0]
     texts = settle(slack_api, request, 1)
     assert len(texts) == 2  # the repeat click by the approver adds nothing to the record
-    assert jobs(bot_queue) == [("workers.jobs.execute", {"request_id": request.id})]
+    assert jobs(bot_queue) == [("workers.jobs.run_request", {"request_id": request.id})]
 
 
 def test_concurrent_approvers_start_one_pipeline(
@@ -137,7 +137,7 @@ def test_concurrent_approvers_start_one_pipeline(
     assert statuses == [200] * 8
     slack_api.wait_for(lambda: len(slack_api.ephemerals()) >= 7)
     quiet(slack_api)
-    assert jobs(bot_queue) == [("workers.jobs.execute", {"request_id": request.id})]
+    assert jobs(bot_queue) == [("workers.jobs.run_request", {"request_id": request.id})]
     decided = store.get(request.id)
     assert decided is not None and decided.approver in (BOB, "U_DAVE")
     approvals = [t for t in thread_texts(slack_api, request) if "approved by" in t and "Queued" in t]
@@ -152,7 +152,7 @@ def test_restore_approval_enqueues_restore(
     request = pending_request(slack_api, store)
     click(sender, request, BOB)
     slack_api.wait_for(lambda: bot_queue.count == 1)
-    assert jobs(bot_queue) == [("workers.jobs.restore", {"request_id": request.id})]
+    assert jobs(bot_queue) == [("workers.jobs.run_request", {"request_id": request.id})]
 
 
 def test_approval_without_a_worker_is_refused_and_stays_pending(

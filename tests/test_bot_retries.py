@@ -56,5 +56,5 @@ def test_a_retried_approval_click_decides_and_enqueues_once(
     texts = settle(slack_api, request, 1)
     assert len(texts) == 2 and len(roots(slack_api)) == 1  # the approval line once, no "already approved"
     assert slack_api.ephemerals(user=BOB) == []
-    assert jobs(bot_queue) == [("workers.jobs.execute", {"request_id": request.id})]
+    assert jobs(bot_queue) == [("workers.jobs.run_request", {"request_id": request.id})]
     assert store.get(request.id).status is RequestStatus.APPROVED  # type: ignore[union-attr]

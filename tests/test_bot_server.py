@@ -103,7 +103,7 @@ def test_a_burst_of_deliveries_is_answered_whole_and_approves_once(
     slack_api.wait_for(lambda: bot_queue.count >= status_jobs + 1)
     quiet(slack_api)  # a second approval, had there been one, would post and be enqueued by now
     names = [name for name, _ in jobs(bot_queue)]
-    assert names.count("workers.jobs.execute") == 1 and names.count("workers.jobs.status") == status_jobs
+    assert names.count("workers.jobs.run_request") == 1 and names.count("workers.jobs.status") == status_jobs
     decided = store.get(request.id)
     assert decided is not None and decided.status is RequestStatus.APPROVED and decided.decided_by == BOB
 

@@ -194,17 +194,6 @@ def test_restore_refused_when_the_check_fails(
     assert store.for_channel(CHANNEL) == []
 
 
-def test_each_kind_enqueues_the_job_of_its_verb_on_approval() -> None:
-    assert {kind: verbs.approved_job(kind) for kind in RequestKind} == {
-        RequestKind.ROLLBACK: "workers.jobs.execute", RequestKind.RESTORE: "workers.jobs.restore",
-        RequestKind.UNDO: "workers.jobs.undo",
-        RequestKind.TERMINATE: "workers.jobs.terminate", RequestKind.REPAIR: "workers.jobs.repair",
-        RequestKind.RECOVER: "workers.jobs.recover", RequestKind.PITR: "workers.jobs.pitr",
-        RequestKind.SNAPSHOT_RESTORE: "workers.jobs.snapshot_restore",
-        RequestKind.CLUSTER_RESTORE: "workers.jobs.cluster_restore"}
-    assert sorted(v.approval for v in verbs.VERBS if v.approval) == sorted(RequestKind)  # one verb per kind
-
-
 # -- /rollback maintenance on|off [target] ------------------------------------------------------------
 
 

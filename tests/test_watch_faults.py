@@ -83,7 +83,7 @@ def watched_rollback(env: dict[str, str], slack_api: Any, database_url: str) -> 
     apply_example(database_url)
     ts, dry = dry_run_plan(env, slack_api, GOOD)
     request = approved_request(env, thread_ts=ts, plan=dry)
-    enqueue(env, "workers.jobs.execute", request_id=request.id)
+    enqueue(env, "workers.jobs.run_request", request_id=request.id)
     slack_api.wait_for(lambda: "watch, first look: health ok" in thread_text(slack_api, ts), timeout=90)
     store = RequestStore(redis.Redis.from_url(env["REDIS_URL"]))
     slack_api.wait_for(lambda: store.get(request.id).watch.get("looks"), timeout=30)  # the look is on the record

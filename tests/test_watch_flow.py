@@ -113,7 +113,7 @@ def test_a_health_regression_pages_and_the_recovery_resolves_it_when_the_window_
     store = RequestStore(redis.Redis.from_url(env["REDIS_URL"]))
     ts, dry = dry_run_plan(env, slack_api, GOOD)
     request = approved_request(env, thread_ts=ts, plan=dry)
-    enqueue(env, "workers.jobs.execute", request_id=request.id)
+    enqueue(env, "workers.jobs.run_request", request_id=request.id)
     regress_and_recover(slack_api, pagerduty, health, store, database_url, request.id, ts)
 
 
@@ -179,7 +179,7 @@ def test_watch_stop_ends_the_window_early_recorded(
     store = RequestStore(redis.Redis.from_url(env["REDIS_URL"]))
     ts, dry = dry_run_plan(env, slack_api, GOOD)
     request = approved_request(env, thread_ts=ts, plan=dry)
-    enqueue(env, "workers.jobs.execute", request_id=request.id)
+    enqueue(env, "workers.jobs.run_request", request_id=request.id)
     slack_api.wait_for(lambda: "watch, first look: health ok" in thread_text(slack_api, ts), timeout=90)
 
     stack_sender.command("watch stop prod", user_id=ALICE, channel_id=CHANNEL)

@@ -58,7 +58,7 @@ def test_rollback_escrows_escrow_lists_it_and_an_approved_undo_gives_the_databas
 
     check, undo = _undo_request(stack_env, slack_api, "prod", rollback.id)
     assert check["versions"] == [BAD] and [r["rows"] for r in check["restored"]] == [16, 20, 16]
-    enqueue(stack_env, "workers.jobs.undo", request_id=undo.id)
+    enqueue(stack_env, "workers.jobs.run_request", request_id=undo.id)
     status = request_ended(stack_env, slack_api, undo.id, timeout=90)
     assert status == "succeeded", request_store(stack_env).get(undo.id).outcome
     assert rows_sorted(pg_dump(database_url, exclude=NOT_APP)) == before

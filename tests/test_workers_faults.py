@@ -59,7 +59,7 @@ def _start_slow_rollback(tmp_path, stack_env, database_url, slack_api, start_wor
     ts, dry = dry_run_plan(stack_env, slack_api, BAD)
     request = approved_request(stack_env, thread_ts=ts, plan=dry)
     open_slow_gate(database_url)
-    enqueue(stack_env, "workers.jobs.execute", request_id=request.id)
+    enqueue(stack_env, "workers.jobs.run_request", request_id=request.id)
     slack_api.wait_for(lambda: _sleeping_backend(database_url), timeout=WAIT_SECONDS)  # the rollback is mid-flight
     return worker, ts, request
 
@@ -147,8 +147,8 @@ def test_duplicate_delivery_runs_the_rollback_once(stack_env, database_url, slac
     apply_example(database_url)
     ts, dry = dry_run_plan(stack_env, slack_api, "2025_10_20_120001")
     request = approved_request(stack_env, thread_ts=ts, plan=dry)
-    first = enqueue(stack_env, "workers.jobs.execute", request_id=request.id)
-    second = enqueue(stack_env, "workers.jobs.execute", request_id=request.id)
+    first = enqueue(stack_env, "workers.jobs.run_request", request_id=request.id)
+    second = enqueue(stack_env, "workers.jobs.run_request", request_id=request.id)
     store = _store(stack_env)
     slack_api.wait_for(lambda: store.get(request.id).status.value in ("succeeded", "failed"), timeout=60)
     assert store.get(request.id).status.value == "succeeded"
@@ -184,7 +184,7 @@ def test_redis_going_away_mid_step_is_reported_not_hung(
         ts, dry = dry_run_plan(env, slack_api, BAD)
         request = approved_request(stack_env, thread_ts=ts, plan=dry)
         open_slow_gate(database_url, seconds=3)
-        enqueue(env, "workers.jobs.execute", request_id=request.id)
+        enqueue(env, "workers.jobs.run_request", request_id=request.id)
         slack_api.wait_for(lambda: _sleeping_backend(database_url), timeout=WAIT_SECONDS)
     finally:
         proxy.close()  # Redis goes away while the rollback runs

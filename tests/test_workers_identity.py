@@ -52,7 +52,7 @@ def test_a_different_database_behind_the_target_is_refused_until_confirmed(
 
     ts, dry = dry_run_plan(moved, slack_api, "2025_10_20_120001")
     request = approved_request(moved, thread_ts=ts, plan=dry)
-    enqueue(moved, "workers.jobs.execute", request_id=request.id)
+    enqueue(moved, "workers.jobs.run_request", request_id=request.id)
     store = RequestStore(redis.Redis.from_url(moved["REDIS_URL"]))
     slack_api.wait_for(lambda: store.get(request.id).status.value == "failed", timeout=WAIT_SECONDS)
     assert "wrong database?" in thread_text(slack_api, ts)

@@ -162,7 +162,7 @@ def test_restored_backup_matches_the_original_row_counts(stack_env, database_url
         conn.execute("DELETE FROM projects")
         conn.execute("DELETE FROM users WHERE id > 5")
     request = approved_request(stack_env, thread_ts=ts, plan={}, kind="restore", backup=path)
-    enqueue(stack_env, "workers.jobs.restore", request_id=request.id)
+    enqueue(stack_env, "workers.jobs.run_request", request_id=request.id)
     assert request_ended(stack_env, slack_api, request.id) == "succeeded", thread_text(slack_api, ts)
     assert {t: _scalar(database_url, f"SELECT count(*) FROM {t}") for t in counts} == counts  # noqa: S608
     text = thread_text(slack_api, ts)
@@ -205,7 +205,7 @@ def test_execute_of_a_rejected_request_changes_nothing(stack_env, database_url, 
     ts, dry = dry_run_plan(stack_env, slack_api, GOOD)
     pending = pending_request(stack_env, thread_ts=ts, plan=dry)
     decide(stack_env, pending.id, "rejected")
-    result = wait_job(enqueue(stack_env, "workers.jobs.execute", request_id=pending.id))
+    result = wait_job(enqueue(stack_env, "workers.jobs.run_request", request_id=pending.id))
     assert result["refused"] and request_store(stack_env).get(pending.id).status.value == "rejected"
     assert "cannot run: it is rejected" in thread_text(slack_api, ts)
     assert _scalar(database_url, "SELECT status FROM schema_migrations WHERE version = %s", BAD) == "completed"
@@ -219,7 +219,7 @@ def test_restore_into_a_scratch_database_leaves_the_target_alone(
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("DELETE FROM projects")
     request = approved_request(stack_env, thread_ts=ts, plan={}, kind="restore", backup=backup["path"])
-    result = wait_job(enqueue(stack_env, "workers.jobs.restore", request_id=request.id, into="scratch"))
+    result = wait_job(enqueue(stack_env, "workers.jobs.run_request", request_id=request.id, into="scratch"))
     assert result and result["ok"], thread_text(slack_api, ts)
     scratch = result["restore"]["database"]
     try:

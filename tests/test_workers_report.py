@@ -23,7 +23,7 @@ def test_report_of_a_rolled_back_request(stack_env, database_url, slack_api, wor
     apply_example(database_url)
     ts, dry = dry_run_plan(stack_env, slack_api, "2025_10_20_120001")
     request = approved_request(stack_env, thread_ts=ts, plan=dry)
-    enqueue(stack_env, "workers.jobs.execute", request_id=request.id)
+    enqueue(stack_env, "workers.jobs.run_request", request_id=request.id)
     store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
     slack_api.wait_for(lambda: store.get(request.id).status.value == "succeeded", timeout=60)
 

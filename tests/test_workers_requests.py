@@ -84,7 +84,7 @@ def test_a_restore_of_a_missing_backup_is_refused_at_the_start_without_a_page(
     apply_example(database_url)
     ts = post_root(slack_api, "restore")
     request = approved_request(stack_env, thread_ts=ts, plan={}, kind="restore", backup="no-such-backup")
-    result = wait_job(enqueue(stack_env, "workers.jobs.restore", request_id=request.id))
+    result = wait_job(enqueue(stack_env, "workers.jobs.run_request", request_id=request.id))
     assert result["refused"], result
     text = thread_text(slack_api, ts)
     assert "does not exist" in text and "Backup* started" not in text  # no fresh backup, nothing changed
@@ -100,7 +100,7 @@ def test_a_restore_job_for_a_rejected_request_leaves_it_rejected_and_pages_nobod
     ts = post_root(slack_api, "restore")
     pending = pending_request(stack_env, thread_ts=ts, plan={}, kind="restore", backup=backup["path"])
     decide(stack_env, pending.id, "rejected")
-    result = wait_job(enqueue(stack_env, "workers.jobs.restore", request_id=pending.id))
+    result = wait_job(enqueue(stack_env, "workers.jobs.run_request", request_id=pending.id))
     assert result and result["refused"]
     assert request_store(stack_env).get(pending.id).status.value == "rejected"
     assert "cannot run: it is rejected" in thread_text(slack_api, ts)
@@ -122,7 +122,7 @@ def test_restore_runs_backup_maintenance_restore_verify_maintenance_off_and_keep
     assert before, "the backup is recorded"
 
     request = approved_request(stack_env, thread_ts=ts, plan={}, kind="restore", backup=backup["name"])
-    result = wait_job(enqueue(stack_env, "workers.jobs.restore", request_id=request.id))
+    result = wait_job(enqueue(stack_env, "workers.jobs.run_request", request_id=request.id))
     text = thread_text(slack_api, ts)
     assert result and result["ok"], text
     assert request_store(stack_env).get(request.id).status.value == "succeeded", text
@@ -170,7 +170,7 @@ def test_a_scratch_restore_runs_pg_restore_with_parallel_jobs(
     _, backup = take_backup(stack_env, slack_api)
     ts = post_root(slack_api, "restore")
     request = approved_request(stack_env, thread_ts=ts, plan={}, kind="restore", backup=backup["name"])
-    result = wait_job(enqueue(stack_env, "workers.jobs.restore", request_id=request.id, into="scratch"))
+    result = wait_job(enqueue(stack_env, "workers.jobs.run_request", request_id=request.id, into="scratch"))
     assert result and result["ok"], thread_text(slack_api, ts)
     scratch = result["restore"]["database"]
     try:
@@ -247,7 +247,7 @@ def test_a_restore_that_fails_verification_names_the_step_leaves_maintenance_on_
     _, backup = take_backup(stack_env, slack_api)
     ts = post_root(slack_api, "restore")
     request = approved_request(stack_env, thread_ts=ts, plan={}, kind="restore", backup=backup["name"])
-    assert wait_job(enqueue(stack_env, "workers.jobs.restore", request_id=request.id)) is None  # the job failed
+    assert wait_job(enqueue(stack_env, "workers.jobs.run_request", request_id=request.id)) is None  # the job failed
     slack_api.wait_for(lambda: "left ON" in thread_text(slack_api, ts), timeout=30)
     text = thread_text(slack_api, ts)
     assert "Restore* finished" in text and "Verification* failed" in text and "Maintenance off* started" not in text

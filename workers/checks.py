@@ -20,6 +20,7 @@ class CheckKind(StrEnum):
     HEALTH = "health"
     SMOKE = "smoke"
     CONNECTIONS = "connections"
+    PROMISE = "promise"  # the result against what the approval card promised (workers/verbs/)
 
 
 @dataclass(frozen=True)

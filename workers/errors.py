@@ -103,8 +103,9 @@ def step_done_state_lost(step: str, reason: str) -> str:
     )
 
 
-def database_unavailable(target: str, reason: str) -> str:
-    return f"target {target}: PostgreSQL is unreachable or stopped answering ({reason})"
+def database_unavailable(target: str | None, reason: str) -> str:
+    where = f"target {target}: " if target else "the target's "
+    return f"{where}PostgreSQL is unreachable or stopped answering ({reason})"
 
 
 def maintenance_failed(state: str, detail: str) -> str:
@@ -409,7 +410,7 @@ def describe(error: BaseException | None, secrets: Iterable[str | None] = (), ad
     elif isinstance(error, JobTimeoutException):
         text = timed_out(str(error))
     elif isinstance(error, psycopg.OperationalError):
-        text = database_unavailable("the target", first_line(error, type(error).__name__))
+        text = database_unavailable(None, first_line(error, type(error).__name__))
     elif isinstance(error, psycopg.Error):
         text = f"PostgreSQL error: {first_line(error, type(error).__name__)}"
     elif isinstance(error, redis.RedisError):

@@ -22,6 +22,7 @@ from rq.job import Job
 
 from core import steps
 from core.jsontypes import JsonObject
+from core.kinds import RUN_JOB, START_STEP, STEP_JOB
 from core.requests import RequestStatus
 from workers import errors, history, messages, watching
 from workers.context import Context, context
@@ -30,13 +31,9 @@ from workers.paging import dedup_key, escalate
 
 logger = logging.getLogger("workers.failures")
 
-PIPELINE_JOB = "workers.jobs.pipeline_step"
 WATCH_LOOK_JOB = watching.TICK_JOB
-# Jobs that run (or start) an approved request; a restore runs its steps inside its one job, and
-# saves which one is running (`current_step`) so its failure names the step.
-REQUEST_JOBS = {"workers.jobs.execute": "execute", "workers.jobs.restore": "restore",
-                "workers.jobs.recover": "recover", "workers.jobs.pitr": "pitr",
-                "workers.jobs.snapshot_restore": "snapshot_restore", "workers.jobs.cluster_restore": "cluster_restore"}
+# The jobs that run an approved request (every kind: core/kinds.py); their failure is the request's.
+REQUEST_JOBS = frozenset({RUN_JOB, STEP_JOB})
 # Standalone jobs whose failure pages (the read-only ones only report into the thread).
 PAGING_JOBS = {"workers.jobs.backup": "backup", "workers.jobs.verify": "verify"}
 # A request in one of these may still fail; any other status is someone else's final word.
@@ -68,7 +65,7 @@ def _secrets(ctx: Context) -> list[str | None]:
 
 def _job_step(job: Job) -> str:
     name = job.func_name or ""
-    return REQUEST_JOBS.get(name) or PAGING_JOBS.get(name) or name.rsplit(".", 1)[-1]
+    return PAGING_JOBS.get(name) or name.rsplit(".", 1)[-1]
 
 
 def report(job: Job, error: str, *, crashed: bool = False) -> None:
@@ -84,13 +81,13 @@ def report(job: Job, error: str, *, crashed: bool = False) -> None:
         except redis.RedisError:
             pass  # Redis is gone: report anyway (a second report beats none; PagerDuty dedups the page)
         kwargs = dict(job.kwargs or {})
-        if job.func_name == PIPELINE_JOB:
-            request_failed(ctx, kwargs["request_id"], kwargs["step"], error, crashed=crashed, job_kwargs=kwargs)
-        elif job.func_name in REQUEST_JOBS:
-            request_failed(ctx, kwargs["request_id"], REQUEST_JOBS[job.func_name], error, crashed=crashed,
-                           job_kwargs=kwargs, inline=True)
-        elif job.func_name == WATCH_LOOK_JOB:  # one look of a watch window: the watch goes on, or ends as interrupted
+        if job.func_name == WATCH_LOOK_JOB:  # one look of a watch window: the watch goes on, or ends as interrupted
             watching.look_failed(ctx, str(kwargs["request_id"]), int(kwargs.get("tick") or 0), error)
+        elif kwargs.get("request_id") and job.func_name in REQUEST_JOBS:
+            # An approved request's job, whatever its kind: a chained step names its step, the runner's own job
+            # the step it was in (saved as it went), or the start.
+            request_failed(ctx, str(kwargs["request_id"]), str(kwargs.get("step") or START_STEP), error,
+                           crashed=crashed, job_kwargs=kwargs, inline="step" not in kwargs)
         else:
             standalone_failed(ctx, job, kwargs, error)
     except Exception:

@@ -67,6 +67,10 @@ def terminate_refused(request_id: str, pid: int, why: str) -> str:
     return f"{FAILED} {request_id}: session pid {pid} was not terminated: {why}"
 
 
+def session_still_there(pid: object) -> str:
+    return f"session pid {pid} is still there after pg_terminate_backend"
+
+
 NOT_IN_ASSESSMENT = "it is not in this channel's current assessment; run `/rollback status` first"
 SESSION_GONE = "it has ended already (or the pid now belongs to another session)"
 
@@ -127,6 +131,10 @@ def repaired(request_id: str, version: str, target: str, new_status: str) -> str
     after = ("the next apply retries it" if new_status == "pending"
              else "it is rolled_back; a rollback past it goes through again")
     return f"{DONE} {request_id}: migration {version} on *{target}* repaired ({new_status}): {after}."
+
+
+def repair_not_kept(version: str, expected: str, found: str) -> str:
+    return f"migration {version} is {found} after the repair, whose plan said {expected}"
 
 
 # --- the watch window (workers/watching.py) --------------------------------------------------------

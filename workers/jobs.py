@@ -24,6 +24,7 @@ from workers import report as incident_report
 from workers.context import Context, context
 from workers.errors import ServiceUnavailable, describe
 from workers.progress import Progress
+from workers.verbs import restore as restore_verb
 
 
 def _job_id() -> str | None:
@@ -97,22 +98,19 @@ def verify(*, target: str, channel: str | None = None, thread_ts: str | None = N
     return _changing(lambda ctx: operations.verify(ctx, ctx.progress(channel, thread_ts), target, requester))
 
 
-def execute(*, request_id: str, **_: Any) -> JsonObject:
-    return _changing(lambda ctx: pipeline.execute(ctx, request_id))
+
+
+def run_request(*, request_id: str, into: str = "target", **_: Any) -> JsonObject:
+    """An approved request of any kind (core/kinds.py): its start check, then its steps (workers/pipeline.py)."""
+    return _changing(lambda ctx: pipeline.run_request(ctx, request_id, into))
 
 
 def pipeline_step(*, request_id: str, step: str, **_: Any) -> JsonObject:
     return _changing(lambda ctx: pipeline.run_step(ctx, request_id, step))
 
 
-def terminate(*, request_id: str, **_: Any) -> JsonObject:
-    """An approved `/rollback terminate <pid>`: the session ended, or the refusal, in the request's thread."""
-    return _changing(lambda ctx: pipeline.run_in_job(ctx, request_id))
 
 
-def repair(*, request_id: str, **_: Any) -> JsonObject:
-    """An approved `/rollback repair <version>`: a verified backup, then the repair, in this job."""
-    return _changing(lambda ctx: pipeline.run_in_job(ctx, request_id))
 
 
 def plan_repair(*, target: str, version: str, **_: Any) -> JsonObject:
@@ -133,8 +131,6 @@ def watch_stop(*, request_id: str, requester: str = "unknown", **_: Any) -> Json
     return _changing(lambda ctx: watching.stop(ctx, request_id, requester))
 
 
-def restore(*, request_id: str, into: str = "target", **_: Any) -> JsonObject:
-    return _changing(lambda ctx: pipeline.restore(ctx, request_id, into))
 
 
 def maintenance(*, target: str, state: str, channel: str | None = None, thread_ts: str | None = None,
@@ -158,9 +154,6 @@ def check_undo(*, target: str, request_id: str, **_: Any) -> JsonObject:
             return {"ok": False, "error": describe(exc, ctx.secrets())}
 
 
-def undo(*, request_id: str, **_: Any) -> JsonObject:
-    """An approved undo request: its chain (backup -> maintenance on -> undo -> verify -> maintenance off)."""
-    return _changing(lambda ctx: pipeline.execute(ctx, request_id))
 
 
 def check_backup(*, target: str, backup: str, **_: Any) -> JsonObject:
@@ -170,7 +163,7 @@ def check_backup(*, target: str, backup: str, **_: Any) -> JsonObject:
     ctx = context()
     with ctx.lease(_job_id()):
         try:
-            checked = pipeline.inspect_backup(ctx, ctx.target(target), backup)
+            checked = restore_verb.inspect_backup(ctx, ctx.target(target), backup)
             if not checked.ok or not checked.backup:
                 return checked.to_dict()
             try:  # the restore preview the card shows and the request binds (issue 10)
@@ -229,17 +222,8 @@ def check_cluster(*, target: str, point: str | None = None, channel: str | None 
                   lambda ctx: recovery.cluster_preview(ctx, ctx.target(target), point))
 
 
-def cluster_restore(*, request_id: str, **_: Any) -> JsonObject:
-    return _changing(lambda ctx: pipeline.recover_request(ctx, request_id, RequestKind.CLUSTER_RESTORE))
 
 
-def recover(*, request_id: str, **_: Any) -> JsonObject:
-    return _changing(lambda ctx: pipeline.recover_request(ctx, request_id, RequestKind.RECOVER))
 
 
-def pitr(*, request_id: str, **_: Any) -> JsonObject:
-    return _changing(lambda ctx: pipeline.recover_request(ctx, request_id, RequestKind.PITR))
 
-
-def snapshot_restore(*, request_id: str, **_: Any) -> JsonObject:
-    return _changing(lambda ctx: pipeline.recover_request(ctx, request_id, RequestKind.SNAPSHOT_RESTORE))

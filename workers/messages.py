@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from core import steps
+from core.requests import Request
 from workers.checks import Check, CheckKind
 
 if TYPE_CHECKING:  # types only: the modules that build these results import this one
@@ -87,13 +88,21 @@ def step_name(step: str) -> str:
     return steps.label(step)
 
 
-def pipeline_queued(request_id: str, target: str, to_version: str | None, labels: Sequence[str]) -> str:
-    return f"{STARTED} Request {request_id}: rolling back *{target}* to {to_version or 'the plan'}: {' → '.join(labels)}"
+def code(value: object) -> str:
+    return f"`{value}`"
 
 
-def restore_queued(request_id: str, target: str, backup: str, into: str, labels: Sequence[str]) -> str:
-    where = f"*{target}*" if into == "target" else f"a scratch database beside *{target}*"
-    return f"{STARTED} Request {request_id}: restoring `{backup}` into {where}: {' → '.join(labels)}"
+def request_queued(request: Request, what: str, labels: Sequence[str], into: str = "target") -> str:
+    """The first line of an approved request's run: what it does (its kind's words) and its steps."""
+    where = "" if into == "target" else " (into a new scratch database beside it; the target is left alone)"
+    return f"{STARTED} Request {request.id}: {what}{where}: {' → '.join(labels)}"
+
+
+AS_APPROVED = "the result is what the approval promised"
+
+
+def promise_not_kept(mismatches: Sequence[str]) -> str:
+    return f"the result is not what the approval promised: {'; '.join(mismatches)}"
 
 
 def refused(request_id: str, reason: str) -> str:

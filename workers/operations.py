@@ -31,6 +31,7 @@ from workers.digitalocean import DigitalOcean
 from workers.errors import StepFailed
 from workers.maintenance import STATES, run_hook
 from workers.progress import Progress
+from workers.verbs import rollback as rollback_verb
 from workers.verify import run_checks
 
 logger = logging.getLogger("workers.operations")
@@ -182,7 +183,7 @@ def escrow(ctx: Context, progress: Progress, target_name: str) -> JsonObject:
     """What the target's escrow holds, after purging what is older than the retention period."""
     target = ctx.target(target_name)
     engine = ctx.engine(target, "rollback-bot")
-    purged = pipeline.purge_escrow(engine, ctx.settings.escrow_retention_days, progress)
+    purged = rollback_verb.purge_escrow(engine, ctx.settings.escrow_retention_days, progress)
     held = engine.escrow_holdings()
     progress.post(escrow_messages.escrow_list(target.name, held, ctx.settings.escrow_retention_days, purged))
     return {"target": target.name, "held": held, "purged": [r for r, _ in purged]}

@@ -1,76 +1,53 @@
-"""The pipelines of approved requests, as data: a tuple of steps per request kind, run in order.
+"""The one runner of every approved request, whatever its kind (core/kinds.py says what differs per kind).
 
-    rollback: backup -> maintenance on -> rollback -> verify -> maintenance off -> finish
-    undo:     backup -> maintenance on -> undo     -> verify -> maintenance off -> finish
-    restore:  backup -> maintenance on -> restore  -> verify -> maintenance off -> finish
-    restore into a scratch database: restore -> finish (the target is left alone)
+    run_request: the start check (claimed once; still approved; inside the start bound; the same database;
+                 then the kind's own check: its plan, its backup, its preview), then the kind's steps in
+                 order: each an RQ job chained with `depends_on` (`Kind.chained`), or all in this job.
+    steps:       the shared ones here (backup, maintenance on/off, verify, finish), the kind's own in its
+                 module workers/verbs/<kind>.py.
 
-What a step is called and what its failure means (maintenance left on, recorded in history) is pure
-data in core/steps.py, which the bot reads too; here each step is bound to the function that runs it.
+A request that is not approved (rejected, cancelled, expired) is said so in the thread and left alone: never
+rewritten, never paged. A refusal of an approved one is its outcome, nothing changed, nobody paged. Any other
+failure, at any step of any kind, is reported the same way by workers/failures.py: the request failed, the
+thread told once, the page sent once (the job carries the request's id: that is all it needs).
 
-`start_approved` is the one start check of every approved request (claimed once; still approved;
-inside the start bound; same database; for a rollback the same plan, for a restore a backup that
-exists and verifies). A request that is not approved (rejected, cancelled, expired) is said so in the
-thread and left alone: never rewritten, never paged. A refusal of an approved one is its outcome.
+`verify` compares the result with what the approval promised (the kind's `promised`), and `finish` says
+"verified" only when it held (it checks the promise itself for a kind without a `verify` step).
 
-A rollback's steps run as RQ jobs chained with `depends_on`: RQ runs a step only when the one before
-it finished, so a failed backup stops everything before any change, and a failed rollback or
-verification never reaches "maintenance off" (maintenance stays on). A restore runs the same way
-inside its one job (its caller waits for the result). Either way a step's failure is reported by
-`workers.failures`, which reads the step's facts from core/steps.py.
-
-Exactly once: `store.claim(request, step)` makes a redelivered step a no-op, and the engine's
+Exactly once: `store.claim(request, step)` makes a redelivered start or step a no-op, and the engine's
 `request_id` makes a redelivered rollback return the earlier result instead of running again.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
 from rq import Callback, Queue
 
-from core import stall_policy, steps
+from core import kinds, stall_policy, steps
 from core.config import Target
-from core.jobs import START_STEPS
 from core.jsontypes import JsonObject
-from core.requests import Request, RequestKind, RequestStatus
+from core.kinds import START_STEP, STEP_JOB
+from core.requests import Request, RequestStatus
 from core.steps import StepInfo
-from workers import (
-    errors,
-    escrow_messages,
-    history,
-    identity,
-    incident_messages,
-    messages,
-    recovery,
-    recovery_messages,
-    repairing,
-    sessions,
-    views,
-)
+from workers import errors, escrow_messages, history, identity, messages, verbs
 from workers import watching as watching_
 from workers.backup import BackupResult, take_backup
+from workers.checks import Check, CheckKind
 from workers.context import Context
 from workers.digitalocean import DigitalOcean
-from workers.engine import Engine
-from workers.engine.errors import EngineError, UndoRefused
 from workers.errors import Refused, StepFailed
 from workers.maintenance import run_hook
 from workers.paging import dedup_key
 from workers.progress import Progress
-from workers.restore import BackupCheck, check_backup, restore_backup
-from workers.verify import VerifyReport, count_rows, run_checks
+from workers.verbs import Promise, Refusal, StepFunction
+from workers.verify import VerifyReport, run_checks
 
-STEP_JOB = "workers.jobs.pipeline_step"
 FAILURE_CALLBACK = "workers.failures.on_job_failure"
 INTO = ("target", "scratch")
-
-StepFunction = Callable[[Context, Request, Target, Progress], JsonObject]
 
 
 @dataclass(frozen=True)
@@ -96,163 +73,97 @@ def load_request(ctx: Context, request_id: str) -> Request:
     return request
 
 
-def refuse(ctx: Context, request: Request, progress: Progress, text: str, outcome: str) -> JsonObject:
+def refuse(ctx: Context, request: Request, progress: Progress, refusal: Refusal) -> JsonObject:
     # A refusal is the request's final outcome: the channel sees it, not only the thread.
-    progress.post(text, broadcast=True)
-    ctx.store().set_status(request.id, RequestStatus.FAILED, finished_at=time.time(), outcome=outcome)
-    return {"request_id": request.id, "refused": True, "reason": outcome}
+    progress.post(refusal.text, broadcast=True)
+    ctx.store().set_status(request.id, RequestStatus.FAILED, finished_at=time.time(), outcome=refusal.outcome)
+    return {"request_id": request.id, "refused": True, "reason": refusal.outcome}
 
 
 def start_approved(ctx: Context, request: Request, progress: Progress, *, into: str = "target") -> JsonObject | None:
     """The one start check of every approved request kind. None: go ahead (the start is claimed).
     Otherwise what the job returns: a duplicate delivery, or a refusal (nothing was changed)."""
-    start = START_STEPS[request.kind]
-    if not ctx.store().claim(request.id, start):
-        progress.log(messages.duplicate_delivery(request.id, start))
+    if not ctx.store().claim(request.id, START_STEP):
+        progress.log(messages.duplicate_delivery(request.id, START_STEP))
         return {"request_id": request.id, "duplicate": True}
     if request.status is not RequestStatus.APPROVED:
         # Say so, but leave the record alone: it was rejected, cancelled or expired by someone else.
         progress.post(messages.not_approved(request.id, request.status.value))
         return {"request_id": request.id, "refused": True, "reason": f"request is {request.status.value}"}
+    ctx.save_state(request.id, into=into)
     waited = time.time() - (request.decided_at or request.created_at)
     bound = ctx.settings.policy.start_within_seconds
     if waited > bound:
-        return refuse(ctx, request, progress, messages.start_too_late(request.id, waited, bound), "approval too old")
+        return refuse(ctx, request, progress,
+                      Refusal(messages.start_too_late(request.id, waited, bound), "approval too old"))
     target = ctx.target(request.target)
     if into == "target":
         with ctx.connect(target) as conn:
             try:
                 identity.guard(conn, ctx.redis, target.name, by=request.requester)
             except identity.IdentityMismatch as exc:
-                return refuse(ctx, request, progress, messages.refused(request.id, str(exc)), "wrong database")
-    if request.kind is RequestKind.RESTORE:
-        if not request.backup:
-            return refuse(ctx, request, progress, messages.refused(request.id, errors.restore_without_backup()),
-                          "no backup named")
-        check = inspect_backup(ctx, target, request.backup, into=into)
-        if not check.ok:
-            return refuse(ctx, request, progress, messages.refused(request.id, check.error or ""), "backup unusable")
-        if into == "target" and check.backup:  # the restore preview the approval was bound to, recomputed
-            stale = recovery.recheck_restore(ctx, request, target, Path(str(check.backup["path"])), check.backup)
-            if stale is not None:
-                return refuse(ctx, request, progress, messages.refused(request.id, stale), "preview changed")
-    elif request.kind in recovery.PREVIEWS:
-        stale = recovery.recheck(ctx, request, target)  # the preview the approval was bound to, recomputed
-        if stale is not None:
-            return refuse(ctx, request, progress, messages.refused(request.id, stale), "preview changed")
-    elif request.kind is RequestKind.UNDO:
-        try:
-            undo_plan = ctx.engine(target, request.requester).plan_undo(str(request.undoes))
-        except UndoRefused as exc:
-            return refuse(ctx, request, progress, messages.refused(request.id, str(exc)), "undo refused")
-        if undo_plan.hash != request.plan_hash:
-            return refuse(ctx, request, progress, messages.plan_changed(request.id), "plan changed")
-    elif request.kind is RequestKind.ROLLBACK:
-        plan = ctx.engine(target, request.requester).plan_rollback(to=request.to_version)
-        if plan.hash != request.plan_hash:
-            return refuse(ctx, request, progress, messages.plan_changed(request.id), "plan changed")
-    # terminate and repair check what they act on inside their own step (the session, the repair plan)
-    return None
+                return refuse(ctx, request, progress, Refusal(messages.refused(request.id, str(exc)), "wrong database"))
+    refusal: Refusal | None = verbs.module_of(request.kind).start_check(ctx, request, target, progress)
+    return refuse(ctx, request, progress, refusal) if refusal is not None else None
 
 
-def inspect_backup(ctx: Context, target: Target, backup: str, *, into: str = "target") -> BackupCheck:
-    return check_backup(backup, backup_dir=ctx.settings.backup_dir, target=target.name,
-                        pg_restore=ctx.options.pg_restore, any_target=into == "scratch")
+def pipeline_of(request: Request, into: str = "target") -> tuple[Step, ...]:
+    kind = kinds.of(request.kind)
+    infos = kind.steps if into == "target" else kind.scratch_steps
+    own = verbs.module_of(request.kind).STEPS
+    return tuple(Step(info, FUNCTIONS.get(info.name) or own[info.name]) for info in infos)
 
 
-def execute(ctx: Context, request_id: str) -> JsonObject:
-    """Check the approved rollback request and enqueue its chain. Runs at most once per request."""
+def run_request(ctx: Context, request_id: str, into: str = "target") -> JsonObject:
+    """Start an approved request of any kind and run its steps: chained as RQ jobs, or in this job."""
     request = load_request(ctx, request_id)
+    kind = kinds.of(request.kind)
+    if into not in INTO or (into == "scratch" and not kind.scratch_steps):
+        raise Refused(errors.restore_into_invalid(into))
     progress = ctx.progress(request.channel, request.thread_ts)
-    refused = start_approved(ctx, request, progress)
+    refused = start_approved(ctx, request, progress, into=into)
     if refused is not None:
         return refused
-    pipeline = PIPELINES[request.kind]
+    pipeline = pipeline_of(request, into)
     ctx.store().set_status(request_id, RequestStatus.RUNNING, started_at=time.time())
     ctx.save_state(request_id, started=time.time())
-    progress.post(messages.pipeline_queued(request_id, request.target, request.to_version,
-                                           [s.info.label for s in pipeline if s.info is not steps.FINISH]))
+    progress.post(messages.request_queued(request, kinds.words(kind.queued, request, messages.code),
+                                          [info.label for info in steps.announced(tuple(s.info for s in pipeline))],
+                                          into))
+    if kind.chained:
+        return {"request_id": request_id, "jobs": _enqueue_chain(ctx, request, pipeline)}
+    results: JsonObject = {}
+    target = ctx.target(request.target)
+    for step in pipeline:
+        ctx.save_state(request.id, current_step=step.name)  # which step a failure report names
+        results.update(_run(ctx, request, target, progress, step))
+        if results.get("refused"):  # the step found it may not go on: its refusal is the outcome
+            break
+    return {"request_id": request_id, **{k: v for k, v in results.items() if k != "outcome"}}
+
+
+def _enqueue_chain(ctx: Context, request: Request, pipeline: tuple[Step, ...]) -> list[str]:
     queue = Queue(ctx.settings.queue_name, connection=ctx.redis)
     previous = None
     job_ids = []
     for step in pipeline:
         # The thread and target ride along, so a failure can still be reported when Redis is gone.
-        kwargs = {"request_id": request_id, "step": step.name, "channel": request.channel,
+        kwargs = {"request_id": request.id, "step": step.name, "channel": request.channel,
                   "thread_ts": request.thread_ts, "target": request.target, "version": request.to_version}
         job = queue.enqueue(
-            STEP_JOB, kwargs=kwargs, job_id=step_job_id(request_id, step.name),
+            STEP_JOB, kwargs=kwargs, job_id=step_job_id(request.id, step.name),
             depends_on=previous, on_failure=Callback(FAILURE_CALLBACK), job_timeout=ctx.options.job_timeout_s,
-            description=f"{request_id} {step.name}",
+            description=f"{request.id} {step.name}",
         )
         job_ids.append(job.id)
         previous = job
-    return {"request_id": request_id, "jobs": job_ids}
-
-
-def restore(ctx: Context, request_id: str, into: str = "target") -> JsonObject:
-    """An approved restore request: its pipeline, step after step, in this job."""
-    if into not in INTO:
-        raise Refused(errors.restore_into_invalid(into))
-    request = load_request(ctx, request_id)
-    progress = ctx.progress(request.channel, request.thread_ts)
-    refused = start_approved(ctx, request, progress, into=into)
-    if refused is not None:
-        return refused
-    pipeline = PIPELINES[RequestKind.RESTORE] if into == "target" else SCRATCH_RESTORE
-    ctx.store().set_status(request_id, RequestStatus.RUNNING, started_at=time.time())
-    ctx.save_state(request_id, started=time.time(), into=into)
-    progress.post(messages.restore_queued(request_id, request.target, str(request.backup), into,
-                                          [s.info.label for s in pipeline if s.info is not steps.FINISH]))
-    results = _run_in_order(ctx, request, progress, pipeline)
-    return {"request_id": request_id, "restore": results.get("restore"), "pre_restore_backup": results.get("backup")}
-
-
-def run_in_job(ctx: Context, request_id: str) -> JsonObject:
-    """An approved request whose steps are short (terminate, repair): its pipeline, in this job.
-    Its last step records the outcome."""
-    request = load_request(ctx, request_id)
-    progress = ctx.progress(request.channel, request.thread_ts)
-    refused = start_approved(ctx, request, progress)
-    if refused is not None:
-        return refused
-    ctx.store().set_status(request_id, RequestStatus.RUNNING, started_at=time.time())
-    ctx.save_state(request_id, started=time.time())
-    results: JsonObject = {}
-    target = ctx.target(request.target)
-    for step in PIPELINES[request.kind]:
-        ctx.save_state(request_id, current_step=step.name)
-        results.update(_run(ctx, request, target, progress, step))
-        if results.get("refused"):
-            break
-    return {"request_id": request_id, **results}
-
-
-RECOVERY_WHAT = recovery_messages.RECOVERY_WHAT
-
-
-def recover_request(ctx: Context, request_id: str, kind: RequestKind) -> JsonObject:
-    """An approved recovery request (recover, pitr, snapshot_restore): its pipeline, step after step, in
-    this job, after the one start check (which recomputes the approved preview)."""
-    request = load_request(ctx, request_id)
-    if request.kind is not kind:
-        raise Refused(errors.wrong_kind(request_id, request.kind.value, kind.value))
-    progress = ctx.progress(request.channel, request.thread_ts)
-    refused = start_approved(ctx, request, progress)
-    if refused is not None:
-        return refused
-    pipeline = PIPELINES[kind]
-    ctx.store().set_status(request_id, RequestStatus.RUNNING, started_at=time.time())
-    ctx.save_state(request_id, started=time.time())
-    progress.post(recovery_messages.recovery_queued(request_id, request.target, RECOVERY_WHAT[kind],
-                                           [s.info.label for s in pipeline if s.info is not steps.FINISH]))
-    results = _run_in_order(ctx, request, progress, pipeline)
-    return {"request_id": request_id, **{k: v for k, v in results.items() if k != "outcome"}}
+    return job_ids
 
 
 def run_step(ctx: Context, request_id: str, step_name: str) -> JsonObject:
     """One step of a chained pipeline, as its RQ job: claimed once, its result saved for the next."""
     request = load_request(ctx, request_id)
-    step = next((s for s in PIPELINES[request.kind] if s.name == step_name), None)
+    step = next((s for s in pipeline_of(request) if s.name == step_name), None)
     if step is None:
         raise StepFailed(errors.unknown_step(step_name))
     progress = ctx.progress(request.channel, request.thread_ts)
@@ -261,16 +172,6 @@ def run_step(ctx: Context, request_id: str, step_name: str) -> JsonObject:
         return {"request_id": request_id, "step": step_name, "duplicate": True}
     result = _run(ctx, request, ctx.target(request.target), progress, step)
     return {"request_id": request_id, "step": step_name, **result}
-
-
-def _run_in_order(ctx: Context, request: Request, progress: Progress, pipeline: tuple[Step, ...]) -> JsonObject:
-    """A pipeline's steps one after the other in this job; what they return, merged in their order."""
-    results: JsonObject = {}
-    target = ctx.target(request.target)
-    for step in pipeline:
-        ctx.save_state(request.id, current_step=step.name)  # which step a failure report names
-        results.update(_run(ctx, request, target, progress, step))
-    return results
 
 
 def _run(ctx: Context, request: Request, target: Target, progress: Progress, step: Step) -> JsonObject:
@@ -282,7 +183,7 @@ def _run(ctx: Context, request: Request, target: Target, progress: Progress, ste
     return result
 
 
-# --- the steps ------------------------------------------------------------------------------------
+# --- the shared steps -------------------------------------------------------------------------------
 
 
 def _backup(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
@@ -298,11 +199,11 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
         if snapshot:
             result["snapshot"] = snapshot
         return result
-    why = {RequestKind.ROLLBACK: messages.BEFORE_ROLLBACK, RequestKind.UNDO: messages.BEFORE_UNDO,
-           RequestKind.REPAIR: incident_messages.BEFORE_REPAIR}.get(request.kind, messages.BEFORE_RESTORE)
-    started, backup = dump(ctx, progress, target, f"pre-{request.kind}-{request.id}", messages.dump_of(target.name, why))
+    kind = kinds.of(request.kind)
+    started, backup = dump(ctx, progress, target, f"pre-{request.kind}-{request.id}",
+                           messages.dump_of(target.name, kind.backup_reason))
     result = {"backup": backup.to_dict()}
-    if request.kind is RequestKind.ROLLBACK:  # a restore request's `backup` names the archive to restore
+    if not request.backup:  # the request's own backup (a restore's `backup` names the archive it restores)
         ctx.store().update(request.id, backup=backup.path)
     with ctx.connect(target) as conn:
         history.record(conn, operation="backup", status="completed", executed_by=request.requester,
@@ -320,7 +221,7 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
 def _full_backup_needed(request: Request, target: Target) -> bool:
     """A full pg_dump, unless the target's policy is `escrow` and the plan's every destroyed value is escrowed.
     Only a rollback and an undo can go without: the escrow does not cover a restore, a repair or a recovery."""
-    if request.kind not in (RequestKind.ROLLBACK, RequestKind.UNDO) or target.full_backup:
+    if not kinds.of(request.kind).escrow_covers or target.full_backup:
         return True
     return escrow_messages.not_escrowed_count(request.warnings) > 0
 
@@ -360,12 +261,6 @@ def _digitalocean_snapshot(ctx: Context, request: Request, target: Target, progr
     return found
 
 
-def _maintenance_ran(state: JsonObject) -> bool:
-    """Whether this request's `maintenance_on` step ran a hook (and it succeeded: else no later step runs)."""
-    result = (state.get("maintenance_on") or {}).get("maintenance") or {}
-    return bool(result) and not result.get("skipped")
-
-
 def _maintenance(state: str) -> StepFunction:
     def run(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
         step = f"maintenance_{state}"
@@ -392,120 +287,37 @@ def _maintenance(state: str) -> StepFunction:
     return run
 
 
-def _rollback(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
-    state = ctx.load_state(request.id)
-    backup = (state.get("backup") or {}).get("backup") or {}
-    escrow_only = bool((state.get("backup") or {}).get("escrow_only"))
-    if not backup.get("verified") and not escrow_only:
-        raise StepFailed(errors.no_backup())  # never reached through the chain; a guard for hand-made jobs
-    with ctx.connect(target) as conn:
-        identity.guard(conn, ctx.redis, target.name, by=request.requester)
-    baseline = count_rows(ctx.conninfo(target), target.critical_tables) if target.critical_tables else {}
-    ctx.save_state(request.id, baseline_counts=baseline)
-    started = progress.start("rollback", messages.rollback_of(request.versions, request.to_version))
-    try:
-        with progress.heartbeat("rollback"):
-            engine = ctx.engine(target, request.requester, request=request, log=progress.log,
-                                escrow_required=not backup.get("verified"))  # no dump: escrow is the net
-            if target.escrow:
-                purge_escrow(engine, ctx.settings.escrow_retention_days, progress)
-            run = engine.rollback(to=request.to_version, expected_plan_hash=request.plan_hash)
-    finally:
-        ctx.store().clear_plans(target.name)  # whatever happened, no earlier plan is known to hold
-    statements = messages.statements_lines(run.statements)
-    if statements:
-        progress.post(statements)
-    progress.finish("rollback", started, {**messages.rollback_figures(run),
-                                          **(escrow_messages.escrow_figures(run.escrow) if not run.already_done else {})})
-    return {"rollback": run.to_dict(), "baseline_counts": baseline}
-
-
-def purge_escrow(engine: Engine, retention_days: float, progress: Progress) -> list[tuple[str, int]]:
-    """Old escrow goes in the worker's own time; a purge that cannot run now (the migration lock is busy, the
-    database hiccups) is logged and left for the next time, never in the way of the job."""
-    try:
-        return engine.purge_escrow(retention_days)
-    except EngineError as exc:
-        progress.log(escrow_messages.escrow_purge_skipped(str(exc)))
-        return []
-
-
-def _undo(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
-    """Re-apply the reverted migrations and put the escrow back, in one transaction (engine/undo.py)."""
-    with ctx.connect(target) as conn:
-        identity.guard(conn, ctx.redis, target.name, by=request.requester)
-    started = progress.start("undo", escrow_messages.undo_of(request.undoes, request.versions))
-    try:
-        with progress.heartbeat("undo"):
-            report = ctx.engine(target, request.requester, request=request, log=progress.log).undo(
-                str(request.undoes), expected_plan_hash=request.plan_hash)
-    finally:
-        ctx.store().clear_plans(target.name)
-    data = report.to_dict()
-    progress.finish("undo", started, escrow_messages.undo_figures(data))
-    return {"undo": data}
-
-
-def _restore(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
-    state = ctx.load_state(request.id)
-    into = str(state.get("into") or "target")
-    pre_restore = (state.get("backup") or {}).get("backup") or {}
-    backup = str(request.backup)
-    started = progress.start("restore", messages.restore_of(backup, into, target.name))
-    try:
-        with progress.heartbeat("restore") as beat:
-            result = restore_backup(
-                ctx.conninfo(target), backup, into=into, backup_dir=ctx.settings.backup_dir,
-                target=target.name, heartbeat=beat, pg_restore=ctx.options.pg_restore, psql=ctx.options.psql,
-                pg_dump=ctx.options.pg_dump, jobs=ctx.options.restore_jobs,
-                progress_interval=ctx.options.progress_interval_s, method=ctx.options.restore_method,
-                # The application is in maintenance only when this pipeline's hook said so: only then
-                # may a swap end the sessions still on the target.
-                end_sessions=_maintenance_ran(state), maintenance_database=ctx.options.maintenance_database,
-            )
-    finally:
-        if into == "target":
-            ctx.store().clear_plans(target.name)
-    if into == "target":  # the record of the restore itself, beside the history the restore kept
-        with ctx.connect(target) as conn:
-            history.record(conn, operation="restore", status="completed", executed_by=request.requester,
-                           approved_by=request.approver, request_id=request.id,
-                           duration_ms=int(result.duration_s * 1000),
-                           details={"backup": result.backup, "sha256": result.sha256,
-                                    "pre_restore_backup": pre_restore.get("path"),
-                                    "dropped_tables": result.dropped_tables, "method": result.method,
-                                    "replaced_database": result.replaced_database})
-    progress.finish("restore", started, views.restore_figures(result))
-    return {"restore": result.to_dict()}
-
-
 def _verify(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+    """The post-change checks, with what the approval promised among them (workers/verbs/: `promised`)."""
     state = ctx.load_state(request.id)
     started = progress.start("verify")
-    if request.kind is RequestKind.ROLLBACK:
-        report = run_checks(
-            ctx.conninfo(target), target, expected_status={v: "rolled_back" for v in request.versions},
-            baseline_counts=state.get("baseline_counts"), migrations_dir=target.migrations_dir,
-        )
-    elif request.kind is RequestKind.UNDO:  # the re-applied migrations are completed again; rows may differ by design
-        report = run_checks(
-            ctx.conninfo(target), target, expected_status={v: "completed" for v in request.versions},
-            baseline_counts=None, migrations_dir=target.migrations_dir,
-        )
-    else:  # after a restore: no migration failed, running or drifted; the rows as restored are still there
-        restored = ((state.get("restore") or {}).get("restore") or {}).get("row_counts") or {}
-        baseline = {t: restored.get(t, restored.get(f"public.{t}")) for t in target.critical_tables}
-        report = run_checks(
-            ctx.conninfo(target), target, expected_status=None,
-            baseline_counts={t: n for t, n in baseline.items() if n is not None},
-            migrations_dir=target.migrations_dir, status_report=ctx.engine(target, request.requester).status().to_dict(),
-        )
+    promise = _promised(ctx, request, target, state)
+    report = run_checks(
+        ctx.conninfo(target), target, expected_status=dict(promise.expected_status or {}) or None,
+        baseline_counts=dict(promise.row_counts) if promise.row_counts is not None else None,
+        migrations_dir=target.migrations_dir,
+        status_report=ctx.engine(target, request.requester).status().to_dict() if promise.health_only else None,
+    )
+    report = replace(report, checks=[*report.checks, promise_check(promise)])
     failed = report_checks(ctx, progress, target, report, executed_by=request.requester,
                            approved_by=request.approver, request_id=request.id, version=request.to_version)
     if failed:
         raise StepFailed(messages.verification_failed(failed))
     progress.finish("verify", started, messages.checks_summary(report.checks))
     return {"verify": report.to_dict()}
+
+
+def _promised(ctx: Context, request: Request, target: Target, state: JsonObject) -> Promise:
+    """What the approval promised, from the kind's module; the database must still be the same one."""
+    with ctx.connect(target) as conn:
+        identity.guard(conn, ctx.redis, target.name, by=request.requester)
+    promised: Promise = verbs.module_of(request.kind).promised(ctx, request, target, state)
+    return promised
+
+
+def promise_check(promise: Promise) -> Check:
+    return Check(name="as approved", passed=not promise.mismatches, figure=list(promise.mismatches),
+                 detail="; ".join(promise.mismatches) or messages.AS_APPROVED, kind=CheckKind.PROMISE)
 
 
 def report_checks(ctx: Context, progress: Progress, target: Target, report: VerifyReport, *,
@@ -521,16 +333,19 @@ def report_checks(ctx: Context, progress: Progress, target: Target, report: Veri
 
 
 def _finish(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+    """The request's outcome: said "verified" only once what the approval promised holds (checked here for a
+    kind without a verification step), then succeeded, its page resolved, and its watch started."""
+    kind = kinds.of(request.kind)
     state = ctx.load_state(request.id)
+    into = str(state.get("into") or "target")
+    if steps.VERIFY not in kind.steps and into == "target":
+        mismatches = _promised(ctx, request, target, state).mismatches
+        if mismatches:
+            raise StepFailed(messages.promise_not_kept(mismatches))
     started = float(state.get("started") or request.started_at or time.time())
-    outcome = {RequestKind.ROLLBACK: "rolled back and verified", RequestKind.UNDO: "undone and verified",
-               RequestKind.RECOVER: "rows recovered", RequestKind.PITR: "recovered to a point in time and verified",
-               RequestKind.SNAPSHOT_RESTORE: "restored from the snapshot and verified",
-               RequestKind.CLUSTER_RESTORE: recovery_messages.NEW_CLUSTER_OUTCOME}.get(request.kind, "restored")
-    # The watch follows every verified change of the live target (core/steps.py UNWATCHED: a new cluster is
-    # not live yet; a restore into a scratch database leaves the target alone).
-    watching = (ctx.options.watch_window_s > 0 and request.kind not in steps.UNWATCHED
-                and str(state.get("into") or "target") == "target")
+    outcome = kinds.words(kind.outcome, request)
+    # The watch follows every verified change of the live target (a restore into a scratch database leaves it alone).
+    watching = ctx.options.watch_window_s > 0 and kind.watched and into == "target"
     if watching:  # the request is done only when the watch ends (workers/watching.py)
         ctx.store().update(request.id, outcome=outcome)
     else:
@@ -539,20 +354,8 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
     if state.get("paged") and not watching:
         resolved = ctx.pager().resolve(dedup_key(request.id)).to_dict()
         progress.post(messages.page_resolved(request.id))
-    if request.kind is RequestKind.UNDO:
-        text = escrow_messages.undo_succeeded(request.id, target.name, request.undoes, request.requester, request.approver,
-                                       time.time() - started)
-    elif request.kind is RequestKind.ROLLBACK:
-        text = messages.outcome_succeeded(request.id, target.name, request.to_version, request.requester,
-                                          request.approver, time.time() - started)
-    elif request.kind in RECOVERY_WHAT:
-        new_target = recovery.restored_target_name(target.name) if request.kind is RequestKind.CLUSTER_RESTORE else None
-        text = recovery_messages.recovery_succeeded(request.id, target.name, RECOVERY_WHAT[request.kind], new_target,
-                                                    watched=request.kind not in steps.UNWATCHED)
-    else:
-        text = views.restore_succeeded(request.id, target.name, str(request.backup),
-                                          str(state.get("into") or "target"))
-    progress.post(text, broadcast=True)
+    progress.post(verbs.module_of(request.kind).succeeded(request, target, state, time.time() - started),
+                  broadcast=True)
     if watching:
         return {"outcome": "succeeded", "resolved": None, **watching_.start(ctx, request, target, progress)}
     return {"outcome": "succeeded", "resolved": resolved}
@@ -561,25 +364,7 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
 FUNCTIONS: dict[str, StepFunction] = {
     steps.BACKUP.name: _backup,
     steps.MAINTENANCE_ON.name: _maintenance("on"),
-    steps.ROLLBACK.name: _rollback,
-    steps.RESTORE.name: _restore,
-    steps.UNDO.name: _undo,
     steps.VERIFY.name: _verify,
     steps.MAINTENANCE_OFF.name: _maintenance("off"),
     steps.FINISH.name: _finish,
-    steps.TERMINATE.name: sessions.terminate_step,
-    steps.REPAIR.name: repairing.repair_step,
-    steps.TABLE_BACKUP.name: recovery.table_backup,
-    steps.RECOVER.name: recovery.recover_rows,
-    steps.PITR.name: recovery.pitr,
-    steps.SNAPSHOT_RESTORE.name: recovery.snapshot_restore,
-    steps.NEW_CLUSTER.name: recovery.new_cluster,
 }
-
-
-def _bind(infos: tuple[StepInfo, ...]) -> tuple[Step, ...]:
-    return tuple(Step(info, FUNCTIONS[info.name]) for info in infos)
-
-
-PIPELINES: dict[RequestKind, tuple[Step, ...]] = {kind: _bind(infos) for kind, infos in steps.PIPELINES.items()}
-SCRATCH_RESTORE = _bind(steps.RESTORE_INTO_SCRATCH)

@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from core import defaults
+from core import defaults, kinds
 from core.config import Target, database_url_env_for
 from core.jobs import PreviewCheck
 from core.jsontypes import JsonObject
@@ -37,6 +37,7 @@ from workers.errors import ServiceUnavailable, StepFailed, WorkerError
 from workers.progress import Progress
 from workers.restore import check_backup
 from workers.supabase import Supabase, SupabaseRefused, check_point, recovery_point
+from workers.verbs import Promise, Refusal
 
 # Bookkeeping tables are not the application's data: never counted as "written since".
 OWN_TABLES = frozenset({"schema_migrations", "migration_history", "rollback_target_identity"})
@@ -257,7 +258,8 @@ def pitr_preview(ctx: Context, target: Target, *, before: str | None, at: str | 
                            "point_unix": point, "bad_version": bad, "lost_seconds": round(time.time() - point),
                            "written_since": lost, **facts}
     digest = digest_of(found, {"kind": "pitr", "ref": ref, "point": point, **facts})
-    return PreviewCheck(ok=True, digest=digest, preview=preview, params={"point_unix": point, "bad_version": bad})
+    return PreviewCheck(ok=True, digest=digest, preview=preview, params={
+        "point_unix": point, "bad_version": bad, "versions_after": facts["versions_after"]})
 
 
 def wait_for_database(ctx: Context, target: Target, beat: Callable[[str], None] | None = None) -> float:
@@ -340,7 +342,8 @@ def snapshot_preview(ctx: Context, target: Target, snapshot_id: str) -> PreviewC
                            "written_since": lost, **facts}
     digest = digest_of(found, {"kind": "snapshot_restore", "snapshot": snapshot_id,
                                "created_at": snapshot.get("created_at"), **facts})
-    return PreviewCheck(ok=True, digest=digest, preview=preview, params={"snapshot": snapshot_id})
+    return PreviewCheck(ok=True, digest=digest, preview=preview,
+                        params={"snapshot": snapshot_id, "versions_after": facts["versions_after"]})
 
 
 def _iso_unix(text: Any) -> float | None:
@@ -470,7 +473,7 @@ def unavailable_during_check(ctx: Context, kind: RequestKind, target: str, chann
     asked again), and the answer says both. `error` is already one redacted line."""
     result = ctx.pager().trigger(
         paging.check_key(target, kind.value),
-        paging.check_page_summary(recovery_messages.RECOVERY_WHAT[kind], target, error),
+        paging.check_page_summary(kinds.of(kind).name, target, error),
         component=target, details={"target": target, "recovery": kind.value, "channel": channel, "error": error})
     return recovery_messages.api_failing(error, result.ok, result.detail)
 
@@ -478,23 +481,14 @@ def unavailable_during_check(ctx: Context, kind: RequestKind, target: str, chann
 # --- the start check: is the preview that was approved still the one the database gives? ----------
 
 
-PREVIEWS: dict[RequestKind, Callable[[Context, Request, Target], PreviewCheck]] = {
-    RequestKind.RECOVER: lambda ctx, r, t: recover_preview(ctx, t, str(r.backup), list(r.params.get("tables") or []),
-                                                           bool(r.params.get("overwrite"))),
-    RequestKind.PITR: lambda ctx, r, t: pitr_preview(ctx, t, before=None, at=_utc(r.params.get("point_unix"))),
-    RequestKind.SNAPSHOT_RESTORE: lambda ctx, r, t: snapshot_preview(ctx, t, str(r.params.get("snapshot"))),
-    RequestKind.CLUSTER_RESTORE: lambda ctx, r, t: _same_backup(cluster_preview(ctx, t, None), r),
-}
-
-
-def _same_backup(check: PreviewCheck, request: Request) -> PreviewCheck:
+def same_backup(check: PreviewCheck, request: Request) -> PreviewCheck:
     """At start the chosen backup must still exist, whatever is newest now; its preview recomputed."""
     if check.preview and check.preview.get("backup_created_at") == request.params.get("backup_created_at"):
         return check
     return PreviewCheck(ok=False, error=recovery_messages.preview_changed())
 
 
-def _utc(point: Any) -> str | None:
+def utc_text(point: Any) -> str | None:
     if point is None:
         return None
     return datetime.fromtimestamp(int(point), UTC).strftime("%Y-%m-%dT%H:%M:%S")
@@ -512,18 +506,32 @@ def recheck_restore(ctx: Context, request: Request, target: Target, archive: Pat
     return None if current["digest"] == request.plan_hash else recovery_messages.preview_changed()
 
 
-def recheck(ctx: Context, request: Request, target: Target) -> str | None:
-    """None when the preview the request was approved on still holds; else the one line refusing it. A
-    provider's API failing raises: the approved request fails, reported and paged."""
+def recheck(request: Request, preview_now: Callable[[], PreviewCheck]) -> Refusal | None:
+    """None when the preview the request was approved on still holds (`preview_now` recomputes it); else the
+    refusal. A provider's API failing raises: the approved request fails, reported and paged."""
     try:
-        current = PREVIEWS[request.kind](ctx, request, target)
+        current = preview_now()
     except ServiceUnavailable:
         raise
     except WorkerError as exc:
-        return str(exc)
+        return Refusal(messages.refused(request.id, str(exc)), "preview changed")
     if current.digest != request.plan_hash:
-        return recovery_messages.preview_changed()
+        return Refusal(messages.refused(request.id, current.error or recovery_messages.preview_changed()),
+                       "preview changed")
     return None
+
+
+def versions_promise(ctx: Context, request: Request, target: Target) -> Promise:
+    """A whole-database recovery promised the applied versions of the moment it goes back to (`versions_after`
+    on its card): the database must now have exactly those (a restore that restored nothing fails here)."""
+    promised = request.params.get("versions_after")
+    if promised is None:  # the card could not say (a snapshot without a date): migration health only
+        return Promise(health_only=True)
+    with ctx.connect(target) as conn:
+        found = [v for v, _ in applied_versions(conn)]
+    if found == list(promised):
+        return Promise(health_only=True)
+    return Promise(health_only=True, mismatches=(recovery_messages.versions_not_as_promised(list(promised), found),))
 
 
 # --- restore: the preview of a whole-backup restore ---------------------------------------------------

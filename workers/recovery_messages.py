@@ -10,23 +10,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.config import database_url_env_for
-from core.requests import RequestKind
 from workers.engine.redact import MASK
-from workers.messages import DONE, STARTED, seconds
+from workers.messages import DONE, seconds
 from workers.supabase import OTHER_OPTIONS
-
-# What a recovery request is called (its thread's queued line and outcome, a page about its check).
-RECOVERY_WHAT = {RequestKind.RECOVER: "table recovery", RequestKind.PITR: "point-in-time recovery",
-                 RequestKind.SNAPSHOT_RESTORE: "snapshot restore",
-                 RequestKind.CLUSTER_RESTORE: "restore into a new managed cluster"}
 
 # --- the recovery paths (workers/recovery.py) -----------------------------------------------------
 
 BEFORE_RECOVERY = "before the table recovery"
-
-
-def recovery_queued(request_id: str, target: str, what: str, labels: Sequence[str]) -> str:
-    return f"{STARTED} Request {request_id}: {what} of *{target}*: {' → '.join(labels)}"
 
 
 def recovery_succeeded(request_id: str, target: str, what: str, unverified: str | None = None, *,
@@ -183,3 +173,21 @@ def cluster_as_target(new_target: str, toml: str, url_env: str, url: str) -> str
             f"and the workers'),\n```{toml}```\nset this in the workers' environment, with the password from the "
             f"DigitalOcean console in place of `{PASSWORD_PLACEHOLDER}`,\n```{url_env}={url}```\nrestart the bot "
             f"and the workers, then run `/rollback verify {new_target}`.")
+
+
+# --- what the approval promised, not kept (workers/verbs/: the verification fails on it) ------------------
+
+
+def versions_not_as_promised(promised: Sequence[str], found: Sequence[str]) -> str:
+    def last(versions: Sequence[str]) -> str:
+        return versions[-1] if versions else "none"
+    return (f"the database is not where the approval said: applied versions should end at {last(promised)} "
+            f"({len(promised)} applied), found {last(found)} ({len(found)} applied)")
+
+
+def rows_not_put_back(table: str, before: int, inserted: int, after: int) -> str:
+    return f"{table} should have {before} + {inserted} rows after the recovery, has {after}"
+
+
+def cluster_not_as_promised(field: str, promised: object, found: object) -> str:
+    return f"the new cluster's {field} is {found!r}, the approval named {promised!r}"

@@ -4,11 +4,9 @@ request's repair step (after the pipeline's verified backup). The engine does th
 
 from __future__ import annotations
 
-import time
-
 from core.config import Target
 from core.jsontypes import JsonObject
-from core.requests import Request, RequestStatus
+from core.requests import Request
 from workers import identity, incident_messages
 from workers.context import Context
 from workers.engine import messages as engine_messages
@@ -38,7 +36,4 @@ def repair_step(ctx: Context, request: Request, target: Target, progress: Progre
     finally:
         ctx.store().clear_plans(target.name)  # the target changed (or may have): no earlier plan holds
     progress.finish("repair", started, engine_messages.render_repair(report))
-    ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(),
-                           outcome=f"{version} repaired: {report.new_status}")
-    progress.post(incident_messages.repaired(request.id, version, target.name, report.new_status), broadcast=True)
     return {"repair": report.to_dict()}

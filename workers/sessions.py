@@ -53,10 +53,7 @@ def terminate_step(ctx: Context, request: Request, target: Target, progress: Pro
                                                                           "why", "tables")}})
     if not ended:
         return _refuse(ctx, request, progress, pid, incident_messages.SESSION_GONE)
-    progress.post(incident_messages.terminated(request.id, session, request.requester, request.approver), broadcast=True)
-    ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(),
-                           outcome=f"session {pid} terminated")
-    return {"terminated": pid}
+    return {"terminated": pid, "session": dict(session)}
 
 
 def _refuse(ctx: Context, request: Request, progress: Progress, pid: int, why: str) -> JsonObject:
