@@ -186,12 +186,12 @@ class DigitalOceanServer(JsonHttpServer):
             return 404, NOT_FOUND
         return 200, {"snapshot": {**found, "id": str(found["id"])}}
 
-    def add_snapshot(self, droplet_id: int, name: str) -> str:
-        """A snapshot of `droplet_id` taken earlier (outside any action); returns its id."""
+    def add_snapshot(self, droplet_id: int, name: str, created_at: str | None = None) -> str:
+        """A snapshot of `droplet_id` taken earlier (outside any action, at `created_at`, default now); its id."""
         snapshot_id = str(next(self._ids))
         with self.lock:
             self.snapshots.append({
-                "id": snapshot_id, "name": name, "created_at": _now(), "regions": ["nyc3"],
+                "id": snapshot_id, "name": name, "created_at": created_at or _now(), "regions": ["nyc3"],
                 "resource_id": str(droplet_id), "resource_type": "droplet", "min_disk_size": 25,
                 "size_gigabytes": 1.5, "tags": [],
             })

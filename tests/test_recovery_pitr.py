@@ -21,7 +21,13 @@ from sandbox.pagerduty import PagerDutyServer
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
 from sandbox.supabase import DEFAULT_REF, SupabaseServer
-from tests.fixtures.stack import EXAMPLE_MIGRATIONS, WorkerProcess, apply_example, write_config
+from tests.fixtures.stack import (
+    EXAMPLE_MIGRATIONS,
+    WorkerProcess,
+    apply_example,
+    incident_history,
+    write_config,
+)
 from workers.engine import Engine
 
 CHANNEL = "C_INCIDENT"
@@ -62,17 +68,6 @@ def _rows(database_url: str, query: str, params: tuple[Any, ...] = ()) -> list[t
         return conn.execute(query, params).fetchall()
 
 
-def _incident_history(database_url: str) -> None:
-    """The example applied as it happens in production: the good migrations and the rows long ago, the bad
-    migration ten minutes ago (its new table's rows are what a recovery to before it loses)."""
-    apply_example(database_url)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("UPDATE schema_migrations SET applied_at = now() - interval '2 hours' WHERE version <> %s", (BAD,))
-        conn.execute("UPDATE schema_migrations SET applied_at = now() - interval '10 minutes' WHERE version = %s", (BAD,))
-        conn.execute("UPDATE users SET created_at = now() - interval '1 hour'")
-        conn.execute("UPDATE projects SET created_at = now() - interval '1 hour'")
-
-
 def _going_back(database_url: str) -> Callable[[str, int], None]:
     """The stand-in's restore: the database as it was at the point (the bad migration undone)."""
     def restore(ref: str, point: int) -> None:
@@ -108,7 +103,7 @@ def test_point_from_history_window_checked_restored_to_healthy_and_verified(
     start: Callable[..., None], stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore,
     database_url: str, supabase: SupabaseServer, pagerduty: PagerDutyServer,
 ) -> None:
-    _incident_history(database_url)
+    incident_history(database_url)
     start()
     applied = _rows(database_url, "SELECT extract(epoch FROM applied_at) FROM schema_migrations WHERE version = %s", (BAD,))
     expected_point = int(float(applied[0][0])) - 60  # just before the bad migration, minus the margin

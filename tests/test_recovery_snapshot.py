@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,23 @@ from sandbox.pagerduty import PagerDutyServer
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
 from tests.fixtures.bot import SIGNING_SECRET, BotServer, start_bot
-from tests.fixtures.stack import EXAMPLE_MIGRATIONS, WorkerProcess, apply_example, write_config
+from tests.fixtures.stack import (
+    EXAMPLE_MIGRATIONS,
+    WorkerProcess,
+    apply_example,
+    incident_history,
+    write_config,
+)
 from workers.engine import Engine
 
 CHANNEL = "C_INCIDENT"
 ALICE, BOB = "U_ALICE", "U_BOB"
 GOOD, BAD = "2025_10_20_120001", "2025_10_20_150000"
+VERSIONS_BEFORE_BAD = ["2025_10_01_090000", "2025_10_01_090500", GOOD]
+
+
+def AN_HOUR_AGO() -> str:  # noqa: N802 - reads as the moment it names
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
 
 
 @pytest.fixture
@@ -73,15 +85,16 @@ def test_the_droplet_is_restored_from_its_snapshot_then_checked_and_verified(
     stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, database_url: str,
     digitalocean: DigitalOceanServer, pagerduty: PagerDutyServer,
 ) -> None:
-    apply_example(database_url)
-    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly")
+    incident_history(database_url)  # the good migrations long ago, the bad one ten minutes ago
+    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly", created_at=AN_HOUR_AGO())
     digitalocean.on_droplet_restore = lambda droplet, taken: Engine(
         database_url, str(EXAMPLE_MIGRATIONS), actor="droplet").rollback(to=GOOD)
 
     request = _ask(stack_sender, slack_api, store, f"snapshot-restore {snapshot} prod")
-    assert request.kind is RequestKind.SNAPSHOT_RESTORE and request.params == {"snapshot": snapshot}
+    assert request.kind is RequestKind.SNAPSHOT_RESTORE and request.params["snapshot"] == snapshot
+    assert request.params["versions_after"] == VERSIONS_BEFORE_BAD  # the card's promise, which the verification checks
     card = message_text(slack_api.thread(CHANNEL, request.thread_ts)[0])
-    assert f"Droplet `{DEFAULT_DROPLET_ID}` back to snapshot `{snapshot}` (app-prod-1-nightly)" in card
+    assert f"Droplet `{DEFAULT_DROPLET_ID}` back to snapshot `{snapshot}` (`app-prod-1-nightly`)" in card
     assert "*Everything written after" in card and "is lost.*" in card and "Preview hash" in card
 
     done = _approve_and_wait(stack_sender, slack_api, store, request)
@@ -105,8 +118,8 @@ def test_an_escrow_only_target_still_gets_its_full_backup_before_a_snapshot_rest
     write_config(stack_env["ROLLBACK_CONFIG"],
                  target_extra=f'backup_policy = "escrow"\ndo_droplet_id = {DEFAULT_DROPLET_ID}')
     start_worker({**stack_env, "ROLLBACK_DO_POLL_SECONDS": "0.1"})
-    apply_example(database_url)
-    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly")
+    incident_history(database_url)  # the good migrations long ago, the bad one ten minutes ago
+    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly", created_at=AN_HOUR_AGO())
     digitalocean.on_droplet_restore = lambda droplet, taken: Engine(
         database_url, str(EXAMPLE_MIGRATIONS), actor="droplet").rollback(to=GOOD)
 
@@ -137,8 +150,8 @@ def test_a_failed_restore_action_is_paged(
     stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, database_url: str,
     digitalocean: DigitalOceanServer, pagerduty: PagerDutyServer,
 ) -> None:
-    apply_example(database_url)
-    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly")
+    incident_history(database_url)  # the good migrations long ago, the bad one ten minutes ago
+    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly", created_at=AN_HOUR_AGO())
     digitalocean.fail_restores = True
     request = _ask(stack_sender, slack_api, store, f"snapshot-restore {snapshot} prod")
     done = _approve_and_wait(stack_sender, slack_api, store, request)
@@ -161,7 +174,7 @@ def test_a_managed_cluster_is_restored_into_a_new_cluster_and_the_thread_says_wh
     request = _ask(stack_sender, slack_api, store, "cluster-restore prod")
     assert request.kind is RequestKind.CLUSTER_RESTORE and request.params["backup_created_at"] == backup
     card = message_text(slack_api.thread(CHANNEL, request.thread_ts)[0])
-    assert f"from the backup of managed cluster `{DEFAULT_DATABASE_ID}` taken {backup}" in card
+    assert f"from the backup of managed cluster `{DEFAULT_DATABASE_ID}` taken `{backup}`" in card
     assert "The live cluster is left as it is" in card
 
     done = _approve_and_wait(stack_sender, slack_api, store, request)
@@ -183,8 +196,8 @@ def test_a_restore_action_that_stays_in_progress_past_its_bound_fails_says_so_an
 ) -> None:
     write_config(stack_env["ROLLBACK_CONFIG"], target_extra=f"do_droplet_id = {DEFAULT_DROPLET_ID}")
     start_worker({**stack_env, "ROLLBACK_DO_POLL_SECONDS": "0.1", "ROLLBACK_DO_ACTION_TIMEOUT_SECONDS": "1"})
-    apply_example(database_url)
-    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly")
+    incident_history(database_url)  # the good migrations long ago, the bad one ten minutes ago
+    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly", created_at=AN_HOUR_AGO())
     request = _ask(stack_sender, slack_api, store, f"snapshot-restore {snapshot} prod")
     digitalocean.stuck_restores = True  # the restore action it starts never leaves in-progress
 
@@ -209,8 +222,8 @@ def test_digitalocean_failing_while_checking_is_answered_in_one_line_and_paged(
     write_config(stack_env["ROLLBACK_CONFIG"],
                  target_extra=f'do_droplet_id = {DEFAULT_DROPLET_ID}\ndo_database_id = "{DEFAULT_DATABASE_ID}"')
     start_worker({**stack_env, "ROLLBACK_DO_POLL_SECONDS": "0.1"})
-    apply_example(database_url)
-    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly")
+    incident_history(database_url)  # the good migrations long ago, the bad one ten minutes ago
+    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly", created_at=AN_HOUR_AGO())
 
     digitalocean.fail_next = [503] * 4  # pydo's call and its three retries
     stack_sender.command(f"snapshot-restore {snapshot} prod", user_id=ALICE, channel_id=CHANNEL)

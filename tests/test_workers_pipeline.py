@@ -62,7 +62,8 @@ def test_whole_pipeline_rolls_back_verifies_and_records(stack_env, database_url,
     # figures read as sentences, skips are not passes, short steps are timed in ms (walkthrough findings)
     assert f"users: {users_before} rows ({users_before} before)" in text
     assert "migration status: 1 of 1 as expected" in text
-    assert "Verification* finished" in text and "— 4 passed, 2 skipped, 0 failed" in text
+    assert "Verification* finished" in text and "— 5 passed, 2 skipped, 0 failed" in text
+    assert "as approved: the result is what the approval promised" in text
     assert "{'" not in text and "None" not in text and " 0.0s" not in text and "checks passed" not in text
     broadcast = [m for m in slack_api.thread("C_INCIDENT", ts) if m.get("reply_broadcast")]
     assert broadcast and "rolled back" in broadcast[-1]["text"]
@@ -226,7 +227,7 @@ def test_restore_into_a_scratch_database_leaves_the_target_alone(
         scratch_url = psycopg.conninfo.make_conninfo(database_url, dbname=scratch)
         assert _scalar(scratch_url, "SELECT count(*) FROM projects") == 10  # the backup's rows
         assert _scalar(database_url, "SELECT count(*) FROM projects") == 0  # the target untouched
-        assert result["pre_restore_backup"] is None
+        assert "backup" not in result  # no pre-restore backup: the target is left alone
     finally:
         with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
