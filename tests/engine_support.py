@@ -33,6 +33,14 @@ def copy_migrations(dest: Path, *, without: tuple[str, ...] = ()) -> Path:
     return target
 
 
+def write_migration(root: Path, folder: str, up: str, down: str) -> None:
+    """One migration folder (up.sql and down.sql) under `root`, e.g. a schema shape a test needs."""
+    path = root / folder
+    path.mkdir(parents=True)
+    (path / "up.sql").write_text(up)
+    (path / "down.sql").write_text(down)
+
+
 def pg_dump(conninfo: str, *, exclude: tuple[str, ...] = ()) -> str:
     """Schema and data, as text (sequence values included)."""
     # The escrow schema is the engine's own bookkeeping, like schema_migrations: never application data.

@@ -18,18 +18,12 @@ from tests.engine_support import (
     rows_sorted,
     statuses,
     table_exists,
+    write_migration,
 )
 from workers.engine import escrow
 from workers.engine.errors import EscrowIncomplete, UndoRefused
 
 ESCROW_TABLES = "SELECT count(*) FROM pg_tables WHERE schemaname = 'rollback_escrow'"
-
-
-def _migration(root: Path, folder: str, up: str, down: str) -> None:
-    path = root / folder
-    path.mkdir(parents=True)
-    (path / "up.sql").write_text(up)
-    (path / "down.sql").write_text(down)
 
 
 def test_rollback_then_undo_of_the_example_gives_the_same_dump_back(database_url: str, tmp_path: Path) -> None:
@@ -83,7 +77,7 @@ def test_escrow_tables_are_plain_copies_that_never_act_on_live_data(database_url
 def custom(database_url: str, tmp_path: Path) -> tuple[str, Path]:
     """A table without a primary key, an enum-typed column and a trigger, then a migration to roll back."""
     root = tmp_path / "migrations"
-    _migration(root, "2025_01_01_000000_base", """
+    write_migration(root, "2025_01_01_000000_base", """
 CREATE TYPE mood AS ENUM ('calm', 'angry');
 CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL, mood mood, score int NOT NULL DEFAULT 0);
 CREATE TABLE log_lines (line text, level text);
@@ -92,7 +86,7 @@ INSERT INTO notes SELECT g, 'note ' || g, CASE WHEN g % 2 = 0 THEN 'calm'::mood 
 INSERT INTO log_lines SELECT 'line ' || g, 'info' FROM generate_series(1, 5) g;
 INSERT INTO tags SELECT g, 'odd' FROM generate_series(1, 20, 2) g;
 """, "DROP TABLE tags; DROP TABLE log_lines; DROP TABLE notes; DROP TYPE mood;")
-    _migration(root, "2025_02_01_000000_bad", """
+    write_migration(root, "2025_02_01_000000_bad", """
 ALTER TABLE notes ADD COLUMN color text;
 UPDATE notes SET color = 'red';
 ALTER TABLE log_lines ADD COLUMN host text;
@@ -214,7 +208,7 @@ def test_undo_is_refused_when_a_newer_migration_was_applied_since(custom: tuple[
     url, root = custom
     query(url, "ALTER TABLE log_lines ADD PRIMARY KEY (line)")
     make_engine(url, root, request_id="RB-NEWER1").rollback("2025_01_01_000000")
-    _migration(root, "2025_03_01_000000_later", "CREATE TABLE later (id int)", "DROP TABLE later")
+    write_migration(root, "2025_03_01_000000_later", "CREATE TABLE later (id int)", "DROP TABLE later")
     make_engine(url, root).apply()  # re-applies 2025_02_01 too (it is pending again), then the new one
     with pytest.raises(UndoRefused, match="no longer rolled back"):
         make_engine(url, root).undo("RB-NEWER1")

@@ -5,7 +5,8 @@ earlier statement's schema change counts) and its data is copied into the schema
 plain tables named after the request (or the CLI's run id):
 
 - DROP TABLE / TRUNCATE / DROP SCHEMA ... CASCADE: every row of each table (and its sequences' positions);
-- DROP COLUMN / ALTER COLUMN ... TYPE: the primary key and the column's values;
+- DROP COLUMN / ALTER COLUMN ... TYPE: the primary key and the column's values (and a dropped column's sequence);
+- DROP TYPE / DOMAIN / EXTENSION ... CASCADE: the columns (and typed tables) it takes with it, as above;
 - UPDATE: the primary key and the old values of the columns it sets, for the rows its WHERE matches;
 - DELETE: the rows its WHERE matches.
 
@@ -27,7 +28,7 @@ from enum import StrEnum
 from typing import Any, LiteralString, cast
 
 import psycopg
-from pglast import ast
+from pglast import ast, enums
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -82,6 +83,11 @@ class NotEscrowed:
         return dict(self.__dict__)
 
 
+# A sequence's position as kept: {"last_value": n, "is_called": bool}. Escrow kept before it held the bare
+# pg_sequence_last_value (an int, or None when nothing had been handed out yet).
+SequencePosition = dict[str, int | bool] | int | None
+
+
 @dataclass(frozen=True)
 class Held:
     """One copy made: a manifest row."""
@@ -97,7 +103,7 @@ class Held:
     columns: tuple[str, ...]
     rows: int
     bytes: int
-    sequences: dict[str, int | None] = field(default_factory=dict)
+    sequences: dict[str, SequencePosition] = field(default_factory=dict)
 
     def to_dict(self) -> JsonObject:
         return {"version": self.version, "statement_index": self.statement_index, "statement": self.statement,
@@ -125,17 +131,44 @@ SELECT c.relkind,
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                AND (a.atttypid >= 16384 OR COALESCE(NULLIF(t.typelem, 0), 0) >= 16384)),
        ARRAY(SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-               AND a.attgenerated <> '')
+               AND a.attgenerated <> ''),
+       ARRAY(SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+               AND a.attidentity = 'a')
 FROM pg_class c WHERE c.oid = to_regclass(%s)
 """
-# Sequences a table's columns own (serial, identity): dropped with the table, so their position is kept too.
+# Sequences a table's columns own (serial, identity): dropped with the table or the column, so their position
+# is kept too.
 _SEQUENCES = """
-SELECT a.attname, pg_sequence_last_value(d.objid)
+SELECT a.attname, parse_ident(d.objid::regclass::text)
 FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
 JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
 WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
   AND d.refobjid = to_regclass(%s) AND d.deptype IN ('a', 'i')
+ORDER BY a.attnum
 """
+# What a DROP TYPE / DROP DOMAIN / DROP EXTENSION ... CASCADE takes with it, found the way PostgreSQL finds it
+# (everything that depends on the object, recursively): whole tables (typed tables, attnum 0) and the columns
+# of a type of it (the type, its array, a domain over it). Generated columns are recomputed, not kept.
+_CASCADE = """
+WITH RECURSIVE gone(classid, objid, objsubid) AS (
+    SELECT %s::regclass::oid, %s::oid, 0
+    UNION
+    SELECT d.classid, d.objid, d.objsubid FROM pg_depend d
+    JOIN gone g ON d.refclassid = g.classid AND d.refobjid = g.objid AND (g.objsubid = 0 OR d.refobjsubid = g.objsubid)
+    WHERE d.deptype IN ('n', 'a', 'i', 'e')
+)
+SELECT DISTINCT c.oid, parse_ident(c.oid::regclass::text), a.attnum, a.attname
+FROM gone g JOIN pg_class c ON g.classid = 'pg_class'::regclass AND c.oid = g.objid AND c.relkind IN ('r', 'p')
+LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = g.objsubid AND g.objsubid > 0
+WHERE g.objsubid = 0 OR (a.attgenerated = '' AND NOT a.attisdropped
+                         AND NOT EXISTS (SELECT 1 FROM gone w WHERE w.classid = g.classid AND w.objid = g.objid
+                                                                AND w.objsubid = 0))
+ORDER BY c.oid, a.attnum NULLS FIRST
+"""
+_CASCADE_ROOTS: dict[object, tuple[str, LiteralString]] = {
+    enums.ObjectType.OBJECT_TYPE: ("pg_type", "SELECT to_regtype(%s)::oid"),
+    enums.ObjectType.OBJECT_DOMAIN: ("pg_type", "SELECT to_regtype(%s)::oid"),
+    enums.ObjectType.OBJECT_EXTENSION: ("pg_extension", "SELECT oid FROM pg_extension WHERE extname = %s")}
 
 
 @dataclass(frozen=True)
@@ -146,19 +179,29 @@ class Table:
     columns: tuple[str, ...]
     user_typed: frozenset[str]
     generated: frozenset[str]
+    identity_always: frozenset[str]  # GENERATED ALWAYS AS IDENTITY: an UPDATE may only set them to DEFAULT
 
 
 def table(conn: psycopg.Connection[Any], relation: Name) -> Table | None:
     row = conn.execute(_TABLE, (sql.Identifier(*relation).as_string(conn),)).fetchone()
     if row is None:
         return None
-    return Table(relation, str(row[0]), tuple(row[1]), tuple(row[2]), frozenset(row[3]), frozenset(row[4]))
+    return Table(relation, str(row[0]), tuple(row[1]), tuple(row[2]), frozenset(row[3]), frozenset(row[4]),
+                 frozenset(row[5]))
 
 
-def sequences(conn: psycopg.Connection[Any], relation: Name) -> dict[str, int | None]:
-    """Positions of the sequences the table's columns own (they go with a dropped table)."""
-    rows = conn.execute(_SEQUENCES, (sql.Identifier(*relation).as_string(conn),)).fetchall()
-    return {r[0]: r[1] for r in rows}
+def sequences(conn: psycopg.Connection[Any], relation: Name, columns: Sequence[str] | None = None
+              ) -> dict[str, SequencePosition]:
+    """Positions of the sequences the table's columns own (they go with a dropped table or column): the last
+    value and whether it was handed out (not yet, after a RESTART), so nextval gives exactly what it would have."""
+    out: dict[str, SequencePosition] = {}
+    for column, name in conn.execute(_SEQUENCES, (sql.Identifier(*relation).as_string(conn),)).fetchall():
+        if columns is None or column in columns:
+            row = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(
+                sql.Identifier(*name))).fetchone()
+            if row is not None:
+                out[column] = {"last_value": int(row[0]), "is_called": bool(row[1])}
+    return out
 
 
 # --- what to copy for one statement --------------------------------------------------------------
@@ -262,14 +305,8 @@ def plan(conn: psycopg.Connection[Any], statement: sqltext.Statement) -> list[Ca
             column = d.columns[0] if d.columns else ""
             if column not in t.columns:
                 continue  # DROP COLUMN IF EXISTS of a column that is not there
-            if not t.key:
-                out.append((d, "no primary key"))
-            elif column in t.key:
-                out.append((d, "the column is part of the primary key"))
-            else:
-                query = _select(t, (*t.key, column), (t.relation[-1],), sql.Identifier(*t.relation), None, None)
-                out.append(Capture(d.kind, t.relation, Restore.BY_KEY, t.key, (column,),
-                                   t.user_typed & {*t.key, column}, query))
+            found_column = _column(t, d.kind, column)
+            out.append(found_column if isinstance(found_column, Capture) else (d, found_column))
         elif d.kind in (DestroyKind.UPDATE, DestroyKind.DELETE):
             tree = statement.tree
             if len(row_changes) > 1 or _data_modifying_with(tree) \
@@ -279,6 +316,46 @@ def plan(conn: psycopg.Connection[Any], statement: sqltext.Statement) -> list[Ca
                 continue
             found = _row_change(t, d, tree)
             out.append(found if isinstance(found, Capture) else (d, found))
+    return out + _cascaded(conn, statement.tree)
+
+
+def _column(t: Table, kind: DestroyKind, column: str) -> Capture | str:
+    """A dropped (or retyped) column's values, by primary key; or why they cannot be kept."""
+    if not t.key:
+        return "no primary key"
+    if column in t.key:
+        return "the column is part of the primary key"
+    query = _select(t, (*t.key, column), (t.relation[-1],), sql.Identifier(*t.relation), None, None)
+    return Capture(kind, t.relation, Restore.BY_KEY, t.key, (column,), t.user_typed & {*t.key, column}, query)
+
+
+def _cascaded(conn: psycopg.Connection[Any], tree: ast.Node | None) -> list[Capture | tuple[Destruction | None, str]]:
+    """The tables and columns a DROP TYPE / DOMAIN / EXTENSION ... CASCADE takes with it (IF EXISTS of nothing:
+    none)."""
+    if not isinstance(tree, ast.DropStmt) or tree.behavior != enums.DropBehavior.DROP_CASCADE:
+        return []
+    root = _CASCADE_ROOTS.get(tree.removeType)
+    if root is None:
+        return []
+    catalog, find = root
+    out: list[Capture | tuple[Destruction | None, str]] = []
+    for obj in tree.objects or ():
+        parts = [str(getattr(n, "sval", "")) for n in (getattr(obj, "names", None) or (obj,))]
+        # A type by its (quoted) name, as to_regtype reads it; an extension by its bare name.
+        name = sql.Identifier(*parts).as_string(conn) if catalog == "pg_type" else parts[-1]
+        found = conn.execute(find, (name,)).fetchone()
+        if not found or found[0] is None:
+            continue
+        for _oid, relation, _attnum, column in conn.execute(_CASCADE, (catalog, found[0])).fetchall():
+            t = table(conn, tuple(relation))
+            if t is None:
+                continue
+            if column is None:
+                out.append(_whole(t, DestroyKind.DROP_TABLE))
+                continue
+            kept = _column(t, DestroyKind.DROP_COLUMN, column)
+            out.append(kept if isinstance(kept, Capture)
+                       else (Destruction(DestroyKind.DROP_COLUMN, t.relation, (column,), cascade=True), kept))
     return out
 
 
@@ -414,7 +491,9 @@ class Recorder:
         if self.rehearsal:
             return Held(version, index, text, str(capture.kind), capture.relation, name, str(capture.restore),
                         capture.key, capture.columns, rows, 0)
-        seqs = sequences(self.conn, capture.relation) if capture.restore == Restore.REPLACE else {}
+        seqs = sequences(self.conn, capture.relation) if capture.restore == Restore.REPLACE \
+            else sequences(self.conn, capture.relation, capture.columns) if capture.kind == DestroyKind.DROP_COLUMN \
+            else {}
         row = self.conn.execute(sql.SQL(
             "INSERT INTO {} (request_id, version, statement_index, statement, kind, source_relation, escrow_table,"
             " restore, key_columns, columns, row_count, size_bytes, sequences)"

@@ -3,9 +3,11 @@
 The escrow of a rollback (`escrow.py`) holds, in the order the down scripts destroyed it, each table's rows,
 each dropped column's values and each UPDATE's old values, by primary key. Undo runs the up scripts (oldest
 first), then puts the copies back newest first, so that where two copies cover the same value the older one,
-taken before anything of the rollback ran, is the one that stays. Each copy is checked as it is put back
-(every escrowed key found, every row back, the table's row count); any mismatch rolls the whole undo back.
-Sequences owned by a dropped table are set back to where they were. The escrow itself is kept (until the
+taken before anything of the rollback ran, is the one that stays. Foreign keys on and to the restored tables
+are checked once every copy is back (`deferred_keys.py`): newest first puts a child before its parent, and
+no order satisfies a cycle. Each copy is checked as it is put back (every escrowed key found, every row back,
+the table's row count); any mismatch or broken key rolls the whole undo back. Sequences owned by a dropped
+table or column are set back to where they were. The escrow itself is kept (until the
 retention period purges it) and marked undone, so a second undo is refused.
 """
 
@@ -14,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from core.jsontypes import JsonObject
-from workers.engine import escrow, interrupts, messages, runner, store
+from workers.engine import deferred_keys, escrow, interrupts, messages, runner, store
 from workers.engine.errors import (
     EngineError,
     LockTimeout,
@@ -148,9 +152,11 @@ def _restore(conn: psycopg.Connection[Any], h: Held) -> int:
     match = sql.SQL(" AND ").join(sql.SQL("t.{} = r.{}").format(sql.Identifier(k), sql.Identifier(k)) for k in h.key)
     if h.restore == Restore.BY_KEY:
         sets = sql.SQL(", ").join(sql.SQL("{} = r.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in writable)
-        cur = conn.execute(sql.SQL("UPDATE {} AS t SET {} FROM {} WHERE {}").format(target, sets, typed, match))
+        with _identity_writable(conn, target, live, writable):
+            cur = conn.execute(sql.SQL("UPDATE {} AS t SET {} FROM {} WHERE {}").format(target, sets, typed, match))
         if cur.rowcount != h.rows:
             raise UndoFailed("", relation, f"{h.rows} escrowed key(s), {cur.rowcount} found")
+        _set_sequences(conn, target, h.sequences)  # a dropped serial / identity column's sequence went with it
         return cur.rowcount
     if h.restore == Restore.REPLACE:
         if h.key:
@@ -174,8 +180,9 @@ def _restore(conn: psycopg.Connection[Any], h: Held) -> int:
         non_key = [c for c in columns if c not in h.key]
         if non_key:
             sets = sql.SQL(", ").join(sql.SQL("{} = r.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in non_key)
-            put_back += conn.execute(sql.SQL("UPDATE {} AS t SET {} FROM {} WHERE {}").format(
-                target, sets, typed, match)).rowcount
+            with _identity_writable(conn, target, live, non_key):
+                put_back += conn.execute(sql.SQL("UPDATE {} AS t SET {} FROM {} WHERE {}").format(
+                    target, sets, typed, match)).rowcount
         else:
             put_back += conn.execute(sql.SQL("SELECT count(*) FROM {} AS t JOIN {} ON {}").format(
                 target, typed, match)).fetchone()[0]  # type: ignore[index]
@@ -188,12 +195,37 @@ def _restore(conn: psycopg.Connection[Any], h: Held) -> int:
         row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()
         if not row or row[0] != h.rows:
             raise UndoFailed("", relation, f"{h.rows} row(s) escrowed, the table holds {row[0] if row else 0}")
-        for column, value in h.sequences.items():  # exactly where it was: the table is exactly as it was
-            conn.execute(
-                "SELECT setval(q.s, COALESCE(%s, p.seqstart), %s IS NOT NULL)"
-                " FROM (SELECT pg_get_serial_sequence(%s, %s)::regclass AS s) q JOIN pg_sequence p ON p.seqrelid = q.s",
-                (value, value, target.as_string(conn), column))
+        _set_sequences(conn, target, h.sequences)  # exactly where it was: the table is exactly as it was
     return put_back
+
+
+def _set_sequences(conn: psycopg.Connection[Any], target: sql.Identifier,
+                   positions: dict[str, escrow.SequencePosition]) -> None:
+    """Set the sequences of the table's columns back where they were, so nextval gives what it would have."""
+    for column, position in positions.items():
+        last: int | bool | None
+        if isinstance(position, dict):
+            last, called = position["last_value"], bool(position["is_called"])
+        else:  # escrow kept before: pg_sequence_last_value, None when nothing had been handed out
+            last, called = position, position is not None
+        conn.execute(
+            "SELECT setval(q.s, COALESCE(%s::bigint, p.seqstart), %s::boolean)"
+            " FROM (SELECT pg_get_serial_sequence(%s, %s)::regclass AS s) q JOIN pg_sequence p ON p.seqrelid = q.s",
+            (last, called, target.as_string(conn), column))
+
+
+@contextmanager
+def _identity_writable(conn: psycopg.Connection[Any], target: sql.Identifier, live: escrow.Table,
+                       columns: list[str]) -> Iterator[None]:
+    """An UPDATE may set a GENERATED ALWAYS identity column only to DEFAULT: for the time of the UPDATE, in the
+    undo's transaction, such columns are GENERATED BY DEFAULT (then ALWAYS again, as the up script made them)."""
+    always = [c for c in columns if c in live.identity_always]
+    for c in always:
+        conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET GENERATED BY DEFAULT").format(
+            target, sql.Identifier(c)))
+    yield
+    for c in always:
+        conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET GENERATED ALWAYS").format(target, sql.Identifier(c)))
 
 
 def _text_kept(conn: psycopg.Connection[Any], h: Held) -> set[str]:
@@ -246,6 +278,8 @@ def undo(ctx: runner.Context, request_id: str, *, dry_run: bool, expected_plan_h
                                  "statements": [r.to_dict() for r in out]})
             restored = []
             state.pop("step", None)
+            ctx.current.update(sql="(deferring foreign-key checks to the end of the undo)")
+            made_deferrable = deferred_keys.defer(ctx.conn, {h.relation for h in plan.held})
             for h in reversed(plan.held):  # newest copy first: the oldest value is the one that stays
                 ctx.current.update(sql=f"(putting back escrow {h.escrow_table})")
                 try:
@@ -257,6 +291,13 @@ def undo(ctx: runner.Context, request_id: str, *, dry_run: bool, expected_plan_h
                 ctx.log(messages.undo_restored(qualified(h.relation), h.kind, rows))
                 restored.append({"relation": qualified(h.relation), "kind": h.kind, "rows": rows,
                                  "escrow_table": h.escrow_table})
+            ctx.current.update(sql="(checking the foreign keys of what was put back)")
+            try:
+                deferred_keys.check(ctx.conn, made_deferrable)
+            except psycopg.errors.IntegrityError as exc:  # name the table whose key does not hold
+                broken = (exc.diag.schema_name or "", exc.diag.table_name or "")
+                raise UndoFailed(request_id, qualified(broken[1:] if broken[0] == "public" else broken),
+                                 ctx.redact(runner._pg_message(exc))) from None
             if not dry_run:
                 escrow.mark_undone(ctx.conn, request_id, ctx.actor, ctx.request_id)
             return UndoReport(plan, results, restored, 0.0, dry_run)
