@@ -4,7 +4,7 @@ Every failure is a one-line DigitalOceanError (DigitalOceanUnavailable when the 
 could not be reached); the token never appears in it.
 
 Sent once: a POST here starts something (a snapshot, a restore, a new cluster), so it is never retried
-(`GetsOnlyRetry`); when its answer is lost, what it started is looked up and followed instead (`_send_once`).
+(`IdempotentOnlyRetry`); when its answer is lost, what it started is looked up and followed instead (`_send_once`).
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ DONE_STATUSES = ("completed", "errored")
 
 
 def on_their_side(status: int | None) -> bool:
-    """A 5xx or 429 (after pydo's own retries: azure-core's, 3 for a status, with backoff) is DigitalOcean
-    failing, paged when it stops a check; any other 4xx is its answer to what was asked."""
+    """A 5xx or 429 (after pydo's own retries of a GET: azure-core's, 3 for a status, with backoff; a POST is
+    never retried) is DigitalOcean failing, paged when it stops a check; any other 4xx is its answer to what
+    was asked."""
     return status is not None and (status >= 500 or status == 429)
 
 
-class GetsOnlyRetry(RetryPolicy):
-    """azure-core's retry policy, minus its retries of a POST (after a 500, 503 or 504, or a Retry-After):
+class IdempotentOnlyRetry(RetryPolicy):
+    """azure-core's retry policy (GET, HEAD, PUT, DELETE...), minus its retries of a POST or PATCH (after a 500, 503 or 504, or a Retry-After):
     a POST here starts a snapshot, a restore or a cluster, and a resent one was a second action (or a 422
     "already in progress" reported as a failure while the first one ran)."""
 
@@ -55,8 +56,8 @@ class DigitalOcean:
             if api_url.startswith("http://"):
                 # azure-core refuses a bearer token over plain http (a local stand-in): send the header directly.
                 kwargs["authentication_policy"] = HeadersPolicy({"Authorization": f"Bearer {token}"})
-        # azure-core's retry policy (default: 10 attempts with backoff), for GETs only
-        kwargs["retry_policy"] = GetsOnlyRetry(**({"retry_total": retries} if retries is not None else {}))
+        # azure-core's retry policy (default: 10 attempts with backoff), never for a POST
+        kwargs["retry_policy"] = IdempotentOnlyRetry(**({"retry_total": retries} if retries is not None else {}))
         if read_timeout_s is not None:
             kwargs["read_timeout"] = read_timeout_s  # azure-core's transport waits 300 s for an answer
         self.client = pydo.Client(token=token, **kwargs)
