@@ -1,10 +1,12 @@
 """A local stand-in for the part of the DigitalOcean API v2 the workers use through `pydo`.
 
 `pydo.Client(token=..., endpoint=server.url)` talks to it (pydo passes `endpoint` to its generated
-client as the base URL). Served: droplet snapshot actions and their polling, droplet and global
-snapshot lists and one snapshot, a droplet, a droplet restored from a snapshot (a `restore` action),
-a managed database cluster and its backups, and a new cluster created from a backup (`backup_restore`),
-which reports `creating` for `polls_until_complete` reads, then `online`. A bearer token is required.
+client as the base URL). Served: droplet snapshot actions and their polling, a droplet's actions (newest
+first), droplet and global snapshot lists and one snapshot, a droplet, a droplet restored from a snapshot
+(a `restore` action), managed database clusters (one, or all) and their backups, and a new cluster created
+from a backup (`backup_restore`), which reports `creating` for `polls_until_complete` reads, then `online`.
+A bearer token is required. `posts` counts the POSTs per path and `post_faults` loses the next POSTs'
+answers, after acting or not (sandbox/http_stub.py).
 `on_droplet_restore(droplet_id, snapshot)`, when set, runs when a restore action completes, so a test
 can make the droplet's database really go back; `stuck_restores = True` keeps restore actions in-progress,
 and `fail_next` queues status codes the next requests answer with (a 503 to exercise failing calls).
@@ -110,6 +112,7 @@ class DigitalOceanServer(JsonHttpServer):
     def _routes(self) -> list[tuple[str, str, object]]:
         return [
             (r"/v2/droplets/(\d+)/actions", "POST", self._droplet_action),
+            (r"/v2/droplets/(\d+)/actions", "GET", self._droplet_actions),
             (r"/v2/actions/(\d+)", "GET", self._action),
             (r"/v2/droplets/(\d+)/snapshots", "GET", self._droplet_snapshots),
             (r"/v2/droplets/(\d+)", "GET", self._droplet),
@@ -118,6 +121,7 @@ class DigitalOceanServer(JsonHttpServer):
             (r"/v2/databases/([0-9a-f-]+)/backups", "GET", self._database_backups),
             (r"/v2/databases/([0-9a-f-]+)", "GET", self._cluster),
             (r"/v2/databases", "POST", self._create_cluster),
+            (r"/v2/databases", "GET", self._clusters),
         ]
 
     def _droplet_action(self, request: JsonRequest, droplet_id: str) -> tuple[int, Any]:
@@ -139,6 +143,12 @@ class DigitalOceanServer(JsonHttpServer):
                         self.polls_until_complete)
         self.actions[action.id] = action
         return 201, {"action": action.to_api()}
+
+    def _droplet_actions(self, request: JsonRequest, droplet_id: str) -> tuple[int, Any]:
+        if int(droplet_id) not in self.droplets:
+            return 404, NOT_FOUND
+        mine = sorted((a for a in self.actions.values() if a.droplet_id == int(droplet_id)), key=lambda a: -a.id)
+        return 200, {"actions": [a.to_api() for a in mine], "links": {}, "meta": {"total": len(mine)}}
 
     def _action(self, request: JsonRequest, action_id: str) -> tuple[int, Any]:
         action = self.actions.get(int(action_id))
@@ -222,6 +232,9 @@ class DigitalOceanServer(JsonHttpServer):
             if self.cluster_polls[database_id] <= 0:
                 cluster["status"] = "online"
         return 200, {"database": cluster}
+
+    def _clusters(self, request: JsonRequest) -> tuple[int, Any]:
+        return 200, {"databases": list(self.clusters.values())}
 
     def clusters_named(self, name: str) -> list[dict[str, Any]]:
         with self.lock:

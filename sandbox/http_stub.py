@@ -3,13 +3,21 @@
 `QuietHTTPServer` keeps the stand-ins from printing tracebacks: a client that hangs up (a closed
 page's long-poll) is not an error, and anything else is one line on stderr. `send_*` answer a
 request; `read_body` reads one, refusing a malformed Content-Length.
+
+A `JsonHttpServer` counts the POSTs to each path (`posts`) and can lose the answer to the next POSTs
+(`post_faults`, one entry per POST): an int answers that status without acting (`REFUSED` = 500);
+`ACCEPTED_THEN_500` acts, then answers 500; `ACCEPTED_THEN_DROPPED` acts, then closes the connection
+without an answer; `ACCEPTED_THEN_SILENT` acts, then answers nothing until the client gives up.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
+from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
@@ -69,6 +77,16 @@ class JsonRequest:
         return json.loads(self.body.decode("utf-8")) if self.body else None
 
 
+# What the next POST meets (`JsonHttpServer.post_faults`): an int is answered without acting.
+REFUSED = 500
+ACCEPTED_THEN_500 = "accepted-then-500"
+ACCEPTED_THEN_DROPPED = "accepted-then-dropped"
+ACCEPTED_THEN_SILENT = "accepted-then-silent"
+PostFault = int | str
+# How long a silent answer is held at most (a client's read timeout gives up long before).
+SILENT_SECONDS = 120.0
+
+
 class JsonHttpServer:
     """Subclasses implement `route(request) -> (status, payload)`; payload is JSON-encoded."""
 
@@ -76,6 +94,10 @@ class JsonHttpServer:
         self.lock = threading.RLock()
         self._httpd = QuietHTTPServer((host, port), _handler_for(self))
         self._started = False
+        self.posts: Counter[str] = Counter()  # path -> POSTs received, whatever they were answered
+        self.post_faults: list[PostFault] = []
+        self.on_post: Callable[[str], None] | None = None  # called with each POST's path as it arrives
+        self._released = threading.Event()  # ends every silent answer (at stop)
 
     @property
     def root_url(self) -> str:
@@ -88,6 +110,7 @@ class JsonHttpServer:
         return self
 
     def stop(self) -> None:
+        self._released.set()
         if self._started:  # shutdown() would wait forever for a loop that never started
             self._httpd.shutdown()
             self._started = False
@@ -102,6 +125,17 @@ class JsonHttpServer:
     def route(self, request: JsonRequest) -> tuple[int, Any]:
         raise NotImplementedError
 
+    def next_post_fault(self, path: str) -> PostFault | None:
+        """Count a POST to `path`; the fault its answer meets, if one is queued."""
+        with self.lock:
+            self.posts[path] += 1
+            if self.on_post is not None:
+                self.on_post(path)
+            return self.post_faults.pop(0) if self.post_faults else None
+
+    def hold_silent_answer(self) -> None:
+        self._released.wait(SILENT_SECONDS)
+
 
 def _handler_for(server: JsonHttpServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -110,14 +144,33 @@ def _handler_for(server: JsonHttpServer) -> type[BaseHTTPRequestHandler]:
         def _serve(self, verb: str) -> None:
             parts = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            fault = server.next_post_fault(parts.path) if verb == "POST" else None
             try:
                 body = read_body(self)
-                status, payload = server.route(JsonRequest(verb, parts.path, query, self.headers, body))
+                if isinstance(fault, int):  # refused before anything was done
+                    status, payload = fault, {"id": "server_error", "message": "Server Error"}
+                else:
+                    status, payload = server.route(JsonRequest(verb, parts.path, query, self.headers, body))
             except ValueError as err:  # malformed JSON and the like: what a real API answers with a 400
                 status, payload = 400, {"message": f"bad request: {err}"}
             except Exception as err:  # a request the stand-in did not foresee: an answer, not a traceback
                 status, payload = 500, {"message": f"stand-in error: {one_line(err)}"}
+            if fault == ACCEPTED_THEN_500:
+                status, payload = 500, {"id": "server_error", "message": "Server Error"}
+            elif fault in (ACCEPTED_THEN_DROPPED, ACCEPTED_THEN_SILENT):
+                if fault == ACCEPTED_THEN_SILENT:
+                    server.hold_silent_answer()
+                self._drop()
+                return
             send_json(self, status, payload)
+
+        def _drop(self) -> None:
+            """Close the connection without a word: what the client sees as a reset or a timeout."""
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the client already gave up
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             self._serve("GET")

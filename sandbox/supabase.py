@@ -9,7 +9,9 @@ restore the project reports `RESTORING` for `polls_until_healthy` status reads, 
 database really go back (e.g. load a dump taken at that moment). `fail_next` queues status codes that
 the next requests answer with (a 503 to exercise retries), `fail_restores` the same for restore-pitr
 calls only, and `stuck = True` keeps a restoring project
-from ever becoming healthy (a poll that must time out).
+from ever becoming healthy (a poll that must time out). `posts` counts the POSTs per path and
+`post_faults` loses the next POSTs' answers, after acting or not (sandbox/http_stub.py): a lost
+answer is looked up in the project's status (`RESTORING`).
 """
 
 from __future__ import annotations

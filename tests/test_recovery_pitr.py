@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from core.requests import Request, RequestKind, RequestStatus, RequestStore
+from sandbox.http_stub import ACCEPTED_THEN_500, REFUSED
 from sandbox.pagerduty import PagerDutyServer
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
@@ -34,6 +35,7 @@ CHANNEL = "C_INCIDENT"
 ALICE, BOB = "U_ALICE", "U_BOB"
 TOKEN = "sbp_recovery_test_token"
 GOOD, BAD = "2025_10_20_120001", "2025_10_20_150000"
+RESTORE_PATH = f"/v1/projects/{DEFAULT_REF}/database/backups/restore-pitr"
 
 
 @pytest.fixture
@@ -206,20 +208,40 @@ def test_a_5xx_when_the_approved_recovery_starts_fails_it_and_pages(
     pagerduty.wait_for(lambda: [e for e in pagerduty.events if e.get("event_action") == "trigger"], timeout=30)
 
 
-def test_a_5xx_is_retried_then_reported_and_paged(
+def test_restore_pitr_answered_500_every_time_is_sent_once_reported_in_one_line_and_paged(
     start: Callable[..., None], stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore,
     database_url: str, supabase: SupabaseServer, pagerduty: PagerDutyServer,
 ) -> None:
     apply_example(database_url)
     start()
     request = _ask(stack_sender, slack_api, store, "pitr prod")
-    supabase.fail_restores = [503] * 4
+    supabase.post_faults = [REFUSED] * 4  # every answer a 500 (the client used to send it four times)
     done = _approve_and_wait(stack_sender, slack_api, store, request)
     thread = _thread(slack_api, request)
     assert done.status is RequestStatus.FAILED, thread
-    assert "Supabase did not answer point-in-time recovery of project" in thread and "after 4 attempts" in thread
-    assert supabase.fail_restores == [] and supabase.restores == []
+    assert supabase.posts[RESTORE_PATH] == 1 and supabase.restores == []
+    assert (f"Supabase gave no answer to point-in-time recovery of project {DEFAULT_REF} (HTTP 500); sent once, "
+            f"not resent, and project {DEFAULT_REF} is ACTIVE_HEALTHY: nothing was started") in thread, thread
+    assert TOKEN not in thread
     pagerduty.wait_for(lambda: [e for e in pagerduty.events if e.get("event_action") == "trigger"], timeout=30)
+
+
+def test_restore_pitr_accepted_then_answered_500_is_followed_to_healthy_and_verified(
+    start: Callable[..., None], stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore,
+    database_url: str, supabase: SupabaseServer, pagerduty: PagerDutyServer,
+) -> None:
+    _incident_history(database_url)
+    start()
+    supabase.on_restore = _going_back(database_url)
+    request = _ask(stack_sender, slack_api, store, "pitr prod")
+    supabase.post_faults = [ACCEPTED_THEN_500]  # the recovery starts, its answer is lost
+    done = _approve_and_wait(stack_sender, slack_api, store, request)
+    thread = _thread(slack_api, request)
+    assert done.status is RequestStatus.SUCCEEDED, thread
+    assert supabase.posts[RESTORE_PATH] == 1 and supabase.restores == [(DEFAULT_REF, request.params["point_unix"])]
+    assert "*Point-in-time recovery* finished" in thread and "*Verification* finished" in thread
+    assert _rows(database_url, "SELECT status FROM schema_migrations WHERE version = %s", (BAD,)) == [("rolled_back",)]
+    assert pagerduty.events == []
 
 
 def test_a_recovery_that_stays_unhealthy_past_the_bound_is_paged(

@@ -21,6 +21,7 @@ import redis
 
 from core.requests import Request, RequestKind, RequestStatus, RequestStore
 from sandbox.digitalocean import DEFAULT_DATABASE_ID, DEFAULT_DROPLET_ID, DigitalOceanServer
+from sandbox.http_stub import ACCEPTED_THEN_500, ACCEPTED_THEN_DROPPED, REFUSED
 from sandbox.pagerduty import PagerDutyServer
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
@@ -159,6 +160,74 @@ def test_a_failed_restore_action_is_paged(
     assert done.status is RequestStatus.FAILED, thread
     assert f"restore of droplet {DEFAULT_DROPLET_ID} from snapshot {snapshot} failed" in thread
     pagerduty.wait_for(lambda: [e for e in pagerduty.events if e.get("event_action") == "trigger"], timeout=30)
+
+
+@pytest.mark.usefixtures("droplet_worker")
+def test_snapshot_and_restore_accepted_then_answered_500_are_each_sent_once_and_followed_to_success(
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, database_url: str,
+    digitalocean: DigitalOceanServer, pagerduty: PagerDutyServer,
+) -> None:
+    apply_example(database_url)
+    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly")
+    digitalocean.on_droplet_restore = lambda droplet, taken: Engine(
+        database_url, str(EXAMPLE_MIGRATIONS), actor="droplet").rollback(to=GOOD)
+    request = _ask(stack_sender, slack_api, store, f"snapshot-restore {snapshot} prod")
+    # the backup step's snapshot, then the restore: each starts, and each answer is lost
+    digitalocean.post_faults = [ACCEPTED_THEN_500, ACCEPTED_THEN_500]
+
+    done = _approve_and_wait(stack_sender, slack_api, store, request)
+    thread = _thread(slack_api, request)
+    assert done.status is RequestStatus.SUCCEEDED, thread
+    assert digitalocean.posts[f"/v2/droplets/{DEFAULT_DROPLET_ID}/actions"] == 2 and digitalocean.post_faults == []
+    assert sorted((a.type, a.status) for a in digitalocean.actions.values()) == [("restore", "completed"),
+                                                                                 ("snapshot", "completed")]
+    assert "*Snapshot* finished" in thread and "*Snapshot restore* finished" in thread
+    assert _rows(database_url, "SELECT status FROM schema_migrations WHERE version = %s", (BAD,)) == [("rolled_back",)]
+    assert pagerduty.events == []
+
+
+@pytest.mark.usefixtures("droplet_worker")
+def test_a_restore_answered_500_every_time_is_sent_once_reported_in_one_line_and_paged(
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, database_url: str,
+    digitalocean: DigitalOceanServer, pagerduty: PagerDutyServer,
+) -> None:
+    apply_example(database_url)
+    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly")
+    request = _ask(stack_sender, slack_api, store, f"snapshot-restore {snapshot} prod")
+    # the backup step's snapshot starts (its answer lost); the restore is answered 500 every time
+    digitalocean.post_faults = [ACCEPTED_THEN_500] + [REFUSED] * 4
+
+    done = _approve_and_wait(stack_sender, slack_api, store, request)
+    thread = _thread(slack_api, request)
+    assert done.status is RequestStatus.FAILED, thread
+    assert digitalocean.posts[f"/v2/droplets/{DEFAULT_DROPLET_ID}/actions"] == 2  # one snapshot, one restore
+    assert not [a for a in digitalocean.actions.values() if a.type == "restore"]
+    line = (f"DigitalOcean answered 500 while trying to restore droplet {DEFAULT_DROPLET_ID} from snapshot {snapshot}: "
+            "Server Error; sent once, not resent, and nothing was started")
+    assert line in thread, thread
+    triggers = pagerduty.wait_for(lambda: [e for e in pagerduty.events if e.get("event_action") == "trigger"],
+                                  timeout=30)
+    assert "sent once, not resent" in triggers[0]["payload"]["summary"] and "do-test-token" not in str(triggers)
+
+
+def test_a_new_cluster_accepted_then_dropped_is_sent_once_and_followed_until_online(
+    stack_env: dict[str, str], start_worker: Callable[[dict[str, str]], WorkerProcess],
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, database_url: str,
+    digitalocean: DigitalOceanServer, pagerduty: PagerDutyServer,
+) -> None:
+    write_config(stack_env["ROLLBACK_CONFIG"], target_extra=f'do_database_id = "{DEFAULT_DATABASE_ID}"')
+    start_worker({**stack_env, "ROLLBACK_DO_POLL_SECONDS": "0.1"})
+    apply_example(database_url)
+    request = _ask(stack_sender, slack_api, store, "cluster-restore prod")
+    digitalocean.post_faults = [ACCEPTED_THEN_DROPPED]  # the cluster is created, the connection drops
+
+    done = _approve_and_wait(stack_sender, slack_api, store, request)
+    thread = _thread(slack_api, request)
+    assert done.status is RequestStatus.SUCCEEDED, thread
+    assert digitalocean.posts["/v2/databases"] == 1
+    (created,) = digitalocean.clusters_named(request.params["new_name"])
+    assert created["status"] == "online" and f"host `{created['connection']['host']}`" in thread
+    assert pagerduty.events == []
 
 
 def test_a_managed_cluster_is_restored_into_a_new_cluster_and_the_thread_says_what_to_switch(

@@ -7,12 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from sandbox.http_stub import ACCEPTED_THEN_500, ACCEPTED_THEN_DROPPED, ACCEPTED_THEN_SILENT, REFUSED
 from sandbox.supabase import DEFAULT_REF, SupabaseServer
 from workers.supabase import (
     OutsideWindow,
     PitrNotEnabled,
     PitrWindow,
     RestoreFailed,
+    RestoreNotStarted,
     RestoreTimedOut,
     Supabase,
     SupabaseRefused,
@@ -22,6 +24,7 @@ from workers.supabase import (
 )
 
 TOKEN = "sbp_secret_token_value"
+RESTORE_PATH = f"/v1/projects/{DEFAULT_REF}/database/backups/restore-pitr"
 
 
 @pytest.fixture
@@ -73,10 +76,9 @@ def test_a_point_outside_the_window_is_refused(api: SupabaseServer) -> None:
 
 def test_a_4xx_is_final_and_never_retried(api: SupabaseServer) -> None:
     client = _client(api)
-    before = len(api.requests)
     with pytest.raises(SupabaseRefused, match="HTTP 400: recovery_time_target_unix is outside") as err:
         client.restore_pitr(DEFAULT_REF, 5)
-    assert len(api.requests) == before + 1
+    assert api.posts[RESTORE_PATH] == 1
     assert TOKEN not in str(err.value)
     assert api.restores == []
 
@@ -123,3 +125,37 @@ def test_a_failed_recovery_stops_the_polling(api: SupabaseServer) -> None:
 
 def test_the_client_never_shows_its_token() -> None:
     assert TOKEN not in repr(Supabase(TOKEN, "http://127.0.0.1:9"))
+
+
+# --- sent once: restore-pitr is never resent, and a lost answer is looked up -----------------------------
+
+
+def test_restore_pitr_answered_500_every_time_is_sent_once_and_reported_in_one_line(api: SupabaseServer) -> None:
+    api.post_faults = [REFUSED] * 4  # every answer a 500 (our loop used to send it four times)
+    with pytest.raises(RestoreNotStarted) as failed:
+        _client(api).restore_pitr(DEFAULT_REF, int(time.time()) - 60)
+    assert api.posts[RESTORE_PATH] == 1 and api.restores == []
+    assert str(failed.value) == (
+        f"Supabase gave no answer to point-in-time recovery of project {DEFAULT_REF} (HTTP 500); sent once, not "
+        f"resent, and project {DEFAULT_REF} is ACTIVE_HEALTHY: nothing was started; check the Supabase dashboard, "
+        "then ask again")
+    assert TOKEN not in str(failed.value)
+
+
+@pytest.mark.parametrize("fault", [ACCEPTED_THEN_500, ACCEPTED_THEN_DROPPED, ACCEPTED_THEN_SILENT])
+def test_restore_pitr_accepted_then_answer_lost_is_followed_to_healthy(api: SupabaseServer, fault: str) -> None:
+    client = _client(api, timeout_seconds=0.5)  # the silent answer: given up after the read timeout
+    point = int(time.time()) - 60
+    api.post_faults = [fault]
+    client.restore_pitr(DEFAULT_REF, point)
+    assert api.posts[RESTORE_PATH] == 1 and api.restores == [(DEFAULT_REF, point)]
+    client.wait_healthy(DEFAULT_REF, timeout_seconds=30, poll_seconds=0.0)
+    assert client.project_status(DEFAULT_REF) == "ACTIVE_HEALTHY"
+
+
+def test_a_lost_answer_whose_lookup_fails_too_is_one_line_and_not_resent(api: SupabaseServer) -> None:
+    api.post_faults = [REFUSED]
+    api.on_post = lambda path: api.fail_next.extend([503] * 10)  # from the POST on, every GET is answered 503
+    with pytest.raises(RestoreNotStarted, match="whether project .* started recovering is unknown") as failed:
+        _client(api, attempts=2).restore_pitr(DEFAULT_REF, int(time.time()) - 60)
+    assert api.posts[RESTORE_PATH] == 1 and "\n" not in str(failed.value)

@@ -2,6 +2,9 @@
 
 Every failure is a one-line DigitalOceanError (DigitalOceanUnavailable when the API failed on its side or
 could not be reached); the token never appears in it.
+
+Sent once: a POST here starts something (a snapshot, a restore, a new cluster), so it is never retried
+(`IdempotentOnlyRetry`); when its answer is lost, what it started is looked up and followed instead (`_send_once`).
 """
 
 from __future__ import annotations
@@ -12,25 +15,38 @@ from typing import Any
 
 import pydo
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
-from azure.core.pipeline.policies import HeadersPolicy
+from azure.core.pipeline.policies import HeadersPolicy, RetryPolicy
 
 from core import defaults
 from core.jsontypes import JsonObject
 from workers import errors, messages
-from workers.errors import DigitalOceanError, DigitalOceanUnavailable
+from workers.errors import DigitalOceanError, DigitalOceanNoAnswer, DigitalOceanUnavailable
 
 Heartbeat = Callable[[str], None]
 DONE_STATUSES = ("completed", "errored")
 
 
 def on_their_side(status: int | None) -> bool:
-    """A 5xx or 429 (after pydo's own retries: azure-core's, 3 for a status, with backoff) is DigitalOcean
-    failing, paged when it stops a check; any other 4xx is its answer to what was asked."""
+    """A 5xx or 429 (after pydo's own retries of a GET: azure-core's, 3 for a status, with backoff; a POST is
+    never retried) is DigitalOcean failing, paged when it stops a check; any other 4xx is its answer to what
+    was asked."""
     return status is not None and (status >= 500 or status == 429)
 
 
+class IdempotentOnlyRetry(RetryPolicy):
+    """azure-core's retry policy (GET, HEAD, PUT, DELETE...), minus its retries of a POST or PATCH (after a 500, 503 or 504, or a Retry-After):
+    a POST here starts a snapshot, a restore or a cluster, and a resent one was a second action (or a 422
+    "already in progress" reported as a failure while the first one ran)."""
+
+    def is_retry(self, settings: dict[str, Any], response: Any) -> bool:
+        if response.http_request.method.upper() not in settings["methods"]:
+            return False
+        return bool(super().is_retry(settings, response))
+
+
 class DigitalOcean:
-    def __init__(self, token: str, api_url: str | None = None, *, retries: int | None = None) -> None:
+    def __init__(self, token: str, api_url: str | None = None, *, retries: int | None = None,
+                 read_timeout_s: float | None = None) -> None:
         if not token:
             raise DigitalOceanError(errors.do_token_missing())
         self._token = token
@@ -40,8 +56,10 @@ class DigitalOcean:
             if api_url.startswith("http://"):
                 # azure-core refuses a bearer token over plain http (a local stand-in): send the header directly.
                 kwargs["authentication_policy"] = HeadersPolicy({"Authorization": f"Bearer {token}"})
-        if retries is not None:
-            kwargs["retry_total"] = retries  # azure-core's retry policy (default: 10 attempts with backoff)
+        # azure-core's retry policy (default: 10 attempts with backoff), never for a POST
+        kwargs["retry_policy"] = IdempotentOnlyRetry(**({"retry_total": retries} if retries is not None else {}))
+        if read_timeout_s is not None:
+            kwargs["read_timeout"] = read_timeout_s  # azure-core's transport waits 300 s for an answer
         self.client = pydo.Client(token=token, **kwargs)
 
     def __repr__(self) -> str:
@@ -54,17 +72,51 @@ class DigitalOcean:
         except ClientAuthenticationError:
             raise DigitalOceanError(errors.do_token_refused(what)) from None  # the client's error may quote the request
         except HttpResponseError as exc:
-            failed = DigitalOceanUnavailable if on_their_side(exc.status_code) else DigitalOceanError
+            failed = (DigitalOceanNoAnswer if (exc.status_code or 0) >= 500
+                      else DigitalOceanUnavailable if on_their_side(exc.status_code) else DigitalOceanError)
             message = str(exc.message or "").removeprefix("(None) ")  # azure-core's "(code)" when the body has none
             raise failed(errors.do_answered(exc.status_code, what, self._clean(message))) from None  # the client's error may quote the request
         except AzureError as exc:
-            raise DigitalOceanUnavailable(errors.do_unreachable(what, type(exc).__name__)) from None  # the client's error may quote the request
+            raise DigitalOceanNoAnswer(errors.do_unreachable(what, type(exc).__name__)) from None  # the client's error may quote the request
         if not isinstance(body, dict):
             raise DigitalOceanError(errors.do_unexpected(what))
         # pydo returns 4xx error bodies ({"id": "not_found", "message": ...}) instead of raising.
         if isinstance(body.get("id"), str) and "message" in body:
             raise DigitalOceanError(errors.do_refused(what, self._clean(str(body["message"])), str(body["id"])))
         return body
+
+    def _send_once(self, what: str, send: Callable[[], Any], started: Callable[[], JsonObject | None]) -> JsonObject:
+        """A POST that starts something, sent once. When its answer is lost (a 5xx, a timeout, a dropped
+        connection) it may have been acted on all the same: `started` looks for what it started (the
+        answer it would have had), and nothing found is one line, never a second POST."""
+        try:
+            return self._call(what, send)
+        except DigitalOceanNoAnswer as lost:
+            try:
+                found = started()
+            except DigitalOceanError as lookup:
+                raise DigitalOceanUnavailable(errors.do_sent_once_lookup_failed(str(lost), str(lookup))) from None
+            if found is None:
+                raise DigitalOceanUnavailable(errors.do_sent_once_nothing_started(str(lost))) from None
+            return found
+
+    def _droplet_actions(self, droplet_id: int) -> list[JsonObject]:
+        """The droplet's actions, newest first (the first 200)."""
+        body = self._call(errors.do_list_actions_of(droplet_id),
+                          lambda: self.client.droplet_actions.list(droplet_id, per_page=200))
+        return list(body.get("actions") or [])
+
+    def _start_droplet_action(self, what: str, droplet_id: int, action: JsonObject) -> JsonObject:
+        """POST one droplet action, sent once; when its answer is lost, the action of its type that was not
+        there before the send (any status: an errored one is followed to its error) is the one it started."""
+        before = {a.get("id") for a in self._droplet_actions(droplet_id)}
+
+        def started() -> JsonObject | None:
+            new = [a for a in self._droplet_actions(droplet_id)
+                   if a.get("type") == action["type"] and a.get("id") not in before]
+            return {"action": new[0]} if new else None
+
+        return self._send_once(what, lambda: self.client.droplet_actions.post(droplet_id, action), started)
 
     def _clean(self, text: str | None) -> str:
         line = (str(text or "error").strip().splitlines() or ["error"])[0]
@@ -80,10 +132,8 @@ class DigitalOcean:
     ) -> JsonObject:
         """Snapshot a droplet and wait for the action to finish. Raises when it errors or times out."""
         started = time.monotonic()
-        body = self._call(
-            errors.do_snapshot_droplet(droplet_id),
-            lambda: self.client.droplet_actions.post(droplet_id, {"type": "snapshot", "name": name}),
-        )
+        body = self._start_droplet_action(errors.do_snapshot_droplet(droplet_id), droplet_id,
+                                          {"type": "snapshot", "name": name})
         action = self._follow_action(
             body, droplet_id, heartbeat=heartbeat, poll_seconds=poll_seconds, timeout_s=timeout_s,
             beat=lambda status, elapsed: messages.do_snapshot_progress(name, droplet_id, status, elapsed),
@@ -142,10 +192,8 @@ class DigitalOcean:
     ) -> JsonObject:
         """Restore a droplet from one of its snapshots (a `restore` droplet action) and wait for it."""
         started = time.monotonic()
-        body = self._call(
-            errors.do_restore_droplet(droplet_id, snapshot_id),
-            lambda: self.client.droplet_actions.post(droplet_id, {"type": "restore", "image": int(snapshot_id)}),
-        )
+        body = self._start_droplet_action(errors.do_restore_droplet(droplet_id, snapshot_id), droplet_id,
+                                          {"type": "restore", "image": int(snapshot_id)})
         action = self._follow_action(
             body, droplet_id, heartbeat=heartbeat, poll_seconds=poll_seconds, timeout_s=timeout_s,
             beat=lambda status, elapsed: messages.do_restore_progress(snapshot_id, droplet_id, status, elapsed),
@@ -172,7 +220,14 @@ class DigitalOcean:
         spec = {"name": new_name, "engine": cluster.get("engine") or "pg", "version": cluster.get("version"),
                 "region": cluster.get("region"), "size": cluster.get("size"),
                 "num_nodes": cluster.get("num_nodes") or 1, "backup_restore": restore}
-        created = self._call(errors.do_create_cluster(new_name), lambda: self.client.databases.create_cluster(spec))
+        before = {c.get("id") for c in self._clusters_named(new_name)}
+
+        def created_by_the_send() -> JsonObject | None:  # cluster names are unique: the new one by that name
+            new = [c for c in self._clusters_named(new_name) if c.get("id") not in before]
+            return {"database": new[0]} if new else None
+
+        created = self._send_once(errors.do_create_cluster(new_name),
+                                  lambda: self.client.databases.create_cluster(spec), created_by_the_send)
         new = created.get("database") or {}
         new_id = str(new.get("id") or "")
         if not new_id:
@@ -192,6 +247,10 @@ class DigitalOcean:
                 "port": connection.get("port"), "database": connection.get("database"), "user": connection.get("user"),
                 "ssl": connection.get("ssl"),
                 "backup_created_at": backup_created_at, "duration_s": round(time.monotonic() - started, 3)}
+
+    def _clusters_named(self, name: str) -> list[JsonObject]:
+        body = self._call(errors.DO_LIST_CLUSTERS, lambda: self.client.databases.list_clusters())
+        return [c for c in body.get("databases") or [] if c.get("name") == name]
 
     def list_snapshots(self, droplet_id: int | None = None) -> list[JsonObject]:
         """Droplet snapshots (of one droplet, or all), newest first: id, name, created_at, size_gigabytes."""

@@ -56,6 +56,10 @@ class DigitalOceanUnavailable(DigitalOceanError, ServiceUnavailable):
     """DigitalOcean answered 5xx or 429, or could not be reached, after pydo's retries."""
 
 
+class DigitalOceanNoAnswer(DigitalOceanUnavailable):
+    """No answer to rely on (a 5xx, a timeout, a dropped connection): a POST may still have been acted on."""
+
+
 def request_missing(request_id: str) -> str:
     return f"request {request_id} does not exist (expired or never created); start again with a dry-run"
 
@@ -318,6 +322,15 @@ def do_refused(what: str, message: str, error_id: str) -> str:
     return f"DigitalOcean could not {what}: {message} ({error_id})"
 
 
+def do_sent_once_nothing_started(lost: str) -> str:
+    return f"{lost}; sent once, not resent, and nothing was started: check the DigitalOcean console, then ask again"
+
+
+def do_sent_once_lookup_failed(lost: str, lookup: str) -> str:
+    return (f"{lost}; sent once, not resent, and whether it started is unknown ({lookup}): check the "
+            "DigitalOcean console before asking again")
+
+
 def do_no_action(droplet_id: Any) -> str:
     return f"DigitalOcean started no snapshot action for droplet {droplet_id}"
 
@@ -369,6 +382,13 @@ def do_create_cluster(name: str) -> str:
 
 def do_snapshot_droplet(droplet_id: Any) -> str:
     return f"snapshot droplet {droplet_id}"
+
+
+def do_list_actions_of(droplet_id: Any) -> str:
+    return f"list the actions of droplet {droplet_id}"
+
+
+DO_LIST_CLUSTERS = "list database clusters"
 
 
 def do_poll_action(action_id: Any) -> str:

@@ -1,8 +1,10 @@
 """Supabase point-in-time recovery (playbook Method 3, option A) through the Management API.
 
-`requests` with our own bounded retries: a 5xx, a 429 or a dropped connection is retried with
+`requests` with our own bounded retries of a GET: a 5xx, a 429 or a dropped connection is retried with
 doubling backoff, a 4xx never (it is the API's answer: PITR off, a point outside the window, a bad
-token). Every failure is one line that names what to do, and never contains the access token.
+token). A POST starts a recovery and is sent once, never retried: when its answer is lost, the project's
+status says whether it started (`restore_pitr`). Every failure is one line that names what to do, and
+never contains the access token.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from workers.errors import ServiceUnavailable, WorkerError
 
 DEFAULT_API_URL = "https://api.supabase.com"
 HEALTHY = "ACTIVE_HEALTHY"
+RESTORING = "RESTORING"
 # A project in one of these will not become healthy by waiting: stop polling and page.
 FAILED_STATUSES = frozenset({"RESTORE_FAILED", "INIT_FAILED", "REMOVED", "INACTIVE", "PAUSE_FAILED"})
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -53,6 +56,25 @@ class SupabaseUnavailable(SupabaseError, ServiceUnavailable):
         super().__init__(f"Supabase did not answer {what} after {attempts} attempts ({last}); "
                          f"check https://status.supabase.com, then try again")
         self.what, self.attempts, self.last = what, attempts, last
+
+
+class SupabaseNoAnswer(SupabaseError, ServiceUnavailable):
+    """A POST's answer was lost (5xx, 429, timeout, dropped connection): it may have been acted on."""
+
+    def __init__(self, what: str, last: str) -> None:
+        super().__init__(f"Supabase gave no answer to {what} ({last}); sent once, not resent")
+        self.what, self.last = what, last
+
+
+class RestoreNotStarted(SupabaseError, ServiceUnavailable):
+    """The answer to restore-pitr was lost and the project shows no recovery (or could not be read)."""
+
+    def __init__(self, lost: SupabaseNoAnswer, ref: str, status: str | None) -> None:
+        found = (f"project {ref} is {status}: nothing was started; check the Supabase dashboard, then ask again"
+                 if status else f"whether project {ref} started recovering is unknown: check the Supabase "
+                 "dashboard (Database → Backups) before asking again")
+        super().__init__(f"{lost}, and {found}")
+        self.lost, self.ref, self.status = lost, ref, status
 
 
 class PitrNotEnabled(SupabaseError):
@@ -129,7 +151,8 @@ class Supabase:
 
     def _request(self, method: str, path: str, what: str, body: JsonObject | None = None) -> Any:
         last = ""
-        for attempt in range(self.attempts):
+        attempts = self.attempts if method == "GET" else 1  # a POST starts something: never resent
+        for attempt in range(attempts):
             if attempt:
                 self._sleep(self.backoff_seconds * 2 ** (attempt - 1))
             try:
@@ -148,7 +171,9 @@ class Supabase:
                 return response.json() if response.content else None
             except ValueError:
                 raise SupabaseError(f"Supabase answered {what} with something that is not JSON") from None
-        raise SupabaseUnavailable(what, self.attempts, last)
+        if method != "GET":
+            raise SupabaseNoAnswer(what, last)
+        raise SupabaseUnavailable(what, attempts, last)
 
     def project_status(self, ref: str) -> str:
         body = self._request("GET", f"/v1/projects/{ref}", f"the status of project {ref}")
@@ -165,8 +190,20 @@ class Supabase:
         )
 
     def restore_pitr(self, ref: str, point: int) -> None:
-        self._request("POST", f"/v1/projects/{ref}/database/backups/restore-pitr",
-                      f"point-in-time recovery of project {ref}", {"recovery_time_target_unix": int(point)})
+        """Ask for the recovery, once. When the answer is lost, a project that was not RESTORING before
+        and is now has started it (followed by `wait_healthy` as if the answer had come); else one line."""
+        before = self.project_status(ref)
+        try:
+            self._request("POST", f"/v1/projects/{ref}/database/backups/restore-pitr",
+                          f"point-in-time recovery of project {ref}", {"recovery_time_target_unix": int(point)})
+        except SupabaseNoAnswer as lost:
+            try:
+                now: str | None = self.project_status(ref)
+            except SupabaseError:
+                now = None
+            if now == RESTORING and before != RESTORING:
+                return
+            raise RestoreNotStarted(lost, ref, now) from None
 
     def wait_healthy(
         self, ref: str, *, timeout_seconds: float, poll_seconds: float, heartbeat: Heartbeat | None = None,
