@@ -14,11 +14,11 @@ from workers.backup import (
     BackupError,
     archive_sha256,
     check_pg_dump_version,
-    list_backups,
     manifest_path,
     take_backup,
     verify_archive,
 )
+from workers.dumpfiles import list_backups
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 PASSWORD = "s3cr3t-pw-xyz"
@@ -106,10 +106,10 @@ def test_parallel_directory_backup_is_verified(example_url: str, tmp_path: Path)
 def test_list_backups_shows_size_age_and_checksum(example_url: str, tmp_path: Path) -> None:
     first = take_backup(example_url, target="prod", reason="pre-rollback", backup_dir=str(tmp_path), jobs=1)
     take_backup(example_url, target="staging", reason="manual", backup_dir=str(tmp_path), jobs=1)
-    (tmp_path / "stray.dump").write_bytes(b"not an archive")  # no manifest: listed, unverified
+    (tmp_path / "stray.dump").write_bytes(b"not an archive")  # no manifest: listed, unverified, not ours
     rows = list_backups(str(tmp_path), target="prod")
-    assert [r["name"] for r in rows] == [Path(first.path).name]
-    (row,) = rows
+    assert sorted(r["name"] for r in rows) == sorted([Path(first.path).name, "stray.dump"])  # whose? unknown
+    (row,) = [r for r in rows if r["ours"]]
     assert row["size_bytes"] == first.size_bytes and row["sha256"] == first.sha256 and row["verified"]
     assert 0 <= row["age_seconds"] < 3600 and row["reason"] == "pre-rollback"
     every = {r["name"]: r for r in list_backups(str(tmp_path))}
