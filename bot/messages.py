@@ -274,6 +274,8 @@ def restore_summary(target: str, backup: str, manifest: Mapping[str, Any] | None
         if manifest.get("sha256"):
             facts.append(f"sha256 {str(manifest['sha256'])[:12]}")
     detail = f" ({', '.join(escape(f) for f in facts)})" if facts else ""
+    if manifest and manifest.get("verified_by"):  # a dump made by hand: no checksum of ours to check
+        return f"restore {backup}{detail} into {target}; not ours, {escape(manifest['verified_by'])} when asked"
     return f"restore {backup}{detail} into {target}; checksum and `pg_restore --list` verified when asked"
 
 
@@ -705,6 +707,24 @@ class _Blank(dict[str, str]):
         return ""
 
 
+FILE_TABLES_SHOWN = 8
+
+
+def _file_line(preview: Mapping[str, Any]) -> str | None:
+    """What the worker read in the backup file itself (workers/dumpfiles.py): its kind, tables, rows, last version."""
+    found = preview.get("file")
+    if not isinstance(found, Mapping):
+        return None
+    whose = "ours (checksum verified)" if found.get("ours") else \
+        f"made by hand, not ours ({escape(found.get('verified_by') or 'read whole')})"
+    tables = found.get("tables") or {}
+    held = ", ".join(f"{code(t)} {'no data' if n is None else n}" for t, n in list(tables.items())[:FILE_TABLES_SHOWN])
+    more = f" and {len(tables) - FILE_TABLES_SHOWN} more" if len(tables) > FILE_TABLES_SHOWN else ""
+    last = f"last migration {code(found['last_version'])}" if found.get("last_version") else "no completed migration"
+    return (f"• File {code(found.get('name'))}: {escape(found.get('format_name') or found.get('format'))}, {whose}; "
+            f"{len(tables)} table(s) ({held}{more}); {last}")
+
+
 def preview_summary(preview: Mapping[str, Any], digest: str) -> str:
     """The restore preview on a recovery's approval card (kept on the request as its summary)."""
     fields = {k: code(v) for k, v in preview.items() if not isinstance(v, (list, dict))}
@@ -720,6 +740,8 @@ def preview_summary(preview: Mapping[str, Any], digest: str) -> str:
                   f"in the backup {t.get('restored_rows')}" for t in tables]
     if versions := _versions_line(preview):
         lines.append(versions)
+    if file_line := _file_line(preview):
+        lines.append(file_line)
     if lost := _lost_line(preview):
         lines.append(lost)
     lines.append(f"Preview hash `{digest[:12]}` (with the database's identity); the worker recomputes it at start "

@@ -14,11 +14,11 @@ from workers.backup import (
     BackupError,
     archive_sha256,
     check_pg_dump_version,
-    list_backups,
     manifest_path,
     take_backup,
     verify_archive,
 )
+from workers.dumpfiles import list_backups
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 PASSWORD = "s3cr3t-pw-xyz"
@@ -106,10 +106,10 @@ def test_parallel_directory_backup_is_verified(example_url: str, tmp_path: Path)
 def test_list_backups_shows_size_age_and_checksum(example_url: str, tmp_path: Path) -> None:
     first = take_backup(example_url, target="prod", reason="pre-rollback", backup_dir=str(tmp_path), jobs=1)
     take_backup(example_url, target="staging", reason="manual", backup_dir=str(tmp_path), jobs=1)
-    (tmp_path / "stray.dump").write_bytes(b"not an archive")  # no manifest: listed, unverified
+    (tmp_path / "stray.dump").write_bytes(b"not an archive")  # no manifest: listed, unverified, not ours
     rows = list_backups(str(tmp_path), target="prod")
-    assert [r["name"] for r in rows] == [Path(first.path).name]
-    (row,) = rows
+    assert sorted(r["name"] for r in rows) == sorted([Path(first.path).name, "stray.dump"])  # whose? unknown
+    (row,) = [r for r in rows if r["ours"]]
     assert row["size_bytes"] == first.size_bytes and row["sha256"] == first.sha256 and row["verified"]
     assert 0 <= row["age_seconds"] < 3600 and row["reason"] == "pre-rollback"
     every = {r["name"]: r for r in list_backups(str(tmp_path))}
@@ -208,3 +208,25 @@ def test_missing_pg_restore_is_reported_before_dumping(example_url: str, tmp_pat
     with pytest.raises(BackupError, match="not found"):
         take_backup(example_url, target="prod", reason="x", backup_dir=str(tmp_path), pg_restore=str(tmp_path / "nope"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_backups_made_by_hand_are_listed_and_said_not_ours(example_url: str, tmp_path: Path) -> None:
+    from tests.test_restore import dump_by_hand
+    from workers.views import backups_text
+
+    ours = take_backup(example_url, target="prod", reason="pre-rollback", backup_dir=str(tmp_path), jobs=1)
+    dump_by_hand(example_url, tmp_path / "emergency-pre-rollback-20251020T150000Z.sql.gz", "plain-gzip")
+    dump_by_hand(example_url, tmp_path / "prod-pre-migration-20251020T145900Z.sql", "plain")
+    dump_by_hand(example_url, tmp_path / "by-hand.pgdump", "custom")
+    rows = {r["name"]: r for r in list_backups(str(tmp_path), target="prod")}
+    assert {n: (r["format"], r["ours"], r["verified"]) for n, r in rows.items()} == {
+        Path(ours.path).name: ("custom", True, True),
+        "emergency-pre-rollback-20251020T150000Z.sql.gz": ("plain-gzip", False, False),
+        "prod-pre-migration-20251020T145900Z.sql": ("plain", False, False),
+        "by-hand.pgdump": ("custom", False, False),
+    }
+    text = backups_text("prod", list(rows.values()), [], [], [])
+    assert f"`{Path(ours.path).name}`" in text and f"ours, sha256 `{ours.sha256[:16]}`" in text
+    assert ("`emergency-pre-rollback-20251020T150000Z.sql.gz`" in text
+            and "not ours (plain SQL, gzipped, made by hand: no manifest; read whole when restored)" in text)
+    assert "not ours (custom-format archive" in text and text.count("not ours") == 3

@@ -230,7 +230,7 @@ def test_restore_pitr_accepted_then_answered_500_is_followed_to_healthy_and_veri
     start: Callable[..., None], stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore,
     database_url: str, supabase: SupabaseServer, pagerduty: PagerDutyServer,
 ) -> None:
-    _incident_history(database_url)
+    incident_history(database_url)
     start()
     supabase.on_restore = _going_back(database_url)
     request = _ask(stack_sender, slack_api, store, "pitr prod")

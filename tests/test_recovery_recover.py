@@ -17,6 +17,7 @@ from sandbox.pagerduty import PagerDutyServer
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
 from tests.fixtures.stack import apply_example, enqueue, wait_job
+from tests.test_restore import cut, dump_by_hand
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -210,3 +211,45 @@ def test_a_table_that_is_not_in_the_backup_is_refused_before_anything_runs(
     assert store.for_channel(CHANNEL) == [] and slack_api.messages(CHANNEL) == []
     assert _scratch_left(database_url) == []
     assert _rows(database_url, "SELECT count(*) FROM invoices") == [(2,)]
+
+
+def test_a_plain_sql_dump_made_by_hand_is_recovered_from(
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, stack_env: dict[str, str], database_url: str,
+    store: RequestStore, pagerduty: PagerDutyServer,
+) -> None:
+    apply_example(database_url)
+    before = dict(_rows(database_url, "SELECT id, full_name FROM users"))
+    name = "prod-pre-migration-20251020T145900Z.sql"  # scenario 4 of the playbook, backed up by hand
+    dump_by_hand(database_url, Path(stack_env["BACKUP_DIR"]) / name, "plain")
+    _scenario_4(database_url)
+
+    request = _ask(stack_sender, slack_api, store, f"recover {name} users,projects prod")
+    card = message_text(slack_api.thread(CHANNEL, request.thread_ts)[0])
+    assert "`public.users`: *4* missing from live (inserted)" in card, card
+    assert f"• File `{name}`: plain SQL, made by hand, not ours" in card and "`public.users` 20" in card
+
+    done = _approve_and_wait(stack_sender, slack_api, store, request)
+    thread = _thread(slack_api, request)
+    assert done.status is RequestStatus.SUCCEEDED, thread
+    after = dict(_rows(database_url, "SELECT id, full_name FROM users"))
+    assert {i: after[i] for i in (3, 4, 5, 6)} == {i: before[i] for i in (3, 4, 5, 6)} and after[2] == "Renamed"
+    assert _scratch_left(database_url) == [] and pagerduty.events == []
+
+
+def test_a_table_missing_from_a_plain_dump_or_a_cut_dump_is_refused_before_anything(
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, stack_env: dict[str, str], database_url: str,
+    store: RequestStore,
+) -> None:
+    apply_example(database_url)
+    backups = Path(stack_env["BACKUP_DIR"])
+    whole = dump_by_hand(database_url, backups / "whole.sql", "plain")
+    _exec(database_url, "CREATE TABLE newer (id int PRIMARY KEY)")
+    stack_sender.command(f"recover {whole.name} newer prod", user_id=ALICE, channel_id=CHANNEL)
+    assert "table public.newer is not in backup whole.sql" in _refusal(slack_api)
+    damaged = dump_by_hand(database_url, backups / "damaged.sql", "plain")
+    cut(damaged, "copy")
+    stack_sender.command(f"recover {damaged.name} users prod", user_id=ALICE, channel_id=CHANNEL)
+    refusal = slack_api.wait_for(lambda: [message_text(e) for e in slack_api.ephemerals(user=ALICE)
+                                          if "damaged.sql" in message_text(e)], timeout=120)[0]
+    assert "backup damaged.sql is damaged: line" in refusal and "broken COPY block" in refusal, refusal
+    assert "\n" not in refusal and store.for_channel(CHANNEL) == [] and _scratch_left(database_url) == []

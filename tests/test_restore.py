@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from psycopg import sql
 
 from tests.test_backup import PASSWORD, build_example, with_password
 from workers.backup import manifest_path, take_backup
-from workers.restore import RestoreError, restore_backup
+from workers.restore import KEPT_TABLES, RestoreError, restore_backup
 from workers.verify import count_all_rows, user_tables
 
 
@@ -96,8 +98,8 @@ def test_corrupted_backup_is_refused_before_anything(example_url: str, tmp_path:
                        scratch_name="rbt_should_not_exist")
     with psycopg.connect(postgres_admin_url) as conn:
         assert conn.execute("SELECT 1 FROM pg_database WHERE datname = 'rbt_should_not_exist'").fetchone() is None
-    manifest_path(archive).unlink()
-    with pytest.raises(RestoreError, match="no manifest"):
+    manifest_path(archive).unlink()  # now a custom dump made by hand: read whole, and found cut short
+    with pytest.raises(RestoreError, match=r"is damaged: pg_restore cannot read all of it.*nothing was restored"):
         restore_backup(example_url, archive.name, into="target", backup_dir=str(tmp_path), target="prod")
 
 
@@ -281,3 +283,107 @@ def test_a_swap_that_fails_before_the_switch_leaves_the_target_as_it_was(
                        method="swap", pg_restore=str(failing))
     assert count_all_rows(example_url) == changed
     assert _databases(postgres_admin_url, swapped) == {swapped: True}  # no leftover, connections allowed
+
+
+# -- dumps made by hand (workers/dumpfiles.py): the playbook's `pg_dump | gzip`, plain `.sql`, `pg_dump -Fc` ---
+
+
+def dump_by_hand(url: str, path: Path, kind: str) -> Path:
+    """What the playbook does by hand: `pg_dump $DATABASE_URL > x.sql`, `| gzip > x.sql.gz`, or `-Fc`."""
+    dbname = str(psycopg.conninfo.conninfo_to_dict(url)["dbname"])
+    argv = ["pg_dump", "--no-password", f"--dbname={psycopg.conninfo.make_conninfo(url, dbname=dbname)}"]
+    if kind == "custom":
+        subprocess.run([*argv, "-Fc", f"--file={path}"], check=True)
+        return path
+    dumped = subprocess.run(argv, check=True, capture_output=True).stdout
+    path.write_bytes(gzip.compress(dumped) if kind == "plain-gzip" else dumped)
+    return path
+
+
+def cut(path: Path, how: str) -> None:
+    """Damage a dump the ways the brief names: a cut gzip stream, a plain dump missing its end or with a
+    broken COPY block, a truncated custom dump."""
+    data = path.read_bytes()
+    if how == "end":
+        path.write_bytes(data[: data.index(b"-- PostgreSQL database dump complete")])
+    elif how == "copy":  # a row of the users' COPY block cut in the middle, the rest of the file intact
+        start = data.index(b"COPY public.users ")
+        row = data.index(b"\n", data.index(b"\n", start) + 1)  # end of the block's first row
+        path.write_bytes(data[:row - 20] + data[row:])
+    else:  # the last tenth gone: a gzip stream without its end, a custom archive without its last data
+        path.write_bytes(data[: len(data) * 9 // 10])
+
+
+def _versions(url: str) -> list[tuple[str, str]]:
+    with psycopg.connect(url) as conn:
+        return [(str(v), str(s)) for v, s in conn.execute("SELECT version, status FROM schema_migrations ORDER BY 1")]
+
+
+def test_a_gzipped_plain_dump_is_restored_by_swap_keeping_the_bots_own_tables(
+    example_url: str, tmp_path: Path, postgres_admin_url: str, swapped: str
+) -> None:
+    original, versions = count_all_rows(example_url), _versions(example_url)
+    dump = dump_by_hand(example_url, tmp_path / "emergency-pre-rollback-20251020T150000Z.sql.gz", "plain-gzip")
+    with psycopg.connect(example_url, autocommit=True) as conn:  # after the dump: a bad hour
+        conn.execute("DELETE FROM projects")
+        conn.execute("UPDATE schema_migrations SET status = 'rolled_back'")
+        conn.execute("CREATE TABLE created_after (id int)")
+        conn.execute("CREATE TABLE rollback_target_identity (target text PRIMARY KEY)")
+        conn.execute("INSERT INTO rollback_target_identity VALUES ('prod')")
+        conn.execute("INSERT INTO migration_history (version, operation, status, executed_by) "
+                     "VALUES ('x', 'note', 'completed', 'after-the-dump')")
+    history = _history_rows(example_url)
+
+    with pytest.raises(RestoreError) as refused:  # plain SQL cannot replace live tables in place
+        restore_backup(example_url, dump.name, into="target", backup_dir=str(tmp_path), target="prod",
+                       method="transaction")
+    assert "plain SQL dump" in str(refused.value) and "\n" not in str(refused.value)
+
+    result = restore_backup(with_password(example_url), dump.name, into="target", backup_dir=str(tmp_path),
+                            target="prod")
+    assert (result.method, result.format, result.ours) == ("swap", "plain-gzip", False)
+    assert result.sha256 and PASSWORD not in json.dumps(result.to_dict())
+    assert {k: v for k, v in count_all_rows(example_url).items() if k not in KEPT_TABLES} == {
+        k: v for k, v in original.items() if k not in KEPT_TABLES}
+    assert _versions(example_url) == versions  # schema_migrations is the file's
+    assert _history_rows(example_url) == history  # migration_history and the identity record are the live ones
+    with psycopg.connect(example_url) as conn:
+        assert conn.execute("SELECT target FROM rollback_target_identity").fetchall() == [("prod",)]
+    assert "public.created_after" not in user_tables(example_url) and result.dropped_tables == ["public.created_after"]
+
+
+def test_a_custom_dump_made_by_hand_restores_with_any_name(
+    example_url: str, tmp_path: Path, scratch_cleanup: list[str]
+) -> None:
+    original = count_all_rows(example_url)
+    dump = dump_by_hand(example_url, tmp_path / "by-hand", "custom")  # no suffix, no manifest
+    result = restore_backup(example_url, dump.name, into="scratch", backup_dir=str(tmp_path), target="prod")
+    scratch_cleanup.append(result.database)
+    assert (result.format, result.ours) == ("custom", False)
+    assert result.row_counts == original
+
+
+@pytest.mark.parametrize(("kind", "how", "why"), [
+    ("plain-gzip", "tail", "gzip stream ends before its end marker"),
+    ("plain", "end", "closing `-- PostgreSQL database dump complete` line"),
+    ("plain", "copy", "in the COPY block of public.users has"),
+    ("custom", "tail", "pg_restore cannot read all of it"),
+], ids=["cut-gzip", "plain-without-end", "broken-copy", "cut-custom"])
+def test_a_damaged_dump_is_refused_in_one_line_before_anything(
+    example_url: str, tmp_path: Path, postgres_admin_url: str, swapped: str, kind: str, how: str, why: str
+) -> None:
+    dump = dump_by_hand(example_url, tmp_path / f"emergency.{kind}", kind)
+    cut(dump, how)
+    with psycopg.connect(example_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM projects")
+    changed = count_all_rows(example_url)
+    for into in ("target", "scratch"):
+        with pytest.raises(RestoreError) as refused:
+            restore_backup(example_url, dump.name, into=into, backup_dir=str(tmp_path), target="prod",
+                           scratch_name="rbt_should_not_exist")
+        message = str(refused.value)
+        assert f"backup {dump.name} is damaged: " in message and why in message, message
+        assert "nothing was restored" in message and "\n" not in message
+    assert count_all_rows(example_url) == changed
+    assert _databases(postgres_admin_url, swapped) == {swapped: True}
+    assert _databases(postgres_admin_url, "rbt_should_not_exist") == {}

@@ -43,6 +43,10 @@ class RestoreError(WorkerError):
     """A restore could not run or failed; `str()` is one line saying what is wrong and what to do."""
 
 
+class DumpDamaged(RestoreError):
+    """A dump file is cut short or corrupt (workers/dumpfiles.py): refused before anything changes."""
+
+
 class DigitalOceanError(WorkerError):
     """A DigitalOcean call failed; `str()` is one line saying what and what to do, never the token."""
 
@@ -257,6 +261,48 @@ def restore_into_invalid(into: str) -> str:
 
 def nothing_restored(error: BaseException | str) -> str:
     return f"{error}; nothing was restored"
+
+
+# -- dump files made by hand (workers/dumpfiles.py) ----------------------------------------------------
+
+GZIP_CUT = "its gzip stream ends before its end marker (the file was cut short)"
+NOT_A_PG_DUMP = "it is not a pg_dump file (no `-- PostgreSQL database dump` header)"
+DUMP_UNFINISHED = ("it lacks pg_dump's closing `-- PostgreSQL database dump complete` line "
+                   "(the file was cut short)")
+
+
+def dump_damaged(name: str, why: str) -> str:
+    return f"backup {name} is damaged: {why}; pick another backup"
+
+
+def gzip_corrupt(detail: str) -> str:
+    return f"its gzip stream is corrupt ({detail})"
+
+
+def pg_restore_cannot_read(line: str) -> str:
+    return f"pg_restore cannot read all of it ({line})"
+
+
+def copy_unfinished(table: str) -> str:
+    return f"its COPY block of {table} has no closing `\\.` line (the file was cut short)"
+
+
+def copy_row_broken(line_number: int, table: str, fields: int, columns: int) -> str:
+    return (f"line {line_number} in the COPY block of {table} has {fields} field(s) where its COPY names "
+            f"{columns} column(s) (a broken COPY block)")
+
+
+METHOD_IS_TRANSACTION = "the restore method is `transaction` (workers.restore_method); set it to `auto` or `swap`"
+
+
+def plain_needs_swap(name: str, why: str) -> str:
+    return (f"{name} is a plain SQL dump, which is restored only beside the target and switched in (the swap), "
+            f"and the swap cannot run: {why}")
+
+
+def restored_rows_differ(name: str, table: str, in_file: int, restored: int) -> str:
+    return (f"{table} has {restored} row(s) restored but {in_file} in {name}: the target was not switched, "
+            "it is unchanged")
 
 
 def backup_of_other_target(name: str, backup_target: Any, target: str) -> str:

@@ -334,3 +334,18 @@ def do_restore_progress(snapshot_id: Any, droplet_id: Any, status: Any, elapsed_
 
 def do_cluster_progress(name: str, status: Any, elapsed_s: float) -> str:
     return f"new cluster {name}: {status} after {seconds(elapsed_s)}"
+
+
+# -- backups made by hand (workers/dumpfiles.py) -----------------------------------------------------
+
+FORMAT_NAMES = {"plain": "plain SQL", "plain-gzip": "plain SQL, gzipped", "custom": "custom-format archive",
+                "directory": "directory-format archive", "tar": "tar-format archive"}
+# How each kind was verified, for the card and the docs (docs/backups.md).
+VERIFIED_BY = {
+    "plain": "read whole: pg_dump's header and closing line, every COPY block closed with whole rows",
+    "plain-gzip": "read whole: gzip stream intact to its end, pg_dump's header and closing line, every COPY "
+                  "block closed with whole rows",
+    "custom": "read whole by pg_restore, every COPY block closed with whole rows",
+    "directory": "read whole by pg_restore, every COPY block closed with whole rows",
+    "tar": "read whole by pg_restore, every COPY block closed with whole rows",
+}

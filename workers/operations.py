@@ -25,9 +25,9 @@ from workers import (
     pipeline,
     views,
 )
-from workers.backup import list_backups
 from workers.context import KEY_PREFIX, Context
 from workers.digitalocean import DigitalOcean
+from workers.dumpfiles import list_backups
 from workers.errors import StepFailed
 from workers.maintenance import STATES, run_hook
 from workers.progress import Progress

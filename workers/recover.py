@@ -33,8 +33,10 @@ from psycopg import sql
 
 from core import defaults
 from core.jsontypes import JsonObject
+from workers import dumpfiles
 from workers.backup import Heartbeat, client_env, run_client, split_password
 from workers.errors import WorkerError
+from workers.restore import load_plain
 
 SAMPLE_SIZE = 5
 TABLE_NAME = re.compile(r"^(?:([A-Za-z_][A-Za-z0-9_$]*)\.)?([A-Za-z_][A-Za-z0-9_$]*)$")
@@ -481,12 +483,13 @@ class Session:
 @contextmanager
 def recovery_session(
     live_dsn: str, archive: Path, names: Sequence[str], *, jobs: int, pg_restore: str, run: RunClient,
-    lock_timeout_ms: int, statement_timeout_ms: int,
+    lock_timeout_ms: int, statement_timeout_ms: int, psql: str = "psql", heartbeat: Heartbeat | None = None,
 ) -> Iterator[Session]:
     """Check the tables (live, with a primary key, in the backup) before anything is created, restore
     them into a scratch database, and open a transaction on the live database with each restored table
     loaded; the caller commits or it is rolled back. The scratch database is dropped before this
-    returns, whatever happens."""
+    returns, whatever happens. A plain SQL dump has no table of contents to pick tables from: all of
+    it is loaded into the scratch database (psql, one transaction)."""
     tables = [parse_table(n) for n in names]
     with psycopg.connect(live_dsn, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS) as live:
         # One snapshot from comparison to commit: a row the application writes meanwhile cannot slip
@@ -495,11 +498,21 @@ def recovery_session(
         keys = {str(t): primary_key(live, t) for t in tables}  # refusals before anything runs
         order = insert_order([str(t) for t in tables], foreign_keys(live))
         live.rollback()
-        keep = archive_toc(archive, tables, pg_restore=pg_restore)  # a table not in the backup: refused here
+        plain = dumpfiles.is_plain(archive)
+        if plain:  # a table not in the backup: refused here
+            held = dumpfiles.read(archive, pg_restore=pg_restore).tables
+            for table in tables:
+                if str(table) not in held:
+                    raise TableNotInBackup(str(table), archive.name)
+        else:
+            keep = archive_toc(archive, tables, pg_restore=pg_restore)
         by_name = {str(t): t for t in tables}
         # named after the live database: an operator (or a test run) can tell whose leftover it is
         with scratch_database(live_dsn, str(live.info.dbname)) as scratch_dsn:
-            restore_tables(archive, scratch_dsn, keep, jobs=jobs, pg_restore=pg_restore, run=run)
+            if plain:
+                load_plain(archive, scratch_dsn, psql=psql, heartbeat=heartbeat)
+            else:
+                restore_tables(archive, scratch_dsn, keep, jobs=jobs, pg_restore=pg_restore, run=run)
             with psycopg.connect(scratch_dsn, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS) as scratch:
                 live.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{lock_timeout_ms}ms")))
                 live.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(

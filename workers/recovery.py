@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from core.config import Target, database_url_env_for
 from core.jobs import PreviewCheck
 from core.jsontypes import JsonObject
 from core.requests import Request, RequestKind
-from workers import history, identity, messages, paging, recover, recovery_messages
+from workers import dumpfiles, history, identity, messages, paging, recover, recovery_messages
 from workers.backup import take_backup
 from workers.context import Context
 from workers.digitalocean import DigitalOcean
@@ -121,6 +120,7 @@ def _session(ctx: Context, target: Target, archive: Path, tables: Sequence[str],
         conninfo, archive, tables, jobs=ctx.options.restore_jobs, pg_restore=ctx.options.pg_restore,
         run=recover.client_runner(conninfo, beat, ctx.options.progress_interval_s),
         lock_timeout_ms=ctx.settings.lock_timeout_ms, statement_timeout_ms=ctx.settings.statement_timeout_ms,
+        psql=ctx.options.psql, heartbeat=beat,
     )
 
 
@@ -141,6 +141,7 @@ def recover_preview(ctx: Context, target: Target, backup: str, tables: Sequence[
                     "missing_sample": list(t.missing_sample), "differing_sample": list(t.differing_sample),
                     "only_live_sample": list(t.only_live_sample)} for t in shown.tables],
         "created_at": manifest.get("created_at"),
+        "file": dumpfiles.read(archive, pg_restore=ctx.options.pg_restore).summary(),
     }
     digest = digest_of(found, {"kind": "recover", "recovery": shown.digest})
     return PreviewCheck(ok=True, digest=digest, preview=preview,
@@ -537,30 +538,12 @@ def versions_promise(ctx: Context, request: Request, target: Target) -> Promise:
 # --- restore: the preview of a whole-backup restore ---------------------------------------------------
 
 
-def archive_rows(archive: Path, table: str, pg_restore: str) -> Iterator[dict[str, str]]:
-    """The rows of one table of an archive, as column -> text (pg_restore's COPY output, streamed)."""
-    schema, _, name = table.rpartition(".")
-    argv = [pg_restore, "--data-only", f"--schema={schema or 'public'}", f"--table={name}", "--file=-", str(archive)]
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
-        assert proc.stdout is not None
-        columns: list[str] | None = None
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            if columns is None:
-                if line.startswith("COPY ") and "(" in line:
-                    columns = [c.strip().strip('"') for c in line[line.index("(") + 1:line.rindex(")")].split(",")]
-                continue
-            if line == "\\.":
-                break
-            yield dict(zip(columns, line.split("\t"), strict=False))
-
-
 def restore_preview(ctx: Context, target: Target, archive: Path, manifest: Mapping[str, Any]) -> JsonObject:
-    """What restoring `archive` into the target changes: versions now and in the backup, the critical
-    tables' rows live and in the backup, and what was written since the backup was taken (lost)."""
-    pg_restore = ctx.options.pg_restore
-    after = sorted(r["version"] for r in archive_rows(archive, "public.schema_migrations", pg_restore)
-                   if r.get("status") == "completed")
+    """What restoring `archive` into the target changes, from one whole read of the file
+    (workers/dumpfiles.py, ours or made by hand): versions now and in the file, the file's tables and
+    rows, the critical tables' rows live and in the file, and what was written since it was taken (lost)."""
+    contents = dumpfiles.read(archive, pg_restore=ctx.options.pg_restore)
+    after = list(contents.versions)
     taken = _iso_unix(manifest.get("created_at"))
     with ctx.connect(target) as conn:
         found = _guarded_identity(ctx, conn, target)
@@ -574,15 +557,14 @@ def restore_preview(ctx: Context, target: Target, archive: Path, manifest: Mappi
             if exists and exists[0]:  # a bad migration may have dropped it
                 row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name))).fetchone()
                 live = int(row[0]) if row else 0
-            restored = sum(1 for _ in archive_rows(archive, qualified, pg_restore))
-            tables.append({"table": table, "live_rows": live, "restored_rows": restored})
+            tables.append({"table": table, "live_rows": live, "restored_rows": contents.tables.get(qualified) or 0})
         lost = written_since(conn, taken) if taken else {}
     preview: JsonObject = {
         "kind": RequestKind.RESTORE.value, "target": target.name, "backup": archive.name,
-        "versions_before": before, "versions_after": after, "tables": tables,
+        "versions_before": before, "versions_after": after, "tables": tables, "file": contents.summary(),
         "point_unix": int(taken) if taken else None, "lost_seconds": round(time.time() - taken) if taken else None,
         "written_since": lost,
     }
-    digest = digest_of(found, {"kind": "restore", "sha256": manifest.get("sha256"), "versions_before": before,
-                               "versions_after": after})
+    digest = digest_of(found, {"kind": "restore", "sha256": manifest.get("sha256") or contents.sha256,
+                               "versions_before": before, "versions_after": after})
     return {"digest": digest, "preview": preview}

@@ -38,7 +38,7 @@ from psycopg import sql
 from core import defaults
 from core.jobs import BackupCheck
 from core.jsontypes import JsonObject
-from workers import errors, messages, swap
+from workers import dumpfiles, errors, messages, swap
 from workers.backup import (
     BackupError,
     Heartbeat,
@@ -46,7 +46,6 @@ from workers.backup import (
     connect,
     describe,
     last_line,
-    list_backups,
     read_manifest,
     redact,
     run_client,
@@ -87,6 +86,8 @@ class RestoreResult:
     jobs: int = 1
     replaced_database: str | None = None  # after a swap: the database the target was, kept for an undo
     method_note: str | None = None  # why `auto` did not swap
+    format: str = "custom"  # workers/dumpfiles.py: custom, directory, tar, plain, plain-gzip
+    ours: bool = True  # made by rollback-bot (a manifest with a checksum), or a dump made by hand
 
     def to_dict(self) -> JsonObject:
         return asdict(self)
@@ -95,15 +96,20 @@ class RestoreResult:
 def check_backup(backup: str, *, backup_dir: str, target: str, pg_restore: str = "pg_restore",
                  any_target: bool = False) -> BackupCheck:
     """Check `backup` (a name in `backup_dir`) before a restore is asked for or started; never raises
-    for a bad backup. A backup of another target is refused unless `any_target` (a scratch restore)."""
-    newest = tuple(str(b["name"]) for b in list_backups(backup_dir, target) if b.get("verified"))[:NEWEST_SHOWN]
+    for a bad backup. Ours: checksum against the manifest and `pg_restore --list`; a dump made by hand
+    (workers/dumpfiles.py): read whole and found complete. A backup of another target is refused unless
+    `any_target` (a scratch restore); a dump made by hand does not say whose it is."""
+    newest = tuple(str(b["name"]) for b in dumpfiles.list_backups(backup_dir, target) if b.get("verified"))[:NEWEST_SHOWN]
     try:
         archive = resolve_archive(backup, backup_dir)
-        verify_archive(archive, pg_restore=pg_restore)
+        if dumpfiles.is_ours(archive):
+            verify_archive(archive, pg_restore=pg_restore)
+            manifest = {**(read_manifest(archive) or {}), "path": str(archive), "ours": True}
+        else:
+            manifest = dumpfiles.as_manifest(dumpfiles.read(archive, pg_restore=pg_restore), archive)
     except (RestoreError, BackupError) as exc:
         return BackupCheck(False, str(exc), newest)
-    manifest = {**(read_manifest(archive) or {}), "path": str(archive)}
-    if not any_target and manifest.get("target") != target:
+    if not any_target and manifest.get("ours") and manifest.get("target") != target:
         return BackupCheck(False, errors.backup_of_other_target(archive.name, manifest.get("target"), target),
                            newest, manifest)
     return BackupCheck(True, None, newest, manifest)
@@ -225,65 +231,56 @@ def restore_backup(
     """`jobs` > 1 runs pg_restore with `--jobs` where it loads a database of its own: a scratch
     database, or the new database of a swap (workers/swap.py). The in-transaction method stays
     serial: parallel jobs cannot share its transaction. `end_sessions`: the application is in
-    maintenance, so a swap may end the sessions still on the target."""
+    maintenance, so a swap may end the sessions still on the target.
+
+    A dump made by hand (workers/dumpfiles.py) is read whole first; its rows as its COPY blocks hold
+    them must be the rows restored before anything is switched in. A plain SQL dump is restored only
+    by the swap (its script cannot replace the tables of a live database in place)."""
     # Restore `backup_path` (a name in `backup_dir`, or a path inside it); see the module docstring.
     if into not in INTO:
         raise RestoreError(errors.restore_into_invalid(into))
     if method not in METHODS:
         raise RestoreError(errors.restore_method_invalid(method))
     archive = resolve_archive(backup_path, backup_dir)
-    manifest = read_manifest(archive) or {}
-    try:
-        entries = verify_archive(archive, pg_restore=pg_restore)
-    except BackupError as exc:
-        raise RestoreError(errors.nothing_restored(exc)) from exc
-    backup_target = manifest.get("target")
-    if into == "target" and backup_target != target and not allow_other_target:
-        raise RestoreError(errors.backup_of_other_target(archive.name, backup_target, target))
+    source = _source(archive, pg_restore)
+    if into == "target" and source.ours and source.target != target and not allow_other_target:
+        raise RestoreError(errors.backup_of_other_target(archive.name, source.target, target))
     started = time.monotonic()
     dbname, password = split_password(conninfo)
     env = client_env(password)
     dropped: list[str] = []
+    loader = _Loader(source, env=env, conninfo=conninfo, jobs=max(jobs or 1, 1), pg_restore=pg_restore, psql=psql,
+                     heartbeat=heartbeat, interval=progress_interval)
 
     if into == "scratch":
         name = scratch_name or scratch_database_name(target, now or datetime.now(UTC))
         scratch_conninfo = create_scratch_database(conninfo, name)
-        scratch_dbname = pg_conninfo.make_conninfo(dbname, dbname=name)
-        argv = [pg_restore, "--no-password", "--no-owner", "--exit-on-error", f"--dbname={scratch_dbname}"]
-        if jobs is not None and jobs > 1:
-            argv.append(f"--jobs={jobs}")
         try:
-            run_client(
-                [*argv, str(archive)],
-                env=env,
-                conninfo=conninfo,
-                heartbeat=heartbeat,
-                progress=lambda elapsed: messages.restoring(archive.name, name, elapsed),
-                interval=progress_interval,
-                error=RestoreError,
-                what=errors.pg_restore_into(name),
-            )
+            loader.load(name, scratch_owner=True)
+            counts = _counts(scratch_conninfo)
+            source.check_counts(counts)
         except BaseException:
             drop_database(conninfo, name)
             raise
-        counts, database = _counts(scratch_conninfo), name
+        database = name
     else:
         used, replaced, note = "transaction", None, None
         if method != "transaction":
             note = _swap_refused(conninfo)
-            if note is not None and method == "swap":
-                raise RestoreError(note)
-        if note is None and method != "transaction":
+            if note is not None and (method == "swap" or source.plain):
+                raise RestoreError(note if not source.plain else errors.plain_needs_swap(archive.name, note))
+        elif source.plain:
+            raise RestoreError(errors.plain_needs_swap(archive.name, errors.METHOD_IS_TRANSACTION))
+        if method != "transaction" and note is None:
             try:
                 dropped, replaced = _restore_by_swap(
-                    conninfo, archive, env=env, dbname=dbname, jobs=max(jobs or 1, 1), pg_restore=pg_restore,
-                    pg_dump=pg_dump, psql=psql, heartbeat=heartbeat, interval=progress_interval,
-                    end_sessions=end_sessions, wait_ms=lock_timeout_ms, maintenance_database=maintenance_database,
-                    now=now or datetime.now(UTC),
+                    conninfo, loader, dbname=dbname, pg_dump=pg_dump, psql=psql, heartbeat=heartbeat,
+                    interval=progress_interval, end_sessions=end_sessions, wait_ms=lock_timeout_ms,
+                    maintenance_database=maintenance_database, now=now or datetime.now(UTC),
                 )
                 used = "swap"
             except swap.SessionsStayed as stayed:
-                if method == "swap":
+                if method == "swap" or source.plain:
                     raise
                 note = str(stayed)
         if used == "transaction":
@@ -293,10 +290,10 @@ def restore_backup(
             )
         counts, database = _counts(conninfo), str(pg_conninfo.conninfo_to_dict(conninfo).get("dbname") or "")
         return RestoreResult(
-            into=into, database=database, target=target, backup=archive.name, sha256=str(manifest.get("sha256") or ""),
-            toc_entries=entries, duration_s=round(time.monotonic() - started, 3), row_counts=counts,
-            dropped_tables=dropped, method=used, jobs=max(jobs or 1, 1) if used == "swap" else 1,
-            replaced_database=replaced, method_note=note,
+            into=into, database=database, target=target, backup=archive.name, sha256=source.sha256,
+            toc_entries=source.entries, duration_s=round(time.monotonic() - started, 3), row_counts=counts,
+            dropped_tables=dropped, method=used, jobs=loader.jobs if used == "swap" else 1,
+            replaced_database=replaced, method_note=note, format=source.format, ours=source.ours,
         )
 
     return RestoreResult(
@@ -304,12 +301,114 @@ def restore_backup(
         database=database,
         target=target,
         backup=archive.name,
-        sha256=str(manifest.get("sha256") or ""),
-        toc_entries=entries,
+        sha256=source.sha256,
+        toc_entries=source.entries,
         duration_s=round(time.monotonic() - started, 3),
         row_counts=counts,
         dropped_tables=dropped,
-        jobs=max(jobs or 1, 1),
+        jobs=loader.jobs,
+        format=source.format,
+        ours=source.ours,
+    )
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The file a restore reads, verified: ours (checksum, `pg_restore --list`) or made by hand (read whole)."""
+
+    archive: Path
+    format: str
+    ours: bool
+    sha256: str
+    entries: int  # TOC entries of an archive of ours; tables of a dump made by hand
+    target: Any = None
+    contents: dumpfiles.DumpContents | None = None
+
+    @property
+    def plain(self) -> bool:
+        return self.format in dumpfiles.PLAIN_FORMATS
+
+    def check_counts(self, counts: dict[str, int]) -> None:
+        """A dump made by hand: the rows restored are the rows its COPY blocks hold (the preview's figures)."""
+        if self.contents is None:
+            return
+        for table, rows in self.contents.tables.items():
+            if rows is not None and table not in KEPT_TABLES and counts.get(table) != rows:
+                raise RestoreError(errors.restored_rows_differ(self.archive.name, table, rows, counts.get(table, 0)))
+
+
+def _source(archive: Path, pg_restore: str) -> _Source:
+    """Verify the file before anything happens; a damaged one is refused in one line."""
+    try:
+        if dumpfiles.is_ours(archive):
+            manifest = read_manifest(archive) or {}
+            entries = verify_archive(archive, pg_restore=pg_restore)
+            return _Source(archive, str(manifest.get("format") or dumpfiles.format_of(archive)), True,
+                           str(manifest.get("sha256") or ""), entries, target=manifest.get("target"))
+        contents = dumpfiles.read(archive, pg_restore=pg_restore)
+    except (BackupError, RestoreError) as exc:
+        raise RestoreError(errors.nothing_restored(exc)) from exc
+    return _Source(archive, contents.format, False, contents.sha256, len(contents.tables), contents=contents)
+
+
+class _Loader:
+    """Loads the verified file into a database of its own (a scratch database, a swap's new database):
+    pg_restore for an archive, psql in one transaction for a plain SQL dump."""
+
+    def __init__(self, source: _Source, *, env: dict[str, str], conninfo: str, jobs: int, pg_restore: str,
+                 psql: str, heartbeat: Heartbeat | None, interval: float) -> None:
+        self.source, self.env, self.conninfo, self.jobs = source, env, conninfo, jobs
+        self.pg_restore, self.psql, self.heartbeat, self.interval = pg_restore, psql, heartbeat, interval
+        self.toc = [] if source.plain else read_toc(source.archive, pg_restore)
+
+    @property
+    def tables(self) -> set[str]:
+        """The tables the file defines."""
+        if self.source.contents is not None:
+            return set(self.source.contents.tables)
+        return archive_tables(self.toc)
+
+    def load(self, database: str, *, scratch_owner: bool = False, leave_out_kept: bool = False) -> None:
+        """`scratch_owner`: objects belong to whoever restores (a scratch database); `leave_out_kept`:
+        the bot's own tables are not restored (a swap copies the target's own)."""
+        archive = self.source.archive
+        dbname = swap.with_dbname(split_password(self.conninfo)[0], database)
+        if self.source.plain:
+            load_plain(archive, swap.with_dbname(self.conninfo, database), psql=self.psql, heartbeat=self.heartbeat,
+                       interval=self.interval)
+            if leave_out_kept:  # the file's copies of them: the target's own are copied in before the switch
+                with connect(swap.with_dbname(self.conninfo, database)) as conn:
+                    for table in KEPT_TABLES:
+                        conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(
+                            sql.Identifier(*table.split(".", 1))))
+            return
+        argv = [self.pg_restore, "--no-password", "--exit-on-error", f"--dbname={dbname}"]
+        if scratch_owner:
+            argv.append("--no-owner")
+        if self.jobs > 1:
+            argv.append(f"--jobs={self.jobs}")
+        with tempfile.NamedTemporaryFile("w", prefix="restore-list-", suffix=".txt") as listing:
+            if leave_out_kept:
+                listing.write(restore_list(self.toc))
+                listing.flush()
+                argv.append(f"--use-list={listing.name}")
+            run_client(
+                [*argv, str(archive)], env=self.env, conninfo=self.conninfo, heartbeat=self.heartbeat,
+                progress=lambda elapsed: messages.restoring(archive.name, database, elapsed),
+                interval=self.interval, error=RestoreError, what=errors.pg_restore_into(database),
+            )
+
+
+def load_plain(dump: Path, conninfo: str, *, psql: str = "psql", heartbeat: Heartbeat | None = None,
+               interval: float = defaults.PROGRESS_INTERVAL_SECONDS) -> None:
+    """A plain SQL dump (gzipped or not) into the database of `conninfo`, in one psql transaction that
+    stops at the first error: the database gets all of it or none."""
+    dbname, password = split_password(conninfo)
+    _relay_in_transaction(
+        dumpfiles.script_command(dump),
+        [psql, "--no-password", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", f"--dbname={dbname}"],
+        prologue=b"", env=client_env(password), conninfo=conninfo, heartbeat=heartbeat, interval=interval,
+        label=dump.name,
     )
 
 
@@ -354,12 +453,9 @@ def _copy_kept_rows(source: psycopg.Connection[Any], dest: psycopg.Connection[An
 
 def _restore_by_swap(
     conninfo: str,
-    archive: Path,
+    loader: _Loader,
     *,
-    env: dict[str, str],
     dbname: str,
-    jobs: int,
-    pg_restore: str,
     pg_dump: str,
     psql: str,
     heartbeat: Heartbeat | None,
@@ -369,12 +465,12 @@ def _restore_by_swap(
     maintenance_database: str,
     now: datetime,
 ) -> tuple[list[str], str]:
-    """pg_restore --jobs into a new database, then switch it in (workers/swap.py). Returns the tables
-    the archive lacks (gone with the old database) and the name the old database is kept under."""
+    """Load the file into a new database (pg_restore --jobs, or psql for a plain dump), then switch it
+    in (workers/swap.py). Returns the tables the file lacks (gone with the old database) and the name
+    the old database is kept under."""
     target_db = str(pg_conninfo.conninfo_to_dict(conninfo).get("dbname") or "")
-    toc = read_toc(archive, pg_restore)
     try:
-        extra = sorted(set(user_tables(conninfo)) - archive_tables(toc) - set(KEPT_TABLES))
+        extra = sorted(set(user_tables(conninfo)) - loader.tables - set(KEPT_TABLES))
     except VerifyError as exc:
         raise RestoreError(errors.nothing_restored(exc)) from exc
     kept = _kept_present(conninfo)
@@ -386,22 +482,14 @@ def _restore_by_swap(
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(replacement)))
         switched = False
         try:
-            with tempfile.NamedTemporaryFile("w", prefix="restore-list-", suffix=".txt") as listing:
-                listing.write(restore_list(toc))
-                listing.flush()
-                run_client(
-                    [pg_restore, "--no-password", "--exit-on-error", f"--use-list={listing.name}", f"--jobs={jobs}",
-                     f"--dbname={swap.with_dbname(dbname, replacement)}", str(archive)],
-                    env=env, conninfo=conninfo, heartbeat=heartbeat,
-                    progress=lambda elapsed: messages.restoring(archive.name, replacement, elapsed),
-                    interval=interval, error=RestoreError, what=errors.pg_restore_into(replacement),
-                )
+            loader.load(replacement, leave_out_kept=True)
+            loader.source.check_counts(_counts(swap.with_dbname(conninfo, replacement)))
             if kept:  # their definitions now; their rows at the switch, when nobody else writes
                 _relay_in_transaction(
                     [pg_dump, "--no-password", "--schema-only", *(f"--table={t}" for t in kept), f"--dbname={dbname}"],
                     [psql, "--no-password", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1",
                      f"--dbname={swap.with_dbname(dbname, replacement)}"],
-                    prologue=b"", env=env, conninfo=conninfo, heartbeat=heartbeat, interval=interval,
+                    prologue=b"", env=loader.env, conninfo=conninfo, heartbeat=heartbeat, interval=interval,
                     label=messages.KEPT_TABLES_LABEL,
                 )
             swap.copy_database_settings(admin, target_db, replacement)

@@ -8,7 +8,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from workers.messages import DONE, STARTED, WARNING, history_line, human_bytes, seconds, statements_lines
+from workers.messages import (
+    DONE,
+    FORMAT_NAMES,
+    STARTED,
+    WARNING,
+    history_line,
+    human_bytes,
+    seconds,
+    statements_lines,
+)
 
 if TYPE_CHECKING:  # types only: the modules that build these results import this one
     from workers.engine.reports import DryRunReport
@@ -74,7 +83,8 @@ def backups_text(target: str, local: Sequence[Mapping[str, Any]], snapshots: Seq
         mark = DONE if b.get("verified") else WARNING
         lines.append(
             f"{mark} `{b.get('name')}` {human_bytes(b.get('size_bytes'))}, {seconds(b.get('age_seconds'))} old, "
-            f"sha256 `{str(b.get('sha256') or '?')[:16]}`"
+            + (f"ours, sha256 `{str(b.get('sha256') or '?')[:16]}`" if b.get("ours") else
+               f"not ours ({dump_format(b.get('format'))}, made by hand: no manifest; read whole when restored)")
         )
     for s in snapshots[:10]:
         lines.append(f"DigitalOcean snapshot `{s.get('name')}` ({s.get('created_at')})")
@@ -82,6 +92,11 @@ def backups_text(target: str, local: Sequence[Mapping[str, Any]], snapshots: Seq
         lines.append(f"Managed database backup {d.get('created_at')} ({d.get('size_gigabytes')} GB)")
     lines += [f"{WARNING} {n}" for n in notes]
     return "\n".join(lines)
+
+
+def dump_format(name: Any) -> str:
+    """A backup's format as people say it (workers/dumpfiles.py FORMAT_NAMES)."""
+    return FORMAT_NAMES.get(str(name), str(name or "unknown format"))
 
 
 def history_text(target: str, rows: Sequence[Mapping[str, Any]]) -> str:

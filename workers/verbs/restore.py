@@ -77,7 +77,8 @@ def restore(ctx: Context, request: Request, target: Target, progress: Progress) 
                            details={"backup": result.backup, "sha256": result.sha256,
                                     "pre_restore_backup": pre_restore.get("path"),
                                     "dropped_tables": result.dropped_tables, "method": result.method,
-                                    "replaced_database": result.replaced_database})
+                                    "replaced_database": result.replaced_database, "format": result.format,
+                                    "ours": result.ours})
     progress.finish("restore", started, views.restore_figures(result))
     return {"restore": result.to_dict()}
 
