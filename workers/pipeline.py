@@ -152,6 +152,8 @@ def start_approved(ctx: Context, request: Request, progress: Progress, *, into: 
         if plan.hash != request.plan_hash:
             return refuse(ctx, request, progress, messages.plan_changed(request.id), "plan changed")
     # terminate and repair check what they act on inside their own step (the session, the repair plan)
+    if into == "target":  # it changes the target now: a watch running on it is over
+        watching_.supersede(ctx, request, progress)
     return None
 
 
@@ -531,10 +533,9 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
     # not live yet; a restore into a scratch database leaves the target alone).
     watching = (ctx.options.watch_window_s > 0 and request.kind not in steps.UNWATCHED
                 and str(state.get("into") or "target") == "target")
-    if watching:  # the request is done only when the watch ends (workers/watching.py)
-        ctx.store().update(request.id, outcome=outcome)
-    else:
-        ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(), outcome=outcome)
+    # Done now; its watch (workers/watching.py) is state on the request and holds nothing.
+    ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(), outcome=outcome,
+                           watch=watching_.opened(ctx, request, target) if watching else None)
     resolved = None
     if state.get("paged") and not watching:
         resolved = ctx.pager().resolve(dedup_key(request.id)).to_dict()
