@@ -97,6 +97,17 @@ def may_cancel(
     return _requester_or_approver(request, user, channel, now, policy, group_members, Refusal.NOT_ALLOWED_TO_CANCEL)
 
 
+def may_stop_watch(
+    request: Request, user: str, channel: str, policy: Policy, group_members: Collection[str] = ()
+) -> Refusal | None:
+    """`cancel` of a request whose change is done ends its watch: its requester or an approver, from its channel."""
+    if user != request.requester and not is_approver(user, policy, group_members):
+        return Refusal.NOT_ALLOWED_TO_CANCEL
+    if channel != request.channel:
+        return Refusal.WRONG_CHANNEL
+    return None
+
+
 def may_switch_maintenance(
     latest: Request | None, user: str, policy: Policy, group_members: Collection[str] = ()
 ) -> Refusal | None:

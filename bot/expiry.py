@@ -19,7 +19,7 @@ from core.requests import Request, RequestStatus
 class Due(StrEnum):
     UNANSWERED = "unanswered"  # pending past its expiry (or already marked expired while pending)
     NOT_STARTED = "not_started"  # approved, but no worker started it in time
-    WATCH_LAPSED = "watch_lapsed"  # running in its watch window, and no worker looked by the watch's deadline
+    WATCH_LAPSED = "watch_lapsed"  # in its watch window, and no worker looked by the watch's deadline
 
 
 def due(request: Request, now: float, start_within_seconds: float) -> Due | None:
@@ -34,7 +34,7 @@ def due(request: Request, now: float, start_within_seconds: float) -> Due | None
         and now >= (request.decided_at or request.created_at) + start_within_seconds
     ):
         return Due.NOT_STARTED
-    if request.status is RequestStatus.RUNNING and watch_lapsed(request.watch, now):
+    if request.watching and watch_lapsed(request.watch, now):
         return Due.WATCH_LAPSED
     return None
 
@@ -46,6 +46,7 @@ def watch_lapsed(watch: Mapping[str, Any], now: float) -> bool:
 
 
 def watched(request: Request) -> bool:
-    """Pending, approved and running requests may still become due (a running one: its watch may lapse);
-    any other status is settled."""
-    return request.status in (RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.RUNNING)
+    """Pending, approved and running requests may still become due, and a watched one (its watch may lapse);
+    any other is settled."""
+    return request.watching or request.status in (RequestStatus.PENDING, RequestStatus.APPROVED,
+                                                  RequestStatus.RUNNING)

@@ -505,6 +505,9 @@ class Handlers:
         request = self.find_request(cmd, channel, pending=True)
         if request is None:
             return messages.unknown_request(cmd.request_id) if cmd.request_id else messages.nothing_to_cancel()
+        if request.watching:  # its change is done: what is left to cancel is its watch
+            refused = approval.may_stop_watch(request, user, channel, self.policy, self.group_members(user))
+            return messages.refusal(refused, request) if refused else self.stop_watch(request, user)
         refused = approval.may_cancel(request, user, channel, self.clock(), self.policy, self.group_members(user))
         if refused is None:
             return self.decide(request, user, RequestStatus.CANCELLED)
@@ -549,19 +552,26 @@ class Handlers:
         return None
 
     def watch(self, verb: Verb, cmd: Command, asked: Invocation) -> Answer:
-        """`watch stop`: the target's latest request, if it is being watched (still running, its watch
-        started), ends its window now; recorded in its thread by the worker."""
-        assert verb.job and cmd.target
+        """`watch stop`: the request being watched on the target (its change done, its watch running) ends
+        its window now; recorded in its thread by the worker."""
+        assert cmd.target
         user = asked.user
-        latest = self.store.latest_for_target(cmd.target)
-        if latest is None or latest.status is not RequestStatus.RUNNING or not latest.watch:
+        watched = self.store.watched_for_target(cmd.target)
+        if watched is None:
             return messages.no_watch(cmd.target)
-        refused = approval.may_switch_maintenance(latest, user, self.policy, self.group_members(user))
+        refused = approval.may_switch_maintenance(watched, user, self.policy, self.group_members(user))
         if refused is not None:
-            return messages.refusal(refused, latest)
-        if latest.thread_ts:
-            self.post(latest.channel, messages.watch_stop_line(latest.id, user), thread_ts=latest.thread_ts)
-        self.enqueue(verb.job, **self.job_kwargs(verb, cmd, request_id=latest.id, requester=user))
+            return messages.refusal(refused, watched)
+        return self.stop_watch(watched, user)
+
+    def stop_watch(self, request: Request, user: str) -> Answer:
+        """End a request's watch now (`watch stop`, or `cancel` of a watched request): a line in its thread,
+        then the worker's job, which closes it once and records it."""
+        if request.thread_ts:
+            self.post(request.channel, messages.watch_stop_line(request.id, user), thread_ts=request.thread_ts)
+        job = verbs.verb("watch").job  # the one job that ends a watch, whichever verb asked
+        assert job
+        self.enqueue(job, request_id=request.id, requester=user)
         return None
 
     # -- the buttons ----------------------------------------------------------------------------------
@@ -632,7 +642,7 @@ class Handlers:
         except RequestExpired as err:
             self.announce_expiry(err.request)
             self.record_refusal(err.request, user, DECISION_WORDS[decision], Refusal.EXPIRED)
-            return messages.refusal(Refusal.EXPIRED)
+            return messages.refusal(Refusal.EXPIRED, err.request)
         if decided.status is RequestStatus.APPROVED:
             path = kinds.of(decided.kind).job  # the one runner of every kind
             try:

@@ -6,8 +6,8 @@ A worker that comes back carries on before the deadline; after it the bot ends t
 come back at all: it claims the close (`core.jobs.WATCH_CLOSE_STEP`, the claim the workers close with, so
 exactly one closes it), pages with the request's dedup key (the same incident as any earlier page of the
 request), says in the thread what was last seen and that nobody watches the rest, mentions the escalation
-contacts, and marks the request done (its change succeeded and was verified; the outcome says the watch was
-interrupted). Paged first and made final last: a bot that dies half-way leaves it for the next sweep once the
+contacts, and marks the watch ended (the request is done: its change succeeded and was verified; the outcome
+says the watch was interrupted). Paged first and made final last: a bot that dies half-way leaves it for the next sweep once the
 claim lapses. The bot holds no database credentials, so this ending is in the thread and the request record,
 not in migration_history.
 """
@@ -24,7 +24,7 @@ from core import defaults
 from core.config import Settings
 from core.jobs import WATCH_CLOSE_STEP
 from core.paging import Pager, dedup_key
-from core.requests import Request, RequestStatus, RequestStore
+from core.requests import Request, RequestStore
 
 log = logging.getLogger("rollback.bot")
 
@@ -43,7 +43,7 @@ class LapsedWatches:
         if not self.store.claim(request.id, WATCH_CLOSE_STEP, defaults.WATCH_CLOSE_CLAIM_SECONDS):
             return request  # a worker (or another bot process) is closing it right now
         current = self.store.get(request.id)
-        if current is None or current.status is not RequestStatus.RUNNING:
+        if current is None or not current.watching:
             return current or request  # closed between the sweep's read and the claim
         watch = current.watch
         target = self.settings.targets.get(current.target)
@@ -61,6 +61,6 @@ class LapsedWatches:
                 channel=current.channel, thread_ts=current.thread_ts, reply_broadcast=True,
                 text=messages.watch_lapsed_line(current, reason, seen, contacts, result.ok, result.detail))
         log.warning("watch of %s lapsed (%s); paged: %s", current.id, reason, result.ok)
-        return self.store.set_status(current.id, RequestStatus.SUCCEEDED, finished_at=self.clock(),
-                                     outcome=f"{current.outcome or 'done'}; {messages.watch_lapsed_outcome(reason)}")
+        return self.store.end_watch(current.id, "interrupted",
+                                    outcome=f"{current.outcome or 'done'}; {messages.watch_lapsed_outcome(reason)}")
 

@@ -140,7 +140,7 @@ _REFUSALS = {
     Refusal.SELF_APPROVAL: "you cannot approve your own request: a second person must approve",
     Refusal.NOT_APPROVER: "you are not an approver",
     Refusal.WRONG_CHANNEL: "approve in the channel where the request was made",
-    Refusal.EXPIRED: "the request expired; ask again with `/rollback execute`",
+    Refusal.EXPIRED: "the request expired; ask again",
     Refusal.ALREADY_DECIDED: "the request was already decided",
     Refusal.NOT_ALLOWED_TO_CANCEL: "only the requester or an approver may cancel it",
     Refusal.NOT_ALLOWED_MAINTENANCE: "only the requester of the target's latest request or an approver may switch "
@@ -150,7 +150,9 @@ _REFUSALS = {
 
 def refusal(reason: Refusal, request: Request | None = None) -> str:
     text = _REFUSALS[reason]
-    if reason is Refusal.ALREADY_DECIDED and request is not None:
+    if reason is Refusal.EXPIRED and request is not None:  # what to ask again depends on its kind
+        text = f"request {request.id} expired; {kinds.of(request.kind).ask_again}"
+    elif reason is Refusal.ALREADY_DECIDED and request is not None:
         by = f" by {mention(request.decided_by)}" if request.decided_by else ""
         text = f"request {request.id} is already {request.status.value}{by}"
     elif reason is Refusal.NOT_ALLOWED_MAINTENANCE and request is not None:
@@ -192,15 +194,23 @@ def empty_plan(target: str) -> str:
             f"Run {code(f'/rollback dry-run <version> {target}')} again.")
 
 
+def _until_free(active: Request) -> str:
+    """What frees the target: only a pending request can be cancelled; an approved or running one is under
+    way (its watch, once its change is done, holds nothing), so it is waited for."""
+    if active.status is RequestStatus.PENDING:
+        return f"approve that one, or `/rollback cancel {active.id}`"
+    return "wait for it: its outcome follows in its thread"
+
+
 def target_busy(active: Request, permalink: str | None) -> str:
     where = f" <{permalink}|thread>" if permalink else ""
     if kinds.of(active.kind).beside_target:  # runs beside the target's request: busy only for its own subject
         return (f"Session pid {code(active.subject or '?')} on {code(active.target)} already has terminate request "
                 f"{active.id} ({active.status.value}) started by {mention(active.requester)}{where}. One per session: "
-                f"approve that one, or `/rollback cancel {active.id}`.")
+                f"{_until_free(active)}.")
     return (
         f"{code(active.target)} already has {active.kind.value} request {active.id} ({active.status.value}) "
-        f"started by {mention(active.requester)}{where}. One at a time: wait for it, or `/rollback cancel {active.id}`."
+        f"started by {mention(active.requester)}{where}. One at a time: {_until_free(active)}."
     )
 
 
@@ -547,7 +557,7 @@ def pid_not_assessed(target: str, pid: str, assessed: bool) -> str:
 
 def own_session(target: str, pid: str) -> str:
     return (f"Refused: pid {code(pid)} on {code(target)} is rollback-bot's own session (a worker's running job); it "
-            f"ends with its job. Terminate the sessions in its way, or `/rollback cancel` a request not yet started.")
+            f"ends with its job. Terminate the sessions in its way instead, or wait for that job to end.")
 
 
 def session_summary(session: Mapping[str, Any]) -> str:

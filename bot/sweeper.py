@@ -50,7 +50,7 @@ class ExpirySweeper:
         verdict = expiry.due(request, self.clock(), self.start_within_seconds)
         if verdict is Due.WATCH_LAPSED:
             current = self.close_watch(request) if self.close_watch else request
-            ended = current.is_final
+            ended = not current.watching
         else:
             current = self.end(request, verdict) if verdict else request
             ended = current.status is RequestStatus.EXPIRED

@@ -17,6 +17,8 @@ Keys (under `prefix`):
                                  `saved_at`; expires). A request made from it consumes it.
 - `<prefix>:plans:<target>`      set of the channels holding a current plan for the target (clear_plans)
 - `<prefix>:open`                sorted set of requests the bot's expiry sweeper watches, by creation time
+- `<prefix>:watched:<target>`    the id of the request whose watch window runs on the target (a succeeded
+                                 request: the watch does not hold the target; the next change ends it)
 """
 
 from __future__ import annotations
@@ -144,8 +146,12 @@ class Request:
     # The watch window after a verified change (JSON, written by the workers at each look, read by the bot's
     # sweeper): `started_at`, `ends_at`, `interval`, `next`/`due_at` (the next look), `deadline` (past it
     # nobody is watching: the sweeper ends the watch as interrupted and pages), `looks`, `seen_at`, `last`
-    # (the last look's figures), `failing`, `regressed`, `failed_looks`, `unwatched_s`, `stopped`.
+    # (the last look's figures), `failing`, `regressed`, `failed_looks`, `unwatched_s`, `stopped`, `page_open` (a
+    # regression's page not yet resolved).
     watch: dict[str, Any] = field(default_factory=dict)
+    # How the watch ended (`completed`, `stopped`, `interrupted`, `superseded`), written once by whoever closed
+    # it; None while it runs. Apart from `watch`, which every look rewrites whole, so no look can undo it.
+    watch_ended: str | None = None
     # Where the request's card (the message with Approve / Reject) is. None: it is the root of `thread_ts`
     # (asked with the slash command). A request asked in an incident thread (a mention of the bot) posts
     # its card as a reply there: `thread_ts` is that thread, and this is the card's own ts ("" until posted).
@@ -159,6 +165,13 @@ class Request:
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def watching(self) -> bool:
+        """Its change is done and its watch window runs: it no longer holds the target (`running` is a
+        record from before the watch stopped holding it)."""
+        return (bool(self.watch) and self.watch_ended is None
+                and self.status in (RequestStatus.SUCCEEDED, RequestStatus.RUNNING))
 
     @property
     def card(self) -> str | None:
@@ -373,6 +386,9 @@ class RequestStore:
     def _open_key(self) -> str:
         return f"{self.prefix}:open"
 
+    def _watched_key(self, target: str) -> str:
+        return f"{self.prefix}:watched:{target}"
+
     @staticmethod
     def new_id() -> str:
         return ID_PREFIX + "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
@@ -561,6 +577,30 @@ class RequestStore:
         """The target's most recent request, whatever its status (None if none within the retention)."""
         latest = self.redis.get(self._latest_key(target))
         return self.get(_text(latest)) if latest is not None else None
+
+    # the watch window: state on the request, holding nothing; the target's watched request is found by key
+    def watch_target(self, request_id: str, target: str) -> None:
+        """Name the request whose watch runs on `target` (before its change is marked done, so that the next
+        request on the target finds it)."""
+        self.redis.set(self._watched_key(target), request_id, ex=self.record_ttl_seconds)
+
+    def watched_for_target(self, target: str) -> Request | None:
+        """The request whose watch window runs on `target`, if any (a record from before the key existed: the
+        target's latest request, when it is being watched)."""
+        named = self.redis.get(self._watched_key(target))
+        request = self.get(_text(named)) if named is not None else self.latest_for_target(target)
+        return request if request is not None and request.watching else None
+
+    def end_watch(self, request_id: str, how: str, outcome: str) -> Request:
+        """The watch is over (`how` it ended); the request is done (already, or, a record from before the
+        watch stopped holding the target, now: the target is freed)."""
+        request = self._require(request_id)
+        done = self.set_status(request_id, RequestStatus.SUCCEEDED, watch_ended=how, outcome=outcome,
+                               finished_at=request.finished_at or time.time())
+        key = self._watched_key(request.target)
+        if _text(self.redis.get(key) or b"") == request_id:
+            self.redis.delete(key)
+        return done
 
     def expire_if_due(self, request_id: str, now: float | None = None) -> Request:
         """Mark a pending request past its expiry as expired (freeing its target); returns the record."""

@@ -50,9 +50,12 @@ def request(status: RequestStatus, **fields: object) -> Request:
         (request(RequestStatus.EXPIRED, approver="U_BOB", decided_at=NOW - 500), None),  # the sweeper's own
         (request(RequestStatus.REJECTED, decided_by="U_BOB", decided_at=NOW - 500), None),
         # in its watch window: due once the deadline the workers wrote has passed (nobody looked by then)
-        (request(RequestStatus.RUNNING, started_at=NOW - 490, watch={"deadline": NOW + 1}), None),
+        # (a succeeded request: its change done, its watch holding nothing; a running one: a record from before)
+        (request(RequestStatus.SUCCEEDED, started_at=NOW - 490, watch={"deadline": NOW + 1}), None),
+        (request(RequestStatus.SUCCEEDED, started_at=NOW - 490, watch={"deadline": NOW}), Due.WATCH_LAPSED),
         (request(RequestStatus.RUNNING, started_at=NOW - 490, watch={"deadline": NOW}), Due.WATCH_LAPSED),
-        (request(RequestStatus.SUCCEEDED, started_at=NOW - 490, watch={"deadline": NOW - 9}), None),
+        (request(RequestStatus.SUCCEEDED, started_at=NOW - 490, watch={"deadline": NOW - 9}, watch_ended="completed"),
+         None),
     ],
 )
 def test_which_requests_are_due(record: Request, expected: Due | None) -> None:

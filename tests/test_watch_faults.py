@@ -122,7 +122,7 @@ def test_a_look_killed_with_its_worker_is_said_and_the_watch_goes_on_when_a_work
 
     text = slack_api.wait_for(lambda: "did not finish" in (t := thread_text(slack_api, ts)) and t, timeout=60)
     assert "Watch look" in text and "watching on" in text, text
-    done = slack_api.wait_for(lambda: (r := store.get(request.id)).is_final and r, timeout=120)
+    done = slack_api.wait_for(lambda: (r := store.get(request.id)).watch_ended and r, timeout=120)
     assert done.status is RequestStatus.SUCCEEDED, thread_text(slack_api, ts)
     assert "watch window ended, clean" in (done.outcome or ""), done.outcome
     slack_api.wait_for(lambda: "the request is done" in thread_text(slack_api, ts), timeout=60)
@@ -140,7 +140,7 @@ def test_a_look_that_keeps_killing_its_process_ends_the_watch_as_interrupted_and
     request, ts = watched_rollback(env, slack_api, database_url)
 
     smoke.hold()  # from now on every look's smoke command SIGKILLs the work-horse running it
-    done = slack_api.wait_for(lambda: (r := store.get(request.id)).is_final and r, timeout=90)
+    done = slack_api.wait_for(lambda: (r := store.get(request.id)).watch_ended and r, timeout=90)
     text = slack_api.wait_for(lambda: "watch interrupted" in (t := thread_text(slack_api, ts)) and t, timeout=30)
     assert done.status is RequestStatus.SUCCEEDED, text  # the rollback itself succeeded and was verified
     assert "watch interrupted: 3 looks in a row did not finish" in (done.outcome or ""), done.outcome
@@ -166,7 +166,7 @@ def test_a_watch_no_worker_comes_back_to_is_ended_by_the_bot_truthfully_and_page
 
     kill_whole(worker)  # between looks or in one: no worker ever comes back
 
-    done = slack_api.wait_for(lambda: (r := store.get(request.id)).is_final and r, timeout=90)
+    done = slack_api.wait_for(lambda: (r := store.get(request.id)).watch_ended and r, timeout=90)
     assert done.status is RequestStatus.SUCCEEDED, thread_text(slack_api, ts)
     assert "watch interrupted: no look since" in (done.outcome or ""), done.outcome
     text = slack_api.wait_for(lambda: "watch interrupted" in (t := thread_text(slack_api, ts)) and t, timeout=30)

@@ -74,10 +74,13 @@ def watch_env(stack_env: dict[str, str], health: Health, target_extra: str = "")
 
 def regress_and_recover(slack_api: Any, pagerduty: Any, health: Health, store: RequestStore, database_url: str,
                         request_id: str, ts: str) -> Request:
-    """Health fails during the window and comes back: one page (the request's), resolved when the window ends
-    clean; the request is done only then. Returns the request as the watch left it."""
+    """Health fails during the window and comes back: one page (the request's), resolved by the first healthy
+    look; the window ends clean. The request is done (`succeeded`, holding nothing) from the first look on.
+    Returns the request as the watch left it."""
     slack_api.wait_for(lambda: "watch, first look: health ok" in thread_text(slack_api, ts), timeout=90)
-    assert store.get(request_id).status is RequestStatus.RUNNING  # changed and verified, not done yet
+    watched = store.get(request_id)
+    assert watched.status is RequestStatus.SUCCEEDED and watched.watching  # done, and watched
+    assert store.active_for_target("prod") is None  # the watch holds nothing
 
     health.status = 503
     slack_api.wait_for(lambda: "watch: health ok → failing" in thread_text(slack_api, ts), timeout=30)
@@ -85,14 +88,18 @@ def regress_and_recover(slack_api: Any, pagerduty: Any, health: Health, store: R
     assert incident.open and "regressed" in incident.summary
     health.status = 200
     slack_api.wait_for(lambda: "watch: health failing → ok" in thread_text(slack_api, ts), timeout=30)
+    # the healthy look resolves the page (said in the thread), before the window's end
+    slack_api.wait_for(lambda: "everything is healthy again; the page is resolved" in thread_text(slack_api, ts),
+                       timeout=30)
+    assert not pagerduty.incidents()[dedup_key(request_id)].open
 
-    done = slack_api.wait_for(lambda: (r := store.get(request_id)).is_final and r, timeout=WINDOW_SECONDS + 30)
+    done = slack_api.wait_for(lambda: (r := store.get(request_id)).watch_ended and r, timeout=WINDOW_SECONDS + 30)
     assert done.status is RequestStatus.SUCCEEDED and "watch window ended, clean" in (done.outcome or ""), \
         thread_text(slack_api, ts)
     # the closing line is posted after the record is final: wait for it, not for a moment
-    text = slack_api.wait_for(lambda: "the request is done. The page is resolved." in (t := thread_text(slack_api, ts))
+    text = slack_api.wait_for(lambda: "ended, clean; the request is done." in (t := thread_text(slack_api, ts))
                               and t, timeout=60)
-    assert "the request is done. The page is resolved." in text
+    assert text.index("health failing → ok") < text.index("the page is resolved") < text.index("ended, clean"), text
     assert not pagerduty.incidents()[dedup_key(request_id)].open
     triggers = [e for e in pagerduty.incidents()[dedup_key(request_id)].events if e["event_action"] == "trigger"]
     assert len(triggers) == 1  # one regression, one page
@@ -183,8 +190,8 @@ def test_watch_stop_ends_the_window_early_recorded(
     slack_api.wait_for(lambda: "watch, first look: health ok" in thread_text(slack_api, ts), timeout=90)
 
     stack_sender.command("watch stop prod", user_id=ALICE, channel_id=CHANNEL)
-    done = slack_api.wait_for(lambda: (r := store.get(request.id)).is_final and r, timeout=60)
-    assert done.status is RequestStatus.SUCCEEDED
+    done = slack_api.wait_for(lambda: (r := store.get(request.id)).watch_ended and r, timeout=60)
+    assert done.status is RequestStatus.SUCCEEDED and done.watch_ended == "stopped"
     assert (done.outcome or "").endswith(f"watch stopped early by {ALICE}, clean"), done.outcome
     text = slack_api.wait_for(lambda: "stopped early by" in (t := thread_text(slack_api, ts)) and t, timeout=30)
     assert f"<@{ALICE}> stops the watch of {request.id} early" in text

@@ -148,7 +148,8 @@ def _minutes(seconds: float) -> str:
 
 def watch_started(request_id: str, target: str, window: float, interval: float) -> str:
     return (f":eyes: {request_id}: watching *{target}* for {_minutes(window)} (every {interval:g} s): health, "
-            "smoke test, connections, error rate. One line per change; `/rollback watch stop` ends it early.")
+            "smoke test, connections, error rate. One line per change; `/rollback watch stop` ends it early, and so does "
+            "the next request on the target when it starts.")
 
 
 def watch_change(change: Any) -> str:
@@ -189,6 +190,36 @@ def watch_ended(request_id: str, target: str, clean: bool, failing: Sequence[str
 
 def _utc_clock(unix: float) -> str:
     return time.strftime("%H:%M:%S UTC", time.gmtime(unix))
+
+
+def watch_page_resolved(request_id: str, ok: bool, detail: str | None) -> str:
+    if ok:
+        return f"{DONE} {request_id}: everything is healthy again; the page is resolved. Watching on."
+    return f"{WARNING} {request_id}: everything is healthy again, but the page could not be resolved ({detail})."
+
+
+def _page_fate(resolved: bool | None) -> str:
+    if resolved is None:
+        return ""
+    return (" Its page is resolved: the new request's own pipeline and watch page from now on." if resolved
+            else " Its page could NOT be resolved: resolve it by hand.")
+
+
+def watch_superseded(request_id: str, target: str, by_request: str, link: str | None, seen: str,
+                     resolved: bool | None) -> str:
+    where = f" (<{link}|thread>)" if link else ""
+    return (f"{DONE} {request_id}: the watch of *{target}* ended: superseded by {by_request}{where}, which changes "
+            f"*{target}* now. Last seen: {seen}.{_page_fate(resolved)}")
+
+
+def watch_handed_over(request_id: str, old_request: str, link: str | None, seen: str, resolved: bool | None) -> str:
+    where = f" (<{link}|thread>)" if link else ""
+    return (f":eyes: {request_id}: the watch of {old_request}{where} ended, superseded by this request. Last seen: "
+            f"{seen}.{_page_fate(resolved)}")
+
+
+def watch_superseded_outcome(by_request: str) -> str:
+    return f"watch superseded by {by_request}"
 
 
 def watch_gap(unseen_s: float, since: float) -> str:

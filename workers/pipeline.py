@@ -104,7 +104,11 @@ def start_approved(ctx: Context, request: Request, progress: Progress, *, into: 
             except identity.IdentityMismatch as exc:
                 return refuse(ctx, request, progress, Refusal(messages.refused(request.id, str(exc)), "wrong database"))
     refusal: Refusal | None = verbs.module_of(request.kind).start_check(ctx, request, target, progress)
-    return refuse(ctx, request, progress, refusal) if refusal is not None else None
+    if refusal is not None:
+        return refuse(ctx, request, progress, refusal)
+    if into == "target":  # it changes the target now: a watch running on it is over
+        watching_.supersede(ctx, request, progress)
+    return None
 
 
 def pipeline_of(request: Request, into: str = "target") -> tuple[Step, ...]:
@@ -346,10 +350,9 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
     outcome = kinds.words(kind.outcome, request)
     # The watch follows every verified change of the live target (a restore into a scratch database leaves it alone).
     watching = ctx.options.watch_window_s > 0 and kind.watched and into == "target"
-    if watching:  # the request is done only when the watch ends (workers/watching.py)
-        ctx.store().update(request.id, outcome=outcome)
-    else:
-        ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(), outcome=outcome)
+    # Done now; its watch (workers/watching.py) is state on the request and holds nothing.
+    ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(), outcome=outcome,
+                           watch=watching_.opened(ctx, request, target) if watching else None)
     resolved = None
     if state.get("paged") and not watching:
         resolved = ctx.pager().resolve(dedup_key(request.id)).to_dict()
