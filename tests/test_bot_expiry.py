@@ -10,6 +10,7 @@ import pytest
 from rq import Queue
 
 from bot.expiry import Due, due, watched
+from core.kinds import START_STEP
 from core.requests import Request, RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer
@@ -114,4 +115,4 @@ def test_approved_request_that_never_started_expires_and_a_late_job_runs_nothing
     assert expired.outcome == "not started within 120 s of the approval"
     assert store.active_for_target("prod") is None
     # the worker's start step is taken: the execute job, if a worker takes it now, does nothing
-    assert not store.claim(pending.id, "execute")
+    assert not store.claim(pending.id, START_STEP)

@@ -72,7 +72,7 @@ def watched_rollback(stack: Stack, slack_api: Any, to: str = GOOD) -> tuple[Requ
     """A rollback through its pipeline, its watch window open (the first look posted)."""
     ts, dry = dry_run_plan(stack.env, slack_api, to)
     request = approved_request(stack.env, thread_ts=ts, plan=dry)
-    enqueue(stack.env, "workers.jobs.execute", request_id=request.id)
+    enqueue(stack.env, "workers.jobs.run_request", request_id=request.id)
     slack_api.wait_for(lambda: "watch, first look" in thread_text(slack_api, ts), timeout=90)
     return request, ts
 
@@ -196,7 +196,7 @@ def holder_running(stack: Stack, slack_api: Any, database_url: str, tmp_path: Pa
     ts, dry = dry_run_plan(stack.env, slack_api, BAD)  # reverts the slow migration only
     open_slow_gate(database_url, seconds=20)
     request = approved_request(stack.env, thread_ts=ts, plan=dry)
-    enqueue(stack.env, "workers.jobs.execute", request_id=request.id)
+    enqueue(stack.env, "workers.jobs.run_request", request_id=request.id)
     slack_api.wait_for(lambda: sleeping(database_url), timeout=90)  # inside the slow down script
     return GOOD
 
