@@ -22,5 +22,5 @@ def test_first_line_is_the_first_non_blank_line(text: str, expected: str) -> Non
 def test_an_error_with_a_blank_message_is_still_one_line() -> None:
     # PostgreSQL drivers can raise with an empty or whitespace message; describe() once raised IndexError on it.
     assert describe(psycopg.OperationalError("  \n ")) == (
-        "target the target: PostgreSQL is unreachable or stopped answering (OperationalError)")
+        "the target's PostgreSQL is unreachable or stopped answering (OperationalError)")
     assert describe(psycopg.DataError(" ")) == "PostgreSQL error: DataError"

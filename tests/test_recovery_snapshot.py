@@ -167,8 +167,8 @@ def test_snapshot_and_restore_accepted_then_answered_500_are_each_sent_once_and_
     stack_sender: SlackRequestSender, slack_api: SlackApiServer, store: RequestStore, database_url: str,
     digitalocean: DigitalOceanServer, pagerduty: PagerDutyServer,
 ) -> None:
-    apply_example(database_url)
-    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly")
+    incident_history(database_url)
+    snapshot = digitalocean.add_snapshot(DEFAULT_DROPLET_ID, "app-prod-1-nightly", created_at=AN_HOUR_AGO())
     digitalocean.on_droplet_restore = lambda droplet, taken: Engine(
         database_url, str(EXAMPLE_MIGRATIONS), actor="droplet").rollback(to=GOOD)
     request = _ask(stack_sender, slack_api, store, f"snapshot-restore {snapshot} prod")

@@ -143,7 +143,7 @@ def test_rows_put_back_by_recover_are_watched_like_a_rollback(
     stack_sender.action("rollback_approve", request.id, user_id=BOB, channel_id=CHANNEL, message_ts=request.thread_ts)
 
     done = regress_and_recover(slack_api, pagerduty, health, store, database_url, request.id, request.thread_ts)
-    assert (done.outcome or "").startswith("rows recovered; watch window ended, clean")
+    assert (done.outcome or "").startswith("rows recovered and verified; watch window ended, clean")
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM users WHERE id BETWEEN 3 AND 6").fetchone() == (4,)
 
