@@ -1,10 +1,10 @@
 """P2 (backup) and restore: the product's steps against the playbook's commands and the floors.
 
-- backup, product: `workers.backup.take_backup` as the pipeline's Backup step calls it (pg_dump with
+- backup, product: `workers.postgres.pg_dump.take_backup` as the pipeline's Backup step calls it (pg_dump with
   the configured format, compression and jobs, then SHA-256 and a `pg_restore --list` read-back).
 - backup, playbook: `pg_dump "$URL" | gzip > file.sql.gz` (Step 2).
 - backup, floor: `pg_dump -Fc -Z0 "$URL" > /dev/null` (nothing written, nothing checked).
-- restore, product: `workers.restore.restore_backup(into="target")` of the product's archive onto a
+- restore, product: `workers.postgres.pg_restore.restore_backup(into="target")` of the product's archive onto a
   fresh copy of the database, with the restore pipeline's settings (method `auto`, jobs = CPUs, and
   sessions may be ended: the pipeline has turned maintenance on). The database a swap replaces
   (kept by the product for an undo) is dropped after each run, untimed.
@@ -25,8 +25,8 @@ from pathlib import Path
 from bench import dataset
 from bench.stats import run_interleaved
 from core import defaults
-from workers.backup import take_backup
-from workers.restore import restore_backup
+from workers.postgres.pg_dump import take_backup
+from workers.postgres.pg_restore import restore_backup
 
 BACKUP_VARIANTS = ("product", "playbook pg_dump | gzip", "floor pg_dump -Fc -Z0")
 RESTORE_VARIANTS = ("product", "playbook gunzip | psql", "floor pg_restore -j")

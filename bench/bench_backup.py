@@ -24,7 +24,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workers.backup import archive_size, client_env, split_password, take_backup  # noqa: E402
+from workers.postgres.pg_dump import archive_size, client_env, split_password, take_backup  # noqa: E402
 
 SCHEMA = """
 CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE, full_name text NOT NULL,

@@ -1,4 +1,4 @@
-"""Benchmark: a table recovery (scenario 4, workers/recover.py) at a given size. Run by hand:
+"""Benchmark: a table recovery (scenario 4, workers/postgres/row_merge.py) at a given size. Run by hand:
 
     python bench/bench_recover.py [--rows 200000] [--lost 0.05] [--jobs 2] [--url postgresql://postgres@127.0.0.1:5432/postgres]
 
@@ -23,8 +23,8 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workers import recover  # noqa: E402
-from workers.backup import client_env, split_password  # noqa: E402
+from workers.postgres import row_merge  # noqa: E402
+from workers.postgres.pg_dump import client_env, split_password  # noqa: E402
 
 SCHEMA = """
 CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE, full_name text NOT NULL,
@@ -64,14 +64,14 @@ def main() -> None:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("DELETE FROM users WHERE id <= %s", (lost,))
             started = time.monotonic()
-            session = recover.recovery_session(
+            session = row_merge.recovery_session(
                 url, archive, ["users", "projects"], jobs=args.jobs, pg_restore="pg_restore",
-                run=recover.client_runner(url), lock_timeout_ms=5000, statement_timeout_ms=600_000)
+                run=row_merge.client_runner(url), lock_timeout_ms=5000, statement_timeout_ms=600_000)
             with session as live:
                 restored = time.monotonic()
-                shown = recover.preview(live, archive.name, False, restored)
+                shown = row_merge.preview(live, archive.name, False, restored)
                 previewed = time.monotonic()
-                result = recover.apply(live, archive.name, False, shown.digest, previewed)
+                result = row_merge.apply(live, archive.name, False, shown.digest, previewed)
                 applied = time.monotonic()
         print(f"rows {args.rows} users + {args.rows} projects, {lost} users lost "
               f"({shown.rows_to_insert} rows to insert)")

@@ -35,8 +35,8 @@ from bot.plans import PlanSummary, summarize
 from bot.verbs import Action, Verb
 from core import assessments, defaults, kinds, stall_policy
 from core.config import Settings, Target
-from core.jobs import BackupCheck, PreviewCheck
 from core.kinds import Draft
+from core.prechecks import BackupCheck, PreviewCheck
 from core.requests import (
     AlreadyDecided,
     PlanGone,

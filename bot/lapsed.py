@@ -1,9 +1,9 @@
 """A watch window nobody finished: ended by the bot's expiry sweeper, truthfully, and paged.
 
-At every look the workers write a deadline on the request (`Request.watch`, workers/watching.py): past it,
+At every look the workers write a deadline on the request (`Request.watch`, workers/verbs/watch.py): past it,
 the next look never came or the one under way never finished, because its worker died, or every worker did.
 A worker that comes back carries on before the deadline; after it the bot ends the watch, since no worker may
-come back at all: it claims the close (`core.jobs.WATCH_CLOSE_STEP`, the claim the workers close with, so
+come back at all: it claims the close (`core.requests.WATCH_CLOSE_STEP`, the claim the workers close with, so
 exactly one closes it), pages with the request's dedup key (the same incident as any earlier page of the
 request), says in the thread what was last seen and that nobody watches the rest, mentions the escalation
 contacts, and marks the watch ended (the request is done: its change succeeded and was verified; the outcome
@@ -22,9 +22,8 @@ from slack_sdk import WebClient
 from bot import links, messages
 from core import defaults
 from core.config import Settings
-from core.jobs import WATCH_CLOSE_STEP
 from core.paging import Pager, dedup_key
-from core.requests import Request, RequestStore
+from core.requests import WATCH_CLOSE_STEP, Request, RequestStore
 
 log = logging.getLogger("rollback.bot")
 

@@ -16,8 +16,8 @@ from bot.approval import Refusal
 from bot.plans import PlanSummary
 from bot.verbs import Argument, Verb
 from core import kinds
-from core.jobs import BackupCheck
 from core.jsontypes import JsonObject
+from core.prechecks import BackupCheck
 from core.requests import Request, RequestStatus
 from core.stall_policy import MaintenanceChoice, MaintenanceDecision
 
@@ -721,7 +721,7 @@ FILE_TABLES_SHOWN = 8
 
 
 def _file_line(preview: Mapping[str, Any]) -> str | None:
-    """What the worker read in the backup file itself (workers/dumpfiles.py): its kind, tables, rows, last version."""
+    """What the worker read in the backup file itself (workers/postgres/dump_reader.py): its kind, tables, rows, last version."""
     found = preview.get("file")
     if not isinstance(found, Mapping):
         return None

@@ -111,7 +111,7 @@ class WorkerSettings:
     connect_timeout_s: int = defaults.CONNECT_TIMEOUT_SECONDS
     job_timeout_s: int = defaults.JOB_TIMEOUT_SECONDS
     restore_jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
-    # How a restore into the target runs (workers/restore.py METHODS) and where a swap renames from.
+    # How a restore into the target runs (workers/postgres/pg_restore.py METHODS) and where a swap renames from.
     restore_method: str = defaults.RESTORE_METHOD
     maintenance_database: str = defaults.MAINTENANCE_DATABASE
     pg_dump: str = "pg_dump"

@@ -56,7 +56,7 @@ PAGERDUTY_BACKOFF_SECONDS = 0.5
 WORKER_MAINTENANCE_INTERVAL_SECONDS = 30
 WORKER_WATCHDOG_INTERVAL_SECONDS = 10
 # A running job refreshes its lease; a lease that lapses while the job is still "started" means the
-# process running it died (workers/watchdog.py). Shorter when the watchdog scans more often.
+# process running it died (workers/runtime/watchdog.py). Shorter when the watchdog scans more often.
 LEASE_TTL_SECONDS = 10
 # RQ worker TTL for `python -m workers`: an idle worker heartbeats every WORKER_TTL_SECONDS - 15 s (RQ's
 # dequeue timeout), a busy one every job-monitoring interval. The bot counts a worker as listening while
@@ -74,7 +74,7 @@ CONNECT_TIMEOUT_SECONDS = 10
 # show rollback-bot's own work (a rollback, a backup), which `terminate` never ends (bot/handlers.py).
 WORKER_APPLICATION_NAME = "rollback-bot-worker"
 
-# Backups (workers/backup.py; figures behind these choices in docs/backups.md).
+# Backups (workers/postgres/pg_dump.py; figures behind these choices in docs/backups.md).
 # gzip level 1: 10% larger than the default level 6 at half the time. BACKUP_JOBS > 1 means the
 # directory format with that many parallel dump jobs (3x faster than the playbook's `pg_dump | gzip`
 # at 2 jobs); 1 means a single custom-format file.
@@ -113,7 +113,7 @@ MAX_DELIVERY_BYTES = 1024 * 1024
 # A Slack payload nests about ten levels deep; a deeper one is not Slack's and is ignored unparsed further.
 MAX_PAYLOAD_DEPTH = 64
 
-# Supabase point-in-time recovery (workers/supabase.py): the Management API is retried on 429/5xx and
+# Supabase point-in-time recovery (workers/providers/supabase.py): the Management API is retried on 429/5xx and
 # dropped connections (never on another 4xx); the recovery point defaults to this long before the bad
 # migration was applied; a recovering project is polled this often, and paged past the bound.
 SUPABASE_MAX_ATTEMPTS = 4
@@ -122,12 +122,12 @@ PITR_MARGIN_SECONDS = 60
 PITR_POLL_SECONDS = 10.0
 PITR_RESTORE_TIMEOUT_SECONDS = 30 * 60
 
-# Step 1, assess (workers/assessment.py): an active session running longer than this is named; the
+# Step 1, assess (workers/verbs/status.py): an active session running longer than this is named; the
 # assessment `terminate` acts on is kept this long (like a plan).
 LONG_RUNNING_SECONDS = 30.0
 ASSESSMENT_TTL_SECONDS = 15 * 60
 # After a verified rollback or restore the workers watch the app this long, looking this often
-# (workers/watching.py).
+# (workers/verbs/watch.py).
 WATCH_WINDOW_SECONDS = 10 * 60.0
 WATCH_INTERVAL_SECONDS = 15.0
 # A look of the watch that has not happened (or not finished) this long past its time means nobody is
@@ -145,7 +145,7 @@ INCIDENT_LOOKBACK_SECONDS = 3 * 60 * 60
 # After a point-in-time recovery or a droplet restore, how long the workers wait for PostgreSQL to answer.
 DATABASE_WAIT_SECONDS = 5 * 60
 
-# A restore into the target by swapping databases (workers/swap.py) renames databases from a session on
+# A restore into the target by swapping databases (workers/postgres/swap.py) renames databases from a session on
 # this database of the same server (a database cannot be renamed by a session connected to it).
 MAINTENANCE_DATABASE = "postgres"
 # How a restore into the target runs: auto (swap where the role may, else one transaction), swap, transaction.

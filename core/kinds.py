@@ -2,7 +2,7 @@
 
 Nothing else in bot/, core/ or workers/ branches on a request's kind (tests/test_kinds.py scans for it):
 the bot reads a kind's words, its draft and its verb from here, and the one runner
-(workers/runtime/requests.py) reads its steps, whether they run as chained jobs, whether its change is
+(workers/runtime/approved_requests.py) reads its steps, whether they run as chained jobs, whether its change is
 watched, and the worker module (`workers/verbs/<kind>.py`) that holds its start check, its promise
 (what "verified" compares against) and its thread lines.
 
@@ -85,7 +85,7 @@ class Kind:
     # Each step an RQ job chained with `depends_on` (a change that may take long: a worker's death between
     # steps leaves the rest unqueued) rather than all steps inside the one job.
     chained: bool = False
-    # Its change is live on the target: after `finish` the workers watch the target (workers/runtime/watching.py).
+    # Its change is live on the target: after `finish` the workers watch the target (workers/verbs/watch.py).
     watched: bool = True
     # It changes no schema and runs beside the target's one active request (one per `subject` instead).
     beside_target: bool = False

@@ -682,3 +682,8 @@ class RequestStore:
 
 
 _FIELD_NAMES = frozenset(f.name for f in fields(Request))
+
+
+# The step claimed (for WATCH_CLOSE_CLAIM_SECONDS) by whoever ends a watch window: a worker's last look, a
+# `watch stop`, a worker ending it as interrupted, or the bot's sweeper when its deadline passed. One closes it.
+WATCH_CLOSE_STEP = "watch-end"

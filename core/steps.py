@@ -2,7 +2,7 @@
 
 The bot reads the labels from here (it never imports workers code); each kind's pipeline is a tuple of
 these in its record (core/kinds.py), and the workers bind each step to the function that runs it (the
-shared ones in workers/pipeline.py, a kind's own in workers/verbs/<kind>.py). Adding a step: a record
+shared ones in workers/runtime/approved_requests.py, a kind's own in workers/verbs/<kind>.py). Adding a step: a record
 here (and in ALL) and its place in a kind's pipeline, plus its function.
 """
 

@@ -22,7 +22,7 @@ import redis
 from rq import Queue
 from rq.job import Job
 
-# The key prefix the bot and the workers use (core.requests.RequestStore's default, workers.context.KEY_PREFIX).
+# The key prefix the bot and the workers use (core.requests.RequestStore's default, workers.runtime.context.KEY_PREFIX).
 PREFIX = "rollback"
 
 

@@ -16,7 +16,7 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 
 from bot import verbs
-from core.jobs import BackupCheck
+from core.prechecks import BackupCheck
 from sandbox.slack_api import SlackApiServer
 
 GOOD_BACKUP = "prod-pre-rollback-20251020T150000Z.dump"

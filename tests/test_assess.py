@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from workers.assess import Why, blockers, invalid_indexes, is_listed, masked_first_line
+from workers.postgres.schema import invalid_indexes
+from workers.postgres.sessions import Why, blockers, is_listed, masked_first_line
 
 
 def _until(condition: Callable[[], Any], timeout: float = 30.0) -> Any:

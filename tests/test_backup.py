@@ -10,7 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from workers.backup import (
+from workers.postgres.dump_reader import list_backups
+from workers.postgres.pg_dump import (
     BackupError,
     archive_sha256,
     check_pg_dump_version,
@@ -18,7 +19,6 @@ from workers.backup import (
     take_backup,
     verify_archive,
 )
-from workers.dumpfiles import list_backups
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 PASSWORD = "s3cr3t-pw-xyz"
@@ -212,7 +212,7 @@ def test_missing_pg_restore_is_reported_before_dumping(example_url: str, tmp_pat
 
 def test_backups_made_by_hand_are_listed_and_said_not_ours(example_url: str, tmp_path: Path) -> None:
     from tests.test_restore import dump_by_hand
-    from workers.views import backups_text
+    from workers.verbs.backups import backups_text
 
     ours = take_backup(example_url, target="prod", reason="pre-rollback", backup_dir=str(tmp_path), jobs=1)
     dump_by_hand(example_url, tmp_path / "emergency-pre-rollback-20251020T150000Z.sql.gz", "plain-gzip")

@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from tests.fixtures.stack import EXAMPLE_MIGRATIONS, apply_example, write_config
-from workers import identity
 from workers.cli import main
+from workers.postgres import identity
 
 GOOD, BAD = "2025_10_20_120001", "2025_10_20_150000"
 

@@ -10,8 +10,8 @@ import pytest
 from core.jsontypes import JsonObject
 from sandbox.digitalocean import DEFAULT_DATABASE_ID, DEFAULT_DROPLET_ID, DigitalOceanServer
 from sandbox.http_stub import ACCEPTED_THEN_500, ACCEPTED_THEN_DROPPED, ACCEPTED_THEN_SILENT, REFUSED
-from workers.digitalocean import DigitalOcean, DigitalOceanError
-from workers.errors import DigitalOceanUnavailable
+from workers.providers.digitalocean import DigitalOcean, DigitalOceanError
+from workers.runtime.errors import DigitalOceanUnavailable
 
 TOKEN = "do-test-token"
 

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from core.errors import first_line
-from workers.errors import describe
+from workers.runtime.errors import describe
 
 
 @pytest.mark.parametrize(("text", "expected"), [

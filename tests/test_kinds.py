@@ -15,7 +15,7 @@ import pytest
 from bot import verbs
 from core import kinds
 from core.kinds import KINDS, RequestKind
-from workers import pipeline
+from workers.runtime import approved_requests
 
 ROOT = Path(__file__).resolve().parent.parent
 # The registry itself, and the worker modules it names (each is one kind's own code).
@@ -39,7 +39,7 @@ def test_each_kind_has_a_worker_module_with_a_function_for_every_step(kind: Requ
     for name in ("STEPS", "start_check", "promised", "succeeded"):
         assert hasattr(module, name), f"{module.__name__} lacks {name}"
     for step in (*KINDS[kind].steps, *KINDS[kind].scratch_steps):
-        assert step.name in pipeline.FUNCTIONS or step.name in module.STEPS, f"{kind}: no function for {step.name}"
+        assert step.name in approved_requests.FUNCTIONS or step.name in module.STEPS, f"{kind}: no function for {step.name}"
     assert KINDS[kind].steps[-1].name == "finish"  # every kind's outcome goes through the one finish
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from core.config import Hook
 from tests.test_verify import StatusServer, http_server  # noqa: F401  (fixture)
-from workers.maintenance import run_hook
+from workers.verbs.maintenance import run_hook
 
 
 def test_no_hook_is_skipped_with_a_note() -> None:

@@ -45,7 +45,7 @@ MODES = ("raise", "database", "statement", "kill")
 FAULTS = '''
 import importlib, os, signal
 import psycopg
-import workers.pipeline as runner
+import workers.runtime.approved_requests as runner
 from core.kinds import KINDS
 
 def _fault(mode, ctx, target):

@@ -11,9 +11,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from workers import recover
-from workers.backup import client_env, split_password
-from workers.recover import (
+from workers.postgres import row_merge
+from workers.postgres.pg_dump import client_env, split_password
+from workers.postgres.row_merge import (
     DiffChanged,
     ForeignKeyCycle,
     NoPrimaryKey,
@@ -62,7 +62,7 @@ def _exec(database_url: str, statements: str) -> None:
 
 
 def _label(database_url: str) -> str:
-    """The scratch databases of a recovery are named after the live database (workers/recover.py)."""
+    """The scratch databases of a recovery are named after the live database (workers/postgres/row_merge.py)."""
     return "rb_recover_" + re.sub(r"[^a-z0-9_]", "_", str(psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]).lower())[:24]
 
 
@@ -85,20 +85,20 @@ def incident(database_url: str, tmp_path: Path) -> tuple[str, Path]:
 
 
 def _session(database_url: str, archive: Path, tables: list[str]) -> Any:
-    return recover.recovery_session(database_url, archive, tables, jobs=2, pg_restore="pg_restore",
-                                    run=recover.client_runner(database_url), lock_timeout_ms=2000,
+    return row_merge.recovery_session(database_url, archive, tables, jobs=2, pg_restore="pg_restore",
+                                    run=row_merge.client_runner(database_url), lock_timeout_ms=2000,
                                     statement_timeout_ms=60_000)
 
 
-def _preview(database_url: str, archive: Path, tables: list[str], overwrite: bool = False) -> recover.RecoveryPreview:
+def _preview(database_url: str, archive: Path, tables: list[str], overwrite: bool = False) -> row_merge.RecoveryPreview:
     with _session(database_url, archive, tables) as session:
-        return recover.preview(session, archive.name, overwrite, time.monotonic())
+        return row_merge.preview(session, archive.name, overwrite, time.monotonic())
 
 
 def _apply(database_url: str, archive: Path, tables: list[str], digest: str,
-           overwrite: bool = False) -> recover.RecoveryResult:
+           overwrite: bool = False) -> row_merge.RecoveryResult:
     with _session(database_url, archive, tables) as session:
-        return recover.apply(session, archive.name, overwrite, digest, time.monotonic())
+        return row_merge.apply(session, archive.name, overwrite, digest, time.monotonic())
 
 
 def test_preview_counts_missing_differing_and_newer_rows_without_changing_anything(incident: tuple[str, Path]) -> None:
@@ -173,7 +173,7 @@ def test_children_without_their_parents_are_refused_in_the_preview(incident: tup
     [
         (["page_views"], NoPrimaryKey, "page_views has no primary key"),
         (["nope"], TableNotLive, "public.nope does not exist in the live database"),
-        (["users;drop"], recover.InvalidTableName, "is not a table name"),
+        (["users;drop"], row_merge.InvalidTableName, "is not a table name"),
     ],
 )
 def test_refusals_before_anything_runs(incident: tuple[str, Path], tables: list[str], error: type[Exception],
@@ -196,16 +196,16 @@ def test_the_scratch_database_is_dropped_when_the_restore_fails(incident: tuple[
     url, _ = incident
     broken = tmp_path / "broken.dump"
     broken.write_bytes(b"PGDMP not really")
-    with pytest.raises(recover.RecoverError, match="cannot be read"):
+    with pytest.raises(row_merge.RecoverError, match="cannot be read"):
         _preview(url, broken, ["users"])
     calls: list[list[str]] = []
 
     def failing(argv: list[str], password: str | None) -> None:
         calls.append(argv)
-        raise recover.RecoverError("pg_restore failed")
+        raise row_merge.RecoverError("pg_restore failed")
 
     _, archive = incident
-    with pytest.raises(recover.RecoverError, match="pg_restore failed"), recover.recovery_session(
+    with pytest.raises(row_merge.RecoverError, match="pg_restore failed"), row_merge.recovery_session(
             url, archive, ["users"], jobs=1, pg_restore="pg_restore", run=failing, lock_timeout_ms=1000,
             statement_timeout_ms=10_000):
         pass

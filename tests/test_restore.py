@@ -13,9 +13,9 @@ import pytest
 from psycopg import sql
 
 from tests.test_backup import PASSWORD, build_example, with_password
-from workers.backup import manifest_path, take_backup
-from workers.restore import KEPT_TABLES, RestoreError, restore_backup
-from workers.verify import count_all_rows, user_tables
+from workers.postgres.checks import count_all_rows, user_tables
+from workers.postgres.pg_dump import manifest_path, take_backup
+from workers.postgres.pg_restore import KEPT_TABLES, RestoreError, restore_backup
 
 
 @pytest.fixture
@@ -145,7 +145,7 @@ def test_restore_behind_an_application_lock_fails_instead_of_hanging(example_url
 
 
 def test_the_bots_own_tables_are_left_out_of_a_restore() -> None:
-    from workers.restore import archive_tables, restore_list
+    from workers.postgres.pg_restore import archive_tables, restore_list
 
     toc = [
         ";",
@@ -168,7 +168,7 @@ def test_the_bots_own_tables_are_left_out_of_a_restore() -> None:
     assert archive_tables(toc) == {"public.migration_history", "public.rollback_target_identity", "public.projects"}
 
 
-# -- restore by swapping databases (workers/swap.py) -------------------------------------------------
+# -- restore by swapping databases (workers/postgres/swap.py) -------------------------------------------------
 
 
 def _databases(admin_url: str, prefix: str) -> dict[str, bool]:
@@ -285,7 +285,7 @@ def test_a_swap_that_fails_before_the_switch_leaves_the_target_as_it_was(
     assert _databases(postgres_admin_url, swapped) == {swapped: True}  # no leftover, connections allowed
 
 
-# -- dumps made by hand (workers/dumpfiles.py): the playbook's `pg_dump | gzip`, plain `.sql`, `pg_dump -Fc` ---
+# -- dumps made by hand (workers/postgres/dump_reader.py): the playbook's `pg_dump | gzip`, plain `.sql`, `pg_dump -Fc` ---
 
 
 def dump_by_hand(url: str, path: Path, kind: str) -> Path:

@@ -10,7 +10,8 @@ import psycopg
 from tests.engine_support import EXAMPLE_MIGRATIONS, KNOWN_GOOD, NEW_FEATURE, NEW_FEATURE_DIR, copy_migrations
 from workers.engine import Engine
 from workers.engine.scripts import load
-from workers.schema_diff import Fingerprint, compare, fingerprint
+from workers.postgres.schema import Fingerprint, fingerprint
+from workers.verbs.diff import compare
 
 
 def _fingerprint(url: str, target: str) -> Fingerprint:

@@ -9,7 +9,7 @@ import pytest
 
 from sandbox.http_stub import ACCEPTED_THEN_500, ACCEPTED_THEN_DROPPED, ACCEPTED_THEN_SILENT, REFUSED
 from sandbox.supabase import DEFAULT_REF, SupabaseServer
-from workers.supabase import (
+from workers.providers.supabase import (
     OutsideWindow,
     PitrNotEnabled,
     PitrWindow,

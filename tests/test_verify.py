@@ -14,7 +14,13 @@ import pytest
 from core.config import Target
 from tests.test_backup import PASSWORD, build_example, with_password
 from workers import messages
-from workers.verify import VerifyError, check_migration_health, count_all_rows, count_rows, run_checks
+from workers.postgres.checks import (
+    VerifyError,
+    check_migration_health,
+    count_all_rows,
+    count_rows,
+    run_checks,
+)
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 

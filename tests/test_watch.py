@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.watch import Sample, Signal, Thresholds, Watch, error_rate
+from workers.verbs.watch import Sample, Signal, Thresholds, Watch, error_rate
 
 
 def test_a_health_regression_pages_and_its_recovery_clears_it() -> None:

@@ -26,7 +26,7 @@ from tests.fixtures.stack import (
     thread_text,
 )
 from tests.test_watch_flow import GOOD, Health, health, watch_env  # noqa: F401  (health: fixture)
-from workers.paging import dedup_key
+from workers.runtime.escalation import dedup_key
 
 
 class SmokeGate:

@@ -30,7 +30,7 @@ from tests.fixtures.stack import (
     wait_job,
     write_config,
 )
-from workers.paging import dedup_key
+from workers.runtime.escalation import dedup_key
 
 GOOD = "2025_10_20_120001"
 WINDOW_SECONDS = 20

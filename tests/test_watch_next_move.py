@@ -35,7 +35,7 @@ from tests.fixtures.stack import (
     wait_job,
 )
 from tests.test_watch_flow import GOOD, Health, health, watch_env  # noqa: F401  (health: fixture)
-from workers.paging import dedup_key
+from workers.runtime.escalation import dedup_key
 
 ALICE, BOB = REQUESTER, APPROVER
 BAD = "2025_10_20_150000"

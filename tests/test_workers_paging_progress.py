@@ -8,8 +8,8 @@ from slack_sdk import WebClient
 
 from tests.fixtures.fakes import SLACK_TOKEN, WAIT_SECONDS
 from tests.fixtures.stack import CHANNEL, post_root, thread_text
-from workers.paging import Pager, dedup_key, escalate
-from workers.progress import Progress, make_client
+from workers.runtime.escalation import Pager, dedup_key, escalate
+from workers.runtime.progress import Progress, make_client
 
 KEY = "R0UT1NGKEY0000000000000000000000"
 

@@ -16,7 +16,7 @@ from tests.fixtures.stack import (
     enqueue,
     wait_job,
 )
-from workers.report import render
+from workers.verbs.report import render
 
 
 def test_report_of_a_rolled_back_request(stack_env, database_url, slack_api, worker):
@@ -55,8 +55,8 @@ def test_render_is_pure_and_survives_an_unknown_thread():
 
 
 def test_names_come_from_users_info_and_unknown_ids_stay_ids(slack_api):
-    from workers.progress import make_client
-    from workers.report import resolve_names, user_ids
+    from workers.runtime.progress import make_client
+    from workers.verbs.report import resolve_names, user_ids
 
     thread = [{"ts": "1700000000.000100", "user": "U_ROLLBACKBOT", "text": "approved by <@U_BOB> for <@U_ALICE>"}]
     ids = user_ids(thread, {"requester": "U_ALICE", "approver": "U_BOB"}, "U_CAROL")

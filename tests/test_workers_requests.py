@@ -150,7 +150,7 @@ def test_restore_runs_backup_maintenance_restore_verify_maintenance_off_and_keep
     assert request_store(stack_env).current_plan(CHANNEL, "prod") is None
     assert not pagerduty.events
 
-    # in maintenance, the restore ran in parallel and switched the new database in (workers/swap.py)
+    # in maintenance, the restore ran in parallel and switched the new database in (workers/postgres/swap.py)
     assert details["method"] == "swap" and "pg_restore -j" in text, text
     replaced = details["replaced_database"]
     assert f"kept as `{replaced}`" in text

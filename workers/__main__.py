@@ -16,10 +16,11 @@ from rq import Queue, Worker
 
 from core import defaults
 from core.config import ConfigError
-from workers import errors, failures, history, identity, watchdog
-from workers.context import Context, context
 from workers.engine.messages import CLI
-from workers.errors import describe
+from workers.postgres import identity, migration_history
+from workers.runtime import errors, failures, watchdog
+from workers.runtime.context import Context, context
+from workers.runtime.errors import describe
 
 log = logging.getLogger("workers")
 
@@ -45,7 +46,7 @@ def confirm_identity(ctx: Context, argv: list[str]) -> int:
         with ctx.connect(target) as conn:
             previous = identity.check(conn, ctx.redis, target.name)
             confirmed = identity.confirm(conn, ctx.redis, target.name, by=args.by)
-            history.record(conn, operation="identity_confirm", status="completed", executed_by=args.by,
+            migration_history.record(conn, operation="identity_confirm", status="completed", executed_by=args.by,
                            details={"identity": confirmed.to_dict(), "previous": previous.to_dict()})
     except Exception as exc:
         print(f"error: {describe(exc, advice=CLI)}", file=sys.stderr)

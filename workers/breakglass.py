@@ -1,8 +1,8 @@
 """`run-migrations --target NAME`: the break-glass path with the bot's own safety nets.
 
 With a target configured in rollback.toml, the command line gets what the workers do before a change:
-the wrong-database guard (workers/identity.py: the identity recorded for the target in Redis and in
-the database itself) and a fresh, verified backup (workers/backup.py) before a real rollback or repair,
+the wrong-database guard (workers/postgres/identity.py: the identity recorded for the target in Redis and in
+the database itself) and a fresh, verified backup (workers/postgres/pg_dump.py) before a real rollback or repair,
 recorded in migration_history. `--no-backup` skips the backup, and that is written into history too
 (who, why it matters later). Plain `DATABASE_URL` use stays as the playbook has it: none of this.
 
@@ -22,8 +22,8 @@ import redis
 from core import defaults
 from core.config import ConfigError, Settings, Target, load_settings
 from core.errors import RollbackError
-from workers import history, identity
-from workers.backup import BackupResult, take_backup
+from workers.postgres import identity, migration_history
+from workers.postgres.pg_dump import BackupResult, take_backup
 
 
 class BreakGlassError(RollbackError):
@@ -92,4 +92,4 @@ def backup_first(run: TargetRun, actor: str, operation: str, *, no_backup: bool,
 
 def _record(run: TargetRun, **fields: Any) -> None:
     with psycopg.connect(run.conninfo, autocommit=True, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS) as conn:
-        history.record(conn, **fields)
+        migration_history.record(conn, **fields)

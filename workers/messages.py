@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from core import steps
 from core.requests import Request
-from workers.checks import Check, CheckKind
+from workers.postgres.check_results import Check, CheckKind
 
 if TYPE_CHECKING:  # types only: the modules that build these results import this one
-    from workers.backup import BackupResult
-    from workers.engine.reports import RunReport, StatementResult
+    from core.config import Target
+    from workers.engine.results import StatementResult
+    from workers.postgres.pg_dump import BackupResult
 
 # Emoji prefixes keep a busy incident thread scannable.
 STARTED = ":hourglass_flowing_sand:"
@@ -187,13 +188,6 @@ def command_timed_out(timeout_s: float) -> str:
     return f"did not finish within {seconds(timeout_s)}"
 
 
-def baseline_from(request_id: str | None, when: str | None) -> str:
-    """Where a standalone verification's row-count baseline comes from."""
-    if not request_id:
-        return f"row counts: {NO_EARLIER_COUNT} (no rollback of this target with counts taken before it is recorded)"
-    return f"row counts compared with those taken before rollback {request_id} ({when or 'time unknown'})"
-
-
 def verification_failed(failed: Sequence[str]) -> str:
     return f"checks failed: {', '.join(failed)}"
 
@@ -236,20 +230,7 @@ def page_resolved(request_id: str) -> str:
     return f"{DONE} Request {request_id} completed and verified: the page was resolved."
 
 
-def history_line(row: Mapping[str, Any]) -> str:
-    who = row.get("executed_by") or "?"
-    approved = f", approved by {row.get('approved_by')}" if row.get("approved_by") else ""
-    return (
-        f"{row.get('executed_at')}  {row.get('operation')} {row.get('version') or ''} "
-        f"{row.get('status')} by {who}{approved}"
-    ).replace("  ", " ")
-
-
-# --- the incident record (workers/report.py) -----------------------------------------------------
-
-
-def report_uploaded(path: str) -> str:
-    return f"{DONE} Incident record written to `{path}` and attached to this thread."
+# --- the incident record (workers/verbs/report.py) -----------------------------------------------------
 
 
 # --- step details and figures (what a started/finished line says) ---------------------------------
@@ -262,22 +243,6 @@ def dump_of(target: str, why: str = "") -> str:
 BEFORE_ROLLBACK = "before rolling back"
 BEFORE_RESTORE = "before restoring over it"
 BEFORE_UNDO = "before undoing a rollback"
-
-
-def restore_of(backup: str, into: str, target: str) -> str:
-    return f"`{backup}` into {into} {target}"
-
-
-def rollback_of(versions: Sequence[str], to_version: str | None) -> str:
-    return f"{', '.join(versions)} → {to_version}"
-
-
-def rollback_figures(run: RunReport) -> dict[str, Any]:
-    return {
-        "reverted": ", ".join(run.versions) or "nothing",
-        "statements": len(run.statements),
-        "already done": "yes" if run.already_done else None,
-    }
 
 
 def _approx_seconds(ms: float) -> str:
@@ -302,11 +267,7 @@ def snapshot_figures(snapshot: Mapping[str, Any]) -> dict[str, Any]:
     return {"snapshot": snapshot.get("name")}
 
 
-def digitalocean_note(error: BaseException | str) -> str:
-    return f"DigitalOcean: {error}"
-
-
-# --- PostgreSQL clients, backups and restores (workers/backup.py, workers/restore.py) -------------
+# --- PostgreSQL clients, backups and restores (workers/postgres/pg_dump.py, workers/postgres/pg_restore.py) -------------
 
 
 def dump_running(target: str, written_bytes: int, elapsed_s: float) -> str:
@@ -321,7 +282,7 @@ INTO_THE_TARGET = "the target"
 KEPT_TABLES_LABEL = "the bot's own tables"
 
 
-# --- DigitalOcean (workers/digitalocean.py) --------------------------------------------------------
+# --- DigitalOcean (workers/providers/digitalocean.py) --------------------------------------------------------
 
 
 def do_snapshot_progress(name: str, droplet_id: Any, status: Any, elapsed_s: float) -> str:
@@ -336,7 +297,7 @@ def do_cluster_progress(name: str, status: Any, elapsed_s: float) -> str:
     return f"new cluster {name}: {status} after {seconds(elapsed_s)}"
 
 
-# -- backups made by hand (workers/dumpfiles.py) -----------------------------------------------------
+# -- backups made by hand (workers/postgres/dump_reader.py) -----------------------------------------------------
 
 FORMAT_NAMES = {"plain": "plain SQL", "plain-gzip": "plain SQL, gzipped", "custom": "custom-format archive",
                 "directory": "directory-format archive", "tar": "tar-format archive"}
@@ -349,3 +310,124 @@ VERIFIED_BY = {
     "directory": "read whole by pg_restore, every COPY block closed with whole rows",
     "tar": "read whole by pg_restore, every COPY block closed with whole rows",
 }
+
+
+def dump_format(name: Any) -> str:
+    """A backup's format as people say it (workers/postgres/dump_reader.py FORMAT_NAMES)."""
+    return FORMAT_NAMES.get(str(name), str(name or "unknown format"))
+
+
+def watch_page_resolved(request_id: str, ok: bool, detail: str | None) -> str:
+    if ok:
+        return f"{DONE} {request_id}: everything is healthy again; the page is resolved. Watching on."
+    return f"{WARNING} {request_id}: everything is healthy again, but the page could not be resolved ({detail})."
+
+
+def _page_fate(resolved: bool | None) -> str:
+    if resolved is None:
+        return ""
+    return (" Its page is resolved: the new request's own pipeline and watch page from now on." if resolved
+            else " Its page could NOT be resolved: resolve it by hand.")
+
+
+def watch_superseded(request_id: str, target: str, by_request: str, link: str | None, seen: str,
+                     resolved: bool | None) -> str:
+    where = f" (<{link}|thread>)" if link else ""
+    return (f"{DONE} {request_id}: the watch of *{target}* ended: superseded by {by_request}{where}, which changes "
+            f"*{target}* now. Last seen: {seen}.{_page_fate(resolved)}")
+
+
+def watch_handed_over(request_id: str, old_request: str, link: str | None, seen: str, resolved: bool | None) -> str:
+    where = f" (<{link}|thread>)" if link else ""
+    return (f":eyes: {request_id}: the watch of {old_request}{where} ended, superseded by this request. Last seen: "
+            f"{seen}.{_page_fate(resolved)}")
+
+
+def watch_superseded_outcome(by_request: str) -> str:
+    return f"watch superseded by {by_request}"
+
+
+def recovery_succeeded(request_id: str, target: str, what: str, unverified: str | None = None, *,
+                       watched: bool = True) -> str:
+    """`unverified`: the target name the result becomes once added (a new cluster, not checked by the request);
+    `watched`: whether the watch window follows (not for a new cluster the application does not use yet)."""
+    unwatched = (" Not watched: the application does not use the new cluster yet; once it is switched over, watch "
+                 "it yourself." if not watched else "")
+    if unverified:
+        return (f"{DONE} Request {request_id}: {what} of *{target}* done; the new cluster is not verified yet: add "
+                f"it as target *{unverified}* as above and run `/rollback verify {unverified}`.{unwatched}")
+    if not watched:
+        return f"{DONE} Request {request_id}: {what} of *{target}* done.{unwatched}"
+    return f"{DONE} Request {request_id}: {what} of *{target}* done and verified."
+
+
+def preview_changed() -> str:
+    return ("the database changed since the preview that was approved (its hash differs); nothing was changed. "
+            "Ask again to see the new preview")
+
+
+def backup_unusable(backup: str) -> str:
+    return f"backup {backup} does not exist or does not verify; `/rollback backups` lists the verified ones"
+
+
+def api_failing(error: str, paged: bool, paging_problem: str) -> str:
+    """The check could not finish because the provider's API is failing (5xx, unreachable) after retries."""
+    who = ("on-call has been paged (PagerDuty)" if paged
+           else f"paging on-call failed too ({paging_problem}): call them yourself")
+    return f"the API is failing: {error}; {who}. Meanwhile: {OTHER_OPTIONS}"
+
+
+def api_refused(error: str) -> str:
+    """A 4xx from the provider's API while checking: its answer, so no page; the other options named."""
+    return f"{error}. Instead: {OTHER_OPTIONS}"
+
+
+def not_a_utc_time(text: str) -> str:
+    return f"{text[:40]!r} is not a UTC time: write it like 2025-10-20T14:59:00Z"
+
+
+def waiting_for_database(target: str, waited_s: float) -> str:
+    return f"waiting for PostgreSQL of {target} to answer ({seconds(waited_s)})"
+
+
+def database_did_not_answer(target: str, waited_s: float) -> str:
+    return (f"PostgreSQL of {target} did not answer within {seconds(waited_s)} after the recovery; check the "
+            "database, then run `/rollback verify`")
+
+
+def versions_not_as_promised(promised: Sequence[str], found: Sequence[str]) -> str:
+    def last(versions: Sequence[str]) -> str:
+        return versions[-1] if versions else "none"
+    return (f"the database is not where the approval said: applied versions should end at {last(promised)} "
+            f"({len(promised)} applied), found {last(found)} ({len(found)} applied)")
+
+
+NOT_ESCROWED = "not escrowed:"  # how the dry run's warnings name a statement whose data escrow cannot hold
+
+
+def not_escrowed_count(warnings: Sequence[str]) -> int:
+    return sum(1 for w in warnings if str(w).startswith(NOT_ESCROWED))
+
+
+def safety_net(target: Target, not_escrowed: int) -> str:
+    """Which net is under a rollback of this target: shown on the plan and the approval card."""
+    net = []
+    if target.full_backup or not_escrowed:
+        net.append("full backup (pg_dump)")
+    if target.escrow:
+        net.append("data-loss escrow (undo with `/rollback undo`)")
+    if target.platform_net:
+        net.append(target.platform_net)
+    text = " + ".join(net)
+    if not_escrowed and not target.full_backup:
+        text += f"; the full backup is mandatory: {not_escrowed} statement(s) not escrowed"
+    return text
+
+
+def backup_skipped_for_escrow(target: str, net: str | None) -> str:
+    return (f"no pg_dump of {target}: its backup policy is `escrow`, every destroyed value is escrowed in the "
+            f"rollback's transaction, and {net or 'the provider'} also protects it")
+
+
+OTHER_OPTIONS = ("`/rollback restore <backup>` (our own pg_dump backups) or `/rollback recover <backup> <tables>` "
+                 "for lost rows")

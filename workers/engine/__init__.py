@@ -26,7 +26,7 @@ from workers.engine.errors import (
     UnsupportedStatement,
 )
 from workers.engine.redact import redact
-from workers.engine.reports import (
+from workers.engine.results import (
     DryRunReport,
     MigrationState,
     Plan,

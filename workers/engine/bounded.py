@@ -39,7 +39,7 @@ from workers.engine.forecast import (
     suggest_reorder,
     table_stalls,
 )
-from workers.engine.reports import Plan, StatementResult
+from workers.engine.results import Plan, StatementResult
 from workers.engine.sqleffects import DestroyKind, LockMode, qualified
 
 _DML = ("INSERT", "UPDATE", "DELETE", "MERGE")

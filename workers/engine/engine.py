@@ -19,7 +19,7 @@ from workers.engine.errors import ConnectionFailed, DatabaseError, EngineError, 
 from workers.engine.planning import build_rollback_plan, build_status
 from workers.engine.redact import password_of, redact
 from workers.engine.repair import RepairPlan, RepairReport
-from workers.engine.reports import DryRunReport, Plan, RunReport, ServerInfo, StatusReport
+from workers.engine.results import DryRunReport, Plan, RunReport, ServerInfo, StatusReport
 from workers.engine.undo import UndoPlan, UndoReport
 from workers.engine.versions import parse_version
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from workers.engine.forecast import Forecast, TableStall
-    from workers.engine.reports import DryRunReport, Plan, RunReport, StatusReport
+    from workers.engine.results import DryRunReport, Plan, RunReport, StatusReport
 
 VERSION_FORMAT = "YYYY_MM_DD_HHMMSS"
 

@@ -13,7 +13,7 @@ from workers.engine.errors import (
     UnparseableScript,
     UnsupportedStatement,
 )
-from workers.engine.reports import MigrationState, Plan, PlanStep, ServerInfo, StatusReport
+from workers.engine.results import MigrationState, Plan, PlanStep, ServerInfo, StatusReport
 from workers.engine.scripts import MigrationSet
 from workers.engine.store import Row
 from workers.engine.versions import Status, apply_versions, newest_completed, rollback_versions

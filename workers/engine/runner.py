@@ -22,7 +22,7 @@ from workers.engine import bounded, escrow, interrupts, messages, sqltext, store
 from workers.engine.errors import EngineError, EscrowIncomplete, LockTimeout, MigrationFailed, PlanChanged
 from workers.engine.locks import RetryPolicy, local_timeouts, session_timeouts, with_lock_retries
 from workers.engine.planning import build_apply_plan, build_rollback_plan
-from workers.engine.reports import DryRunReport, Plan, PlanStep, RunReport, ServerInfo, StatementResult
+from workers.engine.results import DryRunReport, Plan, PlanStep, RunReport, ServerInfo, StatementResult
 from workers.engine.scripts import MigrationSet
 
 # Failures are written on a fresh connection when the run's own was abandoned after an interruption.

@@ -36,7 +36,7 @@ from workers.engine.errors import (
 )
 from workers.engine.escrow import SCHEMA, Held, Restore
 from workers.engine.locks import local_timeouts
-from workers.engine.reports import PlanStep, RunReport, ServerInfo, StatementResult
+from workers.engine.results import PlanStep, RunReport, ServerInfo, StatementResult
 from workers.engine.sqleffects import qualified
 
 

@@ -1,7 +1,7 @@
 """The worker side of each request kind, one module per kind (`workers/verbs/<kind>.py`, named by
 core/kinds.py's `Kind.module`): its own steps, its start check, its promise and its outcome line.
 
-Every module offers the same four names, which the one runner (workers/pipeline.py) reads:
+Every module offers the same four names, which the one runner (workers/runtime/approved_requests.py) reads:
 - `STEPS`: the kind's own step functions by step name (the shared ones, backup, maintenance, verify and
   finish, are the runner's);
 - `start_check(ctx, request, target, progress) -> Refusal | None`: what must still hold when the approved
@@ -24,8 +24,8 @@ from core.config import Target
 from core.jsontypes import JsonObject
 from core.kinds import RequestKind
 from core.requests import Request
-from workers.context import Context
-from workers.progress import Progress
+from workers.runtime.context import Context
+from workers.runtime.progress import Progress
 
 StepFunction = Callable[[Context, Request, Target, Progress], JsonObject]
 

@@ -4,32 +4,179 @@ as a target and switch to it. Not watched: the application does not use the new 
 
 from __future__ import annotations
 
-from core.config import Target
+import json
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from core.config import Target, database_url_env_for
 from core.jsontypes import JsonObject
-from core.requests import Request
-from workers import recovery, recovery_messages
-from workers.context import Context
-from workers.progress import Progress
+from core.prechecks import PreviewCheck
+from core.requests import Request, RequestKind
+from workers import messages
+from workers.engine.redact import MASK
+from workers.postgres import migration_history
+from workers.runtime import previews
+from workers.runtime.context import Context
+from workers.runtime.previews import (
+    RecoveryRefused,
+    _guarded_identity,
+    _iso_unix,
+    applied_versions,
+    digest_of,
+    digitalocean,
+    parse_utc,
+)
+from workers.runtime.progress import Progress
 from workers.verbs import Promise, Refusal
 
 
 def start_check(ctx: Context, request: Request, target: Target, progress: Progress) -> Refusal | None:
-    return recovery.recheck(request, lambda: recovery.same_backup(recovery.cluster_preview(ctx, target, None), request))
+    return previews.recheck(request, lambda: previews.same_backup(cluster_preview(ctx, target, None), request))
 
 
-STEPS = {"new_cluster": recovery.new_cluster}
+NEW_CLUSTER_OUTCOME = "new cluster ready; not watched (the application does not use it yet)"
+
+
+def no_managed_cluster(target: str) -> str:
+    return (f"target {target} names no managed cluster (`do_database_id` in rollback.toml): use "
+            "`/rollback snapshot-restore` for a droplet, or `/rollback restore <backup>`")
+
+
+def no_cluster_backup(database_id: str, point: str | None) -> str:
+    when = f" taken before {point}" if point else ""
+    return f"managed cluster {database_id} has no backup{when}; the DigitalOcean console lists them"
+
+
+def new_cluster_of(name: str, database_id: str) -> str:
+    return f"{name} from the backup of cluster {database_id}"
+
+
+def new_cluster_figures(created: Mapping[str, Any]) -> dict[str, Any]:
+    return {"cluster": created.get("name"), "host": created.get("host"), "backup": created.get("backup_created_at")}
+
+
+def cluster_switch(target: str, created: Mapping[str, Any]) -> str:
+    return (f":information_source: New cluster *{created.get('name')}* is online: host `{created.get('host')}`, "
+            f"port {created.get('port')}, database `{created.get('database')}`, user `{created.get('user')}` (its "
+            f"password is in the DigitalOcean console, never here). Target *{target}* was not changed. *To switch*: "
+            f"point the application's database URL and {database_url_env_for(target)} at it, restart the workers, "
+            f"then run `python -m workers confirm-identity {target}` (until then the wrong-database guard refuses "
+            f"writes to {target}: its database changed).")
+
+
+PASSWORD_PLACEHOLDER = MASK  # what the thread shows in place of any password anyway
+
+
+def cluster_as_target(new_target: str, toml: str, url_env: str, url: str) -> str:
+    """How to verify the new cluster before switching: the target's section and its URL, exactly."""
+    return (f":mag: *To verify it first*, make it target *{new_target}*: add this to rollback.toml (the bot's "
+            f"and the workers'),\n```{toml}```\nset this in the workers' environment, with the password from the "
+            f"DigitalOcean console in place of `{PASSWORD_PLACEHOLDER}`,\n```{url_env}={url}```\nrestart the bot "
+            f"and the workers, then run `/rollback verify {new_target}`.")
+
+
+def cluster_not_as_promised(field: str, promised: object, found: object) -> str:
+    return f"the new cluster's {field} is {found!r}, the approval named {promised!r}"
+
+
+def cluster_preview(ctx: Context, target: Target, point: str | None) -> PreviewCheck:
+    if not target.do_database_id:
+        raise RecoveryRefused(no_managed_cluster(target.name))
+    backups = digitalocean(ctx).database_backups(target.do_database_id)  # newest first
+    limit = parse_utc(point) if point else None
+    chosen = next((b for b in backups if limit is None or (_iso_unix(b.get("created_at")) or 0) <= limit), None)
+    if chosen is None:
+        raise RecoveryRefused(no_cluster_backup(target.do_database_id, point))
+    created = str(chosen.get("created_at"))
+    taken = _iso_unix(created)
+    stamp = datetime.fromtimestamp(taken or time.time(), UTC).strftime("%Y%m%d%H%M")
+    new_name = f"{target.name}-restored-{stamp}"
+    with ctx.connect(target) as conn:
+        found = _guarded_identity(ctx, conn, target)
+        versions = [v for v, _ in applied_versions(conn)]
+    preview: JsonObject = {"kind": RequestKind.CLUSTER_RESTORE.value, "target": target.name,
+                           "database_id": target.do_database_id, "backup_created_at": created, "new_name": new_name,
+                           "versions_before": versions, "versions_after": None, "point_unix": None}
+    digest = digest_of(found, {"kind": "cluster_restore", "database_id": target.do_database_id, "backup": created})
+    return PreviewCheck(ok=True, digest=digest, preview=preview,
+                        params={"backup_created_at": created, "new_name": new_name})
+
+
+def new_cluster(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+    """The new cluster, followed until online (bounded); the thread gets its host and what to switch,
+    never a password or a URI."""
+    assert target.do_database_id is not None
+    new_name = str(request.params["new_name"])
+    started = progress.start("new_cluster", new_cluster_of(new_name, target.do_database_id))
+    with progress.heartbeat("new_cluster") as beat:
+        created = digitalocean(ctx).restore_cluster(
+            target.do_database_id, new_name, str(request.params.get("backup_created_at") or "") or None,
+            heartbeat=beat, poll_seconds=ctx.options.do_poll_s, timeout_s=ctx.options.do_action_timeout_s)
+    with ctx.connect(target) as conn:
+        migration_history.record(conn, operation="cluster_restore", status="completed", executed_by=request.requester,
+                       approved_by=request.approver, request_id=request.id,
+                       duration_ms=int(float(created.get("duration_s") or 0) * 1000),
+                       details={k: created.get(k) for k in ("id", "name", "host", "port", "database",
+                                                            "backup_created_at")})
+    progress.finish("new_cluster", started, new_cluster_figures(created))
+    new_target = restored_target_name(target.name)
+    progress.post(cluster_switch(target.name, created))
+    progress.post(cluster_as_target(
+        new_target, restored_target_toml(target, new_target, created), database_url_env_for(new_target),
+        cluster_url_template(created)))
+    return {"new_cluster": created, "new_target": new_target}
+
+
+RESTORED_SUFFIX = "-restored"
+
+
+def restored_target_name(name: str) -> str:
+    """The target name the thread suggests for a cluster restored from `name`'s backup (a valid name:
+    at most 40 characters)."""
+    return name[:40 - len(RESTORED_SUFFIX)] + RESTORED_SUFFIX
+
+
+def _toml_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string is a TOML basic string
+
+
+def restored_target_toml(target: Target, new_target: str, created: Mapping[str, Any]) -> str:
+    """The rollback.toml section that makes the new cluster a target: the same migrations and critical
+    tables as the target it was restored from, its own cluster id; never the live application's health
+    URL, smoke test or maintenance hooks, which act on what the application uses now."""
+    lines = [f"[targets.{new_target}]",
+             f"database_url_env = {_toml_string(database_url_env_for(new_target))}",
+             f"migrations_dir = {_toml_string(target.migrations_dir)}"]
+    if target.critical_tables:
+        lines.append(f"critical_tables = [{', '.join(_toml_string(t) for t in target.critical_tables)}]")
+    if created.get("id"):
+        lines.append(f"do_database_id = {_toml_string(str(created['id']))}")
+    return "\n".join(lines)
+
+
+def cluster_url_template(created: Mapping[str, Any]) -> str:
+    """The new cluster's database URL with the password left for the operator to fill in from the
+    DigitalOcean console (the API's answer holds it; it never leaves the worker)."""
+    url = (f"postgresql://{created.get('user')}:{PASSWORD_PLACEHOLDER}@{created.get('host')}:"
+           f"{created.get('port')}/{created.get('database')}")
+    return url + ("?sslmode=require" if created.get("ssl") else "")
+
+
+STEPS = {"new_cluster": new_cluster}
 
 
 def promised(ctx: Context, request: Request, target: Target, state: JsonObject) -> Promise:
     """The new cluster is the one the card named, made from the backup it named."""
     created = (state.get("new_cluster") or {}).get("new_cluster") or {}
     wanted = {"name": request.params.get("new_name"), "backup_created_at": request.params.get("backup_created_at")}
-    wrong = tuple(recovery_messages.cluster_not_as_promised(k, v, created.get(k))
+    wrong = tuple(cluster_not_as_promised(k, v, created.get(k))
                   for k, v in wanted.items() if v and created.get(k) != v)
     return Promise(mismatches=wrong)
 
 
 def succeeded(request: Request, target: Target, state: JsonObject, duration_s: float) -> str:
     new_target = (state.get("new_cluster") or {}).get("new_target")
-    return recovery_messages.recovery_succeeded(request.id, target.name, "restore into a new managed cluster",
+    return messages.recovery_succeeded(request.id, target.name, "restore into a new managed cluster",
                                                 str(new_target) if new_target else None, watched=False)

@@ -1,25 +1,153 @@
 """`/rollback recover <backup> <tables>`: lost rows back from a verified backup, newer rows kept
 (core/kinds.py RECOVER; playbook scenario 4): a backup of just those tables, then the rows in one
-transaction (workers/recovery.py, workers/recover.py)."""
+transaction (workers/runtime/previews.py, workers/postgres/row_merge.py)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
 from core.config import Target
 from core.jsontypes import JsonObject
-from core.requests import Request
-from workers import recovery, recovery_messages
-from workers.context import Context
-from workers.progress import Progress
+from core.prechecks import PreviewCheck
+from core.requests import Request, RequestKind
+from workers import messages
+from workers.postgres import dump_reader, identity, migration_history, row_merge
+from workers.postgres.pg_dump import take_backup
+from workers.postgres.pg_restore import check_backup
+from workers.runtime import previews
+from workers.runtime.context import Context
+from workers.runtime.errors import StepFailed
+from workers.runtime.previews import RecoveryRefused, _guarded_identity, applied_versions, digest_of
+from workers.runtime.progress import Progress
 from workers.verbs import Promise, Refusal
 
 
 def start_check(ctx: Context, request: Request, target: Target, progress: Progress) -> Refusal | None:
-    return recovery.recheck(request, lambda: recovery.recover_preview(
+    return previews.recheck(request, lambda: recover_preview(
         ctx, target, str(request.backup), list(request.params.get("tables") or []),
         bool(request.params.get("overwrite"))))
 
 
-STEPS = {"table_backup": recovery.table_backup, "recover": recovery.recover_rows}
+BEFORE_RECOVERY = "before the table recovery"
+
+
+def no_table_backup() -> str:
+    return "no verified backup of the tables, so nothing was recovered (no backup, no change)"
+
+
+def recover_of(backup: str, tables: Sequence[str], overwrite: bool) -> str:
+    mode = "missing rows inserted, differing rows overwritten" if overwrite else "missing rows inserted"
+    return f"{', '.join(tables)} from `{backup}` ({mode}, one transaction)"
+
+
+def recover_figures(inserted: Mapping[str, int], overwritten: Mapping[str, int], before: Mapping[str, int],
+                    after: Mapping[str, int]) -> dict[str, Any]:
+    return {
+        "inserted": ", ".join(f"{t} {n}" for t, n in inserted.items()) or "0",
+        "overwritten": ", ".join(f"{t} {n}" for t, n in overwritten.items() if n) or None,
+        "rows": ", ".join(f"{t} {before[t]} → {after.get(t)}" for t in before) or None,
+    }
+
+
+def rows_not_put_back(table: str, before: int, inserted: int, after: int) -> str:
+    return f"{table} should have {before} + {inserted} rows after the recovery, has {after}"
+
+
+def _archive(ctx: Context, target: Target, backup: str) -> tuple[Path, Mapping[str, Any]]:
+    """The backup's archive and manifest, when it exists and verifies (checksum, `pg_restore --list`)."""
+    checked = check_backup(backup, backup_dir=ctx.settings.backup_dir, target=target.name,
+                           pg_restore=ctx.options.pg_restore)
+    if not checked.ok or not checked.backup:
+        raise RecoveryRefused(checked.error or messages.backup_unusable(backup))
+    return Path(str(checked.backup["path"])), checked.backup
+
+
+def _session(ctx: Context, target: Target, archive: Path, tables: Sequence[str],
+             beat: Callable[[str], None] | None = None) -> Any:
+    conninfo = ctx.conninfo(target)
+    return row_merge.recovery_session(
+        conninfo, archive, tables, jobs=ctx.options.restore_jobs, pg_restore=ctx.options.pg_restore,
+        run=row_merge.client_runner(conninfo, beat, ctx.options.progress_interval_s),
+        lock_timeout_ms=ctx.settings.lock_timeout_ms, statement_timeout_ms=ctx.settings.statement_timeout_ms,
+        psql=ctx.options.psql, heartbeat=beat,
+    )
+
+
+def recover_preview(ctx: Context, target: Target, backup: str, tables: Sequence[str], overwrite: bool) -> PreviewCheck:
+    """Restore the tables into a scratch database, compare by primary key, try the inserts (rolled back)."""
+    names = [str(row_merge.parse_table(t)) for t in tables]  # InvalidTableName before anything runs
+    archive, manifest = _archive(ctx, target, backup)
+    with ctx.connect(target) as conn:
+        found = _guarded_identity(ctx, conn, target)
+        versions = [v for v, _ in applied_versions(conn)]
+    with _session(ctx, target, archive, names) as session:
+        shown = row_merge.preview(session, archive.name, overwrite, time.monotonic())
+    preview: JsonObject = {
+        "kind": RequestKind.RECOVER.value, "target": target.name, "backup": archive.name, "overwrite": overwrite,
+        "versions_before": versions, "versions_after": versions,
+        "tables": [{"table": t.table, "live_rows": t.live_rows, "restored_rows": t.restored_rows,
+                    "missing": t.missing, "differing": t.differing, "only_live": t.only_live,
+                    "missing_sample": list(t.missing_sample), "differing_sample": list(t.differing_sample),
+                    "only_live_sample": list(t.only_live_sample)} for t in shown.tables],
+        "created_at": manifest.get("created_at"),
+        "file": dump_reader.read(archive, pg_restore=ctx.options.pg_restore).summary(),
+    }
+    digest = digest_of(found, {"kind": "recover", "recovery": shown.digest})
+    return PreviewCheck(ok=True, digest=digest, preview=preview,
+                        params={"tables": names, "overwrite": overwrite, "recovery_digest": shown.digest})
+
+
+def table_backup(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+    """A fresh, verified backup of just the tables about to change (pg_dump -t): no backup, no change."""
+    tables = [row_merge.parse_table(t) for t in request.params.get("tables") or []]
+    with ctx.connect(target) as conn:
+        identity.guard(conn, ctx.redis, target.name, by=request.requester)
+    started = progress.start("table_backup", messages.dump_of(", ".join(str(t) for t in tables), BEFORE_RECOVERY))
+    with progress.heartbeat("table_backup") as beat:
+        backup = take_backup(
+            ctx.conninfo(target), target=target.name, reason=f"pre-recover-{request.id}",
+            backup_dir=ctx.settings.backup_dir, heartbeat=beat, pg_dump=ctx.options.pg_dump,
+            pg_restore=ctx.options.pg_restore, progress_interval=ctx.options.progress_interval_s,
+            tables=[(t.schema, t.name) for t in tables],
+        )
+    if not backup.verified:
+        raise StepFailed(no_table_backup())
+    with ctx.connect(target) as conn:
+        migration_history.record(conn, operation="backup", status="completed", executed_by=request.requester,
+                       approved_by=request.approver, request_id=request.id,
+                       duration_ms=int(backup.duration_s * 1000), details=backup.to_dict())
+    progress.finish("table_backup", started, messages.backup_figures(backup))
+    return {"table_backup": backup.to_dict()}
+
+
+def recover_rows(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+    """Insert the missing rows (overwrite the differing ones only if asked) in one transaction, parents
+    first; the diff is recomputed in that transaction and must be the one approved; counts verified."""
+    tables = list(request.params.get("tables") or [])
+    overwrite = bool(request.params.get("overwrite"))
+    archive, _ = _archive(ctx, target, str(request.backup))
+    started = progress.start("recover", recover_of(archive.name, tables, overwrite))
+    with progress.heartbeat("recover") as beat, _session(ctx, target, archive, tables, beat) as session:
+        result = row_merge.apply(session, archive.name, overwrite, str(request.params.get("recovery_digest")),
+                               time.monotonic())
+    ctx.store().clear_plans(target.name)  # the target's rows changed
+    with ctx.connect(target) as conn:
+        migration_history.record(conn, operation="recover", status="completed", executed_by=request.requester,
+                       approved_by=request.approver, request_id=request.id,
+                       duration_ms=int(result.duration_s * 1000),
+                       details={"backup": archive.name, "overwrite": overwrite, "inserted": result.inserted,
+                                "overwritten": result.overwritten, "counts_before": result.counts_before,
+                                "counts_after": result.counts_after})
+    progress.finish("recover", started, recover_figures(result.inserted, result.overwritten,
+                                                                 result.counts_before, result.counts_after))
+    return {"recover": {"inserted": result.inserted, "overwritten": result.overwritten,
+                        "counts_before": result.counts_before, "counts_after": result.counts_after}}
+
+
+STEPS = {"table_backup": table_backup, "recover": recover_rows}
 
 
 def promised(ctx: Context, request: Request, target: Target, state: JsonObject) -> Promise:
@@ -27,7 +155,7 @@ def promised(ctx: Context, request: Request, target: Target, state: JsonObject) 
     done = (state.get("recover") or {}).get("recover") or {}
     before, after = done.get("counts_before") or {}, done.get("counts_after") or {}
     inserted = done.get("inserted") or {}
-    wrong = tuple(recovery_messages.rows_not_put_back(t, int(before.get(t, 0)), int(inserted.get(t, 0)),
+    wrong = tuple(rows_not_put_back(t, int(before.get(t, 0)), int(inserted.get(t, 0)),
                                                       int(after.get(t, 0)))
                   for t in request.params.get("tables") or []
                   if int(after.get(t, 0)) != int(before.get(t, 0)) + int(inserted.get(t, 0)))
@@ -35,4 +163,4 @@ def promised(ctx: Context, request: Request, target: Target, state: JsonObject) 
 
 
 def succeeded(request: Request, target: Target, state: JsonObject, duration_s: float) -> str:
-    return recovery_messages.recovery_succeeded(request.id, target.name, "table recovery")
+    return messages.recovery_succeeded(request.id, target.name, "table recovery")

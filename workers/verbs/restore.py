@@ -1,22 +1,36 @@
 """`/rollback restore <backup>`: a verified backup restored over the target (core/kinds.py RESTORE).
 
 backup → maintenance on → restore → verify → maintenance off, in its one job; the restore is built beside
-the live database and swapped in (workers/restore.py, workers/swap.py). Into a scratch database (`into`):
+the live database and swapped in (workers/postgres/pg_restore.py, workers/postgres/swap.py). Into a scratch database (`into`):
 restore → finish, the target left alone.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
 
 from core.config import Target
 from core.jsontypes import JsonObject
-from core.requests import Request
-from workers import errors, history, messages, recovery, views
-from workers.context import Context
-from workers.progress import Progress
-from workers.restore import BackupCheck, check_backup, restore_backup
+from core.requests import Request, RequestKind
+from workers import messages
+from workers.messages import DONE
+from workers.postgres import dump_reader, migration_history
+from workers.postgres.pg_restore import BackupCheck, check_backup, restore_backup
+from workers.runtime import errors
+from workers.runtime.context import Context
+from workers.runtime.errors import WorkerError
+from workers.runtime.previews import _guarded_identity, _iso_unix, applied_versions, digest_of, written_since
+from workers.runtime.progress import Progress
 from workers.verbs import Promise, Refusal
+
+if TYPE_CHECKING:
+    from workers.postgres.pg_restore import RestoreResult
 
 
 def inspect_backup(ctx: Context, target: Target, backup: str, *, into: str = "target") -> BackupCheck:
@@ -37,7 +51,7 @@ def start_check(ctx: Context, request: Request, target: Target, progress: Progre
     if not check.ok:
         return Refusal(messages.refused(request.id, check.error or ""), "backup unusable")
     if into == "target" and check.backup:  # the restore preview the approval was bound to, recomputed
-        stale = recovery.recheck_restore(ctx, request, target, Path(str(check.backup["path"])), check.backup)
+        stale = recheck_restore(ctx, request, target, Path(str(check.backup["path"])), check.backup)
         if stale is not None:
             return Refusal(messages.refused(request.id, stale), "preview changed")
     return None
@@ -54,7 +68,7 @@ def restore(ctx: Context, request: Request, target: Target, progress: Progress) 
     into = str(state.get("into") or "target")
     pre_restore = (state.get("backup") or {}).get("backup") or {}
     backup = str(request.backup)
-    started = progress.start("restore", messages.restore_of(backup, into, target.name))
+    started = progress.start("restore", restore_of(backup, into, target.name))
     try:
         with progress.heartbeat("restore") as beat:
             result = restore_backup(
@@ -71,7 +85,7 @@ def restore(ctx: Context, request: Request, target: Target, progress: Progress) 
             ctx.store().clear_plans(target.name)
     if into == "target":  # the record of the restore itself, beside the history the restore kept
         with ctx.connect(target) as conn:
-            history.record(conn, operation="restore", status="completed", executed_by=request.requester,
+            migration_history.record(conn, operation="restore", status="completed", executed_by=request.requester,
                            approved_by=request.approver, request_id=request.id,
                            duration_ms=int(result.duration_s * 1000),
                            details={"backup": result.backup, "sha256": result.sha256,
@@ -79,7 +93,7 @@ def restore(ctx: Context, request: Request, target: Target, progress: Progress) 
                                     "dropped_tables": result.dropped_tables, "method": result.method,
                                     "replaced_database": result.replaced_database, "format": result.format,
                                     "ours": result.ours})
-    progress.finish("restore", started, views.restore_figures(result))
+    progress.finish("restore", started, restore_figures(result))
     return {"restore": result.to_dict()}
 
 
@@ -94,4 +108,70 @@ def promised(ctx: Context, request: Request, target: Target, state: JsonObject) 
 
 
 def succeeded(request: Request, target: Target, state: JsonObject, duration_s: float) -> str:
-    return views.restore_succeeded(request.id, target.name, str(request.backup), str(state.get("into") or "target"))
+    return restore_succeeded(request.id, target.name, str(request.backup), str(state.get("into") or "target"))
+
+
+def restore_figures(result: RestoreResult) -> dict[str, Any]:
+    return {"into": f"{result.into} `{result.database}`", "backup": f"`{result.backup}`",
+            "method": restore_method(result),
+            "rows": ", ".join(f"{t} {n}" for t, n in sorted(result.row_counts.items())) or None}
+
+
+def restore_method(result: RestoreResult) -> str | None:
+    if result.method == "swap":
+        return (f"pg_restore -j{result.jobs} into a new database, switched in at once; the replaced database "
+                f"is kept as `{result.replaced_database}` (rename it back to undo; drop it when satisfied)")
+    why = f" ({result.method_note})" if result.method_note else ""
+    return f"in one transaction on the target, serially{why}" if result.method == "transaction" else None
+
+
+def restore_succeeded(request_id: str, target: str, backup: str, into: str) -> str:
+    return f"{DONE} Request {request_id}: `{backup}` restored into {into} *{target}* and its rows counted."
+
+
+def restore_of(backup: str, into: str, target: str) -> str:
+    return f"`{backup}` into {into} {target}"
+
+
+def recheck_restore(ctx: Context, request: Request, target: Target, archive: Path,
+                    manifest: Mapping[str, Any]) -> str | None:
+    """A whole-backup restore bound to a preview: None when it still holds, else the refusal."""
+    if not request.plan_hash:
+        return None  # asked for before restores had previews
+    try:
+        current = restore_preview(ctx, target, archive, manifest)
+    except (WorkerError, psycopg.Error) as exc:
+        return str(exc)
+    return None if current["digest"] == request.plan_hash else messages.preview_changed()
+
+
+def restore_preview(ctx: Context, target: Target, archive: Path, manifest: Mapping[str, Any]) -> JsonObject:
+    """What restoring `archive` into the target changes, from one whole read of the file
+    (workers/postgres/dump_reader.py, ours or made by hand): versions now and in the file, the file's tables and
+    rows, the critical tables' rows live and in the file, and what was written since it was taken (lost)."""
+    contents = dump_reader.read(archive, pg_restore=ctx.options.pg_restore)
+    after = list(contents.versions)
+    taken = _iso_unix(manifest.get("created_at"))
+    with ctx.connect(target) as conn:
+        found = _guarded_identity(ctx, conn, target)
+        before = [v for v, _ in applied_versions(conn)]
+        tables = []
+        for table in target.critical_tables:
+            qualified = table if "." in table else f"public.{table}"
+            schema, _, name = qualified.partition(".")
+            live = None
+            exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (qualified,)).fetchone()
+            if exists and exists[0]:  # a bad migration may have dropped it
+                row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name))).fetchone()
+                live = int(row[0]) if row else 0
+            tables.append({"table": table, "live_rows": live, "restored_rows": contents.tables.get(qualified) or 0})
+        lost = written_since(conn, taken) if taken else {}
+    preview: JsonObject = {
+        "kind": RequestKind.RESTORE.value, "target": target.name, "backup": archive.name,
+        "versions_before": before, "versions_after": after, "tables": tables, "file": contents.summary(),
+        "point_unix": int(taken) if taken else None, "lost_seconds": round(time.time() - taken) if taken else None,
+        "written_since": lost,
+    }
+    digest = digest_of(found, {"kind": "restore", "sha256": manifest.get("sha256") or contents.sha256,
+                               "versions_before": before, "versions_after": after})
+    return {"digest": digest, "preview": preview}

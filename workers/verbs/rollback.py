@@ -6,17 +6,25 @@ before; the rollback runs all down scripts and the bookkeeping in one transactio
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
 from core.config import Target
 from core.jsontypes import JsonObject
 from core.requests import Request
-from workers import errors, escrow_messages, identity, messages
-from workers.context import Context
-from workers.engine import Engine
-from workers.engine.errors import EngineError
-from workers.errors import StepFailed
-from workers.progress import Progress
+from workers import messages
+from workers.messages import human_bytes
+from workers.postgres import identity
+from workers.postgres.checks import count_rows
+from workers.runtime import errors
+from workers.runtime.context import Context
+from workers.runtime.errors import StepFailed
+from workers.runtime.progress import Progress
 from workers.verbs import Promise, Refusal
-from workers.verify import count_rows
+from workers.verbs.escrow import purge_escrow
+
+if TYPE_CHECKING:
+    from workers.engine.results import RunReport
 
 
 def start_check(ctx: Context, request: Request, target: Target, progress: Progress) -> Refusal | None:
@@ -37,7 +45,7 @@ def rollback(ctx: Context, request: Request, target: Target, progress: Progress)
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
     baseline = count_rows(ctx.conninfo(target), target.critical_tables) if target.critical_tables else {}
     ctx.save_state(request.id, baseline_counts=baseline)
-    started = progress.start("rollback", messages.rollback_of(request.versions, request.to_version))
+    started = progress.start("rollback", rollback_of(request.versions, request.to_version))
     try:
         with progress.heartbeat("rollback"):
             engine = ctx.engine(target, request.requester, request=request, log=progress.log,
@@ -50,19 +58,9 @@ def rollback(ctx: Context, request: Request, target: Target, progress: Progress)
     statements = messages.statements_lines(run.statements)
     if statements:
         progress.post(statements)
-    progress.finish("rollback", started, {**messages.rollback_figures(run),
-                                          **(escrow_messages.escrow_figures(run.escrow) if not run.already_done else {})})
+    progress.finish("rollback", started, {**rollback_figures(run),
+                                          **(escrow_figures(run.escrow) if not run.already_done else {})})
     return {"rollback": run.to_dict(), "baseline_counts": baseline}
-
-
-def purge_escrow(engine: Engine, retention_days: float, progress: Progress) -> list[tuple[str, int]]:
-    """Old escrow goes in the worker's own time; a purge that cannot run now (the migration lock is busy, the
-    database hiccups) is logged and left for the next time, never in the way of the job."""
-    try:
-        return engine.purge_escrow(retention_days)
-    except EngineError as exc:
-        progress.log(escrow_messages.escrow_purge_skipped(str(exc)))
-        return []
 
 
 STEPS = {"rollback": rollback}
@@ -77,3 +75,23 @@ def promised(ctx: Context, request: Request, target: Target, state: JsonObject) 
 def succeeded(request: Request, target: Target, state: JsonObject, duration_s: float) -> str:
     return messages.outcome_succeeded(request.id, target.name, request.to_version, request.requester,
                                       request.approver, duration_s)
+
+
+def escrow_figures(escrow: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not escrow:
+        return {"escrow": "off (backup policy full)"}
+    return {"escrow": f"{len(escrow['held'])} table(s), {escrow['rows']} row(s), {human_bytes(escrow['bytes'])}",
+            "escrow id": f"`{escrow['request_id']}`",
+            "not escrowed": len(escrow["not_escrowed"]) or None}
+
+
+def rollback_of(versions: Sequence[str], to_version: str | None) -> str:
+    return f"{', '.join(versions)} → {to_version}"
+
+
+def rollback_figures(run: RunReport) -> dict[str, Any]:
+    return {
+        "reverted": ", ".join(run.versions) or "nothing",
+        "statements": len(run.statements),
+        "already done": "yes" if run.already_done else None,
+    }

@@ -6,13 +6,18 @@ reverted migrations and puts every escrowed value back in one transaction (worke
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from core.config import Target
 from core.jsontypes import JsonObject
 from core.requests import Request
-from workers import escrow_messages, identity, messages
-from workers.context import Context
+from workers import messages
 from workers.engine.errors import UndoRefused
-from workers.progress import Progress
+from workers.messages import DONE, seconds
+from workers.postgres import identity
+from workers.runtime.context import Context
+from workers.runtime.progress import Progress
 from workers.verbs import Promise, Refusal
 
 
@@ -31,7 +36,7 @@ def undo(ctx: Context, request: Request, target: Target, progress: Progress) -> 
     """Re-apply the reverted migrations and put the escrow back, in one transaction (engine/undo.py)."""
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
-    started = progress.start("undo", escrow_messages.undo_of(request.undoes, request.versions))
+    started = progress.start("undo", undo_of(request.undoes, request.versions))
     try:
         with progress.heartbeat("undo"):
             report = ctx.engine(target, request.requester, request=request, log=progress.log).undo(
@@ -39,7 +44,7 @@ def undo(ctx: Context, request: Request, target: Target, progress: Progress) -> 
     finally:
         ctx.store().clear_plans(target.name)
     data = report.to_dict()
-    progress.finish("undo", started, escrow_messages.undo_figures(data))
+    progress.finish("undo", started, undo_figures(data))
     return {"undo": data}
 
 
@@ -52,5 +57,33 @@ def promised(ctx: Context, request: Request, target: Target, state: JsonObject) 
 
 
 def succeeded(request: Request, target: Target, state: JsonObject, duration_s: float) -> str:
-    return escrow_messages.undo_succeeded(request.id, target.name, request.undoes, request.requester,
+    return undo_succeeded(request.id, target.name, request.undoes, request.requester,
                                           request.approver, duration_s)
+
+
+def check_undo(ctx: Context, target_name: str, rollback_id: str) -> JsonObject:
+    """The dry run of an undo (always rolled back): what the approval card shows, and the hash it binds."""
+    target = ctx.target(target_name)
+    report = ctx.engine(target, "rollback-bot").undo(rollback_id, dry_run=True)
+    data = report.to_dict()
+    plan = data.get("plan") or {}
+    return {"ok": True, "error": None, "hash": plan.get("hash"), "versions": plan.get("versions") or [],
+            "to": plan.get("to"), "restored": data.get("restored") or [], "duration_ms": data.get("duration_ms")}
+
+
+def undo_of(undoes: str | None, versions: Sequence[str]) -> str:
+    return f"of rollback {undoes}: re-apply {', '.join(versions)} and put the escrow back"
+
+
+def undo_figures(report: Mapping[str, Any]) -> dict[str, Any]:
+    return {"re-applied": ", ".join(report.get("versions") or []) or "nothing",
+            "put back": "; ".join(f"{r['relation']} ({r['kind']}) {r['rows']} row(s)"
+                                  for r in report.get("restored") or []) or "nothing",
+            "already done": "yes" if report.get("already_done") else None}
+
+
+def undo_succeeded(request_id: str, target: str, undoes: str | None, requester: str, approver: str | None,
+                   duration_s: float | None) -> str:
+    by = f"requested by <@{requester}>" + (f", approved by <@{approver}>" if approver else "")
+    return (f"{DONE} Request {request_id}: rollback {undoes} of *{target}* undone and verified in "
+            f"{seconds(duration_s)} ({by}). Maintenance mode is off.")

@@ -1,0 +1,2 @@
+"""Clients of the hosting providers' APIs (DigitalOcean, Supabase), with their retries.
+"""
