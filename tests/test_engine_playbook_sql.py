@@ -1,7 +1,7 @@
 """Every SQL query of the playbook, run verbatim through psql, against the engine's tables.
 
 After an operator's manual rollback (Method 2) and scenario 1's manual UPDATE, the engine keeps
-telling the truth and `run-migrations` re-applies what was rolled back by hand.
+telling the truth and `run-migrations` leaves what was rolled back by hand rolled back (`--reapply` puts it back).
 """
 
 from __future__ import annotations
@@ -109,7 +109,9 @@ def test_manual_rollback_method_2_then_the_engine_stays_truthful(applied: tuple[
     history = psql(url, HISTORY)
     assert "admin" in history and "rollback" in history
 
-    assert engine.apply().versions == [NEW_FEATURE]  # `run-migrations` re-applies it
+    assert engine.apply().versions == []  # a plain `run-migrations` (the next deploy) leaves it rolled back
+    assert statuses(url)[NEW_FEATURE] == "rolled_back" and not table_exists(url, "new_feature_table")
+    assert engine.apply(reapply=[NEW_FEATURE]).versions == [NEW_FEATURE]  # `run-migrations --reapply`
     assert statuses(url)[NEW_FEATURE] == "completed" and table_exists(url, "new_feature_table")
     assert engine.rollback(KNOWN_GOOD).versions == [NEW_FEATURE]
 
