@@ -38,7 +38,7 @@ def test_a_failed_transactional_migration_is_repaired_then_applied(
     migrations = apply_examples(database_url, tmp_path, seed=True)
     query(database_url, "UPDATE users SET email = 'Ana@Example.com' WHERE email = 'ana@example.com' RETURNING id")
     add_failing_check(migrations)
-    env = {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(migrations)}
+    env = {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(migrations), "BACKUP_DIR": str(tmp_path / "backups")}
     assert main([], env) == 1
     assert statuses(database_url)[CHECK_VERSION] == "failed"
 
@@ -68,7 +68,7 @@ def test_a_half_applied_concurrent_index_migration_is_repaired(
 ) -> None:
     migrations = apply_examples(database_url, tmp_path, seed=True)
     add_half_done_index(migrations)
-    env = {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(migrations)}
+    env = {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(migrations), "BACKUP_DIR": str(tmp_path / "backups")}
     assert main([], env) == 1
     assert statuses(database_url)[INDEX_VERSION] == "failed"
     assert invalid_indexes(database_url) == ["idx_users_status_unique"]
