@@ -109,10 +109,12 @@ def stays_rolled_back(version: str, name: str) -> str:
     return f"{NOTICE_PREFIX}{version}_{name} stays rolled back; {REAPPLY_HINT.format(version=version)}"
 
 
-def rolled_back_status(version: str, name: str, held: bool) -> str:
+def rolled_back_status(version: str, name: str, *, held: bool, repaired: bool) -> str:
     """--status: what the next plain apply does with a rolled-back migration."""
     if held:
         return f"{version}_{name}: rolled back; {REAPPLY_HINT.format(version=version)}"
+    if repaired:
+        return f"{version}_{name}: rolled back by --repair: the next run-migrations applies it again"
     return f"{version}_{name}: rolled back, and its up.sql changed since: the next run-migrations applies it"
 
 

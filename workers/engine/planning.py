@@ -73,7 +73,8 @@ def build_status(server: ServerInfo, disk: MigrationSet, rows: Mapping[str, Row]
     warnings += [messages.out_of_order_warning(s.version, s.name, current) for s in states
                  if current is not None and s.status == Status.PENDING and s.version < current]
     held = set(held_back(_up_checksums(disk), recorded))
-    warnings += [messages.rolled_back_status(s.version, s.name, s.version in held) for s in states
+    warnings += [messages.rolled_back_status(s.version, s.name, held=s.version in held,
+                                             repaired=rows[s.version].repaired) for s in states
                  if s.status == Status.ROLLED_BACK and not s.missing_file]
     return StatusReport(server, states, warnings, current, lock_holder)
 

@@ -5,7 +5,7 @@ Every function takes the connection it runs on; the caller decides the transacti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -55,9 +55,10 @@ class Row:
     down_checksum: str | None
     execution_ms: int | None
     rolled_back_at: datetime | None
+    repaired: bool = False  # rolled back by --repair (never fully applied), not taken out on purpose
 
     def recorded(self) -> Recorded:
-        return Recorded(self.version, self.status, self.name, self.checksum)
+        return Recorded(self.version, self.status, self.name, self.checksum, self.repaired)
 
 
 def tables_exist(conn: psycopg.Connection[Any]) -> bool:
@@ -143,7 +144,24 @@ def read_recorded(conn: psycopg.Connection[Any]) -> dict[str, Row]:
     """`read_all`, plus the migrations whose row a hand rollback deleted (see `_deleted_by_hand_rollback`):
     what apply and --status plan with, so that such a migration stays rolled back too."""
     rows = read_all(conn)
+    repaired = _repaired(conn, [v for v, r in rows.items() if r.status == Status.ROLLED_BACK])
+    rows = {v: replace(r, repaired=True) if v in repaired else r for v, r in rows.items()}
     return {**_deleted_by_hand_rollback(conn, rows), **rows}
+
+
+def _repaired(conn: psycopg.Connection[Any], rolled_back: list[str]) -> set[str]:
+    """Rolled-back versions whose last completed apply, rollback, undo or repair is a repair: a failed
+    no-transaction migration --repair cleaned up. It never ran to the end, so it is applied again as before."""
+    if not rolled_back:
+        return set()
+    found = conn.execute(
+        "SELECT version FROM (SELECT DISTINCT ON (version) version, operation FROM migration_history"
+        "  WHERE status = 'completed' AND operation IN ('apply', 'rollback', 'undo', 'repair')"
+        "  AND version = ANY(%s::text[]) ORDER BY version, executed_at DESC NULLS LAST, id DESC) AS last"
+        " WHERE last.operation = 'repair'",
+        (rolled_back,),
+    ).fetchall()
+    return {r[0] for r in found}
 
 
 def _deleted_by_hand_rollback(conn: psycopg.Connection[Any], rows: dict[str, Row]) -> dict[str, Row]:

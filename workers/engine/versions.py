@@ -37,6 +37,7 @@ class Recorded:
     status: str
     name: str | None = None
     checksum: str | None = None
+    repaired: bool = False  # rolled back by --repair after a failed apply: applied again like a failed one
 
 
 def rollback_versions(recorded: Mapping[str, Recorded], to: str | None) -> list[str]:
@@ -72,13 +73,14 @@ def held_back(up_checksums: Mapping[str, str | None], recorded: Mapping[str, Rec
     `--rollback`, or the playbook's Method 2), so a plain apply (every CI deploy) must not put them back.
 
     One is applied again when its up.sql differs from the one rolled back (the fix, playbook Step 8), or
-    when named in `reapply`. A row without a checksum (applied by another tool) cannot tell a fix from
+    when named in `reapply`. One that `--repair` rolled back never ran to the end: it is applied again,
+    as a failed one is. A row without a checksum (applied by another tool) cannot tell a fix from
     the same script: it stays rolled back until named in `reapply`.
     """
     again = set(reapply)
     return [v for v in sorted(up_checksums)
             if (row := recorded.get(v)) is not None and row.status == Status.ROLLED_BACK and v not in again
-            and (row.checksum is None or row.checksum == up_checksums[v])]
+            and not row.repaired and (row.checksum is None or row.checksum == up_checksums[v])]
 
 
 def apply_versions(on_disk: Iterable[str], recorded: Mapping[str, Recorded], held: Iterable[str] = ()) -> list[str]:
