@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,29 @@ NEW_FEATURE_DIR = f"{NEW_FEATURE}_add_new_feature"
 KNOWN_GOOD_DIR = f"{KNOWN_GOOD}_add_projects_archived_at"
 BOOKKEEPING = ("schema_migrations", "migration_history", "migration_history_id_seq")
 HISTORY = ("migration_history", "migration_history_id_seq")
+# The playbook's Method 2 (manual SQL rollback) of 150000, copied from playbook.md byte for byte.
+METHOD_2 = """BEGIN;
+
+-- Example: Drop table that was created
+DROP TABLE IF EXISTS new_feature_table;
+
+-- Example: Restore old column
+ALTER TABLE users DROP COLUMN new_field;
+
+-- Example: Revert data changes
+UPDATE users SET status = 'active' WHERE status = 'migrated';
+
+UPDATE schema_migrations
+SET status = 'rolled_back'
+WHERE version = '2025_10_20_150000';
+
+INSERT INTO migration_history (version, operation, status, executed_by, executed_at)
+VALUES ('2025_10_20_150000', 'rollback', 'completed', 'admin', NOW());
+
+SELECT * FROM schema_migrations WHERE version = '2025_10_20_150000';
+
+COMMIT;
+"""
 # Upper bound for waiting on another process or session to reach a point; never a measured duration.
 WAIT_SECONDS = 30
 
@@ -39,6 +64,18 @@ def write_migration(root: Path, folder: str, up: str, down: str) -> None:
     path.mkdir(parents=True)
     (path / "up.sql").write_text(up)
     (path / "down.sql").write_text(down)
+
+
+NEWER = "2025_10_21_090000"  # a migration merged after the examples (add_newer_migration)
+
+
+def add_newer_migration(migrations: Path) -> str:
+    """A small migration newer than the examples (an index on users.status); returns its version."""
+    folder = migrations / f"{NEWER}_add_users_status_index"
+    folder.mkdir()
+    (folder / "up.sql").write_text("CREATE INDEX users_status_idx ON users (status);\n")
+    (folder / "down.sql").write_text("DROP INDEX users_status_idx;\n")
+    return NEWER
 
 
 def pg_dump(conninfo: str, *, exclude: tuple[str, ...] = ()) -> str:
@@ -86,6 +123,13 @@ def psql_script(conninfo: str, script: str) -> str:
     """psql "$URL" << 'SQL' ... SQL (the playbook's manual rollback form)."""
     return subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1", conninfo], input=script,
                           check=True, capture_output=True, text=True).stdout
+
+
+def run_cli(args: list[str], env: dict[str, str], *, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """`run-migrations` as an operator or CI runs it: a separate process, exit status and stderr as they are."""
+    full_env = dict(os.environ, PYTHONPATH=str(REPO), **env)
+    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=full_env, capture_output=True,
+                          text=True, cwd=cwd, timeout=60)
 
 
 def seed_app_data(conninfo: str) -> None:

@@ -25,6 +25,7 @@ from tests.engine_support import (
     held_back,
     pg_dump,
     query,
+    run_cli,
     statuses,
     wait_for_backend,
 )
@@ -34,16 +35,10 @@ from workers.engine.locks import MIGRATION_LOCK_KEY
 FAST = ["--lock-timeout", "200", "--lock-retries", "1"]
 
 
-def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """As an operator runs it: a separate process, exit status and stderr as they are."""
-    full_env = dict(os.environ, PYTHONPATH=str(REPO), **env)
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=full_env, capture_output=True,
-                          text=True, cwd=REPO, timeout=60)
-
-
 @pytest.fixture
 def env(database_url: str, tmp_path: Path) -> dict[str, str]:
-    return {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(copy_migrations(tmp_path))}
+    return {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(copy_migrations(tmp_path)),
+            "BACKUP_DIR": str(tmp_path / "backups")}
 
 
 def test_playbook_procedure_end_to_end(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:

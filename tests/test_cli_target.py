@@ -11,6 +11,7 @@ import psycopg
 import pytest
 import redis
 
+from tests.engine_support import add_newer_migration, copy_migrations
 from tests.fixtures.stack import EXAMPLE_MIGRATIONS, apply_example, write_config
 from workers.cli import main
 from workers.postgres import identity
@@ -51,6 +52,19 @@ def test_a_rollback_with_target_takes_a_verified_backup_first(
     assert status == "completed" and details["verified"] is True
     assert Path(details["path"]).exists() and Path(details["path"]).parent == Path(target_env["BACKUP_DIR"])
     assert "backup verified" in capsys.readouterr().err
+
+
+def test_an_apply_with_target_is_backed_up_first_under_the_targets_name(target_env: dict[str, str],
+                                                                         tmp_path: Path) -> None:
+    url = target_env["PROD_DATABASE_URL"]
+    migrations = copy_migrations(tmp_path)
+    newer = add_newer_migration(migrations)
+    assert main(["--target", "prod", "--dir", str(migrations), "--actor", "ci"], target_env) == 0
+    assert status_of(url, newer) == "completed"
+    [(status, details)] = history(url, "backup")
+    assert status == "completed" and details["before"] == "apply" and details["versions"] == [newer]
+    archive = Path(details["path"])
+    assert archive.parent == Path(target_env["BACKUP_DIR"]) and archive.name.startswith("prod-pre-migration-")
 
 
 def test_no_backup_is_written_into_history(target_env: dict[str, str]) -> None:
@@ -96,4 +110,4 @@ def test_plain_database_url_stays_as_the_playbook_has_it(target_env: dict[str, s
     assert main(["--rollback", "--to", GOOD], env) == 0
     assert history(url, "backup") == []  # no backup on the plain path
     assert main(["--rollback", "--no-backup"], env) == 2
-    assert "--no-backup goes with --target" in capsys.readouterr().err
+    assert "--no-backup goes with an apply, or with --target" in capsys.readouterr().err

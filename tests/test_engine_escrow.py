@@ -209,7 +209,10 @@ def test_undo_is_refused_when_a_newer_migration_was_applied_since(custom: tuple[
     query(url, "ALTER TABLE log_lines ADD PRIMARY KEY (line)")
     make_engine(url, root, request_id="RB-NEWER1").rollback("2025_01_01_000000")
     write_migration(root, "2025_03_01_000000_later", "CREATE TABLE later (id int)", "DROP TABLE later")
-    make_engine(url, root).apply()  # re-applies 2025_02_01 too (it is pending again), then the new one
+    make_engine(url, root).apply()  # the new one only: 2025_02_01 stays rolled back
+    with pytest.raises(UndoRefused, match="2025_03_01_000000 was applied after rollback RB-NEWER1"):
+        make_engine(url, root).undo("RB-NEWER1")
+    make_engine(url, root).apply(reapply=["2025_02_01_000000"])
     with pytest.raises(UndoRefused, match="no longer rolled back"):
         make_engine(url, root).undo("RB-NEWER1")
     with pytest.raises(UndoRefused, match="no escrow is held for RB-NOPE"):
@@ -220,7 +223,7 @@ def test_retention_purges_old_escrow_and_keeps_recent(custom: tuple[str, Path]) 
     url, root = custom
     query(url, "ALTER TABLE log_lines ADD PRIMARY KEY (line)")
     make_engine(url, root, request_id="RB-OLD001").rollback("2025_01_01_000000")
-    make_engine(url, root).apply()
+    make_engine(url, root).apply(reapply=["2025_02_01_000000"])
     make_engine(url, root, request_id="RB-NEW001").rollback("2025_01_01_000000")
     query(url, "UPDATE rollback_escrow.runs SET created_at = now() - interval '15 days' WHERE request_id = 'RB-OLD001'")
 

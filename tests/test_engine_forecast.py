@@ -267,7 +267,7 @@ def test_the_dry_run_rehearses_escrow_without_keeping_or_recording_anything(data
                                             "ALTER TABLE items DROP COLUMN extra;\n")
     make_engine(database_url, migrations).apply()
     make_engine(database_url, migrations).rollback(BASE)  # a real run: the escrow schema and its manifest exist
-    make_engine(database_url, migrations).apply()
+    make_engine(database_url, migrations).apply(reapply=[BAD])  # rolled back just above: put it back
     before = pg_dump(database_url)
     report = make_engine(database_url, migrations, dry_run_budget_ms=600_000).dry_run_rollback(BASE)
     assert report.forecast is not None and all(s.escrow_ms > 0 for s in report.forecast.statements)

@@ -1,7 +1,7 @@
 """Every SQL query of the playbook, run verbatim through psql, against the engine's tables.
 
 After an operator's manual rollback (Method 2) and scenario 1's manual UPDATE, the engine keeps
-telling the truth and `run-migrations` re-applies what was rolled back by hand.
+telling the truth and `run-migrations` leaves what was rolled back by hand rolled back (`--reapply` puts it back).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pytest
 
 from tests.engine_support import (
     KNOWN_GOOD,
+    METHOD_2,
     NEW_FEATURE,
     NEW_FEATURE_DIR,
     apply_examples,
@@ -34,28 +35,6 @@ ROLLED_BACK = "SELECT * FROM schema_migrations WHERE status = 'rolled_back';"
 COUNT_USERS = "SELECT COUNT(*) FROM users;"
 COUNT_PROJECTS = "SELECT COUNT(*) FROM projects;"
 CONNECTIONS = "SELECT count(*) FROM pg_stat_activity WHERE datname = 'postgres';"
-MANUAL_ROLLBACK = """BEGIN;
-
--- Example: Drop table that was created
-DROP TABLE IF EXISTS new_feature_table;
-
--- Example: Restore old column
-ALTER TABLE users DROP COLUMN new_field;
-
--- Example: Revert data changes
-UPDATE users SET status = 'active' WHERE status = 'migrated';
-
-UPDATE schema_migrations
-SET status = 'rolled_back'
-WHERE version = '2025_10_20_150000';
-
-INSERT INTO migration_history (version, operation, status, executed_by, executed_at)
-VALUES ('2025_10_20_150000', 'rollback', 'completed', 'admin', NOW());
-
-SELECT * FROM schema_migrations WHERE version = '2025_10_20_150000';
-
-COMMIT;
-"""
 SCENARIO_1 = """
   UPDATE schema_migrations
   SET status = 'failed', error_message = 'Manual investigation required'
@@ -97,7 +76,7 @@ def test_the_playbook_read_queries_run_and_show_the_engine_state(applied: tuple[
 
 def test_manual_rollback_method_2_then_the_engine_stays_truthful(applied: tuple[str, Path]) -> None:
     url, migrations = applied
-    out = psql_script(url, MANUAL_ROLLBACK)
+    out = psql_script(url, METHOD_2)
     assert "rolled_back" in out
     assert not table_exists(url, "new_feature_table")
 
@@ -109,7 +88,9 @@ def test_manual_rollback_method_2_then_the_engine_stays_truthful(applied: tuple[
     history = psql(url, HISTORY)
     assert "admin" in history and "rollback" in history
 
-    assert engine.apply().versions == [NEW_FEATURE]  # `run-migrations` re-applies it
+    assert engine.apply().versions == []  # a plain `run-migrations` (the next deploy) leaves it rolled back
+    assert statuses(url)[NEW_FEATURE] == "rolled_back" and not table_exists(url, "new_feature_table")
+    assert engine.apply(reapply=[NEW_FEATURE]).versions == [NEW_FEATURE]  # `run-migrations --reapply`
     assert statuses(url)[NEW_FEATURE] == "completed" and table_exists(url, "new_feature_table")
     assert engine.rollback(KNOWN_GOOD).versions == [NEW_FEATURE]
 

@@ -169,11 +169,14 @@ def test_plan_hash_differs_between_databases(applied: tuple[str, Path], make_dat
         make_engine(other, migrations).plan_rollback(KNOWN_GOOD).hash
 
 
-def test_rolled_back_migration_can_be_applied_again(applied: tuple[str, Path]) -> None:
+def test_rolled_back_migration_stays_rolled_back_until_reapplied(applied: tuple[str, Path]) -> None:
     url, migrations = applied
     engine = make_engine(url, migrations)
     engine.rollback(KNOWN_GOOD)
-    report = engine.apply()
+    kept = engine.apply()  # what every deploy runs: the migration taken out on purpose stays out
+    assert kept.versions == [] and kept.held == ((NEW_FEATURE, "add_new_feature"),)
+    assert statuses(url)[NEW_FEATURE] == "rolled_back"
+    report = engine.apply(reapply=[NEW_FEATURE])
     assert report.versions == [NEW_FEATURE]
     assert statuses(url)[NEW_FEATURE] == "completed"
     assert query(url, "SELECT rolled_back_at, error_message FROM schema_migrations WHERE version = %s",

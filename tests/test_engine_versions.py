@@ -8,6 +8,7 @@ from workers.engine import InterruptedMigration, NotCompleted, UnknownVersion, i
 from workers.engine.versions import (
     Recorded,
     apply_versions,
+    held_back,
     parse_version,
     rollback_versions,
 )
@@ -58,6 +59,15 @@ def test_apply_takes_new_failed_and_rolled_back_versions_in_order() -> None:
     recorded = {A: Recorded(A, "completed"), B: Recorded(B, "rolled_back"), C: Recorded(C, "failed")}
     assert apply_versions([D, C, B, A], recorded) == [B, C, D]
     assert apply_versions([A], {A: Recorded(A, "completed")}) == []
+
+
+def test_a_rolled_back_version_is_held_until_its_up_sql_changes_or_it_is_reapplied() -> None:
+    recorded = {A: Recorded(A, "completed", checksum="a"), B: Recorded(B, "rolled_back", checksum="b"),
+                C: Recorded(C, "rolled_back", checksum="c"), D: Recorded(D, "rolled_back")}
+    on_disk = {A: "a", B: "b", C: "c-fixed", D: "d"}
+    assert held_back(on_disk, recorded) == [B, D]  # C's up.sql changed; D's checksum is unknown: held
+    assert held_back(on_disk, recorded, reapply=[D]) == [B]
+    assert apply_versions(on_disk, recorded, held_back(on_disk, recorded)) == [C]
 
 
 def test_a_stale_running_row_stops_apply() -> None:

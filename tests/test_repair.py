@@ -5,6 +5,7 @@ objects are gone skipped, status rolled_back); rolling back past either is refus
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ def test_a_failed_transactional_migration_is_repaired_then_applied(
     migrations = apply_examples(database_url, tmp_path, seed=True)
     query(database_url, "UPDATE users SET email = 'Ana@Example.com' WHERE email = 'ana@example.com' RETURNING id")
     add_failing_check(migrations)
-    env = {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(migrations)}
+    env = {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(migrations), "BACKUP_DIR": str(tmp_path / "backups")}
     assert main([], env) == 1
     assert statuses(database_url)[CHECK_VERSION] == "failed"
 
@@ -68,7 +69,7 @@ def test_a_half_applied_concurrent_index_migration_is_repaired(
 ) -> None:
     migrations = apply_examples(database_url, tmp_path, seed=True)
     add_half_done_index(migrations)
-    env = {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(migrations)}
+    env = {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(migrations), "BACKUP_DIR": str(tmp_path / "backups")}
     assert main([], env) == 1
     assert statuses(database_url)[INDEX_VERSION] == "failed"
     assert invalid_indexes(database_url) == ["idx_users_status_unique"]
@@ -94,3 +95,11 @@ def test_a_half_applied_concurrent_index_migration_is_repaired(
     assert statuses(database_url)[INDEX_VERSION] == "rolled_back"
     # and a rollback goes through again
     assert main(["--rollback", "--to", "2025_10_20_120001"], env) == 0
+    # the repaired migration never ran to the end: the next apply runs it again, while 150000, rolled back
+    # on purpose, stays rolled back
+    capsys.readouterr()
+    assert main(["--dry-run", "--json"], env) == 0
+    plan = json.loads(capsys.readouterr().out)["plan"]
+    assert plan["versions"] == [INDEX_VERSION] and [h["version"] for h in plan["held"]] == ["2025_10_20_150000"]
+    assert main(["--status"], env) == 0
+    assert "rolled back by --repair: the next run-migrations applies it again" in capsys.readouterr().out

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 import redis
@@ -22,8 +21,9 @@ import redis
 from core import defaults
 from core.config import ConfigError, Settings, Target, load_settings
 from core.errors import RollbackError
-from workers.postgres import identity, migration_history
-from workers.postgres.pg_dump import BackupResult, take_backup
+from workers import cli_backup
+from workers.postgres import identity
+from workers.postgres.pg_dump import BackupResult
 
 
 class BreakGlassError(RollbackError):
@@ -72,24 +72,7 @@ def guard(run: TargetRun, actor: str, notice: Callable[[str], None]) -> None:
 def backup_first(run: TargetRun, actor: str, operation: str, *, no_backup: bool,
                  out: Callable[[str], None]) -> BackupResult | None:
     """The verified backup before a change (none, recorded, with --no-backup)."""
-    if no_backup:
-        _record(run, operation="backup", status="skipped", executed_by=actor,
-                details={"no_backup": True, "before": operation, "via": "run-migrations --no-backup"})
-        out(f"no backup taken (--no-backup), recorded in migration_history by {actor}")
-        return None
-    out(f"backup of {run.target.name} before the {operation} …")
-    result = take_backup(run.conninfo, target=run.target.name, reason=f"pre-{operation} (run-migrations)",
-                         backup_dir=run.settings.backup_dir, pg_dump=run.settings.workers.pg_dump,
-                         pg_restore=run.settings.workers.pg_restore)
-    if not result.verified:
-        raise BreakGlassError("the backup did not verify; nothing was changed (retry, or --no-backup on your own "
-                              "responsibility)")
-    _record(run, operation="backup", status="completed", executed_by=actor, details=result.to_dict(),
-            duration_ms=int(result.duration_s * 1000))
-    out(f"backup verified: {result.path} (sha256 {result.sha256[:12]})")
-    return result
-
-
-def _record(run: TargetRun, **fields: Any) -> None:
-    with psycopg.connect(run.conninfo, autocommit=True, connect_timeout=defaults.CONNECT_TIMEOUT_SECONDS) as conn:
-        migration_history.record(conn, **fields)
+    return cli_backup.backup_first(run.conninfo, name=run.target.name, reason=f"pre-{operation} (run-migrations)",
+                                   backup_dir=run.settings.backup_dir, pg_dump=run.settings.workers.pg_dump,
+                                   pg_restore=run.settings.workers.pg_restore, actor=actor, operation=operation,
+                                   no_backup=no_backup, out=out)

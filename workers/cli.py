@@ -1,6 +1,9 @@
 """`run-migrations`: the playbook's `node scripts/run-migrations.js`, flag for flag (thin: parse, run, print).
 
-    run-migrations                                   apply all pending migrations
+    run-migrations                                   apply all pending migrations, after a verified backup
+                                                     (--no-backup skips it, recorded in history); a rolled-back
+                                                     migration stays rolled back until its up.sql changes
+    run-migrations --reapply V                       ... and apply the rolled-back migration V again
     run-migrations --status [--json]                 every migration and its state
     run-migrations --rollback [--to V] [--dry-run]   roll back to the last known-good version V
     run-migrations --repair V [--dry-run]            bring a failed or stuck migration back to a clean state
@@ -30,6 +33,7 @@ from core.errors import RollbackError
 from core.jsontypes import JsonObject
 from workers.engine import DryRunReport, Engine, EngineError, messages
 from workers.engine.redact import password_of, redact
+from workers.engine.reports import Plan
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -57,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a target of rollback.toml (its <NAME>_DATABASE_URL and migrations folder): the bot's "
                    "wrong-database guard and a verified backup before a real rollback or repair")
     p.add_argument("--no-backup", action="store_true",
-                   help="with --target: no backup before the change (written into migration_history)")
+                   help="no backup before an apply (or, with --target, before a rollback, repair or undo); "
+                   "written into migration_history")
+    p.add_argument("--reapply", metavar="VERSION", action="append", default=[],
+                   help="with apply: apply this rolled-back migration again though its up.sql is unchanged "
+                   "(repeatable)")
     p.add_argument("--reason", metavar="TEXT", default="", help="with --repair: why, recorded in migration_history")
     mode.add_argument("--escrow", action="store_true", help="list the data-loss escrow rollbacks hold")
     mode.add_argument("--undo", metavar="RUN_ID", help="reverse the rollback RUN_ID (printed by --rollback, or a "
@@ -88,8 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.no_backup and not args.target:
-        raise UsageError(messages.usage_conflict("--no-backup goes with --target (plain DATABASE_URL takes no backup)"))
+    applying = not (args.status or args.rollback or args.history or args.repair or args.escrow or args.undo
+                    or args.purge_escrow is not None)
+    if args.no_backup and not (args.target or applying):
+        raise UsageError(messages.usage_conflict(
+            "--no-backup goes with an apply, or with --target (a plain DATABASE_URL rollback takes no backup)"))
+    if args.reapply and not applying:
+        raise UsageError(messages.usage_conflict("--reapply goes with an apply (no --status, --rollback, ...)"))
     if args.to is not None and not args.rollback:
         raise UsageError(messages.usage_conflict("--to needs --rollback"))
     if args.dry_run and (args.status or args.history or args.escrow or args.purge_escrow is not None):
@@ -166,6 +179,20 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
         if target_run is not None and changes:
             breakglass.backup_first(target_run, actor, operation, no_backup=args.no_backup, out=err)
 
+    def backup_before_apply(plan: Plan) -> None:
+        """The verified pre-migration backup (playbook Step 2, Prevention 4), taken under the migration lock once
+        something is about to be applied: named after the --target, else after the database."""
+        from workers import cli_backup  # only when due: it imports the workers' modules (and Redis's client)
+
+        settings = target_run.settings if target_run else None
+        cli_backup.backup_first(
+            conninfo, name=target_run.target.name if target_run else plan.dbname, reason=cli_backup.PRE_MIGRATION,
+            backup_dir=settings.backup_dir if settings else env.get("BACKUP_DIR") or defaults.BACKUP_DIR,
+            pg_dump=settings.workers.pg_dump if settings else env.get("PG_DUMP") or "pg_dump",
+            pg_restore=settings.workers.pg_restore if settings else env.get("PG_RESTORE") or "pg_restore",
+            actor=actor, operation="apply", no_backup=args.no_backup, out=err if args.json else out,
+            versions=plan.versions)
+
     if args.dry_run and args.verbose:
         log(messages.DRY_RUN_AHEAD)  # before the first statement scrolls by
 
@@ -211,7 +238,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
         done = engine.rollback(args.to, expected_plan_hash=plan.hash)
         show(done.to_dict(), messages.render_run(done))
     else:
-        result = engine.apply(dry_run=args.dry_run)
+        result = engine.apply(dry_run=args.dry_run, reapply=args.reapply,
+                              before=None if args.dry_run else backup_before_apply)
         if isinstance(result, DryRunReport):
             show(result.to_dict(), messages.render_dry_run(result))
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,7 @@ class Engine:
     def status(self) -> StatusReport:
         disk = scripts.load(self.migrations_dir)
         with self._connect() as (conn, server):
-            return build_status(server, disk, store.read_all(conn), locks.lock_holder(conn))
+            return build_status(server, disk, store.read_recorded(conn), locks.lock_holder(conn))
 
     def plan_rollback(self, to: str | None = None) -> Plan:
         target = parse_version(to) if to is not None else None
@@ -121,11 +121,14 @@ class Engine:
             self._log(escrow_messages.escrow_purged(request_id, tables))
         return purged
 
-    def apply(self, *, dry_run: bool = False) -> RunReport | DryRunReport:
+    def apply(self, *, dry_run: bool = False, reapply: Iterable[str] = (),
+              before: Callable[[Plan], None] | None = None) -> RunReport | DryRunReport:
+        """Apply what is pending (rolled-back migrations stay rolled back unless their up.sql changed or
+        `reapply` names them); `before(plan)` runs under the lock when something is about to be applied."""
         with self._run() as ctx:
             if dry_run:
-                return runner.dry_run(ctx, "apply", None, self.dry_run_lock_timeout_ms)
-            return runner.apply(ctx)
+                return runner.dry_run(ctx, "apply", None, self.dry_run_lock_timeout_ms, reapply)
+            return runner.apply(ctx, reapply=reapply, before=before)
 
     def plan_repair(self, version: str) -> RepairPlan:
         """Scenario 1: what `repair` would do to a failed or stuck migration (nothing is changed)."""

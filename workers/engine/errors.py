@@ -71,6 +71,14 @@ class UnknownVersion(EngineError):
         return one_line(messages.unknown_version(self.version, self.reason, advice))
 
 
+class NotRolledBack(EngineError):
+    """`--reapply V` names a migration that is not rolled back (or not in the migrations folder)."""
+
+    def __init__(self, version: str, status: str) -> None:
+        self.version, self.status = version, status
+        super().__init__(messages.not_rolled_back(version, status))
+
+
 class NotCompleted(EngineError):
     def __init__(self, version: str, status: str) -> None:
         self.version, self.status = version, status

@@ -95,6 +95,29 @@ def unknown_version(version: str, reason: str, advice: Advice = CLI) -> str:
     return f"version {version} has never been applied to this database; {advice.pick_version}"
 
 
+def not_rolled_back(version: str, status: str) -> str:
+    where = "not in the migrations folder" if status == "missing" else f"{status}, not rolled back"
+    return (f"--reapply {version}: the migration is {where}; --reapply takes a rolled-back migration "
+            "(see run-migrations --status); nothing was applied")
+
+
+REAPPLY_HINT = "re-applied when its up.sql changes, or with `--reapply {version}`"
+
+
+def stays_rolled_back(version: str, name: str) -> str:
+    """A plain apply leaves a rolled-back migration alone (its up.sql is the one that was rolled back)."""
+    return f"{NOTICE_PREFIX}{version}_{name} stays rolled back; {REAPPLY_HINT.format(version=version)}"
+
+
+def rolled_back_status(version: str, name: str, *, held: bool, repaired: bool) -> str:
+    """--status: what the next plain apply does with a rolled-back migration."""
+    if held:
+        return f"{version}_{name}: rolled back; {REAPPLY_HINT.format(version=version)}"
+    if repaired:
+        return f"{version}_{name}: rolled back by --repair: the next run-migrations applies it again"
+    return f"{version}_{name}: rolled back, and its up.sql changed since: the next run-migrations applies it"
+
+
 def not_completed(version: str, status: str, advice: Advice = CLI) -> str:
     return (f"version {version} is {status}, not completed, so it is not a known-good state to roll back to; "
             f"{advice.pick_version}")
@@ -472,7 +495,7 @@ def render_plan(plan: Plan) -> str:
             return f"nothing to roll back: no migration is completed in {plan.dbname}"
         if plan.operation == "rollback":
             return f"nothing to roll back: no completed migration newer than {plan.to or plan.current_version}"
-        return "nothing to apply: every migration on disk is completed"
+        return "\n".join([_nothing_to_apply(plan.held), *_held_lines(plan.held)])
     verb = "roll back" if plan.operation == "rollback" else "apply"
     target = f" to {plan.to}" if plan.to else ""
     lines = [f"plan: {verb} {len(plan.steps)} migration(s){target} on {plan.dbname} "
@@ -482,7 +505,17 @@ def render_plan(plan: Plan) -> str:
         lines.append(f"  {step.version}_{step.name}: {len(step.statements)} statement(s), {how}")
     if plan.operation == "rollback" and plan.transactional:
         lines.append("  all down scripts and the bookkeeping run in ONE transaction: all or nothing")
-    return "\n".join(lines)
+    return "\n".join([*lines, *_held_lines(plan.held)])
+
+
+def _nothing_to_apply(held: Sequence[tuple[str, str]]) -> str:
+    if held:
+        return "nothing to apply: every other migration on disk is completed"
+    return "nothing to apply: every migration on disk is completed"
+
+
+def _held_lines(held: Sequence[tuple[str, str]]) -> list[str]:
+    return [stays_rolled_back(version, name) for version, name in held]
 
 
 def _statement_rows(statements: Sequence[Any]) -> list[list[str]]:
@@ -514,11 +547,12 @@ def render_run(report: RunReport) -> str:
                 "nothing done this time")
     if not report.versions:
         return ("nothing to roll back" if report.operation == "rollback"
-                else "nothing to apply: every migration on disk is completed")
+                else "\n".join([_nothing_to_apply(report.held), *_held_lines(report.held)]))
     verb = "rolled back" if report.operation == "rollback" else "applied"
     parts = [f"{verb} {len(report.versions)} migration(s) in {report.duration_ms:.0f} ms: {', '.join(report.versions)}"]
     if report.to:
         parts.append(f"database is now at {report.to}")
+    parts += _held_lines(report.held)
     if report.warnings:
         parts += ["warnings:"] + [f"  ! {w}" for w in report.warnings]
     if report.escrow:
@@ -546,6 +580,18 @@ def render_undo(report: Any) -> str:
     if report.statements:
         parts += ["", _table(["version", "statement", "tag", "rows", "ms"], _statement_rows(report.statements))]
     return "\n".join(parts)
+
+
+def backup_started(name: str, operation: str) -> str:
+    return f"backup of {name} before the {operation} …"
+
+
+def backup_verified(path: str, sha256: str) -> str:
+    return f"backup verified: {path} (sha256 {sha256[:12]})"
+
+
+def backup_skipped(actor: str) -> str:
+    return f"no backup taken (--no-backup), recorded in migration_history by {actor}"
 
 
 def cli_error(message: str) -> str:

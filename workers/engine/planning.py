@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from workers.engine import messages
 from workers.engine.errors import (
     MigrationsDirError,
     MissingDownScript,
+    NotRolledBack,
     UnparseableScript,
     UnsupportedStatement,
 )
 from workers.engine.results import MigrationState, Plan, PlanStep, ServerInfo, StatusReport
 from workers.engine.scripts import MigrationSet
 from workers.engine.store import Row
-from workers.engine.versions import Status, apply_versions, newest_completed, rollback_versions
+from workers.engine.versions import (
+    Status,
+    apply_versions,
+    held_back,
+    newest_completed,
+    parse_version,
+    rollback_versions,
+)
 
 
 def build_status(server: ServerInfo, disk: MigrationSet, rows: Mapping[str, Row],
@@ -64,6 +72,10 @@ def build_status(server: ServerInfo, disk: MigrationSet, rows: Mapping[str, Row]
     # order. (Failed ones already have their own warning.)
     warnings += [messages.out_of_order_warning(s.version, s.name, current) for s in states
                  if current is not None and s.status == Status.PENDING and s.version < current]
+    held = set(held_back(_up_checksums(disk), recorded))
+    warnings += [messages.rolled_back_status(s.version, s.name, held=s.version in held,
+                                             repaired=rows[s.version].repaired) for s in states
+                 if s.status == Status.ROLLED_BACK and not s.missing_file]
     return StatusReport(server, states, warnings, current, lock_holder)
 
 
@@ -92,19 +104,33 @@ def build_rollback_plan(server: ServerInfo, disk: MigrationSet, rows: Mapping[st
                 newest_completed(recorded))
 
 
-def build_apply_plan(server: ServerInfo, disk: MigrationSet, rows: Mapping[str, Row]) -> Plan:
+def _up_checksums(disk: MigrationSet) -> dict[str, str | None]:
+    return {v: m.up.checksum if m.up else None for v, m in disk.migrations.items()}
+
+
+def build_apply_plan(server: ServerInfo, disk: MigrationSet, rows: Mapping[str, Row],
+                     reapply: Iterable[str] = ()) -> Plan:
+    """Pending and failed migrations, and rolled-back ones whose up.sql changed or that `reapply` names;
+    the other rolled-back ones are `held` (they stay rolled back, see versions.held_back)."""
     # A folder that starts like a version but does not parse is a mistyped migration: applying everything
     # else while silently skipping it would leave the schema behind the code.
     misnamed = [entry for entry in disk.ignored if entry[:1].isdigit()]
     if misnamed:
         raise MigrationsDirError(str(disk.directory / misnamed[0]), "misnamed")
     recorded = {v: r.recorded() for v, r in rows.items()}
+    again = [parse_version(v) for v in reapply]
+    for version in again:
+        row = recorded.get(version)
+        if version not in disk.migrations or row is None or row.status != Status.ROLLED_BACK:
+            raise NotRolledBack(version, "missing" if version not in disk.migrations
+                                else row.status if row is not None else Status.PENDING.value)
+    held = held_back(_up_checksums(disk), recorded, again)
     steps = []
-    for version in apply_versions(disk.migrations, recorded):
+    for version in apply_versions(disk.migrations, recorded, held):
         m = disk.migrations[version]
         if m.up is None:
             raise MigrationsDirError(str(m.folder), "no up.sql; add it or remove the folder")
         m.up.check_supported()
         steps.append(PlanStep(version, m.name, m.up.sql, m.up.transactional, tuple(m.up.statements)))
     return Plan("apply", None, steps, plan_hash(server, "apply", None, steps), server.dbname,
-                newest_completed(recorded))
+                newest_completed(recorded), tuple((v, disk.migrations[v].name) for v in held))

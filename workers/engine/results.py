@@ -90,6 +90,7 @@ class Plan:
     hash: str
     dbname: str
     current_version: str | None
+    held: tuple[tuple[str, str], ...] = ()  # apply: (version, name) of rolled-back migrations left alone
 
     @property
     def versions(self) -> list[str]:
@@ -106,7 +107,8 @@ class Plan:
     def to_dict(self) -> JsonObject:
         return {"operation": self.operation, "to": self.to, "versions": self.versions,
                 "steps": [s.to_dict() for s in self.steps], "hash": self.hash, "dbname": self.dbname,
-                "current_version": self.current_version, "transactional": self.transactional}
+                "current_version": self.current_version, "transactional": self.transactional,
+                "held": [{"version": v, "name": n} for v, n in self.held]}
 
 
 @dataclass(frozen=True)
@@ -148,9 +150,11 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)
     dry_run: bool = False
     escrow: dict[str, Any] | None = None  # a rollback's escrow: what it holds and what it could not hold
+    held: tuple[tuple[str, str], ...] = ()  # apply: (version, name) of rolled-back migrations left alone
 
     def to_dict(self) -> JsonObject:
         return {"operation": self.operation, "versions": list(self.versions), "to": self.to,
                 "statements": [s.to_dict() for s in self.statements], "duration_ms": self.duration_ms,
                 "plan_hash": self.plan_hash, "request_id": self.request_id, "already_done": self.already_done,
-                "warnings": list(self.warnings), "dry_run": False, "escrow": self.escrow}
+                "warnings": list(self.warnings), "dry_run": False, "escrow": self.escrow,
+                "held": [{"version": v, "name": n} for v, n in self.held]}

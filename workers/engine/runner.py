@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,11 +119,12 @@ def _revert_step(ctx: Context, plan: Plan, step: PlanStep) -> list[StatementResu
             ctx.escrow.after(result.rowcount)
         results.append(result)
     ctx.current.update(sql="(bookkeeping)")
-    store.mark_rolled_back(ctx.conn, step.version)
+    checksum = store.mark_rolled_back(ctx.conn, step.version)
     store.record_history(
         ctx.conn, version=step.version, operation="rollback", status="completed", executed_by=ctx.actor,
         approved_by=ctx.approved_by, request_id=ctx.request_id, duration_ms=int(_elapsed_ms(start)),
-        details={"to": plan.to, "plan_hash": plan.hash, "statements": [r.to_dict() for r in results]},
+        details={"to": plan.to, "plan_hash": plan.hash, "statements": [r.to_dict() for r in results],
+                 "checksum": checksum},
     )
     return results
 
@@ -230,12 +231,12 @@ def _revert_outside_transaction(ctx: Context, plan: Plan, step: PlanStep) -> lis
     results = _run_outside_transaction(ctx, step)
     with interrupts.transaction(ctx.conn):
         store.set_status(ctx.conn, step.version, "completed")  # so that mark_rolled_back sees it
-        store.mark_rolled_back(ctx.conn, step.version)
+        checksum = store.mark_rolled_back(ctx.conn, step.version)
         store.record_history(
             ctx.conn, version=step.version, operation="rollback", status="completed", executed_by=ctx.actor,
             approved_by=ctx.approved_by, request_id=ctx.request_id, duration_ms=int(_elapsed_ms(start)),
             details={"to": plan.to, "plan_hash": plan.hash, "statements": [r.to_dict() for r in results],
-                     "transactional": False},
+                     "transactional": False, "checksum": checksum},
         )
     return results
 
@@ -303,10 +304,14 @@ def _write_failure(ctx: Context, operation: str, step: PlanStep | None, plan: Pl
 # --- apply ---------------------------------------------------------------------------------------
 
 
-def apply(ctx: Context) -> RunReport:
+def apply(ctx: Context, *, reapply: Iterable[str] = (), before: Callable[[Plan], None] | None = None) -> RunReport:
+    """Apply the plan; `before(plan)` runs first when there is something to apply (the pre-migration backup),
+    under the migration lock, so that no other run changes the database between the backup and the apply."""
     store.ensure_tables(ctx.conn)
     started = time.perf_counter()
-    plan = build_apply_plan(ctx.server, ctx.disk, _read_rows(ctx))
+    plan = build_apply_plan(ctx.server, ctx.disk, store.read_recorded(ctx.conn), reapply)
+    if plan.steps and before is not None:
+        before(plan)
     results: list[StatementResult] = []
     done: list[str] = []
     late = _out_of_order(plan)
@@ -351,7 +356,7 @@ def apply(ctx: Context) -> RunReport:
             raise
         done.append(step.version)
     return RunReport("apply", done, results, _elapsed_ms(started), plan_hash=plan.hash, request_id=ctx.request_id,
-                     warnings=[late[v] for v in done if v in late])
+                     warnings=[late[v] for v in done if v in late], held=plan.held)
 
 
 def _out_of_order(plan: Plan) -> dict[str, str]:
@@ -368,7 +373,8 @@ def _record_applied(ctx: Context, step: PlanStep, checksum: str, down_checksum: 
     store.record_history(
         ctx.conn, version=step.version, operation="apply", status="completed", executed_by=ctx.actor,
         approved_by=ctx.approved_by, request_id=ctx.request_id, duration_ms=elapsed,
-        details={"statements": [r.to_dict() for r in results], "transactional": step.transactional},
+        details={"statements": [r.to_dict() for r in results], "transactional": step.transactional,
+                 "checksum": checksum},
     )
 
 
@@ -472,7 +478,8 @@ def _vacuum(ctx: Context, tables: list[tuple[str, ...]]) -> None:
     ctx.log(messages.dry_run_vacuumed([".".join(t) for t in tables], _elapsed_ms(started)))
 
 
-def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_ms: int) -> DryRunReport:
+def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_ms: int,
+            reapply: Iterable[str] = ()) -> DryRunReport:
     """Run the plan's real SQL in a transaction that is always rolled back; report what would happen.
 
     Bookkeeping rows are not written at all (their id sequence would advance). Statements of a
@@ -501,9 +508,8 @@ def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_m
         holder.clear()
         with interrupts.transaction(ctx.conn, force_rollback=True):
             local_timeouts(ctx.conn, policy.lock_timeout_ms, ctx.statement_timeout_ms)
-            rows = _read_rows(ctx)
-            plan = (build_rollback_plan(ctx.server, ctx.disk, rows, to) if operation == "rollback"
-                    else build_apply_plan(ctx.server, ctx.disk, rows))
+            plan = (build_rollback_plan(ctx.server, ctx.disk, _read_rows(ctx), to) if operation == "rollback"
+                    else build_apply_plan(ctx.server, ctx.disk, store.read_recorded(ctx.conn), reapply))
             holder["plan"] = plan
             if operation == "apply":
                 warnings += list(_out_of_order(plan).values())

@@ -5,7 +5,7 @@ Every function takes the connection it runs on; the caller decides the transacti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -55,9 +55,10 @@ class Row:
     down_checksum: str | None
     execution_ms: int | None
     rolled_back_at: datetime | None
+    repaired: bool = False  # rolled back by --repair (never fully applied), not taken out on purpose
 
     def recorded(self) -> Recorded:
-        return Recorded(self.version, self.status, self.name, self.checksum)
+        return Recorded(self.version, self.status, self.name, self.checksum, self.repaired)
 
 
 def tables_exist(conn: psycopg.Connection[Any]) -> bool:
@@ -139,6 +140,56 @@ def read_all(conn: psycopg.Connection[Any]) -> dict[str, Row]:
     return rows
 
 
+def read_recorded(conn: psycopg.Connection[Any]) -> dict[str, Row]:
+    """`read_all`, plus the migrations whose row a hand rollback deleted (see `_deleted_by_hand_rollback`):
+    what apply and --status plan with, so that such a migration stays rolled back too."""
+    rows = read_all(conn)
+    repaired = _repaired(conn, [v for v, r in rows.items() if r.status == Status.ROLLED_BACK])
+    rows = {v: replace(r, repaired=True) if v in repaired else r for v, r in rows.items()}
+    return {**_deleted_by_hand_rollback(conn, rows), **rows}
+
+
+def _repaired(conn: psycopg.Connection[Any], rolled_back: list[str]) -> set[str]:
+    """Rolled-back versions whose last completed apply, rollback, undo or repair is a repair: a failed
+    no-transaction migration --repair cleaned up. It never ran to the end, so it is applied again as before."""
+    if not rolled_back:
+        return set()
+    found = conn.execute(
+        "SELECT version FROM (SELECT DISTINCT ON (version) version, operation FROM migration_history"
+        "  WHERE status = 'completed' AND operation IN ('apply', 'rollback', 'undo', 'repair')"
+        "  AND version = ANY(%s::text[]) ORDER BY version, executed_at DESC NULLS LAST, id DESC) AS last"
+        " WHERE last.operation = 'repair'",
+        (rolled_back,),
+    ).fetchall()
+    return {r[0] for r in found}
+
+
+def _deleted_by_hand_rollback(conn: psycopg.Connection[Any], rows: dict[str, Row]) -> dict[str, Row]:
+    """Versions without a schema_migrations row that migration_history shows applied here and then rolled
+    back (the last completed apply, rollback or undo is a rollback): a hand rollback that DELETEd the row
+    instead of Method 2's UPDATE ... SET status = 'rolled_back'. The up.sql checksum is the rollback row's,
+    else the last apply's (the engine records it in both); none known: it stays rolled back until --reapply.
+    A deleted row without those history rows left no trace: it reads as never applied (Scenario 3)."""
+    if not _complete(conn):  # no bookkeeping of ours (yet): nothing of ours can have been rolled back
+        return {}
+    found = conn.execute(
+        "SELECT last.version, last.executed_at, COALESCE(last.details->>'checksum', applied.checksum)"
+        " FROM (SELECT DISTINCT ON (version) version, operation, executed_at, details FROM migration_history"
+        "  WHERE status = 'completed' AND operation IN ('apply', 'rollback', 'undo')"
+        "  AND NOT (version = ANY(%s::text[])) ORDER BY version, executed_at DESC NULLS LAST, id DESC) AS last"
+        # ... and it had been applied here: a rollback row alone (say, copied along with the tables) is no proof
+        " CROSS JOIN LATERAL (SELECT a.details->>'checksum' AS checksum FROM migration_history a"
+        "  WHERE a.version = last.version AND a.operation IN ('apply', 'undo') AND a.status = 'completed'"
+        "  ORDER BY a.executed_at DESC NULLS LAST, a.id DESC LIMIT 1) AS applied"
+        " WHERE last.operation = 'rollback'",
+        (list(rows),),
+    ).fetchall()
+    return {version: Row(version=version, name=None, status=Status.ROLLED_BACK.value, applied_at=None,
+                         error_message=None, checksum=checksum, down_checksum=None, execution_ms=None,
+                         rolled_back_at=at)
+            for version, at, checksum in found}
+
+
 def mark_running(conn: psycopg.Connection[Any], version: str, name: str, checksum: str | None) -> None:
     conn.execute(
         "INSERT INTO schema_migrations (version, name, status, applied_at, error_message, checksum)"
@@ -178,14 +229,18 @@ def set_status(conn: psycopg.Connection[Any], version: str, status: str, error_m
                  (status, error_message, version))
 
 
-def mark_rolled_back(conn: psycopg.Connection[Any], version: str) -> None:
+def mark_rolled_back(conn: psycopg.Connection[Any], version: str) -> str | None:
+    """Mark a completed migration rolled back; returns its up.sql checksum (kept: a plain apply leaves the
+    migration rolled back while its up.sql is unchanged)."""
     cur = conn.execute(
         "UPDATE schema_migrations SET status = 'rolled_back', rolled_back_at = now()"
-        " WHERE version = %s AND status = 'completed'",
+        " WHERE version = %s AND status = 'completed' RETURNING checksum",
         (version,),
     )
     if cur.rowcount != 1:  # the plan was made under the lock; anything else means a hand edit raced us
         raise BookkeepingConflict(version, Status.COMPLETED.value)
+    row = cur.fetchone()
+    return row[0] if row else None
 
 
 def record_history(conn: psycopg.Connection[Any], *, version: str, operation: str, status: str,

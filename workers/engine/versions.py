@@ -37,6 +37,7 @@ class Recorded:
     status: str
     name: str | None = None
     checksum: str | None = None
+    repaired: bool = False  # rolled back by --repair after a failed apply: applied again like a failed one
 
 
 def rollback_versions(recorded: Mapping[str, Recorded], to: str | None) -> list[str]:
@@ -66,17 +67,36 @@ def rollback_versions(recorded: Mapping[str, Recorded], to: str | None) -> list[
     return reverted
 
 
-def apply_versions(on_disk: Iterable[str], recorded: Mapping[str, Recorded]) -> list[str]:
-    """Versions to apply, oldest first: never recorded, failed, or rolled back.
+def held_back(up_checksums: Mapping[str, str | None], recorded: Mapping[str, Recorded],
+              reapply: Iterable[str] = ()) -> list[str]:
+    """Rolled-back versions that stay rolled back, oldest first: someone took them out on purpose (the bot,
+    `--rollback`, or the playbook's Method 2), so a plain apply (every CI deploy) must not put them back.
+
+    One is applied again when its up.sql differs from the one rolled back (the fix, playbook Step 8), or
+    when named in `reapply`. One that `--repair` rolled back never ran to the end: it is applied again,
+    as a failed one is. A row without a checksum (applied by another tool) cannot tell a fix from
+    the same script: it stays rolled back until named in `reapply`.
+    """
+    again = set(reapply)
+    return [v for v in sorted(up_checksums)
+            if (row := recorded.get(v)) is not None and row.status == Status.ROLLED_BACK and v not in again
+            and not row.repaired and (row.checksum is None or row.checksum == up_checksums[v])]
+
+
+def apply_versions(on_disk: Iterable[str], recorded: Mapping[str, Recorded], held: Iterable[str] = ()) -> list[str]:
+    """Versions to apply, oldest first: never recorded, failed, or rolled back and not `held` (`held_back`).
 
     A 'running' row seen while we hold the migration lock was left by a run that died outside a
     transaction: its effects are unknown, so we stop and ask a person rather than guess.
     """
+    kept = set(held)
     pending = []
     for version in sorted(set(on_disk)):
         row = recorded.get(version)
         if row is not None and row.status == Status.RUNNING:
             raise InterruptedMigration(version, row.name or "")
+        if version in kept:
+            continue
         if row is None or row.status in (Status.FAILED, Status.ROLLED_BACK):
             pending.append(version)
     return pending
