@@ -3,7 +3,7 @@
 The bot enqueues `workers.jobs.check_backup` by dotted path and waits for its result. The real job
 lives in the workers' branch (it checks the archive's checksum and `pg_restore --list`); until the two
 meet, the bot's tests answer the bot's real RQ job with a function of the same contract, run by a
-real RQ worker (`SimpleWorker`, in the test's main thread) whose job class resolves that one dotted path
+real RQ worker (`BurstWorker`, a `SimpleWorker`, in the test's main thread) whose job class resolves that one dotted path
 to the stand-in. Everything else about the job (queue, kwargs, result stream, the bot's blocking wait)
 is the real thing.
 """
@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job
 
 from bot import verbs
 from core.prechecks import BackupCheck
 from sandbox.slack_api import SlackApiServer
+from tests.fixtures.stack import BurstWorker
 
 GOOD_BACKUP = "prod-pre-rollback-20251020T150000Z.dump"
 OLDER_BACKUP = "prod-20251020.dump"
@@ -65,4 +66,4 @@ class BrokenJob(StandInJob):
 def answer_backup_check(slack_api: SlackApiServer, queue: Queue, job_class: type[Job] = StandInJob) -> None:
     """Wait until the bot has enqueued a backup check, then let a real RQ worker run it (burst)."""
     slack_api.wait_for(lambda: any(j.func_name == CHECK_BACKUP for j in queue.jobs))
-    SimpleWorker([queue], connection=queue.connection, job_class=job_class).work(burst=True)
+    BurstWorker([queue], connection=queue.connection, job_class=job_class).work(burst=True)

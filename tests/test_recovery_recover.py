@@ -107,8 +107,10 @@ def test_lost_rows_come_back_and_newer_rows_stay(
     assert "Sample keys" in samples and "missing: `3`, `4`, `5`, `6`" in samples and "differing: `2`" in samples
 
     done = _approve_and_wait(stack_sender, slack_api, store, request)
-    thread = _thread(slack_api, request)
-    assert done.status is RequestStatus.SUCCEEDED, thread
+    assert done.status is RequestStatus.SUCCEEDED, _thread(slack_api, request)
+    # The worker sets the status, then posts the outcome line: wait for that line, not only the status.
+    thread = slack_api.wait_for(lambda: "table recovery of *prod* done" in _thread(slack_api, request)
+                                and _thread(slack_api, request))
     assert "*Backup of the tables* finished" in thread and "*Recovery* finished" in thread and "table recovery of *prod* done" in thread
     after = dict(_rows(database_url, "SELECT id, full_name FROM users"))
     assert {i: after[i] for i in (3, 4, 5, 6)} == {i: before[i] for i in (3, 4, 5, 6)}  # back

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job
 
 from core.config import load_settings
@@ -35,6 +35,7 @@ from sandbox.launcher import (
 )
 from sandbox.own_keys import delete_queue, forget_sandbox_requests
 from sandbox.people import INCIDENT_CHANNEL
+from tests.fixtures.stack import BurstWorker
 
 
 def test_sandbox_config_is_valid_settings(tmp_path: Path) -> None:
@@ -139,7 +140,7 @@ def test_the_runs_queue_goes_with_its_jobs_and_registries(redis_conn: redis.Redi
     ours, theirs = Queue("sandbox-test-run", connection=redis_conn), Queue("their-queue", connection=redis_conn)
     done = ours.enqueue(len, "abc")
     waiting = ours.enqueue(len, "abcd")
-    SimpleWorker([ours], connection=redis_conn).work(burst=True, max_jobs=1)
+    BurstWorker([ours], connection=redis_conn).work(burst=True, max_jobs=1)
     assert done.get_status(refresh=True) == "finished" and done.id in ours.finished_job_registry.get_job_ids()
     other = theirs.enqueue(len, "x")
 
