@@ -12,6 +12,10 @@
                                                      (--no-backup skips it, recorded in history)
     run-migrations --escrow                          what rollbacks' data-loss escrow holds
     run-migrations --undo RUN_ID [--dry-run]         reverse a rollback from its escrow
+    run-migrations --backup | --backups | --verify | --maintenance on|off | --restore BACKUP |
+                   --recover BACKUP --tables T,U | --pitr | --snapshot-restore S | --cluster-restore
+                                                     the Slack verbs, break-glass (workers/cli_verbs.py)
+    run-migrations --help [VERB]                     help by the playbook's steps; one verb's details
 Exit status: 0 success, 1 failure (one line on stderr), 2 bad usage, 130 interrupted (Ctrl-C or SIGTERM).
 """
 
