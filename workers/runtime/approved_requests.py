@@ -195,6 +195,9 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
     """A fresh, verified backup of the target before anything changes (no backup, no change)."""
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
+    waived = backup_waived(ctx, request, target, progress, "backup")
+    if waived is not None:
+        return waived
     if not _full_backup_needed(request, target):
         # Backup policy `escrow`: the rollback escrows what it destroys in its own transaction (and refuses if it
         # cannot), and the provider's snapshot or PITR is the other net. An undo is covered by that net alone.
@@ -221,6 +224,20 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
     if snapshot:
         result["snapshot"] = snapshot
     return result
+
+
+def backup_waived(ctx: Context, request: Request, target: Target, progress: Progress, step: str) -> JsonObject | None:
+    """Break-glass `run-migrations --no-backup` (the bot never asks for it): no backup, said and written into
+    migration_history, so an incident review sees there was no net. None: take the backup."""
+    if not request.params.get("no_backup"):
+        return None
+    progress.skip(step, messages.backup_waived(request.requester))
+    with ctx.connect(target) as conn:
+        migration_history.record(conn, operation="backup", status="skipped", executed_by=request.requester,
+                                 approved_by=request.approver, request_id=request.id,
+                                 details={"no_backup": True, "before": request.kind.value,
+                                          "via": "run-migrations --no-backup"})
+    return {step: None, "no_backup": True}
 
 
 def _full_backup_needed(request: Request, target: Target) -> bool:

@@ -17,7 +17,7 @@ from workers import messages
 from workers.postgres import dump_reader, identity, migration_history, row_merge
 from workers.postgres.pg_dump import take_backup
 from workers.postgres.pg_restore import check_backup
-from workers.runtime import previews
+from workers.runtime import approved_requests, previews
 from workers.runtime.context import Context
 from workers.runtime.errors import StepFailed
 from workers.runtime.previews import RecoveryRefused, _guarded_identity, applied_versions, digest_of
@@ -105,6 +105,9 @@ def table_backup(ctx: Context, request: Request, target: Target, progress: Progr
     tables = [row_merge.parse_table(t) for t in request.params.get("tables") or []]
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
+    waived = approved_requests.backup_waived(ctx, request, target, progress, "table_backup")
+    if waived is not None:
+        return waived
     started = progress.start("table_backup", messages.dump_of(", ".join(str(t) for t in tables), BEFORE_RECOVERY))
     with progress.heartbeat("table_backup") as beat:
         backup = take_backup(
