@@ -360,7 +360,7 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
     kind = kinds.of(request.kind)
     state = ctx.load_state(request.id)
     into = str(state.get("into") or "target")
-    if steps.VERIFY not in kind.steps and into == "target":
+    if kinds.VERIFY not in kind.steps and into == "target":
         mismatches = _promised(ctx, request, target, state).mismatches
         if mismatches:
             raise StepFailed(messages.promise_not_kept(mismatches))
@@ -383,9 +383,9 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
 
 
 FUNCTIONS: dict[str, StepFunction] = {
-    steps.BACKUP.name: _backup,
-    steps.MAINTENANCE_ON.name: _maintenance("on"),
-    steps.VERIFY.name: _verify,
-    steps.MAINTENANCE_OFF.name: _maintenance("off"),
-    steps.FINISH.name: _finish,
+    kinds.BACKUP.name: _backup,
+    kinds.MAINTENANCE_ON.name: _maintenance("on"),
+    kinds.VERIFY.name: _verify,
+    kinds.MAINTENANCE_OFF.name: _maintenance("off"),
+    kinds.FINISH.name: _finish,
 }
