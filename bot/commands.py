@@ -83,6 +83,7 @@ def parse(text: str, targets: Sequence[str], versions_for: VersionsFor | None = 
             leftovers.append(word)
     if leftovers:
         raise CommandError(_blame(verb, leftovers[0], values, target, targets))
+    _give_to_required(verb, values)
     missing = next((a for a in verb.arguments if a.required and a.name not in values), None)
     if missing is not None:
         raise CommandError(messages.missing_argument(verb, missing))
@@ -97,6 +98,18 @@ def parse(text: str, targets: Sequence[str], versions_for: VersionsFor | None = 
         if known is None and not is_version(version):  # the folder is out of sight: at least a real date
             raise CommandError(messages.not_an_argument(verb, verbs.VERSION, version))
     return Command(verb=verb.name, target=target, **values)
+
+
+def _give_to_required(verb: Verb, values: dict[str, str]) -> None:
+    """A word an optional loose argument took, that a required loose one after it also fits and lacks, is the
+    required one's (`recover users`: the tables, with no backup named)."""
+    for later in verb.arguments:
+        if later.strict or not later.required or later.name in values:
+            continue
+        earlier = next((a for a in verb.arguments if not a.strict and not a.required and a.name in values
+                        and later.matches(values[a.name])), None)
+        if earlier is not None:
+            values[later.name] = later.normalize(values.pop(earlier.name))
 
 
 def _loose_slot(verb: Verb, values: dict[str, str], word: str, targets: Sequence[str]) -> Argument | None:

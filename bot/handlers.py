@@ -439,7 +439,8 @@ class Handlers:
             return messages.recovery_check_refused(verb.name, cmd.target, check.error)
         return RequestDraft(
             summary=messages.preview_summary(check.preview, check.digest), digest=check.digest,
-            backup=cmd.backup, params=dict(check.params or {}), thread_note=messages.preview_samples(check.preview),
+            backup=cmd.backup or (check.params or {}).get("backup"), params=dict(check.params or {}),
+            thread_note=messages.preview_samples(check.preview),
             to_version=str(check.preview.get("bad_version") or "") or None,
         )
 

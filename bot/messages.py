@@ -748,6 +748,9 @@ def preview_summary(preview: Mapping[str, Any], digest: str) -> str:
     else:
         lines += [f"• {code(t.get('table'))}: rows live {'none (no such table)' if t.get('live_rows') is None else t.get('live_rows')}, "
                   f"in the backup {t.get('restored_rows')}" for t in tables]
+    if preview.get("chosen_before"):  # no backup named: which one, and why
+        lines.append(f"• No backup named: this is the newest that verifies taken before {code(preview['chosen_before'])} "
+                     "was applied.")
     if versions := _versions_line(preview):
         lines.append(versions)
     if file_line := _file_line(preview):

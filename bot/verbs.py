@@ -115,6 +115,7 @@ SNAPSHOT = Argument(
     what="snapshot id", hint="snapshot ids are numbers; `/rollback backups` lists them", strict=False,
 )
 OPTIONAL_VERSION = replace(VERSION, required=False)
+OPTIONAL_BACKUP = replace(BACKUP, required=False)
 ARGUMENTS = (VERSION, BACKUP, REQUEST_ID, ROLLBACK_ID, STATE, PID, WATCH_ACTION, OVERWRITE, BEFORE, POINT, SNAPSHOT,
              TABLES)
 
@@ -179,10 +180,13 @@ VERBS: tuple[Verb, ...] = (
          Action.THREAD_JOB, job="workers.jobs.history"),
     Verb("restore", "restore a backup that exists and verifies (needs a second person's approval)",
          Action.REQUEST, arguments=(BACKUP,), writes=True, approval=RequestKind.RESTORE, check_job="workers.jobs.check_backup"),
-    Verb("recover", "get the lost rows of <table>[,<table>…] back from a verified backup, newer rows kept "
-         "(--overwrite: differing rows replaced too; needs a second person's approval)",
-         Action.REQUEST, arguments=(BACKUP, TABLES, OVERWRITE), writes=True, approval=RequestKind.RECOVER, check_job="workers.jobs.check_recover",
-         check_kwargs=("backup", "tables", "overwrite")),
+    Verb("recover", "get the lost rows of <table>[,<table>…] back from a verified backup (none named: the newest "
+         "taken before the newest migration, or before <version>), newer rows kept (--overwrite: differing rows "
+         "replaced too; needs a second person's approval)",
+         Action.REQUEST, arguments=(OPTIONAL_BACKUP, TABLES, OVERWRITE, BEFORE, OPTIONAL_VERSION), writes=True,
+         approval=RequestKind.RECOVER, check_job="workers.jobs.check_recover",
+         check_kwargs=("backup", "tables", "overwrite", "version"),
+         usage_arguments="[<backup>] <table>[,<table>…] [--overwrite] [before <version>]"),
     Verb("pitr", "Supabase point-in-time recovery to just before a migration (default: the newest) or to a "
          "UTC time; everything written after it is lost (needs a second person's approval)",
          Action.REQUEST, arguments=(BEFORE, OPTIONAL_VERSION, POINT), writes=True, approval=RequestKind.PITR, check_job="workers.jobs.check_pitr", check_kwargs=("version", "point"),

@@ -31,6 +31,7 @@ from tests.fixtures.stack import (
     write_config,
 )
 from workers.engine import Engine
+from workers.postgres.pg_dump import manifest_path
 
 GOOD, BAD = "2025_10_20_120001", "2025_10_20_150000"
 RUN_MIGRATIONS = str(Path(sys.executable).parent / "run-migrations")
@@ -223,3 +224,21 @@ def test_help_is_grouped_by_the_playbooks_steps_and_explains_each_verb(shell: di
         assert f"--{verb}" in details and "example:" in details
     assert ok(shell, "--help", "pitr") == ok(shell, "help", "pitr")
     assert run(shell, "--help", "nonsense").returncode == 2
+
+
+def test_scenario_4_with_no_backup_named_takes_the_newest_before_the_migration(
+    shell: dict[str, str], database_url: str,
+) -> None:
+    incident_history(database_url)  # the good migrations two hours ago, the bad one ten minutes ago
+    nightly = json.loads(ok(shell, "--target", "prod", "--backup", "--reason", "nightly", "--json"))["backup"]
+    manifest = manifest_path(Path(nightly["path"]))
+    data = json.loads(manifest.read_text())
+    data["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() - 3600))
+    manifest.write_text(json.dumps(data))  # taken an hour ago, before the bad migration
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM projects WHERE id IN (SELECT id FROM projects ORDER BY id LIMIT 3)")
+    ok(shell, "--target", "prod", "--backup", "--reason", "after the loss", "--json")  # must not be chosen
+    out = ok(shell, "--target", "prod", "--recover", "--tables", "projects", "--reason", "rows deleted",
+             "--actor", "alice", "--yes")
+    assert nightly["name"] in out and "Recovery finished" in out, out
+    assert count(database_url, "projects") == 10

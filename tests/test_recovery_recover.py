@@ -4,7 +4,9 @@ differing rows; refusals are one line before anything runs; a stale preview is r
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,9 @@ from core.requests import Request, RequestKind, RequestStatus, RequestStore
 from sandbox.pagerduty import PagerDutyServer
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import SlackApiServer, message_text
-from tests.fixtures.stack import apply_example, enqueue, wait_job
+from tests.fixtures.stack import apply_example, enqueue, incident_history, wait_job
 from tests.test_restore import cut, dump_by_hand
+from workers.postgres.pg_dump import manifest_path
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -255,3 +258,48 @@ def test_a_table_missing_from_a_plain_dump_or_a_cut_dump_is_refused_before_anyth
                                           if "damaged.sql" in message_text(e)], timeout=120)[0]
     assert "backup damaged.sql is damaged: line" in refusal and "broken COPY block" in refusal, refusal
     assert "\n" not in refusal and store.for_channel(CHANNEL) == [] and _scratch_left(database_url) == []
+
+
+def _taken_an_hour_ago(backup_dir: str, name: str) -> None:
+    """The nightly backup: its manifest says it was taken an hour ago (before the bad migration ten minutes ago)."""
+    manifest = manifest_path(Path(backup_dir) / name)
+    data = json.loads(manifest.read_text())
+    data["created_at"] = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="seconds")
+    manifest.write_text(json.dumps(data))
+
+
+def test_with_no_backup_named_the_newest_taken_before_the_migration_is_used_and_the_card_says_which(
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, stack_env: dict[str, str], database_url: str,
+    store: RequestStore,
+) -> None:
+    """Scenario 4 as it happens: the bad migration lost the rows; the backup to recover from is the newest taken
+    before it was applied, not a newer one (which has lost them too)."""
+    incident_history(database_url)  # the good migrations two hours ago, the bad one ten minutes ago
+    before = dict(_rows(database_url, "SELECT id, full_name FROM users"))
+    nightly = _backup(stack_env)
+    _taken_an_hour_ago(stack_env["BACKUP_DIR"], nightly)
+    _exec(database_url, "DELETE FROM users WHERE id BETWEEN 3 AND 6")
+    _backup(stack_env)  # taken after the loss: holds no lost row, and must not be chosen
+
+    request = _ask(stack_sender, slack_api, store, "recover users prod")
+    assert request.kind is RequestKind.RECOVER and request.backup == nightly
+    card = message_text(slack_api.thread(CHANNEL, request.thread_ts)[0])
+    assert f"From backup `{nightly}`" in card and "`public.users`: *4* missing from live" in card
+    assert "No backup named: this is the newest that verifies taken before `2025_10_20_150000` was applied" in card
+
+    done = _approve_and_wait(stack_sender, slack_api, store, request)
+    assert done.status is RequestStatus.SUCCEEDED, _thread(slack_api, request)
+    after = dict(_rows(database_url, "SELECT id, full_name FROM users"))
+    assert {i: after[i] for i in (3, 4, 5, 6)} == {i: before[i] for i in (3, 4, 5, 6)}
+
+
+def test_with_no_backup_taken_before_the_migration_recover_is_refused_in_one_line(
+    stack_sender: SlackRequestSender, slack_api: SlackApiServer, stack_env: dict[str, str], database_url: str,
+    store: RequestStore,
+) -> None:
+    incident_history(database_url)
+    _backup(stack_env)  # only after the bad migration
+    stack_sender.command("recover users before 2025_10_20_150000 prod", user_id=ALICE, channel_id=CHANNEL)
+    refusal = _refusal(slack_api)
+    assert "no backup of prod that verifies was taken before 2025_10_20_150000 was applied" in refusal, refusal
+    assert "\n" not in refusal.strip() and store.for_channel(CHANNEL) == []

@@ -65,13 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--maintenance", choices=("on", "off"), help="maintenance mode through the target's hook")
     mode.add_argument("--verify", action="store_true", help="the checks after a change")
     mode.add_argument("--restore", metavar="BACKUP", help="a backup file over the database (Method 3C)")
-    mode.add_argument("--recover", metavar="BACKUP", help="with --tables: lost rows back from BACKUP (scenario 4)")
+    mode.add_argument("--recover", metavar="BACKUP", nargs="?", const="",
+                      help="with --tables: lost rows back from BACKUP (scenario 4); none named: the newest taken "
+                           "before the newest migration (or --before VERSION) was applied")
     mode.add_argument("--pitr", action="store_true", help="Supabase point-in-time recovery (Method 3A)")
     mode.add_argument("--snapshot-restore", metavar="SNAPSHOT", help="the droplet from a snapshot (Method 3B)")
     mode.add_argument("--cluster-restore", action="store_true", help="a new managed cluster from a backup (3B)")
     p.add_argument("--tables", metavar="T,U", help="with --recover: the tables whose lost rows come back")
     p.add_argument("--overwrite", action="store_true", help="with --recover: also replace differing rows")
-    p.add_argument("--before", metavar="VERSION", help="with --pitr: just before this migration was applied")
+    p.add_argument("--before", metavar="VERSION",
+                   help="with --pitr or --recover: just before this migration was applied")
     p.add_argument("--at", metavar="TIME", help="with --pitr or --cluster-restore: a UTC time")
     p.add_argument("--yes", "-y", action="store_true", help="confirm the preview without a prompt (scripts)")
     mode.add_argument("--status", action="store_true", help="show every migration and its state")
@@ -165,9 +168,9 @@ def _check_breakglass(args: argparse.Namespace, verb: str | None) -> None:
     if (args.tables or args.overwrite) and verb != "recover":
         raise UsageError(messages.usage_conflict("--tables and --overwrite go with --recover"))
     if verb == "recover" and not args.tables:
-        raise UsageError(messages.usage_conflict("--recover BACKUP needs --tables T,U (the tables to recover)"))
-    if args.before and verb != "pitr":
-        raise UsageError(messages.usage_conflict("--before goes with --pitr"))
+        raise UsageError(messages.usage_conflict("--recover [BACKUP] needs --tables T,U (the tables to recover)"))
+    if args.before and verb not in ("pitr", "recover"):
+        raise UsageError(messages.usage_conflict("--before goes with --pitr or --recover"))
     if args.at and verb not in ("pitr", "cluster_restore"):
         raise UsageError(messages.usage_conflict("--at goes with --pitr or --cluster-restore"))
     if args.before and args.at:

@@ -67,7 +67,8 @@ def _restore_preview(ctx: LocalContext, target: Target, args: argparse.Namespace
 RECOVERIES = {
     "restore": Recovery("restore", RequestKind.RESTORE, _restore_preview, lambda a: a.restore),
     "recover": Recovery("recover", RequestKind.RECOVER, lambda ctx, t, a: recover.recover_preview(
-        ctx, t, a.recover, [n for n in (a.tables or "").split(",") if n], a.overwrite), lambda a: a.recover),
+        ctx, t, a.recover or None, [n for n in (a.tables or "").split(",") if n], a.overwrite, before=a.before),
+        lambda a: a.recover or None),
     "pitr": Recovery("pitr", RequestKind.PITR, lambda ctx, t, a: pitr.pitr_preview(ctx, t, before=a.before, at=a.at)),
     "snapshot_restore": Recovery("snapshot-restore", RequestKind.SNAPSHOT_RESTORE,
                                  lambda ctx, t, a: snapshot_restore.snapshot_preview(ctx, t, a.snapshot_restore)),
@@ -154,7 +155,8 @@ def _recovery(ctx: LocalContext, target: Target, recovery: Recovery, args: argpa
         return EXIT_OK
     _confirm(recovery.flag, args)
     request = ctx.approved(
-        recovery.kind, target.name, actor, digest=check.digest, backup=recovery.backup(args),
+        recovery.kind, target.name, actor, digest=check.digest,
+        backup=recovery.backup(args) or (check.params or {}).get("backup"),  # none named: the one chosen
         to_version=str(check.preview.get("bad_version") or "") or None,
         params={**(check.params or {}), "no_backup": args.no_backup, "breakglass": True, "reason": args.reason})
     try:

@@ -160,13 +160,15 @@ def _check(kind: RequestKind, target: str, channel: str | None, work: Callable[[
             return PreviewCheck(ok=False, error=describe(exc, ctx.secrets())).to_dict()
 
 
-def check_recover(*, target: str, backup: str, tables: str, overwrite: bool = False, channel: str | None = None,
-                  **_: Any) -> JsonObject:
-    """`/rollback recover`: the backup verifies, every table has a primary key, is in the backup and is
-    live; the per-table diff (restored into a scratch database, always dropped)."""
+def check_recover(*, target: str, tables: str, backup: str | None = None, overwrite: bool = False,
+                  version: str | None = None, channel: str | None = None, **_: Any) -> JsonObject:
+    """`/rollback recover`: the backup (none named: the newest taken before `version`, or the newest migration,
+    was applied) verifies, every table has a primary key, is in the backup and is live; the per-table diff
+    (restored into a scratch database, always dropped)."""
     names = [t for t in tables.split(",") if t]
     return _check(RequestKind.RECOVER, target, channel,
-                  lambda ctx: recover.recover_preview(ctx, ctx.target(target), backup, names, bool(overwrite)))
+                  lambda ctx: recover.recover_preview(ctx, ctx.target(target), backup, names, bool(overwrite),
+                                                      before=version))
 
 
 def check_pitr(*, target: str, version: str | None = None, point: str | None = None, channel: str | None = None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from core.prechecks import PreviewCheck
 from core.requests import Request, RequestKind
 from workers import messages
 from workers.postgres import dump_reader, identity, migration_history, row_merge
+from workers.postgres.dump_reader import list_backups
 from workers.postgres.pg_dump import take_backup
 from workers.postgres.pg_restore import check_backup
 from workers.runtime import approved_requests, previews
@@ -76,9 +78,50 @@ def _session(ctx: Context, target: Target, archive: Path, tables: Sequence[str],
     )
 
 
-def recover_preview(ctx: Context, target: Target, backup: str, tables: Sequence[str], overwrite: bool) -> PreviewCheck:
-    """Restore the tables into a scratch database, compare by primary key, try the inserts (rolled back)."""
+def backup_before(ctx: Context, target: Target, version: str | None = None) -> tuple[str, str]:
+    """The backup a recovery takes its rows from when none is named: the newest of the target's backups that
+    verifies and was taken before the migration that lost the rows was applied (`version`, by default the newest
+    migration applied); (its name, that migration's version)."""
+    with ctx.connect(target) as conn:
+        row = conn.execute(
+            "SELECT version, applied_at FROM schema_migrations WHERE applied_at IS NOT NULL"
+            " AND (%(v)s::text IS NULL OR version = %(v)s) ORDER BY applied_at DESC, version DESC LIMIT 1",
+            {"v": version}).fetchone() if _has_migrations(conn) else None
+    if row is None:
+        raise RecoveryRefused(no_migration_to_go_before(target.name, version))
+    lost_by, applied_at = str(row[0]), row[1]
+    for found in list_backups(ctx.settings.backup_dir, target.name):  # newest first
+        taken = datetime.fromisoformat(str(found["created_at"]))
+        taken = taken if taken.tzinfo else taken.replace(tzinfo=UTC)
+        if taken < applied_at and check_backup(str(found["name"]), backup_dir=ctx.settings.backup_dir,
+                                               target=target.name, pg_restore=ctx.options.pg_restore).ok:
+            return str(found["name"]), lost_by
+    raise RecoveryRefused(no_backup_before(target.name, lost_by))
+
+
+def _has_migrations(conn: Any) -> bool:
+    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
+def no_migration_to_go_before(target: str, version: str | None) -> str:
+    which = f"migration {version} was never applied to {target}" if version else f"no migration was applied to {target}"
+    return f"{which}: name the backup to recover from (`/rollback backups` lists them)"
+
+
+def no_backup_before(target: str, version: str) -> str:
+    return (f"no backup of {target} that verifies was taken before {version} was applied: name one "
+            "(`/rollback backups` lists them), or restore a snapshot")
+
+
+def recover_preview(ctx: Context, target: Target, backup: str | None, tables: Sequence[str], overwrite: bool,
+                    before: str | None = None) -> PreviewCheck:
+    """Restore the tables into a scratch database, compare by primary key, try the inserts (rolled back). With no
+    backup named, the newest taken before the migration that lost the rows (`before`, or the newest applied)."""
     names = [str(row_merge.parse_table(t)) for t in tables]  # InvalidTableName before anything runs
+    chosen_before = None
+    if not backup:
+        backup, chosen_before = backup_before(ctx, target, before)
     archive, manifest = _archive(ctx, target, backup)
     with ctx.connect(target) as conn:
         found = _guarded_identity(ctx, conn, target)
@@ -94,10 +137,12 @@ def recover_preview(ctx: Context, target: Target, backup: str, tables: Sequence[
                     "only_live_sample": list(t.only_live_sample)} for t in shown.tables],
         "created_at": manifest.get("created_at"),
         "file": dump_reader.read(archive, pg_restore=ctx.options.pg_restore).summary(),
+        "chosen_before": chosen_before,  # no backup named: the newest taken before this migration was applied
     }
     digest = digest_of(found, {"kind": "recover", "recovery": shown.digest})
     return PreviewCheck(ok=True, digest=digest, preview=preview,
-                        params={"tables": names, "overwrite": overwrite, "recovery_digest": shown.digest})
+                        params={"tables": names, "overwrite": overwrite, "recovery_digest": shown.digest,
+                                "backup": archive.name})
 
 
 def table_backup(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
