@@ -211,7 +211,7 @@ class Handlers:
             return str(err)
         verb = verbs.verb(parsed.verb)
         if verb.action is Action.HELP:
-            return messages.help_text()
+            return messages.verb_help(parsed.topic) if parsed.topic else messages.help_text()
         return verb, parsed
 
     def command_ack(self, ack: Ack, command: Mapping[str, Any]) -> None:
@@ -346,6 +346,9 @@ class Handlers:
                                             filename=f"{request.id}-rollback.sql", title=messages.sql_file_title(request))
             except Exception:  # a courtesy: the dry run's thread has the whole SQL too
                 log.warning("could not attach the SQL of %s", request.id)
+        contacts = self.settings.contacts_for(self.settings.targets[request.target])
+        if contacts:  # the team hears of a change when it is asked for, not only when it fails
+            self.post(channel, messages.team_told(request, contacts), thread_ts=ts)
         if draft.thread_note:
             self.post(channel, draft.thread_note, thread_ts=ts)
         log.info("request %s (%s of %s) pending, by %s", request.id, request.kind, request.target, user)

@@ -36,6 +36,7 @@ class RequestKind(StrEnum):
     PITR = "pitr"  # Supabase point-in-time recovery (playbook Method 3A)
     SNAPSHOT_RESTORE = "snapshot_restore"  # a DigitalOcean droplet from a snapshot (Method 3B)
     CLUSTER_RESTORE = "cluster_restore"  # a new managed DigitalOcean cluster from a backup (Method 3B)
+    NEW_DROPLET = "new_droplet"  # a new droplet from any snapshot, the old one left alone (Method 3B as written)
     UNDO = "undo"  # reverse an earlier rollback from its escrow (`undoes` names it)
 
 
@@ -187,6 +188,17 @@ KINDS: dict[RequestKind, Kind] = {k.kind: k for k in (
          preview_headline="A new cluster {new_name} from the backup of managed cluster {database_id} taken "
                           "{backup_created_at}. The live cluster is left as it is: nothing is lost until the "
                           "application is switched to the new one."),
+    Kind(RequestKind.NEW_DROPLET, "restore into a new droplet", "snapshot-restore --new-droplet",
+         (steps.NEW_DROPLET, steps.FINISH), Draft.PREVIEW_CHECK,
+         what="restore into a new droplet for {target}",
+         confirm="This runs: a new droplet {new_name} from the snapshot; {target} and its droplet are not changed. "
+                 "The thread then says its IP and what to switch.",
+         ask_again="ask again with `/rollback snapshot-restore` and `--new-droplet`",
+         outcome="new droplet ready; not watched (the application does not use it yet)",
+         queued="restore into a new droplet for {target}", watched=False,
+         preview_headline="A new droplet {new_name} from snapshot {snapshot} ({snapshot_name}, taken {taken_at}) of "
+                          "droplet {source_droplet}, size {size} in {region}. The live droplet is left as it is: "
+                          "nothing is lost until the application is switched to the new one."),
 )}
 
 BESIDE_TARGET = frozenset(k.kind for k in KINDS.values() if k.beside_target)

@@ -42,10 +42,13 @@ PITR = StepInfo("pitr", "Point-in-time recovery", leaves_maintenance_on=True)
 SNAPSHOT_RESTORE = StepInfo("snapshot_restore", "Snapshot restore", leaves_maintenance_on=True)
 # A managed cluster is restored into a new cluster: the target itself is left as it is.
 NEW_CLUSTER = StepInfo("new_cluster", "New cluster from a backup", recorded=False)
+# A droplet snapshot restored into a new droplet (Method 3B as the playbook writes it): the target is left as it is.
+NEW_DROPLET = StepInfo("new_droplet", "New droplet from a snapshot", recorded=False)
 
 # Every step (a kind's pipeline, core/kinds.py, is a tuple of these).
 ALL: tuple[StepInfo, ...] = (BACKUP, MAINTENANCE_ON, ROLLBACK, RESTORE, UNDO, VERIFY, MAINTENANCE_OFF, FINISH, TERMINATE,
-                             REPAIR, TABLE_BACKUP, RECOVER, PITR, SNAPSHOT_RESTORE, NEW_CLUSTER)
+                             REPAIR, TABLE_BACKUP, RECOVER, PITR, SNAPSHOT_RESTORE, NEW_CLUSTER,
+                             NEW_DROPLET)
 STEPS = {step.name: step for step in ALL}
 
 # Labels of the jobs that are not pipeline steps (what a thread line or a page calls them).
@@ -66,6 +69,7 @@ JOB_LABELS = {
     "check_pitr": "Point-in-time recovery check",
     "check_snapshot": "Snapshot check",
     "check_cluster": "Cluster restore check",
+    "check_new_droplet": "New droplet check",
     "escrow": "Escrow",
     "check_undo": "Undo check",
 }
