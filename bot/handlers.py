@@ -340,15 +340,15 @@ class Handlers:
             raise
         self.store.update(request.id, **({"card_ts": card} if in_thread else {"thread_ts": card}))
         ts = in_thread or card
+        contacts = self.settings.contacts_for(self.settings.targets[request.target])
+        if contacts:  # the team hears of a change when it is asked for, not only when it fails
+            self.post(channel, messages.team_told(request, contacts), thread_ts=ts)
         if request.sql:  # the whole SQL as a file in the card's thread (the card shows its first lines)
             try:
                 self.client.files_upload_v2(channel=channel, thread_ts=ts, content=request.sql,
                                             filename=f"{request.id}-rollback.sql", title=messages.sql_file_title(request))
             except Exception:  # a courtesy: the dry run's thread has the whole SQL too
                 log.warning("could not attach the SQL of %s", request.id)
-        contacts = self.settings.contacts_for(self.settings.targets[request.target])
-        if contacts:  # the team hears of a change when it is asked for, not only when it fails
-            self.post(channel, messages.team_told(request, contacts), thread_ts=ts)
         if draft.thread_note:
             self.post(channel, draft.thread_note, thread_ts=ts)
         log.info("request %s (%s of %s) pending, by %s", request.id, request.kind, request.target, user)
