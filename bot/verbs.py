@@ -308,7 +308,7 @@ VERBS: tuple[Verb, ...] = (
          "/rollback report RB-7K3F9Q",
          arguments=(REQUEST_ID,), takes_target=False,
          job="workers.jobs.report", job_kwargs=("channel", "thread_ts", "requester")),
-    Verb("help", "this list; `help <verb>` for details and an example", Action.HELP, None,
+    Verb("help", "this list; help <verb> gives details and an example", Action.HELP, None,
          "lists the verbs by the playbook's steps; `/rollback help <verb>` shows one verb's usage, what it does "
          "and an example",
          "/rollback help dry-run", takes_target=False, needs_worker=False),
