@@ -8,12 +8,11 @@ needs (saying what a valid one looks like), else the target.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from bot import messages, verbs
-from bot.verbs import Argument, Verb
+from bot.verbs import Argument, Verb, closest
 from core.versions import is_version
 
 
@@ -38,11 +37,8 @@ class Command:
     before: str | None = None
     point: str | None = None  # a UTC time
     snapshot: str | None = None
-
-
-def closest(word: str, choices: Sequence[str]) -> str | None:
-    found = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.5)
-    return found[0] if found else None
+    new_name: str | None = None  # snapshot-restore --new-droplet: the new droplet's name
+    topic: str | None = None  # help: the verb asked about, as typed
 
 
 VersionsFor = Callable[[str], Collection[str] | None]
@@ -59,7 +55,10 @@ def parse(text: str, targets: Sequence[str], versions_for: VersionsFor | None = 
         return Command(verb=verbs.HELP.name)
     verb = verbs.lookup(words[0])
     if verb is None:
-        raise CommandError(messages.unknown_verb(words[0], closest(words[0], [v.name for v in verbs.VERBS])))
+        raise CommandError(messages.unknown_verb(words[0], closest(words[0], [v.word for v in verbs.VERBS])))
+    if verb.action is verbs.Action.HELP:  # what follows is a verb to explain, never arguments
+        return Command(verb=verb.name, topic=" ".join(words[1:]) or None)
+    verb, words[1:] = verbs.chosen(verb, words[1:])
 
     values: dict[str, str] = {}
     target: str | None = None

@@ -211,7 +211,7 @@ class Handlers:
             return str(err)
         verb = verbs.verb(parsed.verb)
         if verb.action is Action.HELP:
-            return messages.help_text()
+            return messages.verb_help(parsed.topic) if parsed.topic else messages.help_text()
         return verb, parsed
 
     def command_ack(self, ack: Ack, command: Mapping[str, Any]) -> None:
@@ -340,6 +340,9 @@ class Handlers:
             raise
         self.store.update(request.id, **({"card_ts": card} if in_thread else {"thread_ts": card}))
         ts = in_thread or card
+        contacts = self.settings.contacts_for(self.settings.targets[request.target])
+        if contacts:  # the team hears of a change when it is asked for, not only when it fails
+            self.post(channel, messages.team_told(request, contacts), thread_ts=ts)
         if request.sql:  # the whole SQL as a file in the card's thread (the card shows its first lines)
             try:
                 self.client.files_upload_v2(channel=channel, thread_ts=ts, content=request.sql,

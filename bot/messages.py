@@ -120,10 +120,34 @@ IN_A_THREAD = ("In an incident thread, mention the bot instead, with the same wo
                "everything is answered in that thread.")
 
 
+MAIN_PATH_TITLE = "*Main path* (assess, plan, run):"
+
+
 def help_text() -> str:
-    """One line per verb, from the verb table; everything escaped, so no placeholder becomes a link."""
-    lines = [f"{code(verbs.usage(verb))} - {escape(verb.help)}" for verb in verbs.VERBS]
-    return "\n".join([f"{HELP_TITLE} {IN_A_THREAD}", *lines])
+    """One short line per verb, by the playbook's steps (the main path first); from the verb table, everything
+    escaped, so no placeholder becomes a link."""
+    lines = [HELP_TITLE]
+    for group, listed in verbs.grouped():
+        if not listed:
+            continue
+        if group is not None:
+            lines.append(f"*{group.value}*")
+        elif listed[0].name in verbs.MAIN_PATH:
+            lines.append(MAIN_PATH_TITLE)
+        lines += [f"{code(verb.name)} {escape(verb.help)}" for verb in listed]
+    return "\n".join([*lines, IN_A_THREAD])
+
+
+def verb_help(asked: str) -> str:
+    """`/rollback help <verb>`: its usage, what it does, an example; an unknown verb is one line."""
+    verb = verbs.topic(asked)
+    if verb is None:
+        suggestion = verbs.closest(asked.split()[0], [v.word for v in verbs.VERBS])
+        hint = f" Did you mean {code(suggestion)}?" if suggestion else ""
+        return f"No verb {code(asked)}.{hint} `/rollback help` lists them."
+    step = f" (playbook step: {verb.group.value})" if verb.group else ""
+    return "\n".join([f"{usage(verb)}{step}", escape(verb.details[:1].upper() + verb.details[1:]) + ".",
+                      f"Example: {code(verb.example)}", IN_A_THREAD])
 
 
 def mention_first() -> str:
@@ -454,6 +478,14 @@ def _request_header(request: Request) -> str:
         f":rotating_light: *{request.id}*: {what} requested by {mention(request.requester)}. "
         f"Needs a second person's approval before {clock(request.expires_at)}."
     )
+
+
+def team_told(request: Request, contacts: Sequence[str]) -> str:
+    """The card's first thread line: the target's contacts called in as soon as a change is asked for."""
+    what = kinds.words(kinds.of(request.kind).what, request, code)
+    who = " ".join(_contact(c) for c in contacts)
+    return (f":loudspeaker: {who}: {mention(request.requester)} asks for {what} ({request.id}); it waits for a "
+            "second person's approval. The run, its steps and its outcome follow in this thread.")
 
 
 def card_details(request: Request) -> list[str]:

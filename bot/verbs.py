@@ -14,8 +14,9 @@ Pure: no Slack, no Redis.
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -114,6 +115,13 @@ SNAPSHOT = Argument(
     name="snapshot", placeholder="<snapshot>", matches=lambda w: SNAPSHOT_ID_PATTERN.match(w) is not None,
     what="snapshot id", hint="snapshot ids are numbers; `/rollback backups` lists them", strict=False,
 )
+# A droplet's name as DigitalOcean takes it (a hostname: letters, digits, '.', '-').
+DROPLET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
+DROPLET_NAME = Argument(
+    name="new_name", placeholder="[name]", matches=lambda w: DROPLET_NAME_PATTERN.match(w) is not None,
+    what="droplet name", hint="droplet names are letters, digits, '.' and '-', like restored-db", strict=False,
+    required=False,
+)
 OPTIONAL_VERSION = replace(VERSION, required=False)
 OPTIONAL_BACKUP = replace(BACKUP, required=False)
 ARGUMENTS = (VERSION, BACKUP, REQUEST_ID, ROLLBACK_ID, STATE, PID, WATCH_ACTION, OVERWRITE, BEFORE, POINT, SNAPSHOT,
@@ -132,6 +140,21 @@ class Action(StrEnum):
     WATCH = "watch"  # `watch stop`: its job on the target's latest request, recorded in that request's thread
 
 
+class Group(StrEnum):
+    """The playbook's steps, in order: `/rollback help` lists the verbs under them (a person under stress reads
+    down the page in the order the playbook acts)."""
+
+    ASSESS = "Assess"  # Step 1 and the pre-rollback checklist
+    PROTECT = "Protect"  # Steps 2-3: a backup, maintenance mode, what is in the way
+    ROLL_BACK = "Roll back"  # Step 4, Methods 1-2
+    RECOVER = "Recover"  # Method 3 and scenario 4: from a backup, a snapshot, a point in time
+    AFTER = "After"  # Steps 5-8: verify, watch, report, undo
+
+
+# The playbook's main path, shown first in `/rollback help`: assess, plan, run.
+MAIN_PATH = ("status", "dry-run", "execute")
+
+
 class Who(StrEnum):
     """Who may run a verb, on top of the incident channels ([bot] channels)."""
 
@@ -141,9 +164,15 @@ class Who(StrEnum):
 
 @dataclass(frozen=True)
 class Verb:
+    """One verb. A variant of another verb is named `<verb> <flag>` (`snapshot-restore --new-droplet`): the
+    flag among the words chooses it, and its usage line says where the flag goes."""
+
     name: str
-    help: str  # one line for `/rollback help` (may name placeholders such as <version>)
+    help: str  # its short line in `/rollback help` (the line stays under ~70 characters)
     action: Action
+    group: Group | None  # the playbook step it serves (None: help itself, shown last)
+    details: str  # `/rollback help <verb>`: what it does, what it needs, what it leaves alone
+    example: str  # `/rollback help <verb>`: one real command, as typed
     arguments: tuple[Argument, ...] = ()  # in usage order
     aliases: tuple[str, ...] = ()
     takes_target: bool = True  # False: acts on the channel's requests, never on a target by name
@@ -160,72 +189,133 @@ class Verb:
     def takes(self, argument: Argument) -> bool:
         return any(a.name == argument.name for a in self.arguments)
 
+    @property
+    def word(self) -> str:
+        """The word typed after `/rollback` (a variant's flag comes among the arguments)."""
+        return self.name.split()[0]
+
+    @property
+    def flag(self) -> str | None:
+        return self.name.split()[1] if " " in self.name else None
+
 
 VERBS: tuple[Verb, ...] = (
-    Verb("status", "migration table, current version, drift and failures, the server reached",
-         Action.THREAD_JOB, job="workers.jobs.status"),
-    Verb("dry-run", "plan a rollback to <version>; it becomes this channel's current plan",
-         Action.THREAD_JOB, arguments=(VERSION,), aliases=("dryrun", "dry_run", "plan"), writes=True,
+    Verb("status", "where the migrations stand; what blocks a rollback", Action.THREAD_JOB, Group.ASSESS,
+         "migration table, current version, drift and failures, the server reached, and the sessions in a "
+         "rollback's way (the playbook's Step 1)",
+         "/rollback status prod", job="workers.jobs.status"),
+    Verb("dry-run", "plan a rollback to <version>; changes nothing", Action.THREAD_JOB, Group.ROLL_BACK,
+         "runs the rollback's SQL in a transaction that is always rolled back and shows each statement's effect "
+         "and what it destroys; the plan becomes this channel's current plan, which `execute` asks to run",
+         "/rollback dry-run 2025_10_20_120001 prod",
+         arguments=(VERSION,), aliases=("dryrun", "dry_run", "plan"), writes=True,
          job="workers.jobs.dry_run", job_kwargs=("target", "version", "channel", "thread_ts", "requester")),
-    Verb("execute", "ask a second person to approve running the current plan (the request uses it up)",
-         Action.REQUEST, aliases=("rollback",), writes=True, approval=RequestKind.ROLLBACK),
-    Verb("backup", "take a verified backup now",
-         Action.THREAD_JOB, writes=True,
+    Verb("execute", "run the current plan once a second person approves", Action.REQUEST, Group.ROLL_BACK,
+         "asks a second person to approve running the channel's current dry-run plan (the request uses it up): "
+         "backup, maintenance on, the rollback in one transaction, verify, maintenance off",
+         "/rollback execute prod", aliases=("rollback",), writes=True, approval=RequestKind.ROLLBACK),
+    Verb("backup", "take a verified backup now", Action.THREAD_JOB, Group.PROTECT,
+         "a pg_dump of the target, checksummed and read back by pg_restore --list (the playbook's Step 2)",
+         "/rollback backup prod", writes=True,
          job="workers.jobs.backup", job_kwargs=("target", "channel", "thread_ts", "requester", "reason")),
-    Verb("backups", "list backups and snapshots",
-         Action.THREAD_JOB, job="workers.jobs.backups"),
-    Verb("verify", "run the post-rollback checks",
-         Action.THREAD_JOB, job="workers.jobs.verify", job_kwargs=("target", "channel", "thread_ts", "requester")),
-    Verb("history", "recent migration history",
-         Action.THREAD_JOB, job="workers.jobs.history"),
-    Verb("restore", "restore a backup that exists and verifies (needs a second person's approval)",
-         Action.REQUEST, arguments=(BACKUP,), writes=True, approval=RequestKind.RESTORE, check_job="workers.jobs.check_backup"),
-    Verb("recover", "get the lost rows of <table>[,<table>…] back from a verified backup (none named: the newest "
-         "taken before the newest migration, or before <version>), newer rows kept (--overwrite: differing rows "
+    Verb("backups", "list backups and snapshots", Action.THREAD_JOB, Group.PROTECT,
+         "the backups in the backup folder, newest first, and the droplet's DigitalOcean snapshots",
+         "/rollback backups prod", job="workers.jobs.backups"),
+    Verb("verify", "run the post-rollback checks", Action.THREAD_JOB, Group.AFTER,
+         "migration status, the critical tables' row counts, the health URL and the smoke test (Step 5)",
+         "/rollback verify prod",
+         job="workers.jobs.verify", job_kwargs=("target", "channel", "thread_ts", "requester")),
+    Verb("history", "recent migration history", Action.THREAD_JOB, Group.ASSESS,
+         "the newest rows of migration_history: what ran, who ran it, how it ended",
+         "/rollback history prod", job="workers.jobs.history"),
+    Verb("restore", "put a verified backup back into the target", Action.REQUEST, Group.RECOVER,
+         "restores a backup that exists and verifies, after a fresh backup; the card shows what goes back "
+         "(needs a second person's approval)",
+         "/rollback restore prod-pre-rollback-20251020T120000Z.dump prod",
+         arguments=(BACKUP,), writes=True, approval=RequestKind.RESTORE, check_job="workers.jobs.check_backup"),
+    Verb("recover", "get lost rows of some tables back from a backup", Action.REQUEST, Group.RECOVER,
+         "gets the lost rows of <table>[,<table>…] back from a verified backup (none named: the newest taken before "
+         "the newest migration, or before <version>, was applied), newer rows kept (--overwrite: differing rows "
          "replaced too; needs a second person's approval)",
-         Action.REQUEST, arguments=(OPTIONAL_BACKUP, TABLES, OVERWRITE, BEFORE, OPTIONAL_VERSION), writes=True,
+         "/rollback recover users,projects prod",
+         arguments=(OPTIONAL_BACKUP, TABLES, OVERWRITE, BEFORE, OPTIONAL_VERSION), writes=True,
          approval=RequestKind.RECOVER, check_job="workers.jobs.check_recover",
          check_kwargs=("backup", "tables", "overwrite", "version"),
          usage_arguments="[<backup>] <table>[,<table>…] [--overwrite] [before <version>]"),
-    Verb("pitr", "Supabase point-in-time recovery to just before a migration (default: the newest) or to a "
-         "UTC time; everything written after it is lost (needs a second person's approval)",
-         Action.REQUEST, arguments=(BEFORE, OPTIONAL_VERSION, POINT), writes=True, approval=RequestKind.PITR, check_job="workers.jobs.check_pitr", check_kwargs=("version", "point"),
+    Verb("pitr", "Supabase point-in-time recovery", Action.REQUEST, Group.RECOVER,
+         "Supabase point-in-time recovery to just before a migration (default: the newest) or to a UTC time; "
+         "everything written after it is lost (needs a second person's approval)",
+         "/rollback pitr before 2025_10_20_150000 prod",
+         arguments=(BEFORE, OPTIONAL_VERSION, POINT), writes=True, approval=RequestKind.PITR,
+         check_job="workers.jobs.check_pitr", check_kwargs=("version", "point"),
          usage_arguments="[before <version> | <UTC time>]"),
-    Verb("snapshot-restore", "restore the target's droplet from a DigitalOcean snapshot (needs a second "
-         "person's approval)",
-         Action.REQUEST, arguments=(SNAPSHOT,), aliases=("snapshot_restore",), writes=True,
+    Verb("snapshot-restore", "restore the droplet in place from a snapshot", Action.REQUEST, Group.RECOVER,
+         "restores the target's droplet in place from one of its DigitalOcean snapshots: everything written "
+         "after the snapshot is lost (needs a second person's approval); `--new-droplet` leaves it alone",
+         "/rollback snapshot-restore 182947561 prod",
+         arguments=(SNAPSHOT,), aliases=("snapshot_restore",), writes=True,
          approval=RequestKind.SNAPSHOT_RESTORE,
          check_job="workers.jobs.check_snapshot", check_kwargs=("snapshot",)),
-    Verb("cluster-restore", "a new managed DigitalOcean cluster from the target's newest backup (or the newest "
-         "before a UTC time); the target is left as it is (needs a second person's approval)",
-         Action.REQUEST, arguments=(POINT,), aliases=("cluster_restore",), writes=True,
+    Verb("snapshot-restore --new-droplet", "a new droplet from a snapshot; old kept",
+         Action.REQUEST, Group.RECOVER,
+         "creates a new droplet from any snapshot of the account, with the source droplet's size and region and "
+         "the name given (default <target>-restored-<time>), then says its IP and the exact switch: the "
+         "DATABASE_URL line and the DNS record (playbook Method 3B; needs a second person's approval)",
+         "/rollback snapshot-restore 182947561 --new-droplet restored-db prod",
+         arguments=(SNAPSHOT, DROPLET_NAME), writes=True, approval=RequestKind.NEW_DROPLET,
+         check_job="workers.jobs.check_new_droplet", check_kwargs=("snapshot", "new_name"),
+         usage_arguments="<snapshot> --new-droplet [name]"),
+    Verb("cluster-restore", "a new managed cluster from a backup", Action.REQUEST, Group.RECOVER,
+         "a new managed DigitalOcean cluster from the target's newest backup (or the newest before a UTC "
+         "time); the target is left as it is (needs a second person's approval)",
+         "/rollback cluster-restore 2025-10-20T14:59:00Z prod",
+         arguments=(POINT,), aliases=("cluster_restore",), writes=True,
          approval=RequestKind.CLUSTER_RESTORE,
          check_job="workers.jobs.check_cluster", check_kwargs=("point",)),
-    Verb("escrow", "what the data-loss escrow of past rollbacks holds (request, tables, rows, size, age)",
-         Action.THREAD_JOB, job="workers.jobs.escrow"),
-    Verb("undo", "reverse a rollback from its escrow: a dry run, then a second person's approval",
-         Action.REQUEST, arguments=(ROLLBACK_ID,), writes=True, approval=RequestKind.UNDO, check_job="workers.jobs.check_undo"),
-    Verb("maintenance", "switch the target's maintenance mode (the latest request's requester or an approver)",
-         Action.MAINTENANCE, arguments=(STATE,), writes=True, who=Who.REQUESTER_OR_APPROVER,
+    Verb("escrow", "what past rollbacks' escrow holds", Action.THREAD_JOB, Group.AFTER,
+         "what the data-loss escrow of past rollbacks holds (request, tables, rows, size, age)",
+         "/rollback escrow prod", job="workers.jobs.escrow"),
+    Verb("undo", "reverse a rollback from its escrow", Action.REQUEST, Group.AFTER,
+         "reverses a rollback from its escrow: a dry run, then a second person's approval",
+         "/rollback undo RB-7K3F9Q prod",
+         arguments=(ROLLBACK_ID,), writes=True, approval=RequestKind.UNDO, check_job="workers.jobs.check_undo"),
+    Verb("maintenance", "switch maintenance mode on or off", Action.MAINTENANCE, Group.PROTECT,
+         "runs the target's maintenance hook (the playbook's Step 3 and Step 6); the latest request's requester "
+         "or an approver",
+         "/rollback maintenance on prod",
+         arguments=(STATE,), writes=True, who=Who.REQUESTER_OR_APPROVER,
          job="workers.jobs.maintenance", job_kwargs=("target", "state", "channel", "thread_ts", "requester")),
-    Verb("terminate", "end a session that status named in a rollback's way (needs a second person's approval)",
-         Action.REQUEST, arguments=(PID,), aliases=("kill",), writes=True, approval=RequestKind.TERMINATE),
-    Verb("repair", "bring a failed or stuck migration back to a clean state: its dry run, then a second person's approval",
-         Action.REQUEST, arguments=(VERSION,), writes=True, approval=RequestKind.REPAIR, check_job="workers.jobs.plan_repair"),
-    Verb("watch", "stop: end the watch window after a rollback or restore early (its requester or an approver)",
-         Action.WATCH, arguments=(WATCH_ACTION,), writes=True, who=Who.REQUESTER_OR_APPROVER,
+    Verb("terminate", "end a session in a rollback's way", Action.REQUEST, Group.PROTECT,
+         "ends a session that `status` named in a rollback's way (needs a second person's approval)",
+         "/rollback terminate 48213 prod",
+         arguments=(PID,), aliases=("kill",), writes=True, approval=RequestKind.TERMINATE),
+    Verb("repair", "clean up a failed or stuck migration", Action.REQUEST, Group.ROLL_BACK,
+         "brings a failed or stuck migration back to a clean state: its dry run, then a second person's approval",
+         "/rollback repair 2025_10_20_150000 prod",
+         arguments=(VERSION,), writes=True, approval=RequestKind.REPAIR, check_job="workers.jobs.plan_repair"),
+    Verb("watch", "stop the watch after a change early", Action.WATCH, Group.AFTER,
+         "stop: ends the watch window after a rollback or restore early (its requester or an approver)",
+         "/rollback watch stop prod",
+         arguments=(WATCH_ACTION,), writes=True, who=Who.REQUESTER_OR_APPROVER,
          job="workers.jobs.watch_stop", job_kwargs=("request_id", "requester")),
-    Verb("diff", "compare two targets (one named: with each other one): versions on one and not the other, each table's schema; flags stray migrations",
-         Action.THREAD_JOB, arguments=(OTHER_TARGET,), job="workers.jobs.diff",
-         job_kwargs=("target", "other", "channel", "thread_ts")),
-    Verb("cancel", "cancel this channel's pending request",
-         Action.CANCEL, arguments=(REQUEST_ID,), takes_target=False, who=Who.REQUESTER_OR_APPROVER,
-         needs_worker=False),
-    Verb("report", "post the incident record of a request's thread as a file",
-         Action.REPORT, arguments=(REQUEST_ID,), takes_target=False,
+    Verb("diff", "compare two targets' versions and schemas", Action.THREAD_JOB, Group.ASSESS,
+         "compares two targets (one named: with each other one): versions on one and not the other, each "
+         "table's schema; flags stray migrations (the playbook's scenario 3, wrong database)",
+         "/rollback diff prod staging",
+         arguments=(OTHER_TARGET,), job="workers.jobs.diff", job_kwargs=("target", "other", "channel", "thread_ts")),
+    Verb("cancel", "cancel this channel's pending request", Action.CANCEL, Group.ROLL_BACK,
+         "cancels this channel's pending request (or the one named); its requester or an approver",
+         "/rollback cancel RB-7K3F9Q",
+         arguments=(REQUEST_ID,), takes_target=False, who=Who.REQUESTER_OR_APPROVER, needs_worker=False),
+    Verb("report", "the incident record of a request, as a file", Action.REPORT, Group.AFTER,
+         "posts the incident record of a request's thread as a file (the playbook's Step 8)",
+         "/rollback report RB-7K3F9Q",
+         arguments=(REQUEST_ID,), takes_target=False,
          job="workers.jobs.report", job_kwargs=("channel", "thread_ts", "requester")),
-    Verb("help", "this help",
-         Action.HELP, takes_target=False, needs_worker=False),
+    Verb("help", "this list; help <verb> gives details and an example", Action.HELP, None,
+         "lists the verbs by the playbook's steps; `/rollback help <verb>` shows one verb's usage, what it does "
+         "and an example",
+         "/rollback help dry-run", takes_target=False, needs_worker=False),
 )
 
 BY_NAME: dict[str, Verb] = {verb.name: verb for verb in VERBS}
@@ -242,6 +332,39 @@ def lookup(word: str) -> Verb | None:
     return BY_WORD.get(word.lower())
 
 
+def closest(word: str, choices: Sequence[str]) -> str | None:
+    found = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.5)
+    return found[0] if found else None
+
+
+def chosen(verb_: Verb, words: list[str]) -> tuple[Verb, list[str]]:
+    """The variant of a verb that a flag among its words chooses (`snapshot-restore ... --new-droplet`), with
+    the flag taken out; else the verb and its words as they are."""
+    lowered = [w.lower() for w in words]
+    for variant in VERBS:
+        if variant.word == verb_.name and variant.flag in lowered:
+            return variant, [w for w in words if w.lower() != variant.flag]
+    return verb_, words
+
+
+def topic(text: str) -> Verb | None:
+    """The verb `/rollback help <text>` asks about: a name, an alias, or a variant with its flag."""
+    words = text.split()
+    named = lookup(words[0]) if words else None
+    if named is None:
+        return None
+    variant, rest = chosen(named, words[1:])
+    return None if rest else variant
+
+
+def grouped() -> list[tuple[Group | None, list[Verb]]]:
+    """`/rollback help`'s order: the main path first, then each playbook step's other verbs, help last."""
+    rest = [v for v in VERBS if v.name not in MAIN_PATH]
+    return [(None, [BY_NAME[name] for name in MAIN_PATH]),
+            *((group, [v for v in rest if v.group is group]) for group in Group),
+            (None, [v for v in rest if v.group is None])]
+
+
 def for_kind(kind: RequestKind) -> Verb:
     """The verb that asks for requests of this kind."""
     return BY_NAME[kinds.of(kind).verb]
@@ -249,7 +372,7 @@ def for_kind(kind: RequestKind) -> Verb:
 
 def usage(verb_: Verb) -> str:
     """`/rollback dry-run <version> [target]` (unescaped: bot/messages.py escapes what it shows)."""
-    words = ["/rollback", verb_.name]
+    words = ["/rollback", verb_.word]  # a variant's usage_arguments say where its flag goes
     if verb_.usage_arguments is not None:
         words.append(verb_.usage_arguments)
     else:

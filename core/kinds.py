@@ -36,6 +36,7 @@ class RequestKind(StrEnum):
     PITR = "pitr"  # Supabase point-in-time recovery (playbook Method 3A)
     SNAPSHOT_RESTORE = "snapshot_restore"  # a DigitalOcean droplet from a snapshot (Method 3B)
     CLUSTER_RESTORE = "cluster_restore"  # a new managed DigitalOcean cluster from a backup (Method 3B)
+    NEW_DROPLET = "new_droplet"  # a new droplet from any snapshot, the old one left alone (Method 3B as written)
     UNDO = "undo"  # reverse an earlier rollback from its escrow (`undoes` names it)
 
 
@@ -136,6 +137,8 @@ PITR = StepInfo("pitr", "Point-in-time recovery", leaves_maintenance_on=True)
 SNAPSHOT_RESTORE = StepInfo("snapshot_restore", "Snapshot restore", leaves_maintenance_on=True)
 # A managed cluster is restored into a new cluster: the target itself is left as it is.
 NEW_CLUSTER = StepInfo("new_cluster", "New cluster from a backup", recorded=False)
+# A droplet snapshot restored into a new droplet (Method 3B as the playbook writes it): the target is left as it is.
+NEW_DROPLET = StepInfo("new_droplet", "New droplet from a snapshot", recorded=False)
 
 _RESTORE_CHAIN = (BACKUP, MAINTENANCE_ON)
 _AFTER_CHANGE = (VERIFY, MAINTENANCE_OFF, FINISH)
@@ -210,6 +213,17 @@ KINDS: dict[RequestKind, Kind] = {k.kind: k for k in (
          preview_headline="A new cluster {new_name} from the backup of managed cluster {database_id} taken "
                           "{backup_created_at}. The live cluster is left as it is: nothing is lost until the "
                           "application is switched to the new one."),
+    Kind(RequestKind.NEW_DROPLET, "restore into a new droplet", "snapshot-restore --new-droplet",
+         (NEW_DROPLET, FINISH), Draft.PREVIEW_CHECK,
+         what="restore into a new droplet for {target}",
+         confirm="This runs: a new droplet {new_name} from the snapshot; {target} and its droplet are not changed. "
+                 "The thread then says its IP and what to switch.",
+         ask_again="ask again with `/rollback snapshot-restore` and `--new-droplet`",
+         outcome="new droplet ready; not watched (the application does not use it yet)",
+         queued="restore into a new droplet for {target}", watched=False,
+         preview_headline="A new droplet {new_name} from snapshot {snapshot} ({snapshot_name}, taken {taken_at}) of "
+                          "droplet {source_droplet}, size {size} in {region}. The live droplet is left as it is: "
+                          "nothing is lost until the application is switched to the new one."),
 )}
 
 BESIDE_TARGET = frozenset(k.kind for k in KINDS.values() if k.beside_target)

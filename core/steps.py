@@ -47,6 +47,7 @@ JOB_LABELS = {
     "check_pitr": "Point-in-time recovery check",
     "check_snapshot": "Snapshot check",
     "check_cluster": "Cluster restore check",
+    "check_new_droplet": "New droplet check",
     "escrow": "Escrow",
     "check_undo": "Undo check",
 }

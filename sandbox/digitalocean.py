@@ -4,7 +4,10 @@
 client as the base URL). Served: droplet snapshot actions and their polling, a droplet's actions (newest
 first), droplet and global snapshot lists and one snapshot, a droplet, a droplet restored from a snapshot
 (a `restore` action), managed database clusters (one, or all) and their backups, and a new cluster created
-from a backup (`backup_restore`), which reports `creating` for `polls_until_complete` reads, then `online`.
+from a backup (`backup_restore`), which reports `creating` for `polls_until_complete` reads, then `online`;
+a new droplet from a snapshot (POST /v2/droplets with an `image`), which reports `new` for
+`polls_until_complete` reads of it, then `active` with a public IPv4 (a documentation address, 203.0.113.x),
+and the droplets created there listed by name (GET /v2/droplets?name=).
 A bearer token is required. `posts` counts the POSTs per path and `post_faults` loses the next POSTs'
 answers, after acting or not (sandbox/http_stub.py).
 `on_droplet_restore(droplet_id, snapshot)`, when set, runs when a restore action completes, so a test
@@ -83,6 +86,8 @@ class DigitalOceanServer(JsonHttpServer):
             uuid: _cluster(uuid, name, "online") for uuid, name in self.databases.items()
         }
         self.cluster_polls: dict[str, int] = {}
+        self.new_droplets: dict[int, dict[str, Any]] = {}  # droplets created from a snapshot, by id
+        self.droplet_polls: dict[int, int] = {}
         self.actions: dict[int, Action] = {}
         self.snapshots: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str]] = []
@@ -116,6 +121,8 @@ class DigitalOceanServer(JsonHttpServer):
             (r"/v2/actions/(\d+)", "GET", self._action),
             (r"/v2/droplets/(\d+)/snapshots", "GET", self._droplet_snapshots),
             (r"/v2/droplets/(\d+)", "GET", self._droplet),
+            (r"/v2/droplets", "POST", self._create_droplet),
+            (r"/v2/droplets", "GET", self._list_droplets),
             (r"/v2/snapshots", "GET", self._snapshots),
             (r"/v2/snapshots/(\d+)", "GET", self._snapshot),
             (r"/v2/databases/([0-9a-f-]+)/backups", "GET", self._database_backups),
@@ -208,6 +215,13 @@ class DigitalOceanServer(JsonHttpServer):
         return snapshot_id
 
     def _droplet(self, request: JsonRequest, droplet_id: str) -> tuple[int, Any]:
+        created = self.new_droplets.get(int(droplet_id))
+        if created is not None:
+            if created["status"] == "new":
+                self.droplet_polls[created["id"]] -= 1
+                if self.droplet_polls[created["id"]] <= 0:
+                    created.update(status="active", networks=_networks(f"203.0.113.{created['id'] % 250 + 2}"))
+            return 200, {"droplet": created}
         name = self.droplets.get(int(droplet_id))
         if name is None:
             return 404, NOT_FOUND
@@ -216,7 +230,35 @@ class DigitalOceanServer(JsonHttpServer):
             "id": int(droplet_id), "name": name, "memory": 2048, "vcpus": 2, "disk": 50, "locked": False,
             "status": "active", "created_at": "2025-01-01T00:00:00Z", "region": REGION, "size_slug": "s-2vcpu-2gb",
             "snapshot_ids": snapshot_ids, "backup_ids": [], "features": [], "tags": [],
+            "image": {"id": 1, "name": "Ubuntu 24.04", "distribution": "Ubuntu"}, "networks": _networks("203.0.113.1"),
         }}
+
+    def _create_droplet(self, request: JsonRequest) -> tuple[int, Any]:
+        body = request.json() or {}
+        snapshot = next((s for s in self.snapshots if str(s["id"]) == str(body.get("image"))), None)
+        if not body.get("name") or not body.get("size") or not body.get("region"):
+            return 422, {"id": "unprocessable_entity", "message": "name, size and region are required"}
+        if snapshot is None:
+            return 422, {"id": "unprocessable_entity", "message": "You specified an invalid image for Droplet creation."}
+        new_id = next(self._ids)
+        self.new_droplets[new_id] = {
+            "id": new_id, "name": str(body["name"]), "memory": 2048, "vcpus": 2, "disk": 50, "locked": False,
+            "status": "new", "created_at": _now(), "region": {**REGION, "slug": body["region"]},
+            "size_slug": body["size"], "snapshot_ids": [], "backup_ids": [], "features": [], "tags": [],
+            "image": {"id": int(snapshot["id"]), "name": snapshot["name"], "type": "snapshot"},
+            "networks": {"v4": [], "v6": []},
+        }
+        self.droplet_polls[new_id] = self.polls_until_complete
+        return 202, {"droplet": self.new_droplets[new_id], "links": {"actions": []}}
+
+    def _list_droplets(self, request: JsonRequest) -> tuple[int, Any]:
+        name = request.query.get("name")
+        found = [d for d in self.new_droplets.values() if name is None or d["name"] == name]
+        return 200, {"droplets": found, "links": {}, "meta": {"total": len(found)}}
+
+    def droplets_named(self, name: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(d) for d in self.new_droplets.values() if d["name"] == name]
 
     def _database_backups(self, request: JsonRequest, database_id: str) -> tuple[int, Any]:
         if database_id not in self.databases:
@@ -267,3 +309,8 @@ def _cluster(uuid: str, name: str, status: str) -> dict[str, Any]:
                        "password": "stand-in-password", "database": "defaultdb", "ssl": True,
                        "uri": f"postgresql://doadmin:stand-in-password@{host}:25060/defaultdb?sslmode=require"},
     }
+
+
+def _networks(ip: str) -> dict[str, Any]:
+    return {"v4": [{"ip_address": ip, "netmask": "255.255.255.0", "gateway": "203.0.113.254", "type": "public"}],
+            "v6": []}

@@ -73,7 +73,6 @@ def test_several_targets_write_verbs_need_one_read_verbs_mean_all() -> None:
         ("execute 2025_10_20_120001 prod", "does not take"),
         ("restore", "needs a backup"),
         ("cancel prod", "does not take"),
-        ("help me", "does not take"),
     ],
 )
 def test_bad_input_is_one_line_with_usage_or_suggestion(text: str, must_contain: str) -> None:
@@ -188,10 +187,9 @@ def test_escape_is_idempotent_and_covers_mrkdwn() -> None:
 
 
 def test_usage_and_help_come_from_the_table_escaped() -> None:
-    help_text = messages.help_text()
     for verb in verbs.VERBS:
-        assert messages.code(verbs.usage(verb)) in help_text
-    assert "<" not in help_text and "&lt;version&gt;" in help_text
+        assert messages.code(verbs.usage(verb)) in messages.verb_help(verb.name)
+    assert "<" not in messages.help_text() and "&lt;version&gt;" in messages.verb_help("dry-run")
     assert verbs.usage(verbs.verb("cancel")) == "/rollback cancel [RB-XXXXXX]"
     assert verbs.usage(verbs.verb("maintenance")) == "/rollback maintenance on|off [target]"
 
@@ -203,7 +201,8 @@ def test_bot_texts_give_no_command_line_flags() -> None:
              messages.backup_check_timed_out("prod", "x.dump", 60), messages.request_text(req),
              messages.target_busy(req, None)]
     for text in texts:
-        assert not re.search(r"(^|\s|`)--[a-z]", text), text
+        # the bot's own flags (`--overwrite`, `--new-droplet`) are words of a verb, not the CLI's
+        assert not re.search(r"(^|\s|`)--(?!overwrite|new-droplet)[a-z]", text), text
         assert not re.search(r"<(?![@!]|http)", text), text  # only mentions and links are Slack tokens
 
 
@@ -237,3 +236,64 @@ def test_any_input_parses_or_gets_one_escaped_line(words: list[str]) -> None:
         assert "<!" not in message
     else:
         assert verbs.lookup(command.verb) is not None
+
+
+# -- help for a person under stress (issue 18 item 6) ---------------------------------------------------
+
+
+def _help_lines() -> list[str]:
+    return messages.help_text().splitlines()
+
+
+def test_help_lists_the_main_path_first_then_the_playbooks_steps_in_order() -> None:
+    lines = _help_lines()
+    verb_lines = [line for line in lines if line.startswith("`")]
+    assert [line.split("`")[1] for line in verb_lines[:3]] == ["status", "dry-run", "execute"]
+    headers = [line.strip("*") for line in lines[1:] if line.startswith("*") and line.endswith("*")]
+    assert headers == ["Assess", "Protect", "Roll back", "Recover", "After"]
+    assert lines.index(messages.MAIN_PATH_TITLE) < lines.index("*Assess*")
+    # each verb sits under its own step's header
+    current = None
+    for line in lines[1:]:
+        if line.startswith("*") and line.endswith("*"):
+            current = line.strip("*")
+        elif line.startswith("`") and current is not None:
+            verb = verbs.verb(line.split("`")[1])
+            assert verb.group is None or verb.group.value == current, line
+
+
+def test_help_shows_every_verb_exactly_once_on_one_short_line() -> None:
+    named = [line.split("`")[1] for line in _help_lines() if line.startswith("`")]
+    assert sorted(named) == sorted(v.name for v in verbs.VERBS)
+    for line in _help_lines():
+        if line.startswith("`"):
+            assert len(line) <= 72, line
+
+
+@pytest.mark.parametrize("verb", verbs.VERBS, ids=lambda v: v.name)
+def test_help_of_each_verb_gives_its_usage_and_an_example(verb: verbs.Verb) -> None:
+    answer = messages.verb_help(verb.name)
+    assert messages.code(verbs.usage(verb)) in answer
+    assert f"Example: {messages.code(verb.example)}" in answer
+    assert verb.example.startswith(f"/rollback {verb.word} ")
+    assert parse(verb.example.removeprefix("/rollback "), TWO + ["prod-restored"]).verb == verb.name  # it runs
+
+
+def test_help_of_an_unknown_verb_is_one_line() -> None:
+    answer = messages.verb_help("rolback")
+    assert "\n" not in answer and "No verb `rolback`" in answer and "Did you mean `rollback`" not in answer
+    assert "`/rollback help` lists them" in answer
+    assert parse("help rolback", ONE) == Command(verb="help", topic="rolback")
+
+
+def test_snapshot_restore_with_new_droplet_is_its_own_verb_and_kind() -> None:
+    plain = parse("snapshot-restore 123 prod", TWO)
+    assert plain == Command(verb="snapshot-restore", target="prod", snapshot="123")
+    new = parse("snapshot-restore 123 --new-droplet restored-db prod", TWO)
+    assert new == Command(verb="snapshot-restore --new-droplet", target="prod", snapshot="123", new_name="restored-db")
+    assert parse("snapshot-restore --new-droplet 123", ONE).new_name is None
+    assert verbs.verb(new.verb).approval is not verbs.verb(plain.verb).approval
+    assert "in place" in verbs.verb("snapshot-restore").help
+    with pytest.raises(CommandError, match="does not take `bad_name!`.*--new-droplet") as err:
+        parse("snapshot-restore 123 --new-droplet bad_name! prod", TWO)
+    assert "\n" not in str(err.value)

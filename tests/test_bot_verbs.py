@@ -65,14 +65,20 @@ def test_help_escapes_placeholders_and_shows_one_line_per_verb(
     sender: SlackRequestSender, slack_api: SlackApiServer
 ) -> None:
     help_text = answer(sender, slack_api, "help")
-    lines = help_text.strip().splitlines()
-    assert len(lines) == 1 + len(verbs.VERBS)  # no usage line runs into the next one
+    verb_lines = [line for line in help_text.strip().splitlines() if line.startswith("`")]
+    assert [line.split("`")[1] for line in verb_lines][:3] == list(verbs.MAIN_PATH)
+    assert sorted(line.split("`")[1] for line in verb_lines) == sorted(v.name for v in verbs.VERBS)
     assert "<" not in help_text and ">" not in help_text  # nothing Slack would take for a link or mention
-    assert "`/rollback dry-run &lt;version&gt; [target]`" in help_text
-    assert "`/rollback restore &lt;backup&gt; [target]`" in help_text
-    assert "`/rollback maintenance on|off [target]`" in help_text
-    for line in lines[1:]:
-        assert line.count("`") == 2, line  # each usage is one closed code span
+    for line in verb_lines:
+        assert line.count("`") == 2 and len(line) <= 72, line  # one closed code span, short
+    details = answer(sender, slack_api, "help dry-run")
+    assert "`/rollback dry-run &lt;version&gt; [target]`" in details
+    assert "Example: `/rollback dry-run 2025_10_20_120001 prod`" in details
+    assert "`/rollback maintenance on|off [target]`" in answer(sender, slack_api, "help maintenance")
+    assert "--new-droplet [name] [target]`" in answer(sender, slack_api, "help snapshot-restore --new-droplet")
+    unknown = answer(sender, slack_api, "help sideways")
+    assert "No verb `sideways`" in unknown and "\n" not in unknown.strip()
+    assert slack_api.messages(CHANNEL) == []
 
 
 def test_a_parse_error_names_the_wrong_argument(sender: SlackRequestSender, slack_api: SlackApiServer,

@@ -24,7 +24,7 @@ from workers.runtime.errors import ServiceUnavailable, describe
 from workers.runtime.job_frame import changing, job_id, read_only
 from workers.verbs import backup as backup_verb
 from workers.verbs import backups as backups_verb
-from workers.verbs import cluster_restore, pitr, recover, repair, snapshot_restore, undo, watch
+from workers.verbs import cluster_restore, new_droplet, pitr, recover, repair, snapshot_restore, undo, watch
 from workers.verbs import diff as diff_verb
 from workers.verbs import dry_run as dry_run_verb
 from workers.verbs import escrow as escrow_verb
@@ -189,6 +189,13 @@ def check_cluster(*, target: str, point: str | None = None, channel: str | None 
     """`/rollback cluster-restore`: the managed cluster's newest backup (before `point` when given)."""
     return _check(RequestKind.CLUSTER_RESTORE, target, channel,
                   lambda ctx: cluster_restore.cluster_preview(ctx, ctx.target(target), point))
+
+
+def check_new_droplet(*, target: str, snapshot: str, new_name: str | None = None, channel: str | None = None,
+                      **_: Any) -> JsonObject:
+    """`/rollback snapshot-restore --new-droplet`: the snapshot is a droplet's; that droplet's size and region."""
+    return _check(RequestKind.NEW_DROPLET, target, channel,
+                  lambda ctx: new_droplet.droplet_preview(ctx, ctx.target(target), snapshot, new_name))
 
 
 def __getattr__(name: str) -> Callable[..., JsonObject]:

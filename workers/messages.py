@@ -93,10 +93,13 @@ def code(value: object) -> str:
     return f"`{value}`"
 
 
-def request_queued(request: Request, what: str, labels: Sequence[str], into: str = "target") -> str:
-    """The first line of an approved request's run: what it does (its kind's words) and its steps."""
+def request_queued(request: Request, what: str, labels: Sequence[str], into: str = "target",
+                   contacts: Sequence[str] = ()) -> str:
+    """The first line of an approved request's run: what it does (its kind's words), its steps, and the
+    target's contacts called in (the team hears of a change when it starts, not only when it fails)."""
     where = "" if into == "target" else " (into a new scratch database beside it; the target is left alone)"
-    return f"{STARTED} Request {request.id}: {what}{where}: {' → '.join(labels)}"
+    team = f" (cc {contacts_mention(contacts)})" if contacts else ""
+    return f"{STARTED} Request {request.id}: {what}{where}: {' → '.join(labels)}{team}"
 
 
 AS_APPROVED = "the result is what the approval promised"
@@ -297,6 +300,10 @@ def do_cluster_progress(name: str, status: Any, elapsed_s: float) -> str:
     return f"new cluster {name}: {status} after {seconds(elapsed_s)}"
 
 
+def do_droplet_progress(name: str, status: Any, elapsed_s: float) -> str:
+    return f"new droplet {name}: {status} after {seconds(elapsed_s)}"
+
+
 # -- backups made by hand (workers/postgres/dump_reader.py) -----------------------------------------------------
 
 FORMAT_NAMES = {"plain": "plain SQL", "plain-gzip": "plain SQL, gzipped", "custom": "custom-format archive",
@@ -348,10 +355,11 @@ def watch_superseded_outcome(by_request: str) -> str:
 
 
 def recovery_succeeded(request_id: str, target: str, what: str, unverified: str | None = None, *,
-                       watched: bool = True) -> str:
+                       watched: bool = True, new: str = "cluster") -> str:
     """`unverified`: the target name the result becomes once added (a new cluster, not checked by the request);
-    `watched`: whether the watch window follows (not for a new cluster the application does not use yet)."""
-    unwatched = (" Not watched: the application does not use the new cluster yet; once it is switched over, watch "
+    `watched`: whether the watch window follows (not for a new `new`, cluster or droplet, the application does
+    not use yet)."""
+    unwatched = (f" Not watched: the application does not use the new {new} yet; once it is switched over, watch "
                  "it yourself." if not watched else "")
     if unverified:
         return (f"{DONE} Request {request_id}: {what} of *{target}* done; the new cluster is not verified yet: add "

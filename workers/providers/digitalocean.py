@@ -249,6 +249,49 @@ class DigitalOcean:
                 "ssl": connection.get("ssl"),
                 "backup_created_at": backup_created_at, "duration_s": round(time.monotonic() - started, 3)}
 
+    def droplet(self, droplet_id: int) -> JsonObject:
+        """One droplet: id, name, status, size, region, its snapshot image's id and its public IPv4."""
+        body = self._call(errors.do_get_droplet(droplet_id), lambda: self.client.droplets.get(droplet_id))
+        return _droplet_facts(body.get("droplet") or {})
+
+    def create_droplet_from_snapshot(
+        self, name: str, snapshot_id: str, size: str, region: str, heartbeat: Heartbeat | None = None,
+        poll_seconds: float = defaults.DO_ACTION_POLL_SECONDS, timeout_s: float = defaults.DO_ACTION_TIMEOUT_SECONDS,
+    ) -> JsonObject:
+        """A new droplet from a snapshot (the playbook's `doctl compute droplet create --image --wait`), sent
+        once, followed until active with a public IPv4. A lost answer is looked up by the droplet's name: the
+        droplet by that name that was not there before the send."""
+        started = time.monotonic()
+        spec: JsonObject = {"name": name, "size": size, "region": region, "image": int(snapshot_id)}
+        before = {d.get("id") for d in self._droplets_named(name)}
+
+        def created_by_the_send() -> JsonObject | None:
+            new = [d for d in self._droplets_named(name) if d.get("id") not in before]
+            return {"droplet": new[0]} if new else None
+
+        created = self._send_once(errors.do_create_droplet(name, snapshot_id),
+                                  lambda: self.client.droplets.create(spec), created_by_the_send)
+        new = _droplet_facts(created.get("droplet") or {})
+        if new["id"] is None:
+            raise DigitalOceanError(errors.do_unexpected(errors.do_create_droplet(name, snapshot_id)))
+        new_id = int(new["id"])
+        last_beat = started
+        while new.get("status") != "active" or not new.get("ip"):
+            elapsed = time.monotonic() - started
+            if elapsed > timeout_s:
+                raise DigitalOceanError(errors.do_droplet_slow(name, new.get("status"), timeout_s))
+            if heartbeat is not None and time.monotonic() - last_beat >= defaults.PROGRESS_INTERVAL_SECONDS:
+                heartbeat(messages.do_droplet_progress(name, new.get("status"), elapsed))
+                last_beat = time.monotonic()
+            time.sleep(poll_seconds)
+            new = self.droplet(new_id)
+        return {**new, "duration_s": round(time.monotonic() - started, 3)}
+
+    def _droplets_named(self, name: str) -> list[JsonObject]:
+        body = self._call(errors.do_list_droplets_named(name),
+                          lambda: self.client.droplets.list(name=name, per_page=200))
+        return [d for d in body.get("droplets") or [] if d.get("name") == name]
+
     def _clusters_named(self, name: str) -> list[JsonObject]:
         body = self._call(errors.DO_LIST_CLUSTERS, lambda: self.client.databases.list_clusters())
         return [c for c in body.get("databases") or [] if c.get("name") == name]
@@ -284,3 +327,13 @@ class DigitalOcean:
             for b in body.get("backups") or []
         ]
         return sorted(rows, key=lambda r: str(r["created_at"] or ""), reverse=True)
+
+
+def _droplet_facts(droplet: JsonObject) -> JsonObject:
+    """What the workers use of a droplet: never more (no user data, no keys)."""
+    v4 = (droplet.get("networks") or {}).get("v4") or []
+    public = next((n.get("ip_address") for n in v4 if n.get("type") == "public"), None)
+    region = droplet.get("region") or {}
+    return {"id": droplet.get("id"), "name": droplet.get("name"), "status": droplet.get("status"),
+            "size": droplet.get("size_slug"), "region": region.get("slug") if isinstance(region, dict) else region,
+            "image": str((droplet.get("image") or {}).get("id") or "") or None, "ip": public}

@@ -134,7 +134,7 @@ def run_request(ctx: Context, request_id: str, into: str = "target") -> JsonObje
     ctx.save_state(request_id, started=time.time())
     progress.post(messages.request_queued(request, kinds.words(kind.queued, request, messages.code),
                                           [info.label for info in steps.announced(tuple(s.info for s in pipeline))],
-                                          into))
+                                          into, ctx.settings.contacts_for(ctx.target(request.target))))
     if kind.chained:
         return {"request_id": request_id, "jobs": _enqueue_chain(ctx, request, pipeline)}
     results: JsonObject = {}

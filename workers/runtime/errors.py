@@ -409,7 +409,24 @@ def do_cluster_slow(name: str, status: Any, timeout_s: float) -> str:
             "DigitalOcean console (Databases)")
 
 
+def do_droplet_slow(name: str, status: Any, timeout_s: float) -> str:
+    return (f"new droplet {name} still {status} after {messages.seconds(timeout_s)}; watch it in the "
+            "DigitalOcean console (Droplets)")
+
+
 # what a DigitalOcean call was trying to do, for its error line
+def do_get_droplet(droplet_id: Any) -> str:
+    return f"read droplet {droplet_id}"
+
+
+def do_create_droplet(name: str, snapshot_id: Any) -> str:
+    return f"create droplet {name} from snapshot {snapshot_id}"
+
+
+def do_list_droplets_named(name: str) -> str:
+    return f"list droplets named {name}"
+
+
 def do_get_snapshot(snapshot_id: Any) -> str:
     return f"look up snapshot {snapshot_id}"
 
