@@ -20,6 +20,7 @@ from workers.postgres import identity, migration_history
 from workers.providers.supabase import Supabase, SupabaseRefused, check_point, recovery_point
 from workers.runtime import previews
 from workers.runtime.context import Context
+from workers.runtime.pipeline_state import PipelineState, PitrStepResult
 from workers.runtime.previews import (
     RecoveryRefused,
     _guarded_identity,
@@ -113,7 +114,7 @@ def pitr_preview(ctx: Context, target: Target, *, before: str | None, at: str | 
         "point_unix": point, "bad_version": bad, "versions_after": facts["versions_after"]})
 
 
-def pitr(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+def pitr(ctx: Context, request: Request, target: Target, progress: Progress) -> PitrStepResult:
     """restore-pitr, followed to healthy (bounded: past it, the failure report pages), then the database
     must answer and be the same one (the wrong-database guard)."""
     ref = _project_ref(target)
@@ -136,15 +137,15 @@ def pitr(ctx: Context, request: Request, target: Target, progress: Progress) -> 
                        approved_by=request.approver, request_id=request.id, version=request.params.get("bad_version"),
                        duration_ms=int(waited * 1000), details={"project_ref": ref, "point_unix": point})
     progress.finish("pitr", started, pitr_figures(point, waited, versions))
-    return {"pitr": {"project_ref": ref, "point_unix": point, "waited_s": round(waited, 3), "versions": versions}}
+    return PitrStepResult(ref, point, round(waited, 3), versions)
 
 
 STEPS = {"pitr": pitr}
 
 
-def promised(ctx: Context, request: Request, target: Target, state: JsonObject) -> Promise:
+def promised(ctx: Context, request: Request, target: Target, state: PipelineState) -> Promise:
     return previews.versions_promise(ctx, request, target)
 
 
-def succeeded(request: Request, target: Target, state: JsonObject, duration_s: float) -> str:
+def succeeded(request: Request, target: Target, state: PipelineState, duration_s: float) -> str:
     return messages.recovery_succeeded(request.id, target.name, "point-in-time recovery")

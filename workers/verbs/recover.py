@@ -20,6 +20,7 @@ from workers.postgres.pg_restore import check_backup
 from workers.runtime import previews
 from workers.runtime.context import Context
 from workers.runtime.errors import StepFailed
+from workers.runtime.pipeline_state import PipelineState, RecoverStepResult, TableBackupStepResult
 from workers.runtime.previews import RecoveryRefused, _guarded_identity, applied_versions, digest_of
 from workers.runtime.progress import Progress
 from workers.verbs import Promise, Refusal
@@ -100,7 +101,7 @@ def recover_preview(ctx: Context, target: Target, backup: str, tables: Sequence[
                         params={"tables": names, "overwrite": overwrite, "recovery_digest": shown.digest})
 
 
-def table_backup(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+def table_backup(ctx: Context, request: Request, target: Target, progress: Progress) -> TableBackupStepResult:
     """A fresh, verified backup of just the tables about to change (pg_dump -t): no backup, no change."""
     tables = [row_merge.parse_table(t) for t in request.params.get("tables") or []]
     with ctx.connect(target) as conn:
@@ -120,10 +121,10 @@ def table_backup(ctx: Context, request: Request, target: Target, progress: Progr
                        approved_by=request.approver, request_id=request.id,
                        duration_ms=int(backup.duration_s * 1000), details=backup.to_dict())
     progress.finish("table_backup", started, messages.backup_figures(backup))
-    return {"table_backup": backup.to_dict()}
+    return TableBackupStepResult(backup)
 
 
-def recover_rows(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+def recover_rows(ctx: Context, request: Request, target: Target, progress: Progress) -> RecoverStepResult:
     """Insert the missing rows (overwrite the differing ones only if asked) in one transaction, parents
     first; the diff is recomputed in that transaction and must be the one approved; counts verified."""
     tables = list(request.params.get("tables") or [])
@@ -143,18 +144,17 @@ def recover_rows(ctx: Context, request: Request, target: Target, progress: Progr
                                 "counts_after": result.counts_after})
     progress.finish("recover", started, recover_figures(result.inserted, result.overwritten,
                                                                  result.counts_before, result.counts_after))
-    return {"recover": {"inserted": result.inserted, "overwritten": result.overwritten,
-                        "counts_before": result.counts_before, "counts_after": result.counts_after}}
+    return RecoverStepResult(result.inserted, result.overwritten, result.counts_before, result.counts_after)
 
 
 STEPS = {"table_backup": table_backup, "recover": recover_rows}
 
 
-def promised(ctx: Context, request: Request, target: Target, state: JsonObject) -> Promise:
+def promised(ctx: Context, request: Request, target: Target, state: PipelineState) -> Promise:
     """Every table gained exactly the rows the recovery put back (its diff was the approved one)."""
-    done = (state.get("recover") or {}).get("recover") or {}
-    before, after = done.get("counts_before") or {}, done.get("counts_after") or {}
-    inserted = done.get("inserted") or {}
+    done = state.recover
+    before, after = (done.counts_before, done.counts_after) if done else ({}, {})
+    inserted = done.inserted if done else {}
     wrong = tuple(rows_not_put_back(t, int(before.get(t, 0)), int(inserted.get(t, 0)),
                                                       int(after.get(t, 0)))
                   for t in request.params.get("tables") or []
@@ -162,5 +162,5 @@ def promised(ctx: Context, request: Request, target: Target, state: JsonObject) 
     return Promise(mismatches=wrong)
 
 
-def succeeded(request: Request, target: Target, state: JsonObject, duration_s: float) -> str:
+def succeeded(request: Request, target: Target, state: PipelineState, duration_s: float) -> str:
     return messages.recovery_succeeded(request.id, target.name, "table recovery")

@@ -18,6 +18,7 @@ from workers.postgres import identity, migration_history
 from workers.runtime import previews
 from workers.runtime.context import Context
 from workers.runtime.errors import ServiceUnavailable, WorkerError
+from workers.runtime.pipeline_state import PipelineState, SnapshotRestoreStepResult
 from workers.runtime.previews import (
     RecoveryRefused,
     _guarded_identity,
@@ -94,7 +95,7 @@ def snapshot_preview(ctx: Context, target: Target, snapshot_id: str) -> PreviewC
                         params={"snapshot": snapshot_id, "versions_after": facts["versions_after"]})
 
 
-def snapshot_restore(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+def snapshot_restore(ctx: Context, request: Request, target: Target, progress: Progress) -> SnapshotRestoreStepResult:
     """The droplet's restore action, followed (bounded); then the database must answer and be the same one."""
     snapshot_id = str(request.params["snapshot"])
     assert target.do_droplet_id is not None
@@ -116,15 +117,15 @@ def snapshot_restore(ctx: Context, request: Request, target: Target, progress: P
                        details={"snapshot": snapshot_id, "droplet_id": target.do_droplet_id,
                                 "action_id": action.get("action_id")})
     progress.finish("snapshot_restore", started, snapshot_restore_figures(action, waited, versions))
-    return {"snapshot_restore": {**action, "versions": versions}}
+    return SnapshotRestoreStepResult(action, versions)
 
 
 STEPS = {"snapshot_restore": snapshot_restore}
 
 
-def promised(ctx: Context, request: Request, target: Target, state: JsonObject) -> Promise:
+def promised(ctx: Context, request: Request, target: Target, state: PipelineState) -> Promise:
     return previews.versions_promise(ctx, request, target)
 
 
-def succeeded(request: Request, target: Target, state: JsonObject, duration_s: float) -> str:
+def succeeded(request: Request, target: Target, state: PipelineState, duration_s: float) -> str:
     return messages.recovery_succeeded(request.id, target.name, "snapshot restore")

@@ -210,7 +210,7 @@ def _page_open(ctx: Context, request_id: str, state: JsonObject) -> bool:
     """Whether the watch's page is open (a watch from before `page_open` was kept: whether it paged at all)."""
     if "page_open" in state:
         return bool(state["page_open"])
-    return bool(ctx.load_state(request_id).get("paged"))
+    return ctx.load_state(request_id).paged
 
 
 def _closing(ctx: Context, request: Request) -> Request | None:
