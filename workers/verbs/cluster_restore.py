@@ -11,8 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.config import Target, database_url_env_for
-from core.jsontypes import JsonObject
-from core.prechecks import PreviewCheck
+from core.prechecks import Preview, PreviewCheck
 from core.requests import Request, RequestKind
 from workers import messages
 from workers.engine.redact import MASK
@@ -97,9 +96,8 @@ def cluster_preview(ctx: Context, target: Target, point: str | None) -> PreviewC
     with ctx.connect(target) as conn:
         found = _guarded_identity(ctx, conn, target)
         versions = [v for v, _ in applied_versions(conn)]
-    preview: JsonObject = {"kind": RequestKind.CLUSTER_RESTORE.value, "target": target.name,
-                           "database_id": target.do_database_id, "backup_created_at": created, "new_name": new_name,
-                           "versions_before": versions, "versions_after": None, "point_unix": None}
+    preview = Preview(kind=RequestKind.CLUSTER_RESTORE.value, target=target.name, database_id=target.do_database_id,
+                      backup_created_at=created, new_name=new_name, versions_before=tuple(versions))
     digest = digest_of(found, {"kind": "cluster_restore", "database_id": target.do_database_id, "backup": created})
     return PreviewCheck(ok=True, digest=digest, preview=preview,
                         params={"backup_created_at": created, "new_name": new_name})

@@ -11,8 +11,7 @@ from typing import Any
 
 from core import defaults
 from core.config import Target
-from core.jsontypes import JsonObject
-from core.prechecks import PreviewCheck
+from core.prechecks import Preview, PreviewCheck
 from core.requests import Request, RequestKind
 from workers import messages
 from workers.messages import seconds
@@ -106,9 +105,9 @@ def pitr_preview(ctx: Context, target: Target, *, before: str | None, at: str | 
     except SupabaseRefused as exc:
         raise RecoveryRefused(messages.api_refused(str(exc))) from exc
     check_point(ref, window, point)  # PITR off, outside the window: refused naming the other options
-    preview: JsonObject = {"kind": RequestKind.PITR.value, "target": target.name, "project_ref": ref,
-                           "point_unix": point, "bad_version": bad, "lost_seconds": round(time.time() - point),
-                           "written_since": lost, **facts}
+    preview = Preview(kind=RequestKind.PITR.value, target=target.name, project_ref=ref, point_unix=point,
+                      bad_version=bad, lost_seconds=round(time.time() - point), written_since=lost,
+                      versions_before=tuple(facts["versions_before"]), versions_after=tuple(facts["versions_after"]))
     digest = digest_of(found, {"kind": "pitr", "ref": ref, "point": point, **facts})
     return PreviewCheck(ok=True, digest=digest, preview=preview, params={
         "point_unix": point, "bad_version": bad, "versions_after": facts["versions_after"]})

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Target
-from core.jsontypes import JsonObject
-from core.prechecks import PreviewCheck
+from core.prechecks import Preview, PreviewCheck, TablePreview
 from core.requests import Request, RequestKind
 from workers import messages
 from workers.postgres import dump_reader, identity, migration_history, row_merge
@@ -86,16 +85,16 @@ def recover_preview(ctx: Context, target: Target, backup: str, tables: Sequence[
         versions = [v for v, _ in applied_versions(conn)]
     with _session(ctx, target, archive, names) as session:
         shown = row_merge.preview(session, archive.name, overwrite, time.monotonic())
-    preview: JsonObject = {
-        "kind": RequestKind.RECOVER.value, "target": target.name, "backup": archive.name, "overwrite": overwrite,
-        "versions_before": versions, "versions_after": versions,
-        "tables": [{"table": t.table, "live_rows": t.live_rows, "restored_rows": t.restored_rows,
-                    "missing": t.missing, "differing": t.differing, "only_live": t.only_live,
-                    "missing_sample": list(t.missing_sample), "differing_sample": list(t.differing_sample),
-                    "only_live_sample": list(t.only_live_sample)} for t in shown.tables],
-        "created_at": manifest.get("created_at"),
-        "file": dump_reader.read(archive, pg_restore=ctx.options.pg_restore).summary(),
-    }
+    preview = Preview(
+        kind=RequestKind.RECOVER.value, target=target.name, backup=archive.name, overwrite=overwrite,
+        versions_before=tuple(versions), versions_after=tuple(versions),
+        tables=tuple(TablePreview(t.table, live_rows=t.live_rows, restored_rows=t.restored_rows, missing=t.missing,
+                                  differing=t.differing, only_live=t.only_live,
+                                  missing_sample=tuple(t.missing_sample), differing_sample=tuple(t.differing_sample),
+                                  only_live_sample=tuple(t.only_live_sample)) for t in shown.tables),
+        created_at=manifest.get("created_at"),
+        file=dump_reader.read(archive, pg_restore=ctx.options.pg_restore).summary(),
+    )
     digest = digest_of(found, {"kind": "recover", "recovery": shown.digest})
     return PreviewCheck(ok=True, digest=digest, preview=preview,
                         params={"tables": names, "overwrite": overwrite, "recovery_digest": shown.digest})

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from core.config import Target
-from core.jsontypes import JsonObject
+from core.prechecks import Preview, TablePreview
 from core.requests import Request, RequestKind
 from workers import messages
 from workers.messages import DONE
@@ -134,13 +134,13 @@ def recheck_restore(ctx: Context, request: Request, target: Target, archive: Pat
     if not request.plan_hash:
         return None  # asked for before restores had previews
     try:
-        current = restore_preview(ctx, target, archive, manifest)
+        digest, _ = restore_preview(ctx, target, archive, manifest)
     except (WorkerError, psycopg.Error) as exc:
         return str(exc)
-    return None if current["digest"] == request.plan_hash else messages.preview_changed()
+    return None if digest == request.plan_hash else messages.preview_changed()
 
 
-def restore_preview(ctx: Context, target: Target, archive: Path, manifest: Mapping[str, Any]) -> JsonObject:
+def restore_preview(ctx: Context, target: Target, archive: Path, manifest: Mapping[str, Any]) -> tuple[str, Preview]:
     """What restoring `archive` into the target changes, from one whole read of the file
     (workers/postgres/dump_reader.py, ours or made by hand): versions now and in the file, the file's tables and
     rows, the critical tables' rows live and in the file, and what was written since it was taken (lost)."""
@@ -159,14 +159,14 @@ def restore_preview(ctx: Context, target: Target, archive: Path, manifest: Mappi
             if exists and exists[0]:  # a bad migration may have dropped it
                 row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name))).fetchone()
                 live = int(row[0]) if row else 0
-            tables.append({"table": table, "live_rows": live, "restored_rows": contents.tables.get(qualified) or 0})
+            tables.append(TablePreview(table, live_rows=live, restored_rows=contents.tables.get(qualified) or 0))
         lost = written_since(conn, taken) if taken else {}
-    preview: JsonObject = {
-        "kind": RequestKind.RESTORE.value, "target": target.name, "backup": archive.name,
-        "versions_before": before, "versions_after": after, "tables": tables, "file": contents.summary(),
-        "point_unix": int(taken) if taken else None, "lost_seconds": round(time.time() - taken) if taken else None,
-        "written_since": lost,
-    }
+    preview = Preview(
+        kind=RequestKind.RESTORE.value, target=target.name, backup=archive.name, versions_before=tuple(before),
+        versions_after=tuple(after), tables=tuple(tables), file=contents.summary(),
+        point_unix=int(taken) if taken else None, lost_seconds=round(time.time() - taken) if taken else None,
+        written_since=lost,
+    )
     digest = digest_of(found, {"kind": "restore", "sha256": manifest.get("sha256") or contents.sha256,
                                "versions_before": before, "versions_after": after})
-    return {"digest": digest, "preview": preview}
+    return digest, preview

@@ -10,7 +10,7 @@ from typing import Any
 
 from core.config import Target
 from core.jsontypes import JsonObject
-from core.prechecks import PreviewCheck
+from core.prechecks import Preview, PreviewCheck
 from core.requests import Request, RequestKind
 from workers import messages
 from workers.messages import seconds
@@ -81,14 +81,16 @@ def snapshot_preview(ctx: Context, target: Target, snapshot_id: str) -> PreviewC
     taken = _iso_unix(snapshot.get("created_at"))
     with ctx.connect(target) as conn:
         found = _guarded_identity(ctx, conn, target)
-        facts = _point_facts(conn, int(taken)) if taken else {"versions_before": [v for v, _ in applied_versions(conn)],
-                                                                  "versions_after": None}
+        facts: JsonObject = (_point_facts(conn, int(taken)) if taken else
+                             {"versions_before": [v for v, _ in applied_versions(conn)], "versions_after": None})
         lost = written_since(conn, taken) if taken else {}
-    preview: JsonObject = {"kind": RequestKind.SNAPSHOT_RESTORE.value, "target": target.name, "snapshot": snapshot_id,
-                           "snapshot_name": snapshot.get("name"), "droplet_id": target.do_droplet_id,
-                           "point_unix": int(taken) if taken else None,
-                           "lost_seconds": round(time.time() - taken) if taken else None,
-                           "written_since": lost, **facts}
+    before, after = facts["versions_before"], facts["versions_after"]
+    preview = Preview(kind=RequestKind.SNAPSHOT_RESTORE.value, target=target.name, snapshot=snapshot_id,
+                      snapshot_name=snapshot.get("name"), droplet_id=target.do_droplet_id,
+                      point_unix=int(taken) if taken else None,
+                      lost_seconds=round(time.time() - taken) if taken else None, written_since=lost,
+                      versions_before=tuple(before),
+                      versions_after=tuple(after) if after is not None else None)
     digest = digest_of(found, {"kind": "snapshot_restore", "snapshot": snapshot_id,
                                "created_at": snapshot.get("created_at"), **facts})
     return PreviewCheck(ok=True, digest=digest, preview=preview,
