@@ -361,7 +361,7 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
     watching = ctx.options.watch_window_s > 0 and kind.watched and into == "target"
     # Done now; its watch (workers/verbs/watch.py) is state on the request and holds nothing.
     ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(), outcome=outcome,
-                           watch=watch.opened(ctx, request, target) if watching else None)
+                           watch=watch.opened(ctx, request, target).to_dict() if watching else None)
     resolved = None
     if state.paged and not watching:
         resolved = ctx.pager().resolve(dedup_key(request.id)).to_dict()
