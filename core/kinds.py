@@ -114,26 +114,49 @@ class Kind:
         return " → ".join(step.label for step in self.announced)
 
 
-_RESTORE_CHAIN = (steps.BACKUP, steps.MAINTENANCE_ON)
-_AFTER_CHANGE = (steps.VERIFY, steps.MAINTENANCE_OFF, steps.FINISH)
+# The steps: what each is called and what its failure means (core/steps.py StepInfo).
+BACKUP = StepInfo("backup", "Backup")
+MAINTENANCE_ON = StepInfo("maintenance_on", "Maintenance on")
+ROLLBACK = StepInfo("rollback", "Rollback", leaves_maintenance_on=True)
+RESTORE = StepInfo("restore", "Restore", leaves_maintenance_on=True)
+UNDO = StepInfo("undo", "Undo", leaves_maintenance_on=True)
+VERIFY = StepInfo("verify", "Verification", leaves_maintenance_on=True)
+MAINTENANCE_OFF = StepInfo("maintenance_off", "Maintenance off", leaves_maintenance_on=True)
+FINISH = StepInfo("finish", "Outcome", recorded=False)
+# Ending one blocking session (pg_terminate_backend): recorded by the step itself.
+TERMINATE = StepInfo("terminate", "Terminate session", recorded=False)
+# Scenario 1: a failed or half-applied migration brought back to a clean state (recorded by the step).
+REPAIR = StepInfo("repair", "Repair", recorded=False)
+# The recovery paths (issue 10): a backup of just the chosen tables, then their lost rows back in one
+# transaction (no maintenance: the rest of the database is untouched); a Supabase point-in-time
+# recovery and a droplet restored from its snapshot replace the whole database, like a restore.
+TABLE_BACKUP = StepInfo("table_backup", "Backup of the tables")
+RECOVER = StepInfo("recover", "Recovery")
+PITR = StepInfo("pitr", "Point-in-time recovery", leaves_maintenance_on=True)
+SNAPSHOT_RESTORE = StepInfo("snapshot_restore", "Snapshot restore", leaves_maintenance_on=True)
+# A managed cluster is restored into a new cluster: the target itself is left as it is.
+NEW_CLUSTER = StepInfo("new_cluster", "New cluster from a backup", recorded=False)
+
+_RESTORE_CHAIN = (BACKUP, MAINTENANCE_ON)
+_AFTER_CHANGE = (VERIFY, MAINTENANCE_OFF, FINISH)
 
 KINDS: dict[RequestKind, Kind] = {k.kind: k for k in (
-    Kind(RequestKind.ROLLBACK, "rollback", "execute", (*_RESTORE_CHAIN, steps.ROLLBACK, *_AFTER_CHANGE), Draft.PLAN,
+    Kind(RequestKind.ROLLBACK, "rollback", "execute", (*_RESTORE_CHAIN, ROLLBACK, *_AFTER_CHANGE), Draft.PLAN,
          what="rollback of {target}",
          confirm="This runs: backup, maintenance on, rollback of {target} to {to_version}, verify, maintenance off.",
          ask_again="run a new dry-run", outcome="rolled back and verified",
          queued="rolling back {target} to {to_version}", chained=True, escrow_covers=True,
          backup_reason="before rolling back"),
-    Kind(RequestKind.RESTORE, "restore", "restore", (*_RESTORE_CHAIN, steps.RESTORE, *_AFTER_CHANGE), Draft.BACKUP_CHECK,
+    Kind(RequestKind.RESTORE, "restore", "restore", (*_RESTORE_CHAIN, RESTORE, *_AFTER_CHANGE), Draft.BACKUP_CHECK,
          what="restore of backup {backup} of {target}",
          confirm="This runs: a fresh backup, maintenance on, restore of backup {backup} into {target} (replacing "
                  "its contents), verify, maintenance off.",
          ask_again="ask again with `/rollback restore`", outcome="restored and verified",
-         queued="restoring {backup} into {target}", scratch_steps=(steps.RESTORE, steps.FINISH),
+         queued="restoring {backup} into {target}", scratch_steps=(RESTORE, FINISH),
          card_summary="Backup: {escaped}.",
          card_note="The workers take a fresh backup of {target} first, then restore {backup} into it.",
          preview_headline="Restore preview:"),
-    Kind(RequestKind.UNDO, "undo", "undo", (*_RESTORE_CHAIN, steps.UNDO, *_AFTER_CHANGE), Draft.UNDO_CHECK,
+    Kind(RequestKind.UNDO, "undo", "undo", (*_RESTORE_CHAIN, UNDO, *_AFTER_CHANGE), Draft.UNDO_CHECK,
          what="undo of rollback {undoes} of {target}",
          confirm="This runs: backup → maintenance on → undo → verification → maintenance off on {target}, "
                  "reversing rollback {undoes}.",
@@ -143,33 +166,33 @@ KINDS: dict[RequestKind, Kind] = {k.kind: k for k in (
          card_note="In one transaction: the up scripts, then every escrowed value back by primary key, checked as it "
                    "goes; then the post-rollback checks.",
          backup_reason="before undoing a rollback"),
-    Kind(RequestKind.TERMINATE, "termination", "terminate", (steps.TERMINATE, steps.FINISH), Draft.ASSESSED_SESSION,
+    Kind(RequestKind.TERMINATE, "termination", "terminate", (TERMINATE, FINISH), Draft.ASSESSED_SESSION,
          what="termination of session pid {subject} on {target}",
          confirm="This ends session pid {subject} on {target} (pg_terminate_backend).",
          ask_again="ask again with `/rollback terminate`", outcome="session {subject} terminated",
          queued="ending session pid {subject} on {target}", watched=False, beside_target=True,
          card_summary="{escaped}"),
-    Kind(RequestKind.REPAIR, "repair", "repair", (steps.BACKUP, steps.REPAIR, steps.FINISH), Draft.REPAIR_PLAN,
+    Kind(RequestKind.REPAIR, "repair", "repair", (BACKUP, REPAIR, FINISH), Draft.REPAIR_PLAN,
          what="repair of migration {subject} on {target}",
          confirm="This runs: a fresh backup, then the repair of {subject} on {target}.",
          ask_again="ask again with `/rollback repair`", outcome="{subject} repaired and verified",
          queued="repairing migration {subject} on {target}", watched=False, card_summary="```\n{escaped}\n```",
          backup_reason="before repairing a migration"),
-    Kind(RequestKind.RECOVER, "table recovery", "recover", (steps.TABLE_BACKUP, steps.RECOVER, steps.FINISH), Draft.PREVIEW_CHECK,
+    Kind(RequestKind.RECOVER, "table recovery", "recover", (TABLE_BACKUP, RECOVER, FINISH), Draft.PREVIEW_CHECK,
          what="table recovery of {target}",
          confirm="This runs: a backup of {tables}, then in one transaction on {target}: {change}, parents first, "
                  "and the counts verified.",
          ask_again="ask again with `/rollback recover`", outcome="rows recovered and verified",
          queued="table recovery of {target}",
          preview_headline="From backup {backup}{taken}, rows matched by primary key; rows newer than the backup stay:"),
-    Kind(RequestKind.PITR, "point-in-time recovery", "pitr", (*_RESTORE_CHAIN, steps.PITR, *_AFTER_CHANGE), Draft.PREVIEW_CHECK,
+    Kind(RequestKind.PITR, "point-in-time recovery", "pitr", (*_RESTORE_CHAIN, PITR, *_AFTER_CHANGE), Draft.PREVIEW_CHECK,
          what="point-in-time recovery of {target}",
          confirm="This runs: a fresh backup, maintenance on, Supabase point-in-time recovery of {target} "
                  "(everything written after the point is lost), verify, maintenance off.",
          ask_again="ask again with `/rollback pitr`", outcome="recovered to a point in time and verified",
          queued="point-in-time recovery of {target}",
          preview_headline="Supabase project {project_ref} back to {point}{before}."),
-    Kind(RequestKind.SNAPSHOT_RESTORE, "snapshot restore", "snapshot-restore", (*_RESTORE_CHAIN, steps.SNAPSHOT_RESTORE, *_AFTER_CHANGE),
+    Kind(RequestKind.SNAPSHOT_RESTORE, "snapshot restore", "snapshot-restore", (*_RESTORE_CHAIN, SNAPSHOT_RESTORE, *_AFTER_CHANGE),
          Draft.PREVIEW_CHECK,
          what="snapshot restore of {target}",
          confirm="This runs: a fresh backup, maintenance on, droplet restore from the snapshot of {target} "
@@ -177,7 +200,7 @@ KINDS: dict[RequestKind, Kind] = {k.kind: k for k in (
          ask_again="ask again with `/rollback snapshot-restore`",
          outcome="restored from the snapshot and verified", queued="snapshot restore of {target}",
          preview_headline="Droplet {droplet_id} back to snapshot {snapshot} ({snapshot_name})."),
-    Kind(RequestKind.CLUSTER_RESTORE, "restore into a new managed cluster", "cluster-restore", (steps.NEW_CLUSTER, steps.FINISH), Draft.PREVIEW_CHECK,
+    Kind(RequestKind.CLUSTER_RESTORE, "restore into a new managed cluster", "cluster-restore", (NEW_CLUSTER, FINISH), Draft.PREVIEW_CHECK,
          what="restore into a new managed cluster of {target}",
          confirm="This runs: a new managed cluster {new_name} from the backup; {target} is not changed. The thread "
                  "then says what to switch.",

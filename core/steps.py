@@ -1,9 +1,8 @@
 """The steps of the workers' pipelines as pure data: name, label, and what a failure there means.
 
-The bot reads the labels from here (it never imports workers code); each kind's pipeline is a tuple of
-these in its record (core/kinds.py), and the workers bind each step to the function that runs it (the
-shared ones in workers/runtime/approved_requests.py, a kind's own in workers/verbs/<kind>.py). Adding a step: a record
-here (and in ALL) and its place in a kind's pipeline, plus its function.
+The step records themselves are in core/kinds.py, beside the pipelines that place them, so that adding a step
+is that one file plus the module with its function (the shared ones in workers/runtime/approved_requests.py,
+a kind's own in workers/verbs/<kind>.py). The bot reads the labels from here (it never imports workers code).
 """
 
 from __future__ import annotations
@@ -13,6 +12,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class StepInfo:
+    """A step of a kind's pipeline (the records are in core/kinds.py, beside the pipelines that use them)."""
+
     name: str  # the RQ job's `step` argument and the claim's key
     label: str  # how the thread, the page and the card name it
     # A failure here happens after "maintenance on" ran, so maintenance mode stays on.
@@ -20,33 +21,13 @@ class StepInfo:
     # A failure here is written to migration_history (operation = name) unless the step recorded it.
     recorded: bool = True
 
+    def __post_init__(self) -> None:
+        STEPS[self.name] = self  # every step made is known by its name (labels, failure reports)
 
-BACKUP = StepInfo("backup", "Backup")
-MAINTENANCE_ON = StepInfo("maintenance_on", "Maintenance on")
-ROLLBACK = StepInfo("rollback", "Rollback", leaves_maintenance_on=True)
-RESTORE = StepInfo("restore", "Restore", leaves_maintenance_on=True)
-UNDO = StepInfo("undo", "Undo", leaves_maintenance_on=True)
-VERIFY = StepInfo("verify", "Verification", leaves_maintenance_on=True)
-MAINTENANCE_OFF = StepInfo("maintenance_off", "Maintenance off", leaves_maintenance_on=True)
-FINISH = StepInfo("finish", "Outcome", recorded=False)
-# Ending one blocking session (pg_terminate_backend): recorded by the step itself.
-TERMINATE = StepInfo("terminate", "Terminate session", recorded=False)
-# Scenario 1: a failed or half-applied migration brought back to a clean state (recorded by the step).
-REPAIR = StepInfo("repair", "Repair", recorded=False)
-# The recovery paths (issue 10): a backup of just the chosen tables, then their lost rows back in one
-# transaction (no maintenance: the rest of the database is untouched); a Supabase point-in-time
-# recovery and a droplet restored from its snapshot replace the whole database, like a restore.
-TABLE_BACKUP = StepInfo("table_backup", "Backup of the tables")
-RECOVER = StepInfo("recover", "Recovery")
-PITR = StepInfo("pitr", "Point-in-time recovery", leaves_maintenance_on=True)
-SNAPSHOT_RESTORE = StepInfo("snapshot_restore", "Snapshot restore", leaves_maintenance_on=True)
-# A managed cluster is restored into a new cluster: the target itself is left as it is.
-NEW_CLUSTER = StepInfo("new_cluster", "New cluster from a backup", recorded=False)
 
-# Every step (a kind's pipeline, core/kinds.py, is a tuple of these).
-ALL: tuple[StepInfo, ...] = (BACKUP, MAINTENANCE_ON, ROLLBACK, RESTORE, UNDO, VERIFY, MAINTENANCE_OFF, FINISH, TERMINATE,
-                             REPAIR, TABLE_BACKUP, RECOVER, PITR, SNAPSHOT_RESTORE, NEW_CLUSTER)
-STEPS = {step.name: step for step in ALL}
+STEPS: dict[str, StepInfo] = {}
+FINISH_NAME = "finish"  # the bookkeeping step that ends every pipeline, never announced as a step
+
 
 # Labels of the jobs that are not pipeline steps (what a thread line or a page calls them).
 JOB_LABELS = {
@@ -73,6 +54,7 @@ JOB_LABELS = {
 
 def label(name: str) -> str:
     """A step's or job's label: `maintenance_on` -> `Maintenance on`."""
+    import core.kinds  # noqa: F401 - the step records register themselves in STEPS as it is imported
     step = STEPS.get(name)
     if step is not None:
         return step.label
@@ -81,4 +63,4 @@ def label(name: str) -> str:
 
 def announced(pipeline: tuple[StepInfo, ...]) -> tuple[StepInfo, ...]:
     """The steps a thread announces (all but the bookkeeping `finish`)."""
-    return tuple(step for step in pipeline if step is not FINISH)
+    return tuple(step for step in pipeline if step.name != FINISH_NAME)

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.conninfo
 import pytest
+from psycopg import sql
 
 from core.kinds import KINDS, START_STEP, RequestKind
 from core.paging import dedup_key
@@ -146,7 +148,30 @@ def test_every_kind_meets_every_fault_mode_somewhere() -> None:
                                               for s in (START_STEP, *(x.name for x in r.steps))}
 
 
-def _scalar(url: str, query: str) -> Any:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(query).fetchone()
-    return row[0] if row else None
+
+@pytest.mark.parametrize("kind", list(KINDS), ids=str)
+def test_a_database_that_refuses_connections_as_the_job_starts_fails_any_kind_said_once_and_paged(
+    kind: RequestKind, stack_env: dict[str, str], database_url: str, postgres_admin_url: str, slack_api: Any,
+    pagerduty: Any, worker: WorkerProcess,
+) -> None:
+    """No injection here: the target's database really refuses connections (datallowconn off) when the approved
+    request's job starts. A failed repair or undo used to page nobody and stay running or approved for ever."""
+    apply_example(database_url)
+    ts = post_root(slack_api, f"{kind} request")
+    request = _approved(stack_env, kind, ts, {})
+    name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(str(name))))
+    try:
+        enqueue(stack_env, KINDS[kind].job, request_id=request.id)
+        assert request_ended(stack_env, slack_api, request.id) == "failed"
+        pagerduty.wait_for(lambda: [e for e in pagerduty.events if e["dedup_key"] == dedup_key(request.id)])
+        quiet(slack_api)
+    finally:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(str(name))))
+    lines = _failure_lines(slack_api, ts, request.id)
+    assert len(lines) == 1, "\n".join(message_text(m) for m in slack_api.thread(CHANNEL, ts))
+    # said as a person reads it: the step that failed and why, never "target the target" or a job's name
+    assert "— Start failed: the target's PostgreSQL is unreachable" in lines[0], lines[0]
+    assert [e["dedup_key"] for e in pagerduty.events if e.get("event_action") == "trigger"] == [dedup_key(request.id)]

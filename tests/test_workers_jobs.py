@@ -119,10 +119,11 @@ def test_a_step_past_its_time_limit_is_stopped_and_paged(
     tmp_path, stack_env, database_url, slack_api, pagerduty, start_worker
 ):
     slow_stack(tmp_path, stack_env, database_url)
-    start_worker({**stack_env, "ROLLBACK_JOB_TIMEOUT": "3"})
+    # Long enough for the backup on a busy machine (two suites at once), far shorter than the rollback's wait.
+    start_worker({**stack_env, "ROLLBACK_JOB_TIMEOUT": "10"})
     ts, dry = dry_run_plan(stack_env, slack_api, "2025_10_20_150000")
     request = approved_request(stack_env, thread_ts=ts, plan=dry)
-    open_slow_gate(database_url, seconds=30)
+    open_slow_gate(database_url, seconds=60)
     enqueue(stack_env, "workers.jobs.run_request", request_id=request.id)
     store = RequestStore(redis.Redis.from_url(stack_env["REDIS_URL"]))
     slack_api.wait_for(lambda: store.get(request.id).status.value == "failed", timeout=WAIT_SECONDS)

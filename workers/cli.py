@@ -12,6 +12,10 @@
                                                      (--no-backup skips it, recorded in history)
     run-migrations --escrow                          what rollbacks' data-loss escrow holds
     run-migrations --undo RUN_ID [--dry-run]         reverse a rollback from its escrow
+    run-migrations --backup | --backups | --verify | --maintenance on|off | --restore BACKUP |
+                   --recover BACKUP --tables T,U | --pitr | --snapshot-restore S | --cluster-restore
+                                                     the Slack verbs, break-glass (workers/cli_verbs.py)
+    run-migrations --help [VERB]                     help by the playbook's steps; one verb's details
 Exit status: 0 success, 1 failure (one line on stderr), 2 bad usage, 130 interrupted (Ctrl-C or SIGTERM).
 """
 
@@ -31,9 +35,10 @@ from typing import Any, NoReturn
 from core import defaults
 from core.errors import RollbackError
 from core.jsontypes import JsonObject
+from workers import cli_messages
 from workers.engine import DryRunReport, Engine, EngineError, messages
 from workers.engine.redact import password_of, redact
-from workers.engine.reports import Plan
+from workers.engine.results import Plan
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -50,8 +55,25 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="run-migrations", description="Apply, inspect and roll back PostgreSQL migrations "
-                "(DATABASE_URL names the database).")
+                "(DATABASE_URL names the database).", add_help=False)
+    # Our own help: grouped by the playbook's steps, and `--help VERB` for one verb's details.
+    p.add_argument("-h", "--help", nargs="?", const="", metavar="VERB", help="this help, or one verb's details")
     mode = p.add_mutually_exclusive_group()
+    # The Slack verbs, break-glass (workers/cli_verbs.py): the workers' own code, run in this process.
+    mode.add_argument("--backups", action="store_true", help="backups, droplet snapshots, managed backups")
+    mode.add_argument("--backup", action="store_true", help="a verified pg_dump now (needs --reason)")
+    mode.add_argument("--maintenance", choices=("on", "off"), help="maintenance mode through the target's hook")
+    mode.add_argument("--verify", action="store_true", help="the checks after a change")
+    mode.add_argument("--restore", metavar="BACKUP", help="a backup file over the database (Method 3C)")
+    mode.add_argument("--recover", metavar="BACKUP", help="with --tables: lost rows back from BACKUP (scenario 4)")
+    mode.add_argument("--pitr", action="store_true", help="Supabase point-in-time recovery (Method 3A)")
+    mode.add_argument("--snapshot-restore", metavar="SNAPSHOT", help="the droplet from a snapshot (Method 3B)")
+    mode.add_argument("--cluster-restore", action="store_true", help="a new managed cluster from a backup (3B)")
+    p.add_argument("--tables", metavar="T,U", help="with --recover: the tables whose lost rows come back")
+    p.add_argument("--overwrite", action="store_true", help="with --recover: also replace differing rows")
+    p.add_argument("--before", metavar="VERSION", help="with --pitr: just before this migration was applied")
+    p.add_argument("--at", metavar="TIME", help="with --pitr or --cluster-restore: a UTC time")
+    p.add_argument("--yes", "-y", action="store_true", help="confirm the preview without a prompt (scripts)")
     mode.add_argument("--status", action="store_true", help="show every migration and its state")
     mode.add_argument("--rollback", action="store_true", help="revert completed migrations (newest first)")
     mode.add_argument("--history", action="store_true", help="show migration_history, newest first")
@@ -66,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reapply", metavar="VERSION", action="append", default=[],
                    help="with apply: apply this rolled-back migration again though its up.sql is unchanged "
                    "(repeatable)")
-    p.add_argument("--reason", metavar="TEXT", default="", help="with --repair: why, recorded in migration_history")
+    p.add_argument("--reason", metavar="TEXT", default="",
+                   help="why, recorded in migration_history (required for every break-glass change)")
     mode.add_argument("--escrow", action="store_true", help="list the data-loss escrow rollbacks hold")
     mode.add_argument("--undo", metavar="RUN_ID", help="reverse the rollback RUN_ID (printed by --rollback, or a "
                       "request id): re-apply its migrations and put its escrowed data back, in one transaction")
@@ -96,16 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
+    verb = cli_verbs_chosen(args)
     applying = not (args.status or args.rollback or args.history or args.repair or args.escrow or args.undo
-                    or args.purge_escrow is not None)
-    if args.no_backup and not (args.target or applying):
+                    or args.purge_escrow is not None or verb)
+    _check_breakglass(args, verb)
+    if args.no_backup and not (args.target or applying or verb in RECOVERY_VERBS):
         raise UsageError(messages.usage_conflict(
             "--no-backup goes with an apply, or with --target (a plain DATABASE_URL rollback takes no backup)"))
     if args.reapply and not applying:
         raise UsageError(messages.usage_conflict("--reapply goes with an apply (no --status, --rollback, ...)"))
     if args.to is not None and not args.rollback:
         raise UsageError(messages.usage_conflict("--to needs --rollback"))
-    if args.dry_run and (args.status or args.history or args.escrow or args.purge_escrow is not None):
+    if args.dry_run and (args.status or args.history or args.escrow or args.purge_escrow is not None
+                         or (verb and verb not in RECOVERY_VERBS)):
         raise UsageError(messages.usage_conflict("--dry-run goes with apply or --rollback, or --undo"))
     if (args.no_escrow or args.escrow_required) and not args.rollback:
         raise UsageError(messages.usage_conflict("--no-escrow and --escrow-required go with --rollback"))
@@ -124,6 +150,35 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(messages.usage_conflict("--lock-retries must be 0 or more"))
 
 
+# The break-glass verbs (workers/cli_verbs.py, imported only when one is asked for: it loads the workers).
+RECOVERY_VERBS = ("restore", "recover", "pitr", "snapshot_restore", "cluster_restore")
+BREAKGLASS_VERBS = ("backups", "verify", "backup", "maintenance", *RECOVERY_VERBS)
+NEEDS_REASON = ("backup", "maintenance", *RECOVERY_VERBS)
+
+
+def cli_verbs_chosen(args: argparse.Namespace) -> str | None:
+    return next((verb for verb in BREAKGLASS_VERBS if getattr(args, verb) not in (None, False)), None)
+
+
+def _check_breakglass(args: argparse.Namespace, verb: str | None) -> None:
+    shown = f"--{(verb or '').replace('_', '-')}"
+    if (args.tables or args.overwrite) and verb != "recover":
+        raise UsageError(messages.usage_conflict("--tables and --overwrite go with --recover"))
+    if verb == "recover" and not args.tables:
+        raise UsageError(messages.usage_conflict("--recover BACKUP needs --tables T,U (the tables to recover)"))
+    if args.before and verb != "pitr":
+        raise UsageError(messages.usage_conflict("--before goes with --pitr"))
+    if args.at and verb not in ("pitr", "cluster_restore"):
+        raise UsageError(messages.usage_conflict("--at goes with --pitr or --cluster-restore"))
+    if args.before and args.at:
+        raise UsageError(messages.usage_conflict("--pitr takes --before V or --at TIME, not both"))
+    if args.yes and verb not in RECOVERY_VERBS:
+        raise UsageError(messages.usage_conflict("--yes goes with a recovery (--restore, --recover, --pitr, ...)"))
+    if verb in NEEDS_REASON and not args.dry_run and not args.reason.strip():
+        raise UsageError(messages.usage_conflict(f"{shown} changes the database: say why with --reason TEXT "
+                                                 "(recorded in migration_history)"))
+
+
 def _actor(explicit: str | None) -> str:
     if explicit:
         return explicit
@@ -140,6 +195,13 @@ def _print_json(data: Any, out: Callable[[str], None]) -> None:
 def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], None],
         err: Callable[[str], None]) -> int:
     actor = _actor(args.actor)
+    if args.help is not None:
+        return _help(args.help, out)
+    verb = cli_verbs_chosen(args)
+    if verb:
+        from workers import cli_verbs  # the workers' modules, only for a break-glass verb
+
+        return cli_verbs.run(verb, args, env, actor, out, err)
     target_run = None
     if args.target:
         # Imported only here: without --target the command needs (and imports) neither Redis nor the workers.
@@ -247,6 +309,17 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: Callable[[str], N
     return EXIT_OK
 
 
+def _help(verb: str, out: Callable[[str], None]) -> int:
+    if not verb:
+        out(cli_messages.HELP)
+        return EXIT_OK
+    details = cli_messages.verb_help(verb)
+    if details is None:
+        raise UsageError(cli_messages.unknown_verb(verb))
+    out(details)
+    return EXIT_OK
+
+
 @contextlib.contextmanager
 def _terminate_like_ctrl_c() -> Iterator[None]:
     """SIGTERM (kill, a CI runner or container stopping) takes the same clean path as Ctrl-C: psycopg
@@ -278,6 +351,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(line, file=sys.stderr, flush=True)
 
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if argv[:1] == ["help"]:  # `run-migrations help [VERB]`, like `--help [VERB]`
+            argv = ["--help", *argv[1:2]]
         args = build_parser().parse_args(argv)
         _check(args)
         with _terminate_like_ctrl_c():

@@ -431,3 +431,7 @@ def backup_skipped_for_escrow(target: str, net: str | None) -> str:
 
 OTHER_OPTIONS = ("`/rollback restore <backup>` (our own pg_dump backups) or `/rollback recover <backup> <tables>` "
                  "for lost rows")
+
+
+def backup_waived(actor: str) -> str:
+    return f"no backup taken: {actor} ran `run-migrations --no-backup` (break-glass), recorded in migration_history"

@@ -45,6 +45,7 @@ from workers.runtime.errors import Refused, StepFailed
 from workers.runtime.escalation import dedup_key
 from workers.runtime.pipeline_state import (
     BackupStepResult,
+    BackupWaived,
     FinishStepResult,
     MaintenanceStepResult,
     PipelineState,
@@ -201,10 +202,13 @@ def _run(ctx: Context, request: Request, target: Target, progress: Progress, ste
 # --- the shared steps -------------------------------------------------------------------------------
 
 
-def _backup(ctx: Context, request: Request, target: Target, progress: Progress) -> BackupStepResult:
+def _backup(ctx: Context, request: Request, target: Target, progress: Progress) -> BackupStepResult | BackupWaived:
     """A fresh, verified backup of the target before anything changes (no backup, no change)."""
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
+    waived = backup_waived(ctx, request, target, progress, "backup")
+    if waived is not None:
+        return waived
     if not _full_backup_needed(request, target):
         # Backup policy `escrow`: the rollback escrows what it destroys in its own transaction (and refuses if it
         # cannot), and the provider's snapshot or PITR is the other net. An undo is covered by that net alone.
@@ -223,6 +227,20 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
     # The snapshot is a step of its own in the thread (not a second "Backup finished"), still inside
     # this job: no snapshot where one is configured, no change.
     return BackupStepResult(backup, snapshot=_digitalocean_snapshot(ctx, request, target, progress))
+
+
+def backup_waived(ctx: Context, request: Request, target: Target, progress: Progress, step: str) -> BackupWaived | None:
+    """Break-glass `run-migrations --no-backup` (the bot never asks for it): no backup, said and written into
+    migration_history, so an incident review sees there was no net. None: take the backup."""
+    if not request.params.get("no_backup"):
+        return None
+    progress.skip(step, messages.backup_waived(request.requester))
+    with ctx.connect(target) as conn:
+        migration_history.record(conn, operation="backup", status="skipped", executed_by=request.requester,
+                                 approved_by=request.approver, request_id=request.id,
+                                 details={"no_backup": True, "before": request.kind.value,
+                                          "via": "run-migrations --no-backup"})
+    return BackupWaived(step)
 
 
 def _full_backup_needed(request: Request, target: Target) -> bool:
@@ -351,7 +369,7 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
     kind = kinds.of(request.kind)
     state = ctx.load_state(request.id)
     into = state.into
-    if steps.VERIFY not in kind.steps and into == "target":
+    if kinds.VERIFY not in kind.steps and into == "target":
         mismatches = _promised(ctx, request, target, state).mismatches
         if mismatches:
             raise StepFailed(messages.promise_not_kept(mismatches))
@@ -374,9 +392,9 @@ def _finish(ctx: Context, request: Request, target: Target, progress: Progress) 
 
 
 FUNCTIONS: dict[str, StepFunction] = {
-    steps.BACKUP.name: _backup,
-    steps.MAINTENANCE_ON.name: _maintenance("on"),
-    steps.VERIFY.name: _verify,
-    steps.MAINTENANCE_OFF.name: _maintenance("off"),
-    steps.FINISH.name: _finish,
+    kinds.BACKUP.name: _backup,
+    kinds.MAINTENANCE_ON.name: _maintenance("on"),
+    kinds.VERIFY.name: _verify,
+    kinds.MAINTENANCE_OFF.name: _maintenance("off"),
+    kinds.FINISH.name: _finish,
 }

@@ -13,7 +13,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +28,7 @@ from core.requests import Request, RequestStore
 from workers.engine import Engine
 from workers.engine.redact import password_of
 from workers.runtime.escalation import Pager, pager_from
-from workers.runtime.pipeline_state import PipelineState, StepResult
+from workers.runtime.pipeline_state import PipelineState, StateValue, stored
 from workers.runtime.progress import Progress, make_client
 
 logger = logging.getLogger("workers")
@@ -119,11 +119,10 @@ class Context:
     def state_key(self, request_id: str) -> str:
         return f"{KEY_PREFIX}:pipeline:{request_id}"
 
-    def save_state(self, request_id: str, **values: StepResult | str | float | bool | Mapping[str, int] | None) -> None:
+    def save_state(self, request_id: str, **values: StateValue) -> None:
         """Keep a step's result (by its step name) or a fact of the run (workers/runtime/pipeline_state.py)."""
         key = self.state_key(request_id)
-        self.redis.hset(key, mapping={k: json.dumps(v.to_dict() if isinstance(v, StepResult) else v, default=str)
-                                      for k, v in values.items()})
+        self.redis.hset(key, mapping={k: json.dumps(stored(v), default=str) for k, v in values.items()})
         self.redis.expire(key, defaults.REQUEST_RECORD_TTL_SECONDS)
 
     def load_state(self, request_id: str) -> PipelineState:

@@ -39,6 +39,16 @@ class StepRefused:
 
 
 @dataclass(frozen=True)
+class BackupWaived:
+    """Break-glass `run-migrations --no-backup`: the backup step (`backup` or `table_backup`) took none."""
+
+    step: str
+
+    def to_dict(self) -> JsonObject:
+        return {self.step: None, "no_backup": True}
+
+
+@dataclass(frozen=True)
 class BackupStepResult:
     """The *Backup* step: the verified pg_dump (None under backup policy `escrow`, `escrow_only`), and the
     provider's snapshot or managed backup (DigitalOcean's answer) when one was taken."""
@@ -163,14 +173,14 @@ class RepairStepResult:
 
 @dataclass(frozen=True)
 class TableBackupStepResult:
-    backup: BackupResult
+    backup: BackupResult | None  # None: waived (`run-migrations --no-backup`)
 
     def to_dict(self) -> JsonObject:
-        return {"table_backup": self.backup.to_dict()}
+        return {"table_backup": self.backup.to_dict() if self.backup else None}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TableBackupStepResult:
-        return cls(BackupResult.from_dict(data["table_backup"]))
+        return cls(BackupResult.from_dict(data["table_backup"]) if data["table_backup"] else None)
 
 
 @dataclass(frozen=True)
@@ -243,6 +253,14 @@ class FinishStepResult:
 
     def to_dict(self) -> JsonObject:
         return {"outcome": "succeeded", "resolved": self.resolved, **(self.watch or {})}
+
+
+StateValue = StepResult | str | float | bool | Mapping[str, int] | None  # what `save_state` takes
+
+
+def stored(value: StateValue) -> Any:
+    """A saved value as the state keeps it (JSON-able): a step's result as its `to_dict()`."""
+    return value.to_dict() if isinstance(value, StepResult) else value
 
 
 # Each step's result read back by its step name (maintenance_off and finish: nothing reads them back).

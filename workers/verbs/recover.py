@@ -16,10 +16,15 @@ from workers import messages
 from workers.postgres import dump_reader, identity, migration_history, row_merge
 from workers.postgres.pg_dump import take_backup
 from workers.postgres.pg_restore import check_backup
-from workers.runtime import previews
+from workers.runtime import approved_requests, previews
 from workers.runtime.context import Context
 from workers.runtime.errors import StepFailed
-from workers.runtime.pipeline_state import PipelineState, RecoverStepResult, TableBackupStepResult
+from workers.runtime.pipeline_state import (
+    BackupWaived,
+    PipelineState,
+    RecoverStepResult,
+    TableBackupStepResult,
+)
 from workers.runtime.previews import RecoveryRefused, _guarded_identity, applied_versions, digest_of
 from workers.runtime.progress import Progress
 from workers.verbs import Promise, Refusal
@@ -100,11 +105,14 @@ def recover_preview(ctx: Context, target: Target, backup: str, tables: Sequence[
                         params={"tables": names, "overwrite": overwrite, "recovery_digest": shown.digest})
 
 
-def table_backup(ctx: Context, request: Request, target: Target, progress: Progress) -> TableBackupStepResult:
+def table_backup(ctx: Context, request: Request, target: Target, progress: Progress) -> TableBackupStepResult | BackupWaived:
     """A fresh, verified backup of just the tables about to change (pg_dump -t): no backup, no change."""
     tables = [row_merge.parse_table(t) for t in request.params.get("tables") or []]
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
+    waived = approved_requests.backup_waived(ctx, request, target, progress, "table_backup")
+    if waived is not None:
+        return waived
     started = progress.start("table_backup", messages.dump_of(", ".join(str(t) for t in tables), BEFORE_RECOVERY))
     with progress.heartbeat("table_backup") as beat:
         backup = take_backup(
