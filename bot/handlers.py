@@ -444,7 +444,7 @@ class Handlers:
             summary=messages.preview_summary(check.preview, check.digest), digest=check.digest,
             backup=cmd.backup or (check.params or {}).get("backup"), params=dict(check.params or {}),
             thread_note=messages.preview_samples(check.preview),
-            to_version=str(check.preview.get("bad_version") or "") or None,
+            to_version=check.preview.bad_version or None,
         )
 
     def check_timeout(self) -> int:

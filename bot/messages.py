@@ -17,7 +17,7 @@ from bot.plans import PlanSummary
 from bot.verbs import Argument, Verb
 from core import kinds
 from core.jsontypes import JsonObject
-from core.prechecks import BackupCheck
+from core.prechecks import BackupCheck, Preview, TablePreview
 from core.requests import Request, RequestStatus
 from core.stall_policy import MaintenanceChoice, MaintenanceDecision
 
@@ -710,36 +710,35 @@ def pitr_version_and_time(target: str) -> str:
             f"Usage: {code(verbs.usage(verbs.verb('pitr')))}. Nothing was requested for {code(target)}.")
 
 
-def _versions_line(preview: Mapping[str, Any]) -> str | None:
-    before = [str(v) for v in preview.get("versions_before") or []]
-    after = preview.get("versions_after")
+def _versions_line(preview: Preview) -> str | None:
+    before, after = preview.versions_before, preview.versions_after
     now = f"{code(before[-1])} ({len(before)} applied)" if before else "none applied"
-    if not isinstance(after, list):
+    if after is None:
         return f"• Versions: now {now}; after: as the snapshot holds them"
     undone = [v for v in before if v not in after]
-    back = [str(v) for v in after if v not in before]
+    back = [v for v in after if v not in before]
     then = f"{code(after[-1])} ({len(after)} applied)" if after else "none applied"
     changes = ([f"undone: {', '.join(code(v) for v in undone)}"] if undone else []) + \
         ([f"applied again: {', '.join(code(v) for v in back)}"] if back else [])
     return f"• Versions: now {now} → after {then}; {'; '.join(changes) or 'unchanged'}"
 
 
-def _table_line(table: Mapping[str, Any], overwrite: bool) -> str:
-    differing = int(table.get("differing") or 0)
+def _table_line(table: TablePreview, overwrite: bool) -> str:
+    differing = table.differing
     fate = "overwritten (--overwrite)" if overwrite else "kept as they are in live; --overwrite replaces them"
-    return (f"• {code(table.get('table'))}: *{int(table.get('missing') or 0)}* missing from live (inserted), "
-            f"{differing} differing ({fate if differing else 'none'}), {int(table.get('only_live') or 0)} only in "
-            f"live (kept); rows live {table.get('live_rows')}, in the backup {table.get('restored_rows')}")
+    return (f"• {code(table.table)}: *{table.missing}* missing from live (inserted), "
+            f"{differing} differing ({fate if differing else 'none'}), {table.only_live} only in "
+            f"live (kept); rows live {table.live_rows}, in the backup {table.restored_rows}")
 
 
-def _lost_line(preview: Mapping[str, Any]) -> str | None:
-    point = preview.get("point_unix")
+def _lost_line(preview: Preview) -> str | None:
+    point = preview.point_unix
     if point is None:
         return None
-    since = ", ".join(f"{code(t)} {n}" for t, n in (preview.get("written_since") or {}).items() if n)
+    since = ", ".join(f"{code(t)} {n}" for t, n in preview.written_since.items() if n)
     rows = f" Rows created or updated since then: {since}." if since else ""
     return (f":warning: *Everything written after {clock(float(point))}"
-            f" ({duration(float(preview.get('lost_seconds') or 0))} ago) is lost.*{rows}")
+            f" ({duration(float(preview.lost_seconds or 0))} ago) is lost.*{rows}")
 
 
 class _Blank(dict[str, str]):
@@ -752,36 +751,35 @@ class _Blank(dict[str, str]):
 FILE_TABLES_SHOWN = 8
 
 
-def _file_line(preview: Mapping[str, Any]) -> str | None:
+def _file_line(preview: Preview) -> str | None:
     """What the worker read in the backup file itself (workers/postgres/dump_reader.py): its kind, tables, rows, last version."""
-    found = preview.get("file")
-    if not isinstance(found, Mapping):
+    found = preview.file
+    if found is None:
         return None
-    whose = "ours (checksum verified)" if found.get("ours") else \
-        f"made by hand, not ours ({escape(found.get('verified_by') or 'read whole')})"
-    tables = found.get("tables") or {}
+    whose = "ours (checksum verified)" if found.ours else \
+        f"made by hand, not ours ({escape(found.verified_by or 'read whole')})"
+    tables = found.tables
     held = ", ".join(f"{code(t)} {'no data' if n is None else n}" for t, n in list(tables.items())[:FILE_TABLES_SHOWN])
     more = f" and {len(tables) - FILE_TABLES_SHOWN} more" if len(tables) > FILE_TABLES_SHOWN else ""
-    last = f"last migration {code(found['last_version'])}" if found.get("last_version") else "no completed migration"
-    return (f"• File {code(found.get('name'))}: {escape(found.get('format_name') or found.get('format'))}, {whose}; "
+    last = f"last migration {code(found.last_version)}" if found.last_version else "no completed migration"
+    return (f"• File {code(found.name)}: {escape(found.format_name or found.format)}, {whose}; "
             f"{len(tables)} table(s) ({held}{more}); {last}")
 
 
-def preview_summary(preview: Mapping[str, Any], digest: str) -> str:
+def preview_summary(preview: Preview, digest: str) -> str:
     """The restore preview on a recovery's approval card (kept on the request as its summary)."""
-    fields = {k: code(v) for k, v in preview.items() if not isinstance(v, (list, dict))}
-    bad, point = preview.get("bad_version"), preview.get("point_unix")
+    fields = {k: code(v) for k, v in preview.to_dict().items() if not isinstance(v, (list, dict))}
+    bad, point = preview.bad_version, preview.point_unix
     fields.update(point=clock(float(point or 0)), before=f", just before {code(bad)} was applied" if bad else "",
-                  taken=f" (taken {escape(preview['created_at'])})" if preview.get("created_at") else "")
-    lines = [kinds.of(str(preview.get("kind"))).preview_headline.format_map(_Blank(fields))]
-    tables = preview.get("tables") or []
-    if "overwrite" in preview:  # a table recovery: what happens to each table's rows
-        lines += [_table_line(t, bool(preview.get("overwrite"))) for t in tables]
+                  taken=f" (taken {escape(preview.created_at)})" if preview.created_at else "")
+    lines = [kinds.of(preview.kind).preview_headline.format_map(_Blank(fields))]
+    if preview.overwrite is not None:  # a table recovery: what happens to each table's rows
+        lines += [_table_line(t, preview.overwrite) for t in preview.tables]
     else:
-        lines += [f"• {code(t.get('table'))}: rows live {'none (no such table)' if t.get('live_rows') is None else t.get('live_rows')}, "
-                  f"in the backup {t.get('restored_rows')}" for t in tables]
-    if preview.get("chosen_before"):  # no backup named: which one, and why
-        lines.append(f"• No backup named: this is the newest that verifies taken before {code(preview['chosen_before'])} "
+        lines += [f"• {code(t.table)}: rows live {'none (no such table)' if t.live_rows is None else t.live_rows}, "
+                  f"in the backup {t.restored_rows}" for t in preview.tables]
+    if preview.chosen_before:  # no backup named: which one, and why
+        lines.append(f"• No backup named: this is the newest that verifies taken before {code(preview.chosen_before)} "
                      "was applied.")
     if versions := _versions_line(preview):
         lines.append(versions)
@@ -794,18 +792,18 @@ def preview_summary(preview: Mapping[str, Any], digest: str) -> str:
     return "\n".join(lines)
 
 
-def preview_samples(preview: Mapping[str, Any]) -> str | None:
+def preview_samples(preview: Preview) -> str | None:
     """The sample keys of a table recovery, posted in the request's thread."""
     lines = []
-    for table in preview.get("tables") or []:
+    for table in preview.tables:
         parts = []
-        for key, label in (("missing_sample", "missing"), ("differing_sample", "differing"),
-                           ("only_live_sample", "only in live")):
-            keys = [str(k) for k in table.get(key) or []][:SAMPLES_SHOWN]
+        for sample, label in ((table.missing_sample, "missing"), (table.differing_sample, "differing"),
+                              (table.only_live_sample, "only in live")):
+            keys = [str(k) for k in sample][:SAMPLES_SHOWN]
             if keys:
                 parts.append(f"{label}: {', '.join(code(k) for k in keys)}")
         if parts:
-            lines.append(f"• {code(table.get('table'))} {'; '.join(parts)}")
+            lines.append(f"• {code(table.table)} {'; '.join(parts)}")
     return ("Sample keys (primary key values):\n" + "\n".join(lines)) if lines else None
 
 

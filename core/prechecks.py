@@ -8,12 +8,122 @@ never imports worker code) are written once, in the verb that enqueues them (bot
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # A JSON object: what a job returns (RQ stores it), what a request's pipeline state keeps in Redis,
 # what a result's `to_dict()` gives. Inside a process results travel as typed objects; they become
 # this only at those boundaries.
+
+
+@dataclass(frozen=True)
+class FileSummary:
+    """What a worker read in a backup file itself (workers/postgres/dump_reader.py): its kind, whether it is
+    ours, its tables with their rows (None: no data), its last completed migration."""
+
+    name: str
+    format: str
+    format_name: str
+    ours: bool
+    tables: Mapping[str, int | None] = field(default_factory=dict)
+    last_version: str | None = None
+    verified_by: str | None = None  # a dump made by hand: how it was found whole
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "tables": dict(self.tables)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FileSummary:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+
+@dataclass(frozen=True)
+class TablePreview:
+    """One table on a restore preview: its rows live and in the backup; for a table recovery, the rows
+    matched by primary key (missing from live, differing, only in live) and a few sample keys of each."""
+
+    table: str
+    live_rows: int | None  # None: no such table live (a bad migration may have dropped it)
+    restored_rows: int | None
+    missing: int = 0
+    differing: int = 0
+    only_live: int = 0
+    missing_sample: tuple[str, ...] = ()
+    differing_sample: tuple[str, ...] = ()
+    only_live_sample: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"table": self.table, "live_rows": self.live_rows, "restored_rows": self.restored_rows,
+                "missing": self.missing, "differing": self.differing, "only_live": self.only_live,
+                "missing_sample": list(self.missing_sample), "differing_sample": list(self.differing_sample),
+                "only_live_sample": list(self.only_live_sample)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TablePreview:
+        return cls(table=str(data["table"]), live_rows=data["live_rows"], restored_rows=data["restored_rows"],
+                   missing=int(data["missing"]), differing=int(data["differing"]), only_live=int(data["only_live"]),
+                   missing_sample=tuple(data["missing_sample"]), differing_sample=tuple(data["differing_sample"]),
+                   only_live_sample=tuple(data["only_live_sample"]))
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The restore preview a recovery's approval card shows (bot/messages.py `preview_summary`) and its
+    request binds (its digest): built by the worker's check (workers/verbs/<kind>.py), JSON only in the
+    check job's return value (`to_dict` / `from_dict`).
+
+    `versions_after` None: not known before running (a snapshot without a date, a new cluster);
+    `point_unix` / `lost_seconds`: the moment restored to and how long ago (PITR, snapshot, a backup);
+    `written_since`: rows per table written after that point; `file`: what the worker read in the backup
+    file (workers/postgres/dump_reader.py `summary()`); `overwrite`: a table recovery's --overwrite (None:
+    not a table recovery). The rest are the kind's facts its card headline names (core/kinds.py)."""
+
+    kind: str
+    target: str
+    versions_before: tuple[str, ...] = ()
+    versions_after: tuple[str, ...] | None = None
+    tables: tuple[TablePreview, ...] = ()
+    point_unix: int | None = None
+    lost_seconds: int | None = None
+    written_since: Mapping[str, int] = field(default_factory=dict)
+    file: FileSummary | None = None
+    overwrite: bool | None = None
+    backup: str | None = None
+    created_at: str | None = None
+    project_ref: str | None = None
+    bad_version: str | None = None
+    snapshot: str | None = None
+    snapshot_name: str | None = None
+    droplet_id: str | int | None = None
+    database_id: str | None = None
+    backup_created_at: str | None = None
+    new_name: str | None = None
+    chosen_before: str | None = None  # a recovery with no backup named: the migration its backup was taken before
+    # a new droplet from a snapshot: when the snapshot was taken, and the droplet it is of (its size and region)
+    taken_at: str | None = None
+    source_droplet: str | int | None = None
+    size: str | None = None
+    region: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(versions_before=list(self.versions_before),
+                    versions_after=list(self.versions_after) if self.versions_after is not None else None,
+                    tables=[t.to_dict() for t in self.tables], written_since=dict(self.written_since),
+                    file=self.file.to_dict() if self.file is not None else None)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preview:
+        known = {f.name for f in fields(cls)}
+        after = data.get("versions_after")
+        return cls(**{**{k: v for k, v in data.items() if k in known},
+                      "versions_before": tuple(data.get("versions_before") or ()),
+                      "versions_after": tuple(after) if isinstance(after, list) else None,
+                      "tables": tuple(TablePreview.from_dict(t) for t in data.get("tables") or ()),
+                      "written_since": dict(data.get("written_since") or {}),
+                      "file": FileSummary.from_dict(data["file"]) if isinstance(data.get("file"), Mapping) else None})
 
 
 @dataclass(frozen=True)
@@ -29,13 +139,13 @@ class BackupCheck:
     # The restore preview (as in PreviewCheck) and its digest, which the request binds; None when it
     # could not be computed (`preview_error` says why) or was not asked for.
     digest: str | None = None
-    preview: Mapping[str, Any] | None = field(default=None)
+    preview: Preview | None = None
     preview_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "error": self.error, "newest": list(self.newest),
                 "backup": dict(self.backup) if self.backup is not None else None,
-                "digest": self.digest, "preview": dict(self.preview) if self.preview is not None else None,
+                "digest": self.digest, "preview": self.preview.to_dict() if self.preview is not None else None,
                 "preview_error": self.preview_error}
 
     @classmethod
@@ -52,7 +162,7 @@ class BackupCheck:
             newest=tuple(str(n) for n in newest) if isinstance(newest, list) else (),
             backup=backup if isinstance(backup, Mapping) else None,
             digest=str(data["digest"]) if isinstance(data.get("digest"), str) else None,
-            preview=preview if isinstance(preview, Mapping) else None,
+            preview=Preview.from_dict(preview) if isinstance(preview, Mapping) else None,
             preview_error=str(data["preview_error"]) if data.get("preview_error") else None,
         )
 
@@ -64,26 +174,18 @@ class PreviewCheck:
     card shows and binds. The bot waits for it before it creates the request.
 
     `digest` is a hash of the preview and of the database's identity: the request keeps it and the
-    worker recomputes it at start (a stale preview is refused). `preview` is a JSON object:
-    - `kind`: the RequestKind; `target`;
-    - `versions_before` / `versions_after`: applied migration versions now and after the recovery
-      (`versions_after` None when it cannot be known before running);
-    - `tables`: per table `{table, live_rows, restored_rows, missing, differing, only_live,
-      missing_sample, differing_sample, only_live_sample}` (table restores);
-    - `point_unix`, `lost_seconds`: the moment restored to and how long ago it is (PITR, snapshot);
-    - `written_since`: `{table: rows}` written after the point (a newer created_at/updated_at);
-    - kind-specific facts: `backup`, `overwrite`, `project_ref`, `bad_version`, `snapshot`, `snapshot_name`.
+    worker recomputes it at start (a stale preview is refused). `preview`: the `Preview` above.
     `params` are what the request keeps for the workers (tables, overwrite, point, snapshot)."""
 
     ok: bool
     error: str | None = None  # why not, one line, no secret
     digest: str | None = None
-    preview: Mapping[str, Any] | None = field(default=None)
+    preview: Preview | None = None
     params: Mapping[str, Any] | None = field(default=None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "error": self.error, "digest": self.digest,
-                "preview": dict(self.preview) if self.preview is not None else None,
+                "preview": self.preview.to_dict() if self.preview is not None else None,
                 "params": dict(self.params) if self.params is not None else None}
 
     @classmethod
@@ -97,6 +199,6 @@ class PreviewCheck:
             ok=ok,
             error=str(data["error"]) if data.get("error") else None,
             digest=str(data["digest"]) if data.get("digest") else None,
-            preview=preview if isinstance(preview, Mapping) else None,
+            preview=Preview.from_dict(preview) if isinstance(preview, Mapping) else None,
             params=params if isinstance(params, Mapping) else None,
         )

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import redis
 
-from core.requests import RequestStore
+from core.kinds import RequestKind
+from core.requests import Request, RequestStatus, RequestStore
 from tests.fixtures.stack import (
     APPROVER,
     REQUESTER,
@@ -16,7 +17,8 @@ from tests.fixtures.stack import (
     enqueue,
     wait_job,
 )
-from workers.verbs.report import render
+from workers.runtime.pipeline_state import PipelineState
+from workers.verbs.report import ThreadMessage, render
 
 
 def test_report_of_a_rolled_back_request(stack_env, database_url, slack_api, worker):
@@ -49,8 +51,8 @@ def test_report_of_a_rolled_back_request(stack_env, database_url, slack_api, wor
 
 
 def test_render_is_pure_and_survives_an_unknown_thread():
-    text = render([{"ts": "1700000000.000100", "user": "U_ALICE", "text": ":x: *Backup* failed | disk"}], None, {},
-                  "U_ALICE")
+    text = render([ThreadMessage("1700000000.000100", ":x: *Backup* failed | disk", "U_ALICE")], None,
+                  PipelineState(), "U_ALICE")
     assert "Backup* failed \\| disk" in text and "2023-11-14 22:13:20 UTC" in text
 
 
@@ -58,19 +60,21 @@ def test_names_come_from_users_info_and_unknown_ids_stay_ids(slack_api):
     from workers.runtime.progress import make_client
     from workers.verbs.report import resolve_names, user_ids
 
-    thread = [{"ts": "1700000000.000100", "user": "U_ROLLBACKBOT", "text": "approved by <@U_BOB> for <@U_ALICE>"}]
-    ids = user_ids(thread, {"requester": "U_ALICE", "approver": "U_BOB"}, "U_CAROL")
+    thread = [ThreadMessage("1700000000.000100", "approved by <@U_BOB> for <@U_ALICE>", "U_ROLLBACKBOT")]
+    ids = user_ids(thread, "U_ALICE", "U_BOB", "U_CAROL")
     assert ids == ["U_ROLLBACKBOT", "U_BOB", "U_ALICE", "U_CAROL"]
     names = resolve_names(make_client("xoxb-test", slack_api.api_url), ids)
     assert names == {"U_ROLLBACKBOT": "U_ROLLBACKBOT", "U_BOB": "bob", "U_ALICE": "alice", "U_CAROL": "carol"}
-    text = render(thread, {"id": "RB-1", "requester": "U_ALICE", "approver": "U_BOB"}, {}, "U_CAROL", names)
+    request = Request(id="RB-1", kind=RequestKind.ROLLBACK, target="", channel="", thread_ts="", requester="U_ALICE",
+                      status=RequestStatus.APPROVED, created_at=0.0, expires_at=0.0, approver="U_BOB")
+    text = render(thread, request, PipelineState(), "U_CAROL", names)
     assert "| U_ROLLBACKBOT | approved by @bob for @alice |" in text
     checks = {"verify": {"verify": {"checks": [
         {"name": "smoke test", "kind": "smoke", "passed": False, "skipped": True,
          "detail": "skipped, no smoke_command configured"},
         {"name": "row count users", "kind": "row_count", "subject": "users", "passed": True, "skipped": False,
          "detail": "320 rows (320 before)", "figure": {"before": 320, "after": 320}}]}}}
-    rendered = render(thread, None, checks, "U_CAROL", names)
+    rendered = render(thread, None, PipelineState.from_dict(checks), "U_CAROL", names)
     assert "- **skipped** smoke test: no smoke_command configured" in rendered
     assert "- **pass** users: 320 rows (320 before)" in rendered
     assert "| Requested by | alice (U_ALICE) |" in text and "for carol (U_CAROL)" in text

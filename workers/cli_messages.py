@@ -5,11 +5,12 @@ lines made plain for a terminal."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from core import kinds
+from core.prechecks import Preview
 
 # The main path first, one short line each (`run-migrations --help`).
 HELP = """\
@@ -136,35 +137,33 @@ class _Blank(dict[str, Any]):
         return ""
 
 
-def preview(shown: Mapping[str, Any], digest: str) -> str:
+def preview(shown: Preview, digest: str) -> str:
     """The restore preview the Slack card shows (the same worker's preview), as lines for a terminal."""
-    fields = _Blank({k: v for k, v in shown.items() if not isinstance(v, list | dict)})
-    if shown.get("point_unix"):
-        fields["point"] = _utc(shown["point_unix"])
-    fields["before"] = f" (just before {shown['bad_version']})" if shown.get("bad_version") else ""
-    fields["taken"] = f" (taken {shown['created_at']})" if shown.get("created_at") else ""
-    lines = [kinds.of(str(shown.get("kind"))).preview_headline.format_map(fields) or "Preview:"]
-    for table in shown.get("tables") or []:
-        if "missing" in table:
-            lines.append(f"  {table['table']}: {table.get('missing')} missing rows to insert, {table.get('differing')} "
-                         f"differing ({'overwritten' if shown.get('overwrite') else 'kept'}), "
-                         f"{table.get('only_live')} newer rows kept")
+    fields = _Blank({k: v for k, v in shown.to_dict().items() if not isinstance(v, list | dict)})
+    if shown.point_unix:
+        fields["point"] = _utc(shown.point_unix)
+    fields["before"] = f" (just before {shown.bad_version})" if shown.bad_version else ""
+    fields["taken"] = f" (taken {shown.created_at})" if shown.created_at else ""
+    lines = [kinds.of(shown.kind).preview_headline.format_map(fields) or "Preview:"]
+    for table in shown.tables:
+        if shown.overwrite is not None:  # a table recovery: rows matched by primary key
+            lines.append(f"  {table.table}: {table.missing} missing rows to insert, {table.differing} "
+                         f"differing ({'overwritten' if shown.overwrite else 'kept'}), "
+                         f"{table.only_live} newer rows kept")
         else:
-            lines.append(f"  {table['table']}: {table.get('live_rows')} rows now -> {table.get('restored_rows')} "
-                         "after")
-    before, after = shown.get("versions_before"), shown.get("versions_after")
-    if before is not None:
-        lines.append(f"  migrations: {_newest(before)} now -> "
-                     + (f"{_newest(after)} after" if after is not None else "unknown after (the point is not dated)"))
-    if shown.get("point_unix") and shown.get("kind") != "recover":
-        lost = ", ".join(f"{t} {n}" for t, n in (shown.get("written_since") or {}).items() if n)
-        lines.append(f"  everything written after {_utc(shown['point_unix'])} is lost"
+            lines.append(f"  {table.table}: {table.live_rows} rows now -> {table.restored_rows} after")
+    before, after = shown.versions_before, shown.versions_after
+    lines.append(f"  migrations: {_newest(before)} now -> "
+                 + (f"{_newest(after)} after" if after is not None else "unknown after (the point is not dated)"))
+    if shown.point_unix and shown.kind != "recover":
+        lost = ", ".join(f"{t} {n}" for t, n in shown.written_since.items() if n)
+        lines.append(f"  everything written after {_utc(shown.point_unix)} is lost"
                      + (f" (rows: {lost})" if lost else ""))
     lines.append(f"  preview hash {digest[:12]}")
     return "\n".join(lines)
 
 
-def _newest(versions: list[str]) -> str:
+def _newest(versions: Sequence[str]) -> str:
     return versions[-1] if versions else "none"
 
 

@@ -60,8 +60,8 @@ def _restore_preview(ctx: LocalContext, target: Target, args: argparse.Namespace
     checked = restore.inspect_backup(ctx, target, args.restore)
     if not checked.ok or not checked.backup:
         raise RecoveryRefused(checked.error or args.restore)
-    shown = restore.restore_preview(ctx, target, Path(str(checked.backup["path"])), checked.backup)
-    return PreviewCheck(ok=True, digest=shown["digest"], preview=shown["preview"])
+    digest, preview = restore.restore_preview(ctx, target, Path(str(checked.backup["path"])), checked.backup)
+    return PreviewCheck(ok=True, digest=digest, preview=preview)
 
 
 RECOVERIES = {
@@ -151,13 +151,13 @@ def _recovery(ctx: LocalContext, target: Target, recovery: Recovery, args: argpa
     (err if args.json else out)(shown)
     if args.dry_run:
         if args.json:
-            out(_json({"preview": check.preview, "digest": check.digest}))
+            out(_json({"preview": check.preview.to_dict(), "digest": check.digest}))
         return EXIT_OK
     _confirm(recovery.flag, args)
     request = ctx.approved(
         recovery.kind, target.name, actor, digest=check.digest,
         backup=recovery.backup(args) or (check.params or {}).get("backup"),  # none named: the one chosen
-        to_version=str(check.preview.get("bad_version") or "") or None,
+        to_version=check.preview.bad_version or None,
         params={**(check.params or {}), "no_backup": args.no_backup, "breakglass": True, "reason": args.reason})
     try:
         result = approved_requests.run_request(ctx, request.id)

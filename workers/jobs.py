@@ -134,11 +134,11 @@ def check_backup(*, target: str, backup: str, **_: Any) -> JsonObject:
             if not checked.ok or not checked.backup:
                 return checked.to_dict()
             try:  # the restore preview the card shows and the request binds (issue 10)
-                shown = restore_verb.restore_preview(ctx, ctx.target(target), Path(str(checked.backup["path"])),
-                                                 checked.backup)
+                digest, preview = restore_verb.restore_preview(ctx, ctx.target(target),
+                                                               Path(str(checked.backup["path"])), checked.backup)
             except Exception as exc:
                 return replace(checked, preview_error=describe(exc, ctx.secrets())).to_dict()
-            return replace(checked, digest=shown["digest"], preview=shown["preview"]).to_dict()
+            return replace(checked, digest=digest, preview=preview).to_dict()
         except Exception as exc:
             return {"ok": False, "error": describe(exc, ctx.secrets()), "newest": [], "backup": None}
 

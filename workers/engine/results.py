@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -122,6 +123,11 @@ class StatementResult:
     def to_dict(self) -> JsonObject:
         return dict(self.__dict__)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StatementResult:
+        return cls(version=data["version"], sql=data["sql"], tag=data["tag"], rowcount=data["rowcount"],
+                   duration_ms=data["duration_ms"])
+
 
 @dataclass(frozen=True)
 class DryRunReport:
@@ -158,3 +164,13 @@ class RunReport:
                 "plan_hash": self.plan_hash, "request_id": self.request_id, "already_done": self.already_done,
                 "warnings": list(self.warnings), "dry_run": False, "escrow": self.escrow,
                 "held": [{"version": v, "name": n} for v, n in self.held]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunReport:
+        """Back from `to_dict` (a rollback step's result in the pipeline's state)."""
+        return cls(operation=str(data["operation"]), versions=list(data["versions"]),
+                   statements=[StatementResult.from_dict(s) for s in data["statements"]],
+                   duration_ms=float(data["duration_ms"]), to=data["to"], plan_hash=data["plan_hash"],
+                   request_id=data["request_id"], already_done=bool(data["already_done"]),
+                   warnings=list(data["warnings"]), escrow=data["escrow"],
+                   held=tuple((h["version"], h["name"]) for h in data["held"]))

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.jsontypes import JsonObject
+from core.prechecks import FileSummary
 from workers.messages import FORMAT_NAMES, VERIFIED_BY
 from workers.postgres.pg_dump import (
     MANIFEST_SUFFIX,
@@ -80,11 +81,11 @@ class DumpContents:
     def last_version(self) -> str | None:
         return self.versions[-1] if self.versions else None
 
-    def summary(self) -> JsonObject:
-        """The file's facts for a preview (JSON-able)."""
-        return {"name": self.name, "format": self.format, "format_name": FORMAT_NAMES[self.format],
-                "ours": self.ours, "tables": dict(self.tables), "last_version": self.last_version,
-                "verified_by": None if self.ours else VERIFIED_BY[self.format]}
+    def summary(self) -> FileSummary:
+        """The file's facts for a preview."""
+        return FileSummary(name=self.name, format=self.format, format_name=FORMAT_NAMES[self.format], ours=self.ours,
+                           tables=dict(self.tables), last_version=self.last_version,
+                           verified_by=None if self.ours else VERIFIED_BY[self.format])
 
 
 def format_of(path: Path) -> str:

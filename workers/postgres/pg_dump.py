@@ -21,8 +21,8 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,11 @@ class BackupResult:
 
     def to_dict(self) -> JsonObject:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BackupResult:
+        """Back from `to_dict` (a pipeline's state in Redis); keys it does not know are left out."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 # ----------------------------------------------------------------------------------------------

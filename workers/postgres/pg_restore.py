@@ -26,7 +26,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,11 @@ class RestoreResult:
 
     def to_dict(self) -> JsonObject:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RestoreResult:
+        """Back from `to_dict` (a pipeline's state in Redis); keys it does not know are left out."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 def check_backup(backup: str, *, backup_dir: str, target: str, pg_restore: str = "pg_restore",

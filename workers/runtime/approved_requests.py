@@ -43,9 +43,19 @@ from workers.runtime import errors
 from workers.runtime.context import Context
 from workers.runtime.errors import Refused, StepFailed
 from workers.runtime.escalation import dedup_key
+from workers.runtime.pipeline_state import (
+    BackupStepResult,
+    BackupWaived,
+    FinishStepResult,
+    MaintenanceStepResult,
+    PipelineState,
+    StepRefused,
+    StepResult,
+    VerifyStepResult,
+)
 from workers.runtime.progress import Progress
 from workers.verbs import Promise, Refusal, StepFunction, watch
-from workers.verbs.maintenance import run_hook
+from workers.verbs.maintenance import HookResult, run_hook
 
 FAILURE_CALLBACK = "workers.runtime.failures.on_job_failure"
 INTO = ("target", "scratch")
@@ -141,8 +151,9 @@ def run_request(ctx: Context, request_id: str, into: str = "target") -> JsonObje
     target = ctx.target(request.target)
     for step in pipeline:
         ctx.save_state(request.id, current_step=step.name)  # which step a failure report names
-        results.update(_run(ctx, request, target, progress, step))
-        if results.get("refused"):  # the step found it may not go on: its refusal is the outcome
+        result = _run(ctx, request, target, progress, step)
+        results.update(result.to_dict())
+        if isinstance(result, StepRefused):  # the step found it may not go on: its refusal is the outcome
             break
     return {"request_id": request_id, **{k: v for k, v in results.items() if k != "outcome"}}
 
@@ -176,10 +187,10 @@ def run_step(ctx: Context, request_id: str, step_name: str) -> JsonObject:
         progress.log(messages.duplicate_delivery(request_id, step_name))
         return {"request_id": request_id, "step": step_name, "duplicate": True}
     result = _run(ctx, request, ctx.target(request.target), progress, step)
-    return {"request_id": request_id, "step": step_name, **result}
+    return {"request_id": request_id, "step": step_name, **result.to_dict()}
 
 
-def _run(ctx: Context, request: Request, target: Target, progress: Progress, step: Step) -> JsonObject:
+def _run(ctx: Context, request: Request, target: Target, progress: Progress, step: Step) -> StepResult:
     result = step.run(ctx, request, target, progress)
     try:
         ctx.save_state(request.id, **{step.name: result})
@@ -191,7 +202,7 @@ def _run(ctx: Context, request: Request, target: Target, progress: Progress, ste
 # --- the shared steps -------------------------------------------------------------------------------
 
 
-def _backup(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+def _backup(ctx: Context, request: Request, target: Target, progress: Progress) -> BackupStepResult | BackupWaived:
     """A fresh, verified backup of the target before anything changes (no backup, no change)."""
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
@@ -202,15 +213,10 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
         # Backup policy `escrow`: the rollback escrows what it destroys in its own transaction (and refuses if it
         # cannot), and the provider's snapshot or PITR is the other net. An undo is covered by that net alone.
         progress.skip("backup", messages.backup_skipped_for_escrow(target.name, target.platform_net))
-        result: JsonObject = {"backup": None, "escrow_only": True}
-        snapshot = _digitalocean_snapshot(ctx, request, target, progress)
-        if snapshot:
-            result["snapshot"] = snapshot
-        return result
+        return BackupStepResult(None, escrow_only=True, snapshot=_digitalocean_snapshot(ctx, request, target, progress))
     kind = kinds.of(request.kind)
     started, backup = dump(ctx, progress, target, f"pre-{request.kind}-{request.id}",
                            messages.dump_of(target.name, kind.backup_reason))
-    result = {"backup": backup.to_dict()}
     if not request.backup:  # the request's own backup (a restore's `backup` names the archive it restores)
         ctx.store().update(request.id, backup=backup.path)
     with ctx.connect(target) as conn:
@@ -220,13 +226,10 @@ def _backup(ctx: Context, request: Request, target: Target, progress: Progress) 
     progress.finish("backup", started, messages.backup_figures(backup))
     # The snapshot is a step of its own in the thread (not a second "Backup finished"), still inside
     # this job: no snapshot where one is configured, no change.
-    snapshot = _digitalocean_snapshot(ctx, request, target, progress)
-    if snapshot:
-        result["snapshot"] = snapshot
-    return result
+    return BackupStepResult(backup, snapshot=_digitalocean_snapshot(ctx, request, target, progress))
 
 
-def backup_waived(ctx: Context, request: Request, target: Target, progress: Progress, step: str) -> JsonObject | None:
+def backup_waived(ctx: Context, request: Request, target: Target, progress: Progress, step: str) -> BackupWaived | None:
     """Break-glass `run-migrations --no-backup` (the bot never asks for it): no backup, said and written into
     migration_history, so an incident review sees there was no net. None: take the backup."""
     if not request.params.get("no_backup"):
@@ -237,7 +240,7 @@ def backup_waived(ctx: Context, request: Request, target: Target, progress: Prog
                                  approved_by=request.approver, request_id=request.id,
                                  details={"no_backup": True, "before": request.kind.value,
                                           "via": "run-migrations --no-backup"})
-    return {step: None, "no_backup": True}
+    return BackupWaived(step)
 
 
 def _full_backup_needed(request: Request, target: Target) -> bool:
@@ -284,13 +287,13 @@ def _digitalocean_snapshot(ctx: Context, request: Request, target: Target, progr
 
 
 def _maintenance(state: str) -> StepFunction:
-    def run(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+    def run(ctx: Context, request: Request, target: Target, progress: Progress) -> MaintenanceStepResult:
         step = f"maintenance_{state}"
         policy = stall_policy.decide(target, request.stall_ms)
         if policy.choice is stall_policy.MaintenanceChoice.SKIP:
             detail = messages.maintenance_skipped_by_forecast(policy.stall_ms or 0.0, policy.threshold_s or 0.0)
             progress.skip(step, detail)
-            return {"maintenance": {"skipped": True, "ok": True, "detail": detail, "policy": policy.choice.value}}
+            return MaintenanceStepResult(skipped=True, ok=True, detail=detail, record={"policy": policy.choice.value})
         if policy.refused:
             raise StepFailed(messages.maintenance_required_without_hook(policy.stall_ms or 0.0,
                                                                          policy.threshold_s or 0.0))
@@ -299,17 +302,23 @@ def _maintenance(state: str) -> StepFunction:
         result = run_hook(hook, target=target.name, state=state)
         if result.skipped:
             progress.skip(step, result.detail)
-            return {"maintenance": result.to_dict()}
+            return _hook_result(result)
         ctx.store().clear_plans(target.name)  # the application around the target changed
         if not result.ok:
             raise StepFailed(result.detail)
         progress.finish(step, started, messages.maintenance_figures(result.detail))
-        return {"maintenance": result.to_dict()}
+        return _hook_result(result)
 
     return run
 
 
-def _verify(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+def _hook_result(hook: HookResult) -> MaintenanceStepResult:
+    record = hook.to_dict()
+    return MaintenanceStepResult(skipped=record.pop("skipped"), ok=record.pop("ok"), detail=record.pop("detail"),
+                                 record=record)
+
+
+def _verify(ctx: Context, request: Request, target: Target, progress: Progress) -> VerifyStepResult:
     """The post-change checks, with what the approval promised among them (workers/verbs/: `promised`)."""
     state = ctx.load_state(request.id)
     started = progress.start("verify")
@@ -326,10 +335,10 @@ def _verify(ctx: Context, request: Request, target: Target, progress: Progress) 
     if failed:
         raise StepFailed(messages.verification_failed(failed))
     progress.finish("verify", started, messages.checks_summary(report.checks))
-    return {"verify": report.to_dict()}
+    return VerifyStepResult(report)
 
 
-def _promised(ctx: Context, request: Request, target: Target, state: JsonObject) -> Promise:
+def _promised(ctx: Context, request: Request, target: Target, state: PipelineState) -> Promise:
     """What the approval promised, from the kind's module; the database must still be the same one."""
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
@@ -354,32 +363,32 @@ def report_checks(ctx: Context, progress: Progress, target: Target, report: Veri
     return failed
 
 
-def _finish(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+def _finish(ctx: Context, request: Request, target: Target, progress: Progress) -> FinishStepResult:
     """The request's outcome: said "verified" only once what the approval promised holds (checked here for a
     kind without a verification step), then succeeded, its page resolved, and its watch started."""
     kind = kinds.of(request.kind)
     state = ctx.load_state(request.id)
-    into = str(state.get("into") or "target")
+    into = state.into
     if kinds.VERIFY not in kind.steps and into == "target":
         mismatches = _promised(ctx, request, target, state).mismatches
         if mismatches:
             raise StepFailed(messages.promise_not_kept(mismatches))
-    started = float(state.get("started") or request.started_at or time.time())
+    started = state.started or request.started_at or time.time()
     outcome = kinds.words(kind.outcome, request)
     # The watch follows every verified change of the live target (a restore into a scratch database leaves it alone).
     watching = ctx.options.watch_window_s > 0 and kind.watched and into == "target"
     # Done now; its watch (workers/verbs/watch.py) is state on the request and holds nothing.
     ctx.store().set_status(request.id, RequestStatus.SUCCEEDED, finished_at=time.time(), outcome=outcome,
-                           watch=watch.opened(ctx, request, target) if watching else None)
+                           watch=watch.opened(ctx, request, target).to_dict() if watching else None)
     resolved = None
-    if state.get("paged") and not watching:
+    if state.paged and not watching:
         resolved = ctx.pager().resolve(dedup_key(request.id)).to_dict()
         progress.post(messages.page_resolved(request.id))
     progress.post(verbs.module_of(request.kind).succeeded(request, target, state, time.time() - started),
                   broadcast=True)
     if watching:
-        return {"outcome": "succeeded", "resolved": None, **watch.start(ctx, request, target, progress)}
-    return {"outcome": "succeeded", "resolved": resolved}
+        return FinishStepResult(watch=watch.start(ctx, request, target, progress))
+    return FinishStepResult(resolved=resolved)
 
 
 FUNCTIONS: dict[str, StepFunction] = {

@@ -24,11 +24,11 @@ from psycopg import conninfo as pg_conninfo
 
 from core import defaults
 from core.config import ConfigError, Settings, Target, WorkerSettings, load_settings
-from core.jsontypes import JsonObject
 from core.requests import Request, RequestStore
 from workers.engine import Engine
 from workers.engine.redact import password_of
 from workers.runtime.escalation import Pager, pager_from
+from workers.runtime.pipeline_state import PipelineState, StateValue, stored
 from workers.runtime.progress import Progress, make_client
 
 logger = logging.getLogger("workers")
@@ -119,14 +119,16 @@ class Context:
     def state_key(self, request_id: str) -> str:
         return f"{KEY_PREFIX}:pipeline:{request_id}"
 
-    def save_state(self, request_id: str, **values: Any) -> None:
+    def save_state(self, request_id: str, **values: StateValue) -> None:
+        """Keep a step's result (by its step name) or a fact of the run (workers/runtime/pipeline_state.py)."""
         key = self.state_key(request_id)
-        self.redis.hset(key, mapping={k: json.dumps(v, default=str) for k, v in values.items()})
+        self.redis.hset(key, mapping={k: json.dumps(stored(v), default=str) for k, v in values.items()})
         self.redis.expire(key, defaults.REQUEST_RECORD_TTL_SECONDS)
 
-    def load_state(self, request_id: str) -> JsonObject:
+    def load_state(self, request_id: str) -> PipelineState:
         raw = self.redis.hgetall(self.state_key(request_id))
-        return {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in raw.items()}
+        return PipelineState.from_dict({(k.decode() if isinstance(k, bytes) else k): json.loads(v)
+                                        for k, v in raw.items()})
 
     # leases: proof that the process running a job is alive
     def lease_key(self, job_id: str) -> str:

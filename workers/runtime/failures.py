@@ -30,6 +30,7 @@ from workers.runtime import errors
 from workers.runtime.context import Context, context
 from workers.runtime.errors import describe, timeout_in_chain
 from workers.runtime.escalation import dedup_key, escalate
+from workers.runtime.pipeline_state import PipelineState
 from workers.verbs import watch
 
 logger = logging.getLogger("workers.runtime.failures")
@@ -126,17 +127,16 @@ def request_failed(ctx: Context, request_id: str, step: str, error: str, *, cras
         logger.warning("job for request %s (%s) failed at %s: %s", request_id, request.status.value, step, error)
         return
     progress = ctx.progress(request.channel, request.thread_ts)
-    state: JsonObject = {}
+    state = PipelineState()
     try:
         state = ctx.load_state(request_id)
     except redis.RedisError as exc:
         logger.warning("could not read the state of %s from Redis: %s", request_id, type(exc).__name__)
-    if inline and state.get("current_step"):
-        step = str(state["current_step"])
+    if inline and state.current_step:
+        step = state.current_step
     info = steps.STEPS.get(step)
     progress.fail(step, error)
-    maintenance = ((state.get("maintenance_on") or {}).get("maintenance") or {})
-    left_on = bool(info and info.leaves_maintenance_on) and bool(maintenance) and not maintenance.get("skipped")
+    left_on = bool(info and info.leaves_maintenance_on) and state.maintenance_ran
     try:  # bookkeeping in Redis; if Redis fails now, the thread and the page still go out
         ctx.store().set_status(request_id, RequestStatus.FAILED, finished_at=time.time(),
                                outcome=f"{steps.label(step)} failed: {error}")

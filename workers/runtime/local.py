@@ -28,6 +28,7 @@ from core.jsontypes import JsonObject
 from core.kinds import RequestKind
 from core.requests import Request, RequestStatus
 from workers.runtime.context import Context
+from workers.runtime.pipeline_state import PipelineState, StateValue, stored
 from workers.runtime.progress import Progress
 
 ID_PREFIX = "BG-"  # a break-glass request, never confused with the bot's RB- ids
@@ -119,11 +120,11 @@ class LocalContext(Context):
         return Progress(None, None, None, self.out, interval_s=self.options.progress_interval_s,
                         secrets=self.secrets())
 
-    def save_state(self, request_id: str, **values: Any) -> None:
-        self.state.setdefault(request_id, {}).update(values)
+    def save_state(self, request_id: str, **values: StateValue) -> None:
+        self.state.setdefault(request_id, {}).update({k: stored(v) for k, v in values.items()})
 
-    def load_state(self, request_id: str) -> JsonObject:
-        return dict(self.state.get(request_id) or {})
+    def load_state(self, request_id: str) -> PipelineState:
+        return PipelineState.from_dict(self.state.get(request_id) or {})
 
     @contextmanager
     def lease(self, job_id: str | None) -> Iterator[None]:

@@ -174,7 +174,7 @@ def unavailable_during_check(ctx: Context, kind: RequestKind, target: str, chann
 
 def same_backup(check: PreviewCheck, request: Request) -> PreviewCheck:
     """At start the chosen backup must still exist, whatever is newest now; its preview recomputed."""
-    if check.preview and check.preview.get("backup_created_at") == request.params.get("backup_created_at"):
+    if check.preview and check.preview.backup_created_at == request.params.get("backup_created_at"):
         return check
     return PreviewCheck(ok=False, error=messages.preview_changed())
 

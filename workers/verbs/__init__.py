@@ -6,7 +6,8 @@ Every module offers the same four names, which the one runner (workers/runtime/a
   finish, are the runner's);
 - `start_check(ctx, request, target, progress) -> Refusal | None`: what must still hold when the approved
   request starts (its plan, its backup, its preview); a Refusal is the request's outcome, nothing changed;
-- `promised(ctx, request, target, state) -> Promise`: what the approval card promised the result would be;
+- `promised(ctx, request, target, state) -> Promise` (`state`: the PipelineState,
+  workers/runtime/pipeline_state.py): what the approval card promised the result would be;
   the verification compares the database with it, and "verified" is said only when it holds;
 - `succeeded(request, target, state, duration_s) -> str`: the thread's outcome line.
 """
@@ -25,9 +26,10 @@ from core.jsontypes import JsonObject
 from core.kinds import RequestKind
 from core.requests import Request
 from workers.runtime.context import Context
+from workers.runtime.pipeline_state import StepResult
 from workers.runtime.progress import Progress
 
-StepFunction = Callable[[Context, Request, Target, Progress], JsonObject]
+StepFunction = Callable[[Context, Request, Target, Progress], StepResult]
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.config import Target, database_url_env_for
-from core.jsontypes import JsonObject
-from core.prechecks import PreviewCheck
+from core.prechecks import Preview, PreviewCheck
 from core.requests import Request, RequestKind
 from workers import messages
 from workers.engine.redact import MASK
 from workers.postgres import migration_history
 from workers.runtime import previews
 from workers.runtime.context import Context
+from workers.runtime.pipeline_state import NewClusterStepResult, PipelineState
 from workers.runtime.previews import (
     RecoveryRefused,
     _guarded_identity,
@@ -96,15 +96,14 @@ def cluster_preview(ctx: Context, target: Target, point: str | None) -> PreviewC
     with ctx.connect(target) as conn:
         found = _guarded_identity(ctx, conn, target)
         versions = [v for v, _ in applied_versions(conn)]
-    preview: JsonObject = {"kind": RequestKind.CLUSTER_RESTORE.value, "target": target.name,
-                           "database_id": target.do_database_id, "backup_created_at": created, "new_name": new_name,
-                           "versions_before": versions, "versions_after": None, "point_unix": None}
+    preview = Preview(kind=RequestKind.CLUSTER_RESTORE.value, target=target.name, database_id=target.do_database_id,
+                      backup_created_at=created, new_name=new_name, versions_before=tuple(versions))
     digest = digest_of(found, {"kind": "cluster_restore", "database_id": target.do_database_id, "backup": created})
     return PreviewCheck(ok=True, digest=digest, preview=preview,
                         params={"backup_created_at": created, "new_name": new_name})
 
 
-def new_cluster(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+def new_cluster(ctx: Context, request: Request, target: Target, progress: Progress) -> NewClusterStepResult:
     """The new cluster, followed until online (bounded); the thread gets its host and what to switch,
     never a password or a URI."""
     assert target.do_database_id is not None
@@ -126,7 +125,7 @@ def new_cluster(ctx: Context, request: Request, target: Target, progress: Progre
     progress.post(cluster_as_target(
         new_target, restored_target_toml(target, new_target, created), database_url_env_for(new_target),
         cluster_url_template(created)))
-    return {"new_cluster": created, "new_target": new_target}
+    return NewClusterStepResult(created, new_target)
 
 
 RESTORED_SUFFIX = "-restored"
@@ -167,16 +166,16 @@ def cluster_url_template(created: Mapping[str, Any]) -> str:
 STEPS = {"new_cluster": new_cluster}
 
 
-def promised(ctx: Context, request: Request, target: Target, state: JsonObject) -> Promise:
+def promised(ctx: Context, request: Request, target: Target, state: PipelineState) -> Promise:
     """The new cluster is the one the card named, made from the backup it named."""
-    created = (state.get("new_cluster") or {}).get("new_cluster") or {}
+    created = state.new_cluster.created if state.new_cluster else {}
     wanted = {"name": request.params.get("new_name"), "backup_created_at": request.params.get("backup_created_at")}
     wrong = tuple(cluster_not_as_promised(k, v, created.get(k))
                   for k, v in wanted.items() if v and created.get(k) != v)
     return Promise(mismatches=wrong)
 
 
-def succeeded(request: Request, target: Target, state: JsonObject, duration_s: float) -> str:
-    new_target = (state.get("new_cluster") or {}).get("new_target")
+def succeeded(request: Request, target: Target, state: PipelineState, duration_s: float) -> str:
+    new_target = state.new_cluster.new_target if state.new_cluster else None
     return messages.recovery_succeeded(request.id, target.name, "restore into a new managed cluster",
-                                                str(new_target) if new_target else None, watched=False)
+                                                new_target, watched=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ import psycopg
 
 from core.config import Target
 from core.jsontypes import JsonObject
-from core.prechecks import PreviewCheck
+from core.prechecks import Preview, PreviewCheck
 from core.requests import Request, RequestKind
 from workers import messages
 from workers.engine.redact import MASK
@@ -26,6 +27,7 @@ from workers.providers.digitalocean import DigitalOcean
 from workers.runtime import previews
 from workers.runtime.context import Context
 from workers.runtime.errors import ServiceUnavailable, WorkerError
+from workers.runtime.pipeline_state import PipelineState
 from workers.runtime.previews import (
     RecoveryRefused,
     _guarded_identity,
@@ -135,8 +137,10 @@ def droplet_preview(ctx: Context, target: Target, snapshot_id: str, new_name: st
     facts: JsonObject = {"snapshot": snapshot_id, "snapshot_name": snapshot.get("name"),
                          "taken_at": snapshot.get("created_at"), "source_droplet": source.get("id"),
                          "size": source.get("size"), "region": source.get("region"), "new_name": name}
-    preview: JsonObject = {"kind": RequestKind.NEW_DROPLET.value, "target": target.name, **facts,
-                           "versions_before": versions, "versions_after": None, "point_unix": None}
+    preview = Preview(kind=RequestKind.NEW_DROPLET.value, target=target.name, versions_before=tuple(versions),
+                      snapshot=snapshot_id, snapshot_name=snapshot.get("name"), taken_at=snapshot.get("created_at"),
+                      source_droplet=source.get("id"), size=source.get("size"), region=source.get("region"),
+                      new_name=name)
     return PreviewCheck(ok=True, digest=digest_of(found, {"kind": "new_droplet", **facts}), preview=preview,
                         params={**facts, "old_ip": source.get("ip")})
 
@@ -151,7 +155,22 @@ def config_line(ctx: Context, target: Target, ip: Any) -> str:
     return f"DATABASE_URL=postgresql://{parts.get('user') or 'postgres'}:{MASK}@{ip}:{port}/{parts.get('dbname') or ''}"
 
 
-def new_droplet(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+@dataclass(frozen=True)
+class NewDropletResult:
+    """The *New droplet* step: DigitalOcean's answer for the droplet made (id, name, size, region, ip)."""
+
+    created: JsonObject
+
+    def to_dict(self) -> JsonObject:
+        return {"new_droplet": self.created}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NewDropletResult:
+        created = data.get("new_droplet")
+        return cls(dict(created) if isinstance(created, Mapping) else {})
+
+
+def new_droplet(ctx: Context, request: Request, target: Target, progress: Progress) -> NewDropletResult:
     """The new droplet, followed until active with an IP (bounded); the thread gets the IP and the switch."""
     params = request.params
     name, snapshot_id = str(params["new_name"]), str(params["snapshot"])
@@ -170,16 +189,17 @@ def new_droplet(ctx: Context, request: Request, target: Target, progress: Progre
     host = psycopg.conninfo.conninfo_to_dict(ctx.settings.database_url(target)).get("host")
     progress.post(droplet_switch(target.name, created, config_line(ctx, target, created.get("ip")),
                                  dns_record(str(host) if host else None, params.get("old_ip"), created.get("ip"))))
-    return {"new_droplet": created}
+    return NewDropletResult(created)
 
 
 STEPS = {"new_droplet": new_droplet}
 
 
-def promised(ctx: Context, request: Request, target: Target, state: JsonObject) -> Promise:
+def promised(ctx: Context, request: Request, target: Target, state: PipelineState) -> Promise:
     """The droplet exists, is active, was made from the snapshot the card named, with the name it named: read
     back from DigitalOcean now, not from what the creation answered."""
-    created = (state.get("new_droplet") or {}).get("new_droplet") or {}
+    made = state.result("new_droplet", NewDropletResult.from_dict)
+    created = made.created if made is not None else {}
     if created.get("id") is None:
         return Promise(mismatches=(droplet_not_as_promised("id", "a new droplet", None),))
     found = digitalocean(ctx).droplet(int(created["id"]))
@@ -188,6 +208,6 @@ def promised(ctx: Context, request: Request, target: Target, state: JsonObject) 
                                     for k, v in wanted.items() if found.get(k) != v))
 
 
-def succeeded(request: Request, target: Target, state: JsonObject, duration_s: float) -> str:
+def succeeded(request: Request, target: Target, state: PipelineState, duration_s: float) -> str:
     return messages.recovery_succeeded(request.id, target.name, "restore into a new droplet", watched=False,
                                        new="droplet")

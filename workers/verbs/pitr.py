@@ -11,8 +11,7 @@ from typing import Any
 
 from core import defaults
 from core.config import Target
-from core.jsontypes import JsonObject
-from core.prechecks import PreviewCheck
+from core.prechecks import Preview, PreviewCheck
 from core.requests import Request, RequestKind
 from workers import messages
 from workers.messages import seconds
@@ -20,6 +19,7 @@ from workers.postgres import identity, migration_history
 from workers.providers.supabase import Supabase, SupabaseRefused, check_point, recovery_point
 from workers.runtime import previews
 from workers.runtime.context import Context
+from workers.runtime.pipeline_state import PipelineState, PitrStepResult
 from workers.runtime.previews import (
     RecoveryRefused,
     _guarded_identity,
@@ -105,15 +105,15 @@ def pitr_preview(ctx: Context, target: Target, *, before: str | None, at: str | 
     except SupabaseRefused as exc:
         raise RecoveryRefused(messages.api_refused(str(exc))) from exc
     check_point(ref, window, point)  # PITR off, outside the window: refused naming the other options
-    preview: JsonObject = {"kind": RequestKind.PITR.value, "target": target.name, "project_ref": ref,
-                           "point_unix": point, "bad_version": bad, "lost_seconds": round(time.time() - point),
-                           "written_since": lost, **facts}
+    preview = Preview(kind=RequestKind.PITR.value, target=target.name, project_ref=ref, point_unix=point,
+                      bad_version=bad, lost_seconds=round(time.time() - point), written_since=lost,
+                      versions_before=tuple(facts["versions_before"]), versions_after=tuple(facts["versions_after"]))
     digest = digest_of(found, {"kind": "pitr", "ref": ref, "point": point, **facts})
     return PreviewCheck(ok=True, digest=digest, preview=preview, params={
         "point_unix": point, "bad_version": bad, "versions_after": facts["versions_after"]})
 
 
-def pitr(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+def pitr(ctx: Context, request: Request, target: Target, progress: Progress) -> PitrStepResult:
     """restore-pitr, followed to healthy (bounded: past it, the failure report pages), then the database
     must answer and be the same one (the wrong-database guard)."""
     ref = _project_ref(target)
@@ -136,15 +136,15 @@ def pitr(ctx: Context, request: Request, target: Target, progress: Progress) -> 
                        approved_by=request.approver, request_id=request.id, version=request.params.get("bad_version"),
                        duration_ms=int(waited * 1000), details={"project_ref": ref, "point_unix": point})
     progress.finish("pitr", started, pitr_figures(point, waited, versions))
-    return {"pitr": {"project_ref": ref, "point_unix": point, "waited_s": round(waited, 3), "versions": versions}}
+    return PitrStepResult(ref, point, round(waited, 3), versions)
 
 
 STEPS = {"pitr": pitr}
 
 
-def promised(ctx: Context, request: Request, target: Target, state: JsonObject) -> Promise:
+def promised(ctx: Context, request: Request, target: Target, state: PipelineState) -> Promise:
     return previews.versions_promise(ctx, request, target)
 
 
-def succeeded(request: Request, target: Target, state: JsonObject, duration_s: float) -> str:
+def succeeded(request: Request, target: Target, state: PipelineState, duration_s: float) -> str:
     return messages.recovery_succeeded(request.id, target.name, "point-in-time recovery")

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Target
-from core.jsontypes import JsonObject
-from core.prechecks import PreviewCheck
+from core.prechecks import Preview, PreviewCheck, TablePreview
 from core.requests import Request, RequestKind
 from workers import messages
 from workers.postgres import dump_reader, identity, migration_history, row_merge
@@ -22,6 +21,12 @@ from workers.postgres.pg_restore import check_backup
 from workers.runtime import approved_requests, previews
 from workers.runtime.context import Context
 from workers.runtime.errors import StepFailed
+from workers.runtime.pipeline_state import (
+    BackupWaived,
+    PipelineState,
+    RecoverStepResult,
+    TableBackupStepResult,
+)
 from workers.runtime.previews import RecoveryRefused, _guarded_identity, applied_versions, digest_of
 from workers.runtime.progress import Progress
 from workers.verbs import Promise, Refusal
@@ -128,24 +133,24 @@ def recover_preview(ctx: Context, target: Target, backup: str | None, tables: Se
         versions = [v for v, _ in applied_versions(conn)]
     with _session(ctx, target, archive, names) as session:
         shown = row_merge.preview(session, archive.name, overwrite, time.monotonic())
-    preview: JsonObject = {
-        "kind": RequestKind.RECOVER.value, "target": target.name, "backup": archive.name, "overwrite": overwrite,
-        "versions_before": versions, "versions_after": versions,
-        "tables": [{"table": t.table, "live_rows": t.live_rows, "restored_rows": t.restored_rows,
-                    "missing": t.missing, "differing": t.differing, "only_live": t.only_live,
-                    "missing_sample": list(t.missing_sample), "differing_sample": list(t.differing_sample),
-                    "only_live_sample": list(t.only_live_sample)} for t in shown.tables],
-        "created_at": manifest.get("created_at"),
-        "file": dump_reader.read(archive, pg_restore=ctx.options.pg_restore).summary(),
-        "chosen_before": chosen_before,  # no backup named: the newest taken before this migration was applied
-    }
+    preview = Preview(
+        kind=RequestKind.RECOVER.value, target=target.name, backup=archive.name, overwrite=overwrite,
+        versions_before=tuple(versions), versions_after=tuple(versions),
+        tables=tuple(TablePreview(t.table, live_rows=t.live_rows, restored_rows=t.restored_rows, missing=t.missing,
+                                  differing=t.differing, only_live=t.only_live,
+                                  missing_sample=tuple(t.missing_sample), differing_sample=tuple(t.differing_sample),
+                                  only_live_sample=tuple(t.only_live_sample)) for t in shown.tables),
+        created_at=manifest.get("created_at"),
+        file=dump_reader.read(archive, pg_restore=ctx.options.pg_restore).summary(),
+        chosen_before=chosen_before,  # no backup named: the newest taken before this migration was applied
+    )
     digest = digest_of(found, {"kind": "recover", "recovery": shown.digest})
     return PreviewCheck(ok=True, digest=digest, preview=preview,
                         params={"tables": names, "overwrite": overwrite, "recovery_digest": shown.digest,
                                 "backup": archive.name})
 
 
-def table_backup(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+def table_backup(ctx: Context, request: Request, target: Target, progress: Progress) -> TableBackupStepResult | BackupWaived:
     """A fresh, verified backup of just the tables about to change (pg_dump -t): no backup, no change."""
     tables = [row_merge.parse_table(t) for t in request.params.get("tables") or []]
     with ctx.connect(target) as conn:
@@ -168,10 +173,10 @@ def table_backup(ctx: Context, request: Request, target: Target, progress: Progr
                        approved_by=request.approver, request_id=request.id,
                        duration_ms=int(backup.duration_s * 1000), details=backup.to_dict())
     progress.finish("table_backup", started, messages.backup_figures(backup))
-    return {"table_backup": backup.to_dict()}
+    return TableBackupStepResult(backup)
 
 
-def recover_rows(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+def recover_rows(ctx: Context, request: Request, target: Target, progress: Progress) -> RecoverStepResult:
     """Insert the missing rows (overwrite the differing ones only if asked) in one transaction, parents
     first; the diff is recomputed in that transaction and must be the one approved; counts verified."""
     tables = list(request.params.get("tables") or [])
@@ -191,18 +196,17 @@ def recover_rows(ctx: Context, request: Request, target: Target, progress: Progr
                                 "counts_after": result.counts_after})
     progress.finish("recover", started, recover_figures(result.inserted, result.overwritten,
                                                                  result.counts_before, result.counts_after))
-    return {"recover": {"inserted": result.inserted, "overwritten": result.overwritten,
-                        "counts_before": result.counts_before, "counts_after": result.counts_after}}
+    return RecoverStepResult(result.inserted, result.overwritten, result.counts_before, result.counts_after)
 
 
 STEPS = {"table_backup": table_backup, "recover": recover_rows}
 
 
-def promised(ctx: Context, request: Request, target: Target, state: JsonObject) -> Promise:
+def promised(ctx: Context, request: Request, target: Target, state: PipelineState) -> Promise:
     """Every table gained exactly the rows the recovery put back (its diff was the approved one)."""
-    done = (state.get("recover") or {}).get("recover") or {}
-    before, after = done.get("counts_before") or {}, done.get("counts_after") or {}
-    inserted = done.get("inserted") or {}
+    done = state.recover
+    before, after = (done.counts_before, done.counts_after) if done else ({}, {})
+    inserted = done.inserted if done else {}
     wrong = tuple(rows_not_put_back(t, int(before.get(t, 0)), int(inserted.get(t, 0)),
                                                       int(after.get(t, 0)))
                   for t in request.params.get("tables") or []
@@ -210,5 +214,5 @@ def promised(ctx: Context, request: Request, target: Target, state: JsonObject) 
     return Promise(mismatches=wrong)
 
 
-def succeeded(request: Request, target: Target, state: JsonObject, duration_s: float) -> str:
+def succeeded(request: Request, target: Target, state: PipelineState, duration_s: float) -> str:
     return messages.recovery_succeeded(request.id, target.name, "table recovery")

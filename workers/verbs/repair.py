@@ -12,6 +12,7 @@ from workers.messages import DONE
 from workers.postgres import identity
 from workers.runtime.context import Context
 from workers.runtime.errors import describe
+from workers.runtime.pipeline_state import PipelineState, RepairStepResult
 from workers.runtime.progress import Progress
 from workers.verbs import Promise, Refusal
 
@@ -51,7 +52,7 @@ def plan(ctx: Context, target_name: str, version: str) -> JsonObject:
             "plan": found.to_dict()}
 
 
-def repair_step(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+def repair_step(ctx: Context, request: Request, target: Target, progress: Progress) -> RepairStepResult:
     version = str(request.subject)
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
@@ -63,16 +64,16 @@ def repair_step(ctx: Context, request: Request, target: Target, progress: Progre
     finally:
         ctx.store().clear_plans(target.name)  # the target changed (or may have): no earlier plan holds
     progress.finish("repair", started, engine_messages.render_repair(report))
-    return {"repair": report.to_dict()}
+    return RepairStepResult(report.new_status, report.to_dict())
 
 
 STEPS = {"repair": repair_step}
 
 
-def promised(ctx: Context, request: Request, target: Target, state: JsonObject) -> Promise:
+def promised(ctx: Context, request: Request, target: Target, state: PipelineState) -> Promise:
     """The migration is in the state the repair's plan said: gone from the table (retried by the next apply)
     or rolled_back."""
-    expected = str((((state.get("repair") or {}).get("repair") or {}).get("new_status")) or "")
+    expected = state.repair.new_status if state.repair else ""
     with ctx.connect(target) as conn:
         row = conn.execute("SELECT status FROM schema_migrations WHERE version = %s", (request.subject,)).fetchone()
     found = str(row[0]) if row else "pending"
@@ -81,6 +82,6 @@ def promised(ctx: Context, request: Request, target: Target, state: JsonObject) 
     return Promise(mismatches=(repair_not_kept(str(request.subject), expected, found),))
 
 
-def succeeded(request: Request, target: Target, state: JsonObject, duration_s: float) -> str:
-    new_status = str((((state.get("repair") or {}).get("repair") or {}).get("new_status")) or "")
+def succeeded(request: Request, target: Target, state: PipelineState, duration_s: float) -> str:
+    new_status = state.repair.new_status if state.repair else ""
     return repaired(request.id, str(request.subject), target.name, new_status)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,13 @@ from core import defaults
 from core.jsontypes import JsonObject
 from core.requests import Request
 from workers import messages
+from workers.engine.results import RunReport
 from workers.messages import DONE
-from workers.postgres.check_results import Check, VerifyReport
+from workers.postgres.check_results import Check
+from workers.postgres.pg_dump import BackupResult
 from workers.runtime.context import Context
 from workers.runtime.escalation import dedup_key
+from workers.runtime.pipeline_state import PipelineState
 from workers.runtime.progress import Progress
 
 EMOJI = re.compile(r":[a-z_]+:\s*")
@@ -50,40 +54,59 @@ WHAT_RAN = re.compile(r"(terminated|repaired|restored|rolled back to)", re.IGNOR
 TO_FILL_IN = "_To be filled in by the people who handled the incident._"
 
 
-def _thread_label(thread: Sequence[Mapping[str, Any]]) -> str:
+@dataclass(frozen=True)
+class ThreadMessage:
+    """One message of a Slack thread, as conversations.replies / conversations.history answer it."""
+
+    ts: str
+    text: str = ""
+    user: str | None = None
+    bot_id: str | None = None
+    thread_ts: str | None = None
+
+    @property
+    def at(self) -> float:
+        return float(self.ts)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ThreadMessage:
+        """Read Slack's answer (the one place its JSON is read here)."""
+        return cls(ts=str(data["ts"]), text=str(data.get("text") or ""), user=data.get("user") or None,
+                   bot_id=data.get("bot_id") or None, thread_ts=data.get("thread_ts") or None)
+
+
+def _thread_label(thread: Sequence[ThreadMessage]) -> str:
     """A thread named by its root's first line (emoji codes and mentions left as they are: short)."""
     if not thread:
         return "thread"
-    first = EMOJI.sub("", str(thread[0].get("text") or "").splitlines()[0] if thread[0].get("text") else "")
+    first = EMOJI.sub("", thread[0].text.splitlines()[0] if thread[0].text else "")
     first = first.replace("|", "/").strip()
     return first if len(first) <= 80 else first[:79] + "…"
 
 
-def impact_lines(messages_: Sequence[Mapping[str, Any]], rollback: Mapping[str, Any]) -> list[str]:
+def impact_lines(messages_: Sequence[ThreadMessage], rollback: RunReport | None) -> list[str]:
     """Downtime from maintenance on/off (as the threads recorded them) and the rows the run changed."""
-    on = next((float(m["ts"]) for m in messages_ if MAINTENANCE_ON_DONE.search(str(m.get("text") or ""))), None)
-    off = next((float(m["ts"]) for m in messages_
-                if MAINTENANCE_OFF_DONE.search(str(m.get("text") or "")) and (on is None or float(m["ts"]) >= on)), None)
+    on = next((m.at for m in messages_ if MAINTENANCE_ON_DONE.search(m.text)), None)
+    off = next((m.at for m in messages_ if MAINTENANCE_OFF_DONE.search(m.text) and (on is None or m.at >= on)), None)
     if on is not None and off is not None:
         downtime = f"maintenance mode for {messages.seconds(off - on)} ({_when(on)} to {_when(off)})"
     elif on is not None:
         downtime = f"maintenance mode on since {_when(on)}; not switched off within these threads"
-    elif any(MAINTENANCE_SKIPPED.search(str(m.get("text") or "")) for m in messages_):
+    elif any(MAINTENANCE_SKIPPED.search(m.text) for m in messages_):
         downtime = "no maintenance window (no maintenance hooks configured): the app stayed up"
     else:
         downtime = "no maintenance window recorded"
-    counts = [s.get("rowcount") for s in rollback.get("statements") or () if isinstance(s.get("rowcount"), int)]
+    counts = [s.rowcount for s in (rollback.statements if rollback else ()) if isinstance(s.rowcount, int)]
     rows = f"{sum(counts)} row(s) changed by the statements run" if counts else "no rows counted"
     return [f"- Downtime: {downtime}", f"- Rows affected: {rows}"]
 
 
-def post_mortem(messages_: Sequence[Mapping[str, Any]], rollback: Mapping[str, Any],
+def post_mortem(messages_: Sequence[ThreadMessage], rollback: RunReport | None,
                 names: Mapping[str, str]) -> list[str]:
     """The post-mortem sections: impact, what was run (besides the SQL above), and what people fill in."""
     lines = ["", "## Impact", "", *impact_lines(messages_, rollback), "", "## What was run", ""]
-    ran = [_plain(str(m.get("text") or ""), names).replace("\n", " ") for m in messages_
-           if WHAT_RAN.search(str(m.get("text") or "")) and str(m.get("text") or "").startswith((":white_check_mark:",
-                                                                                                   ":x:"))]
+    ran = [_plain(m.text, names).replace("\n", " ") for m in messages_
+           if WHAT_RAN.search(m.text) and m.text.startswith((":white_check_mark:", ":x:"))]
     lines += [f"- {text[:300]}" for text in ran] or ["- nothing changed the target in these threads"]
     lines += ["", "## Root cause", "", TO_FILL_IN, "", "## Action items", "", f"- [ ] {TO_FILL_IN}"]
     return lines
@@ -116,9 +139,9 @@ def report_thread(ts: Any) -> str:
     return f"thread {ts if ts else '?'}"
 
 
-def report_backup(backup: Mapping[str, Any]) -> str:
-    verified = "verified" if backup.get("verified") else "NOT verified"
-    return f"{backup.get('path')} ({messages.human_bytes(backup.get('size_bytes'))}, sha256 {backup.get('sha256')}, {verified})"
+def report_backup(backup: BackupResult) -> str:
+    verified = "verified" if backup.verified else "NOT verified"
+    return f"{backup.path} ({messages.human_bytes(backup.size_bytes)}, sha256 {backup.sha256}, {verified})"
 
 
 def report_paged(dedup_key: str | None) -> str:
@@ -139,15 +162,15 @@ def report_file_title(request_id: str | None) -> str:
     return f"Incident record {request_id or ''}".strip()
 
 
-def read_thread(progress: Progress) -> list[JsonObject]:
+def read_thread(progress: Progress) -> list[ThreadMessage]:
     """Every message of the thread, oldest first (paginated)."""
     assert progress.client is not None and progress.channel and progress.thread_ts
-    found: list[JsonObject] = []
+    found: list[ThreadMessage] = []
     cursor: str | None = None
     while True:
         response = progress.client.conversations_replies(
             channel=progress.channel, ts=progress.thread_ts, cursor=cursor, limit=200)
-        found += list(response.get("messages") or [])
+        found += [ThreadMessage.from_dict(m) for m in response.get("messages") or []]
         cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
         if not cursor:
             return found
@@ -165,15 +188,15 @@ def _plain(text: str, names: Mapping[str, str]) -> str:
     return EMOJI.sub("", text).strip()
 
 
-def user_ids(thread: Sequence[Mapping[str, Any]], request: Mapping[str, Any] | None, *more: str | None) -> list[str]:
-    """Every Slack user id the report names: authors, mentions, requester and approver."""
+def user_ids(thread: Sequence[ThreadMessage], *people: str | None) -> list[str]:
+    """Every Slack user id the report names: authors, mentions, and `people` (requester, approver, reader)."""
     found: dict[str, None] = {}
     for message in thread:
-        if message.get("user"):
-            found[str(message["user"])] = None
-        for match in MENTION.finditer(str(message.get("text") or "")):
+        if message.user:
+            found[message.user] = None
+        for match in MENTION.finditer(message.text):
             found[match.group(1)] = None
-    for value in (*(((request or {}).get(k)) for k in ("requester", "approver")), *more):
+    for value in people:
         if value and USER_ID.fullmatch(str(value)):
             found[str(value)] = None
     return list(found)
@@ -204,64 +227,43 @@ def _person(user_id: Any, names: Mapping[str, str]) -> str | None:
     return name if name == str(user_id) else f"{name} ({user_id})"
 
 
-def render(thread: Sequence[Mapping[str, Any]], request: Mapping[str, Any] | None,
-           state: Mapping[str, Any], generated_by: str, names: Mapping[str, str] | None = None,
-           others: Sequence[tuple[str, Sequence[Mapping[str, Any]]]] = ()) -> str:
+def render(thread: Sequence[ThreadMessage], request: Request | None, state: PipelineState, generated_by: str,
+           names: Mapping[str, str] | None = None, others: Sequence[tuple[str, Sequence[ThreadMessage]]] = ()) -> str:
     """The incident record as markdown. Pure: data in, text out (`names`: Slack id -> name; `others`:
     the incident's other threads, each with its label, merged into one timeline)."""
     names = names or {}
-    req = request or {}
-    lines = [report_title(req.get("id") or report_thread(thread[0].get("ts") if thread else None)), ""]
-    backup = ((state.get("backup") or {}).get("backup")) or {}
-    rollback = ((state.get("rollback") or {}).get("rollback")) or {}
-    verify = ((state.get("verify") or {}).get("verify")) or {}
-    started, finished = req.get("started_at"), req.get("finished_at")
-    summary = {
-        "target": req.get("target"),
-        "kind": req.get("kind"),
-        "requester": _person(req.get("requester"), names),
-        "approver": _person(req.get("approver"), names),
-        "versions": ", ".join(req.get("versions") or []) or None,
-        "to_version": req.get("to_version"),
-        "plan_hash": req.get("plan_hash"),
-        "status": req.get("status"),
-        "outcome": req.get("outcome"),
-        "started": _when(started) if started else None,
-        "finished": _when(finished) if finished else None,
-        "duration": messages.seconds(float(finished) - float(started)) if started and finished else None,
-        "backup": report_backup(backup) if backup else None,
-        "paged": report_paged(dedup_key(str(req.get("id"))) if state.get("paged") else None),
-        "failed_step": state.get("failed_step"),
-    }
+    lines = [report_title(request.id if request else report_thread(thread[0].ts if thread else None)), ""]
+    rollback = state.rollback.run if state.rollback else None
+    verify = state.verify.report if state.verify else None
     lines += ["| | |", "|---|---|"]
-    lines += [f"| {REPORT_FIELDS[key]} | {value} |" for key, value in summary.items() if value not in (None, "")]
-    if rollback.get("statements"):
+    lines += [f"| {REPORT_FIELDS[key]} | {value} |" for key, value in _summary(request, state, names).items()
+              if value not in (None, "")]
+    if rollback and rollback.statements:
         lines += ["", REPORT_SQL_HEADING, "", "```sql"]
-        lines += [f"{s.get('sql', '').strip().rstrip(';')};  -- {s.get('tag', '')}" for s in rollback["statements"]]
+        lines += [f"{s.sql.strip().rstrip(';')};  -- {s.tag}" for s in rollback.statements]
         lines += ["```"]
-    if verify.get("checks"):
+    if verify and verify.checks:
         lines += ["", REPORT_CHECKS_HEADING, ""]
-        lines += [report_check(check) for check in VerifyReport.from_dict(verify).checks]
+        lines += [report_check(check) for check in verify.checks]
     labelled = [("", m) for m in thread]
     if others:
         main = _thread_label(thread)
         labelled = sorted([(main, m) for m in thread] + [(label, m) for label, msgs in others for m in msgs],
-                          key=lambda pair: float(pair[1]["ts"]))
+                          key=lambda pair: pair[1].at)
         lines += ["", REPORT_THREADS_HEADING, ""]
-        lines += [f"- {_when(msgs[0]['ts'])}: {_plain(label, names)}" for label, msgs in
-                  sorted([(main, thread), *others], key=lambda pair: float(pair[1][0]["ts"])) if msgs]
+        lines += [f"- {_when(msgs[0].ts)}: {_plain(label, names)}" for label, msgs in
+                  sorted([(main, thread), *others], key=lambda pair: pair[1][0].at) if msgs]
     lines += ["", REPORT_TIMELINE_HEADING, "", REPORT_TIMELINE_COLUMNS, "|---|---|---|---|"]
-    first = float(labelled[0][1]["ts"]) if labelled else 0.0
+    first = labelled[0][1].at if labelled else 0.0
     for label, message in labelled:
-        text = _plain(str(message.get("text") or ""), names).replace("\n", " ").replace("|", "\\|")
+        text = _plain(message.text, names).replace("\n", " ").replace("|", "\\|")
         if len(text) > 400:
             text = text[:400] + "…"
         if label:  # which thread, in a timeline merged from several
             text = f"[{_plain(label, names)}] {text}"
-        elapsed = messages.seconds(float(message["ts"]) - first)
-        author = message.get("user")
-        who = names.get(str(author), str(author)) if author else message.get("bot_id") or "?"
-        lines.append(f"| {_when(message['ts'])} | {elapsed} | {who} | {text} |")
+        elapsed = messages.seconds(message.at - first)
+        who = names.get(message.user, message.user) if message.user else message.bot_id or "?"
+        lines.append(f"| {_when(message.ts)} | {elapsed} | {who} | {text} |")
     lines += post_mortem([m for _, m in labelled], rollback, names)
     generated = report_generated(_person(generated_by, names) or generated_by,
                                           _when(datetime.now(UTC).timestamp()))
@@ -269,7 +271,33 @@ def render(thread: Sequence[Mapping[str, Any]], request: Mapping[str, Any] | Non
     return "\n".join(lines)
 
 
-def incident_threads(ctx: Context, progress: Progress, request: Request) -> list[tuple[str, list[JsonObject]]]:
+def _summary(request: Request | None, state: PipelineState, names: Mapping[str, str]) -> dict[str, Any]:
+    """The record's header rows by REPORT_FIELDS key (a None or empty value is left out)."""
+    backup = state.backup.backup if state.backup else None
+    paged = report_paged(dedup_key(str(request.id if request else None)) if state.paged else None)
+    rows: dict[str, Any] = {"backup": report_backup(backup) if backup else None, "paged": paged,
+                            "failed_step": state.failed_step}
+    if request is None:
+        return rows
+    started, finished = request.started_at, request.finished_at
+    return {
+        "target": request.target,
+        "kind": request.kind.value,
+        "requester": _person(request.requester, names),
+        "approver": _person(request.approver, names),
+        "versions": ", ".join(request.versions) or None,
+        "to_version": request.to_version,
+        "plan_hash": request.plan_hash,
+        "status": request.status.value,
+        "outcome": request.outcome,
+        "started": _when(started) if started else None,
+        "finished": _when(finished) if finished else None,
+        "duration": messages.seconds(finished - started) if started and finished else None,
+        **rows,
+    }
+
+
+def incident_threads(ctx: Context, progress: Progress, request: Request) -> list[tuple[str, list[ThreadMessage]]]:
     """The incident's other threads: the bot's root messages in the channel about the request's target
     (any, with one target), from the end of the target's previous request (at most
     INCIDENT_LOOKBACK_SECONDS before this one) until now: the assessment, the dry run, recoveries, diffs."""
@@ -287,16 +315,15 @@ def incident_threads(ctx: Context, progress: Progress, request: Request) -> list
     while True:
         response = progress.client.conversations_history(channel=progress.channel, oldest=f"{start:.6f}",
                                                          cursor=cursor, limit=200)
-        roots += [m for m in response.get("messages") or []
-                  if m.get("thread_ts", m["ts"]) == m["ts"] and m["ts"] != progress.thread_ts
-                  and float(m["ts"]) >= start
-                  and m.get("user") == bot_user and (single or about.search(str(m.get("text") or "")))]
+        roots += [m for m in map(ThreadMessage.from_dict, response.get("messages") or [])
+                  if (m.thread_ts or m.ts) == m.ts and m.ts != progress.thread_ts and m.at >= start
+                  and m.user == bot_user and (single or about.search(m.text))]
         cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
         if not cursor:
             break
     found = []
-    for root in sorted(roots, key=lambda m: float(m["ts"])):
-        replies = read_thread(Progress(progress.client, progress.channel, str(root["ts"]), lambda _: None))
+    for root in sorted(roots, key=lambda m: m.at):
+        replies = read_thread(Progress(progress.client, progress.channel, root.ts, lambda _: None))
         found.append((_thread_label(replies or [root]), replies or [root]))
     return found
 
@@ -304,13 +331,13 @@ def incident_threads(ctx: Context, progress: Progress, request: Request) -> list
 def write_report(ctx: Context, progress: Progress, channel: str, thread_ts: str, requester: str) -> JsonObject:
     thread = read_thread(progress)
     request = next((r for r in ctx.store().for_channel(channel, limit=200) if r.thread_ts == thread_ts), None)
-    state = ctx.load_state(request.id) if request else {}
-    request_dict = request.to_dict() if request else None
+    state = ctx.load_state(request.id) if request else PipelineState()
     assert progress.client is not None
     others = incident_threads(ctx, progress, request) if request else []
     every = [*thread, *(m for _, msgs in others for m in msgs)]
-    names = resolve_names(progress.client, user_ids(every, request_dict, requester))  # one lookup per id
-    text = render(thread, request_dict, state, requester, names, others)
+    names = resolve_names(progress.client, user_ids(every, request.requester if request else None,
+                                                           request.approver if request else None, requester))  # one lookup per id
+    text = render(thread, request, state, requester, names, others)
     name = f"incident-{request.id if request else thread_ts.replace('.', '-')}.md"
     folder = Path(ctx.settings.backup_dir) / "reports"
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from core.config import Target
-from core.jsontypes import JsonObject
+from core.prechecks import Preview, TablePreview
 from core.requests import Request, RequestKind
 from workers import messages
 from workers.messages import DONE
@@ -25,6 +25,7 @@ from workers.postgres.pg_restore import BackupCheck, check_backup, restore_backu
 from workers.runtime import errors
 from workers.runtime.context import Context
 from workers.runtime.errors import WorkerError
+from workers.runtime.pipeline_state import PipelineState, RestoreStepResult
 from workers.runtime.previews import _guarded_identity, _iso_unix, applied_versions, digest_of, written_since
 from workers.runtime.progress import Progress
 from workers.verbs import Promise, Refusal
@@ -39,7 +40,7 @@ def inspect_backup(ctx: Context, target: Target, backup: str, *, into: str = "ta
 
 
 def _into(ctx: Context, request: Request) -> str:
-    return str(ctx.load_state(request.id).get("into") or "target")
+    return ctx.load_state(request.id).into
 
 
 def start_check(ctx: Context, request: Request, target: Target, progress: Progress) -> Refusal | None:
@@ -57,16 +58,10 @@ def start_check(ctx: Context, request: Request, target: Target, progress: Progre
     return None
 
 
-def _maintenance_ran(state: JsonObject) -> bool:
-    """Whether this request's `maintenance_on` step ran a hook (and it succeeded: else no later step runs)."""
-    result = (state.get("maintenance_on") or {}).get("maintenance") or {}
-    return bool(result) and not result.get("skipped")
-
-
-def restore(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+def restore(ctx: Context, request: Request, target: Target, progress: Progress) -> RestoreStepResult:
     state = ctx.load_state(request.id)
-    into = str(state.get("into") or "target")
-    pre_restore = (state.get("backup") or {}).get("backup") or {}
+    into = state.into
+    pre_restore = state.backup.backup if state.backup else None
     backup = str(request.backup)
     started = progress.start("restore", restore_of(backup, into, target.name))
     try:
@@ -78,7 +73,7 @@ def restore(ctx: Context, request: Request, target: Target, progress: Progress) 
                 progress_interval=ctx.options.progress_interval_s, method=ctx.options.restore_method,
                 # The application is in maintenance only when this pipeline's hook said so: only then
                 # may a swap end the sessions still on the target.
-                end_sessions=_maintenance_ran(state), maintenance_database=ctx.options.maintenance_database,
+                end_sessions=state.maintenance_ran, maintenance_database=ctx.options.maintenance_database,
             )
     finally:
         if into == "target":
@@ -89,26 +84,26 @@ def restore(ctx: Context, request: Request, target: Target, progress: Progress) 
                            approved_by=request.approver, request_id=request.id,
                            duration_ms=int(result.duration_s * 1000),
                            details={"backup": result.backup, "sha256": result.sha256,
-                                    "pre_restore_backup": pre_restore.get("path"),
+                                    "pre_restore_backup": pre_restore.path if pre_restore else None,
                                     "dropped_tables": result.dropped_tables, "method": result.method,
                                     "replaced_database": result.replaced_database, "format": result.format,
                                     "ours": result.ours})
     progress.finish("restore", started, restore_figures(result))
-    return {"restore": result.to_dict()}
+    return RestoreStepResult(result)
 
 
 STEPS = {"restore": restore}
 
 
-def promised(ctx: Context, request: Request, target: Target, state: JsonObject) -> Promise:
+def promised(ctx: Context, request: Request, target: Target, state: PipelineState) -> Promise:
     """No migration failed, running or drifted; the critical tables hold the rows as restored."""
-    restored = ((state.get("restore") or {}).get("restore") or {}).get("row_counts") or {}
+    restored = state.restore.result.row_counts if state.restore else {}
     baseline = {t: restored.get(t, restored.get(f"public.{t}")) for t in target.critical_tables}
     return Promise(row_counts={t: int(n) for t, n in baseline.items() if n is not None}, health_only=True)
 
 
-def succeeded(request: Request, target: Target, state: JsonObject, duration_s: float) -> str:
-    return restore_succeeded(request.id, target.name, str(request.backup), str(state.get("into") or "target"))
+def succeeded(request: Request, target: Target, state: PipelineState, duration_s: float) -> str:
+    return restore_succeeded(request.id, target.name, str(request.backup), state.into)
 
 
 def restore_figures(result: RestoreResult) -> dict[str, Any]:
@@ -139,13 +134,13 @@ def recheck_restore(ctx: Context, request: Request, target: Target, archive: Pat
     if not request.plan_hash:
         return None  # asked for before restores had previews
     try:
-        current = restore_preview(ctx, target, archive, manifest)
+        digest, _ = restore_preview(ctx, target, archive, manifest)
     except (WorkerError, psycopg.Error) as exc:
         return str(exc)
-    return None if current["digest"] == request.plan_hash else messages.preview_changed()
+    return None if digest == request.plan_hash else messages.preview_changed()
 
 
-def restore_preview(ctx: Context, target: Target, archive: Path, manifest: Mapping[str, Any]) -> JsonObject:
+def restore_preview(ctx: Context, target: Target, archive: Path, manifest: Mapping[str, Any]) -> tuple[str, Preview]:
     """What restoring `archive` into the target changes, from one whole read of the file
     (workers/postgres/dump_reader.py, ours or made by hand): versions now and in the file, the file's tables and
     rows, the critical tables' rows live and in the file, and what was written since it was taken (lost)."""
@@ -164,14 +159,14 @@ def restore_preview(ctx: Context, target: Target, archive: Path, manifest: Mappi
             if exists and exists[0]:  # a bad migration may have dropped it
                 row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name))).fetchone()
                 live = int(row[0]) if row else 0
-            tables.append({"table": table, "live_rows": live, "restored_rows": contents.tables.get(qualified) or 0})
+            tables.append(TablePreview(table, live_rows=live, restored_rows=contents.tables.get(qualified) or 0))
         lost = written_since(conn, taken) if taken else {}
-    preview: JsonObject = {
-        "kind": RequestKind.RESTORE.value, "target": target.name, "backup": archive.name,
-        "versions_before": before, "versions_after": after, "tables": tables, "file": contents.summary(),
-        "point_unix": int(taken) if taken else None, "lost_seconds": round(time.time() - taken) if taken else None,
-        "written_since": lost,
-    }
+    preview = Preview(
+        kind=RequestKind.RESTORE.value, target=target.name, backup=archive.name, versions_before=tuple(before),
+        versions_after=tuple(after), tables=tuple(tables), file=contents.summary(),
+        point_unix=int(taken) if taken else None, lost_seconds=round(time.time() - taken) if taken else None,
+        written_since=lost,
+    )
     digest = digest_of(found, {"kind": "restore", "sha256": manifest.get("sha256") or contents.sha256,
                                "versions_before": before, "versions_after": after})
-    return {"digest": digest, "preview": preview}
+    return digest, preview

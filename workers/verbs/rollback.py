@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from core.config import Target
-from core.jsontypes import JsonObject
 from core.requests import Request
 from workers import messages
 from workers.messages import human_bytes
@@ -19,6 +18,7 @@ from workers.postgres.checks import count_rows
 from workers.runtime import errors
 from workers.runtime.context import Context
 from workers.runtime.errors import StepFailed
+from workers.runtime.pipeline_state import PipelineState, RollbackStepResult
 from workers.runtime.progress import Progress
 from workers.verbs import Promise, Refusal
 from workers.verbs.escrow import purge_escrow
@@ -35,11 +35,10 @@ def start_check(ctx: Context, request: Request, target: Target, progress: Progre
     return None
 
 
-def rollback(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
-    state = ctx.load_state(request.id)
-    backup = (state.get("backup") or {}).get("backup") or {}
-    escrow_only = bool((state.get("backup") or {}).get("escrow_only"))
-    if not backup.get("verified") and not escrow_only:
+def rollback(ctx: Context, request: Request, target: Target, progress: Progress) -> RollbackStepResult:
+    backup_step = ctx.load_state(request.id).backup
+    verified = bool(backup_step and backup_step.backup and backup_step.backup.verified)
+    if not verified and not (backup_step and backup_step.escrow_only):
         raise StepFailed(errors.no_backup())  # never reached through the chain; a guard for hand-made jobs
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
@@ -49,7 +48,7 @@ def rollback(ctx: Context, request: Request, target: Target, progress: Progress)
     try:
         with progress.heartbeat("rollback"):
             engine = ctx.engine(target, request.requester, request=request, log=progress.log,
-                                escrow_required=not backup.get("verified"))  # no dump: escrow is the net
+                                escrow_required=not verified)  # no dump: escrow is the net
             if target.escrow:
                 purge_escrow(engine, ctx.settings.escrow_retention_days, progress)
             run = engine.rollback(to=request.to_version, expected_plan_hash=request.plan_hash)
@@ -60,19 +59,19 @@ def rollback(ctx: Context, request: Request, target: Target, progress: Progress)
         progress.post(statements)
     progress.finish("rollback", started, {**rollback_figures(run),
                                           **(escrow_figures(run.escrow) if not run.already_done else {})})
-    return {"rollback": run.to_dict(), "baseline_counts": baseline}
+    return RollbackStepResult(run, baseline)
 
 
 STEPS = {"rollback": rollback}
 
 
-def promised(ctx: Context, request: Request, target: Target, state: JsonObject) -> Promise:
+def promised(ctx: Context, request: Request, target: Target, state: PipelineState) -> Promise:
     """Every reverted version rolled back; the critical tables' rows as they were just before the rollback."""
     return Promise(expected_status={v: "rolled_back" for v in request.versions},
-                   row_counts=state.get("baseline_counts"))
+                   row_counts=state.baseline_counts)
 
 
-def succeeded(request: Request, target: Target, state: JsonObject, duration_s: float) -> str:
+def succeeded(request: Request, target: Target, state: PipelineState, duration_s: float) -> str:
     return messages.outcome_succeeded(request.id, target.name, request.to_version, request.requester,
                                       request.approver, duration_s)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from core.config import Target
 from core.jsontypes import JsonObject
-from core.prechecks import PreviewCheck
+from core.prechecks import Preview, PreviewCheck
 from core.requests import Request, RequestKind
 from workers import messages
 from workers.messages import seconds
@@ -18,6 +18,7 @@ from workers.postgres import identity, migration_history
 from workers.runtime import previews
 from workers.runtime.context import Context
 from workers.runtime.errors import ServiceUnavailable, WorkerError
+from workers.runtime.pipeline_state import PipelineState, SnapshotRestoreStepResult
 from workers.runtime.previews import (
     RecoveryRefused,
     _guarded_identity,
@@ -80,21 +81,23 @@ def snapshot_preview(ctx: Context, target: Target, snapshot_id: str) -> PreviewC
     taken = _iso_unix(snapshot.get("created_at"))
     with ctx.connect(target) as conn:
         found = _guarded_identity(ctx, conn, target)
-        facts = _point_facts(conn, int(taken)) if taken else {"versions_before": [v for v, _ in applied_versions(conn)],
-                                                                  "versions_after": None}
+        facts: JsonObject = (_point_facts(conn, int(taken)) if taken else
+                             {"versions_before": [v for v, _ in applied_versions(conn)], "versions_after": None})
         lost = written_since(conn, taken) if taken else {}
-    preview: JsonObject = {"kind": RequestKind.SNAPSHOT_RESTORE.value, "target": target.name, "snapshot": snapshot_id,
-                           "snapshot_name": snapshot.get("name"), "droplet_id": target.do_droplet_id,
-                           "point_unix": int(taken) if taken else None,
-                           "lost_seconds": round(time.time() - taken) if taken else None,
-                           "written_since": lost, **facts}
+    before, after = facts["versions_before"], facts["versions_after"]
+    preview = Preview(kind=RequestKind.SNAPSHOT_RESTORE.value, target=target.name, snapshot=snapshot_id,
+                      snapshot_name=snapshot.get("name"), droplet_id=target.do_droplet_id,
+                      point_unix=int(taken) if taken else None,
+                      lost_seconds=round(time.time() - taken) if taken else None, written_since=lost,
+                      versions_before=tuple(before),
+                      versions_after=tuple(after) if after is not None else None)
     digest = digest_of(found, {"kind": "snapshot_restore", "snapshot": snapshot_id,
                                "created_at": snapshot.get("created_at"), **facts})
     return PreviewCheck(ok=True, digest=digest, preview=preview,
                         params={"snapshot": snapshot_id, "versions_after": facts["versions_after"]})
 
 
-def snapshot_restore(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+def snapshot_restore(ctx: Context, request: Request, target: Target, progress: Progress) -> SnapshotRestoreStepResult:
     """The droplet's restore action, followed (bounded); then the database must answer and be the same one."""
     snapshot_id = str(request.params["snapshot"])
     assert target.do_droplet_id is not None
@@ -116,15 +119,15 @@ def snapshot_restore(ctx: Context, request: Request, target: Target, progress: P
                        details={"snapshot": snapshot_id, "droplet_id": target.do_droplet_id,
                                 "action_id": action.get("action_id")})
     progress.finish("snapshot_restore", started, snapshot_restore_figures(action, waited, versions))
-    return {"snapshot_restore": {**action, "versions": versions}}
+    return SnapshotRestoreStepResult(action, versions)
 
 
 STEPS = {"snapshot_restore": snapshot_restore}
 
 
-def promised(ctx: Context, request: Request, target: Target, state: JsonObject) -> Promise:
+def promised(ctx: Context, request: Request, target: Target, state: PipelineState) -> Promise:
     return previews.versions_promise(ctx, request, target)
 
 
-def succeeded(request: Request, target: Target, state: JsonObject, duration_s: float) -> str:
+def succeeded(request: Request, target: Target, state: PipelineState, duration_s: float) -> str:
     return messages.recovery_succeeded(request.id, target.name, "snapshot restore")

@@ -20,11 +20,14 @@ import requests
 from core import assessments
 from core.config import Target
 from core.jsontypes import JsonObject
+from core.requests import Request, RequestStatus
+from workers.engine.results import StatusReport
 from workers.engine.sqleffects import qualified
 from workers.engine.sqltext import effects
 from workers.messages import DONE, FAILED, SKIPPED, STARTED, WARNING
 from workers.postgres import identity
 from workers.postgres.checks import display_url
+from workers.postgres.identity import IdentityCheck
 from workers.postgres.schema import invalid_indexes
 from workers.postgres.sessions import Blocker, blockers
 from workers.runtime.context import KEY_PREFIX, Context
@@ -99,24 +102,23 @@ def plan_tables(plan: Mapping[str, Any] | None) -> tuple[str, ...]:
     return tuple(found)
 
 
-def migration_problems(report: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def migration_problems(report: StatusReport) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(failed versions, versions stuck `running`): running counts as stuck when no run holds the lock."""
-    migrations = report.get("migrations") or []
-    failed = tuple(str(m["version"]) for m in migrations if m.get("status") == "failed")
-    running = tuple(str(m["version"]) for m in migrations if m.get("status") == "running")
-    return failed, (() if report.get("lock_holder") else running)
+    failed = tuple(m.version for m in report.migrations if m.status == "failed")
+    running = tuple(m.version for m in report.migrations if m.status == "running")
+    return failed, (() if report.lock_holder else running)
 
 
-def assess(conn: psycopg.Connection[Any], target: Target, report: Mapping[str, Any], *,
-           long_running_s: float, plan: Mapping[str, Any] | None, active: Mapping[str, Any] | None) -> Assessment:
+def assess(conn: psycopg.Connection[Any], target: Target, report: StatusReport, *,
+           long_running_s: float, plan: Mapping[str, Any] | None, active: Request | None) -> Assessment:
     tables = plan_tables(plan)
     failed, stuck = migration_problems(report)
     in_progress = []
-    if active and active.get("status") in ("approved", "running"):
-        in_progress.append(f"{active.get('id')} {active.get('kind')} ({active.get('status')})")
-    holder = report.get("lock_holder")
+    if active and active.status in (RequestStatus.APPROVED, RequestStatus.RUNNING):
+        in_progress.append(f"{active.id} {active.kind.value} ({active.status.value})")
+    holder = report.lock_holder
     if holder:
-        in_progress.append(f"a migration run holds the lock (pid {holder.get('pid')})")
+        in_progress.append(f"a migration run holds the lock (pid {holder['pid']})")
     return Assessment(
         target=target.name, health=probe_health(target.health_url),
         sessions=tuple(blockers(conn, long_running_s=long_running_s, plan_tables=tables)),
@@ -134,89 +136,85 @@ def status(ctx: Context, progress: Progress, target_name: str, channel: str | No
     """The migration table and Step 1's assessment (health, sessions, leftovers, work in progress);
     the sessions become the channel's current assessment, which `terminate` may act on."""
     target = ctx.target(target_name)
-    report = ctx.engine(target, "status").status().to_dict()
+    report = ctx.engine(target, "status").status()
     active = ctx.store().active_for_target(target.name)
-    active_dict = active.to_dict() if active else None
     plan = ctx.store().current_plan(channel, target.name) if channel else None
     with ctx.connect(target) as conn:
-        check = identity.observe(conn, ctx.redis, target.name).to_dict()
-        found = assess(conn, target, report, long_running_s=ctx.options.long_running_s, plan=plan,
-                                  active=active_dict)
+        check = identity.observe(conn, ctx.redis, target.name)
+        found = assess(conn, target, report, long_running_s=ctx.options.long_running_s, plan=plan, active=active)
     if channel:
         save(ctx.redis, channel, found, prefix=KEY_PREFIX, ttl_seconds=ctx.settings.policy.plan_ttl_seconds)
-    progress.post(status_text(target.name, report, check, active_dict)
-                  + "\n" + assessment_text(found.to_dict()))
-    return {"target": target.name, "status": report, "identity": check, "active_request": active_dict,
-            "assessment": found.to_dict()}
+    progress.post(status_text(target.name, report, check, active) + "\n" + assessment_text(found))
+    return {"target": target.name, "status": report.to_dict(), "identity": check.to_dict(),
+            "active_request": active.to_dict() if active else None, "assessment": found.to_dict()}
 
 
-def status_text(target: str, report: Mapping[str, Any], identity: Mapping[str, Any] | None,
-                active: Mapping[str, Any] | None) -> str:
-    server = report.get("server") or {}
+def status_text(target: str, report: StatusReport, identity: IdentityCheck | None, active: Request | None) -> str:
+    server = report.server
     lines = [
-        f"*{target}*: database `{server.get('dbname')}` on {server.get('host')}:{server.get('port')} "
-        f"as {server.get('user')} (PostgreSQL {server.get('server_version')}) — current version "
-        f"*{report.get('current_version') or 'none'}*"
+        f"*{target}*: database `{server.dbname}` on {server.host}:{server.port} "
+        f"as {server.user} (PostgreSQL {server.server_version}) — current version "
+        f"*{report.current_version or 'none'}*"
     ]
-    if identity and not identity.get("ok"):
-        lines.append(f"{WARNING} {identity.get('message')}")
+    if identity and not identity.ok:
+        lines.append(f"{WARNING} {identity.message()}")
     rows = []
-    for m in report.get("migrations") or []:
+    for m in report.migrations:
         flags = " ".join(
-            flag for flag, on in (("DRIFT", m.get("drift")), ("no-down", not m.get("has_down")),
-                                  ("missing-file", m.get("missing_file"))) if on
+            flag for flag, on in (("DRIFT", m.drift), ("no-down", not m.has_down), ("missing-file", m.missing_file))
+            if on
         )
-        rows.append(f"{m.get('version')}  {m.get('status'):<11} {m.get('name')} {flags}".rstrip())
+        rows.append(f"{m.version}  {m.status:<11} {m.name} {flags}".rstrip())
     if rows:
         lines.append("```\n" + "\n".join(rows) + "\n```")
-    for warning in report.get("warnings") or []:
+    for warning in report.warnings:
         lines.append(f"{WARNING} {warning}")
-    if report.get("lock_holder"):
-        lines.append(f"{WARNING} a migration run holds the lock: {report.get('lock_holder')}")
+    if report.lock_holder:  # as the job's JSON shows it (times in ISO form)
+        lines.append(f"{WARNING} a migration run holds the lock: {report.to_dict()['lock_holder']}")
     if active:
-        lines.append(f"{STARTED} request {active.get('id')} ({active.get('status')}) by <@{active.get('requester')}>")
+        lines.append(f"{STARTED} request {active.id} ({active.status.value}) by <@{active.requester}>")
     return "\n".join(lines)
 
 
-WHY_WORDS = {"long_running": "long-running", "idle_in_transaction": "idle in transaction",
+WHY_WORDS: dict[str, str] = {"long_running": "long-running", "idle_in_transaction": "idle in transaction",
              "waiting_on_lock": "waiting on a lock", "holds_plan_locks": "holds locks the plan needs"}
 
 
-def _health_line(health: Mapping[str, Any]) -> str:
-    if not health.get("url"):
+def _health_line(health: Health) -> str:
+    if not health.url:
         return f"{SKIPPED} health: no health_url configured"
-    latency = f"{health.get('latency_ms'):.0f} ms" if health.get("latency_ms") is not None else "?"
-    if health.get("status") is None:
-        return f"{FAILED} health {health.get('url')}: no answer ({health.get('error')}) after {latency}"
-    icon = DONE if health.get("ok") else FAILED
-    return f"{icon} health {health.get('url')}: HTTP {health.get('status')} in {latency}"
+    latency = f"{health.latency_ms:.0f} ms" if health.latency_ms is not None else "?"
+    if health.status is None:
+        return f"{FAILED} health {health.url}: no answer ({health.error}) after {latency}"
+    icon = DONE if health.ok else FAILED
+    return f"{icon} health {health.url}: HTTP {health.status} in {latency}"
 
 
-def session_line(session: Mapping[str, Any]) -> str:
-    why = ", ".join(WHY_WORDS.get(w, w) for w in session.get("why") or ())
-    tables = f" on {', '.join(session.get('tables') or ())}" if session.get("tables") else ""
-    behind = f" (blocked by {', '.join(str(p) for p in session['blocked_by'])})" if session.get("blocked_by") else ""
-    return (f"pid {session.get('pid')} {session.get('application') or '-'} ({session.get('user')}), "
-            f"{session.get('age_s')} s, {why}{tables}{behind}: {session.get('query')}")
+def session_line(session: Blocker) -> str:
+    why = ", ".join(WHY_WORDS[w] for w in session.why)
+    tables = f" on {', '.join(session.tables)}" if session.tables else ""
+    behind = f" (blocked by {', '.join(str(p) for p in session.blocked_by)})" if session.blocked_by else ""
+    return (f"pid {session.pid} {session.application or '-'} ({session.user}), "
+            f"{session.age_s} s, {why}{tables}{behind}: {session.query}")
 
 
-def assessment_text(found: Mapping[str, Any]) -> str:
+def assessment_text(found: Assessment) -> str:
     """Step 1's assessment under the migration table: one line per finding, nothing when all is quiet."""
-    lines = [_health_line(found.get("health") or {})]
-    sessions = found.get("sessions") or []
+    lines = [_health_line(found.health)]
+    sessions = found.sessions
     if sessions:
         lines.append(f"{WARNING} {len(sessions)} session(s) in a rollback's way "
                      "(`/rollback terminate <pid>` ends one, with a second person's approval):")
         lines.append("```\n" + "\n".join(session_line(s) for s in sessions) + "\n```")
     else:
         lines.append(f"{DONE} no session in a rollback's way")
-    for index in found.get("invalid_indexes") or ():
+    for index in found.invalid_indexes:
         lines.append(f"{WARNING} INVALID index {index} (a CREATE INDEX CONCURRENTLY that did not finish)")
-    for version in found.get("failed") or ():
+    for version in found.failed:
         lines.append(f"{WARNING} migration {version} failed: `/rollback repair {version}` brings it back to a clean state")
-    for version in found.get("stuck") or ():
+    for version in found.stuck:
         lines.append(f"{WARNING} migration {version} is stuck `running` (no run holds the migration lock): "
                      f"`/rollback repair {version}`")
-    for what in found.get("in_progress") or ():
+    for what in found.in_progress:
         lines.append(f"{STARTED} in progress: {what}")
     return "\n".join(lines)

@@ -11,13 +11,13 @@ from typing import Any
 
 from core import assessments
 from core.config import Target
-from core.jsontypes import JsonObject
 from core.requests import Request, RequestStatus
 from workers.messages import DONE, FAILED
 from workers.postgres import migration_history
 from workers.postgres import sessions as postgres_sessions
 from workers.postgres.sessions import still_the_same
 from workers.runtime.context import KEY_PREFIX, Context
+from workers.runtime.pipeline_state import PipelineState, StepRefused, TerminateStepResult
 from workers.runtime.progress import Progress
 from workers.verbs import Promise, Refusal
 
@@ -45,7 +45,7 @@ NOT_IN_ASSESSMENT = "it is not in this channel's current assessment; run `/rollb
 SESSION_GONE = "it has ended already (or the pid now belongs to another session)"
 
 
-def terminate_step(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+def terminate_step(ctx: Context, request: Request, target: Target, progress: Progress) -> TerminateStepResult | StepRefused:
     pid = int(request.subject or 0)
     saved = assessments.current(ctx.redis, request.channel, target.name, prefix=KEY_PREFIX)
     session = saved.session(pid) if saved else None
@@ -62,27 +62,27 @@ def terminate_step(ctx: Context, request: Request, target: Target, progress: Pro
                                                                           "why", "tables")}})
     if not ended:
         return _refuse(ctx, request, progress, pid, SESSION_GONE)
-    return {"terminated": pid, "session": dict(session)}
+    return TerminateStepResult(pid, dict(session))
 
 
-def _refuse(ctx: Context, request: Request, progress: Progress, pid: int, why: str) -> JsonObject:
+def _refuse(ctx: Context, request: Request, progress: Progress, pid: int, why: str) -> StepRefused:
     progress.post(terminate_refused(request.id, pid, why), broadcast=True)
     ctx.store().set_status(request.id, RequestStatus.FAILED, finished_at=time.time(), outcome=why)
-    return {"refused": True, "reason": why}
+    return StepRefused(why)
 
 
 STEPS = {"terminate": terminate_step}
 
 
-def promised(ctx: Context, request: Request, target: Target, state: JsonObject) -> Promise:
+def promised(ctx: Context, request: Request, target: Target, state: PipelineState) -> Promise:
     """The session is gone (the pid no longer names that session)."""
-    ended: dict[str, Any] = state.get("terminate") or {}
-    session = ended.get("session") or {}
+    session = state.terminate.session if isinstance(state.terminate, TerminateStepResult) else {}
     with ctx.connect(target) as conn:
         alive = postgres_sessions.still_the_same(conn, int(request.subject or 0), session.get("backend_start"))
     return Promise(mismatches=(session_still_there(request.subject),) if alive else ())
 
 
-def succeeded(request: Request, target: Target, state: JsonObject, duration_s: float) -> str:
-    session = (state.get("terminate") or {}).get("session") or {"pid": request.subject}
+def succeeded(request: Request, target: Target, state: PipelineState, duration_s: float) -> str:
+    ended = state.terminate
+    session = ended.session if isinstance(ended, TerminateStepResult) and ended.session else {"pid": request.subject}
     return terminated(request.id, session, request.requester, request.approver)

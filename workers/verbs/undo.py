@@ -17,6 +17,7 @@ from workers.engine.errors import UndoRefused
 from workers.messages import DONE, seconds
 from workers.postgres import identity
 from workers.runtime.context import Context
+from workers.runtime.pipeline_state import PipelineState, UndoStepResult
 from workers.runtime.progress import Progress
 from workers.verbs import Promise, Refusal
 
@@ -32,7 +33,7 @@ def start_check(ctx: Context, request: Request, target: Target, progress: Progre
     return None
 
 
-def undo(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
+def undo(ctx: Context, request: Request, target: Target, progress: Progress) -> UndoStepResult:
     """Re-apply the reverted migrations and put the escrow back, in one transaction (engine/undo.py)."""
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
@@ -45,18 +46,18 @@ def undo(ctx: Context, request: Request, target: Target, progress: Progress) -> 
         ctx.store().clear_plans(target.name)
     data = report.to_dict()
     progress.finish("undo", started, undo_figures(data))
-    return {"undo": data}
+    return UndoStepResult(data)
 
 
 STEPS = {"undo": undo}
 
 
-def promised(ctx: Context, request: Request, target: Target, state: JsonObject) -> Promise:
+def promised(ctx: Context, request: Request, target: Target, state: PipelineState) -> Promise:
     """The re-applied migrations are completed again (rows may differ from before the undo by design)."""
     return Promise(expected_status={v: "completed" for v in request.versions})
 
 
-def succeeded(request: Request, target: Target, state: JsonObject, duration_s: float) -> str:
+def succeeded(request: Request, target: Target, state: PipelineState, duration_s: float) -> str:
     return undo_succeeded(request.id, target.name, request.undoes, request.requester,
                                           request.approver, duration_s)
 

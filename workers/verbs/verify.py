@@ -46,7 +46,7 @@ def last_baseline(ctx: Context, target: Target) -> tuple[dict[str, int] | None, 
             if not last or not last.get("request_id"):
                 return None, none
             request_id = str(last["request_id"])
-            counts = ctx.load_state(request_id).get("baseline_counts") or migration_history.counts_before(conn, request_id)
+            counts = ctx.load_state(request_id).baseline_counts or migration_history.counts_before(conn, request_id)
     except psycopg.Error:  # a hand-made history table without our columns: nothing to compare with
         return None, none
     if not counts:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -86,39 +86,37 @@ def late_after(ctx: Context) -> float:
     return max(ctx.options.watch_interval_s, ctx.options.watchdog_interval_s) + ctx.options.watchdog_interval_s
 
 
-def _restore(saved: JsonObject) -> Watch:
-    last = saved.get("last")
-    return Watch(Thresholds(), last=Sample(**last) if last else None,
-                 failing={Signal(s) for s in saved.get("failing") or ()}, regressed=bool(saved.get("regressed")))
+def _restore(saved: WatchState) -> Watch:
+    return Watch(Thresholds(), last=saved.last, failing={Signal(s) for s in saved.failing}, regressed=saved.regressed)
 
 
-def _write(ctx: Context, request_id: str, state: JsonObject, **fields: Any) -> JsonObject:
+def _write(ctx: Context, request_id: str, state: WatchState, **changed: Any) -> WatchState:
     """The watch's state, on the request record (the bot's sweeper reads its deadline)."""
-    state.update(fields)
-    ctx.store().update(request_id, watch=state)
+    for name, value in changed.items():
+        setattr(state, name, value)
+    ctx.store().update(request_id, watch=state.to_dict())
     return state
 
 
-def _observed(watch: Watch) -> JsonObject:
-    return {"last": asdict(watch.last) if watch.last else None, "failing": sorted(watch.failing),
-            "regressed": watch.regressed}
+def _observed(watch: Watch) -> dict[str, Any]:
+    return {"last": watch.last, "failing": sorted(watch.failing), "regressed": watch.regressed}
 
 
-def opened(ctx: Context, request: Request, target: Target) -> JsonObject:
+def opened(ctx: Context, request: Request, target: Target) -> WatchState:
     """The watch's first state, for the record that marks the request `succeeded` (one write: no moment in which
     it is done and unwatched); the target's watched request is named before, so the next request finds it."""
     window, interval = ctx.options.watch_window_s, ctx.options.watch_interval_s
     now = time.time()
     ctx.store().watch_target(request.id, target.name)
-    return {"started_at": now, "ends_at": now + window, "interval": interval, "target": target.name,
-            "looks": 0, "seen_at": now, "failed_looks": 0, "unwatched_s": 0.0, "page_open": False}
+    return WatchState(started_at=now, ends_at=now + window, interval=interval, target=target.name, seen_at=now,
+                      page_open=False)
 
 
 def start(ctx: Context, request: Request, target: Target, progress: Progress) -> JsonObject:
     """Announce the watch `opened` wrote on the request and enqueue its first look."""
     current = ctx.store().get(request.id)
-    state: JsonObject = dict(current.watch) if current else opened(ctx, request, target)
-    window, interval = float(state["ends_at"]) - float(state["started_at"]), float(state["interval"])
+    state = WatchState.from_dict(current.watch) if current else opened(ctx, request, target)
+    window, interval = state.ends_at - state.started_at, state.interval
     now = time.time()
     progress.post(watch_started(request.id, target.name, window, interval))
     if current is None or not current.watching:  # already ended (superseded by a request that started at once)
@@ -127,7 +125,7 @@ def start(ctx: Context, request: Request, target: Target, progress: Progress) ->
     return {"watching": True, "ends_at": now + window}
 
 
-def _schedule(ctx: Context, request_id: str, state: JsonObject, n: int, now: float, *, delay: float) -> None:
+def _schedule(ctx: Context, request_id: str, state: WatchState, n: int, now: float, *, delay: float) -> None:
     """Enqueue look `n` (after `delay`), then record it: a process that dies in between leaves the job, and a
     second enqueue of the same look is a no-op by its claim."""
     queue = Queue(ctx.settings.queue_name, connection=ctx.redis)
@@ -148,38 +146,40 @@ def tick(ctx: Context, request_id: str, n: int) -> JsonObject:
         return {"request_id": request_id, "watching": False}
     if not ctx.store().claim(request_id, f"watch-{n}"):
         return {"request_id": request_id, "duplicate": True}
-    state: JsonObject = dict(request.watch)
-    if state.get("stopped"):
+    state = WatchState.from_dict(request.watch)
+    if state.stopped:
         return {"request_id": request_id, "watching": False}
     target = ctx.target(request.target)
     progress = ctx.progress(request.channel, request.thread_ts)
     now = time.time()
     # This look is under way: if it has not finished by then, its process died and nobody is watching.
     _write(ctx, request_id, state, deadline=now + look_budget(ctx, target) + ctx.options.watch_grace_s)
-    unseen = now - float(state.get("looked_at") or state.get("started_at") or now)
-    interval = float(state.get("interval") or ctx.options.watch_interval_s)
+    unseen = now - (state.looked_at or state.started_at or now)
+    interval = state.interval or ctx.options.watch_interval_s
     if n > 0 and unseen > interval + late_after(ctx):  # nobody looked for longer than the schedule explains
-        progress.post(watch_gap(unseen, float(state.get("looked_at") or now)))
-        state["unwatched_s"] = float(state.get("unwatched_s") or 0.0) + unseen - interval
+        progress.post(watch_gap(unseen, state.looked_at or now))
+        state.unwatched_s += unseen - interval
     watch = _restore(state)
     first = watch.last is None
     taken = sample(ctx, target)
     changes = watch.observe(taken)
     if first:  # the baseline every later line compares with
-        progress.post(watch_baseline(asdict(taken)))
+        progress.post(watch_baseline(taken))
     for change in changes:
         progress.post(watch_change(change))
     regressions = [c for c in changes if c.regression]
     if regressions:
         _page(ctx, request, target, progress, regressions)
-        state["page_open"] = True
+        state.page_open = True
     elif watch.clean and _page_open(ctx, request_id, state):  # healthy again: the regression's page is over
         result = ctx.pager().resolve(dedup_key(request_id))
         progress.post(messages.watch_page_resolved(request_id, result.ok, result.detail))
-        state["page_open"] = not result.ok
+        state.page_open = not result.ok
     done_at = time.time()
-    state.update(_observed(watch), looks=n + 1, seen_at=taken.at, looked_at=done_at, failed_looks=0)
-    if done_at >= float(state.get("ends_at") or 0):
+    for name, value in {**_observed(watch), "looks": n + 1, "seen_at": taken.at, "looked_at": done_at,
+                        "failed_looks": 0}.items():
+        setattr(state, name, value)
+    if done_at >= state.ends_at:
         _write(ctx, request_id, state)
         return finish(ctx, request, target, progress, watch, paged=_page_open(ctx, request_id, state), state=state)
     _schedule(ctx, request_id, state, n + 1, done_at, delay=interval)
@@ -192,25 +192,25 @@ def look_failed(ctx: Context, request_id: str, n: int, error: str) -> JsonObject
     request = ctx.store().get(request_id)
     if request is None or not request.watching:
         return {"request_id": request_id, "watching": False}
-    state: JsonObject = dict(request.watch)
-    if state.get("stopped") or int(state.get("next") or 0) > n:  # stopped, or the look had done all its work
-        return {"request_id": request_id, "watching": bool(not state.get("stopped"))}
+    state = WatchState.from_dict(request.watch)
+    if state.stopped or (state.next or 0) > n:  # stopped, or the look had done all its work
+        return {"request_id": request_id, "watching": not state.stopped}
     progress = ctx.progress(request.channel, request.thread_ts)
-    failed = int(state.get("failed_looks") or 0) + 1
-    state["failed_looks"] = failed
+    failed = state.failed_looks + 1
+    state.failed_looks = failed
     if failed >= defaults.WATCH_MAX_FAILED_LOOKS:
         return interrupt(ctx, request, progress, state, looks_failed(failed, error))
-    interval = float(state.get("interval") or ctx.options.watch_interval_s)
+    interval = state.interval or ctx.options.watch_interval_s
     progress.post(watch_look_failed(n, error, interval))
     _schedule(ctx, request_id, state, n + 1, time.time(), delay=interval)  # it died before scheduling its successor
     return {"request_id": request_id, "look_failed": n, "failed_looks": failed}
 
 
-def _page_open(ctx: Context, request_id: str, state: JsonObject) -> bool:
+def _page_open(ctx: Context, request_id: str, state: WatchState) -> bool:
     """Whether the watch's page is open (a watch from before `page_open` was kept: whether it paged at all)."""
-    if "page_open" in state:
-        return bool(state["page_open"])
-    return bool(ctx.load_state(request_id).get("paged"))
+    if state.page_open is not None:
+        return state.page_open
+    return ctx.load_state(request_id).paged
 
 
 def _closing(ctx: Context, request: Request) -> Request | None:
@@ -236,35 +236,35 @@ def _page(ctx: Context, request: Request, target: Target, progress: Progress, re
 
 
 def finish(ctx: Context, request: Request, target: Target, progress: Progress, watch: Watch, *, paged: bool,
-           state: JsonObject, stopped_by: str | None = None) -> JsonObject:
+           state: WatchState, stopped_by: str | None = None) -> JsonObject:
     """The window's end (or `watch stop`): the page resolved when clean, the watch ended, recorded."""
     if _closing(ctx, request) is None:
         return {"request_id": request.id, "duplicate": True}  # a tick and a stop meeting at the end: one closes it
     clean = watch.clean
     resolved = None
     if paged and clean:
-        resolved = ctx.pager().resolve(dedup_key(request.id)).to_dict()
+        resolved = ctx.pager().resolve(dedup_key(request.id))
     failing = sorted(s.value for s in watch.failing)
-    unwatched = float(state.get("unwatched_s") or 0.0)
+    unwatched = state.unwatched_s
     outcome = watch_outcome(clean, failing, stopped_by, unwatched)
     ctx.store().end_watch(request.id, "stopped" if stopped_by else "completed",
                           outcome=f"{request.outcome or 'done'}; {outcome}")
     _record(ctx, target, request, "stopped" if stopped_by else "completed", stopped_by or request.requester,
             {"clean": clean, "failing": failing, "regressed": watch.regressed, "unwatched_s": round(unwatched, 1),
-             "page_resolved": bool(resolved and resolved.get("ok"))})
+             "page_resolved": bool(resolved and resolved.ok)})
     progress.post(watch_ended(request.id, target.name, clean, failing, stopped_by,
-                                                resolved=bool(resolved and resolved.get("ok")), unwatched_s=unwatched),
+                                                resolved=bool(resolved and resolved.ok), unwatched_s=unwatched),
                   broadcast=True)
     return {"request_id": request.id, "watch": "ended", "clean": clean, "failing": failing}
 
 
-def interrupt(ctx: Context, request: Request, progress: Progress, state: JsonObject, reason: str) -> JsonObject:
+def interrupt(ctx: Context, request: Request, progress: Progress, state: WatchState, reason: str) -> JsonObject:
     """The watch cannot go on (its looks keep failing): ended truthfully, what was last seen, and paged, since
     nobody watches the rest of the window. The request is done (its change succeeded and was verified)."""
     if _closing(ctx, request) is None:
         return {"request_id": request.id, "duplicate": True}
     target = ctx.target(request.target)
-    seen = watch_seen(state.get("last") or {}, state.get("failing") or ())
+    seen = watch_seen(state.last, state.failing)
     links = []
     permalink = progress.permalink()
     if permalink:
@@ -275,11 +275,11 @@ def interrupt(ctx: Context, request: Request, progress: Progress, state: JsonObj
                                  details={"request_id": request.id, "reason": reason, "last_seen": seen})
     ctx.save_state(request.id, paged=True)
     progress.post(watch_interrupted(request.id, target.name, reason, seen,
-                                                      float(state.get("seen_at") or 0.0),
+                                                      state.seen_at,
                                                       ctx.settings.contacts_for(target), result.ok, result.detail),
                   broadcast=True)
     _record(ctx, target, request, "interrupted", request.requester,
-            {"reason": reason, "last_seen": seen, "failing": list(state.get("failing") or ()), "paged": result.ok})
+            {"reason": reason, "last_seen": seen, "failing": list(state.failing), "paged": result.ok})
     ctx.store().end_watch(request.id, "interrupted",
                           outcome=f"{request.outcome or 'done'}; {watch_interrupted_outcome(reason)}")
     return {"request_id": request.id, "watch": "interrupted", "reason": reason}
@@ -297,8 +297,10 @@ def _record(ctx: Context, target: Target, request: Request, status: str, by: str
 def stop(ctx: Context, request_id: str, by: str) -> JsonObject:
     """`/rollback watch stop` (or `cancel` of the request): the window ends now (the next tick finds it over)."""
     request = ctx.store().get(request_id)
-    state: JsonObject = dict(request.watch) if request else {}
-    if request is None or not request.watching or state.get("stopped"):
+    if request is None or not request.watching:
+        return {"request_id": request_id, "stopped": False}
+    state = WatchState.from_dict(request.watch)
+    if state.stopped:
         return {"request_id": request_id, "stopped": False}
     if not ctx.store().claim(request_id, "watch-stop"):
         return {"request_id": request_id, "duplicate": True}
@@ -319,20 +321,20 @@ def supersede(ctx: Context, request: Request, progress: Progress) -> JsonObject 
     old = _closing(ctx, watched)
     if old is None:
         return None
-    state: JsonObject = dict(old.watch)
+    state = WatchState.from_dict(old.watch)
     target = ctx.target(old.target)
     old_progress = ctx.progress(old.channel, old.thread_ts)
     resolved = None
     if _page_open(ctx, old.id, state):
         resolved = ctx.pager().resolve(dedup_key(old.id))
-    seen = watch_seen(state.get("last") or {}, state.get("failing") or ())
+    seen = watch_seen(state.last, state.failing)
     old_progress.post(messages.watch_superseded(old.id, target.name, request.id, progress.permalink(), seen,
                                                          resolved.ok if resolved else None),
                       broadcast=True)
     progress.post(messages.watch_handed_over(request.id, old.id, old_progress.permalink(), seen,
                                                       resolved.ok if resolved else None))
     _record(ctx, target, old, "superseded", request.requester,
-            {"by_request": request.id, "last_seen": seen, "failing": list(state.get("failing") or ()),
+            {"by_request": request.id, "last_seen": seen, "failing": list(state.failing),
              "page_resolved": bool(resolved and resolved.ok)})
     ctx.store().end_watch(old.id, "superseded",
                           outcome=f"{old.outcome or 'done'}; {messages.watch_superseded_outcome(request.id)}")
@@ -405,7 +407,7 @@ def looks_failed(count: int, error: str) -> str:
     return f"{count} looks in a row did not finish (last: {error})"
 
 
-def watch_seen(last: Mapping[str, Any], failing: Sequence[str]) -> str:
+def watch_seen(last: Sample | None, failing: Sequence[str]) -> str:
     """What the last look saw, for the line that says the watch stopped before its end."""
     if not last:
         return "nothing (no look finished)"
@@ -430,16 +432,16 @@ def watch_interrupted_outcome(reason: str) -> str:
     return f"watch interrupted: {reason}"
 
 
-def _sample_text(sample: Mapping[str, Any]) -> str:
-    health = "n/a" if sample.get("health_ok") is None else ("ok" if sample["health_ok"] else "failing")
-    if sample.get("health_ms") is not None and sample.get("health_ok") is not None:
-        health += f" ({sample['health_ms']:.0f} ms)"
-    smoke = "n/a" if sample.get("smoke_ok") is None else ("ok" if sample["smoke_ok"] else "failing")
-    connections = sample.get("connections")
+def _sample_text(sample: Sample) -> str:
+    health = _ok(sample.health_ok)
+    if sample.health_ms is not None and sample.health_ok is not None:
+        health += f" ({sample.health_ms:.0f} ms)"
+    smoke = _ok(sample.smoke_ok)
+    connections = sample.connections
     return f"health {health}, smoke test {smoke}, connections {connections if connections is not None else 'n/a'}"
 
 
-def watch_baseline(sample: Mapping[str, Any]) -> str:
+def watch_baseline(sample: Sample) -> str:
     return f":eyes: watch, first look: {_sample_text(sample)}"
 
 
@@ -459,6 +461,41 @@ class Sample:
     connections: int | None = None
     commits: int | None = None  # pg_stat_database.xact_commit, cumulative
     rollbacks: int | None = None  # pg_stat_database.xact_rollback, cumulative
+
+
+@dataclass
+class WatchState:
+    """The watch's state on the request record (`Request.watch`, JSON in Redis: `to_dict` / `from_dict`): its
+    schedule, what the last look saw, and `deadline`, which the bot's sweeper reads (bot/expiry.py)."""
+
+    started_at: float = 0.0
+    ends_at: float = 0.0
+    interval: float = 0.0
+    target: str = ""
+    looks: int = 0
+    seen_at: float = 0.0  # when the last look's sample was taken
+    failed_looks: int = 0  # in a row
+    unwatched_s: float = 0.0  # time nobody looked, beyond the schedule
+    page_open: bool | None = None  # None: a watch from before it was kept
+    next: int | None = None  # the look scheduled next
+    due_at: float | None = None
+    deadline: float | None = None
+    looked_at: float | None = None
+    stopped: dict[str, Any] | None = None  # `watch stop`: by whom, when
+    last: Sample | None = None
+    failing: list[str] = field(default_factory=list)
+    regressed: bool = False
+
+    def to_dict(self) -> JsonObject:
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WatchState:
+        known = ({f.name for f in fields(cls)} - {"last"}) & data.keys()
+        state = cls(**{name: data[name] for name in known if data[name] is not None})
+        if isinstance(data.get("last"), Mapping):
+            state.last = Sample(**data["last"])
+        return state
 
 
 @dataclass(frozen=True)
