@@ -193,3 +193,17 @@ def test_redis_going_away_mid_step_is_reported_not_hung(
     pagerduty.wait_for(lambda: pagerduty.events, timeout=WAIT_SECONDS)
     assert "Redis is unreachable" in text and "Traceback" not in text
     assert pagerduty.events[0]["dedup_key"].endswith(request.id)
+
+
+def test_an_idle_worker_stops_on_one_sigterm_within_a_process_managers_grace(tmp_path, stack_env):
+    """Heroku and Kubernetes send SIGTERM, then SIGKILL 30 s later. RQ's pub/sub thread polled every 60 s and its
+    unsubscribe could wait that poll out, so a warm shutdown of an idle worker could take a minute."""
+    from tests.fixtures.stack import WorkerProcess
+
+    for round_ in range(3):  # the hang was a race: a few rounds make it show
+        process = WorkerProcess(stack_env, tmp_path / f"worker-{round_}.log").wait_ready()
+        try:
+            process.process.terminate()
+            assert process.process.wait(timeout=25) == 0, process.log_path.read_text()[-2000:]
+        finally:
+            process.stop()

@@ -28,6 +28,24 @@ log = logging.getLogger("workers")
 JOB_MONITORING_INTERVAL_SECONDS = 5
 
 
+# How long the worker's pub/sub thread (RQ's commands: stop a job, shut down) waits for a message per poll. RQ
+# waits 60 s, and its unsubscribe at shutdown can wait out that poll: a SIGTERM'd worker then took up to a minute
+# to exit, past the 30 s a process manager (Heroku, Kubernetes) grants before SIGKILL.
+PUBSUB_POLL_SECONDS = 1.0
+
+
+class RollbackWorker(Worker):
+    """RQ's forking worker, its pub/sub thread polling every PUBSUB_POLL_SECONDS so that a stop is prompt."""
+
+    def subscribe(self) -> None:
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=PUBSUB_POLL_SECONDS, daemon=True,
+            exception_handler=self._pubsub_exception_handler)  # type: ignore[assignment]  # RQ annotates it None
+
+
 def worker_started(name: str, queue: str) -> str:
     return f"rollback worker {name} listening on queue {queue}"
 
@@ -63,7 +81,7 @@ def run_worker(ctx: Context) -> int:
         print(f"error: {errors.redis_unavailable(type(exc).__name__)}", file=sys.stderr)
         return 1
     queue = Queue(ctx.settings.queue_name, connection=connection)
-    worker = Worker(
+    worker = RollbackWorker(
         [queue], connection=connection, exception_handlers=[failures.on_exception],
         work_horse_killed_handler=failures.on_horse_killed,
         job_monitoring_interval=JOB_MONITORING_INTERVAL_SECONDS,
