@@ -16,10 +16,18 @@ import psycopg
 import pytest
 import redis
 
+from core.kinds import KINDS
 from core.requests import Request, RequestKind, RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import message_text
 from tests.fixtures.bot import BotServer, signed_sender
+from tests.fixtures.kind_requests import (
+    PROVIDERS,
+    Asking,
+    assert_covers_every_kind,
+    provider_env,
+    supabase,  # noqa: F401  (fixture)
+)
 from tests.fixtures.stack import (
     APPROVER,
     CHANNEL,
@@ -29,6 +37,7 @@ from tests.fixtures.stack import (
     approved_request,
     dry_run_plan,
     enqueue,
+    incident_history,
     open_slow_gate,
     slow_stack,
     thread_text,
@@ -146,6 +155,45 @@ def test_the_next_request_is_taken_during_a_watch_and_its_start_supersedes_the_w
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM users WHERE id BETWEEN 3 AND 6").fetchone() == (4,)
     health.status = 200
+
+
+HOLDING_KINDS = [kind for kind, record in KINDS.items() if not record.beside_target]
+
+
+def test_the_next_move_covers_every_kind() -> None:
+    """Every kind is either one that holds the target (parametrized below) or runs beside it (a terminate: it
+    leaves the watch alone), and every one has a recipe that asks for it."""
+    assert_covers_every_kind({**{k: "holds" for k in HOLDING_KINDS},
+                              **{k: "beside" for k, r in KINDS.items() if r.beside_target}})
+
+
+@pytest.mark.parametrize("kind", HOLDING_KINDS, ids=str)
+def test_every_kind_that_holds_the_target_is_taken_during_a_watch_and_supersedes_it(
+    kind: RequestKind, stack_env: dict[str, str], health: Health, slack_api: Any, database_url: str,  # noqa: F811
+    digitalocean: Any, supabase: Any,  # noqa: F811
+    make_stack: Callable[[dict[str, str]], Stack],
+) -> None:
+    """Promise 4 per kind: after a succeeded-and-watched rollback, a request of the kind is taken by the bot (not
+    refused as busy), and when it starts the watch ends as superseded, said in both threads."""
+    env = provider_env({**watch_env(stack_env, health, PROVIDERS), "ROLLBACK_WATCH_WINDOW_SECONDS": LONG_WINDOW},
+                       supabase)
+    stack = make_stack(env)
+    incident_history(database_url)
+    old, old_ts = watched_rollback(stack, slack_api)
+    asking = Asking(env, stack.sender, stack.store, slack_api, database_url, digitalocean, supabase)
+    try:
+        new = asking.ask(kind)  # a card, not "busy"
+        assert stack.store.get(old.id).watching  # asking alone ends nothing
+        asking.approve(new)
+        ended = slack_api.wait_for(lambda: (r := stack.store.get(old.id)).watch_ended and r, timeout=180)
+        assert ended.watch_ended == "superseded", ended
+        slack_api.wait_for(lambda: f"superseded by {new.id}" in thread_text(slack_api, old_ts), timeout=60)
+        new_text = slack_api.wait_for(lambda: f"the watch of {old.id}" in (t := thread_text(slack_api, new.thread_ts))
+                                      and t, timeout=60)
+        assert "ended, superseded by this request" in new_text, new_text
+        asking.ended(new)  # whatever its end: the test leaves nothing running
+    finally:
+        asking.close()
 
 
 def test_cancel_of_a_watched_request_ends_its_watch(
