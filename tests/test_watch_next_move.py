@@ -6,6 +6,7 @@ and no busy answer suggests a command the bot would refuse."""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -225,7 +226,7 @@ COMMAND = re.compile(r"`/rollback ([^`]+)`")
 
 def suggestions(answer: str) -> list[str]:
     """The commands an answer suggests (`/rollback …` in code), and WAIT when it says to wait."""
-    found = [c for c in COMMAND.findall(answer) if "<" not in c]  # a placeholder is not a command to run as is
+    found = [c for c in COMMAND.findall(html.unescape(answer)) if "<" not in c]  # a placeholder is not a command to run as is
     return found + ([WAIT] if WAIT in answer else [])
 
 
@@ -290,3 +291,70 @@ def test_a_busy_answer_suggests_only_commands_that_are_taken(
     dry_run_plan(stack.env, slack_api, to)
     taken = answered(stack, slack_api, "execute prod", new_card(stack.store, RequestKind.ROLLBACK, before))
     assert taken is None, f"after following {answer!r}: {taken!r}"
+
+
+# -- every command a refusal suggests is taken in the state that produced it ------------------------------
+
+PLACEHOLDERS = {"<version>": GOOD}
+
+
+def _concrete(command: str) -> str | None:
+    """A suggested command with its placeholders filled in as the person would; None when one is unknown."""
+    for placeholder, value in PLACEHOLDERS.items():
+        command = command.replace(placeholder, value)
+    return None if "<" in command else command
+
+
+def _roots(slack_api: Any) -> int:
+    return len([m for m in slack_api.messages(CHANNEL) if m.get("thread_ts", m["ts"]) == m["ts"]])
+
+
+def no_plan(stack: Stack, slack_api: Any, database_url: str) -> str:
+    apply_example(database_url)
+    return "execute prod"
+
+
+def empty_plan(stack: Stack, slack_api: Any, database_url: str) -> str:
+    apply_example(database_url)
+    dry_run_plan(stack.env, slack_api, BAD)  # the newest version: nothing to revert
+    return "execute prod"
+
+
+def pid_not_assessed(stack: Stack, slack_api: Any, database_url: str) -> str:
+    apply_example(database_url)
+    return "terminate 4242 prod"
+
+
+def pid_not_among_assessed(stack: Stack, slack_api: Any, database_url: str) -> str:
+    apply_example(database_url)
+    before = _roots(slack_api)
+    stack.sender.command("status prod", user_id=ALICE, channel_id=CHANNEL)
+    slack_api.wait_for(lambda: _roots(slack_api) > before, timeout=60)
+    slack_api.wait_for(lambda: "health" in thread_text(slack_api, slack_api.messages(CHANNEL)[-1]["ts"]), timeout=60)
+    return "terminate 999999 prod"
+
+
+@pytest.mark.parametrize("state", [no_plan, empty_plan, pid_not_assessed, pid_not_among_assessed],
+                         ids=lambda f: f.__name__)
+def test_a_refusal_suggests_only_commands_that_are_taken(
+    state: Callable[[Stack, Any, str], str], stack_env: dict[str, str], slack_api: Any, database_url: str,
+    make_stack: Callable[[dict[str, str]], Stack],
+) -> None:
+    """The refusals without a request in the way (bot/messages.py `no_plan`, `empty_plan`, `pid_not_assessed`):
+    each command they suggest, placeholders filled in, is run through the bot in the state that produced the
+    refusal, and is not refused with the same answer."""
+    stack = make_stack(stack_env)
+    command = state(stack, slack_api, database_url)
+    answer = answered(stack, slack_api, command, lambda: False)
+    assert answer is not None and (answer.startswith("Refused") or "No current" in answer or "reverts nothing" in answer)
+    suggested = [c for c in (_concrete(s) for s in COMMAND.findall(html.unescape(answer))) if c]
+    assert suggested, answer
+    for text in suggested:
+        said = len(slack_api.messages(CHANNEL))
+        requests = len(stack.store.for_channel(CHANNEL))
+        reply = answered(stack, slack_api, text, lambda said=said, requests=requests: (  # type: ignore[misc]
+            len(slack_api.messages(CHANNEL)) > said or len(stack.store.for_channel(CHANNEL)) > requests))
+        assert reply is None or (reply != answer and not reply.startswith("Refused")), \
+            f"{answer!r} suggested {text!r}: {reply!r}"
+        if text.startswith("dry-run"):  # carried out by a worker: the next suggestion follows its result
+            slack_api.wait_for(lambda: stack.store.current_plan(CHANNEL, "prod"), timeout=90)
