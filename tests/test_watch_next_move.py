@@ -6,6 +6,7 @@ and no busy answer suggests a command the bot would refuse."""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -16,10 +17,18 @@ import psycopg
 import pytest
 import redis
 
+from core.kinds import KINDS
 from core.requests import Request, RequestKind, RequestStatus, RequestStore
 from sandbox.signing import SlackRequestSender
 from sandbox.slack_api import message_text
 from tests.fixtures.bot import BotServer, signed_sender
+from tests.fixtures.kind_requests import (
+    PROVIDERS,
+    Asking,
+    assert_covers_every_kind,
+    provider_env,
+    supabase,  # noqa: F401  (fixture)
+)
 from tests.fixtures.stack import (
     APPROVER,
     CHANNEL,
@@ -29,6 +38,7 @@ from tests.fixtures.stack import (
     approved_request,
     dry_run_plan,
     enqueue,
+    incident_history,
     open_slow_gate,
     slow_stack,
     thread_text,
@@ -148,6 +158,45 @@ def test_the_next_request_is_taken_during_a_watch_and_its_start_supersedes_the_w
     health.status = 200
 
 
+HOLDING_KINDS = [kind for kind, record in KINDS.items() if not record.beside_target]
+
+
+def test_the_next_move_covers_every_kind() -> None:
+    """Every kind is either one that holds the target (parametrized below) or runs beside it (a terminate: it
+    leaves the watch alone), and every one has a recipe that asks for it."""
+    assert_covers_every_kind({**{k: "holds" for k in HOLDING_KINDS},
+                              **{k: "beside" for k, r in KINDS.items() if r.beside_target}})
+
+
+@pytest.mark.parametrize("kind", HOLDING_KINDS, ids=str)
+def test_every_kind_that_holds_the_target_is_taken_during_a_watch_and_supersedes_it(
+    kind: RequestKind, stack_env: dict[str, str], health: Health, slack_api: Any, database_url: str,  # noqa: F811
+    digitalocean: Any, supabase: Any,  # noqa: F811
+    make_stack: Callable[[dict[str, str]], Stack],
+) -> None:
+    """Promise 4 per kind: after a succeeded-and-watched rollback, a request of the kind is taken by the bot (not
+    refused as busy), and when it starts the watch ends as superseded, said in both threads."""
+    env = provider_env({**watch_env(stack_env, health, PROVIDERS), "ROLLBACK_WATCH_WINDOW_SECONDS": LONG_WINDOW},
+                       supabase)
+    stack = make_stack(env)
+    incident_history(database_url)
+    old, old_ts = watched_rollback(stack, slack_api)
+    asking = Asking(env, stack.sender, stack.store, slack_api, database_url, digitalocean, supabase)
+    try:
+        new = asking.ask(kind)  # a card, not "busy"
+        assert stack.store.get(old.id).watching  # asking alone ends nothing
+        asking.approve(new)
+        ended = slack_api.wait_for(lambda: (r := stack.store.get(old.id)).watch_ended and r, timeout=180)
+        assert ended.watch_ended == "superseded", ended
+        slack_api.wait_for(lambda: f"superseded by {new.id}" in thread_text(slack_api, old_ts), timeout=60)
+        new_text = slack_api.wait_for(lambda: f"the watch of {old.id}" in (t := thread_text(slack_api, new.thread_ts))
+                                      and t, timeout=60)
+        assert "ended, superseded by this request" in new_text, new_text
+        asking.ended(new)  # whatever its end: the test leaves nothing running
+    finally:
+        asking.close()
+
+
 def test_cancel_of_a_watched_request_ends_its_watch(
     stack_env: dict[str, str], health: Health, slack_api: Any, database_url: str,  # noqa: F811
     make_stack: Callable[[dict[str, str]], Stack],
@@ -177,7 +226,7 @@ COMMAND = re.compile(r"`/rollback ([^`]+)`")
 
 def suggestions(answer: str) -> list[str]:
     """The commands an answer suggests (`/rollback …` in code), and WAIT when it says to wait."""
-    found = [c for c in COMMAND.findall(answer) if "<" not in c]  # a placeholder is not a command to run as is
+    found = [c for c in COMMAND.findall(html.unescape(answer)) if "<" not in c]  # a placeholder is not a command to run as is
     return found + ([WAIT] if WAIT in answer else [])
 
 
@@ -242,3 +291,70 @@ def test_a_busy_answer_suggests_only_commands_that_are_taken(
     dry_run_plan(stack.env, slack_api, to)
     taken = answered(stack, slack_api, "execute prod", new_card(stack.store, RequestKind.ROLLBACK, before))
     assert taken is None, f"after following {answer!r}: {taken!r}"
+
+
+# -- every command a refusal suggests is taken in the state that produced it ------------------------------
+
+PLACEHOLDERS = {"<version>": GOOD}
+
+
+def _concrete(command: str) -> str | None:
+    """A suggested command with its placeholders filled in as the person would; None when one is unknown."""
+    for placeholder, value in PLACEHOLDERS.items():
+        command = command.replace(placeholder, value)
+    return None if "<" in command else command
+
+
+def _roots(slack_api: Any) -> int:
+    return len([m for m in slack_api.messages(CHANNEL) if m.get("thread_ts", m["ts"]) == m["ts"]])
+
+
+def no_plan(stack: Stack, slack_api: Any, database_url: str) -> str:
+    apply_example(database_url)
+    return "execute prod"
+
+
+def empty_plan(stack: Stack, slack_api: Any, database_url: str) -> str:
+    apply_example(database_url)
+    dry_run_plan(stack.env, slack_api, BAD)  # the newest version: nothing to revert
+    return "execute prod"
+
+
+def pid_not_assessed(stack: Stack, slack_api: Any, database_url: str) -> str:
+    apply_example(database_url)
+    return "terminate 4242 prod"
+
+
+def pid_not_among_assessed(stack: Stack, slack_api: Any, database_url: str) -> str:
+    apply_example(database_url)
+    before = _roots(slack_api)
+    stack.sender.command("status prod", user_id=ALICE, channel_id=CHANNEL)
+    slack_api.wait_for(lambda: _roots(slack_api) > before, timeout=60)
+    slack_api.wait_for(lambda: "health" in thread_text(slack_api, slack_api.messages(CHANNEL)[-1]["ts"]), timeout=60)
+    return "terminate 999999 prod"
+
+
+@pytest.mark.parametrize("state", [no_plan, empty_plan, pid_not_assessed, pid_not_among_assessed],
+                         ids=lambda f: f.__name__)
+def test_a_refusal_suggests_only_commands_that_are_taken(
+    state: Callable[[Stack, Any, str], str], stack_env: dict[str, str], slack_api: Any, database_url: str,
+    make_stack: Callable[[dict[str, str]], Stack],
+) -> None:
+    """The refusals without a request in the way (bot/messages.py `no_plan`, `empty_plan`, `pid_not_assessed`):
+    each command they suggest, placeholders filled in, is run through the bot in the state that produced the
+    refusal, and is not refused with the same answer."""
+    stack = make_stack(stack_env)
+    command = state(stack, slack_api, database_url)
+    answer = answered(stack, slack_api, command, lambda: False)
+    assert answer is not None and (answer.startswith("Refused") or "No current" in answer or "reverts nothing" in answer)
+    suggested = [c for c in (_concrete(s) for s in COMMAND.findall(html.unescape(answer))) if c]
+    assert suggested, answer
+    for text in suggested:
+        said = len(slack_api.messages(CHANNEL))
+        requests = len(stack.store.for_channel(CHANNEL))
+        reply = answered(stack, slack_api, text, lambda said=said, requests=requests: (  # type: ignore[misc]
+            len(slack_api.messages(CHANNEL)) > said or len(stack.store.for_channel(CHANNEL)) > requests))
+        assert reply is None or (reply != answer and not reply.startswith("Refused")), \
+            f"{answer!r} suggested {text!r}: {reply!r}"
+        if text.startswith("dry-run"):  # carried out by a worker: the next suggestion follows its result
+            slack_api.wait_for(lambda: stack.store.current_plan(CHANNEL, "prod"), timeout=90)

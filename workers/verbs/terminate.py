@@ -47,8 +47,7 @@ SESSION_GONE = "it has ended already (or the pid now belongs to another session)
 
 def terminate_step(ctx: Context, request: Request, target: Target, progress: Progress) -> TerminateStepResult | StepRefused:
     pid = int(request.subject or 0)
-    saved = assessments.current(ctx.redis, request.channel, target.name, prefix=KEY_PREFIX)
-    session = saved.session(pid) if saved else None
+    session = _assessed(ctx, request, target)
     if session is None:
         return _refuse(ctx, request, progress, pid, NOT_IN_ASSESSMENT)
     with ctx.connect(target) as conn:
@@ -75,11 +74,18 @@ STEPS = {"terminate": terminate_step}
 
 
 def promised(ctx: Context, request: Request, target: Target, state: PipelineState) -> Promise:
-    """The session is gone (the pid no longer names that session)."""
-    session = state.terminate.session if isinstance(state.terminate, TerminateStepResult) else {}
+    """The session the card named is gone (its pid no longer names that session). The session is the one the
+    channel's assessment named, not only what the step reported: a step that reported nothing proves nothing."""
+    reported = state.terminate.session if isinstance(state.terminate, TerminateStepResult) else None
+    session = reported or _assessed(ctx, request, target) or {}
     with ctx.connect(target) as conn:
         alive = postgres_sessions.still_the_same(conn, int(request.subject or 0), session.get("backend_start"))
     return Promise(mismatches=(session_still_there(request.subject),) if alive else ())
+
+
+def _assessed(ctx: Context, request: Request, target: Target) -> Mapping[str, Any] | None:
+    saved = assessments.current(ctx.redis, request.channel, target.name, prefix=KEY_PREFIX)
+    return saved.session(int(request.subject or 0)) if saved else None
 
 
 def succeeded(request: Request, target: Target, state: PipelineState, duration_s: float) -> str:
