@@ -33,6 +33,8 @@ from tests.fixtures.kind_requests import (
 from tests.fixtures.stack import WorkerProcess, incident_history, request_store, write_config
 
 SNAPSHOT, RESTORE, CLUSTER, PITR = "droplet snapshot", "droplet restore", "new cluster", "restore-pitr"
+DROPLET = "new droplet"
+DROPLETS = "/v2/droplets"
 DROPLET_ACTIONS = f"/v2/droplets/{DEFAULT_DROPLET_ID}/actions"
 CLUSTERS = "/v2/databases"
 RESTORE_PITR = f"/v1/projects/{DEFAULT_REF}/database/backups/restore-pitr"
@@ -50,6 +52,7 @@ SENDS: dict[RequestKind, Counter[str]] = {
     RequestKind.PITR: Counter({SNAPSHOT: 1, PITR: 1}),
     RequestKind.SNAPSHOT_RESTORE: Counter({SNAPSHOT: 1, RESTORE: 1}),
     RequestKind.CLUSTER_RESTORE: Counter({CLUSTER: 1}),  # the live target is left alone: no backup of it
+    RequestKind.NEW_DROPLET: Counter({DROPLET: 1}),  # likewise: a new droplet, the old one untouched
 }
 
 
@@ -61,7 +64,8 @@ def _sent(digitalocean: DigitalOceanServer, supabase: SupabaseServer) -> Counter
     """Each action as the stand-ins acted on it (a POST whose answer was lost is counted too)."""
     actions = Counter(a.type for a in digitalocean.actions.values())
     return +Counter({SNAPSHOT: actions["snapshot"], RESTORE: actions["restore"],
-                     CLUSTER: digitalocean.posts[CLUSTERS], PITR: supabase.posts[RESTORE_PITR]})
+                     CLUSTER: digitalocean.posts[CLUSTERS], PITR: supabase.posts[RESTORE_PITR],
+                     DROPLET: digitalocean.posts[DROPLETS]})
 
 
 @pytest.mark.parametrize("kind", list(SENDS), ids=str)

@@ -58,8 +58,13 @@ from core.kinds import KINDS
 _step = os.environ.get("TEST_NOOP_STEP")
 for _kind in KINDS.values():
     _module = importlib.import_module(_kind.module)
+
+    class _Nothing:  # a step result that says nothing
+        def to_dict(self):
+            return {}
+
     if _step in _module.STEPS:
-        _module.STEPS[_step] = lambda *args: {}  # the change not made, and nothing said about it
+        _module.STEPS[_step] = lambda *args: _Nothing()  # the change not made, and nothing said about it
 '''
 
 
@@ -94,6 +99,7 @@ MISMATCHES: dict[RequestKind, Callable[[Asking], None] | str] = {
     RequestKind.TERMINATE: "terminate",
     RequestKind.REPAIR: "repair",
     RequestKind.CLUSTER_RESTORE: "new_cluster",
+    RequestKind.NEW_DROPLET: "new_droplet",
 }
 
 

@@ -28,6 +28,7 @@ from psycopg import sql
 from core.kinds import KINDS, START_STEP, RequestKind
 from core.paging import dedup_key
 from core.requests import RequestStatus
+from core.steps import label
 from sandbox.slack_api import message_text
 from tests.fixtures.fakes import quiet
 from tests.fixtures.stack import (
@@ -72,7 +73,14 @@ def _faulty_run(ctx, request, target, progress, step):
         return _run(ctx, request, target, progress, step)
     if step.name == spec[0]:
         _fault(spec[1], ctx, target)
-    return {}  # the steps before the faulty one pass, touching nothing
+    return _Passed()  # the steps before the faulty one pass, touching nothing
+
+
+class _Passed:
+    """A step that passed and kept nothing (what its typed result would be is not the point here)."""
+
+    def to_dict(self):
+        return {}
 runner._run = _faulty_run
 
 # The kind's own start check passes for a request with a fault (it has no plan, backup or preview of its own).
@@ -135,6 +143,7 @@ def test_a_failure_at_any_step_of_any_kind_is_said_once_and_paged_once(
     assert ended.status is RequestStatus.FAILED and ended.finished_at
     lines = _failure_lines(slack_api, ts, request.id)
     assert len(lines) == 1, "\n".join(message_text(m) for m in slack_api.thread(CHANNEL, ts))
+    assert f"— {label(step)} failed" in lines[0], lines[0]  # the step where the fault was, not an earlier one
     assert "Traceback" not in lines[0] and "password" not in lines[0]
     triggers = [e for e in pagerduty.events if e.get("event_action") == "trigger"]
     assert [e["dedup_key"] for e in triggers] == [dedup_key(request.id)]
@@ -175,3 +184,12 @@ def test_a_database_that_refuses_connections_as_the_job_starts_fails_any_kind_sa
     # said as a person reads it: the step that failed and why, never "target the target" or a job's name
     assert "— Start failed: the target's PostgreSQL is unreachable" in lines[0], lines[0]
     assert [e["dedup_key"] for e in pagerduty.events if e.get("event_action") == "trigger"] == [dedup_key(request.id)]
+
+
+def test_a_state_no_reader_can_read_is_kept_as_saved_so_the_failure_report_never_fails_on_it() -> None:
+    """A failure report reads the request's state; a step result its reader cannot read (a half-written step, an
+    older shape) must not make the report itself fail, which would leave the failure unsaid and unpaged."""
+    from workers.runtime.pipeline_state import PipelineState
+
+    state = PipelineState.from_dict({"repair": {}, "backup": {"odd": 1}, "current_step": "repair"})
+    assert state.repair is None and state.others["repair"] == {} and state.current_step == "repair"

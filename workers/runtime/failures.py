@@ -130,8 +130,8 @@ def request_failed(ctx: Context, request_id: str, step: str, error: str, *, cras
     state = PipelineState()
     try:
         state = ctx.load_state(request_id)
-    except redis.RedisError as exc:
-        logger.warning("could not read the state of %s from Redis: %s", request_id, type(exc).__name__)
+    except Exception as exc:  # Redis gone, or a state no one can read: the failure is reported all the same
+        logger.warning("could not read the state of %s: %s", request_id, type(exc).__name__)
     if inline and state.current_step:
         step = state.current_step
     info = steps.STEPS.get(step)

@@ -323,12 +323,17 @@ class PipelineState:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PipelineState:
-        """From what Redis holds: each value as its step or field wrote it. A refused step reads as StepRefused."""
+        """From what Redis holds: each value as its step or field wrote it. A refused step reads as StepRefused; a
+        value its reader cannot read stays as it was saved, in `others` (a failure report must never fail on it)."""
         steps: dict[str, Any] = {}
+        unread: dict[str, JsonObject] = {}
         for name, read in READERS.items():
             value = data.get(name)
             if isinstance(value, Mapping):
-                steps[name] = StepRefused(str(value["reason"])) if value.get("refused") else read(value)
+                try:
+                    steps[name] = StepRefused(str(value["reason"])) if value.get("refused") else read(value)
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    unread[name] = dict(value)
         counts = data.get("baseline_counts")
         return cls(
             into=str(data.get("into") or "target"),
@@ -338,7 +343,8 @@ class PipelineState:
             failed_step=str(data["failed_step"]) if data.get("failed_step") else None,
             error=str(data["error"]) if data.get("error") else None,
             baseline_counts={str(t): int(n) for t, n in counts.items()} if isinstance(counts, Mapping) else None,
-            others={str(k): dict(v) for k, v in data.items() if k not in KNOWN and isinstance(v, Mapping)},
+            others={**{str(k): dict(v) for k, v in data.items() if k not in KNOWN and isinstance(v, Mapping)},
+                    **unread},
             **steps,
         )
 
