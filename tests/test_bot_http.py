@@ -65,7 +65,9 @@ def test_forged_and_stale_signatures_are_rejected(
 @pytest.mark.usefixtures("idle_worker")
 def test_help_and_read_verbs(sender: SlackRequestSender, slack_api: SlackApiServer, bot_queue: Queue) -> None:
     status, body = sender.command("help", user_id=ALICE, channel_id=CHANNEL)
-    assert status == 200 and "/rollback dry-run &lt;version&gt; [target]" in body and "/rollback restore" in body
+    assert status == 200 and "*Main path*" in body and "`dry-run`" in body and "`restore`" in body
+    status, body = sender.command("help dry-run", user_id=ALICE, channel_id=CHANNEL)  # a verb's details: its usage
+    assert status == 200 and "/rollback dry-run &lt;version&gt; [target]" in body
 
     for verb, path in [("status", "status"), ("backups", "backups"), ("history", "history")]:
         sender.command(f"{verb} staging", user_id=ALICE, channel_id=CHANNEL)
