@@ -123,8 +123,9 @@ def test_point_from_history_window_checked_restored_to_healthy_and_verified(
     assert supabase.restores == []  # nothing ran before the approval
 
     done = _approve_and_wait(stack_sender, slack_api, store, request)
-    thread = _thread(slack_api, request)
-    assert done.status is RequestStatus.SUCCEEDED, thread
+    assert done.status is RequestStatus.SUCCEEDED, _thread(slack_api, request)
+    # The worker sets the status, then posts the outcome line: wait for that line, not only the status.
+    thread = slack_api.wait_for(lambda: "done and verified" in (t := _thread(slack_api, request)) and t)
     assert supabase.restores == [(DEFAULT_REF, expected_point)]
     assert "*Point-in-time recovery* finished" in thread and "*Verification* finished" in thread
     assert "point-in-time recovery of *prod* done and verified" in thread

@@ -99,7 +99,8 @@ def test_the_droplet_is_restored_from_its_snapshot_then_checked_and_verified(
     assert "*Everything written after" in card and "is lost.*" in card and "Preview hash" in card
 
     done = _approve_and_wait(stack_sender, slack_api, store, request)
-    thread = _thread(slack_api, request)
+    # The worker sets the status, then posts the outcome line: wait for that line, not only the status.
+    thread = slack_api.wait_for(lambda: "done and verified" in (t := _thread(slack_api, request)) and t)
     assert done.status is RequestStatus.SUCCEEDED, thread
     assert ("POST", f"/v2/droplets/{DEFAULT_DROPLET_ID}/actions") in digitalocean.requests
     restores = [a for a in digitalocean.actions.values() if a.type == "restore"]

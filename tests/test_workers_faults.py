@@ -203,6 +203,12 @@ def test_an_idle_worker_stops_on_one_sigterm_within_a_process_managers_grace(tmp
     for round_ in range(3):  # the hang was a race: a few rounds make it show
         process = WorkerProcess(stack_env, tmp_path / f"worker-{round_}.log").wait_ready()
         try:
+            # RQ installs its signal handlers after it registers: wait until it idles in its loop (a SIGTERM
+            # before that is the default handler's, not the shutdown under test)
+            deadline = time.monotonic() + WAIT_SECONDS
+            while (worker := process.rq_worker()) is None or worker.get_state() != "idle":
+                assert time.monotonic() < deadline, process.output()
+                time.sleep(0.05)
             process.process.terminate()
             assert process.process.wait(timeout=25) == 0, process.log_path.read_text()[-2000:]
         finally:
