@@ -8,7 +8,7 @@ Pure data: no HTTP, no Redis, no database.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from core.jsontypes import JsonObject
@@ -16,6 +16,11 @@ from core.jsontypes import JsonObject
 
 def _float(value: Any) -> float:
     return float(value or 0)
+
+
+def _fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Each field of the dataclass `cls` from the client's answer (None where it has none)."""
+    return {f.name: data.get(f.name) for f in fields(cls)}
 
 
 @dataclass(frozen=True)
@@ -31,9 +36,7 @@ class Snapshot:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
-        return cls(id=str(data.get("id")), name=data.get("name"), created_at=data.get("created_at"),
-                   resource_id=data.get("resource_id"), resource_type=data.get("resource_type"),
-                   size_gigabytes=data.get("size_gigabytes"))
+        return cls(**{**_fields(cls, data), "id": str(data.get("id"))})
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ class NewCluster:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NewCluster:
-        return cls(**{name: data.get(name) for name in cls.__dataclass_fields__})
+        return cls(**_fields(cls, data))
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ class RestoreAction:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RestoreAction:
-        return cls(**{name: data.get(name) for name in cls.__dataclass_fields__})
+        return cls(**_fields(cls, data))
 
 
 @dataclass(frozen=True)
@@ -135,4 +138,4 @@ class ClusterBackup:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClusterBackup:
-        return cls(**{name: data.get(name) for name in cls.__dataclass_fields__})
+        return cls(**_fields(cls, data))
