@@ -101,6 +101,28 @@ class RestoreResult:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
+@dataclass(frozen=True)
+class BackupManifest:
+    """What a restore reads of a backup's manifest (`check_backup`'s `backup`, workers/postgres/pg_dump.py's
+    `read_manifest`), read once; a field the manifest lacks is None (a dump made by hand says less)."""
+
+    path: Any = None
+    created_at: Any = None
+    sha256: Any = None
+    ours: Any = None
+    target: Any = None
+    format: Any = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BackupManifest:
+        return cls(**{f.name: data.get(f.name) for f in fields(cls)})
+
+
+def database_name(conninfo: str) -> str:
+    """The database a connection string names ("" when it names none)."""
+    return str(pg_conninfo.conninfo_to_dict(conninfo).get("dbname") or "")
+
+
 def check_backup(backup: str, *, backup_dir: str, target: str, pg_restore: str = "pg_restore",
                  any_target: bool = False) -> BackupCheck:
     """Check `backup` (a name in `backup_dir`) before a restore is asked for or started; never raises
@@ -117,9 +139,9 @@ def check_backup(backup: str, *, backup_dir: str, target: str, pg_restore: str =
             manifest = dump_reader.as_manifest(dump_reader.read(archive, pg_restore=pg_restore), archive)
     except (RestoreError, BackupError) as exc:
         return BackupCheck(False, str(exc), newest)
-    if not any_target and manifest.get("ours") and manifest.get("target") != target:
-        return BackupCheck(False, errors.backup_of_other_target(archive.name, manifest.get("target"), target),
-                           newest, manifest)
+    read = BackupManifest.from_dict(manifest)
+    if not any_target and read.ours and read.target != target:
+        return BackupCheck(False, errors.backup_of_other_target(archive.name, read.target, target), newest, manifest)
     return BackupCheck(True, None, newest, manifest)
 
 
@@ -296,7 +318,7 @@ def restore_backup(
                 conninfo, archive, env=env, dbname=dbname, pg_restore=pg_restore, psql=psql,
                 heartbeat=heartbeat, interval=progress_interval, lock_timeout_ms=lock_timeout_ms,
             )
-        counts, database = _counts(conninfo), str(pg_conninfo.conninfo_to_dict(conninfo).get("dbname") or "")
+        counts, database = _counts(conninfo), database_name(conninfo)
         return RestoreResult(
             into=into, database=database, target=target, backup=archive.name, sha256=source.sha256,
             toc_entries=source.entries, duration_s=round(time.monotonic() - started, 3), row_counts=counts,
@@ -341,18 +363,19 @@ class _Source:
         if self.contents is None:
             return
         for table, rows in self.contents.tables.items():
-            if rows is not None and table not in KEPT_TABLES and counts.get(table) != rows:
-                raise RestoreError(errors.restored_rows_differ(self.archive.name, table, rows, counts.get(table, 0)))
+            restored = counts.get(table)
+            if rows is not None and table not in KEPT_TABLES and restored != rows:
+                raise RestoreError(errors.restored_rows_differ(self.archive.name, table, rows, restored or 0))
 
 
 def _source(archive: Path, pg_restore: str) -> _Source:
     """Verify the file before anything happens; a damaged one is refused in one line."""
     try:
         if dump_reader.is_ours(archive):
-            manifest = read_manifest(archive) or {}
+            manifest = BackupManifest.from_dict(read_manifest(archive) or {})
             entries = verify_archive(archive, pg_restore=pg_restore)
-            return _Source(archive, str(manifest.get("format") or dump_reader.format_of(archive)), True,
-                           str(manifest.get("sha256") or ""), entries, target=manifest.get("target"))
+            return _Source(archive, str(manifest.format or dump_reader.format_of(archive)), True,
+                           str(manifest.sha256 or ""), entries, target=manifest.target)
         contents = dump_reader.read(archive, pg_restore=pg_restore)
     except (BackupError, RestoreError) as exc:
         raise RestoreError(errors.nothing_restored(exc)) from exc
@@ -476,7 +499,7 @@ def _restore_by_swap(
     """Load the file into a new database (pg_restore --jobs, or psql for a plain dump), then switch it
     in (workers/postgres/swap.py). Returns the tables the file lacks (gone with the old database) and the name
     the old database is kept under."""
-    target_db = str(pg_conninfo.conninfo_to_dict(conninfo).get("dbname") or "")
+    target_db = database_name(conninfo)
     try:
         extra = sorted(set(user_tables(conninfo)) - loader.tables - set(KEPT_TABLES))
     except VerifyError as exc:

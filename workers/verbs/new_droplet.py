@@ -24,6 +24,7 @@ from workers import messages
 from workers.engine.redact import MASK
 from workers.postgres import migration_history
 from workers.providers.digitalocean import DigitalOcean
+from workers.providers.shapes import Droplet, Snapshot
 from workers.runtime import previews
 from workers.runtime.context import Context
 from workers.runtime.errors import ServiceUnavailable, WorkerError
@@ -42,9 +43,25 @@ from workers.verbs.snapshot_restore import unknown_snapshot
 POSTGRES_PORT = 5432  # the playbook's: what the new droplet's PostgreSQL listens on unless the URL says otherwise
 
 
+@dataclass(frozen=True)
+class NewDropletParams:
+    """What the approval bound (the preview's `params`), read once from `request.params`."""
+
+    snapshot: str
+    new_name: str | None
+    size: Any = None
+    region: Any = None
+    old_ip: Any = None  # the source droplet's IP, for the DNS line
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> NewDropletParams:
+        return cls(snapshot=str(params.get("snapshot")), new_name=str(params.get("new_name") or "") or None,
+                   size=params.get("size"), region=params.get("region"), old_ip=params.get("old_ip"))
+
+
 def start_check(ctx: Context, request: Request, target: Target, progress: Progress) -> Refusal | None:
-    return previews.recheck(request, lambda: droplet_preview(
-        ctx, target, str(request.params.get("snapshot")), str(request.params.get("new_name") or "") or None))
+    params = NewDropletParams.from_params(request.params)
+    return previews.recheck(request, lambda: droplet_preview(ctx, target, params.snapshot, params.new_name))
 
 
 # -- words -----------------------------------------------------------------------------------------------
@@ -63,13 +80,13 @@ def new_droplet_of(name: str, snapshot_id: str, size: Any, region: Any) -> str:
     return f"{name} from snapshot {snapshot_id} (size {size}, region {region})"
 
 
-def new_droplet_figures(created: Mapping[str, Any]) -> dict[str, Any]:
-    return {"droplet": created.get("id"), "status": created.get("status"), "IP": created.get("ip")}
+def new_droplet_figures(created: Droplet) -> dict[str, Any]:
+    return {"droplet": created.id, "status": created.status, "IP": created.ip}
 
 
-def droplet_switch(target: str, created: Mapping[str, Any], config_line: str, dns_line: str) -> str:
-    return (f":information_source: New droplet *{created.get('name')}* (id {created.get('id')}) is active at IP "
-            f"`{created.get('ip')}`. Target *{target}* and its droplet were not changed. *To switch*, once its "
+def droplet_switch(target: str, created: Droplet, config_line: str, dns_line: str) -> str:
+    return (f":information_source: New droplet *{created.name}* (id {created.id}) is active at IP "
+            f"`{created.ip}`. Target *{target}* and its droplet were not changed. *To switch*, once its "
             f"database looks right:\n• config: ```{config_line}``` (the password from your secret store in place of "
             f"`{MASK}`), then restart the application and the workers\n• DNS: {dns_line}\nThen run "
             f"`python -m workers confirm-identity {target}` (until then the wrong-database guard refuses writes to "
@@ -103,21 +120,21 @@ def default_name(target: str, asked_at: float) -> str:
     return f"{target}-restored-{datetime.fromtimestamp(asked_at, UTC).strftime('%Y%m%d%H%M')}".replace("_", "-")
 
 
-def _snapshot(do: DigitalOcean, snapshot_id: str) -> JsonObject:
+def _snapshot(do: DigitalOcean, snapshot_id: str) -> Snapshot:
     try:
-        snapshot = do.snapshot(snapshot_id)
+        snapshot = Snapshot.from_dict(do.snapshot(snapshot_id))
     except ServiceUnavailable:
         raise  # DigitalOcean failing is not an unknown snapshot: paged by the check
     except WorkerError as exc:
         raise RecoveryRefused(unknown_snapshot(snapshot_id, str(exc))) from exc
-    if snapshot.get("resource_type") != "droplet":
-        raise RecoveryRefused(not_a_droplet_snapshot(snapshot_id, snapshot.get("resource_type")))
+    if snapshot.resource_type != "droplet":
+        raise RecoveryRefused(not_a_droplet_snapshot(snapshot_id, snapshot.resource_type))
     return snapshot
 
 
-def _source(do: DigitalOcean, snapshot_id: str, droplet_id: Any) -> JsonObject:
+def _source(do: DigitalOcean, snapshot_id: str, droplet_id: Any) -> Droplet:
     try:
-        return do.droplet(int(droplet_id))
+        return Droplet.from_dict(do.droplet(int(droplet_id)))
     except ServiceUnavailable:
         raise
     except (WorkerError, ValueError) as exc:
@@ -129,66 +146,78 @@ def droplet_preview(ctx: Context, target: Target, snapshot_id: str, new_name: st
     and region; the name. The digest binds them with the target's identity."""
     do = digitalocean(ctx)
     snapshot = _snapshot(do, snapshot_id)
-    source = _source(do, snapshot_id, snapshot.get("resource_id"))
+    source = _source(do, snapshot_id, snapshot.resource_id)
     name = new_name or default_name(target.name, time.time())
     with ctx.connect(target) as conn:
         found = _guarded_identity(ctx, conn, target)
         versions = [v for v, _ in applied_versions(conn)]
-    facts: JsonObject = {"snapshot": snapshot_id, "snapshot_name": snapshot.get("name"),
-                         "taken_at": snapshot.get("created_at"), "source_droplet": source.get("id"),
-                         "size": source.get("size"), "region": source.get("region"), "new_name": name}
+    facts: JsonObject = {"snapshot": snapshot_id, "snapshot_name": snapshot.name,
+                         "taken_at": snapshot.created_at, "source_droplet": source.id,
+                         "size": source.size, "region": source.region, "new_name": name}
     preview = Preview(kind=RequestKind.NEW_DROPLET.value, target=target.name, versions_before=tuple(versions),
-                      snapshot=snapshot_id, snapshot_name=snapshot.get("name"), taken_at=snapshot.get("created_at"),
-                      source_droplet=source.get("id"), size=source.get("size"), region=source.get("region"),
-                      new_name=name)
+                      snapshot=snapshot_id, snapshot_name=snapshot.name, taken_at=snapshot.created_at,
+                      source_droplet=source.id, size=source.size, region=source.region, new_name=name)
     return PreviewCheck(ok=True, digest=digest_of(found, {"kind": "new_droplet", **facts}), preview=preview,
-                        params={**facts, "old_ip": source.get("ip")})
+                        params={**facts, "old_ip": source.ip})
 
 
 # -- the step --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _UrlParts:
+    """What the switch lines use of the target's database URL: never its password."""
+
+    host: str | None
+    port: Any
+    user: str
+    dbname: str
+
+    @classmethod
+    def of(cls, ctx: Context, target: Target) -> _UrlParts:
+        parts = {k: v for k, v in psycopg.conninfo.conninfo_to_dict(ctx.settings.database_url(target)).items() if v}
+        return cls(host=str(parts["host"]) if "host" in parts else None, port=parts.get("port", POSTGRES_PORT),
+                   user=str(parts.get("user", "postgres")), dbname=str(parts.get("dbname", "")))
+
+
 def config_line(ctx: Context, target: Target, ip: Any) -> str:
     """The target's DATABASE_URL with the new droplet's IP, its password masked (never read out of the URL)."""
-    parts = psycopg.conninfo.conninfo_to_dict(ctx.settings.database_url(target))
-    port = parts.get("port") or POSTGRES_PORT
-    return f"DATABASE_URL=postgresql://{parts.get('user') or 'postgres'}:{MASK}@{ip}:{port}/{parts.get('dbname') or ''}"
+    url = _UrlParts.of(ctx, target)
+    return f"DATABASE_URL=postgresql://{url.user}:{MASK}@{ip}:{url.port}/{url.dbname}"
 
 
 @dataclass(frozen=True)
 class NewDropletResult:
     """The *New droplet* step: DigitalOcean's answer for the droplet made (id, name, size, region, ip)."""
 
-    created: JsonObject
+    created: Droplet
 
     def to_dict(self) -> JsonObject:
-        return {"new_droplet": self.created}
+        return {"new_droplet": self.created.to_dict()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NewDropletResult:
-        created = data.get("new_droplet")
-        return cls(dict(created) if isinstance(created, Mapping) else {})
+        created = data["new_droplet"] if "new_droplet" in data else None
+        return cls(Droplet.from_dict(created if isinstance(created, Mapping) else {}))
 
 
 def new_droplet(ctx: Context, request: Request, target: Target, progress: Progress) -> NewDropletResult:
     """The new droplet, followed until active with an IP (bounded); the thread gets the IP and the switch."""
-    params = request.params
-    name, snapshot_id = str(params["new_name"]), str(params["snapshot"])
-    started = progress.start("new_droplet", new_droplet_of(name, snapshot_id, params.get("size"), params.get("region")))
+    params = NewDropletParams.from_params(request.params)
+    name, snapshot_id = str(request.params["new_name"]), params.snapshot
+    started = progress.start("new_droplet", new_droplet_of(name, snapshot_id, params.size, params.region))
     with progress.heartbeat("new_droplet") as beat:
-        created = digitalocean(ctx).create_droplet_from_snapshot(
-            name, snapshot_id, str(params["size"]), str(params["region"]), heartbeat=beat,
-            poll_seconds=ctx.options.do_poll_s, timeout_s=ctx.options.do_action_timeout_s)
+        created = Droplet.from_dict(digitalocean(ctx).create_droplet_from_snapshot(
+            name, snapshot_id, str(params.size), str(params.region), heartbeat=beat,
+            poll_seconds=ctx.options.do_poll_s, timeout_s=ctx.options.do_action_timeout_s))
     with ctx.connect(target) as conn:
         migration_history.record(conn, operation="new_droplet", status="completed", executed_by=request.requester,
                                  approved_by=request.approver, request_id=request.id,
-                                 duration_ms=int(float(created.get("duration_s") or 0) * 1000),
-                                 details={"snapshot": snapshot_id, **{k: created.get(k) for k in (
-                                     "id", "name", "size", "region", "ip")}})
+                                 duration_ms=int(float(created.duration_s or 0) * 1000),
+                                 details={"snapshot": snapshot_id, **created.facts})
     progress.finish("new_droplet", started, new_droplet_figures(created))
-    host = psycopg.conninfo.conninfo_to_dict(ctx.settings.database_url(target)).get("host")
-    progress.post(droplet_switch(target.name, created, config_line(ctx, target, created.get("ip")),
-                                 dns_record(str(host) if host else None, params.get("old_ip"), created.get("ip"))))
+    progress.post(droplet_switch(target.name, created, config_line(ctx, target, created.ip),
+                                 dns_record(_UrlParts.of(ctx, target).host, params.old_ip, created.ip)))
     return NewDropletResult(created)
 
 
@@ -199,13 +228,14 @@ def promised(ctx: Context, request: Request, target: Target, state: PipelineStat
     """The droplet exists, is active, was made from the snapshot the card named, with the name it named: read
     back from DigitalOcean now, not from what the creation answered."""
     made = state.result("new_droplet", NewDropletResult.from_dict)
-    created = made.created if made is not None else {}
-    if created.get("id") is None:
+    if made is None or made.created.id is None:
         return Promise(mismatches=(droplet_not_as_promised("id", "a new droplet", None),))
-    found = digitalocean(ctx).droplet(int(created["id"]))
-    wanted = {"name": request.params.get("new_name"), "status": "active", "image": str(request.params.get("snapshot"))}
-    return Promise(mismatches=tuple(droplet_not_as_promised(k, v, found.get(k))
-                                    for k, v in wanted.items() if found.get(k) != v))
+    found = Droplet.from_dict(digitalocean(ctx).droplet(int(made.created.id)))
+    params = NewDropletParams.from_params(request.params)
+    # (field, what the approval named, what DigitalOcean says now)
+    compared = (("name", params.new_name, found.name), ("status", "active", found.status),
+                ("image", params.snapshot, found.image))
+    return Promise(mismatches=tuple(droplet_not_as_promised(k, v, now) for k, v, now in compared if now != v))
 
 
 def succeeded(request: Request, target: Target, state: PipelineState, duration_s: float) -> str:

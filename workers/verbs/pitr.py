@@ -5,7 +5,8 @@ maintenance off."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,9 +35,21 @@ from workers.runtime.progress import Progress
 from workers.verbs import Promise, Refusal
 
 
+@dataclass(frozen=True)
+class PitrParams:
+    """What the approval bound (the preview's `params`), read once from `request.params`."""
+
+    point_unix: Any  # the recovery point
+    bad_version: str | None  # the migration it goes back before (None: an explicit time)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> PitrParams:
+        return cls(point_unix=params.get("point_unix"), bad_version=params.get("bad_version"))
+
+
 def start_check(ctx: Context, request: Request, target: Target, progress: Progress) -> Refusal | None:
-    return previews.recheck(request, lambda: pitr_preview(
-        ctx, target, before=None, at=previews.utc_text(request.params.get("point_unix"))))
+    point = PitrParams.from_params(request.params).point_unix
+    return previews.recheck(request, lambda: pitr_preview(ctx, target, before=None, at=previews.utc_text(point)))
 
 
 def not_supabase(target: str) -> str:
@@ -133,7 +146,7 @@ def pitr(ctx: Context, request: Request, target: Target, progress: Progress) -> 
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
         versions = [v for v, _ in applied_versions(conn)]
         migration_history.record(conn, operation="pitr", status="completed", executed_by=request.requester,
-                       approved_by=request.approver, request_id=request.id, version=request.params.get("bad_version"),
+                       approved_by=request.approver, request_id=request.id, version=PitrParams.from_params(request.params).bad_version,
                        duration_ms=int(waited * 1000), details={"project_ref": ref, "point_unix": point})
     progress.finish("pitr", started, pitr_figures(point, waited, versions))
     return PitrStepResult(ref, point, round(waited, 3), versions)

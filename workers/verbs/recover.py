@@ -5,7 +5,9 @@ transaction (workers/runtime/previews.py, workers/postgres/row_merge.py)."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from workers.postgres import dump_reader, identity, migration_history, row_merge
 from workers.postgres.checks import count_rows
 from workers.postgres.dump_reader import list_backups
 from workers.postgres.pg_dump import take_backup
-from workers.postgres.pg_restore import check_backup
+from workers.postgres.pg_restore import BackupManifest, check_backup
 from workers.runtime import approved_requests, previews
 from workers.runtime.context import Context
 from workers.runtime.errors import StepFailed
@@ -33,10 +35,24 @@ from workers.runtime.progress import Progress
 from workers.verbs import Promise, Refusal
 
 
+@dataclass(frozen=True)
+class RecoverParams:
+    """What the approval bound (the preview's `params`), read once from `request.params`."""
+
+    tables: list[str]
+    overwrite: bool
+    recovery_digest: str  # the diff approved: the one the recovery must find again
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> RecoverParams:
+        return cls(tables=list(params.get("tables") or []), overwrite=bool(params.get("overwrite")),
+                   recovery_digest=str(params.get("recovery_digest")))
+
+
 def start_check(ctx: Context, request: Request, target: Target, progress: Progress) -> Refusal | None:
+    params = RecoverParams.from_params(request.params)
     return previews.recheck(request, lambda: recover_preview(
-        ctx, target, str(request.backup), list(request.params.get("tables") or []),
-        bool(request.params.get("overwrite"))))
+        ctx, target, str(request.backup), params.tables, params.overwrite))
 
 
 BEFORE_RECOVERY = "before the table recovery"
@@ -141,7 +157,7 @@ def recover_preview(ctx: Context, target: Target, backup: str | None, tables: Se
                                   differing=t.differing, only_live=t.only_live,
                                   missing_sample=tuple(t.missing_sample), differing_sample=tuple(t.differing_sample),
                                   only_live_sample=tuple(t.only_live_sample)) for t in shown.tables),
-        created_at=manifest.get("created_at"),
+        created_at=BackupManifest.from_dict(manifest).created_at,
         file=dump_reader.read(archive, pg_restore=ctx.options.pg_restore).summary(),
         chosen_before=chosen_before,  # no backup named: the newest taken before this migration was applied
     )
@@ -153,7 +169,7 @@ def recover_preview(ctx: Context, target: Target, backup: str | None, tables: Se
 
 def table_backup(ctx: Context, request: Request, target: Target, progress: Progress) -> TableBackupStepResult | BackupWaived:
     """A fresh, verified backup of just the tables about to change (pg_dump -t): no backup, no change."""
-    tables = [row_merge.parse_table(t) for t in request.params.get("tables") or []]
+    tables = [row_merge.parse_table(t) for t in RecoverParams.from_params(request.params).tables]
     with ctx.connect(target) as conn:
         identity.guard(conn, ctx.redis, target.name, by=request.requester)
     waived = approved_requests.backup_waived(ctx, request, target, progress, "table_backup")
@@ -180,13 +196,12 @@ def table_backup(ctx: Context, request: Request, target: Target, progress: Progr
 def recover_rows(ctx: Context, request: Request, target: Target, progress: Progress) -> RecoverStepResult:
     """Insert the missing rows (overwrite the differing ones only if asked) in one transaction, parents
     first; the diff is recomputed in that transaction and must be the one approved; counts verified."""
-    tables = list(request.params.get("tables") or [])
-    overwrite = bool(request.params.get("overwrite"))
+    params = RecoverParams.from_params(request.params)
+    tables, overwrite = params.tables, params.overwrite
     archive, _ = _archive(ctx, target, str(request.backup))
     started = progress.start("recover", recover_of(archive.name, tables, overwrite))
     with progress.heartbeat("recover") as beat, _session(ctx, target, archive, tables, beat) as session:
-        result = row_merge.apply(session, archive.name, overwrite, str(request.params.get("recovery_digest")),
-                               time.monotonic())
+        result = row_merge.apply(session, archive.name, overwrite, params.recovery_digest, time.monotonic())
     ctx.store().clear_plans(target.name)  # the target's rows changed
     with ctx.connect(target) as conn:
         migration_history.record(conn, operation="recover", status="completed", executed_by=request.requester,
@@ -208,11 +223,12 @@ def promised(ctx: Context, request: Request, target: Target, state: PipelineStat
     its rows before the recovery plus the rows inserted (counted now, not as the step saw them, so rows lost
     again before the end are not called recovered; rows the application adds meanwhile are welcome)."""
     done = state.recover
-    before, inserted = (done.counts_before, done.inserted) if done else ({}, {})
-    tables = [str(t) for t in request.params.get("tables") or []]
+    # Counters: a table the step did not count had none before and none inserted.
+    before, inserted = (Counter(done.counts_before), Counter(done.inserted)) if done else (Counter(), Counter())
+    tables = [str(t) for t in RecoverParams.from_params(request.params).tables]
     now = count_rows(ctx.conninfo(target), tables)
-    wrong = tuple(rows_not_put_back(t, int(before.get(t, 0)), int(inserted.get(t, 0)), now[t])
-                  for t in tables if now[t] < int(before.get(t, 0)) + int(inserted.get(t, 0)))
+    wrong = tuple(rows_not_put_back(t, int(before[t]), int(inserted[t]), now[t])
+                  for t in tables if now[t] < int(before[t]) + int(inserted[t]))
     return Promise(mismatches=wrong)
 
 

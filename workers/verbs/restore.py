@@ -21,7 +21,7 @@ from core.requests import Request, RequestKind
 from workers import messages
 from workers.messages import DONE
 from workers.postgres import dump_reader, migration_history
-from workers.postgres.pg_restore import BackupCheck, check_backup, restore_backup
+from workers.postgres.pg_restore import BackupCheck, BackupManifest, check_backup, restore_backup
 from workers.runtime import errors
 from workers.runtime.context import Context
 from workers.runtime.errors import WorkerError
@@ -146,7 +146,8 @@ def restore_preview(ctx: Context, target: Target, archive: Path, manifest: Mappi
     rows, the critical tables' rows live and in the file, and what was written since it was taken (lost)."""
     contents = dump_reader.read(archive, pg_restore=ctx.options.pg_restore)
     after = list(contents.versions)
-    taken = _iso_unix(manifest.get("created_at"))
+    read = BackupManifest.from_dict(manifest)
+    taken = _iso_unix(read.created_at)
     with ctx.connect(target) as conn:
         found = _guarded_identity(ctx, conn, target)
         before = [v for v, _ in applied_versions(conn)]
@@ -167,6 +168,6 @@ def restore_preview(ctx: Context, target: Target, archive: Path, manifest: Mappi
         point_unix=int(taken) if taken else None, lost_seconds=round(time.time() - taken) if taken else None,
         written_since=lost,
     )
-    digest = digest_of(found, {"kind": "restore", "sha256": manifest.get("sha256") or contents.sha256,
+    digest = digest_of(found, {"kind": "restore", "sha256": read.sha256 or contents.sha256,
                                "versions_before": before, "versions_after": after})
     return digest, preview
