@@ -132,14 +132,9 @@ def missing_down_script(version: str, name: str, folder: str, migration_missing:
 
 
 def _session(info: dict[str, Any]) -> str:
-    parts = [f"pid {info.get('pid')}"]
-    if info.get("usename"):
-        parts.append(f"user {info['usename']}")
-    if info.get("application_name"):
-        parts.append(f"application {info['application_name']!r}")
-    if info.get("state"):
-        parts.append(f"state {info['state']!r}")
-    return ", ".join(parts)
+    # every session row has its pid; a lock holder has no state, a session gone meanwhile only its pid
+    shown = {"usename": "user {}", "application_name": "application {!r}", "state": "state {!r}"}
+    return ", ".join([f"pid {info['pid']}", *(form.format(info[key]) for key, form in shown.items() if info.get(key))])
 
 
 def lock_busy(dbname: str, holder: dict[str, Any] | None, advice: Advice = CLI) -> str:
@@ -438,7 +433,7 @@ def render_escrow(holdings: Sequence[dict[str, Any]]) -> str:
     if not holdings:
         return "no escrow held"
     rows = [[h["request_id"], ", ".join(h["tables"]) or "-", str(h["rows"]), _size(h["bytes"]),
-             h["age"], "undone" if h.get("undone_at") else ("not escrowed: " + str(len(h["not_escrowed"]))
+             h["age"], "undone" if h["undone_at"] else ("not escrowed: " + str(len(h["not_escrowed"]))
                                                             if h["not_escrowed"] else "")]
             for h in holdings]
     return _table(["request", "tables", "rows", "size", "age", "notes"], rows)
@@ -615,12 +610,11 @@ def render_history(rows: Sequence[dict[str, Any]]) -> str:
     if not rows:
         return "migration_history is empty"
     table = []
-    for r in rows:
-        at = r.get("executed_at")
-        table.append([str(r.get("id") or ""), str(r.get("version") or ""), str(r.get("operation") or ""),
-                      str(r.get("status") or ""), str(r.get("executed_by") or ""),
-                      at.strftime("%Y-%m-%d %H:%M:%S%z") if at else "", str(r.get("approved_by") or ""),
-                      _short(str(r.get("error_message") or ""), 60)])
+    for r in rows:  # whole migration_history rows: every column is there, NULL as None
+        at = r["executed_at"]
+        table.append([*(str(r[c] or "") for c in ("id", "version", "operation", "status", "executed_by")),
+                      at.strftime("%Y-%m-%d %H:%M:%S%z") if at else "", str(r["approved_by"] or ""),
+                      _short(str(r["error_message"] or ""), 60)])
     return _table(["id", "version", "operation", "status", "executed_by", "executed_at", "approved_by", "error"],
                   table)
 

@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import pq, sql
@@ -24,6 +24,9 @@ from workers.engine.locks import RetryPolicy, local_timeouts, session_timeouts, 
 from workers.engine.planning import build_apply_plan, build_rollback_plan
 from workers.engine.results import DryRunReport, Plan, PlanStep, RunReport, ServerInfo, StatementResult
 from workers.engine.scripts import MigrationSet
+
+if TYPE_CHECKING:
+    from workers.engine.forecast import Forecast
 
 # Failures are written on a fresh connection when the run's own was abandoned after an interruption.
 BOOKKEEPING_APPLICATION = "rollback-bot bookkeeping"
@@ -56,11 +59,25 @@ class Context:
     def pid(self) -> int:
         return int(self.conn.info.backend_pid)
 
+    @property
+    def statement(self) -> str:
+        """The statement running now ("" before the first)."""
+        return self.current.get("sql", "")
+
     def retries(self, attempt: Callable[[], Any], policy: RetryPolicy | None = None) -> Any:
         return with_lock_retries(
             attempt, policy=policy or self.policy, conninfo=self.conninfo, pid=self.pid,
-            statement_of=lambda: self.current.get("sql", ""), log=self.log,
+            statement_of=lambda: self.statement, log=self.log,
         )
+
+
+@dataclass
+class _Progress:
+    """How far a run got, kept across its attempts so that a failure can name its plan and step."""
+
+    plan: Plan | None = None
+    step: PlanStep | None = None
+    done: list[str] = field(default_factory=list)  # versions reverted in the first transaction
 
 
 def _elapsed_ms(start: float) -> float:
@@ -132,17 +149,17 @@ def _revert_step(ctx: Context, plan: Plan, step: PlanStep) -> list[StatementResu
 def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> RunReport:
     store.ensure_tables(ctx.conn)
     started = time.perf_counter()
-    state: dict[str, Any] = {}
+    state = _Progress()
 
     def attempt() -> RunReport:
-        state.clear()  # a retried attempt starts from scratch, like its transaction
+        state.plan, state.step, state.done = None, None, []  # a retried attempt starts afresh, like its transaction
         with interrupts.transaction(ctx.conn):
             local_timeouts(ctx.conn, ctx.policy.lock_timeout_ms, ctx.statement_timeout_ms)
             done = _already_done(ctx)  # inside the transaction, under the lock: exactly once
             if done is not None:
                 return done
             plan = build_rollback_plan(ctx.server, ctx.disk, _read_rows(ctx), to)
-            state["plan"] = plan
+            state.plan = plan
             if expected_plan_hash and plan.hash != expected_plan_hash:
                 raise PlanChanged(expected_plan_hash, plan.hash)
             if ctx.escrow is not None and plan.steps:
@@ -155,20 +172,20 @@ def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> Ru
             for step in plan.steps:
                 if not step.transactional:
                     break  # runs below, outside this transaction
-                state["step"] = step
+                state.step = step
                 results += _revert_step(ctx, plan, step)
-                state.setdefault("done", []).append(step.version)
+                state.done.append(step.version)
             if ctx.escrow is not None and plan.steps:
                 ctx.escrow.finish()
-            state["results"] = results
-            return RunReport("rollback", list(state.get("done", [])), results, 0.0, to=to, plan_hash=plan.hash,
+            return RunReport("rollback", list(state.done), results, 0.0, to=to, plan_hash=plan.hash,
                              request_id=ctx.request_id)
 
     try:
         report: RunReport = ctx.retries(attempt)
         if report.already_done:
             return report
-        plan = state["plan"]
+        plan = state.plan
+        assert plan is not None  # set by every attempt that did not find the rollback already done
         remaining = [s for s in plan.steps if s.version not in report.versions]
         results = list(report.statements)
         done = list(report.versions)
@@ -180,7 +197,7 @@ def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> Ru
                     with interrupts.transaction(ctx.conn):
                         local_timeouts(ctx.conn, ctx.policy.lock_timeout_ms, ctx.statement_timeout_ms)
                         for step in group:
-                            state["step"] = step
+                            state.step = step
                             out += _revert_step(ctx, plan, step)
                         if ctx.escrow is not None:
                             ctx.escrow.finish()
@@ -188,25 +205,26 @@ def rollback(ctx: Context, to: str | None, expected_plan_hash: str | None) -> Ru
                 results += ctx.retries(segment)
             else:
                 for step in group:
-                    state["step"] = step
+                    state.step = step
                     results += _revert_outside_transaction(ctx, plan, step)
             done += [step.version for step in group]
     except (LockTimeout, EscrowIncomplete) as exc:
-        _record_failure(ctx, "rollback", state, to, exc.message)
+        _record_failure_at(ctx, "rollback", state.step, state.plan, to, exc.message)
         raise
     except psycopg.Error as exc:
-        failed: PlanStep | None = state.get("step")
+        failed = state.step
         if failed is None:
             raise
-        failure = MigrationFailed("rollback", failed.version, failed.name, ctx.current.get("sql", ""),
+        failure = MigrationFailed("rollback", failed.version, failed.name, ctx.statement,
                                   ctx.redact(_pg_message(exc)), exc.sqlstate, rolled_back=failed.transactional)
-        _record_failure(ctx, "rollback", state, to, failure.message)
+        _record_failure_at(ctx, "rollback", state.step, state.plan, to, failure.message)
         raise failure from None
     except EngineError:
         raise
     except BaseException as exc:  # a job timeout, a signal, Ctrl-C: record it, then let it go on unchanged
         interrupts.abandon_if_busy(ctx.conn)
-        _record_failure(ctx, "rollback", state, to, _interruption(ctx, "rollback", state.get("step"), exc))
+        _record_failure_at(ctx, "rollback", state.step, state.plan, to,
+                           _interruption(ctx, "rollback", state.step, exc))
         raise
     return RunReport("rollback", done, results, _elapsed_ms(started), to=to, plan_hash=plan.hash,
                      request_id=ctx.request_id, escrow=ctx.escrow.to_dict() if ctx.escrow and done else None)
@@ -258,9 +276,13 @@ def _run_outside_transaction(ctx: Context, step: PlanStep) -> list[StatementResu
 
 
 def _record_failure(ctx: Context, operation: str, state: dict[str, Any], to: str | None, error: str) -> None:
+    """`_record_failure_at`, from a run's state kept as a dict (the undo's)."""
+    _record_failure_at(ctx, operation, state.get("step"), state.get("plan"), to, error)
+
+
+def _record_failure_at(ctx: Context, operation: str, step: PlanStep | None, plan: Plan | None, to: str | None,
+                       error: str) -> None:
     """Write the failure to migration_history on its own (the failed transaction is already rolled back)."""
-    step = state.get("step")
-    plan = state.get("plan")
     if step is None and plan is not None and plan.steps:
         step = plan.steps[0]
     try:
@@ -272,7 +294,7 @@ def _record_failure(ctx: Context, operation: str, state: dict[str, Any], to: str
 def _interruption(ctx: Context, operation: str, step: PlanStep | None, exc: BaseException) -> str:
     reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return messages.run_interrupted(operation, step.version if step else None, step.name if step else None,
-                                    ctx.current.get("sql", ""), ctx.redact(reason))
+                                    ctx.statement, ctx.redact(reason))
 
 
 @contextlib.contextmanager
@@ -297,7 +319,7 @@ def _write_failure(ctx: Context, operation: str, step: PlanStep | None, plan: Pl
             conn, version=step.version if step else (to or ""), operation=operation, status="failed",
             executed_by=ctx.actor, approved_by=ctx.approved_by, request_id=ctx.request_id, error_message=error,
             details={"to": to, "plan_hash": plan.hash if plan else None,
-                     "versions": plan.versions if plan else [], "statement": ctx.current.get("sql")},
+                     "versions": plan.versions if plan else [], "statement": ctx.statement or None},
         )
 
 
@@ -344,7 +366,7 @@ def apply(ctx: Context, *, reapply: Iterable[str] = (), before: Callable[[Plan],
             _record_apply_failure(ctx, step, checksum, exc.message, mark=not step.transactional)
             raise
         except psycopg.Error as exc:
-            failure = MigrationFailed("apply", step.version, step.name, ctx.current.get("sql", ""),
+            failure = MigrationFailed("apply", step.version, step.name, ctx.statement,
                                       ctx.redact(_pg_message(exc)), exc.sqlstate, rolled_back=step.transactional)
             _record_apply_failure(ctx, step, checksum, failure.message, mark=True)
             raise failure from None
@@ -387,7 +409,7 @@ def _record_apply_failure(ctx: Context, step: PlanStep, checksum: str, error: st
             store.record_history(
                 conn, version=step.version, operation="apply", status="failed", executed_by=ctx.actor,
                 approved_by=ctx.approved_by, request_id=ctx.request_id, error_message=error,
-                details={"statement": ctx.current.get("sql")},
+                details={"statement": ctx.statement or None},
             )
     except psycopg.Error as exc:
         ctx.log(messages.failure_not_recorded(ctx.redact(_pg_message(exc))))
@@ -478,6 +500,18 @@ def _vacuum(ctx: Context, tables: list[tuple[str, ...]]) -> None:
     ctx.log(messages.dry_run_vacuumed([".".join(t) for t in tables], _elapsed_ms(started)))
 
 
+@dataclass
+class _DryRunProgress:
+    """What a dry run's attempt got to, read once it is rolled back."""
+
+    plan: Plan | None = None
+    run: bounded.BoundedRun | None = None
+    step: PlanStep | None = None
+    results: list[StatementResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    forecast: Forecast | None = None
+
+
 def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_ms: int,
             reapply: Iterable[str] = ()) -> DryRunReport:
     """Run the plan's real SQL in a transaction that is always rolled back; report what would happen.
@@ -490,7 +524,7 @@ def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_m
     policy = RetryPolicy(min(ctx.policy.lock_timeout_ms, dry_run_lock_timeout_ms), ctx.policy.retries,
                          ctx.policy.base_seconds)
     sequences_before = _sequence_values(ctx.conn)
-    holder: dict[str, Any] = {}
+    holder = _DryRunProgress()
     rehearse_escrow = ctx.assess_escrow and operation == "rollback"
 
     def losses_of(version: str, statement: str) -> tuple[sqltext.Effects, list[str]]:
@@ -505,12 +539,12 @@ def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_m
     def attempt() -> None:
         results: list[StatementResult] = []
         warnings: list[str] = []
-        holder.clear()
+        holder.plan, holder.run, holder.step = None, None, None  # a retried attempt starts afresh
         with interrupts.transaction(ctx.conn, force_rollback=True):
             local_timeouts(ctx.conn, policy.lock_timeout_ms, ctx.statement_timeout_ms)
             plan = (build_rollback_plan(ctx.server, ctx.disk, _read_rows(ctx), to) if operation == "rollback"
                     else build_apply_plan(ctx.server, ctx.disk, store.read_recorded(ctx.conn), reapply))
-            holder["plan"] = plan
+            holder.plan = plan
             if operation == "apply":
                 warnings += list(_out_of_order(plan).values())
             rehearsal = None
@@ -519,9 +553,9 @@ def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_m
                 rehearsal.begin(target_version=to, versions=plan.versions, plan_hash=plan.hash,
                                 executed_by=ctx.actor, approved_by=None)
             run = bounded.BoundedRun(ctx.conn, ctx.dry_run_budget_ms, ctx.statement_timeout_ms, escrow=rehearsal)
-            holder["run"] = run
+            holder.run = run
             for step in plan.steps:
-                holder["step"] = step
+                holder.step = step
                 if not step.transactional:
                     warnings.append(messages.no_transaction_dry_run(step.version, step.name))
                     if ctx.assess_escrow and operation == "rollback":
@@ -553,19 +587,20 @@ def dry_run(ctx: Context, operation: str, to: str | None, dry_run_lock_timeout_m
                 for estimate in run.estimate_rest(losses_of):
                     results.append(estimate.result)
                     warnings += estimate.warnings
-            holder.update(results=results, warnings=warnings, forecast=run.forecast(plan))
+            holder.results, holder.warnings, holder.forecast = results, warnings, run.forecast(plan)
 
     try:
         ctx.retries(attempt, policy)
     except psycopg.Error as exc:
-        step = holder.get("step")
+        step = holder.step
         if step is None:
             raise
-        raise MigrationFailed(f"dry run of {operation}", step.version, step.name, ctx.current.get("sql", ""),
+        raise MigrationFailed(f"dry run of {operation}", step.version, step.name, ctx.statement,
                               ctx.redact(_pg_message(exc)), exc.sqlstate) from None
-    warnings = list(holder["warnings"])
-    _vacuum(ctx, list(holder["run"].written))
+    assert holder.plan is not None and holder.run is not None  # the attempt went through
+    warnings = list(holder.warnings)
+    _vacuum(ctx, list(holder.run.written))
     after = _sequence_values(ctx.conn)
     warnings += [messages.sequence_advanced(n) for n, v in sequences_before.items()
                  if n in after and after[n] != v]
-    return DryRunReport(holder["plan"], holder["results"], warnings, forecast=holder["forecast"])
+    return DryRunReport(holder.plan, holder.results, warnings, forecast=holder.forecast)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -46,6 +47,32 @@ STARTED = frozenset({RequestStatus.APPROVED, RequestStatus.RUNNING})
 _reported_here: set[str] = set()
 
 
+@dataclass(frozen=True)
+class JobArguments:
+    """The keyword arguments a failed job was given, read once (any of them may be missing)."""
+
+    request_id: str | None = None
+    step: str | None = None  # a chained step's job names its step; the runner's own job does not
+    tick: int = 0  # one look of a watch window
+    target: str | None = None
+    version: str | None = None
+    channel: str | None = None
+    thread_ts: str | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> JobArguments:
+        return cls.from_dict(job.kwargs or {})
+
+    @classmethod
+    def from_dict(cls, data: JsonObject) -> JobArguments:
+        def text(name: str) -> str | None:
+            value = data.get(name)
+            return str(value) if value else None
+        return cls(request_id=text("request_id"), step=text("step"), tick=int(data.get("tick") or 0),
+                   target=text("target"), version=text("version"), channel=text("channel"),
+                   thread_ts=text("thread_ts"))
+
+
 def on_job_failure(job: Job, connection: Any, exc_type: Any = None, exc_value: Any = None, tb: Any = None) -> None:
     """RQ failure callback (referenced by dotted path)."""
     report(job, describe(exc_value, _secrets(context())), crashed=is_crash(exc_value))
@@ -54,7 +81,7 @@ def on_job_failure(job: Job, connection: Any, exc_type: Any = None, exc_value: A
 def on_horse_killed(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
     """The worker's work_horse_killed_handler: the forked process running the job died."""
     reason = f"signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"exit status {ret_val}"
-    step = (job.kwargs or {}).get("step") or _job_step(job)
+    step = JobArguments.of(job).step or _job_step(job)
     report(job, errors.job_crashed(step, reason), crashed=True)
 
 
@@ -84,40 +111,45 @@ def report(job: Job, error: str, *, crashed: bool = False) -> None:
                 return
         except redis.RedisError:
             pass  # Redis is gone: report anyway (a second report beats none; PagerDuty dedups the page)
-        kwargs = dict(job.kwargs or {})
+        arguments = JobArguments.of(job)
         if job.func_name == WATCH_LOOK_JOB:  # one look of a watch window: the watch goes on, or ends as interrupted
-            watch.look_failed(ctx, str(kwargs["request_id"]), int(kwargs.get("tick") or 0), error)
-        elif kwargs.get("request_id") and job.func_name in REQUEST_JOBS:
+            watch.look_failed(ctx, str((job.kwargs or {})["request_id"]), arguments.tick, error)
+        elif arguments.request_id and job.func_name in REQUEST_JOBS:
             # An approved request's job, whatever its kind: a chained step names its step, the runner's own job
             # the step it was in (saved as it went), or the start.
-            request_failed(ctx, str(kwargs["request_id"]), str(kwargs.get("step") or START_STEP), error,
-                           crashed=crashed, job_kwargs=kwargs, inline="step" not in kwargs)
+            request_failed(ctx, arguments.request_id, arguments.step or START_STEP, error,
+                           crashed=crashed, arguments=arguments, inline="step" not in (job.kwargs or {}))
         else:
-            standalone_failed(ctx, job, kwargs, error)
+            standalone_failed(ctx, job, arguments, error)
     except Exception:
         logger.exception("could not report the failure of job %s (%s)", job.id, error)
 
 
-def _without_redis(ctx: Context, request_id: str, step: str, error: str, kwargs: JsonObject) -> None:
+def _without_redis(ctx: Context, request_id: str, step: str, error: str, arguments: JobArguments) -> None:
     """Report from the job's own arguments when the request record cannot be read."""
-    progress = ctx.progress(kwargs.get("channel"), kwargs.get("thread_ts"))
+    progress = ctx.progress(arguments.channel, arguments.thread_ts)
     progress.fail(step, error)
-    target_name = str(kwargs.get("target") or "?")
-    target = ctx.settings.targets.get(target_name)
+    target_name = arguments.target or "?"
     escalate(
-        ctx.pager(), progress, key=dedup_key(request_id), target=target_name, version=kwargs.get("version"),
-        step=step, error=error, contacts=ctx.settings.contacts_for(target) if target else ctx.settings.escalation,
+        ctx.pager(), progress, key=dedup_key(request_id), target=target_name, version=arguments.version,
+        step=step, error=error, contacts=_contacts(ctx, target_name),
         details={"request_id": request_id},
     )
     progress.post(messages.outcome_failed(request_id, target_name, step, error, False), broadcast=True)
 
 
+def _contacts(ctx: Context, target_name: str) -> tuple[str, ...]:
+    """Who is paged about a target known only by the name a job was given (an unknown one: the escalation list)."""
+    target = ctx.settings.targets.get(target_name)
+    return ctx.settings.contacts_for(target) if target else ctx.settings.escalation
+
+
 def request_failed(ctx: Context, request_id: str, step: str, error: str, *, crashed: bool = False,
-                   job_kwargs: JsonObject | None = None, inline: bool = False) -> None:
+                   arguments: JobArguments | None = None, inline: bool = False) -> None:
     try:
         request = ctx.store().get(request_id)
     except redis.RedisError:
-        _without_redis(ctx, request_id, step, error, job_kwargs or {})
+        _without_redis(ctx, request_id, step, error, arguments or JobArguments())
         return
     if request is None:
         logger.error("job for unknown request %s failed at %s: %s", request_id, step, error)
@@ -166,16 +198,14 @@ def request_failed(ctx: Context, request_id: str, step: str, error: str, *, cras
         logger.warning("could not clear the plans of %s: %s", target.name, type(exc).__name__)
 
 
-def standalone_failed(ctx: Context, job: Job, kwargs: JsonObject, error: str) -> None:
+def standalone_failed(ctx: Context, job: Job, arguments: JobArguments, error: str) -> None:
     step = _job_step(job)
-    progress = ctx.progress(kwargs.get("channel"), kwargs.get("thread_ts"))
+    progress = ctx.progress(arguments.channel, arguments.thread_ts)
     progress.fail(step, error)
-    if job.func_name in PAGING_JOBS and kwargs.get("target"):
-        target = ctx.settings.targets.get(str(kwargs["target"]))
-        contacts = ctx.settings.contacts_for(target) if target else ctx.settings.escalation
-        key = dedup_key(f"{step}-{kwargs.get('target')}-{kwargs.get('thread_ts') or job.id}")
-        escalate(ctx.pager(), progress, key=key, target=str(kwargs["target"]), version=None, step=step,
-                 error=error, contacts=contacts)
+    if job.func_name in PAGING_JOBS and arguments.target:
+        key = dedup_key(f"{step}-{arguments.target}-{arguments.thread_ts or job.id}")
+        escalate(ctx.pager(), progress, key=key, target=arguments.target, version=None, step=step,
+                 error=error, contacts=_contacts(ctx, arguments.target))
 
 
 def on_exception(job: Job, exc_type: Any, exc_value: Any, tb: Any) -> bool:

@@ -313,8 +313,7 @@ class PipelineState:
 
     def result(self, step: str, read: Callable[[Mapping[str, Any]], T]) -> T | None:
         """A step's result that has no field of its own, read by the reader its module gives."""
-        saved = self.others.get(step)
-        return read(saved) if saved is not None else None
+        return read(self.others[step]) if step in self.others else None
 
     @property
     def maintenance_ran(self) -> bool:

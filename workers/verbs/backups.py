@@ -35,18 +35,19 @@ def backups(ctx: Context, progress: Progress, target_name: str) -> JsonObject:
 
 def backups_text(target: str, local: Sequence[Mapping[str, Any]], snapshots: Sequence[Mapping[str, Any]],
                  managed: Sequence[Mapping[str, Any]], notes: Sequence[str]) -> str:
+    # the rows of list_backups and of the DigitalOcean client: every key there, a missing value as None
     lines = [f"*Backups of {target}*: {len(local)} local"]
     for b in local[:20]:
-        mark = DONE if b.get("verified") else WARNING
+        mark = DONE if b["verified"] else WARNING
         lines.append(
-            f"{mark} `{b.get('name')}` {human_bytes(b.get('size_bytes'))}, {seconds(b.get('age_seconds'))} old, "
-            + (f"ours, sha256 `{str(b.get('sha256') or '?')[:16]}`" if b.get("ours") else
-               f"not ours ({dump_format(b.get('format'))}, made by hand: no manifest; read whole when restored)")
+            f"{mark} `{b['name']}` {human_bytes(b['size_bytes'])}, {seconds(b['age_seconds'])} old, "
+            + (f"ours, sha256 `{str(b['sha256'] or '?')[:16]}`" if b["ours"] else
+               f"not ours ({dump_format(b['format'])}, made by hand: no manifest; read whole when restored)")
         )
     for s in snapshots[:10]:
-        lines.append(f"DigitalOcean snapshot `{s.get('name')}` ({s.get('created_at')})")
+        lines.append(f"DigitalOcean snapshot `{s['name']}` ({s['created_at']})")
     for d in managed[:10]:
-        lines.append(f"Managed database backup {d.get('created_at')} ({d.get('size_gigabytes')} GB)")
+        lines.append(f"Managed database backup {d['created_at']} ({d['size_gigabytes']} GB)")
     lines += [f"{WARNING} {n}" for n in notes]
     return "\n".join(lines)
 

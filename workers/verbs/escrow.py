@@ -32,7 +32,7 @@ def escrow_list(target: str, held: Sequence[Mapping[str, Any]], retention_days: 
     if not held:
         lines.append("nothing held")
     for h in held:
-        state = " — undone" if h.get("undone_at") else (
+        state = " — undone" if h["undone_at"] else (
             f" — {len(h['not_escrowed'])} statement(s) not escrowed" if h["not_escrowed"] else "")
         lines.append(f"• `{h['request_id']}`: {', '.join(h['tables']) or 'no table'}; {h['rows']} row(s), "
                      f"{human_bytes(h['bytes'])}, {h['age']} old{state}")

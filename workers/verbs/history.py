@@ -25,9 +25,10 @@ def history_text(target: str, rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def history_line(row: Mapping[str, Any]) -> str:
-    who = row.get("executed_by") or "?"
-    approved = f", approved by {row.get('approved_by')}" if row.get("approved_by") else ""
+    """A whole migration_history row (every column there, NULL as None)."""
+    who = row["executed_by"] or "?"
+    approved = f", approved by {row['approved_by']}" if row["approved_by"] else ""
     return (
-        f"{row.get('executed_at')}  {row.get('operation')} {row.get('version') or ''} "
-        f"{row.get('status')} by {who}{approved}"
+        f"{row['executed_at']}  {row['operation']} {row['version'] or ''} "
+        f"{row['status']} by {who}{approved}"
     ).replace("  ", " ")

@@ -8,13 +8,14 @@ render markdown (`render`, pure), write it next to the backups and attach it to 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from slack_sdk import WebClient
+from slack_sdk.web import SlackResponse
 
 from core import defaults
 from core.jsontypes import JsonObject
@@ -71,8 +72,34 @@ class ThreadMessage:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ThreadMessage:
         """Read Slack's answer (the one place its JSON is read here)."""
-        return cls(ts=str(data["ts"]), text=str(data.get("text") or ""), user=data.get("user") or None,
-                   bot_id=data.get("bot_id") or None, thread_ts=data.get("thread_ts") or None)
+        def optional(name: str) -> Any:
+            return data.get(name) or None
+        return cls(ts=str(data["ts"]), text=str(optional("text") or ""), user=optional("user"),
+                   bot_id=optional("bot_id"), thread_ts=optional("thread_ts"))
+
+
+@dataclass(frozen=True)
+class MessagePage:
+    """One page of Slack's `conversations.replies` or `conversations.history` answer."""
+
+    messages: list[ThreadMessage]
+    next_cursor: str | None = None  # None: the last page
+
+    @classmethod
+    def from_dict(cls, data: SlackResponse) -> MessagePage:
+        return cls(messages=[ThreadMessage.from_dict(m) for m in data.get("messages") or []],
+                   next_cursor=(data.get("response_metadata") or {}).get("next_cursor") or None)
+
+
+def _paged(fetch: Callable[[str | None], SlackResponse]) -> Iterator[ThreadMessage]:
+    """Every message of a paginated Slack listing; `fetch` asks for the page at a cursor."""
+    cursor: str | None = None
+    while True:
+        page = MessagePage.from_dict(fetch(cursor))
+        yield from page.messages
+        cursor = page.next_cursor
+        if not cursor:
+            return
 
 
 def _thread_label(thread: Sequence[ThreadMessage]) -> str:
@@ -164,16 +191,10 @@ def report_file_title(request_id: str | None) -> str:
 
 def read_thread(progress: Progress) -> list[ThreadMessage]:
     """Every message of the thread, oldest first (paginated)."""
-    assert progress.client is not None and progress.channel and progress.thread_ts
-    found: list[ThreadMessage] = []
-    cursor: str | None = None
-    while True:
-        response = progress.client.conversations_replies(
-            channel=progress.channel, ts=progress.thread_ts, cursor=cursor, limit=200)
-        found += [ThreadMessage.from_dict(m) for m in response.get("messages") or []]
-        cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
-        if not cursor:
-            return found
+    client, channel, thread_ts = progress.client, progress.channel, progress.thread_ts
+    assert client is not None and channel and thread_ts
+    return list(_paged(lambda cursor: client.conversations_replies(
+        channel=channel, ts=thread_ts, cursor=cursor, limit=200)))
 
 
 def _when(ts: str | float | None) -> str:
@@ -184,7 +205,7 @@ def _when(ts: str | float | None) -> str:
 
 def _plain(text: str, names: Mapping[str, str]) -> str:
     """Slack text for a markdown table cell: no emoji codes, `<@U…>` mentions as `@name`."""
-    text = MENTION.sub(lambda m: "@" + names.get(m.group(1), m.group(1)), text)
+    text = MENTION.sub(lambda m: "@" + _name(m.group(1), names), text)
     return EMOJI.sub("", text).strip()
 
 
@@ -219,11 +240,16 @@ def resolve_names(client: WebClient, ids: Sequence[str]) -> dict[str, str]:
     return names
 
 
+def _name(user_id: str, names: Mapping[str, str]) -> str:
+    """A user's display name; an id never resolved stands for itself."""
+    return names.get(user_id, user_id)
+
+
 def _person(user_id: Any, names: Mapping[str, str]) -> str | None:
     """`alice (U_ALICE)`: the name to read, the id to search for."""
     if not user_id:
         return None
-    name = names.get(str(user_id), str(user_id))
+    name = _name(str(user_id), names)
     return name if name == str(user_id) else f"{name} ({user_id})"
 
 
@@ -262,7 +288,7 @@ def render(thread: Sequence[ThreadMessage], request: Request | None, state: Pipe
         if label:  # which thread, in a timeline merged from several
             text = f"[{_plain(label, names)}] {text}"
         elapsed = messages.seconds(message.at - first)
-        who = names.get(message.user, message.user) if message.user else message.bot_id or "?"
+        who = _name(message.user, names) if message.user else message.bot_id or "?"
         lines.append(f"| {_when(message.ts)} | {elapsed} | {who} | {text} |")
     lines += post_mortem([m for _, m in labelled], rollback, names)
     generated = report_generated(_person(generated_by, names) or generated_by,
@@ -310,17 +336,12 @@ def incident_threads(ctx: Context, progress: Progress, request: Request) -> list
     bot_user = progress.client.auth_test().get("user_id")
     about = re.compile(rf"(?<![\w-]){re.escape(request.target)}(?![\w-])")
     single = len(ctx.settings.targets) <= 1
-    roots = []
-    cursor: str | None = None
-    while True:
-        response = progress.client.conversations_history(channel=progress.channel, oldest=f"{start:.6f}",
-                                                         cursor=cursor, limit=200)
-        roots += [m for m in map(ThreadMessage.from_dict, response.get("messages") or [])
-                  if (m.thread_ts or m.ts) == m.ts and m.ts != progress.thread_ts and m.at >= start
-                  and m.user == bot_user and (single or about.search(m.text))]
-        cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
-        if not cursor:
-            break
+    client, channel = progress.client, progress.channel
+    history = _paged(lambda cursor: client.conversations_history(channel=channel, oldest=f"{start:.6f}",
+                                                                 cursor=cursor, limit=200))
+    roots = [m for m in history
+             if (m.thread_ts or m.ts) == m.ts and m.ts != progress.thread_ts and m.at >= start
+             and m.user == bot_user and (single or about.search(m.text))]
     found = []
     for root in sorted(roots, key=lambda m: m.at):
         replies = read_thread(Progress(progress.client, progress.channel, root.ts, lambda _: None))

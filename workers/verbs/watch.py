@@ -141,8 +141,8 @@ def _schedule(ctx: Context, request_id: str, state: WatchState, n: int, now: flo
 
 
 def tick(ctx: Context, request_id: str, n: int) -> JsonObject:
-    request = ctx.store().get(request_id)
-    if request is None or not request.watching:
+    request = _watched(ctx, request_id)
+    if request is None:
         return {"request_id": request_id, "watching": False}
     if not ctx.store().claim(request_id, f"watch-{n}"):
         return {"request_id": request_id, "duplicate": True}
@@ -189,8 +189,8 @@ def tick(ctx: Context, request_id: str, n: int) -> JsonObject:
 def look_failed(ctx: Context, request_id: str, n: int, error: str) -> JsonObject:
     """Look `n` crashed or raised (reported by workers/runtime/failures.py): said in the thread; the next look is
     scheduled if the dead one had not done it; too many failed looks in a row end the watch as interrupted."""
-    request = ctx.store().get(request_id)
-    if request is None or not request.watching:
+    request = _watched(ctx, request_id)
+    if request is None:
         return {"request_id": request_id, "watching": False}
     state = WatchState.from_dict(request.watch)
     if state.stopped or (state.next or 0) > n:  # stopped, or the look had done all its work
@@ -218,8 +218,13 @@ def _closing(ctx: Context, request: Request) -> Request | None:
     it is now, or None when someone else closes it or it is already over."""
     if not ctx.store().claim(request.id, WATCH_CLOSE_STEP, defaults.WATCH_CLOSE_CLAIM_SECONDS):
         return None
-    current = ctx.store().get(request.id)
-    return current if current is not None and current.watching else None
+    return _watched(ctx, request.id)
+
+
+def _watched(ctx: Context, request_id: str) -> Request | None:
+    """The request as it is now while its watch is open; None once it is gone or its watch is over."""
+    request = ctx.store().get(request_id)
+    return request if request is not None and request.watching else None
 
 
 def _page(ctx: Context, request: Request, target: Target, progress: Progress, regressions: list[Change]) -> None:
@@ -296,8 +301,8 @@ def _record(ctx: Context, target: Target, request: Request, status: str, by: str
 
 def stop(ctx: Context, request_id: str, by: str) -> JsonObject:
     """`/rollback watch stop` (or `cancel` of the request): the window ends now (the next tick finds it over)."""
-    request = ctx.store().get(request_id)
-    if request is None or not request.watching:
+    request = _watched(ctx, request_id)
+    if request is None:
         return {"request_id": request_id, "stopped": False}
     state = WatchState.from_dict(request.watch)
     if state.stopped:
