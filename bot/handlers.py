@@ -31,12 +31,12 @@ from bot import approval, commands, invocations, links, liveness, messages, verb
 from bot.approval import Refusal
 from bot.commands import Command, CommandError
 from bot.invocations import Ignored, Invocation, NotAddressed
-from bot.plans import PlanSummary, summarize
+from bot.plans import DryRunPlan, PlanSummary
 from bot.verbs import Action, Verb
 from core import assessments, defaults, kinds, stall_policy
 from core.config import Settings, Target
 from core.kinds import Draft
-from core.prechecks import BackupCheck, PreviewCheck
+from core.prechecks import BackupCheck, PreviewCheck, RepairPlanCheck, UndoCheck
 from core.requests import (
     AlreadyDecided,
     PlanGone,
@@ -68,17 +68,6 @@ def versions_on_disk(migrations_dir: str) -> set[str] | None:
     except OSError:
         return None
     return versions_in(names)
-
-
-def plan_sql(saved: Mapping[str, Any]) -> str | None:
-    """The SQL a saved dry run's plan runs, migration by migration (None when it holds none)."""
-    plan = saved.get("plan") if isinstance(saved.get("plan"), Mapping) else saved
-    steps = plan.get("steps") if isinstance(plan, Mapping) else None
-    if not isinstance(steps, list):
-        return None
-    parts = [f"-- {s.get('version')} {s.get('name')}\n{str(s.get('sql') or '').strip()}\n"
-             for s in steps if isinstance(s, Mapping)]
-    return "\n".join(parts) or None
 
 
 def plan_of(request: Request, target: Target | None = None) -> PlanSummary | None:
@@ -360,21 +349,19 @@ class Handlers:
         saved = self.store.saved_plan(channel, cmd.target)
         if saved is None:
             return messages.no_plan(cmd.target)
-        plan = summarize(cmd.target, saved.plan)
+        dry_run = DryRunPlan.from_dict(saved.plan)
+        plan = dry_run.summary(cmd.target)
         if plan.empty:
             return messages.empty_plan(cmd.target)
         plan = replace(plan, maintenance=stall_policy.decide(self.settings.targets[cmd.target], plan.stall_ms))
         if plan.maintenance is not None and plan.maintenance.refused:
             return messages.maintenance_required_without_hook(cmd.target, plan.maintenance)
-        return RequestDraft(summary=plan.summary(), plan=plan, saved=saved, source_link=self.source_link(saved),
-                            sql=plan_sql(saved.plan))
+        return RequestDraft(summary=plan.summary(), plan=plan, saved=saved, source_link=self.source_link(dry_run),
+                            sql=dry_run.sql)
 
-    def source_link(self, saved: SavedPlan) -> str | None:
+    def source_link(self, dry_run: DryRunPlan) -> str | None:
         """A permalink to the thread the dry run was answered in (None: unknown, or Slack would not say)."""
-        source = saved.plan.get("source")
-        if not isinstance(source, dict):
-            return None
-        return links.permalink(self.client, str(source.get("channel") or ""), source.get("thread_ts"))
+        return links.permalink(self.client, dry_run.source_channel, dry_run.source_thread_ts)
 
     def restore_draft(self, verb: Verb, cmd: Command, channel: str) -> RequestDraft | str:
         """Only a backup that exists and verifies may be requested: a worker checks it first."""
@@ -405,13 +392,11 @@ class Handlers:
         answer = self.wait_for_check(verb, cmd.target, request_id=cmd.request_id)
         if answer is None:
             return messages.undo_check_unanswered(cmd.target, cmd.request_id)
-        if not isinstance(answer, Mapping) or answer.get("ok") is not True:
-            error = answer.get("error") if isinstance(answer, Mapping) else None
-            return messages.undo_refused(cmd.target, cmd.request_id, str(error) if error else None)
-        versions = tuple(str(v) for v in answer.get("versions") or ())
-        return RequestDraft(summary=messages.undo_summary(cmd.target, cmd.request_id, versions,
-                                                          answer.get("restored") or []),
-                            undoes=cmd.request_id, plan_hash=str(answer.get("hash") or ""), versions=versions)
+        check = UndoCheck.from_dict(answer)
+        if not check.ok:
+            return messages.undo_refused(cmd.target, cmd.request_id, check.error)
+        return RequestDraft(summary=messages.undo_summary(cmd.target, cmd.request_id, check.versions, check.restored),
+                            undoes=cmd.request_id, plan_hash=check.hash, versions=check.versions)
 
     def wait_for_check(self, verb: Verb, target: str, **kwargs: Any) -> Any:
         """The return value of the verb's check job, or None when no worker answered in time or it crashed."""
@@ -442,7 +427,7 @@ class Handlers:
             return messages.recovery_check_refused(verb.name, cmd.target, check.error)
         return RequestDraft(
             summary=messages.preview_summary(check.preview, check.digest), digest=check.digest,
-            backup=cmd.backup or (check.params or {}).get("backup"), params=dict(check.params or {}),
+            backup=cmd.backup or check.backup, params=dict(check.params or {}),
             thread_note=messages.preview_samples(check.preview),
             to_version=check.preview.bad_version or None,
         )
@@ -479,11 +464,10 @@ class Handlers:
         result = self.wait_check(verb, cmd.target, version=cmd.version)
         if result is None:
             return messages.repair_plan_timed_out(cmd.target, cmd.version, self.check_timeout())
-        answer = result.return_value if result.type is Result.Type.SUCCESSFUL else None
-        if not isinstance(answer, dict) or not answer.get("ok"):
-            return messages.repair_refused(cmd.target, cmd.version, (answer or {}).get("error"))
-        return RequestDraft(summary=str(answer.get("text") or ""), subject=cmd.version,
-                            plan_hash=str(answer.get("hash") or ""))
+        check = RepairPlanCheck.from_dict(result.return_value if result.type is Result.Type.SUCCESSFUL else None)
+        if not check.ok:
+            return messages.repair_refused(cmd.target, cmd.version, check.error)
+        return RequestDraft(summary=check.text, subject=cmd.version, plan_hash=check.hash)
 
     def check_backup(self, verb: Verb, target: str, backup: str) -> BackupCheck | str:
         """The verb's check job's answer about `backup`, or the one-line refusal."""

@@ -17,7 +17,7 @@ from bot.plans import PlanSummary
 from bot.verbs import Argument, Verb
 from core import kinds
 from core.jsontypes import JsonObject
-from core.prechecks import BackupCheck, Preview, TablePreview
+from core.prechecks import BackupCheck, BackupFacts, Preview, RestoredRelation, TablePreview
 from core.requests import Request, RequestStatus
 from core.stall_policy import MaintenanceChoice, MaintenanceDecision
 
@@ -299,17 +299,17 @@ def _size(size_bytes: Any) -> str:
 
 def restore_summary(target: str, backup: str, manifest: Mapping[str, Any] | None) -> str:
     """What a restore request restores, as verified when it was asked for (kept on the request)."""
+    known = BackupFacts.from_dict(manifest or {})
     facts = []
-    if manifest:
-        if manifest.get("created_at"):
-            facts.append(f"taken {manifest['created_at']}")
-        if size := _size(manifest.get("size_bytes")):
-            facts.append(size)
-        if manifest.get("sha256"):
-            facts.append(f"sha256 {str(manifest['sha256'])[:12]}")
+    if known.created_at:
+        facts.append(f"taken {known.created_at}")
+    if size := _size(known.size_bytes):
+        facts.append(size)
+    if known.sha256:
+        facts.append(f"sha256 {known.sha256[:12]}")
     detail = f" ({', '.join(escape(f) for f in facts)})" if facts else ""
-    if manifest and manifest.get("verified_by"):  # a dump made by hand: no checksum of ours to check
-        return f"restore {backup}{detail} into {target}; not ours, {escape(manifest['verified_by'])} when asked"
+    if known.verified_by:  # a dump made by hand: no checksum of ours to check
+        return f"restore {backup}{detail} into {target}; not ours, {escape(known.verified_by)} when asked"
     return f"restore {backup}{detail} into {target}; checksum and `pg_restore --list` verified when asked"
 
 
@@ -455,9 +455,9 @@ def _decision_buttons(request: Request, confirm_text: str) -> JsonObject:
     }
 
 
-def undo_summary(target: str, rollback_id: str, versions: Sequence[str], restored: Sequence[Mapping[str, Any]]) -> str:
+def undo_summary(target: str, rollback_id: str, versions: Sequence[str], restored: Sequence[RestoredRelation]) -> str:
     """What an undo does, as its dry run measured it (kept on the request, shown on the card)."""
-    back = "; ".join(f"{r.get('relation')} ({r.get('kind')}) {r.get('rows')} row(s)" for r in restored) or "nothing"
+    back = "; ".join(f"{r.relation} ({r.kind}) {r.rows} row(s)" for r in restored) or "nothing"
     return (f"undo rollback {rollback_id} of {target}: re-apply {', '.join(versions) or 'nothing'}, "
             f"then put back {back} (measured by a dry run, rolled back)")
 

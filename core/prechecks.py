@@ -16,6 +16,17 @@ from typing import Any
 # this only at those boundaries.
 
 
+def _text(data: Mapping[str, Any], key: str) -> str | None:
+    """An optional text field of a job's return value: None when absent or empty."""
+    value = data.get(key)
+    return str(value) if value else None
+
+
+def _items(data: Mapping[str, Any], key: str) -> list[Any]:
+    """A list field of a job's return value: empty when absent or null."""
+    return list(data.get(key) or ())
+
+
 @dataclass(frozen=True)
 class FileSummary:
     """What a worker read in a backup file itself (workers/postgres/dump_reader.py): its kind, whether it is
@@ -119,11 +130,26 @@ class Preview:
         known = {f.name for f in fields(cls)}
         after = data.get("versions_after")
         return cls(**{**{k: v for k, v in data.items() if k in known},
-                      "versions_before": tuple(data.get("versions_before") or ()),
+                      "versions_before": tuple(_items(data, "versions_before")),
                       "versions_after": tuple(after) if isinstance(after, list) else None,
-                      "tables": tuple(TablePreview.from_dict(t) for t in data.get("tables") or ()),
+                      "tables": tuple(TablePreview.from_dict(t) for t in _items(data, "tables")),
                       "written_since": dict(data.get("written_since") or {}),
                       "file": FileSummary.from_dict(data["file"]) if isinstance(data.get("file"), Mapping) else None})
+
+
+@dataclass(frozen=True)
+class BackupFacts:
+    """What a restore's card says of the checked backup: its manifest (`BackupCheck.backup`), read once."""
+
+    created_at: str | None = None
+    size_bytes: Any = None
+    sha256: str | None = None
+    verified_by: str | None = None  # a dump made by hand: how it was found whole (no checksum of ours)
+
+    @classmethod
+    def from_dict(cls, manifest: Mapping[str, Any]) -> BackupFacts:
+        return cls(created_at=_text(manifest, "created_at"), size_bytes=manifest.get("size_bytes"),
+                   sha256=_text(manifest, "sha256"), verified_by=_text(manifest, "verified_by"))
 
 
 @dataclass(frozen=True)
@@ -158,12 +184,12 @@ class BackupCheck:
         preview = data.get("preview")
         return cls(
             ok=data.get("ok") is True,
-            error=str(data["error"]) if data.get("error") else None,
+            error=_text(data, "error"),
             newest=tuple(str(n) for n in newest) if isinstance(newest, list) else (),
             backup=backup if isinstance(backup, Mapping) else None,
-            digest=str(data["digest"]) if isinstance(data.get("digest"), str) else None,
+            digest=digest if isinstance(digest := data.get("digest"), str) else None,
             preview=Preview.from_dict(preview) if isinstance(preview, Mapping) else None,
-            preview_error=str(data["preview_error"]) if data.get("preview_error") else None,
+            preview_error=_text(data, "preview_error"),
         )
 
 
@@ -183,6 +209,11 @@ class PreviewCheck:
     preview: Preview | None = None
     params: Mapping[str, Any] | None = field(default=None)
 
+    @property
+    def backup(self) -> str | None:
+        """The backup the check chose for the recovery (none named: the one before the bad migration)."""
+        return _text(self.params or {}, "backup")
+
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "error": self.error, "digest": self.digest,
                 "preview": self.preview.to_dict() if self.preview is not None else None,
@@ -197,8 +228,61 @@ class PreviewCheck:
         ok = data.get("ok") is True and isinstance(data.get("digest"), str) and isinstance(preview, Mapping)
         return cls(
             ok=ok,
-            error=str(data["error"]) if data.get("error") else None,
-            digest=str(data["digest"]) if data.get("digest") else None,
+            error=_text(data, "error"),
+            digest=_text(data, "digest"),
             preview=Preview.from_dict(preview) if isinstance(preview, Mapping) else None,
             params=params if isinstance(params, Mapping) else None,
         )
+
+
+@dataclass(frozen=True)
+class RestoredRelation:
+    """A relation an undo puts back from the escrow, and how many rows."""
+
+    relation: str
+    kind: str
+    rows: int | None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RestoredRelation:
+        return cls(relation=str(data.get("relation")), kind=str(data.get("kind")), rows=data.get("rows"))
+
+
+@dataclass(frozen=True)
+class UndoCheck:
+    """The result of `workers.jobs.check_undo` (an undo's dry run, rolled back): what it re-applies and puts
+    back, and the plan hash the request binds. The bot waits for it before it creates the request."""
+
+    ok: bool
+    error: str | None = None  # why not, one line, no secret
+    hash: str = ""
+    versions: tuple[str, ...] = ()
+    restored: tuple[RestoredRelation, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: Any) -> UndoCheck:
+        """Read a job's return value; anything not shaped like an UndoCheck is a failed check."""
+        if not isinstance(data, Mapping):
+            return cls(ok=False)
+        return cls(ok=data.get("ok") is True, error=_text(data, "error"), hash=_text(data, "hash") or "",
+                   versions=tuple(str(v) for v in _items(data, "versions")),
+                   restored=tuple(RestoredRelation.from_dict(r) for r in _items(data, "restored")))
+
+
+@dataclass(frozen=True)
+class RepairPlanCheck:
+    """The result of a repair's check job (`workers.verbs.repair.plan`): the repair plan as the card shows
+    it (`text`) and its hash, which the approved repair must still match."""
+
+    ok: bool
+    error: str | None = None  # why not, one line, no secret
+    text: str = ""
+    hash: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RepairPlanCheck:
+        """Read a job's return value; anything not shaped like a RepairPlanCheck is a failed check."""
+        if not isinstance(data, Mapping):
+            return cls(ok=False)
+        return cls(ok=bool(data.get("ok")), error=_text(data, "error"), text=_text(data, "text") or "",
+                   hash=_text(data, "hash") or "")

@@ -193,10 +193,9 @@ class Request:
     def from_dict(cls, data: Mapping[str, Any]) -> Request:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        for name in _LIST_FIELDS:
-            values[name] = list(values.get(name) or [])
-        values["params"] = dict(values.get("params") or {})
-        values["watch"] = dict(values.get("watch") or {})
+        for name in _LIST_FIELDS | _JSON_FIELDS:  # absent or null: empty
+            container = list if name in _LIST_FIELDS else dict
+            values[name] = container(values.get(name) or container())
         return cls(**values)
 
 
@@ -496,9 +495,7 @@ class RequestStore:
         if status not in DECISIONS:
             raise ValueError(f"decision must be approved, rejected or cancelled, not {decision!r}")
         now = time.time() if now is None else now
-        request = self.get(request_id)
-        if request is None:
-            raise RequestNotFound(request_id)
+        request = self._require(request_id)
         result = self._decide(
             keys=[self._request_key(request_id), self._held_key(request)],
             args=[request_id, status.value, by, repr(now)],

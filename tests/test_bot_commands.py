@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from bot import approval, messages, verbs
 from bot.approval import Refusal
 from bot.commands import Command, CommandError, parse
-from bot.plans import summarize
+from bot.plans import DryRunPlan, summarize
 from bot.verbs import Who
 from core.config import Policy
+from core.prechecks import PreviewCheck, RepairPlanCheck, RestoredRelation, UndoCheck
 from core.requests import Request, RequestStatus
 
 ONE = ["prod"]
@@ -94,6 +95,29 @@ def test_plan_summary_reads_a_dry_run_report_or_a_bare_plan() -> None:
     bare = summarize("prod", {"hash": "h2", "to": V1, "versions": [{"version": V2}]})
     assert bare.versions == (V2,) and not bare.empty
     assert summarize("prod", {"hash": "h3", "to": V2, "versions": []}).empty
+
+
+def test_a_dry_run_is_read_once_with_its_sql_and_where_it_was_answered() -> None:
+    saved = {"plan": {"hash": "h", "to": V1, "versions": [V2],
+                      "steps": [{"version": V2, "name": "add_col", "sql": " ALTER TABLE t DROP COLUMN c; "}]},
+             "source": {"channel": "C1", "thread_ts": "17.5"}, "net": "escrow"}
+    dry_run = DryRunPlan.from_dict(saved)
+    assert dry_run.sql == f"-- {V2} add_col\nALTER TABLE t DROP COLUMN c;\n"
+    assert (dry_run.source_channel, dry_run.source_thread_ts, dry_run.net) == ("C1", "17.5", "escrow")
+    bare = DryRunPlan.from_dict({"hash": "h2", "to": V1, "versions": [V2]})
+    assert bare.sql is None and bare.source_thread_ts is None and bare.summary("prod").versions == (V2,)
+
+
+def test_an_undo_or_repair_check_not_shaped_as_one_is_a_refusal() -> None:
+    undo = UndoCheck.from_dict({"ok": True, "hash": "h", "versions": [V2],
+                                "restored": [{"relation": "t", "kind": "column", "rows": 3}]})
+    assert (undo.ok, undo.hash, undo.versions, undo.restored) == (True, "h", (V2,), (RestoredRelation("t", "column", 3),))
+    assert not UndoCheck.from_dict("boom").ok and not UndoCheck.from_dict({"ok": "yes"}).ok
+    assert UndoCheck.from_dict({"ok": False, "error": "no escrow"}).error == "no escrow"
+    repair = RepairPlanCheck.from_dict({"ok": True, "text": "run 2 statements", "hash": "r"})
+    assert (repair.ok, repair.text, repair.hash) == (True, "run 2 statements", "r")
+    assert RepairPlanCheck.from_dict(None) == RepairPlanCheck(ok=False)
+    assert RepairPlanCheck.from_dict({"ok": False, "error": "unknown version"}).error == "unknown version"
 
 
 NOW = 1_800_000_000.0
@@ -297,3 +321,15 @@ def test_snapshot_restore_with_new_droplet_is_its_own_verb_and_kind() -> None:
     with pytest.raises(CommandError, match="does not take `bad_name!`.*--new-droplet") as err:
         parse("snapshot-restore 123 --new-droplet bad_name! prod", TWO)
     assert "\n" not in str(err.value)
+
+
+def test_a_restore_summary_names_what_the_manifest_says_of_the_backup() -> None:
+    ours = messages.restore_summary("prod", "b1.dump", {"created_at": "2026-01-02T03:04", "size_bytes": 2048,
+                                                        "sha256": "abcdef0123456789"})
+    assert ours == ("restore b1.dump (taken 2026-01-02T03:04, 2.0 KB, sha256 abcdef012345) into prod; "
+                    "checksum and `pg_restore --list` verified when asked")
+    by_hand = messages.restore_summary("prod", "x.sql", {"verified_by": "read whole"})
+    assert by_hand == "restore x.sql into prod; not ours, read whole when asked"
+    assert messages.restore_summary("prod", "b2.dump", None).startswith("restore b2.dump into prod; checksum")
+    assert PreviewCheck(ok=True, params={"backup": "b3.dump"}).backup == "b3.dump"
+    assert PreviewCheck(ok=True).backup is None
