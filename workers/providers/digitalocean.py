@@ -233,16 +233,13 @@ class DigitalOcean:
         new_id = str(new.get("id") or "")
         if not new_id:
             raise DigitalOceanError(errors.do_unexpected(errors.do_create_cluster(new_name)))
-        last_beat = started
-        while new.get("status") != "online":
-            elapsed = time.monotonic() - started
-            if elapsed > timeout_s:
-                raise DigitalOceanError(errors.do_cluster_slow(new_name, new.get("status"), timeout_s))
-            if heartbeat is not None and time.monotonic() - last_beat >= defaults.PROGRESS_INTERVAL_SECONDS:
-                heartbeat(messages.do_cluster_progress(new_name, new.get("status"), elapsed))
-                last_beat = time.monotonic()
-            time.sleep(poll_seconds)
-            new = self._call(errors.do_get_cluster(new_id), lambda: self.client.databases.get_cluster(new_id)).get("database") or {}
+        new = _wait_until(
+            new, lambda c: c.get("status") == "online",
+            lambda: self._call(errors.do_get_cluster(new_id),
+                               lambda: self.client.databases.get_cluster(new_id)).get("database") or {},
+            slow=lambda c: errors.do_cluster_slow(new_name, c.get("status"), timeout_s),
+            progress=lambda c, elapsed: messages.do_cluster_progress(new_name, c.get("status"), elapsed),
+            started=started, heartbeat=heartbeat, poll_seconds=poll_seconds, timeout_s=timeout_s)
         connection = new.get("connection") or {}
         return {"id": new_id, "name": new.get("name"), "status": new.get("status"), "host": connection.get("host"),
                 "port": connection.get("port"), "database": connection.get("database"), "user": connection.get("user"),
@@ -275,16 +272,11 @@ class DigitalOcean:
         if new["id"] is None:
             raise DigitalOceanError(errors.do_unexpected(errors.do_create_droplet(name, snapshot_id)))
         new_id = int(new["id"])
-        last_beat = started
-        while new.get("status") != "active" or not new.get("ip"):
-            elapsed = time.monotonic() - started
-            if elapsed > timeout_s:
-                raise DigitalOceanError(errors.do_droplet_slow(name, new.get("status"), timeout_s))
-            if heartbeat is not None and time.monotonic() - last_beat >= defaults.PROGRESS_INTERVAL_SECONDS:
-                heartbeat(messages.do_droplet_progress(name, new.get("status"), elapsed))
-                last_beat = time.monotonic()
-            time.sleep(poll_seconds)
-            new = self.droplet(new_id)
+        new = _wait_until(
+            new, lambda d: d.get("status") == "active" and bool(d.get("ip")), lambda: self.droplet(new_id),
+            slow=lambda d: errors.do_droplet_slow(name, d.get("status"), timeout_s),
+            progress=lambda d, elapsed: messages.do_droplet_progress(name, d.get("status"), elapsed),
+            started=started, heartbeat=heartbeat, poll_seconds=poll_seconds, timeout_s=timeout_s)
         return {**new, "duration_s": round(time.monotonic() - started, 3)}
 
     def _droplets_named(self, name: str) -> list[JsonObject]:
@@ -337,3 +329,21 @@ def _droplet_facts(droplet: JsonObject) -> JsonObject:
     return {"id": droplet.get("id"), "name": droplet.get("name"), "status": droplet.get("status"),
             "size": droplet.get("size_slug"), "region": region.get("slug") if isinstance(region, dict) else region,
             "image": str((droplet.get("image") or {}).get("id") or "") or None, "ip": public}
+
+
+def _wait_until(current: JsonObject, ready: Callable[[JsonObject], bool], refresh: Callable[[], JsonObject], *,
+                slow: Callable[[JsonObject], str], progress: Callable[[JsonObject, float], str], started: float,
+                heartbeat: Heartbeat | None, poll_seconds: float, timeout_s: float) -> JsonObject:
+    """Poll a resource DigitalOcean is making (a cluster, a droplet) until `ready`, bounded by `timeout_s` from
+    `started`, a heartbeat line every progress interval; past the bound, the `slow` line as the error."""
+    last_beat = started
+    while not ready(current):
+        elapsed = time.monotonic() - started
+        if elapsed > timeout_s:
+            raise DigitalOceanError(slow(current))
+        if heartbeat is not None and time.monotonic() - last_beat >= defaults.PROGRESS_INTERVAL_SECONDS:
+            heartbeat(progress(current, elapsed))
+            last_beat = time.monotonic()
+        time.sleep(poll_seconds)
+        current = refresh()
+    return current
