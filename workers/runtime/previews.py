@@ -54,10 +54,15 @@ def digest_of(identity_: identity.Identity, facts: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def has_migrations_table(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the database has a schema_migrations table yet (none before the first migration)."""
+    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
 def applied_versions(conn: psycopg.Connection[Any]) -> list[tuple[str, float]]:
     """Completed migrations with when they were applied (unix), oldest first; [] before the first one."""
-    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
-    if not exists or not exists[0]:
+    if not has_migrations_table(conn):
         return []
     rows = conn.execute(
         "SELECT version, extract(epoch FROM applied_at)::float8 FROM schema_migrations"

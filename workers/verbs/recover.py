@@ -108,7 +108,7 @@ def backup_before(ctx: Context, target: Target, version: str | None = None) -> t
         row = conn.execute(
             "SELECT version, applied_at FROM schema_migrations WHERE applied_at IS NOT NULL"
             " AND (%(v)s::text IS NULL OR version = %(v)s) ORDER BY applied_at DESC, version DESC LIMIT 1",
-            {"v": version}).fetchone() if _has_migrations(conn) else None
+            {"v": version}).fetchone() if previews.has_migrations_table(conn) else None
     if row is None:
         raise RecoveryRefused(no_migration_to_go_before(target.name, version))
     lost_by, applied_at = str(row[0]), row[1]
@@ -119,11 +119,6 @@ def backup_before(ctx: Context, target: Target, version: str | None = None) -> t
                                                target=target.name, pg_restore=ctx.options.pg_restore).ok:
             return str(found["name"]), lost_by
     raise RecoveryRefused(no_backup_before(target.name, lost_by))
-
-
-def _has_migrations(conn: Any) -> bool:
-    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
-    return bool(row and row[0])
 
 
 def no_migration_to_go_before(target: str, version: str | None) -> str:
